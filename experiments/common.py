@@ -1,0 +1,76 @@
+"""Algorithm-free helpers shared by the torch experiments: device choice, seeding, safe checkpoint loading, and the
+guarded torchvision import (its CPU wheel for torch 2.13 lacks two operator schemas; see ``import_torchvision``)."""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` is CUDA when present, else CPU; asking for CUDA without one is an error, not a silent fallback."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"--device {name} was asked for but no CUDA device is available; use --device cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a torch generator the member owns (saved in its checkpoint)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return generator
+
+
+def save_checkpoint(obj: dict[str, Any], path: Path) -> None:
+    torch.save(obj, path)
+
+
+def load_checkpoint(path: Path, required: tuple[str, ...]) -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` plus a check that the keys a member needs are there."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated or foreign file: say which, not a pickle traceback
+        raise ValueError(f"{path} is not a readable checkpoint: {type(exc).__name__}: {exc}") from exc
+    missing = [k for k in required if not isinstance(obj, dict) or k not in obj]
+    if missing:
+        raise ValueError(f"{path} is not a checkpoint of this experiment (missing {missing})")
+    return obj
+
+
+def import_torchvision() -> Any:
+    """Import torchvision. Its wheel for torch 2.13 is CUDA-built; on a CPU torch the import fails with "operator
+    torchvision::nms does not exist". Defining the two detection-op schemas first fixes it (models, transforms,
+    datasets and utils then work); it is done only when that failure happens, so a matching build is untouched."""
+    try:
+        import torchvision
+    except RuntimeError as exc:
+        if "torchvision::nms" not in str(exc):
+            raise
+        for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
+            del sys.modules[name]
+        lib = torch.library.Library("torchvision", "DEF")
+        lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        _KEEP_ALIVE.append(lib)  # the schemas live as long as the library object
+        import torchvision
+    return torchvision
+
+
+_KEEP_ALIVE: list[Any] = []
+
+
+def data_root(flag_value: str | None, env_var: str, default_subdir: str) -> Path | None:
+    """The data path from a flag, else an environment variable, else ``None`` (meaning: download)."""
+    value = flag_value or os.environ.get(env_var)
+    return Path(value).expanduser() if value else None

@@ -1,0 +1,245 @@
+"""The controller: starts or resumes a run, hands intervals to an executor, and applies Algorithm 1's ready branch
+as each member's interval comes back. There is no generation barrier: a member's exploit decision sees whatever the
+others have published at that moment. When members outnumber workers, the member furthest behind runs next.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import math
+import platform
+import random
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from pbt.algorithm import IntervalResult, Job, copy_member, decision_rng, exploit_and_explore, explore_member, published
+from pbt.config import PBTConfig
+from pbt.executor import LocalExecutor, SerialExecutor, TaskSpec, cpu_count
+from pbt.space import ConfigError, HParams, sample
+from pbt.store import Event, MemberRow, ScoreRow, Store
+
+Listener = Callable[[MemberRow, Sequence[ScoreRow], Sequence[Event]], None]
+
+
+class RunFailed(RuntimeError):
+    """A member failed more often than ``max_failures`` allows."""
+
+
+def git_commit() -> str:
+    """The commit of the code that runs, with ``+dirty`` when the tree has uncommitted changes."""
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return head.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine() -> dict[str, Any]:
+    return {"node": platform.node(), "platform": platform.platform(), "processor": platform.machine(),
+            "cpus": cpu_count(), "python": platform.python_version()}
+
+
+def _config_dict(config: Any) -> dict[str, Any]:
+    return json.loads(json.dumps(dataclasses.asdict(config)))  # tuples become lists, as they are stored
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in _differences(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [f"{prefix[:-1]}: {a!r} != {b!r}"]
+
+
+def prepare_run_dir(
+    out: Path, domain: str, method: str, config: Any, initial_hparams: list[HParams] | None, space: dict,
+    force: bool = False, resume: bool = False,
+) -> Store:
+    """Create a new run directory, or reopen ``out`` when ``resume`` is set and it holds the same run.
+
+    Refuses to touch a non-empty directory unless ``force`` (which deletes it) or ``resume`` is given.
+    """
+    pbt: PBTConfig = config.pbt
+    wanted = {"domain": domain, "method": method, "config": _config_dict(config)}
+    if out.exists() and any(out.iterdir()):
+        if force:
+            shutil.rmtree(out)
+        elif resume and Store.exists(out):
+            store = Store.open_existing(out)
+            have = store.meta()
+            diff = _differences({k: have.get(k) for k in wanted}, wanted)
+            if diff:
+                store.close()
+                raise ConfigError(f"{out} belongs to a different run ({'; '.join(diff[:3])}); choose another --out")
+            return store
+        else:
+            raise ConfigError(f"{out} already exists and is not empty; use --resume to continue it or --force to "
+                              f"overwrite it")
+    if initial_hparams is not None and len(initial_hparams) != pbt.population:
+        raise ConfigError(f"population is {pbt.population} but {len(initial_hparams)} initial configurations given")
+    store = Store(out)
+    rng = random.Random(f"{pbt.seed}:init")  # shared by PBT and random search: same seed, same initial population
+    hparams = initial_hparams or [sample(space, rng) for _ in range(pbt.population)]
+    store.add_members([MemberRow(id=i, seed=pbt.seed + i, hparams=dict(h)) for i, h in enumerate(hparams)])
+    store.set_meta(**wanted, seed=pbt.seed, git_commit=git_commit(), machine=machine(),
+                   started_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), wall_seconds=0.0,
+                   status="running")
+    return store
+
+
+class Controller:
+    """Drives one run directory to completion. ``run()`` may be called on a fresh or a half-finished store."""
+
+    def __init__(self, store: Store, spec: TaskSpec, listeners: Sequence[Listener] = ()):
+        self.store = store
+        self.spec = spec
+        self.cfg: PBTConfig = spec.config.pbt
+        self.listeners = list(listeners)
+        self.space = spec.build().space
+        self.members = store.members()
+        if [m.id for m in self.members] != list(range(len(self.members))):
+            raise ConfigError(f"{store.run_dir}: member ids are not 0..N-1")
+
+    def _executor(self) -> SerialExecutor | LocalExecutor:
+        cache = math.ceil(len(self.members) / max(1, self.cfg.workers or cpu_count()))
+        if self.cfg.executor == "serial":
+            return SerialExecutor(self.spec, cache_size=len(self.members))
+        return LocalExecutor(self.spec, workers=min(self.cfg.workers or cpu_count(), len(self.members)),
+                             cache_size=cache)
+
+    def _runnable(self, in_flight: set[int]) -> list[MemberRow]:
+        return [m for m in self.members
+                if m.status == "pending" and m.id not in in_flight and m.step < self.cfg.budget_steps]
+
+    def _job(self, m: MemberRow) -> Job:
+        steps = min(self.cfg.ready_every - m.steps_since_ready, self.cfg.budget_steps - m.step)
+        return Job(member=m.id, seed=m.seed, hparams=m.hparams, start_step=m.step, steps=steps,
+                   eval_every=self.cfg.interval_eval_every, checkpoint_dir=str(self.store.checkpoint_dir),
+                   checkpoint=m.checkpoint, checksum=m.checksum)
+
+    def run(self) -> list[MemberRow]:
+        """Train every member to its budget; return the final population."""
+        self.store.remove_orphan_checkpoints()  # written by intervals a killed run never committed
+        wall_before = float(self.store.meta().get("wall_seconds", 0.0))
+        self.started = time.perf_counter() - wall_before
+        self.store.set_meta(status="running")
+        executor = self._executor()
+        in_flight: set[int] = set()
+        try:
+            while True:
+                for slot in executor.free_slots():
+                    runnable = self._runnable(in_flight)
+                    if not runnable:
+                        break
+                    member = min(runnable, key=lambda m: (m.step, not executor.cached_on(slot, m.id), m.id))
+                    executor.submit(slot, self._job(member))
+                    in_flight.add(member.id)
+                if not in_flight:
+                    break
+                result = executor.next_result()
+                in_flight.discard(result.member)
+                self._handle(result)
+        except BaseException:
+            self.store.set_meta(status="interrupted", wall_seconds=self._wall())
+            raise
+        finally:
+            executor.close()
+        self.store.set_meta(status="finished", wall_seconds=self._wall(),
+                            finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+        return self.members
+
+    def _wall(self) -> float:
+        return time.perf_counter() - self.started
+
+    def _publish(self, member: MemberRow, scores: Sequence[ScoreRow] = (), events: Sequence[Event] = ()) -> None:
+        self.store.commit(member, scores, events, meta={"wall_seconds": self._wall()})
+        self.members[member.id] = member
+        for listener in self.listeners:
+            listener(member, scores, events)
+
+    def _handle(self, result: IntervalResult) -> None:
+        me = self.members[result.member]
+        if result.error is not None:
+            return self._handle_failure(me, result)
+        last = result.evals[-1][1]
+        window = self.cfg.ttest_window
+        # An evaluation that brings its own samples (episode returns, per-sentence BLEU) describes the current
+        # weights by itself; otherwise the window is the recent scores.
+        samples = last.samples[-window:] if last.samples else (me.samples + tuple(e.score for _, e in result.evals))[-window:]
+        interval = {**result.metrics, "time/train_s": result.train_seconds, "time/eval_s": result.eval_seconds,
+                    "time/io_s": result.io_seconds}
+        scores = [ScoreRow(member=me.id, step=step, score=ev.score,
+                           metrics={f"eval/{k}": float(v) for k, v in ev.metrics.items()}
+                           | (interval if i == len(result.evals) - 1 else {}))
+                  for i, (step, ev) in enumerate(result.evals)]
+        since = me.steps_since_ready + result.steps
+        ready = since >= self.cfg.ready_every
+        me = replace(me, step=me.step + result.steps, steps_since_ready=0 if ready else since, score=last.score,
+                     samples=tuple(samples), checkpoint=result.checkpoint, checksum=result.checksum, error=None)
+        events: list[Event] = []
+        if me.step >= self.cfg.budget_steps:
+            me = replace(me, status="done")  # no exploit at the end: a member's final score is its own
+        elif ready:
+            me, events = exploit_and_explore(me, self.members, self.space, self.cfg, self.cfg.seed)
+        self._publish(me, scores, events)
+
+    def _handle_failure(self, me: MemberRow, result: IntervalResult) -> None:
+        failures = me.failures + 1
+        failure = Event(member=me.id, step=me.step, kind="failure", message=result.error)
+        if failures > self.cfg.max_failures:
+            self._publish(replace(me, status="failed", failures=failures, error=result.error), events=[failure])
+            raise RunFailed(f"member {me.id} failed {failures} times (max_failures={self.cfg.max_failures}); "
+                            f"last error: {result.error}")
+        me = replace(me, failures=failures, error=result.error)
+        action = "retry" if result.worker_died else self.cfg.on_failure
+        rng = decision_rng(self.cfg.seed, me.id, me.step, f"failure{failures}")
+        donors = [p for p in published(self.members) if p.member != me.id]
+        if action == "drop":
+            self._publish(replace(me, status="dropped"), events=[failure, Event(me.id, me.step, "drop")])
+        elif action == "replace" and donors:
+            best = max(donors, key=lambda p: p.score)
+            donor = self.members[best.member]
+            copied = copy_member(me, donor)
+            replaced = Event(member=me.id, step=me.step, kind="replace", donor=donor.id, donor_step=donor.step,
+                             old_hparams=me.hparams, new_hparams=donor.hparams, donor_score=donor.score)
+            events = [failure, replaced]
+            if self.cfg.explore != "none":
+                copied, explored = explore_member(copied, self.space, self.cfg, rng)
+                events.append(explored)
+            self._publish(copied, events=events)
+        else:  # retry the interval from the member's last checkpoint (or from scratch with fresh hyperparameters)
+            if me.checkpoint is None and action == "replace":
+                me = replace(me, hparams=sample(self.space, rng))
+            self._publish(me, events=[failure, Event(me.id, me.step, "retry", message=action)])
+
+
+def run_experiment(
+    module: str,
+    config: Any,
+    out: Path | str,
+    method: str = "pbt",
+    domain: str | None = None,
+    initial_hparams: list[HParams] | None = None,
+    force: bool = False,
+    resume: bool = False,
+    listeners: Sequence[Listener] = (),
+) -> Store:
+    """Run (or, with ``resume``, continue) a population of ``module``'s task with ``config``; return its store.
+
+    ``module`` is an import path whose ``make_task(config)`` builds the task (see ``experiments/__init__.py``).
+    """
+    spec = TaskSpec(module, config)
+    store = prepare_run_dir(Path(out), domain or module, method, config, initial_hparams, spec.build().space,
+                            force=force, resume=resume)
+    Controller(store, spec, listeners).run()
+    return store

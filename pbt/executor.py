@@ -1,0 +1,179 @@
+"""Where intervals run: in this process (``SerialExecutor``) or in worker processes (``LocalExecutor``).
+
+Both take a ``TaskSpec`` (a module path and the experiment config) rather than a task object, so every worker
+process builds its own task after setting its thread count, and the core never imports the experiment's framework.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import multiprocessing as mp
+import multiprocessing.connection as mpc
+import os
+import signal
+import sys
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from pbt.algorithm import IntervalResult, Job, StateCache, run_interval
+from pbt.task import Task
+
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """How to build a task anywhere: ``importlib.import_module(module).make_task(config)``."""
+
+    module: str
+    config: Any
+
+    def build(self) -> Task:
+        return importlib.import_module(self.module).make_task(self.config)
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+class SerialExecutor:
+    """Runs one interval at a time in this process. Deterministic: the toy example and the tests use it."""
+
+    slots = 1
+
+    def __init__(self, spec: TaskSpec, cache_size: int):
+        self.task = spec.build()
+        self.cache = StateCache(cache_size)
+        self.pending: deque[Job] = deque()
+
+    def free_slots(self) -> list[int]:
+        return [] if self.pending else [0]
+
+    def cached_on(self, slot: int, member: int) -> bool:
+        return self.cache.holds(member)
+
+    def submit(self, slot: int, job: Job) -> None:
+        self.pending.append(job)
+
+    def next_result(self) -> IntervalResult:
+        return run_interval(self.task, self.pending.popleft(), self.cache)
+
+    def close(self) -> None:
+        self.pending.clear()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this worker if the controller dies (SIGKILL included), so no worker outlives its run."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
+def _worker_main(conn: mpc.Connection, spec: TaskSpec, threads: int, cache_size: int) -> None:
+    _die_with_parent()
+    for var in THREAD_ENV_VARS:  # before the task imports its numerical library
+        os.environ[var] = str(threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the controller's to handle
+    task = spec.build()
+    cache = StateCache(cache_size)
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        if job is None:
+            return
+        conn.send(run_interval(task, job, cache))
+
+
+class _Worker:
+    def __init__(self, ctx: Any, spec: TaskSpec, threads: int, cache_size: int):
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_worker_main, args=(child, spec, threads, cache_size), daemon=True)
+        self.process.start()
+        child.close()
+        self.job: Job | None = None
+        self.cached: set[int] = set()
+
+
+class LocalExecutor:
+    """``workers`` processes on this machine, each running whole intervals. A worker that dies is replaced and its
+    interval reported as failed, so the run never hangs on it."""
+
+    def __init__(self, spec: TaskSpec, workers: int, cache_size: int):
+        self.spec = spec
+        self.ctx = mp.get_context("spawn")  # fork is unsafe once a numerical library has started threads
+        self.threads = max(1, cpu_count() // workers)
+        self.cache_size = cache_size
+        self.workers = [self._start() for _ in range(workers)]
+        self.slots = workers
+
+    def _start(self) -> _Worker:
+        return _Worker(self.ctx, self.spec, self.threads, self.cache_size)
+
+    def _restart(self, worker: _Worker) -> _Worker:
+        if worker.process.is_alive():
+            worker.process.kill()
+        worker.process.join()
+        fresh = self._start()
+        self.workers[self.workers.index(worker)] = fresh
+        return fresh
+
+    def free_slots(self) -> list[int]:
+        return [i for i, w in enumerate(self.workers) if w.job is None]
+
+    def cached_on(self, slot: int, member: int) -> bool:
+        return member in self.workers[slot].cached
+
+    def submit(self, slot: int, job: Job) -> None:
+        worker = self.workers[slot]
+        if not worker.process.is_alive():  # died between intervals
+            worker = self._restart(worker)
+        worker.job = job
+        worker.conn.send(job)
+
+    def next_result(self) -> IntervalResult:
+        busy = {w.conn: w for w in self.workers if w.job is not None}
+        if not busy:
+            raise RuntimeError("next_result() called with no interval in flight")
+        sentinels = {w.process.sentinel: w for w in busy.values()}
+        ready = mpc.wait(list(busy) + list(sentinels))
+        dead = [sentinels[obj] for obj in ready if obj in sentinels]
+        for obj in ready:  # results first: a worker may have sent its result and then exited
+            if obj not in busy:
+                continue
+            worker = busy[obj]
+            try:
+                result: IntervalResult = worker.conn.recv()
+            except (EOFError, OSError):
+                dead.append(worker)
+                continue
+            worker.job = None
+            if result.error is None:
+                worker.cached.add(result.member)
+            else:
+                worker.cached.discard(result.member)
+            return result
+        worker = dead[0]
+        job = worker.job
+        assert job is not None
+        worker.process.join(timeout=5.0)
+        code = worker.process.exitcode
+        self._restart(worker)
+        return IntervalResult(member=job.member, error=f"worker process died (exit code {code})", worker_died=True)
+
+    def close(self) -> None:
+        for worker in self.workers:
+            try:
+                worker.conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+        for worker in self.workers:
+            worker.process.join(timeout=5.0)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()

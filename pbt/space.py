@@ -1,0 +1,217 @@
+"""Search spaces and the explore step.
+
+A search space is plain data: ``{"lr": LogUniform(1e-5, 1e-2), "unroll": IntUniform(5, 50)}``. Every prior can
+``sample`` a value, ``perturb`` one by a multiplicative factor, and ``clip`` one into its bounds. ``explore`` applies
+the paper's explore step to a whole set of hyperparameters and reports what it did to each.
+
+Assumptions where the paper is silent (see ``../README.md``, "Assumptions"):
+- perturb results are clipped to the prior's bounds;
+- an integer perturbed by a factor is rounded, and moves by at least one when rounding would leave it unchanged, so
+  that a small integer (an unroll length of 5, say) is not frozen by ×0.8 / ×1.2;
+- a categorical value moves to a neighbouring choice (up for a factor above 1, down otherwise, bouncing at the ends);
+- ``resample`` redraws each hyperparameter from its prior with probability ``resample_probability`` (default 0.25,
+  Ray Tune's library default; the paper gives none) and perturbs it otherwise, so an explored member always differs
+  from its parent.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+HValue = float | int | str
+HParams = dict[str, HValue]
+ExploreMode = Literal["perturb", "resample", "noise", "none"]
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid. The message names the field."""
+
+
+class Prior(Protocol):
+    def sample(self, rng: random.Random) -> HValue: ...
+    def perturb(self, value: HValue, factor: float, rng: random.Random) -> HValue: ...
+    def add_noise(self, value: HValue, std: float, rng: random.Random) -> HValue: ...
+    def clip(self, value: HValue) -> HValue: ...
+    def grid(self, points: int) -> list[HValue]: ...
+
+
+def _check_bounds(kind: str, low: float, high: float) -> None:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ConfigError(f"{kind}: bounds must be finite, got low={low}, high={high}")
+    if low > high:
+        raise ConfigError(f"{kind}: lower bound {low} is greater than upper bound {high}")
+
+
+@dataclass(frozen=True)
+class Uniform:
+    """A real hyperparameter drawn uniformly from [low, high]."""
+
+    low: float
+    high: float
+
+    def __post_init__(self) -> None:
+        _check_bounds(type(self).__name__, self.low, self.high)
+
+    def sample(self, rng: random.Random) -> float:
+        return rng.uniform(self.low, self.high)
+
+    def perturb(self, value: HValue, factor: float, rng: random.Random) -> float:
+        return self.clip(float(value) * factor)
+
+    def add_noise(self, value: HValue, std: float, rng: random.Random) -> float:
+        return self.clip(float(value) + rng.gauss(0.0, std))
+
+    def clip(self, value: HValue) -> float:
+        return min(max(float(value), self.low), self.high)
+
+    def grid(self, points: int) -> list[HValue]:
+        if points == 1:
+            return [(self.low + self.high) / 2]
+        return [self.low + i * (self.high - self.low) / (points - 1) for i in range(points)]
+
+
+@dataclass(frozen=True)
+class LogUniform(Uniform):
+    """A positive real hyperparameter whose logarithm is uniform on [log low, log high] (learning rates)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.low <= 0:
+            raise ConfigError(f"LogUniform: lower bound must be > 0, got {self.low}")
+
+    def sample(self, rng: random.Random) -> float:
+        return math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+
+    def add_noise(self, value: HValue, std: float, rng: random.Random) -> float:
+        return self.clip(math.exp(math.log(float(value)) + rng.gauss(0.0, std)))
+
+    def grid(self, points: int) -> list[HValue]:
+        lo, hi = math.log(self.low), math.log(self.high)
+        return [math.exp(v) for v in Uniform(lo, hi).grid(points)]  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class IntUniform:
+    """An integer hyperparameter drawn uniformly from {low, ..., high} (unroll length, batch size)."""
+
+    low: int
+    high: int
+
+    def __post_init__(self) -> None:
+        if int(self.low) != self.low or int(self.high) != self.high:
+            raise ConfigError(f"IntUniform: bounds must be integers, got low={self.low}, high={self.high}")
+        _check_bounds("IntUniform", self.low, self.high)
+
+    def sample(self, rng: random.Random) -> int:
+        return rng.randint(self.low, self.high)
+
+    def perturb(self, value: HValue, factor: float, rng: random.Random) -> int:
+        old = int(value)
+        new = round(old * factor)
+        if new == old and factor != 1.0:
+            new = old + (1 if factor > 1.0 else -1)
+        return self.clip(new)
+
+    def add_noise(self, value: HValue, std: float, rng: random.Random) -> int:
+        return self.clip(round(int(value) + rng.gauss(0.0, std)))
+
+    def clip(self, value: HValue) -> int:
+        return int(min(max(round(float(value)), self.low), self.high))
+
+    def grid(self, points: int) -> list[HValue]:
+        return sorted({self.clip(v) for v in Uniform(self.low, self.high).grid(points)})
+
+
+@dataclass(frozen=True)
+class Categorical:
+    """One of a fixed, ordered tuple of choices. Perturbing moves to a neighbouring choice."""
+
+    choices: tuple[HValue, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.choices) == 0:
+            raise ConfigError("Categorical: needs at least one choice")
+
+    def sample(self, rng: random.Random) -> HValue:
+        return rng.choice(self.choices)
+
+    def perturb(self, value: HValue, factor: float, rng: random.Random) -> HValue:
+        if len(self.choices) == 1:
+            return self.choices[0]
+        i = self.choices.index(value)
+        j = i + (1 if factor > 1.0 else -1)
+        if not 0 <= j < len(self.choices):  # bounce off the end: the only neighbour
+            j = i - (j - i)
+        return self.choices[j]
+
+    def add_noise(self, value: HValue, std: float, rng: random.Random) -> HValue:
+        return self.perturb(value, rng.choice((0.5, 2.0)), rng)
+
+    def clip(self, value: HValue) -> HValue:
+        if value not in self.choices:
+            raise ConfigError(f"Categorical: {value!r} is not one of {self.choices}")
+        return value
+
+    def grid(self, points: int) -> list[HValue]:
+        return list(self.choices)
+
+
+def sample(space: dict[str, Prior], rng: random.Random) -> HParams:
+    """Draw one set of hyperparameters from the priors, in the space's key order."""
+    return {name: prior.sample(rng) for name, prior in space.items()}
+
+
+def explore(
+    hparams: HParams,
+    space: dict[str, Prior],
+    rng: random.Random,
+    mode: ExploreMode = "perturb",
+    perturb_factors: tuple[float, ...] = (0.8, 1.2),
+    resample_probability: float = 0.25,
+    noise_std: float = 0.1,
+) -> tuple[HParams, dict[str, str]]:
+    """The paper's explore step: new hyperparameters near (or redrawn from the prior of) ``hparams``.
+
+    Args:
+        hparams: the hyperparameters just copied from a better member.
+        space: the priors; keys not in ``space`` are carried over unchanged.
+        rng: the caller's random generator (never the global one).
+        mode: ``perturb`` multiplies each hyperparameter by a factor drawn independently from ``perturb_factors``;
+            ``resample`` redraws each from its prior with probability ``resample_probability`` and perturbs it
+            otherwise; ``noise`` adds Gaussian noise of ``noise_std`` (in log space for log-uniform priors; the toy
+            example's explore); ``none`` changes nothing.
+
+    Returns:
+        The new hyperparameters and, per key, a short description of what was done (``"* 1.2"``, ``"resample"``).
+
+    >>> new, ops = explore({"lr": 0.01}, {"lr": LogUniform(1e-4, 1.0)}, random.Random(0))
+    >>> ops["lr"] in ("* 0.8", "* 1.2")
+    True
+    """
+    new = dict(hparams)
+    ops: dict[str, str] = {}
+    if mode == "none":
+        return new, ops
+    for name, prior in space.items():
+        if mode == "resample" and rng.random() < resample_probability:
+            new[name] = prior.sample(rng)
+            ops[name] = "resample"
+        elif mode == "noise":
+            new[name] = prior.add_noise(hparams[name], noise_std, rng)
+            ops[name] = f"+ N(0, {noise_std})"
+        else:
+            factor = rng.choice(perturb_factors)
+            new[name] = prior.perturb(hparams[name], factor, rng)
+            ops[name] = f"* {factor}"
+    return new, ops
+
+
+def grid(space: dict[str, Prior], points_per_dim: int) -> list[HParams]:
+    """All combinations of ``points_per_dim`` evenly spaced values per prior (every choice for categoricals)."""
+    combos: list[HParams] = [{}]
+    for name, prior in space.items():
+        combos = [{**c, name: v} for c in combos for v in prior.grid(points_per_dim)]
+    return combos

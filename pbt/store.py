@@ -1,0 +1,286 @@
+"""The population store: one SQLite database per run (WAL mode), plus checkpoint files beside it.
+
+It holds the run's metadata (config, seed, git commit, machine, times), every member's current hyperparameters,
+step, score and checkpoint, the full score history, and every exploit / explore / failure event. Lineages and
+hyperparameter schedules are rebuilt from the events afterwards. Only the controller writes; anyone may read.
+
+Checkpoints are written atomically (temp file, fsync, rename) and their SHA-256 is recorded in the store in the same
+transaction that publishes the member's new step, so a run killed at any moment resumes from a consistent state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pbt.space import HParams
+
+DB_NAME = "pbt.sqlite"
+CKPT_DIR = "checkpoints"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS member (
+    id INTEGER PRIMARY KEY, seed INTEGER NOT NULL, hparams TEXT NOT NULL,
+    step INTEGER NOT NULL DEFAULT 0, steps_since_ready INTEGER NOT NULL DEFAULT 0,
+    score REAL, samples TEXT NOT NULL DEFAULT '[]',
+    checkpoint TEXT, checksum TEXT,
+    status TEXT NOT NULL DEFAULT 'pending', failures INTEGER NOT NULL DEFAULT 0, error TEXT
+);
+CREATE TABLE IF NOT EXISTS score (
+    member INTEGER NOT NULL, step INTEGER NOT NULL, score REAL NOT NULL,
+    metrics TEXT NOT NULL, time REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS event (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, member INTEGER NOT NULL, step INTEGER NOT NULL,
+    kind TEXT NOT NULL, donor INTEGER, donor_step INTEGER, old_hparams TEXT, new_hparams TEXT, ops TEXT,
+    score REAL, donor_score REAL, message TEXT
+);
+CREATE INDEX IF NOT EXISTS score_member ON score (member, step);
+"""
+
+
+class CorruptCheckpoint(RuntimeError):
+    """A checkpoint file is missing, truncated or does not match its recorded checksum."""
+
+
+@dataclass(frozen=True)
+class MemberRow:
+    id: int
+    seed: int
+    hparams: HParams
+    step: int = 0
+    steps_since_ready: int = 0
+    score: float | None = None
+    samples: tuple[float, ...] = ()
+    checkpoint: str | None = None
+    checksum: str | None = None
+    status: str = "pending"  # pending | done | failed (stopped the run) | dropped
+    failures: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    member: int
+    step: int
+    score: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    time: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class Event:
+    member: int
+    step: int
+    kind: str  # exploit | explore | failure | replace | drop | retry
+    donor: int | None = None
+    donor_step: int | None = None
+    old_hparams: HParams | None = None
+    new_hparams: HParams | None = None
+    ops: dict[str, str] | None = None
+    score: float | None = None
+    donor_score: float | None = None
+    message: str | None = None
+    time: float = field(default_factory=time.time)
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> str:
+    """Run ``write(tmp)``, fsync it, rename it over ``path`` and return its SHA-256.
+
+    A reader sees either no file or the complete file, never a partial one, even if the process is killed mid-write.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        checksum = sha256_file(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return checksum
+
+
+def verify_checkpoint(path: Path, checksum: str) -> None:
+    """Raise ``CorruptCheckpoint`` unless ``path`` exists and hashes to ``checksum``."""
+    if not path.is_file():
+        raise CorruptCheckpoint(f"checkpoint {path} is missing")
+    actual = sha256_file(path)
+    if actual != checksum:
+        raise CorruptCheckpoint(f"checkpoint {path} is corrupt: sha256 {actual[:12]}… != recorded {checksum[:12]}…")
+
+
+class Store:
+    """A run directory's database. Open one per process; connections are not shared across processes."""
+
+    def __init__(self, run_dir: Path | str):
+        self.run_dir = Path(run_dir)
+        self.checkpoint_dir = self.run_dir / CKPT_DIR
+        self.path = self.run_dir / DB_NAME
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # durable across process kills; WAL keeps commits atomic
+        self.db.executescript(SCHEMA)
+
+    @staticmethod
+    def exists(run_dir: Path | str) -> bool:
+        return (Path(run_dir) / DB_NAME).is_file()
+
+    @classmethod
+    def open_existing(cls, run_dir: Path | str) -> Store:
+        if not cls.exists(run_dir):
+            raise FileNotFoundError(f"{run_dir} is not a run directory (no {DB_NAME} in it)")
+        return cls(run_dir)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- metadata -------------------------------------------------------------------------------------------------
+
+    def set_meta(self, **values: Any) -> None:
+        with self.transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in values.items()])
+
+    def meta(self) -> dict[str, Any]:
+        return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
+
+    # -- members --------------------------------------------------------------------------------------------------
+
+    def add_members(self, rows: list[MemberRow]) -> None:
+        with self.transaction() as db:
+            for row in rows:
+                self._write_member(db, row)
+
+    @staticmethod
+    def _write_member(db: sqlite3.Connection, row: MemberRow) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO member VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (row.id, row.seed, _json(row.hparams), row.step, row.steps_since_ready, row.score,
+             _json(list(row.samples)), row.checkpoint, row.checksum, row.status, row.failures, row.error),
+        )
+
+    def members(self) -> list[MemberRow]:
+        rows = self.db.execute("SELECT * FROM member ORDER BY id").fetchall()
+        return [
+            MemberRow(id=r[0], seed=r[1], hparams=json.loads(r[2]), step=r[3], steps_since_ready=r[4], score=r[5],
+                      samples=tuple(json.loads(r[6])), checkpoint=r[7], checksum=r[8], status=r[9], failures=r[10],
+                      error=r[11])
+            for r in rows
+        ]
+
+    def commit(
+        self,
+        member: MemberRow,
+        scores: Sequence[ScoreRow] = (),
+        events: Sequence[Event] = (),
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        """Publish a member's new state with the scores and events that led to it (and any run metadata) in one
+        transaction, then delete the checkpoint the member stopped using if no other member uses it."""
+        with self.transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in (meta or {}).items()])
+            old = db.execute("SELECT checkpoint FROM member WHERE id = ?", (member.id,)).fetchone()
+            self._write_member(db, member)
+            db.executemany(
+                "INSERT INTO score VALUES (?,?,?,?,?)",
+                [(s.member, s.step, s.score, _json(s.metrics), s.time) for s in scores],
+            )
+            db.executemany(
+                "INSERT INTO event (time, member, step, kind, donor, donor_step, old_hparams, new_hparams, ops, score,"
+                " donor_score, message) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                [(e.time, e.member, e.step, e.kind, e.donor, e.donor_step, _json(e.old_hparams), _json(e.new_hparams),
+                  _json(e.ops), e.score, e.donor_score, e.message) for e in events],
+            )
+        if old and old[0] and old[0] != member.checkpoint:
+            self._delete_if_unused(old[0])
+
+    def _delete_if_unused(self, name: str) -> None:
+        used = self.db.execute("SELECT 1 FROM member WHERE checkpoint = ? LIMIT 1", (name,)).fetchone()
+        if not used:
+            (self.checkpoint_dir / name).unlink(missing_ok=True)
+
+    def remove_orphan_checkpoints(self) -> list[str]:
+        """Delete checkpoint files no member refers to (written by an interval that was never committed)."""
+        used = {r[0] for r in self.db.execute("SELECT checkpoint FROM member WHERE checkpoint IS NOT NULL")}
+        removed = []
+        for path in self.checkpoint_dir.iterdir():
+            if path.name not in used:
+                path.unlink(missing_ok=True)
+                removed.append(path.name)
+        return removed
+
+    def checkpoint_path(self, member: MemberRow) -> Path | None:
+        return None if member.checkpoint is None else self.checkpoint_dir / member.checkpoint
+
+    # -- history --------------------------------------------------------------------------------------------------
+
+    def scores(self, member: int | None = None) -> list[ScoreRow]:
+        query, args = "SELECT * FROM score", ()
+        if member is not None:
+            query, args = query + " WHERE member = ?", (member,)
+        rows = self.db.execute(query + " ORDER BY time, member, step", args).fetchall()
+        return [ScoreRow(member=r[0], step=r[1], score=r[2], metrics=json.loads(r[3]), time=r[4]) for r in rows]
+
+    def events(self, kind: str | None = None) -> list[Event]:
+        query, args = "SELECT * FROM event", ()
+        if kind is not None:
+            query, args = query + " WHERE kind = ?", (kind,)
+        rows = self.db.execute(query + " ORDER BY id", args).fetchall()
+        load = lambda v: None if v is None else json.loads(v)  # noqa: E731
+        return [
+            Event(time=r[1], member=r[2], step=r[3], kind=r[4], donor=r[5], donor_step=r[6], old_hparams=load(r[7]),
+                  new_hparams=load(r[8]), ops=load(r[9]), score=r[10], donor_score=r[11], message=r[12])
+            for r in rows
+        ]
+
+    def compute(self) -> dict[str, Any]:
+        """Compute planned and used: member-steps (committed) and wall seconds."""
+        meta = self.meta()
+        pbt = meta.get("config", {}).get("pbt", {})
+        used = self.db.execute("SELECT COALESCE(SUM(step), 0) FROM member").fetchone()[0]
+        return {
+            "planned_steps": int(pbt.get("population", 0)) * int(pbt.get("budget_steps", 0)),
+            "used_steps": int(used),
+            "wall_seconds": float(meta.get("wall_seconds", 0.0)),
+        }
+
+
+def member_dict(row: MemberRow) -> dict[str, Any]:
+    return asdict(row)

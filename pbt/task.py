@@ -1,0 +1,74 @@
+"""The one interface between the PBT core and an experiment.
+
+An experiment module exposes ``make_task(config) -> Task``. Building a task must be cheap (no data loading): the
+controller builds one to read its search space, and every worker process builds its own. The core never looks
+inside a member's ``state``; it only passes it back to the task, and moves checkpoint *files* around.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from pbt.space import HParams, Prior
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A member's evaluation: ``score`` (higher is better), optional per-item ``samples`` (episode returns,
+    per-sentence BLEU) that the t-test exploit compares, and any extra ``metrics`` worth logging."""
+
+    score: float
+    samples: tuple[float, ...] = field(default=())
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+    @staticmethod
+    def of(value: float | Evaluation) -> Evaluation:
+        return value if isinstance(value, Evaluation) else Evaluation(score=float(value))
+
+    @property
+    def finite(self) -> bool:
+        return math.isfinite(self.score)
+
+
+class Task(Protocol):
+    """What an experiment supplies. ``state`` is whatever the experiment needs (model, optimiser, env, RNG)."""
+
+    space: dict[str, Prior]
+    """The hyperparameters PBT searches, with their priors (shared with random search)."""
+
+    def make(self, hparams: HParams, seed: int) -> Any:
+        """A fresh member: initial weights drawn from ``seed``."""
+        ...
+
+    def train(self, state: Any, hparams: HParams, steps: int) -> Mapping[str, float]:
+        """Train for about ``steps`` steps with ``hparams`` (applied from the first step) and return metrics.
+        If it has to take more (whole unrolls, say), it reports the number actually taken as ``"steps"``."""
+        ...
+
+    def evaluate(self, state: Any) -> float | Evaluation:
+        """The metric PBT optimises, higher is better."""
+        ...
+
+    def save(self, state: Any, path: Path) -> None:
+        """Write everything needed to continue training (weights, optimiser, counters, RNG) to ``path``."""
+        ...
+
+    def load(self, path: Path) -> Any:
+        """Read a state written by ``save``; raise if the file is not one."""
+        ...
+
+
+def metrics_steps(metrics: Mapping[str, float], requested: int) -> int:
+    """The number of steps a ``train`` call took: its ``"steps"`` metric, or what was asked for."""
+    steps = int(metrics.get("steps", requested))
+    if steps < requested:
+        raise ValueError(f"task.train took {steps} steps but {requested} were asked for")
+    return steps
+
+
+def samples_tail(samples: Sequence[float], window: int) -> tuple[float, ...]:
+    return tuple(float(s) for s in samples[-window:])
