@@ -112,7 +112,7 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"unknown config key {where}{unknown[0]!r} (known: {', '.join(sorted(names))})")
+        raise ConfigError(f"unknown config key '{where}{unknown[0]}' (known: {', '.join(sorted(names))})")
     hints = _field_types(cls)
     return cls(**{k: _coerce(v, hints[k], f"{where}{k}") for k, v in data.items()})
 
@@ -126,6 +126,8 @@ def replace_fields(config: T, overrides: dict[str, Any]) -> T:
         head, _, rest = key.partition(".")
         if rest:
             data.setdefault(head, {})[rest] = value
+        elif key in own and isinstance(value, dict) and isinstance(data[key], dict):
+            data[key] = {**data[key], **value}  # a nested config is merged, not replaced
         elif key in own:
             data[key] = value
         elif "pbt" in own:

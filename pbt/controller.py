@@ -91,7 +91,7 @@ def prepare_run_dir(
     rng = random.Random(f"{pbt.seed}:init")  # shared by PBT and random search: same seed, same initial population
     hparams = initial_hparams or [sample(space, rng) for _ in range(pbt.population)]
     store.add_members([MemberRow(id=i, seed=pbt.seed + i, hparams=dict(h)) for i, h in enumerate(hparams)])
-    store.set_meta(**wanted, seed=pbt.seed, git_commit=git_commit(), machine=machine(),
+    store.set_meta(**wanted, initial_hparams=hparams, seed=pbt.seed, git_commit=git_commit(), machine=machine(),
                    started_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), wall_seconds=0.0,
                    status="running")
     return store
@@ -130,25 +130,14 @@ class Controller:
     def run(self) -> list[MemberRow]:
         """Train every member to its budget; return the final population."""
         self.store.remove_orphan_checkpoints()  # written by intervals a killed run never committed
-        wall_before = float(self.store.meta().get("wall_seconds", 0.0))
-        self.started = time.perf_counter() - wall_before
+        self.started = time.perf_counter() - float(self.store.meta().get("wall_seconds", 0.0))
         self.store.set_meta(status="running")
         executor = self._executor()
-        in_flight: set[int] = set()
         try:
-            while True:
-                for slot in executor.free_slots():
-                    runnable = self._runnable(in_flight)
-                    if not runnable:
-                        break
-                    member = min(runnable, key=lambda m: (m.step, not executor.cached_on(slot, m.id), m.id))
-                    executor.submit(slot, self._job(member))
-                    in_flight.add(member.id)
-                if not in_flight:
-                    break
-                result = executor.next_result()
-                in_flight.discard(result.member)
-                self._handle(result)
+            if isinstance(executor, SerialExecutor):
+                self._run_rounds(executor)
+            else:
+                self._run_async(executor)
         except BaseException:
             self.store.set_meta(status="interrupted", wall_seconds=self._wall())
             raise
@@ -157,6 +146,36 @@ class Controller:
         self.store.set_meta(status="finished", wall_seconds=self._wall(),
                             finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
         return self.members
+
+    def _run_async(self, executor: LocalExecutor) -> None:
+        """Each member decides as soon as its interval is back, against what the others have published by then."""
+        in_flight: set[int] = set()
+        while True:
+            for slot in executor.free_slots():
+                runnable = self._runnable(in_flight)
+                if not runnable:
+                    break
+                member = min(runnable, key=lambda m: (m.step, not executor.cached_on(slot, m.id), m.id))
+                executor.submit(slot, self._job(member))
+                in_flight.add(member.id)
+            if not in_flight:
+                return
+            result = executor.next_result()
+            in_flight.discard(result.member)
+            if self._record(result):
+                self._decide(result.member)
+
+    def _run_rounds(self, executor: SerialExecutor) -> None:
+        """N workers of equal speed, emulated in one process: the members furthest behind each train an interval,
+        then the ready ones decide one by one in a seeded random order, each against what the others have published
+        by then. Deterministic, and free of the bias a fixed order would add (the first to decide would always
+        compare its fresh score with the others' older ones)."""
+        while runnable := self._runnable(set()):
+            low = min(m.step for m in runnable)
+            ready = [m.id for m in runnable if m.step == low and self._record(executor.run(self._job(m)))]
+            decision_rng(self.cfg.seed, -1, low, "order").shuffle(ready)
+            for member in ready:
+                self._decide(member)
 
     def _wall(self) -> float:
         return time.perf_counter() - self.started
@@ -167,10 +186,12 @@ class Controller:
         for listener in self.listeners:
             listener(member, scores, events)
 
-    def _handle(self, result: IntervalResult) -> None:
+    def _record(self, result: IntervalResult) -> bool:
+        """Publish a finished interval (θ, p, t); return whether the member is now ready to exploit and explore."""
         me = self.members[result.member]
         if result.error is not None:
-            return self._handle_failure(me, result)
+            self._handle_failure(me, result)
+            return False
         last = result.evals[-1][1]
         window = self.cfg.ttest_window
         # An evaluation that brings its own samples (episode returns, per-sentence BLEU) describes the current
@@ -186,12 +207,16 @@ class Controller:
         ready = since >= self.cfg.ready_every
         me = replace(me, step=me.step + result.steps, steps_since_ready=0 if ready else since, score=last.score,
                      samples=tuple(samples), checkpoint=result.checkpoint, checksum=result.checksum, error=None)
-        events: list[Event] = []
-        if me.step >= self.cfg.budget_steps:
+        finished = me.step >= self.cfg.budget_steps
+        if finished:
             me = replace(me, status="done")  # no exploit at the end: a member's final score is its own
-        elif ready:
-            me, events = exploit_and_explore(me, self.members, self.space, self.cfg, self.cfg.seed)
-        self._publish(me, scores, events)
+        self._publish(me, scores)
+        return ready and not finished
+
+    def _decide(self, member: int) -> None:
+        me, events = exploit_and_explore(self.members[member], self.members, self.space, self.cfg, self.cfg.seed)
+        if events:
+            self._publish(me, events=events)
 
     def _handle_failure(self, me: MemberRow, result: IntervalResult) -> None:
         failures = me.failures + 1

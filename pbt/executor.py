@@ -13,7 +13,6 @@ import multiprocessing.connection as mpc
 import os
 import signal
 import sys
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,29 +38,17 @@ def cpu_count() -> int:
 
 
 class SerialExecutor:
-    """Runs one interval at a time in this process. Deterministic: the toy example and the tests use it."""
-
-    slots = 1
+    """Runs intervals one at a time in this process. Deterministic: the toy example and the tests use it."""
 
     def __init__(self, spec: TaskSpec, cache_size: int):
         self.task = spec.build()
         self.cache = StateCache(cache_size)
-        self.pending: deque[Job] = deque()
 
-    def free_slots(self) -> list[int]:
-        return [] if self.pending else [0]
-
-    def cached_on(self, slot: int, member: int) -> bool:
-        return self.cache.holds(member)
-
-    def submit(self, slot: int, job: Job) -> None:
-        self.pending.append(job)
-
-    def next_result(self) -> IntervalResult:
-        return run_interval(self.task, self.pending.popleft(), self.cache)
+    def run(self, job: Job) -> IntervalResult:
+        return run_interval(self.task, job, self.cache)
 
     def close(self) -> None:
-        self.pending.clear()
+        self.cache.states.clear()
 
 
 def _die_with_parent() -> None:

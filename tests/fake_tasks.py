@@ -1,0 +1,73 @@
+"""Small tasks for testing the core: each misbehaves in one documented way, controlled by its config."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pbt.config import PBTConfig, doc
+from pbt.space import HParams, LogUniform
+
+METRIC = "x"
+
+
+@dataclass
+class Config:
+    fail_member: int = doc("Member whose interval misbehaves (-1: none).", default=-1)
+    fail_at_step: int = doc("First step at which it misbehaves.", default=0)
+    fail_times: int = doc("How many intervals misbehave (counted across processes in marker_dir).", default=1)
+    failure: str = doc("raise | nan | die | none", default="none")
+    marker_dir: str = doc("Where failures are counted.", default="")
+    overshoot: int = doc("Extra steps train takes beyond what is asked.", default=0)
+    pbt: PBTConfig = field(default_factory=lambda: PBTConfig(population=4, budget_steps=40, ready_every=10,
+                                                             executor="serial", workers=1))
+
+
+class CountingTask:
+    """score = lr * steps taken: deterministic, so the member with the larger lr is always better."""
+
+    space = {"lr": LogUniform(0.01, 1.0)}
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    def make(self, hparams: HParams, seed: int) -> dict[str, Any]:
+        return {"x": 0.0, "steps": 0, "member_seed": seed}
+
+    def _misbehave_now(self, state: dict[str, Any]) -> bool:
+        c = self.config
+        if c.failure == "none" or state["member_seed"] != c.fail_member or state["steps"] < c.fail_at_step:
+            return False
+        marker = Path(c.marker_dir)
+        done = len(list(marker.glob("fail-*")))
+        if done >= c.fail_times:
+            return False
+        (marker / f"fail-{done}").write_text("x")
+        return True
+
+    def train(self, state: dict[str, Any], hparams: HParams, steps: int) -> dict[str, float]:
+        taken = steps + self.config.overshoot
+        misbehave = self._misbehave_now(state)
+        if misbehave and self.config.failure == "die":
+            os._exit(3)
+        if misbehave and self.config.failure == "raise":
+            raise RuntimeError("injected failure")
+        state["x"] = float("nan") if misbehave else state["x"] + float(hparams["lr"]) * taken
+        state["steps"] += taken
+        return {"steps": taken}
+
+    def evaluate(self, state: dict[str, Any]) -> float:
+        return state["x"]
+
+    def save(self, state: dict[str, Any], path: Path) -> None:
+        path.write_text(json.dumps(state))
+
+    def load(self, path: Path) -> dict[str, Any]:
+        return json.loads(path.read_text())
+
+
+def make_task(config: Config) -> CountingTask:
+    return CountingTask(config)

@@ -1,0 +1,122 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pbt.store import Store, verify_checkpoint
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli(args, env, timeout=120, check=True):
+    proc = subprocess.run([sys.executable, "-m", "pbt.cli", *args], capture_output=True, text=True, env=env,
+                          cwd=REPO_ROOT, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def test_core_does_not_import_torch():
+    code = ("import sys, pbt.space, pbt.exploit, pbt.config, pbt.store, pbt.algorithm, pbt.executor, pbt.controller,"
+            " pbt.progress, pbt.task, baselines; assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["run", "toy", "--help"], ["baseline", "toy", "--help"],
+                                  ["resume", "--help"], ["status", "--help"], ["toy", "--help"], ["demo", "--help"]])
+def test_help_works_everywhere(args, cli_env):
+    out = cli(args, cli_env).stdout
+    assert "usage" in out.lower() or "commands" in out.lower()
+    if args[:2] == ["run", "toy"]:
+        for flag in ("--population", "--workers", "--seed", "--out", "--exploit", "--explore", "--ready-every", "--lr"):
+            assert flag in out
+        assert "Step size of gradient ascent" in out  # help text comes from the config dataclass
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "toy", "--population", "1"], "population must be >= 2"),
+        (["run", "toy", "--ready-every", "0"], "ready_every must be > 0"),
+        (["run", "nope"], "unknown domain 'nope'"),
+        (["run", "toy", "--profile", "huge"], "unknown profile 'huge'"),
+        (["status", "does-not-exist"], "is not a run directory"),
+    ],
+)
+def test_bad_input_gives_one_line_error(args, message, cli_env, tmp_path):
+    proc = cli(args + (["--out", str(tmp_path / "r")] if args[0] == "run" else []), cli_env, check=False)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_config_file_with_unknown_key_is_refused(cli_env, tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"pbt": {"popsize": 3}}))
+    proc = cli(["run", "toy", "--config", str(path), "--out", str(tmp_path / "r")], cli_env, check=False)
+    assert proc.returncode == 2 and "unknown config key 'pbt.popsize'" in proc.stderr
+
+
+def test_run_baseline_status_and_refusal_to_overwrite(cli_env, tmp_path):
+    run_dir, rs_dir = tmp_path / "pbt", tmp_path / "rs"
+    out = cli(["run", "toy", "--seed", "2", "--out", str(run_dir), "--quiet"], cli_env).stdout
+    assert "toy / pbt — finished" in out
+    cli(["baseline", "toy", "--seed", "2", "--out", str(rs_dir), "--quiet"], cli_env)
+    rs = Store.open_existing(rs_dir)
+    assert rs.meta()["method"] == "random_search" and rs.events() == []
+    assert rs.meta()["config"]["pbt"]["exploit"] == "none"
+    status = cli(["status", str(run_dir)], cli_env).stdout
+    assert "member" in status and "h0=" in status
+    again = cli(["run", "toy", "--seed", "2", "--out", str(run_dir)], cli_env, check=False)
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_kill_9_mid_run_then_resume_completes_every_member(cli_env, tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["run", "toy", "--executor", "local", "--workers", "2", "--population", "4", "--budget-steps", "80",
+            "--ready-every", "8", "--eval-every", "8", "--seconds-per-step", "0.01", "--out", str(run_dir)]
+    proc = subprocess.Popen([sys.executable, "-m", "pbt.cli", *args], cwd=REPO_ROOT, env=cli_env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 90
+    progressed = False
+    while time.monotonic() < deadline and proc.poll() is None:  # poll the store until a few intervals committed
+        if Store.exists(run_dir):
+            store = Store.open_existing(run_dir)
+            steps = sum(m.step for m in store.members())
+            store.close()
+            if steps >= 4 * 8 * 3:
+                progressed = True
+                break
+        time.sleep(0.05)
+    assert progressed and proc.poll() is None, "run finished or stalled before it could be killed"
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert len(children) >= 2  # the worker processes
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 20
+    while any(os.path.exists(f"/proc/{pid}") for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in children), "workers outlived their controller"
+
+    store = Store.open_existing(run_dir)
+    assert store.meta()["status"] == "running"  # killed: it never wrote its end
+    before = {m.id: m.step for m in store.members()}
+    assert any(step < 80 for step in before.values())
+    store.close()
+
+    cli(["resume", str(run_dir), "--quiet"], cli_env)
+    store = Store.open_existing(run_dir)
+    members = store.members()
+    assert len(members) == 4
+    for m in members:
+        assert m.status == "done" and m.step == 80  # nobody lost, nobody trained past the budget
+        verify_checkpoint(store.checkpoint_path(m), m.checksum)
+        steps = [s.step for s in store.scores(m.id)]
+        assert steps == sorted(set(steps)) == list(range(8, 81, 8))  # no interval recorded twice
+    assert store.meta()["status"] == "finished"
+    referenced = {m.checkpoint for m in members}
+    assert {p.name for p in store.checkpoint_dir.iterdir()} == referenced  # uncommitted files were cleaned up

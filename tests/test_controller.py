@@ -1,0 +1,199 @@
+import dataclasses
+import json
+
+import pytest
+
+from experiments.toy.figure2 import final_best_q, variant_config
+from experiments.toy.task import Config as ToyConfig
+from experiments.toy.task import initial_hparams
+from pbt.algorithm import Job, StateCache, run_interval
+from pbt.config import PBTConfig
+from pbt.controller import RunFailed, run_experiment
+from pbt.space import ConfigError
+from pbt.store import CorruptCheckpoint, Store, verify_checkpoint
+from tests.fake_tasks import Config as FakeConfig
+from tests.fake_tasks import CountingTask
+
+FAKE = "tests.fake_tasks"
+
+
+def fake(tmp_path, **pbt_overrides):
+    pbt = dataclasses.replace(FakeConfig().pbt, **pbt_overrides)
+    return FakeConfig(marker_dir=str(tmp_path), pbt=pbt)
+
+
+def run_toy(tmp_path, name, seed=0, steps=200):
+    config = variant_config(name, seed, steps)
+    return run_experiment("experiments.toy.task", config, tmp_path / f"{name}-{seed}", domain="toy",
+                          initial_hparams=initial_hparams(config))
+
+
+def history(store):
+    return [(s.member, s.step, s.score) for s in store.scores()], [
+        (e.kind, e.member, e.step, e.donor, json.dumps(e.new_hparams, sort_keys=True)) for e in store.events()]
+
+
+def test_toy_grid_plateaus_at_039_and_pbt_beats_it(tmp_path):
+    grid = run_toy(tmp_path, "grid")
+    for m in grid.members():
+        assert m.score == pytest.approx(0.39, abs=1e-3)
+    stores = [run_toy(tmp_path, "pbt", seed) for seed in range(3)]
+    assert min(final_best_q(s) for s in stores) > 1.1
+    assert all(len(s.events("exploit")) > 10 for s in stores)
+
+
+def test_serial_executor_is_deterministic(tmp_path):
+    a = history(run_toy(tmp_path / "a", "pbt", seed=3))
+    b = history(run_toy(tmp_path / "b", "pbt", seed=3))
+    c = history(run_toy(tmp_path / "c", "pbt", seed=4))
+    assert a == b
+    assert a != c
+
+
+def test_ready_clock_counts_steps_since_last_ready_even_when_train_overshoots(tmp_path):
+    config = dataclasses.replace(fake(tmp_path, population=2, budget_steps=60, ready_every=10), overshoot=3)
+    store = run_experiment(FAKE, config, tmp_path / "run")
+    explores = sorted({(e.member, e.step) for e in store.events() if e.kind in ("exploit", "explore")})
+    steps_seen = sorted({s.step for s in store.scores(0)})
+    # each interval asks for 10, takes 13, and is ready; the last asks for the 8 left of the budget and takes 11
+    assert steps_seen == [13, 26, 39, 52, 63]
+    assert {step for _, step in explores} <= {13, 26, 39, 52}  # never at the end of the budget
+    assert all(m.step == 63 and m.status == "done" for m in store.members())
+
+
+def test_explore_happens_only_after_a_copy(tmp_path):
+    store = run_experiment(FAKE, fake(tmp_path, population=4, budget_steps=100, ready_every=10), tmp_path / "run")
+    events = store.events()
+    exploits = [(e.member, e.step) for e in events if e.kind == "exploit"]
+    explores = [(e.member, e.step) for e in events if e.kind == "explore"]
+    assert exploits and explores == exploits
+    for e in events:
+        if e.kind == "exploit":
+            assert e.donor_score >= e.score  # truncation copies from the top
+
+
+def test_exploit_copies_weights_and_hyperparameters(tmp_path):
+    store = run_experiment(FAKE, fake(tmp_path, population=4, budget_steps=20, ready_every=10, explore="none"),
+                           tmp_path / "run")
+    exploit = store.events("exploit")[0]
+    copier, donor = store.members()[exploit.member], store.members()[exploit.donor]
+    assert copier.hparams == donor.hparams
+    # after the copy the copier trained 10 more steps from the donor's weights: x = donor_x@10 + lr*10
+    assert copier.score == pytest.approx(exploit.donor_score + donor.hparams["lr"] * 10)
+
+
+def test_random_search_has_no_exploit_and_same_initial_population(tmp_path):
+    pbt = run_experiment(FAKE, fake(tmp_path, seed=5), tmp_path / "pbt")
+    rs_config = fake(tmp_path, seed=5, exploit="none", explore="none", on_failure="drop")
+    rs = run_experiment(FAKE, rs_config, tmp_path / "rs", method="random_search")
+    assert rs.events() == []
+    assert rs.meta()["initial_hparams"] == pbt.meta()["initial_hparams"]
+    assert len({json.dumps(h) for h in pbt.meta()["initial_hparams"]}) == 4
+    first_pbt = {s.member: s for s in pbt.scores() if s.step == 10}
+    first_rs = {s.member: s for s in rs.scores() if s.step == 10}
+    assert {m: s.score for m, s in first_pbt.items()} == {m: s.score for m, s in first_rs.items()}
+    assert rs.compute()["planned_steps"] == pbt.compute()["planned_steps"] == 4 * 40
+
+
+@pytest.mark.parametrize("failure", ["raise", "nan"])
+def test_failed_member_is_replaced_by_a_good_one(tmp_path, failure):
+    # no exploit, so member 2 still holds its own state (the fake task fails by the seed in its state)
+    config = dataclasses.replace(fake(tmp_path, population=4, budget_steps=40, ready_every=10, exploit="none"),
+                                 fail_member=2, fail_at_step=20, failure=failure)
+    store = run_experiment(FAKE, config, tmp_path / "run")
+    kinds = [(e.kind, e.member) for e in store.events() if e.member == 2]
+    assert ("failure", 2) in kinds and ("replace", 2) in kinds
+    failure_event = next(e for e in store.events("failure"))
+    assert ("injected failure" in failure_event.message) if failure == "raise" else ("nan" in failure_event.message)
+    replace = store.events("replace")[0]
+    # the donor is the best member published at that moment (scores are lr * steps, so compare at its step)
+    donor_lr = replace.new_hparams["lr"]
+    assert replace.donor != 2 and replace.donor_score == pytest.approx(donor_lr * replace.donor_step)
+    others_then = [m.hparams["lr"] * replace.donor_step for m in store.members() if m.id not in (2, replace.donor)]
+    assert replace.donor_score >= min(others_then)
+    explored = next(e for e in store.events("explore") if e.member == 2)
+    assert explored.old_hparams == replace.new_hparams and explored.new_hparams != explored.old_hparams
+    assert all(m.status == "done" and m.step == 40 for m in store.members())
+    assert store.members()[2].failures == 1
+
+
+def test_member_failing_too_often_stops_the_run(tmp_path):
+    config = dataclasses.replace(fake(tmp_path, max_failures=2, on_failure="retry"), fail_member=1, fail_at_step=0,
+                                 failure="raise", fail_times=100)
+    with pytest.raises(RunFailed, match="member 1 failed 3 times .*injected failure"):
+        run_experiment(FAKE, config, tmp_path / "run")
+    store = Store.open_existing(tmp_path / "run")
+    assert store.members()[1].status == "failed"
+    assert store.meta()["status"] == "interrupted"
+
+
+def test_dropped_member_finishes_the_run_without_it(tmp_path):
+    config = dataclasses.replace(fake(tmp_path, exploit="none", explore="none", on_failure="drop"),
+                                 fail_member=0, fail_at_step=10, failure="nan")
+    store = run_experiment(FAKE, config, tmp_path / "run")
+    members = store.members()
+    assert members[0].status == "dropped" and members[0].step == 10
+    assert all(m.status == "done" for m in members[1:])
+
+
+def test_worker_process_that_dies_does_not_hang_the_run(tmp_path):
+    config = dataclasses.replace(fake(tmp_path, executor="local", workers=2, exploit="none"), fail_member=1, fail_at_step=10,
+                                 failure="die")
+    store = run_experiment(FAKE, config, tmp_path / "run")
+    failure = store.events("failure")[0]
+    assert failure.member == 1 and "worker process died" in failure.message
+    assert all(m.status == "done" and m.step == 40 for m in store.members())
+
+
+def test_corrupt_checkpoint_is_detected(tmp_path):
+    store = run_experiment(FAKE, fake(tmp_path, population=2, exploit="none", explore="none"), tmp_path / "run")
+    member = store.members()[0]
+    path = store.checkpoint_path(member)
+    verify_checkpoint(path, member.checksum)
+    path.write_text(path.read_text()[:-2])  # truncated
+    with pytest.raises(CorruptCheckpoint, match="corrupt"):
+        verify_checkpoint(path, member.checksum)
+    job = Job(member=0, seed=0, hparams=member.hparams, start_step=member.step, steps=10, eval_every=10,
+              checkpoint_dir=str(store.checkpoint_dir), checkpoint=member.checkpoint, checksum=member.checksum)
+    result = run_interval(CountingTask(FakeConfig()), job, StateCache(1))
+    assert result.error is not None and "CorruptCheckpoint" in result.error
+
+
+def test_existing_run_dir_is_not_overwritten_and_resume_checks_the_config(tmp_path):
+    out = tmp_path / "run"
+    run_experiment(FAKE, fake(tmp_path), out)
+    with pytest.raises(ConfigError, match="already exists.*--resume.*--force"):
+        run_experiment(FAKE, fake(tmp_path), out)
+    with pytest.raises(ConfigError, match="belongs to a different run.*population"):
+        run_experiment(FAKE, fake(tmp_path, population=3), out, resume=True)
+    again = run_experiment(FAKE, fake(tmp_path), out, resume=True)  # finished: nothing left to do
+    assert all(m.status == "done" for m in again.members())
+    run_experiment(FAKE, fake(tmp_path, population=3), out, force=True)
+    assert len(Store.open_existing(out).members()) == 3
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"population": 1}, "population must be >= 2 for exploit='truncation'"),
+        ({"ready_every": 0}, "ready_every must be > 0"),
+        ({"budget_steps": -5}, "budget_steps must be > 0"),
+        ({"exploit": "best"}, "exploit must be one of truncation, ttest, tournament, none"),
+        ({"truncation_fraction": 0.7}, "truncation_fraction must be in"),
+        ({"perturb_factors": (0.8, -1.0)}, "perturb_factors must be positive"),
+    ],
+)
+def test_bad_pbt_settings_name_the_field(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        PBTConfig(**overrides)
+
+
+def test_unknown_config_keys_are_rejected():
+    from pbt.config import from_dict, replace_fields
+
+    with pytest.raises(ConfigError, match="unknown config key 'lerning_rate'"):
+        from_dict(ToyConfig, {"lerning_rate": 0.1})
+    with pytest.raises(ConfigError, match=r"unknown config key 'pbt.popsize'"):
+        from_dict(ToyConfig, {"pbt": {"popsize": 4}})
+    assert replace_fields(ToyConfig(), {"population": 4}).pbt.population == 4
+    assert replace_fields(ToyConfig(), {"pbt": {"seed": 3}}).pbt.population == 2  # nested dicts merge

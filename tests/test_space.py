@@ -1,0 +1,118 @@
+import random
+
+import pytest
+
+from pbt.space import Categorical, ConfigError, IntUniform, LogUniform, Uniform, explore, grid, sample
+
+SPACE = {
+    "lr": LogUniform(1e-4, 1e-1),
+    "dropout": Uniform(0.0, 0.5),
+    "unroll": IntUniform(2, 40),
+    "opt": Categorical(("sgd", "adam", "rmsprop")),
+}
+
+
+def in_bounds(name, value):
+    prior = SPACE[name]
+    if isinstance(prior, Categorical):
+        return value in prior.choices
+    return prior.low <= value <= prior.high
+
+
+@pytest.mark.parametrize("mode", ["perturb", "resample", "noise"])
+def test_explore_stays_in_bounds_and_integers_stay_integers(mode):
+    rng = random.Random(0)
+    h = sample(SPACE, rng)
+    for _ in range(2000):
+        h, ops = explore(h, SPACE, rng, mode=mode, perturb_factors=(0.5, 2.0), noise_std=0.5)
+        assert set(ops) == set(SPACE)
+        for name, value in h.items():
+            assert in_bounds(name, value), (name, value)
+        assert isinstance(h["unroll"], int)
+
+
+def test_perturb_multiplies_by_one_of_the_factors_per_hyperparameter():
+    rng = random.Random(1)
+    h = {"lr": 0.01, "dropout": 0.25}
+    space = {k: SPACE[k] for k in h}
+    seen = set()
+    for _ in range(200):
+        new, ops = explore(h, space, rng, mode="perturb", perturb_factors=(0.8, 1.2))
+        for k in h:
+            assert new[k] == pytest.approx(h[k] * float(ops[k].split()[1]))
+        seen.add((ops["lr"], ops["dropout"]))
+    assert len(seen) == 4  # factors are drawn independently per hyperparameter
+
+
+def test_perturb_clips_to_bounds():
+    rng = random.Random(0)
+    new, _ = explore({"dropout": 0.5}, {"dropout": Uniform(0.0, 0.5)}, rng, perturb_factors=(2.0,))
+    assert new["dropout"] == 0.5
+    new, _ = explore({"lr": 1e-4}, {"lr": LogUniform(1e-4, 1e-1)}, rng, perturb_factors=(0.5,))
+    assert new["lr"] == 1e-4
+
+
+def test_small_integer_still_moves_and_rounds():
+    prior = IntUniform(1, 100)
+    assert prior.perturb(5, 1.2, random.Random(0)) == 6  # 6.0
+    assert prior.perturb(4, 1.2, random.Random(0)) == 5  # round(4.8)
+    assert prior.perturb(2, 1.2, random.Random(0)) == 3  # round(2.4) == 2 would freeze it
+    assert prior.perturb(2, 0.8, random.Random(0)) == 1
+    assert prior.perturb(1, 0.8, random.Random(0)) == 1  # clipped at the lower bound
+
+
+def test_categorical_moves_to_a_neighbour():
+    prior = SPACE["opt"]
+    assert prior.perturb("adam", 1.2, random.Random(0)) == "rmsprop"
+    assert prior.perturb("adam", 0.8, random.Random(0)) == "sgd"
+    assert prior.perturb("rmsprop", 1.2, random.Random(0)) == "adam"  # bounces at the end
+    assert prior.perturb("sgd", 0.8, random.Random(0)) == "adam"
+
+
+def test_resample_probability():
+    rng = random.Random(0)
+    h = {"lr": 0.01}
+    never = [explore(h, {"lr": SPACE["lr"]}, rng, mode="resample", resample_probability=0.0)[1]["lr"] for _ in range(200)]
+    always = [explore(h, {"lr": SPACE["lr"]}, rng, mode="resample", resample_probability=1.0)[1]["lr"] for _ in range(200)]
+    assert "resample" not in never
+    assert set(always) == {"resample"}
+    some = [explore(h, {"lr": SPACE["lr"]}, rng, mode="resample", resample_probability=0.25)[1]["lr"] for _ in range(2000)]
+    assert 0.2 < some.count("resample") / len(some) < 0.3
+
+
+def test_sampling_is_seeded_and_log_uniform_covers_decades():
+    a = [sample(SPACE, random.Random(7)) for _ in range(3)]
+    b = [sample(SPACE, random.Random(7)) for _ in range(3)]
+    assert a == b
+    rng = random.Random(0)
+    lrs = [SPACE["lr"].sample(rng) for _ in range(3000)]
+    below = sum(lr < 1e-3 for lr in lrs) / len(lrs)
+    assert 0.28 < below < 0.39  # one decade of three
+
+
+def test_explore_none_changes_nothing():
+    h = {"lr": 0.01, "dropout": 0.1}
+    new, ops = explore(h, {k: SPACE[k] for k in h}, random.Random(0), mode="none")
+    assert new == h and ops == {}
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: Uniform(1.0, 0.0), "lower bound 1.0 is greater than upper bound 0.0"),
+        (lambda: LogUniform(0.0, 1.0), "lower bound must be > 0"),
+        (lambda: IntUniform(5, 2), "greater than upper bound"),
+        (lambda: IntUniform(1.5, 2), "must be integers"),
+        (lambda: Categorical(()), "at least one choice"),
+    ],
+)
+def test_bad_priors_are_rejected(make, message):
+    with pytest.raises(ConfigError, match=message):
+        make()
+
+
+def test_grid_is_the_cartesian_product():
+    points = grid({"a": Uniform(0.0, 1.0), "b": Categorical(("x", "y", "z"))}, 2)
+    assert len(points) == 6
+    assert {"a": 0.0, "b": "x"} in points and {"a": 1.0, "b": "z"} in points
+    assert grid({"lr": LogUniform(1e-4, 1e-2)}, 3)[1]["lr"] == pytest.approx(1e-3)
