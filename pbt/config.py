@@ -14,7 +14,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from pbt.space import ConfigError
+from pbt.space import ConfigError, parse_prior
 
 T = TypeVar("T")
 
@@ -47,6 +47,9 @@ class PBTConfig:
     perturb_factors: tuple[float, ...] = doc("Factors perturb draws from, per hyperparameter.", default=(0.8, 1.2))
     resample_probability: float = doc("Probability that resample redraws a value from its prior.", default=0.25)
     noise_std: float = doc("Standard deviation of the additive noise explore.", default=0.1)
+    priors: tuple[str, ...] = doc(
+        "Replace search-space priors: NAME=loguniform:LOW:HIGH, NAME=uniform:LOW:HIGH, NAME=int:LOW:HIGH or "
+        "NAME=choice:A,B.", default=())
     workers: int = doc("Worker processes (0: one per CPU core; 1 with --executor serial runs in-process).", default=0)
     executor: Literal["local", "serial"] = doc("local: worker processes; serial: in-process, deterministic.", default="local")
     seed: int = doc("Seed of the run; member i is made with seed + i.", default=0)
@@ -77,6 +80,9 @@ class PBTConfig:
             raise ConfigError(f"perturb_factors must be positive numbers, got {self.perturb_factors}")
         if self.noise_std < 0:
             raise ConfigError(f"noise_std must be >= 0, got {self.noise_std}")
+        self.priors = tuple(self.priors)
+        for text in self.priors:
+            parse_prior(text)
         for name in ("exploit", "explore", "executor", "on_failure"):
             allowed = typing.get_args(_field_types(PBTConfig)[name])
             if getattr(self, name) not in allowed:

@@ -22,7 +22,7 @@ from typing import Any
 from pbt.algorithm import IntervalResult, Job, copy_member, decision_rng, exploit_and_explore, explore_member, published
 from pbt.config import PBTConfig
 from pbt.executor import LocalExecutor, SerialExecutor, TaskSpec, cpu_count
-from pbt.space import ConfigError, HParams, sample
+from pbt.space import ConfigError, HParams, sample, with_priors
 from pbt.store import Event, MemberRow, ScoreRow, Store
 
 Listener = Callable[[MemberRow, Sequence[ScoreRow], Sequence[Event]], None]
@@ -105,7 +105,7 @@ class Controller:
         self.spec = spec
         self.cfg: PBTConfig = spec.config.pbt
         self.listeners = list(listeners)
-        self.space = spec.build().space
+        self.space = with_priors(spec.build().space, self.cfg.priors)
         self.members = store.members()
         if [m.id for m in self.members] != list(range(len(self.members))):
             raise ConfigError(f"{store.run_dir}: member ids are not 0..N-1")
@@ -264,7 +264,8 @@ def run_experiment(
     ``module`` is an import path whose ``make_task(config)`` builds the task (see ``experiments/__init__.py``).
     """
     spec = TaskSpec(module, config)
-    store = prepare_run_dir(Path(out), domain or module, method, config, initial_hparams, spec.build().space,
+    space = with_priors(spec.build().space, config.pbt.priors)
+    store = prepare_run_dir(Path(out), domain or module, method, config, initial_hparams, space,
                             force=force, resume=resume)
     Controller(store, spec, listeners).run()
     return store

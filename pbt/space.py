@@ -215,3 +215,43 @@ def grid(space: dict[str, Prior], points_per_dim: int) -> list[HParams]:
     for name, prior in space.items():
         combos = [{**c, name: v} for c in combos for v in prior.grid(points_per_dim)]
     return combos
+
+
+PRIOR_KINDS = {"loguniform": LogUniform, "uniform": Uniform, "int": IntUniform}
+
+
+def parse_prior(text: str) -> tuple[str, Prior]:
+    """``"lr=loguniform:1e-5:1e-2"``, ``"unroll=int:5:50"`` or ``"opt=choice:adam,sgd"`` -> (name, prior).
+
+    >>> parse_prior("lr=loguniform:1e-4:1e-2")
+    ('lr', LogUniform(low=0.0001, high=0.01))
+    """
+    name, _, spec = text.partition("=")
+    kind, _, args = spec.partition(":")
+    if not name or not spec:
+        raise ConfigError(f"priors: {text!r} is not NAME=KIND:ARGS (e.g. lr=loguniform:1e-5:1e-2)")
+    if kind == "choice":
+        return name, Categorical(tuple(args.split(",")))
+    if kind not in PRIOR_KINDS:
+        raise ConfigError(f"priors: unknown kind {kind!r} in {text!r}; choose loguniform, uniform, int or choice")
+    try:
+        low, high = (float(v) for v in args.split(":"))
+    except ValueError:
+        raise ConfigError(f"priors: {text!r} needs two numbers, LOW:HIGH") from None
+    if kind == "int":
+        low, high = int(low), int(high)  # type: ignore[assignment]
+    try:
+        return name, PRIOR_KINDS[kind](low, high)  # type: ignore[arg-type]
+    except ConfigError as exc:
+        raise ConfigError(f"priors: {name}: {exc}") from None
+
+
+def with_priors(space: dict[str, Prior], overrides: tuple[str, ...]) -> dict[str, Prior]:
+    """The task's search space with some priors replaced; an unknown hyperparameter name is an error."""
+    space = dict(space)
+    for text in overrides:
+        name, prior = parse_prior(text)
+        if name not in space:
+            raise ConfigError(f"priors: {name!r} is not a hyperparameter of this task (it has: {', '.join(space)})")
+        space[name] = prior
+    return space

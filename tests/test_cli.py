@@ -42,6 +42,7 @@ def test_help_works_everywhere(args, cli_env):
     [
         (["run", "toy", "--population", "1"], "population must be >= 2"),
         (["run", "toy", "--ready-every", "0"], "ready_every must be > 0"),
+        (["run", "toy", "--priors", "h0=uniform:1:0"], "priors: h0: Uniform: lower bound 1.0 is greater than upper"),
         (["run", "nope"], "unknown domain 'nope'"),
         (["run", "toy", "--profile", "huge"], "unknown profile 'huge'"),
         (["status", "does-not-exist"], "is not a run directory"),

@@ -116,3 +116,19 @@ def test_grid_is_the_cartesian_product():
     assert len(points) == 6
     assert {"a": 0.0, "b": "x"} in points and {"a": 1.0, "b": "z"} in points
     assert grid({"lr": LogUniform(1e-4, 1e-2)}, 3)[1]["lr"] == pytest.approx(1e-3)
+
+
+def test_priors_can_be_overridden_and_bad_ranges_are_refused():
+    from pbt.config import PBTConfig
+    from pbt.space import parse_prior, with_priors
+
+    assert parse_prior("unroll=int:5:50") == ("unroll", IntUniform(5, 50))
+    assert parse_prior("opt=choice:adam,sgd") == ("opt", Categorical(("adam", "sgd")))
+    space = with_priors(SPACE, ("lr=loguniform:1e-5:1e-3",))
+    assert space["lr"] == LogUniform(1e-5, 1e-3) and space["unroll"] is SPACE["unroll"]
+    with pytest.raises(ConfigError, match="priors: lr: .*lower bound 0.1 is greater than upper bound 0.01"):
+        PBTConfig(priors=("lr=loguniform:1e-1:1e-2",))
+    with pytest.raises(ConfigError, match="unknown kind 'gauss'"):
+        PBTConfig(priors=("lr=gauss:0:1",))
+    with pytest.raises(ConfigError, match="'momentum' is not a hyperparameter of this task"):
+        with_priors(SPACE, ("momentum=uniform:0:1",))
