@@ -1,12 +1,23 @@
-"""Progress as a run goes: a line per exploit and a periodic line on the population; a table of members on demand."""
+"""Progress as a run goes, and a table of members on demand.
+
+``progress_listeners`` picks the view: a live rich display on a terminal (overall progress against the compute budget
+with an ETA, a table of members, exploit events as log lines), plain periodic lines otherwise (CI logs, redirected
+output). Both are store listeners: the controller calls them after every commit with the member it published. rich
+is imported only for the live view.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TextIO
 
 from pbt.config import PBTConfig
 from pbt.store import Event, MemberRow, ScoreRow, Store
+
+Listener = Callable[[MemberRow, Sequence[ScoreRow], Sequence[Event]], None]
 
 
 def _fmt(value: object) -> str:
@@ -19,45 +30,204 @@ def hparams_text(hparams: dict) -> str:
     return " ".join(f"{k}={_fmt(v)}" for k, v in hparams.items())
 
 
-class PrintProgress:
-    """A store listener that prints plain lines (safe for CI logs and redirected output)."""
+def duration_text(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
-    def __init__(self, cfg: PBTConfig, every_seconds: float = 10.0):
+
+def slots(cfg: PBTConfig) -> int:
+    """How many members train at once: what the controller's executor runs in parallel."""
+    from pbt.executor import cpu_count
+
+    return 1 if cfg.executor == "serial" else max(1, min(cfg.workers or cpu_count(), cfg.population))
+
+
+def member_states(members: Sequence[MemberRow], cfg: PBTConfig, run_status: str = "running") -> dict[int, str]:
+    """Each member's state as seen from the store: done, failed, dropped, or, for those still going, training (the
+    members the controller runs next: the furthest behind, as many as it has workers) or waiting (for a worker).
+    A run that is not running shows its unfinished members as stopped."""
+    states = {m.id: m.status if m.status in ("done", "failed", "dropped") else "waiting" for m in members}
+    pending = sorted((m for m in members if states[m.id] == "waiting"), key=lambda m: (m.step, m.id))
+    if run_status in ("interrupted", "finished"):
+        return {i: "stopped" if s == "waiting" else s for i, s in states.items()}
+    for m in pending[: slots(cfg)]:
+        states[m.id] = "training"
+    return states
+
+
+class Eta:
+    """Steps per second since the view started (so a resumed run's earlier steps do not inflate the rate)."""
+
+    def __init__(self, done: int, total: int):
+        self.start_done, self.total, self.start = done, total, time.monotonic()
+
+    def text(self, done: int) -> str:
+        rate = (done - self.start_done) / max(1e-9, time.monotonic() - self.start)
+        if done >= self.total:
+            return "done"
+        return "?" if rate <= 0 else duration_text((self.total - done) / rate)
+
+
+def exploit_line(e: Event) -> str | None:
+    if e.kind == "exploit":
+        return (f"member {e.member} (score {_fmt(e.score)}) copies member {e.donor} (score {_fmt(e.donor_score)}) "
+                f"at step {e.step}")
+    if e.kind == "failure":
+        return f"member {e.member} failed at step {e.step}: {e.message}"
+    if e.kind == "replace":
+        return f"member {e.member} is replaced by a copy of member {e.donor} at step {e.step}"
+    if e.kind == "drop":
+        return f"member {e.member} is dropped at step {e.step}"
+    return None
+
+
+class PrintProgress:
+    """A store listener that prints plain lines (safe for CI logs and redirected output): one per exploit or failure,
+    and one on the whole population every ``every_seconds`` and when every member has finished."""
+
+    def __init__(self, cfg: PBTConfig, every_seconds: float = 10.0, members: Sequence[MemberRow] = (),
+                 stream: TextIO | None = None):
         self.cfg = cfg
         self.every = every_seconds
-        self.last = 0.0
-        self.members: dict[int, MemberRow] = {}
+        self.stream = stream
+        self.last = time.monotonic()
+        self.members: dict[int, MemberRow] = {m.id: m for m in members}
+        self.total = cfg.population * cfg.budget_steps
+        self.eta = Eta(self.done, self.total)
+
+    @property
+    def done(self) -> int:
+        return sum(m.step for m in self.members.values())
+
+    def _print(self, text: str) -> None:
+        print(f"[pbt] {text}", file=self.stream or sys.stdout, flush=True)
 
     def __call__(self, member: MemberRow, scores: Sequence[ScoreRow], events: Sequence[Event]) -> None:
         self.members[member.id] = member
         for e in events:
-            if e.kind == "exploit":
-                print(f"[pbt] member {e.member} (score {_fmt(e.score)}) copies member {e.donor} "
-                      f"(score {_fmt(e.donor_score)}) at step {e.step}", flush=True)
-            elif e.kind == "failure":
-                print(f"[pbt] member {e.member} failed at step {e.step}: {e.message}", flush=True)
+            line = exploit_line(e)
+            if line:
+                self._print(line)
         now = time.monotonic()
-        if now - self.last >= self.every or all(m.status != "pending" for m in self.members.values()):
+        finished = len(self.members) >= self.cfg.population and all(
+            m.status != "pending" for m in self.members.values())
+        if now - self.last >= self.every or finished:
             self.last = now
-            done = sum(m.step for m in self.members.values())
-            total = self.cfg.population * self.cfg.budget_steps
-            scored = [m.score for m in self.members.values() if m.score is not None]
+            scored = [m.score for m in self.members.values() if m.score is not None and m.status != "dropped"]
             best = max(scored) if scored else float("nan")
-            print(f"[pbt] {done}/{total} steps ({100 * done / total:.0f}%), best score {_fmt(best)}", flush=True)
+            self._print(f"{self.done}/{self.total} steps ({100 * self.done / max(1, self.total):.0f}%), "
+                        f"best score {_fmt(best)}, ETA {self.eta.text(self.done)}")
+
+
+class RichProgress:
+    """A live terminal view: a progress bar against the compute budget with an ETA, the members table, and exploit
+    events printed above it as they happen. Use as a context manager around the run."""
+
+    def __init__(self, cfg: PBTConfig, members: Sequence[MemberRow] = (), title: str = "PBT", metric: str = "score",
+                 console: Any = None):
+        from rich.console import Console
+
+        self.cfg, self.title, self.metric = cfg, title, metric
+        self.console = console or Console()
+        self.members: dict[int, MemberRow] = {m.id: m for m in members}
+        self.total = cfg.population * cfg.budget_steps
+        self.eta = Eta(sum(m.step for m in self.members.values()), self.total)
+        self.started = time.monotonic()
+        self.live: Any = None
+
+    def __enter__(self) -> RichProgress:
+        from rich.live import Live
+
+        self.live = Live(get_renderable=self.render, console=self.console, refresh_per_second=2, transient=False)
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+            self.live = None
+
+    def render(self) -> Any:
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
+        members = sorted(self.members.values(), key=lambda m: m.id)
+        done = sum(m.step for m in members)
+        scored = [m for m in members if m.score is not None and m.status != "dropped"]
+        best = max(scored, key=lambda m: m.score).id if scored else None  # type: ignore[arg-type,return-value]
+        head = Text.assemble((f"{self.title} ", "bold"), f"{done}/{self.total} steps "
+                             f"({100 * done / max(1, self.total):.0f}%)  elapsed "
+                             f"{duration_text(time.monotonic() - self.started)}  ETA {self.eta.text(done)}")
+        bar = ProgressBar(total=max(1, self.total), completed=done, width=60)
+        table = Table(show_edge=False, pad_edge=False, header_style="bold")
+        for name, justify in (("member", "right"), ("step", "right"), (self.metric, "right"), ("state", "left"),
+                              ("hyperparameters", "left")):
+            table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        states = member_states(members, self.cfg)
+        colours = {"training": "green", "waiting": "dim", "done": "blue", "failed": "red", "dropped": "red"}
+        room = max(5, self.console.height - 8)
+        for m in members[:room]:
+            mark = "*" if m.id == best else " "
+            table.add_row(f"{m.id}{mark}", str(m.step), "-" if m.score is None else _fmt(m.score),
+                          Text(states[m.id], style=colours.get(states[m.id], "")), hparams_text(m.hparams))
+        parts: list[Any] = [head, bar, table]
+        if len(members) > room:
+            parts.append(Text(f"… {len(members) - room} more members (pbt-repro status DIR shows all)", style="dim"))
+        return Group(*parts)
+
+    def __call__(self, member: MemberRow, scores: Sequence[ScoreRow], events: Sequence[Event]) -> None:
+        self.members[member.id] = member
+        for e in events:
+            line = exploit_line(e)
+            if line:
+                self.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {line}", highlight=False)
+
+
+@contextlib.contextmanager
+def progress_listeners(store: Store, cfg: PBTConfig, quiet: bool = False, title: str = "PBT",
+                       metric: str = "score") -> Iterator[list[Listener]]:
+    """The progress listeners for a run of ``store``: a live view on a terminal, plain lines otherwise, none if
+    ``quiet``. The live view is shown while the ``with`` block runs."""
+    if quiet:
+        yield []
+        return
+    members = store.members()
+    if not sys.stdout.isatty():
+        yield [PrintProgress(cfg, members=members)]
+        return
+    with RichProgress(cfg, members, title=title, metric=metric) as view:
+        yield [view]
 
 
 def member_table(store: Store) -> str:
+    """The members of a run, once: step, latest score, state and hyperparameters (``*`` marks the best)."""
+    from pbt.config import from_dict
+    from pbt.space import ConfigError
+
     meta = store.meta()
     compute = store.compute()
+    try:
+        cfg = from_dict(PBTConfig, meta.get("config", {}).get("pbt", {}))
+    except (ConfigError, TypeError):  # a run written by another version: its states are estimated with defaults
+        cfg = PBTConfig()
     lines = [
         f"run {store.run_dir}: {meta.get('domain')} / {meta.get('method')} — {meta.get('status')}, "
         f"{compute['used_steps']}/{compute['planned_steps']} steps, {compute['wall_seconds']:.1f} s wall",
         f"{'member':>6} {'step':>10} {'score':>10} {'state':>8} {'fails':>5}  hyperparameters",
     ]
     members = store.members()
-    best = max((m for m in members if m.score is not None), key=lambda m: m.score, default=None)  # type: ignore[arg-type,return-value]
+    states = member_states(members, cfg, str(meta.get("status", "running")))
+    best = max((m for m in members if m.score is not None and m.status != "dropped"), key=lambda m: m.score,  # type: ignore[arg-type,return-value]
+               default=None)
     for m in members:
         mark = "*" if best is not None and m.id == best.id else " "
         score = "-" if m.score is None else _fmt(m.score)
-        lines.append(f"{m.id:>5}{mark} {m.step:>10} {score:>10} {m.status:>8} {m.failures:>5}  {hparams_text(m.hparams)}")
+        lines.append(f"{m.id:>5}{mark} {m.step:>10} {score:>10} {states[m.id]:>8} {m.failures:>5}  "
+                     f"{hparams_text(m.hparams)}")
     return "\n".join(lines)

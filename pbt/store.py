@@ -17,7 +17,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -279,6 +279,3 @@ class Store:
             "wall_seconds": float(meta.get("wall_seconds", 0.0)),
         }
 
-
-def member_dict(row: MemberRow) -> dict[str, Any]:
-    return asdict(row)

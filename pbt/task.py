@@ -8,7 +8,7 @@ inside a member's ``state``; it only passes it back to the task, and moves check
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -69,6 +69,3 @@ def metrics_steps(metrics: Mapping[str, float], requested: int) -> int:
         raise ValueError(f"task.train took {steps} steps but {requested} were asked for")
     return steps
 
-
-def samples_tail(samples: Sequence[float], window: int) -> tuple[float, ...]:
-    return tuple(float(s) for s in samples[-window:])
