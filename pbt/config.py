@@ -24,6 +24,10 @@ def doc(text: str, **kwargs: Any) -> Any:
     return field(metadata={"help": text}, **kwargs)
 
 
+# Where and how wide a run executes; they do not change what it computes, so a run may resume with other values.
+EXECUTION_FIELDS = ("workers", "executor", "ray_address", "cpus_per_member", "gpus_per_member")
+
+
 @dataclass
 class PBTConfig:
     """How the population is trained, selected and varied. Steps are the task's own unit."""
@@ -51,7 +55,13 @@ class PBTConfig:
         "Replace search-space priors: NAME=loguniform:LOW:HIGH, NAME=uniform:LOW:HIGH, NAME=int:LOW:HIGH or "
         "NAME=choice:A,B.", default=())
     workers: int = doc("Worker processes (0: one per CPU core; 1 with --executor serial runs in-process).", default=0)
-    executor: Literal["local", "serial"] = doc("local: worker processes; serial: in-process, deterministic.", default="local")
+    executor: Literal["local", "serial", "ray"] = doc(
+        "local: worker processes; serial: in-process, deterministic; ray: a Ray cluster (pip install pbt-repro[ray]).",
+        default="local")
+    ray_address: str = doc("Ray cluster to join with --executor ray: auto, HOST:PORT, or empty for a local one.",
+                           default="")
+    cpus_per_member: float = doc("CPUs Ray reserves for each running member.", default=1.0)
+    gpus_per_member: float = doc("GPUs Ray reserves for each running member (fractions share a GPU).", default=0.0)
     seed: int = doc("Seed of the run; member i is made with seed + i.", default=0)
     on_failure: Literal["replace", "retry", "drop"] = doc(
         "What happens to a member whose interval fails: replace (copy a good member), retry, drop.", default="replace"
@@ -68,6 +78,8 @@ class PBTConfig:
             raise ConfigError(f"population must be >= 1, got {self.population}")
         if self.exploit != "none" and self.population < 2:
             raise ConfigError(f"population must be >= 2 for exploit={self.exploit!r}, got {self.population}")
+        if self.cpus_per_member < 0 or self.gpus_per_member < 0:
+            raise ConfigError("cpus_per_member and gpus_per_member must be >= 0")
         if self.eval_every < 0 or self.workers < 0 or self.max_failures < 0:
             raise ConfigError("eval_every, workers and max_failures must be >= 0")
         if not 0.0 < self.truncation_fraction <= 0.5:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pbt.algorithm import IntervalResult, Job, copy_member, decision_rng, exploit_and_explore, explore_member, published
-from pbt.config import PBTConfig
+from pbt.config import EXECUTION_FIELDS, PBTConfig
 from pbt.executor import LocalExecutor, SerialExecutor, TaskSpec, cpu_count
 from pbt.space import ConfigError, HParams, sample, with_priors
 from pbt.store import Event, MemberRow, ScoreRow, Store
@@ -77,7 +77,8 @@ def prepare_run_dir(
         elif resume and Store.exists(out):
             store = Store.open_existing(out)
             have = store.meta()
-            diff = _differences({k: have.get(k) for k in wanted}, wanted)
+            diff = [d for d in _differences({k: have.get(k) for k in wanted}, wanted)
+                    if d.split(":")[0].removeprefix("config.pbt.") not in EXECUTION_FIELDS]
             if diff:
                 store.close()
                 raise ConfigError(f"{out} belongs to a different run ({'; '.join(diff[:3])}); choose another --out")
@@ -110,12 +111,15 @@ class Controller:
         if [m.id for m in self.members] != list(range(len(self.members))):
             raise ConfigError(f"{store.run_dir}: member ids are not 0..N-1")
 
-    def _executor(self) -> SerialExecutor | LocalExecutor:
-        cache = math.ceil(len(self.members) / max(1, self.cfg.workers or cpu_count()))
+    def _executor(self) -> Any:
         if self.cfg.executor == "serial":
             return SerialExecutor(self.spec, cache_size=len(self.members))
-        return LocalExecutor(self.spec, workers=min(self.cfg.workers or cpu_count(), len(self.members)),
-                             cache_size=cache)
+        if self.cfg.executor == "ray":
+            from pbt.ray_executor import RayExecutor  # Ray is an optional extra
+
+            return RayExecutor(self.spec, len(self.members))
+        workers = min(self.cfg.workers or cpu_count(), len(self.members))
+        return LocalExecutor(self.spec, workers=workers, cache_size=math.ceil(len(self.members) / workers))
 
     def _runnable(self, in_flight: set[int]) -> list[MemberRow]:
         return [m for m in self.members
@@ -147,7 +151,7 @@ class Controller:
                             finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
         return self.members
 
-    def _run_async(self, executor: LocalExecutor) -> None:
+    def _run_async(self, executor: Any) -> None:
         """Each member decides as soon as its interval is back, against what the others have published by then."""
         in_flight: set[int] = set()
         while True:

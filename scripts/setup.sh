@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Create .venv in this checkout and install pbt-repro into it with everything it needs.
 #   bash scripts/setup.sh          # runtime dependencies
-#   bash scripts/setup.sh --test   # plus the test tools
+#   bash scripts/setup.sh --test   # plus the test tools and the optional Ray extra
 # On a machine without an NVIDIA GPU, torch comes from PyTorch's CPU index when it is reachable, so no CUDA wheels
 # (several GB) are pulled; set PBT_TORCH_INDEX to choose another index.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 extras=""
-[ "${1:-}" = "--test" ] && extras="[test]"
+[ "${1:-}" = "--test" ] && extras="[test,ray]"  # the tests cover the Ray executor on a local Ray instance
 
 python=${PYTHON:-python3.11}
 command -v "$python" >/dev/null 2>&1 || python=python3

@@ -1,0 +1,57 @@
+"""``--dry-run``: what a run would ask for, checked against the machine or Ray cluster that is visible."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from types import ModuleType
+from typing import Any
+
+from pbt.config import PBTConfig
+from pbt.executor import cpu_count
+from pbt.space import ConfigError
+
+
+def local_capacity() -> dict[str, float]:
+    gpus = 0
+    if shutil.which("nvidia-smi"):
+        try:
+            listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+            gpus = sum(line.startswith("GPU ") for line in listing.splitlines())
+        except (OSError, subprocess.SubprocessError):
+            gpus = 0
+    return {"CPU": float(cpu_count()), "GPU": float(gpus)}
+
+
+def plan(module: ModuleType, config: Any, capacity: dict[str, float] | None = None) -> str:
+    """A printable plan for ``config``; raises ``ConfigError`` when the capacity cannot hold one member."""
+    cfg: PBTConfig = config.pbt
+    if capacity is None:
+        if cfg.executor == "ray":
+            from pbt.ray_executor import cluster_capacity, connect
+
+            connect(cfg.ray_address)
+            capacity = cluster_capacity()
+        else:
+            capacity = local_capacity()
+    cpus = cfg.cpus_per_member if cfg.executor == "ray" else 1.0
+    gpus = cfg.gpus_per_member if cfg.executor == "ray" else 0.0
+    from pbt.ray_executor import slots_for  # pure arithmetic; importing it does not import Ray
+
+    probe = PBTConfig(**{**cfg.__dict__, "cpus_per_member": cpus, "gpus_per_member": gpus})
+    try:
+        slots = slots_for(probe, cfg.population, capacity)
+    except ConfigError as exc:
+        raise ConfigError(f"cluster too small: {exc}") from None
+    lines = [
+        f"plan: {cfg.population} members x {cfg.budget_steps:,} steps = {cfg.population * cfg.budget_steps:,} steps "
+        f"(ready every {cfg.ready_every:,}; exploit {cfg.exploit}, explore {cfg.explore})",
+        f"executor {cfg.executor}: {cpus:g} CPU + {gpus:g} GPU per member; visible {capacity['CPU']:g} CPUs, "
+        f"{capacity['GPU']:g} GPUs -> {slots} members at a time"
+        + ("" if slots >= cfg.population else f" (time-sliced, {cfg.population / slots:.1f} members per slot)"),
+    ]
+    estimate = getattr(module, "estimate", None)
+    if estimate is not None:
+        for key, value in estimate(config).items():
+            lines.append(f"estimate {key}: {value}")
+    return "\n".join(lines)

@@ -1,0 +1,81 @@
+"""The Ray executor on a local Ray instance with 2 CPUs (the ``ray`` extra is part of the test install)."""
+
+import dataclasses
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+import ray
+
+from experiments.toy.task import Config as ToyConfig
+from pbt.controller import run_experiment
+from pbt.plan import plan
+from pbt.ray_executor import check_address
+from pbt.space import ConfigError
+from tests.fake_tasks import Config as FakeConfig
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+def schema(store):
+    return sorted(sqlite3.connect(store.path).execute("SELECT name, sql FROM sqlite_master").fetchall())
+
+
+def toy(executor, **overrides):
+    cfg = ToyConfig()
+    return dataclasses.replace(cfg, pbt=dataclasses.replace(cfg.pbt, executor=executor, workers=2, population=4,
+                                                            budget_steps=40, **overrides))
+
+
+def test_toy_on_ray_gives_the_same_kind_of_results_as_local(tmp_path):
+    ray_store = run_experiment("experiments.toy.task", toy("ray"), tmp_path / "ray", domain="toy")
+    local_store = run_experiment("experiments.toy.task", toy("local"), tmp_path / "local", domain="toy")
+    assert schema(ray_store) == schema(local_store)
+    for store in (ray_store, local_store):
+        members = store.members()
+        assert [m.status for m in members] == ["done"] * 4 and all(m.step == 40 for m in members)
+        assert {s.step for s in store.scores()} == set(range(1, 41))
+        assert store.meta()["status"] == "finished"
+    # same seed, same initial population and same first interval, whichever executor ran it
+    first = lambda store: {s.member: s.score for s in store.scores() if s.step == 4}  # noqa: E731
+    assert first(ray_store) == pytest.approx(first(local_store))
+
+
+def test_worker_dying_mid_interval_is_retried_from_its_checkpoint(tmp_path):
+    cfg = FakeConfig(marker_dir=str(tmp_path), fail_member=1, fail_at_step=10, failure="die")
+    cfg = dataclasses.replace(cfg, pbt=dataclasses.replace(cfg.pbt, executor="ray", workers=2, exploit="none"))
+    store = run_experiment("tests.fake_tasks", cfg, tmp_path / "run")
+    failure = store.events("failure")[0]
+    assert failure.member == 1 and "Ray worker died" in failure.message
+    assert store.events("retry")[0].member == 1
+    assert all(m.status == "done" and m.step == 40 for m in store.members())
+    assert [s.step for s in store.scores(1)] == [10, 20, 30, 40]  # the lost interval was redone once
+
+
+def test_bad_ray_address_fails_fast_with_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="is not auto or HOST:PORT"):
+        check_address("nonsense")
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "pbt.cli", "run", "toy", "--executor", "ray", "--ray-address",
+                           "127.0.0.1:9", "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - t0 < 30
+    assert proc.returncode == 2 and "no Ray cluster answers there" in proc.stderr
+
+
+def test_dry_run_plan_and_too_small_cluster():
+    import experiments.toy.task as toy_module
+
+    cfg = toy("ray", cpus_per_member=1.0)
+    text = plan(toy_module, cfg)
+    assert "4 members x 40 steps" in text and "2 members at a time" in text
+    with pytest.raises(ConfigError, match="cluster too small.*cannot hold one member.*1 GPUs"):
+        plan(toy_module, toy("ray", gpus_per_member=1.0))
+    with pytest.raises(ConfigError, match="cluster too small"):
+        plan(toy_module, toy("ray", cpus_per_member=4.0))
