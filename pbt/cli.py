@@ -7,18 +7,23 @@ nested ``PBTConfig``), so every setting a profile has can be overridden, and not
     pbt-repro baseline DOMAIN --profile cpu [...]    # random search (or --method grid) at equal compute
     pbt-repro resume DIR                             # continue a killed run where it stopped
     pbt-repro status DIR                             # the members of a run, once
+    pbt-repro reproduce DOMAIN --profile cpu [--seeds K] [--out DIR]   # PBT + random search + comparison + summary
+    pbt-repro compare RUN_DIR [RUN_DIR ...] --out DIR [--allow-unequal]  # tables and figures from run stores
+    pbt-repro report [--results results]             # regenerate results/README.md from results/*/summary.json
     pbt-repro DOMAIN COMMAND ...                     # a domain's own tools (e.g. rl play, translation translate)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
 import json
 import sys
 import types
 import typing
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -118,7 +123,7 @@ def _run_parser(command: str, domain: str, module: ModuleType) -> argparse.Argum
     parser.add_argument("--force", action="store_true", help="delete --out first if it already holds something")
     parser.add_argument("--resume", action="store_true", help="continue --out if it holds the same run")
     parser.add_argument("--config", dest="config_file", help="JSON file of setting overrides (unknown keys are errors)")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_listener_flags(parser)
     if command == "baseline":
         parser.add_argument("--method", choices=("random", "grid"), default="random",
                             help="random search (default) or grid search over the priors")
@@ -138,39 +143,154 @@ def cmd_run(command: str, argv: list[str]) -> int:
     args = _run_parser(command, domain, module).parse_args(argv[1:])
     config = config_from_args(module, args.profile, args, args.config_file)
     from baselines import baseline_config
-    from pbt.controller import run_experiment
-    from pbt.progress import PrintProgress
+    from pbt.controller import Controller, open_experiment
 
     method, initial = "pbt", getattr(module, "initial_hparams", lambda c: None)(config)
     if command == "baseline":
         method = "grid_search" if args.method == "grid" else "random_search"
         config, initial = baseline_config(module, config, method, args.grid_points)
     out = args.out or Path("runs") / f"{domain}-{method}-{args.profile}-s{config.pbt.seed}"
-    listeners = [] if args.quiet else [PrintProgress(config.pbt)]
-    store = run_experiment(module.__name__, config, out, method=method, domain=domain, initial_hparams=initial,
-                           force=args.force, resume=args.resume, listeners=listeners)
+    store, spec = open_experiment(module.__name__, config, out, method, domain, initial, args.force, args.resume)
+    with run_listeners(args, store, config.pbt, module.METRIC, f"{domain} {method}", figures=True) as listeners:
+        Controller(store, spec, listeners).run()
     print_summary(store.run_dir)
     return 0
+
+
+def add_listener_flags(parser: argparse.ArgumentParser) -> None:
+    """``--quiet`` and the Weights & Biases flags shared by run, baseline, resume and reproduce."""
+    parser.add_argument("--quiet", action="store_true", help="no progress display")
+    parser.add_argument("--wandb", action="store_true", help="log each member to Weights & Biases (offline when no "
+                        "API key is configured), grouped by run")
+    parser.add_argument("--wandb-project", default="pbt-repro", help="W&B project (default pbt-repro)")
+    parser.add_argument("--wandb-entity", default=None, help="W&B entity (default: your account's)")
+
+
+@contextlib.contextmanager
+def run_listeners(args: argparse.Namespace, store: Any, cfg: Any, metric: str, title: str, group: str | None = None,
+                  figures: bool = False, wandb_dir: Path | None = None) -> Iterator[list[Any]]:
+    """The listeners a command's flags ask for: progress (live on a terminal, plain lines otherwise, none with
+    --quiet) and, with --wandb, W&B logging; with ``figures``, the run's own figures are logged to W&B at the end."""
+    from pbt.progress import progress_listeners
+
+    with progress_listeners(store, cfg, args.quiet, title, metric) as listeners:
+        logger = None
+        if getattr(args, "wandb", False):
+            from pbt.wandb_log import WandbLogger
+
+            logger = WandbLogger(store.run_dir, store.meta(), args.wandb_project, args.wandb_entity, group, wandb_dir)
+            listeners = [*listeners, logger]
+        try:
+            yield listeners
+            if logger is not None and figures:
+                logger.log_figures(run_figures(store.run_dir), name="figures")
+        finally:
+            if logger is not None:
+                logger.close()
+
+
+def run_figures(run_dir: Path) -> list[Path]:
+    """Draw one run's figures into ``RUN_DIR/figures`` (for W&B); a failure to draw is reported, not raised."""
+    from pbt.compare import compare
+
+    try:
+        comparison = compare([run_dir], run_dir / "figures")
+    except Exception as exc:  # noqa: BLE001 - the run itself has finished; figures are a convenience
+        print(f"{PROG}: could not draw the run's figures: {exc}", file=sys.stderr)
+        return []
+    return [run_dir / "figures" / f for files in comparison.figures.values() for f in files if f.endswith(".png")]
 
 
 def cmd_resume(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog=f"{PROG} resume", description="Continue a run that stopped (killed, "
                                      "crashed or interrupted) from the last committed state of each member.")
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--quiet", action="store_true")
+    add_listener_flags(parser)
     args = parser.parse_args(argv)
     from pbt.controller import Controller
     from pbt.executor import TaskSpec
-    from pbt.progress import PrintProgress
     from pbt.store import Store
 
     store = Store.open_existing(args.run_dir)
     meta = store.meta()
     module = load_domain(meta["domain"])
     config = from_dict(module.Config, meta["config"])
-    Controller(store, TaskSpec(module.__name__, config), [] if args.quiet else [PrintProgress(config.pbt)]).run()
+    with run_listeners(args, store, config.pbt, module.METRIC, f"{meta['domain']} {meta['method']}",
+                       figures=True) as listeners:
+        Controller(store, TaskSpec(module.__name__, config), listeners).run()
     print_summary(args.run_dir)
     return 0
+
+
+def cmd_reproduce(argv: list[str]) -> int:
+    if not argv or argv[0].startswith("-"):
+        print(f"usage: {PROG} reproduce DOMAIN [--profile smoke|cpu|paper] [--seeds K] [--out DIR] [flags]\n"
+              f"domains: {', '.join(domains())}; see `{PROG} reproduce DOMAIN --help` for its flags")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    domain = argv[0]
+    module = load_domain(domain)
+    parser = argparse.ArgumentParser(prog=f"{PROG} reproduce {domain}", description=(
+        f"PBT, then random search at the same compute, then the comparison and a results folder, for {domain} "
+        f"(metric: {module.METRIC}). Running the same command again continues where a killed run stopped."))
+    parser.add_argument("--profile", default="cpu", help=f"named settings: {', '.join(module.PROFILES)} (default cpu)")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds per arm, counting up from --seed (default 1)")
+    parser.add_argument("--out", type=Path, help="results folder (default runs/DOMAIN-PROFILE/results)")
+    parser.add_argument("--runs", type=Path, help="where the run directories go (default runs/DOMAIN-PROFILE)")
+    parser.add_argument("--force", action="store_true", help="delete the run directories first and start over")
+    parser.add_argument("--config", dest="config_file", help="JSON file of setting overrides (unknown keys are errors)")
+    add_listener_flags(parser)
+    profile = "cpu" if "cpu" in module.PROFILES else next(iter(module.PROFILES))
+    add_config_flags(parser, module.PROFILES[profile])
+    args = parser.parse_args(argv[1:])
+    if args.seeds < 1:
+        parser.error("--seeds must be >= 1")
+    config = config_from_args(module, args.profile, args, args.config_file)
+    from pbt.compare import fmt
+    from pbt.reproduce import reproduce
+
+    runs = args.runs or Path("runs") / f"{domain}-{args.profile}"
+
+    def listeners_for(arm: str, seed: int, store: Any) -> Any:
+        group = f"{domain}-{args.profile}-{arm}-s{seed}"
+        return run_listeners(args, store, store_config(module, store).pbt, module.METRIC, f"{domain} {arm} seed {seed}",
+                             group=group, wandb_dir=runs)
+
+    out = args.out or runs / "results"
+    summary = reproduce(domain, config, args.profile, args.seeds, out, runs, args.force, listeners_for,
+                        command=" ".join([PROG, "reproduce", *argv]))
+    print((out / "comparison.md").read_text())
+    print(f"{summary['metric']}: PBT best final {fmt(summary['pbt']['best_final'])}, random search best final "
+          f"{fmt(summary['random_search']['best_final'])}\nwrote {out / 'summary.json'}, {out / 'README.md'} and "
+          f"the figures in {out}")
+    if args.wandb:
+        from pbt.store import Store
+        from pbt.wandb_log import WandbLogger
+
+        first = Path(summary["provenance"]["runs"]["pbt"][0])
+        store = Store.open_existing(first)
+        logger = WandbLogger(first, store.meta(), args.wandb_project, args.wandb_entity,
+                             group=f"{domain}-{args.profile}-pbt-s{config.pbt.seed}", directory=runs)
+        store.close()
+        logger.log_figures([out / f for files in summary["figures"].values() for f in files if f.endswith(".png")])
+        logger.close()
+    return 0
+
+
+def store_config(module: ModuleType, store: Any) -> Any:
+    """The domain config a run directory was made with."""
+    return from_dict(module.Config, store.meta()["config"])
+
+
+def cmd_compare(argv: list[str]) -> int:
+    from pbt.compare import main as compare_main
+
+    return compare_main(argv)
+
+
+def cmd_report(argv: list[str]) -> int:
+    from pbt.report import main as report_main
+
+    return report_main(argv)
 
 
 def print_summary(run_dir: Path) -> None:
@@ -225,6 +345,9 @@ COMMANDS = {
     "baseline": "random search (or grid) at the same compute: baseline DOMAIN --profile ...",
     "resume": "continue a stopped run: resume DIR",
     "status": "print a run's members: status DIR",
+    "reproduce": "PBT, random search at equal compute, comparison, summary: reproduce DOMAIN --profile ...",
+    "compare": "tables and figures from run directories: compare RUN_DIR ... --out DIR",
+    "report": "regenerate results/README.md from results/*/summary.json",
 }
 
 
@@ -244,6 +367,12 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_resume(rest)
         if command == "status":
             return cmd_status(rest)
+        if command == "reproduce":
+            return cmd_reproduce(rest)
+        if command == "compare":
+            return cmd_compare(rest)
+        if command == "report":
+            return cmd_report(rest)
         if command == "toy":
             return cmd_toy(rest)
         if command == "demo":

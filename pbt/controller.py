@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import importlib
 import json
 import math
 import platform
@@ -63,7 +64,7 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 def prepare_run_dir(
     out: Path, domain: str, method: str, config: Any, initial_hparams: list[HParams] | None, space: dict,
-    force: bool = False, resume: bool = False,
+    force: bool = False, resume: bool = False, metric: str = "score",
 ) -> Store:
     """Create a new run directory, or reopen ``out`` when ``resume`` is set and it holds the same run.
 
@@ -92,7 +93,7 @@ def prepare_run_dir(
     rng = random.Random(f"{pbt.seed}:init")  # shared by PBT and random search: same seed, same initial population
     hparams = initial_hparams or [sample(space, rng) for _ in range(pbt.population)]
     store.add_members([MemberRow(id=i, seed=pbt.seed + i, hparams=dict(h)) for i, h in enumerate(hparams)])
-    store.set_meta(**wanted, initial_hparams=hparams, seed=pbt.seed, git_commit=git_commit(), machine=machine(),
+    store.set_meta(**wanted, metric=metric, initial_hparams=hparams, seed=pbt.seed, git_commit=git_commit(), machine=machine(),
                    started_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), wall_seconds=0.0,
                    status="running")
     return store
@@ -249,7 +250,29 @@ class Controller:
         else:  # retry the interval from the member's last checkpoint (or from scratch with fresh hyperparameters)
             if me.checkpoint is None and action == "replace":
                 me = replace(me, hparams=sample(self.space, rng))
-            self._publish(me, events=[failure, Event(me.id, me.step, "retry", message=action)])
+            self._publish(me, events=[failure, Event(me.id, me.step, "retry", new_hparams=me.hparams, message=action)])
+
+
+def open_experiment(
+    module: str,
+    config: Any,
+    out: Path | str,
+    method: str = "pbt",
+    domain: str | None = None,
+    initial_hparams: list[HParams] | None = None,
+    force: bool = False,
+    resume: bool = False,
+) -> tuple[Store, TaskSpec]:
+    """Create (or, with ``resume``, reopen) the run directory of ``module``'s task with ``config``.
+
+    ``module`` is an import path whose ``make_task(config)`` builds the task (see ``experiments/__init__.py``).
+    """
+    spec = TaskSpec(module, config)
+    space = with_priors(spec.build().space, config.pbt.priors)
+    metric = getattr(importlib.import_module(module), "METRIC", "score")
+    store = prepare_run_dir(Path(out), domain or module, method, config, initial_hparams, space,
+                            force=force, resume=resume, metric=metric)
+    return store, spec
 
 
 def run_experiment(
@@ -263,13 +286,7 @@ def run_experiment(
     resume: bool = False,
     listeners: Sequence[Listener] = (),
 ) -> Store:
-    """Run (or, with ``resume``, continue) a population of ``module``'s task with ``config``; return its store.
-
-    ``module`` is an import path whose ``make_task(config)`` builds the task (see ``experiments/__init__.py``).
-    """
-    spec = TaskSpec(module, config)
-    space = with_priors(spec.build().space, config.pbt.priors)
-    store = prepare_run_dir(Path(out), domain or module, method, config, initial_hparams, space,
-                            force=force, resume=resume)
+    """Run (or, with ``resume``, continue) a population of ``module``'s task with ``config``; return its store."""
+    store, spec = open_experiment(module, config, out, method, domain, initial_hparams, force, resume)
     Controller(store, spec, listeners).run()
     return store

@@ -90,8 +90,9 @@ class PrintProgress:
     and one on the whole population every ``every_seconds`` and when every member has finished."""
 
     def __init__(self, cfg: PBTConfig, every_seconds: float = 10.0, members: Sequence[MemberRow] = (),
-                 stream: TextIO | None = None):
+                 stream: TextIO | None = None, title: str = ""):
         self.cfg = cfg
+        self.title = f"{title}: " if title else ""
         self.every = every_seconds
         self.stream = stream
         self.last = time.monotonic()
@@ -119,7 +120,7 @@ class PrintProgress:
             self.last = now
             scored = [m.score for m in self.members.values() if m.score is not None and m.status != "dropped"]
             best = max(scored) if scored else float("nan")
-            self._print(f"{self.done}/{self.total} steps ({100 * self.done / max(1, self.total):.0f}%), "
+            self._print(f"{self.title}{self.done}/{self.total} steps ({100 * self.done / max(1, self.total):.0f}%), "
                         f"best score {_fmt(best)}, ETA {self.eta.text(self.done)}")
 
 
@@ -164,7 +165,7 @@ class RichProgress:
         head = Text.assemble((f"{self.title} ", "bold"), f"{done}/{self.total} steps "
                              f"({100 * done / max(1, self.total):.0f}%)  elapsed "
                              f"{duration_text(time.monotonic() - self.started)}  ETA {self.eta.text(done)}")
-        bar = ProgressBar(total=max(1, self.total), completed=done, width=60)
+        bar = ProgressBar(total=max(1, self.total), completed=done, width=40)
         table = Table(show_edge=False, pad_edge=False, header_style="bold")
         for name, justify in (("member", "right"), ("step", "right"), (self.metric, "right"), ("state", "left"),
                               ("hyperparameters", "left")):
@@ -176,7 +177,10 @@ class RichProgress:
             mark = "*" if m.id == best else " "
             table.add_row(f"{m.id}{mark}", str(m.step), "-" if m.score is None else _fmt(m.score),
                           Text(states[m.id], style=colours.get(states[m.id], "")), hparams_text(m.hparams))
-        parts: list[Any] = [head, bar, table]
+        top = Table.grid(padding=(0, 1))
+        top.add_row(head)
+        top.add_row(bar)  # in a grid, so the bar ends its line
+        parts: list[Any] = [top, table]
         if len(members) > room:
             parts.append(Text(f"… {len(members) - room} more members (pbt-repro status DIR shows all)", style="dim"))
         return Group(*parts)
@@ -199,7 +203,7 @@ def progress_listeners(store: Store, cfg: PBTConfig, quiet: bool = False, title:
         return
     members = store.members()
     if not sys.stdout.isatty():
-        yield [PrintProgress(cfg, members=members)]
+        yield [PrintProgress(cfg, members=members, title=title)]
         return
     with RichProgress(cfg, members, title=title, metric=metric) as view:
         yield [view]

@@ -1,0 +1,148 @@
+"""Weights & Biases logging as a store listener: each member is one W&B run, all grouped under the PBT run.
+
+A member's run holds its hyperparameters as config (updated whenever an exploit or explore changes them), and logs,
+against the member's step, its score, the training and evaluation metrics, the hyperparameters in effect
+(``hparams/<name>``, so the schedule shows up as a chart) and its exploit events (``pbt/exploit``,
+``pbt/cloned_from``, ``pbt/donor_step``, ``pbt/donor_score``). ``log_figures`` adds the comparison figures as images
+at the end.
+
+Without a configured API key the runs are written offline (one line says so, with the ``wandb sync`` command to
+upload them later). Logging never stops training: the first error is reported in one line and logging is switched
+off for the rest of the run. wandb is imported only when a logger is created.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pbt.store import Event, MemberRow, ScoreRow
+
+_announced: set[str] = set()  # offline folders already announced in this process
+
+
+def _say(text: str) -> None:
+    print(f"[wandb] {text}", file=sys.stderr, flush=True)
+
+
+def choose_mode(wandb: Any, directory: Path) -> str:
+    """``WANDB_MODE`` when set, else online with a configured API key and offline without one (said in one line)."""
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    try:
+        logged_in = bool(wandb.login(prompt=False, verify=False))
+    except Exception:  # noqa: BLE001 - any trouble reading credentials means: no usable key
+        logged_in = False
+    if logged_in:
+        return "online"
+    if str(directory) not in _announced:
+        _announced.add(str(directory))
+        _say(f"no API key configured: logging offline to {directory / 'wandb'}; upload later with "
+             f"`wandb sync {directory / 'wandb'}/offline-run-*`")
+    return "offline"
+
+
+class WandbLogger:
+    """A listener that logs every member of one run to W&B.
+
+    Args:
+        run_dir: The run directory (names the group by default; the offline files go under it unless ``directory``).
+        meta: The run's store metadata (domain, method, config), recorded in each member's config.
+        project: W&B project (default ``pbt-repro``).
+        entity: W&B entity (default: the account's).
+        group: W&B group of the member runs (default: the run directory's name).
+        directory: Where wandb writes its files (default ``run_dir``).
+    """
+
+    def __init__(self, run_dir: Path | str, meta: dict[str, Any], project: str | None = None,
+                 entity: str | None = None, group: str | None = None, directory: Path | str | None = None):
+        self.run_dir = Path(run_dir)
+        self.meta = meta
+        self.project = project or "pbt-repro"
+        self.entity = entity
+        self.group = group or self.run_dir.name
+        self.directory = Path(directory or self.run_dir)
+        self.runs: dict[int, Any] = {}
+        self.failed = False
+        try:
+            import wandb
+
+            self.wandb = wandb
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self.mode = choose_mode(wandb, self.directory)
+        except Exception as exc:  # noqa: BLE001 - an unusable wandb must not stop the run
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        if not self.failed:
+            _say(f"logging failed ({type(exc).__name__}: {exc}); training goes on without W&B logging")
+        self.failed = True
+
+    def _init(self, name: str, config: dict[str, Any], job_type: str) -> Any:
+        return self.wandb.init(
+            project=self.project, entity=self.entity, group=self.group, name=name, job_type=job_type, config=config,
+            dir=str(self.directory), mode=self.mode, reinit="create_new", tags=[str(self.meta.get("domain")),
+                                                                                  str(self.meta.get("method"))],
+            settings=self.wandb.Settings(silent=True, console="off"),
+        )
+
+    def _member_run(self, member: MemberRow) -> Any:
+        run = self.runs.get(member.id)
+        if run is None:
+            config = {**member.hparams, "member": member.id, "seed": member.seed, "domain": self.meta.get("domain"),
+                      "method": self.meta.get("method"), "run_dir": str(self.run_dir),
+                      "run_config": self.meta.get("config", {})}
+            run = self.runs[member.id] = self._init(f"{self.group}/member-{member.id}", config, "member")
+            if len(self.runs) == 1 and self.mode == "online" and run.project_url:
+                _say(f"logging the members of {self.group} to {run.project_url}")
+        return run
+
+    def __call__(self, member: MemberRow, scores: Sequence[ScoreRow], events: Sequence[Event]) -> None:
+        if self.failed:
+            return
+        try:
+            run = self._member_run(member)
+            hparams = {f"hparams/{k}": v for k, v in member.hparams.items() if isinstance(v, (int, float))}
+            for s in sorted(scores, key=lambda s: s.step):
+                run.log({"score": s.score, **s.metrics, **hparams}, step=s.step)
+            for e in events:
+                if e.new_hparams is not None:
+                    run.config.update(e.new_hparams, allow_val_change=True)
+                if e.kind in ("exploit", "replace"):
+                    run.log({"pbt/exploit": 1, "pbt/cloned_from": e.donor, "pbt/donor_step": e.donor_step,
+                             "pbt/donor_score": e.donor_score}, step=e.step)
+                elif e.kind in ("failure", "drop"):
+                    run.log({f"pbt/{e.kind}": 1}, step=e.step)
+            if member.status != "pending":
+                run.summary.update({"final_score": member.score, "status": member.status, "final_step": member.step})
+        except Exception as exc:  # noqa: BLE001 - logging never kills training
+            self._fail(exc)
+
+    def log_figures(self, paths: Sequence[Path], name: str = "comparison") -> None:
+        """Log image files (the comparison figures) as one extra run of the group."""
+        if self.failed or not paths:
+            return
+        try:
+            run = self._init(f"{self.group}/{name}", {"domain": self.meta.get("domain")}, name)
+            run.log({Path(p).stem: self.wandb.Image(str(p)) for p in paths})
+            run.finish()
+        except Exception as exc:  # noqa: BLE001
+            self._fail(exc)
+
+    def close(self) -> None:
+        """Finish every member's run, then wait until wandb has written (or uploaded) everything: its exit hook is
+        not reliable in a process that used multiprocessing, as the local executor does."""
+        for run in self.runs.values():
+            try:
+                run.finish()
+            except Exception as exc:  # noqa: BLE001
+                self._fail(exc)
+        self.runs.clear()
+        try:
+            if hasattr(self, "wandb") and hasattr(self.wandb, "teardown"):
+                self.wandb.teardown()
+        except Exception as exc:  # noqa: BLE001
+            self._fail(exc)

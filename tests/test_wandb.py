@@ -1,0 +1,78 @@
+import dataclasses
+
+import pytest
+
+import experiments.toy.task as toy
+from pbt.compare import compare
+from pbt.controller import run_experiment
+from pbt.store import Store
+from pbt.wandb_log import WandbLogger, choose_mode
+
+
+def toy_config(steps=24):
+    base = toy.Config()
+    return dataclasses.replace(base, pbt=dataclasses.replace(base.pbt, budget_steps=steps))
+
+
+def test_offline_run_files_hold_the_logged_keys(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    run_dir = tmp_path / "run"
+    config = toy_config()
+    from pbt.controller import prepare_run_dir
+
+    prepare_run_dir(run_dir, "toy", "pbt", config, toy.initial_hparams(config), toy.SPACE).close()
+    meta = Store.open_existing(run_dir).meta()
+    logger = WandbLogger(run_dir, meta, project="pbt-test", group="toy-group", directory=tmp_path / "wb")
+    store = run_experiment("experiments.toy.task", config, run_dir, domain="toy",
+                           initial_hparams=toy.initial_hparams(config), resume=True, listeners=[logger])
+    assert store.events("exploit")  # there was something to log
+    comparison = compare([run_dir], tmp_path / "figures")
+    logger.log_figures([tmp_path / "figures" / f for files in comparison.figures.values() for f in files
+                        if f.endswith(".png")])
+    logger.close()
+    assert not logger.failed
+
+    runs = sorted((tmp_path / "wb" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 3  # two members and the figures
+    records = [next(r.glob("run-*.wandb")).read_bytes() for r in runs]
+    members = [r for r in records if b"toy-group/member-" in r]
+    assert len(members) == 2
+    for data in members:
+        for key in (b"score", b"eval/theta0", b"train/surrogate", b"hparams/h0", b"pbt/exploit", b"pbt/cloned_from",
+                    b"h1", b"toy-group"):
+            assert key in data, key
+    figures = [r for r in records if b"toy-group/comparison" in r]
+    assert len(figures) == 1 and b"schedule" in figures[0] and b"lineage_tree" in figures[0]
+
+
+def test_a_failing_wandb_never_stops_training(tmp_path, capsys):
+    class Broken:
+        Settings = dict
+
+        @staticmethod
+        def login(**kwargs):
+            return True
+
+        @staticmethod
+        def init(**kwargs):
+            raise ConnectionError("no route to host")
+
+    config = toy_config()
+    logger = WandbLogger(tmp_path / "run", {"domain": "toy"}, directory=tmp_path / "wb")
+    logger.wandb, logger.mode = Broken, "online"
+    store = run_experiment("experiments.toy.task", config, tmp_path / "run", domain="toy",
+                           initial_hparams=toy.initial_hparams(config), resume=True, listeners=[logger])
+    assert all(m.status == "done" for m in store.members())
+    err = capsys.readouterr().err
+    assert err.count("logging failed (ConnectionError: no route to host)") == 1 and logger.failed
+
+
+@pytest.mark.parametrize("login", [lambda **kw: False, lambda **kw: 1 / 0])
+def test_offline_is_the_default_without_an_api_key(tmp_path, monkeypatch, capsys, login):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    fake = type("FakeWandb", (), {"login": staticmethod(login)})
+    assert choose_mode(fake, tmp_path) == "offline"
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"wandb sync {tmp_path / 'wandb'}/offline-run-*" in err[0]
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert choose_mode(fake, tmp_path) == "disabled"
