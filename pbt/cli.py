@@ -123,6 +123,8 @@ def _run_parser(command: str, domain: str, module: ModuleType) -> argparse.Argum
     parser.add_argument("--force", action="store_true", help="delete --out first if it already holds something")
     parser.add_argument("--resume", action="store_true", help="continue --out if it holds the same run")
     parser.add_argument("--config", dest="config_file", help="JSON file of setting overrides (unknown keys are errors)")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan (members, resources, budget, estimated "
+                        "cost), check it against the visible machine or Ray cluster, and exit")
     add_listener_flags(parser)
     if command == "baseline":
         parser.add_argument("--method", choices=("random", "grid"), default="random",
@@ -149,6 +151,11 @@ def cmd_run(command: str, argv: list[str]) -> int:
     if command == "baseline":
         method = "grid_search" if args.method == "grid" else "random_search"
         config, initial = baseline_config(module, config, method, args.grid_points)
+    if args.dry_run:
+        from pbt.plan import plan
+
+        print(plan(module, config))
+        return 0
     out = args.out or Path("runs") / f"{domain}-{method}-{args.profile}-s{config.pbt.seed}"
     store, spec = open_experiment(module.__name__, config, out, method, domain, initial, args.force, args.resume)
     with run_listeners(args, store, config.pbt, module.METRIC, f"{domain} {method}", figures=True) as listeners:
@@ -205,6 +212,9 @@ def cmd_resume(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog=f"{PROG} resume", description="Continue a run that stopped (killed, "
                                      "crashed or interrupted) from the last committed state of each member.")
     parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--workers", type=int, help="worker processes or Ray slots (default: as the run was started)")
+    parser.add_argument("--executor", choices=("local", "serial", "ray"), help="default: as the run was started")
+    parser.add_argument("--ray-address", help="Ray cluster to continue on (--executor ray)")
     add_listener_flags(parser)
     args = parser.parse_args(argv)
     from pbt.controller import Controller
@@ -214,7 +224,9 @@ def cmd_resume(argv: list[str]) -> int:
     store = Store.open_existing(args.run_dir)
     meta = store.meta()
     module = load_domain(meta["domain"])
-    config = from_dict(module.Config, meta["config"])
+    # where and how wide it runs may change on resume; what it computes may not
+    execution = {k: v for k in ("workers", "executor", "ray_address") if (v := getattr(args, k)) is not None}
+    config = replace_fields(from_dict(module.Config, meta["config"]), execution)
     with run_listeners(args, store, config.pbt, module.METRIC, f"{meta['domain']} {meta['method']}",
                        figures=True) as listeners:
         Controller(store, TaskSpec(module.__name__, config), listeners).run()
@@ -322,8 +334,16 @@ def cmd_demo(argv: list[str]) -> int:
                                      "(paper Figure 2), then each experiment's smoke run with random search beside it.")
     parser.add_argument("--out", type=Path, default=Path("runs/demo"))
     args = parser.parse_args(argv)
-    code = cmd_toy(["--out", str(args.out / "toy")])
-    print(f"\nFigure 2 reproduction: {args.out / 'toy' / 'figure2.png'}\nTable: {args.out / 'toy' / 'summary.md'}")
+    code = cmd_toy(["--out", str(args.out / "figure2")])
+    written = [f"Figure 2 reproduction: {args.out / 'figure2' / 'figure2.png'} (table: "
+               f"{args.out / 'figure2' / 'summary.md'})"]
+    for domain in domains():
+        out = args.out / domain
+        print(f"\n== {domain}: PBT against random search, smoke profile ==", flush=True)
+        code = code or cmd_reproduce([domain, "--profile", "smoke", "--out", str(out), "--runs", str(out / "runs"),
+                                      "--quiet"])
+        written.append(f"{domain}: {out / 'README.md'} (figures and summary.json beside it)")
+    print("\n" + "\n".join(written))
     return code
 
 

@@ -121,3 +121,21 @@ def test_kill_9_mid_run_then_resume_completes_every_member(cli_env, tmp_path):
     assert store.meta()["status"] == "finished"
     referenced = {m.checkpoint for m in members}
     assert {p.name for p in store.checkpoint_dir.iterdir()} == referenced  # uncommitted files were cleaned up
+
+
+def test_dry_run_prints_the_plan_and_trains_nothing(cli_env, tmp_path):
+    out = cli(["run", "toy", "--population", "6", "--workers", "2", "--dry-run", "--out", str(tmp_path / "r")],
+              cli_env).stdout
+    assert "6 members x 200 steps = 1,200 steps" in out and "members at a time" in out
+    assert not (tmp_path / "r").exists()
+
+
+def test_resume_may_change_where_it_runs_but_not_what_it_computes(cli_env, tmp_path):
+    run_dir = tmp_path / "run"
+    cli(["run", "toy", "--executor", "serial", "--out", str(run_dir), "--quiet"], cli_env)
+    out = cli(["resume", str(run_dir), "--executor", "local", "--workers", "2", "--quiet"], cli_env).stdout
+    assert "finished" in out
+    proc = cli(["run", "toy", "--executor", "local", "--resume", "--out", str(run_dir), "--quiet"], cli_env)
+    assert proc.returncode == 0
+    proc = cli(["run", "toy", "--lr", "0.02", "--resume", "--out", str(run_dir)], cli_env, check=False)
+    assert proc.returncode == 2 and "belongs to a different run (config.lr: 0.01 != 0.02)" in proc.stderr
