@@ -11,6 +11,7 @@ import importlib
 import multiprocessing as mp
 import multiprocessing.connection as mpc
 import os
+import pickle
 import signal
 import sys
 from dataclasses import dataclass
@@ -60,11 +61,14 @@ def _die_with_parent() -> None:
             pass
 
 
-def _worker_main(conn: mpc.Connection, spec: TaskSpec, threads: int, cache_size: int) -> None:
+def _worker_main(conn: mpc.Connection, spec_bytes: bytes, threads: int, cache_size: int) -> None:
     _die_with_parent()
     for var in THREAD_ENV_VARS:  # before the task imports its numerical library
         os.environ[var] = str(threads)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the controller's to handle
+    # Unpickled only now: the config's class lives in the experiment module, which imports torch, and torch reads
+    # OMP_NUM_THREADS once, at import. Passed as a plain argument, it was unpickled before the line above ran.
+    spec: TaskSpec = pickle.loads(spec_bytes)
     task = spec.build()
     cache = StateCache(cache_size)
     while True:
@@ -80,7 +84,8 @@ def _worker_main(conn: mpc.Connection, spec: TaskSpec, threads: int, cache_size:
 class _Worker:
     def __init__(self, ctx: Any, spec: TaskSpec, threads: int, cache_size: int):
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, args=(child, spec, threads, cache_size), daemon=True)
+        self.process = ctx.Process(target=_worker_main, args=(child, pickle.dumps(spec), threads, cache_size),
+                                   daemon=True)
         self.process.start()
         child.close()
         self.job: Job | None = None

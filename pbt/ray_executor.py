@@ -15,6 +15,7 @@ is retried from its last checkpoint, counted against ``max_failures``.
 from __future__ import annotations
 
 import os
+import pickle
 import socket
 from typing import Any
 
@@ -27,10 +28,11 @@ from pbt.space import ConfigError
 class _Slot:
     """The Ray actor behind one slot (wrapped by ``ray.remote`` at run time, so Ray stays an optional import)."""
 
-    def __init__(self, spec: TaskSpec, threads: int, cache_size: int):
+    def __init__(self, spec_bytes: bytes, threads: int, cache_size: int):
         for var in THREAD_ENV_VARS:
             os.environ[var] = str(threads)
-        self.task = spec.build()
+        # unpickled after the thread settings: the config's class imports the experiment's numerical library
+        self.task = pickle.loads(spec_bytes).build()
         self.cache = StateCache(cache_size)
 
     def run(self, job: Job) -> IntervalResult:
@@ -106,7 +108,7 @@ class RayExecutor:
         self.cached: list[set[int]] = [set() for _ in range(self.slots)]
 
     def _start(self) -> Any:
-        return self.actor_class.remote(self.spec, self.threads, self.cache_size)
+        return self.actor_class.remote(pickle.dumps(self.spec), self.threads, self.cache_size)
 
     def free_slots(self) -> list[int]:
         return [i for i in range(self.slots) if i not in self.jobs]
