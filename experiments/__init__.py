@@ -6,6 +6,8 @@
 - ``METRIC``: the name of the score PBT maximises (shown in tables and plots).
 - ``make_task(config) -> pbt.task.Task``: cheap to call (no data loading).
 - optionally ``initial_hparams(config) -> list[dict] | None``: a fixed initial population instead of prior samples.
+- optionally ``prepare(config)``: one-time setup (decode data, train an auxiliary model) that the controller runs in
+  its own process before any worker starts.
 - optionally ``COMMANDS``: ``{"name": (help, main(argv) -> int)}``, reachable as ``pbt-repro DOMAIN name ...``.
 
 Modules are imported only when their domain is used, so the CLI starts fast and ``pbt`` never imports torch.

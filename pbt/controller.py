@@ -137,6 +137,7 @@ class Controller:
         self.store.remove_orphan_checkpoints()  # written by intervals a killed run never committed
         self.started = time.perf_counter() - float(self.store.meta().get("wall_seconds", 0.0))
         self.store.set_meta(status="running")
+        self.spec.prepare()
         executor = self._executor()
         try:
             if isinstance(executor, SerialExecutor):

@@ -33,6 +33,13 @@ class TaskSpec:
     def build(self) -> Task:
         return importlib.import_module(self.module).make_task(self.config)
 
+    def prepare(self) -> None:
+        """Run the module's optional one-time ``prepare(config)`` (decode data, train an auxiliary model) in this
+        process, before any worker starts, so workers do not race to do it inside their first interval."""
+        prepare = getattr(importlib.import_module(self.module), "prepare", None)
+        if prepare is not None:
+            prepare(self.config)
+
 
 def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -1,0 +1,169 @@
+"""GAN benchmark: the ratios of the issue's Performance section, measured side by side in one run (on demand; never
+part of the tests).
+
+(a) Images/s of one member trained through the executor (one worker process with all cores, SQLite store, checkpoint
+    files) against the same ``GanTask.train`` loop called bare in this process with the same thread count, measured
+    before and after the executor run. Goal: a ratio of 0.9 or more.
+(b) The share of PBT wall time spent computing the CIFAR-10 classifier score (Inception-score variant): sampling
+    ``score_samples`` images and classifying them, population 8 on 2 workers with the ``cpu`` profile's networks and
+    batch. Goal: under 15 %. A short run uses a shorter ready interval than the profile's, so the share is also
+    projected to the profile's interval from the measured seconds per step and per evaluation.
+(c) Peak memory of the whole process tree (controller and workers) during (b).
+
+    python bench/gan.py [--data-path PATH] [--cache-dir DIR] [--intervals 2] [--quick]
+
+The classifier's inference cost does not depend on how long it was trained, so this script trains a one-epoch
+classifier of the profile's width on 2,000 images (cached separately) rather than the full one. ``--quick`` shrinks
+every budget so the script finishes in a few minutes; its numbers only show that it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from experiments.gan.dcgan import PROFILES, Config, make_task, prepare
+from pbt.controller import run_experiment
+from pbt.executor import cpu_count
+
+MODULE = "experiments.gan.dcgan"
+HPARAMS = {"lr_d": 2e-4, "lr_g": 2e-4}
+
+
+def bare_images_per_s(config: Config, steps: int) -> float:
+    """The training loop alone: make a member, then time ``train`` (two warm-up steps not counted)."""
+    torch.set_num_threads(cpu_count())  # what a single worker of the executor gets
+    task = make_task(config)
+    member = task.make(HPARAMS, seed=0)
+    task.train(member, HPARAMS, 2)
+    started = time.perf_counter()
+    task.train(member, HPARAMS, steps)
+    return steps * config.batch_size / (time.perf_counter() - started)
+
+
+def executor_images_per_s(config: Config, steps: int, ready_every: int, out: Path) -> tuple[float, float]:
+    """One member through the PBT driver with one worker process: (images/s of its train calls, images/s of train +
+    checkpoint I/O). The first interval (process start, data mapping, warm-up) is not counted."""
+    pbt = dataclasses.replace(config.pbt, population=1, budget_steps=steps, ready_every=ready_every, exploit="none",
+                              explore="none", executor="local", workers=1)
+    config = dataclasses.replace(config, score_samples=100, score_splits=1, pbt=pbt)  # scoring is (b)'s business
+    store = run_experiment(MODULE, config, out, domain="gan")
+    rows = [r.metrics for r in store.scores()][1:]
+    store.close()
+    images = sum(r["train/steps"] for r in rows) * config.batch_size
+    train_s = sum(r["time/train_s"] for r in rows)
+    io_s = sum(r["time/io_s"] for r in rows)
+    return images / train_s, images / (train_s + io_s)
+
+
+class PeakMemory:
+    """Samples the memory of this process and all its descendants (from /proc) in a thread: RSS summed (shared
+    pages, such as torch's libraries and the memory-mapped CIFAR-10 array, counted once per process) and PSS summed
+    (shared pages split between their processes: the tree's real footprint)."""
+
+    def __init__(self, every_s: float = 0.5):
+        self.every_s, self.peak_rss, self.peak_pss, self._stop = every_s, 0, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _tree(self) -> set[int]:
+        parents = {}
+        for entry in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+        tree, frontier = {os.getpid()}, {os.getpid()}
+        while frontier:
+            frontier = {pid for pid, parent in parents.items() if parent in frontier and pid not in tree}
+            tree |= frontier
+        return tree
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            rss = pss = 0
+            for pid in self._tree():
+                try:
+                    lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]
+                except OSError:
+                    continue
+                fields = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in lines if line.endswith("kB")}
+                rss, pss = rss + fields.get("Rss", 0), pss + fields.get("Pss", 0)
+            self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def scoring_share(config: Config, intervals: int, ready_every: int, out: Path) -> dict[str, float]:
+    """Population 8 on 2 workers for ``intervals`` ready intervals of ``ready_every`` steps."""
+    pbt = dataclasses.replace(config.pbt, population=8, workers=2, executor="local", ready_every=ready_every,
+                              budget_steps=intervals * ready_every)
+    config = dataclasses.replace(config, pbt=pbt)
+    with PeakMemory() as memory:
+        started = time.perf_counter()
+        store = run_experiment(MODULE, config, out, domain="gan")
+        wall = time.perf_counter() - started
+    rows = [r.metrics for r in store.scores()]
+    store.close()
+    eval_s = sum(r["time/eval_s"] for r in rows)
+    train_s = sum(r["time/train_s"] for r in rows)
+    steps = sum(r["train/steps"] for r in rows)
+    per_eval, per_step = eval_s / len(rows), train_s / steps
+    profile_ready = PROFILES["cpu"].pbt.ready_every
+    return {"wall_s": wall, "share_of_wall": eval_s / (pbt.workers * wall),
+            "share_of_busy": eval_s / (eval_s + train_s),
+            "eval_s": per_eval, "images_per_s_total": steps * config.batch_size / wall,
+            "projected_share": per_eval / (per_eval + per_step * profile_ready), "profile_ready": profile_ready,
+            "peak_rss_gb": memory.peak_rss / 1e9, "peak_pss_gb": memory.peak_pss / 1e9}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-path", default="", help="CIFAR-10 archive or folder (else $PBT_CIFAR10, else download)")
+    parser.add_argument("--cache-dir", default="", help="cache folder (default: the experiment's)")
+    parser.add_argument("--intervals", type=int, default=2, help="ready intervals per member in (b)")
+    parser.add_argument("--ready", type=int, default=100, help="ready interval in (b), steps (the profile's is 500)")
+    parser.add_argument("--quick", action="store_true", help="tiny budgets: checks that the script runs")
+    args = parser.parse_args()
+    config = dataclasses.replace(PROFILES["cpu"], data_path=args.data_path, cache_dir=args.cache_dir, device="cpu",
+                                 classifier_epochs=1, classifier_images=2000)
+    steps, ready = (20, 10) if args.quick else (200, 50)
+    if args.quick:
+        args.intervals, args.ready = 1, 10
+    prepare(config)  # data decode and the stand-in classifier, before anything is timed
+
+    with tempfile.TemporaryDirectory() as tmp:
+        # (b) first, while this process holds no model, so that (c) measures the PBT run alone
+        print(f"(b, c) population 8 on 2 workers, {args.intervals} ready intervals of {args.ready} steps per member, "
+              f"batch {config.batch_size}, score on {config.score_samples} samples in {config.score_splits} splits")
+        r = scoring_share(config, args.intervals, args.ready, Path(tmp) / "b")
+        print(f"    wall {r['wall_s']:.0f} s, {r['images_per_s_total']:.0f} img/s in all; scoring "
+              f"{100 * r['share_of_wall']:.1f} % of worker wall time ({100 * r['share_of_busy']:.1f} % of busy time, "
+              f"{r['eval_s']:.1f} s per score); projected at the cpu profile's ready interval of {r['profile_ready']} "
+              f"steps: {100 * r['projected_share']:.1f} %")
+        print(f"    peak memory of the process tree: PSS {r['peak_pss_gb']:.2f} GB "
+              f"(RSS summed {r['peak_rss_gb']:.2f} GB)")
+        print(f"(a) one member, {steps} steps of {config.batch_size} images, {cpu_count()} threads")
+        bare_1 = bare_images_per_s(config, steps)
+        train_rate, with_io_rate = executor_images_per_s(config, steps + ready, ready, Path(tmp) / "a")
+        bare_2 = bare_images_per_s(config, steps)
+        bare = (bare_1 + bare_2) / 2
+        print(f"    bare loop {bare:.0f} img/s (runs: {bare_1:.0f}, {bare_2:.0f}); executor: train calls "
+              f"{train_rate:.0f} img/s, ratio {train_rate / bare:.3f}; with checkpoint I/O {with_io_rate:.0f} img/s, "
+              f"ratio {with_io_rate / bare:.3f}")
+
+
+if __name__ == "__main__":
+    main()

