@@ -161,7 +161,10 @@ class Controller:
                 runnable = self._runnable(in_flight)
                 if not runnable:
                     break
-                member = min(runnable, key=lambda m: (m.step, not executor.cached_on(slot, m.id), m.id))
+                # furthest behind first, counted in ready intervals; within one, a member this worker already holds
+                # in memory (reloading costs time, and an RL member would restart its games)
+                member = min(runnable, key=lambda m: (m.step // self.cfg.ready_every,
+                                                      not executor.cached_on(slot, m.id), m.step, m.id))
                 executor.submit(slot, self._job(member))
                 in_flight.add(member.id)
             if not in_flight:
