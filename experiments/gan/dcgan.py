@@ -356,27 +356,15 @@ def open_member(run_dir: Path, which: str = "best", overrides: dict[str, str] | 
                 ) -> tuple[GanTask, Member, int, float | None]:
     """The task, loaded state, id and last score of a run's member ``which`` (an id, or ``best``: the highest last
     score). ``overrides`` replace config fields that name local paths (data, cache, weights) or the device."""
-    from pbt.store import Store
+    from pbt.store import saved_member
 
-    store = Store.open_existing(run_dir)
-    try:
-        config = from_dict(Config, store.meta()["config"])
-        for key, value in (overrides or {}).items():
-            if value:
-                setattr(config, key, value)
-        members = [m for m in store.members() if m.checkpoint is not None]
-        if not members:
-            raise ValueError(f"{run_dir} has no member with a checkpoint yet")
-        if which == "best":
-            chosen = max(members, key=lambda m: m.score if m.score is not None else -math.inf)
-        else:
-            chosen = next((m for m in members if m.id == int(which)), None)
-            if chosen is None:
-                raise ValueError(f"{run_dir} has no member {which} with a checkpoint")
-        task = make_task(config)
-        return task, task.load(store.checkpoint_dir / str(chosen.checkpoint)), chosen.id, chosen.score
-    finally:
-        store.close()
+    stored, chosen, path = saved_member(run_dir, which)
+    config = from_dict(Config, stored)
+    for key, value in (overrides or {}).items():
+        if value:
+            setattr(config, key, value)
+    task = make_task(config)
+    return task, task.load(path), chosen.id, chosen.score
 
 
 def save_grid(images: torch.Tensor, path: Path, nrow: int = 10) -> None:

@@ -410,7 +410,7 @@ def write_video(frames: list[np.ndarray], out: Path, fps: int, scale: int = 4) -
 def play_main(argv: list[str]) -> int:
     """``pbt-repro rl play DIR [--member best|ID] [--out FILE]``: film one game of a saved member."""
     from pbt.config import from_dict
-    from pbt.store import Store
+    from pbt.store import saved_member
 
     parser = argparse.ArgumentParser(prog="pbt-repro rl play", description="Write an MP4 or GIF of one game played "
                                      "by a member of a finished (or running) rl run.")
@@ -423,21 +423,11 @@ def play_main(argv: list[str]) -> int:
     parser.add_argument("--device", default="cpu", help="where the network runs (default cpu)")
     args = parser.parse_args(argv)
 
-    store = Store.open_existing(args.run_dir)
     try:
-        meta, members = store.meta(), [m for m in store.members() if m.checkpoint is not None]
-        if not members:
-            raise SystemExit(f"{args.run_dir} has no saved member yet")
-        if args.member == "best":
-            chosen = max(members, key=lambda m: m.score if m.score is not None else -math.inf)
-        else:
-            chosen = next((m for m in members if str(m.id) == args.member), None)
-            if chosen is None:
-                raise SystemExit(f"no saved member {args.member!r} in {args.run_dir}")
-        path = store.checkpoint_dir / chosen.checkpoint
-    finally:
-        store.close()
-    config = dataclasses.replace(from_dict(Config, meta["config"]), device=args.device)
+        stored, chosen, path = saved_member(args.run_dir, args.member)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    config = dataclasses.replace(from_dict(Config, stored), device=args.device)
     member = make_task(config).load(path)
     frames, score = play_episode(member, config, args.seed, args.max_steps)
     out = args.out or args.run_dir / f"play-m{chosen.id}.gif"
