@@ -72,6 +72,9 @@ def _worker_main(conn: mpc.Connection, spec_bytes: bytes, threads: int, cache_si
     _die_with_parent()
     for var in THREAD_ENV_VARS:  # before the task imports its numerical library
         os.environ[var] = str(threads)
+    # spawn re-imports the parent's main module first; if that imported torch, it read its thread count too early
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the controller's to handle
     # Unpickled only now: the config's class lives in the experiment module, which imports torch, and torch reads
     # OMP_NUM_THREADS once, at import. Passed as a plain argument, it was unpickled before the line above ran.

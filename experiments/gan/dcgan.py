@@ -218,9 +218,6 @@ class GanTask:
     def __init__(self, config: Config):
         self.config = config
         self.device = pick_device(config.device)
-        # A worker gets its share of the cores through OMP_NUM_THREADS, but torch was imported before it was set
-        if os.environ.get("OMP_NUM_THREADS", "").isdigit():
-            torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
         self._images: np.ndarray | torch.Tensor | None = None
         self._latents: torch.Tensor | None = None
 
