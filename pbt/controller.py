@@ -5,6 +5,7 @@ others have published at that moment. When members outnumber workers, the member
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime as dt
 import importlib
@@ -109,6 +110,9 @@ class Controller:
         self.listeners = list(listeners)
         self.space = with_priors(spec.build().space, self.cfg.priors)
         self.members = store.members()
+        self.history: dict[int, list[tuple[int, float]]] = {m.id: [] for m in self.members}  # (step, score), sorted
+        for row in sorted(store.scores(), key=lambda r: (r.member, r.step)):
+            self.history[row.member].append((row.step, row.score))
         if [m.id for m in self.members] != list(range(len(self.members))):
             raise ConfigError(f"{store.run_dir}: member ids are not 0..N-1")
 
@@ -154,8 +158,14 @@ class Controller:
         return self.members
 
     def _run_async(self, executor: Any) -> None:
-        """Each member decides as soon as its interval is back, against what the others have published by then."""
+        """A ready member decides when it next gets a worker, against what the others have published by then.
+
+        With a worker per member that is as soon as its interval is back. With fewer workers (time-slicing), deciding
+        at once would compare its fresh score with the older scores of the members still waiting for a worker, so
+        the first members of every round would always look good and never exploit; by the time a member gets a
+        worker again the others have caught up, and each is compared at the member's own step (``_view``)."""
         in_flight: set[int] = set()
+        undecided: set[int] = set()
         while True:
             for slot in executor.free_slots():
                 runnable = self._runnable(in_flight)
@@ -165,14 +175,17 @@ class Controller:
                 # in memory (reloading costs time, and an RL member would restart its games)
                 member = min(runnable, key=lambda m: (m.step // self.cfg.ready_every,
                                                       not executor.cached_on(slot, m.id), m.step, m.id))
-                executor.submit(slot, self._job(member))
+                if member.id in undecided:
+                    undecided.discard(member.id)
+                    self._decide(member.id)
+                executor.submit(slot, self._job(self.members[member.id]))
                 in_flight.add(member.id)
             if not in_flight:
                 return
             result = executor.next_result()
             in_flight.discard(result.member)
             if self._record(result):
-                self._decide(result.member)
+                undecided.add(result.member)
 
     def _run_rounds(self, executor: SerialExecutor) -> None:
         """N workers of equal speed, emulated in one process: the members furthest behind each train an interval,
@@ -219,13 +232,32 @@ class Controller:
         finished = me.step >= self.cfg.budget_steps
         if finished:
             me = replace(me, status="done")  # no exploit at the end: a member's final score is its own
+        self.history[me.id].extend((row.step, row.score) for row in scores)
         self._publish(me, scores)
         return ready and not finished
 
+    def _view(self, me: MemberRow) -> list[MemberRow]:
+        """The population as ``me`` should compare itself with it: a member that has trained further is represented
+        by its score at ``me``'s step (its last evaluation at or before it), so extra training does not count."""
+        view = []
+        for m in self.members:
+            history = self.history[m.id]
+            if m.id != me.id and m.step > me.step and history:
+                i = bisect.bisect_right(history, (me.step, math.inf))
+                m = replace(m, score=history[i - 1][1] if i else None)
+            view.append(m)
+        return view
+
     def _decide(self, member: int) -> None:
-        me, events = exploit_and_explore(self.members[member], self.members, self.space, self.cfg, self.cfg.seed)
+        me = self.members[member]
+        new, events = exploit_and_explore(me, self._view(me), self.space, self.cfg, self.cfg.seed)
         if events:
-            self._publish(me, events=events)
+            if new.checkpoint != me.checkpoint:  # copied: take the donor as published, not its score at our step
+                donor = self.members[events[0].donor]  # type: ignore[index]
+                new = replace(new, score=donor.score, samples=donor.samples)
+                events = [replace(e, donor_score=donor.score, donor_step=donor.step) if e.kind == "exploit"
+                          else replace(e, score=donor.score) for e in events]
+            self._publish(new, events=events)
 
     def _handle_failure(self, me: MemberRow, result: IntervalResult) -> None:
         failures = me.failures + 1

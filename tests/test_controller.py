@@ -197,3 +197,18 @@ def test_unknown_config_keys_are_rejected():
         from_dict(ToyConfig, {"pbt": {"popsize": 4}})
     assert replace_fields(ToyConfig(), {"population": 4}).pbt.population == 4
     assert replace_fields(ToyConfig(), {"pbt": {"seed": 3}}).pbt.population == 2  # nested dicts merge
+
+
+def test_a_ready_member_sees_members_ahead_at_its_own_step(tmp_path):
+    """With more members than workers, others may have trained an interval more; they must not look better for it."""
+    from pbt.controller import Controller, open_experiment
+
+    store, spec = open_experiment(FAKE, fake(tmp_path, population=3), tmp_path / "run")
+    controller = Controller(store, spec)
+    ahead, me, behind = (dataclasses.replace(m, step=s, score=x) for m, s, x in
+                         zip(controller.members, (20, 10, 0), (2.0, 1.5, None)))
+    controller.members = [ahead, me, behind]
+    controller.history = {0: [(10, 1.0), (20, 2.0)], 1: [(10, 1.5)], 2: []}
+    view = {m.id: m.score for m in controller._view(me)}
+    assert view == {0: 1.0, 1: 1.5, 2: None}  # member 0 is compared at step 10, where it was worse
+    assert {m.id: m.score for m in controller._view(ahead)} == {0: 2.0, 1: 1.5, 2: None}
