@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pbt.space import HParams
 
@@ -97,12 +97,16 @@ def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, sort_keys=True)
 
 
-def sha256_file(path: Path) -> str:
+def _sha256(f: BinaryIO) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    for block in iter(lambda: f.read(1 << 20), b""):
+        digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as f:
+        return _sha256(f)
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> str:
@@ -113,12 +117,13 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> str:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         write(tmp)
-        with open(tmp, "rb+") as f:
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        checksum = sha256_file(tmp)
+            checksum = _sha256(f)
         os.replace(tmp, path)
-    finally:
+    except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
     # The directory is not fsynced: the store commits with synchronous=NORMAL, which is durable across process
     # deaths (kill -9, OOM) but may lose its last commits on power loss; a rename lost with them shows up as a
     # checksum mismatch on load, and the member is then replaced like any failed member.
