@@ -362,6 +362,14 @@ class A2CTask:
         return member
 
 
+def estimate(config: Config) -> dict[str, str]:
+    """The ``--dry-run`` cost estimate (README "paper"): ~150k frames/s on a 16-core machine with one GPU, from CPU
+    measurements of the emulator, not a GPU measurement."""
+    frames = config.pbt.population * config.pbt.budget_steps
+    return {"frames": f"{frames:.3g}", "gpu_hours": f"about {frames / 150e3 / 3600:.0f} (one 16-core machine with one GPU, "
+            "estimated)", "cpu_hours_here": f"about {frames / 4.6e3 / 3600:.0f} at 4.6k frames/s on 2 cores"}
+
+
 def make_task(config: Config) -> A2CTask:
     return A2CTask(config)
 
