@@ -8,6 +8,8 @@
 - optionally ``initial_hparams(config) -> list[dict] | None``: a fixed initial population instead of prior samples.
 - optionally ``prepare(config)``: one-time setup (decode data, train an auxiliary model) that the controller runs in
   its own process before any worker starts.
+- optionally ``LOCAL_DATA``: ``{"config_field": "path under a data root"}``, so ``pbt-repro demo`` can point the
+  domain at local copies of its data.
 - optionally ``COMMANDS``: ``{"name": (help, main(argv) -> int)}``, reachable as ``pbt-repro DOMAIN name ...``.
 
 Modules are imported only when their domain is used, so the CLI starts fast and ``pbt`` never imports torch.

@@ -342,6 +342,10 @@ class GanTask:
         return member
 
 
+# config field -> path under a local data root (``pbt-repro demo --data-dir``)
+LOCAL_DATA = {"data_path": "cifar10/cifar10-jpg.tar.gz"}
+
+
 def estimate(config: Config) -> dict[str, str]:
     """The ``--dry-run`` cost estimate (README "paper"): a launch-bound DCGAN step takes 2-4 ms on an H100, so about
     5 minutes per 100k steps per member (estimated, not measured)."""

@@ -401,6 +401,10 @@ class TranslationTask:
         return member
 
 
+# config field -> path under a local data root (``pbt-repro demo --data-dir``)
+LOCAL_DATA = {"data_dir": "multi30k"}
+
+
 def estimate(config: Config) -> dict[str, str]:
     """The ``--dry-run`` cost estimate (README "paper"): about 1.4 H100-hours per member of the base model for 100k
     steps, from FLOPs at 20 % of peak, within a factor of two; scaled by the member budget."""
