@@ -79,3 +79,20 @@ def test_dry_run_plan_and_too_small_cluster():
         plan(toy_module, toy("ray", gpus_per_member=1.0))
     with pytest.raises(ConfigError, match="cluster too small"):
         plan(toy_module, toy("ray", cpus_per_member=4.0))
+
+
+def test_rl_smoke_on_ray_matches_the_local_executor(tmp_path):
+    import experiments.rl.a2c as a2c
+
+    def smoke(executor):
+        cfg = dataclasses.replace(a2c.PROFILES["smoke"], device="cpu")
+        return dataclasses.replace(cfg, pbt=dataclasses.replace(cfg.pbt, executor=executor, workers=2))
+
+    ray_store = run_experiment("experiments.rl.a2c", smoke("ray"), tmp_path / "ray", domain="rl")
+    local_store = run_experiment("experiments.rl.a2c", smoke("local"), tmp_path / "local", domain="rl")
+    assert schema(ray_store) == schema(local_store)
+    for store in (ray_store, local_store):
+        budget = store.meta()["config"]["pbt"]["budget_steps"]
+        assert all(m.status == "done" and m.step >= budget for m in store.members())
+        assert all(m.score is not None and m.score >= 0 for m in store.members())  # game scores, unclipped
+        assert {e.kind for e in store.events()} <= {"exploit", "explore"}
