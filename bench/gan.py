@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import torch
+from peak_memory import PeakMemory  # bench/ is the script's folder, so on sys.path
 
 from experiments.gan.dcgan import PROFILES, Config, make_task, prepare
 from pbt.controller import run_experiment
@@ -61,49 +60,6 @@ def executor_images_per_s(config: Config, steps: int, ready_every: int, out: Pat
     train_s = sum(r["time/train_s"] for r in rows)
     io_s = sum(r["time/io_s"] for r in rows)
     return images / train_s, images / (train_s + io_s)
-
-
-class PeakMemory:
-    """Samples the memory of this process and all its descendants (from /proc) in a thread: RSS summed (shared
-    pages, such as torch's libraries and the memory-mapped CIFAR-10 array, counted once per process) and PSS summed
-    (shared pages split between their processes: the tree's real footprint)."""
-
-    def __init__(self, every_s: float = 0.5):
-        self.every_s, self.peak_rss, self.peak_pss, self._stop = every_s, 0, 0, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _tree(self) -> set[int]:
-        parents = {}
-        for entry in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-        tree, frontier = {os.getpid()}, {os.getpid()}
-        while frontier:
-            frontier = {pid for pid, parent in parents.items() if parent in frontier and pid not in tree}
-            tree |= frontier
-        return tree
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every_s):
-            rss = pss = 0
-            for pid in self._tree():
-                try:
-                    lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]
-                except OSError:
-                    continue
-                fields = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in lines if line.endswith("kB")}
-                rss, pss = rss + fields.get("Rss", 0), pss + fields.get("Pss", 0)
-            self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
-
-    def __enter__(self) -> PeakMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def scoring_share(config: Config, intervals: int, ready_every: int, out: Path) -> dict[str, float]:

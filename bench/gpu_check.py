@@ -66,7 +66,7 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     summary = {"device": device_name(args.device), "requested_device": args.device, "git_commit": git_commit(),
-               "machine": machine(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+               "machine": machine(), "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                "domains": {}}
     import torch
 

@@ -24,13 +24,13 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
+from peak_memory import PeakMemory  # noqa: E402  (bench/ is the script's folder, so on sys.path)
 
 from experiments.rl import a2c  # noqa: E402
 from pbt.config import PBTConfig  # noqa: E402
@@ -38,52 +38,6 @@ from pbt.controller import run_experiment  # noqa: E402
 from pbt.executor import cpu_count  # noqa: E402
 
 HPARAMS = {"lr": 7e-4, "entropy_cost": 0.01, "unroll_length": 5}
-
-
-def tree_rss(root: int) -> int:
-    """Resident bytes of ``root`` and all its descendants, from /proc (Linux)."""
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-                parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-    tree, frontier = {root}, [root]
-    while frontier:
-        pid = frontier.pop()
-        children = [p for p, pp in parents.items() if pp == pid and p not in tree]
-        tree.update(children)
-        frontier.extend(children)
-    total = 0
-    for pid in tree:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            continue
-    return total
-
-
-class PeakRSS:
-    """Samples the resident memory of this process tree twice a second while in a ``with`` block."""
-
-    def __enter__(self) -> PeakRSS:
-        self.peak, self._stop = 0, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, tree_rss(os.getpid()))
-            self._stop.wait(0.5)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def bare_run(config: a2c.Config, frames: int, interval: int) -> float:
@@ -165,10 +119,10 @@ def main() -> int:
         print(f"bare loop, whole machine:        {results['bare_fps']:8.0f} frames/s", flush=True)
         results["executor_fps"] = pbt_run(config, 1, 1, single, interval, Path(tmp) / "one")
         print(f"one member under the executor:   {results['executor_fps']:8.0f} frames/s", flush=True)
-        with PeakRSS() as rss:
+        with PeakMemory() as rss:
             results["population_fps"] = pbt_run(config, args.population, args.workers, per_member, interval,
                                                 Path(tmp) / "population")
-        results["population_peak_rss_gib"] = rss.peak / 2**30
+        results["population_peak_rss_gib"] = rss.peak_rss / 2**30
         print(f"population of {args.population} on {args.workers} workers: {results['population_fps']:8.0f} "
               f"frames/s total, peak RSS {results['population_peak_rss_gib']:.2f} GiB", flush=True)
     results["sb3_fps"] = None if args.skip_sb3 else sb3_run(args.game, single)

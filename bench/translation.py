@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import torch
+from peak_memory import PeakMemory  # bench/ is the script's folder, so on sys.path
 
 from experiments.translation.transformer import PROFILES, Config, make_task
 from pbt.config import replace_fields
@@ -60,57 +59,12 @@ def executor_tokens_per_s(config: Config, steps: int, ready_every: int, out: Pat
     return tokens / train_s, tokens / (train_s + io_s)
 
 
-class PeakRSS:
-    """Samples the resident memory of this process and all its descendants (from /proc) in a thread."""
-
-    def __init__(self, every_s: float = 0.5):
-        self.every_s, self.peak_rss, self.peak_pss, self._stop = every_s, 0, 0, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _tree_memory(self) -> tuple[int, int]:
-        """(RSS, PSS) summed over the tree. RSS counts shared pages (torch's libraries) once per process; PSS splits
-        them between the processes that share them, so its sum is the tree's real footprint."""
-        parents: dict[int, int] = {}
-        for entry in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-        tree, frontier = {os.getpid()}, {os.getpid()}
-        while frontier:
-            frontier = {pid for pid, parent in parents.items() if parent in frontier and pid not in tree}
-            tree |= frontier
-        rss = pss = 0
-        for pid in tree:
-            try:
-                rollup = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
-            except OSError:
-                continue
-            fields = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in rollup[1:] if line.endswith("kB")}
-            rss, pss = rss + fields.get("Rss", 0), pss + fields.get("Pss", 0)
-        return rss, pss
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every_s):
-            rss, pss = self._tree_memory()
-            self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
-
-    def __enter__(self) -> PeakRSS:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def eval_share(config: Config, intervals: int, out: Path) -> dict[str, float]:
     """Population 8 on 2 workers for ``intervals`` ready intervals; evaluation time as a share of wall time."""
     pbt = dataclasses.replace(config.pbt, population=8, workers=2, executor="local",
                               budget_steps=intervals * config.pbt.ready_every)
     config = dataclasses.replace(config, pbt=pbt)
-    with PeakRSS() as memory:
+    with PeakMemory() as memory:
         started = time.perf_counter()
         store = run_experiment(MODULE, config, out, domain="translation")
         wall = time.perf_counter() - started

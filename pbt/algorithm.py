@@ -168,7 +168,9 @@ def copy_member(me: MemberRow, donor: MemberRow) -> MemberRow:
                    score=donor.score, samples=donor.samples)
 
 
-def explore_member(me: MemberRow, space: dict[str, Prior], cfg: PBTConfig, rng: random.Random) -> tuple[MemberRow, Event]:
+def explore_member(
+    me: MemberRow, space: dict[str, Prior], cfg: PBTConfig, rng: random.Random
+) -> tuple[MemberRow, Event]:
     new_hparams, ops = explore(me.hparams, space, rng, cfg.explore, cfg.perturb_factors, cfg.resample_probability,
                                cfg.noise_std)
     event = Event(member=me.id, step=me.step, kind="explore", old_hparams=me.hparams, new_hparams=new_hparams,

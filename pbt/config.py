@@ -70,7 +70,8 @@ class PBTConfig:
 
     def __post_init__(self) -> None:
         self.perturb_factors = tuple(self.perturb_factors)
-        positive = {"budget_steps": self.budget_steps, "ready_every": self.ready_every, "ttest_window": self.ttest_window}
+        positive = {"budget_steps": self.budget_steps, "ready_every": self.ready_every,
+                    "ttest_window": self.ttest_window}
         for name, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{name} must be > 0, got {value}")

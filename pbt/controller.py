@@ -94,8 +94,8 @@ def prepare_run_dir(
     rng = random.Random(f"{pbt.seed}:init")  # shared by PBT and random search: same seed, same initial population
     hparams = initial_hparams or [sample(space, rng) for _ in range(pbt.population)]
     store.add_members([MemberRow(id=i, seed=pbt.seed + i, hparams=dict(h)) for i, h in enumerate(hparams)])
-    store.set_meta(**wanted, metric=metric, initial_hparams=hparams, seed=pbt.seed, git_commit=git_commit(), machine=machine(),
-                   started_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), wall_seconds=0.0,
+    store.set_meta(**wanted, metric=metric, initial_hparams=hparams, seed=pbt.seed, git_commit=git_commit(),
+                   machine=machine(), started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), wall_seconds=0.0,
                    status="running")
     return store
 
@@ -154,7 +154,7 @@ class Controller:
         finally:
             executor.close()
         self.store.set_meta(status="finished", wall_seconds=self._wall(),
-                            finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+                            finished_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
         return self.members
 
     def _run_async(self, executor: Any) -> None:
@@ -218,7 +218,8 @@ class Controller:
         window = self.cfg.ttest_window
         # An evaluation that brings its own samples (episode returns, per-sentence BLEU) describes the current
         # weights by itself; otherwise the window is the recent scores.
-        samples = last.samples[-window:] if last.samples else (me.samples + tuple(e.score for _, e in result.evals))[-window:]
+        recent = me.samples + tuple(e.score for _, e in result.evals)
+        samples = last.samples[-window:] if last.samples else recent[-window:]
         interval = {**result.metrics, "time/train_s": result.train_seconds, "time/eval_s": result.eval_seconds,
                     "time/io_s": result.io_seconds}
         scores = [ScoreRow(member=me.id, step=step, score=ev.score,

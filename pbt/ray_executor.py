@@ -85,8 +85,8 @@ def slots_for(cfg: PBTConfig, population: int, capacity: dict[str, float]) -> in
             capacity["GPU"] // cfg.gpus_per_member if cfg.gpus_per_member else population]
     slots = int(min(population, *fits, cfg.workers or population))
     if slots < 1:
-        raise ConfigError(f"the Ray cluster ({capacity['CPU']:g} CPUs, {capacity['GPU']:g} GPUs) cannot hold one member "
-                          f"({cfg.cpus_per_member:g} CPUs, {cfg.gpus_per_member:g} GPUs)")
+        raise ConfigError(f"the Ray cluster ({capacity['CPU']:g} CPUs, {capacity['GPU']:g} GPUs) cannot hold one "
+                          f"member ({cfg.cpus_per_member:g} CPUs, {cfg.gpus_per_member:g} GPUs)")
     return slots
 
 

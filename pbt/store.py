@@ -218,7 +218,8 @@ class Store:
         """Publish a member's new state with the scores and events that led to it (and any run metadata) in one
         transaction, then delete the checkpoint the member stopped using if no other member uses it."""
         with self.transaction() as db:
-            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in (meta or {}).items()])
+            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                           [(k, json.dumps(v)) for k, v in (meta or {}).items()])
             old = db.execute("SELECT checkpoint FROM member WHERE id = ?", (member.id,)).fetchone()
             self._write_member(db, member)
             db.executemany(

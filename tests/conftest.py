@@ -21,3 +21,15 @@ def cli_env() -> dict[str, str]:
 @pytest.fixture
 def pbt_repro() -> list[str]:
     return [sys.executable, "-m", "pbt.cli"]
+
+
+@pytest.fixture
+def one_torch_thread():
+    """In-process tests use one torch thread, as each worker does: tiny models only lose by sharing 2 cores, badly
+    so on a busy machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

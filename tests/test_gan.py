@@ -20,19 +20,12 @@ from experiments.gan.dcgan import PROFILES, GanTask, Member, make_task
 from pbt.controller import run_experiment
 from pbt.store import sha256_file
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 CIFAR10 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10"
 MODULE = "experiments.gan.dcgan"
 H1 = {"lr_d": 2e-4, "lr_g": 1e-4}
 H2 = {"lr_d": 5e-5, "lr_g": 8e-4}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; on a busy machine two threads contend badly."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

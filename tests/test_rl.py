@@ -18,16 +18,7 @@ from pbt.controller import run_experiment
 from pbt.executor import cpu_count
 from pbt.space import ConfigError
 
-pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """In-process tests use one torch thread, as each worker does: tiny batches only lose by sharing 2 cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("one_torch_thread")]
 
 
 def tiny_config(**overrides) -> a2c.Config:

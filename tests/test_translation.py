@@ -29,19 +29,12 @@ from pbt.controller import run_experiment
 from pbt.space import ConfigError
 from pbt.store import Store
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 MULTI30K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "multi30k"
 MODULE = "experiments.translation.transformer"
 H1 = {"lr": 1e-3, "attention_dropout": 0.1, "residual_dropout": 0.2, "relu_dropout": 0.3}
 H2 = {"lr": 2e-4, "attention_dropout": 0.35, "residual_dropout": 0.05, "relu_dropout": 0.45}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; on a busy machine two threads contend badly."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

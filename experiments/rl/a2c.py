@@ -129,7 +129,7 @@ def make_env(game: str, num_envs: int, threads: int, max_episode_frames: int) ->
                           autoreset_mode="SameStep")  # a finished game's next observation is the new game's first
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def num_actions(game: str) -> int:
     """Size of the game's minimal action set, without starting an emulator thread pool."""
     from ale_py import ALEInterface, LoggerMode, roms
