@@ -313,17 +313,10 @@ def open_experiment(
 
 
 def run_experiment(
-    module: str,
-    config: Any,
-    out: Path | str,
-    method: str = "pbt",
-    domain: str | None = None,
-    initial_hparams: list[HParams] | None = None,
-    force: bool = False,
-    resume: bool = False,
-    listeners: Sequence[Listener] = (),
+    module: str, config: Any, out: Path | str, *, listeners: Sequence[Listener] = (), **options: Any
 ) -> Store:
-    """Run (or, with ``resume``, continue) a population of ``module``'s task with ``config``; return its store."""
-    store, spec = open_experiment(module, config, out, method, domain, initial_hparams, force, resume)
+    """Run (or, with ``resume=True``, continue) a population of ``module``'s task with ``config``; return its store.
+    ``options`` are ``open_experiment``'s: ``method``, ``domain``, ``initial_hparams``, ``force``, ``resume``."""
+    store, spec = open_experiment(module, config, out, **options)
     Controller(store, spec, listeners).run()
     return store
