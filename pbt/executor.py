@@ -112,7 +112,6 @@ class LocalExecutor:
         self.threads = max(1, cpu_count() // workers)
         self.cache_size = cache_size
         self.workers = [self._start() for _ in range(workers)]
-        self.slots = workers
 
     def _start(self) -> _Worker:
         return _Worker(self.ctx, self.spec, self.threads, self.cache_size)

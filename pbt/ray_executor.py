@@ -38,9 +38,6 @@ class _Slot:
     def run(self, job: Job) -> IntervalResult:
         return run_interval(self.task, job, self.cache)
 
-    def pid(self) -> int:
-        return os.getpid()
-
 
 def check_address(address: str, timeout: float = 3.0) -> None:
     """Fail within seconds, not hang, when ``HOST:PORT`` does not answer."""
@@ -136,9 +133,6 @@ class RayExecutor:
             return IntervalResult(member=job.member, error=f"Ray worker died: {type(exc).__name__}", worker_died=True)
         (self.cached[slot].add if result.error is None else self.cached[slot].discard)(result.member)
         return result
-
-    def worker_pids(self) -> list[int]:
-        return self.ray.get([a.pid.remote() for a in self.actors])
 
     def close(self) -> None:
         for actor in self.actors:
