@@ -31,6 +31,8 @@ from pbt.space import ConfigError
 from pbt.store import Store
 
 ARMS = ("pbt", "random_search")
+# Everything below this line in a results README is the authors' reading of the run; reproduce keeps it.
+NOTES_MARKER = "<!-- notes: written by hand, kept when reproduce rewrites this file -->"
 CORE_KEYS = ("domain", "metric", "profile", "pbt", "random_search", "equal_compute", "figures", "tables",
              "best_schedule", "provenance")
 
@@ -190,5 +192,7 @@ def reproduce(
         "wall_seconds": round(time.perf_counter() - t0, 2),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-    (out / "README.md").write_text(results_readme(summary, comparison))
+    readme = out / "README.md"
+    notes = readme.read_text().partition(NOTES_MARKER)[2] if readme.exists() else ""
+    readme.write_text(results_readme(summary, comparison) + (f"\n{NOTES_MARKER}{notes}" if notes else ""))
     return summary

@@ -11,7 +11,7 @@ import experiments.toy.task as toy
 from baselines import baseline_config
 from pbt.compare import FIGURES, compare, load_run, progress_curve
 from pbt.controller import run_experiment
-from pbt.reproduce import reproduce
+from pbt.reproduce import NOTES_MARKER, reproduce
 from pbt.space import ConfigError
 from pbt.store import ScoreRow, Store
 from tests.conftest import REPO
@@ -155,11 +155,16 @@ def test_reproduce_writes_a_results_folder_resumes_and_merges_extra_results(tmp_
     readme = (out / "README.md").read_text()
     assert "![schedule](schedule.png)" in readme and "test_score" in readme
 
-    # rerunning continues instead of retraining: finished runs are left as they are
+    # rerunning continues instead of retraining: finished runs are left as they are, and so are the hand-written
+    # notes at the end of the README, while the generated part is rewritten
+    (out / "README.md").write_text("stale\n" + NOTES_MARKER + "\n## Discussion\nPBT won.\n")
     before = {d.name: len(Store.open_existing(d).scores()) for d in (tmp_path / "runs").iterdir()}
     reproduce("toy", config, "smoke", seeds=2, out=out, runs=tmp_path / "runs")
     after = {d.name: len(Store.open_existing(d).scores()) for d in (tmp_path / "runs").iterdir()}
     assert before == after and len(before) == 4
+    readme = (out / "README.md").read_text()
+    assert readme.startswith("# toy") and "stale" not in readme
+    assert readme.endswith(NOTES_MARKER + "\n## Discussion\nPBT won.\n") and readme.count(NOTES_MARKER) == 1
 
 
 def test_reproduce_and_compare_from_the_command_line(cli_env, tmp_path):
