@@ -61,7 +61,7 @@ class Config:
     score_splits: int = doc("The score is the mean over this many equal splits; they are the t-test's samples.",
                             default=5)
     classifier_width: int = doc("Base width of the CIFAR-10 classifier (airbench94 uses 64).", default=32)
-    classifier_epochs: int = doc("Training epochs of the CIFAR-10 classifier.", default=6)
+    classifier_epochs: int = doc("Training epochs of the CIFAR-10 classifier.", default=8)
     classifier_batch: int = doc("Batch size of the CIFAR-10 classifier's training.", default=256)
     classifier_images: int = doc("Train the classifier on a fixed random subset of N training images (0: all).",
                                  default=0)
