@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 import torch
-from peak_memory import PeakMemory  # bench/ is the script's folder, so on sys.path
+from pairing import executor_against_bare  # bench/ is the script's folder, so on sys.path
+from peak_memory import PeakMemory
 
 from experiments.gan.dcgan import PROFILES, Config, make_task, prepare
 from pbt.controller import run_experiment
@@ -112,13 +113,8 @@ def main() -> None:
         print(f"    peak memory of the process tree: PSS {r['peak_pss_gb']:.2f} GB "
               f"(RSS summed {r['peak_rss_gb']:.2f} GB)")
         print(f"(a) one member, {steps} steps of {config.batch_size} images, {cpu_count()} threads")
-        bare_1 = bare_images_per_s(config, steps)
-        train_rate, with_io_rate = executor_images_per_s(config, steps + ready, ready, Path(tmp) / "a")
-        bare_2 = bare_images_per_s(config, steps)
-        bare = (bare_1 + bare_2) / 2
-        print(f"    bare loop {bare:.0f} img/s (runs: {bare_1:.0f}, {bare_2:.0f}); executor: train calls "
-              f"{train_rate:.0f} img/s, ratio {train_rate / bare:.3f}; with checkpoint I/O {with_io_rate:.0f} img/s, "
-              f"ratio {with_io_rate / bare:.3f}")
+        executor_against_bare(lambda: bare_images_per_s(config, steps),
+                              lambda: executor_images_per_s(config, steps + ready, ready, Path(tmp) / "a"), "img")
 
 
 if __name__ == "__main__":

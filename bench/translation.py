@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 import torch
-from peak_memory import PeakMemory  # bench/ is the script's folder, so on sys.path
+from pairing import executor_against_bare  # bench/ is the script's folder, so on sys.path
+from peak_memory import PeakMemory
 
 from experiments.translation.transformer import PROFILES, Config, make_task
 from pbt.config import replace_fields
@@ -102,13 +103,10 @@ def main() -> None:
               f"evaluation); peak memory of the process tree: PSS {result['peak_pss_gb']:.2f} GB "
               f"(RSS summed {result['peak_rss_gb']:.2f} GB)")
         print(f"(a) one member, {steps} steps of {config.max_tokens}-token batches, {cpu_count()} threads")
-        bare_1 = bare_tokens_per_s(config, steps)
-        train_rate, with_io_rate = executor_tokens_per_s(config, steps + ready, ready, Path(tmp) / "a")
-        bare_2 = bare_tokens_per_s(config, steps)
-        bare = (bare_1 + bare_2) / 2
-        print(f"    bare loop {bare:.0f} tgt tokens/s (runs: {bare_1:.0f}, {bare_2:.0f}); executor: train calls "
-              f"{train_rate:.0f} tokens/s, ratio {train_rate / bare:.3f}; with checkpoint I/O {with_io_rate:.0f} "
-              f"tokens/s, ratio {with_io_rate / bare:.3f}")
+        executor_against_bare(lambda: bare_tokens_per_s(config, steps),
+                              lambda: executor_tokens_per_s(config, steps + ready, ready, Path(tmp) / "a"),
+                              "tgt tokens")
+
 
 if __name__ == "__main__":
     main()
