@@ -310,6 +310,10 @@ def _pyplot() -> Any:
 
 
 def _save(fig: Any, out: Path, name: str) -> list[str]:
+    from matplotlib.ticker import EngFormatter
+
+    for ax in fig.axes:  # every x axis counts steps: 2.5M reads better than 2.5 with a detached "1e6"
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
     written = []
     for ext in ("png", "svg"):
         path = out / f"{name}.{ext}"
