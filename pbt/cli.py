@@ -432,6 +432,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted; continue with `{PROG} resume DIR`", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`status DIR | head`): stop quietly, and keep Python from reporting it again at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -72,6 +72,12 @@ def test_run_baseline_status_and_refusal_to_overwrite(cli_env, tmp_path):
     assert rs.meta()["config"]["pbt"]["exploit"] == "none"
     status = cli(["status", str(run_dir)], cli_env).stdout
     assert "member" in status and "h0=" in status
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # a reader that has gone away, as in `status DIR | head -1`
+    closed = subprocess.run([sys.executable, "-m", "pbt.cli", "status", str(run_dir)], stdout=write_end,
+                            stderr=subprocess.PIPE, text=True, env=cli_env, cwd=REPO_ROOT, timeout=60)
+    os.close(write_end)
+    assert closed.returncode == 141 and closed.stderr == ""
     again = cli(["run", "toy", "--seed", "2", "--out", str(run_dir)], cli_env, check=False)
     assert again.returncode == 2 and "already exists" in again.stderr
 
