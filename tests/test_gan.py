@@ -111,6 +111,19 @@ def test_smoke_through_pbt_copies_both_networks_and_both_optimisers(
     # every interval trains with the hyperparameters it was given (a copy's perturbed ones included)
     assert all(lr_d == want_d and lr_g == want_g for lr_d, want_d, lr_g, want_g in applied)
 
+    # what reproduce adds to summary.json: FID, score and a sample grid of each arm's best member, and the
+    # classifier's accuracy
+    use_tiny_inception(monkeypatch, tmp_path)
+    extra = dcgan.extra_results(store.run_dir, store.run_dir, tmp_path)
+    best = max(members, key=lambda m: m.score)
+    assert set(extra["fid"]) == {"pbt", "random_search"} and extra["fid"]["pbt"] > 0
+    assert extra["best_members"]["pbt"]["member"] == best.id
+    assert extra["best_members"]["pbt"]["classifier_score"] == pytest.approx(best.score)
+    assert (tmp_path / "samples-pbt.png").stat().st_size > 0 and (tmp_path / "samples-random_search.png").is_file()
+    assert extra["classifier_test_accuracy"] == extra["classifier"]["test_accuracy"] > 0.2
+    json.dumps(extra)
+    store.close()
+
 
 def test_classifier_score_is_about_1_for_noise_and_clearly_higher_for_real_images(config: dcgan.Config) -> None:
     classifier = dcgan.load_classifier(config, torch.device("cpu"))
@@ -215,23 +228,29 @@ def test_missing_fid_weights_give_a_clear_error(tmp_path: Path, monkeypatch: pyt
         metrics.fid_weights_path()
 
 
+class TinyFeatures(torch.nn.Module):
+    """A stand-in for the Inception network (its real features are tested above): per-channel means and spreads of
+    the resized images, so that the report's plumbing (real-statistics cache, Fréchet distance) runs in a second."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, 3, 299, 299) -> (N, 6)
+        return torch.cat([x.mean((2, 3)), x.std((2, 3))], dim=1)
+
+
+def use_tiny_inception(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(metrics, "fid_weights_path", lambda override="": tmp_path / "default_1.pt")
+    monkeypatch.setattr(metrics, "load_fid_inception", lambda path, device="cpu": TinyFeatures())
+
+
 def test_report_writes_a_grid_fid_and_says_imagenet_is_unavailable(
     tmp_path: Path, config: dcgan.Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A stand-in for the Inception network (its real features are tested above): per-channel means and spreads
-    # of the resized images, so that the report's plumbing (real-statistics cache, Fréchet distance) runs in a second.
-    class TinyFeatures(torch.nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, 3, 299, 299) -> (N, 6)
-            return torch.cat([x.mean((2, 3)), x.std((2, 3))], dim=1)
-
-    monkeypatch.setattr(metrics, "fid_weights_path", lambda override="": tmp_path / "default_1.pt")
-    monkeypatch.setattr(metrics, "load_fid_inception", lambda path, device="cpu": TinyFeatures())
+    use_tiny_inception(monkeypatch, tmp_path)
     cfg = dataclasses.replace(config, fid_samples=32)
     task = make_task(cfg)
     member = task.make(H1, seed=0)
     task.train(member, H1, 2)
-    result = dcgan.report(task, member, tmp_path, fid=True)
-    assert (tmp_path / "samples.png").stat().st_size > 0
+    result = dcgan.report(task, member, tmp_path / "samples.png", fid=True)
+    assert (tmp_path / "samples.png").stat().st_size > 0 and result["samples_png"] == "samples.png"
     assert result["imagenet_inception_score"].startswith("unavailable offline")
     assert result["classifier"]["test_accuracy"] > 0.2
     assert result["classifier_score"] == task.evaluate(member).score  # the selection protocol, recomputed

@@ -403,9 +403,9 @@ def real_fid_statistics(config: Config, model: torch.jit.ScriptModule, device: t
         return stats["mu"], stats["sigma"]
 
 
-def report(task: GanTask, member: Member, out: Path | None = None, fid: bool = True) -> dict[str, Any]:
+def report(task: GanTask, member: Member, grid: Path | None = None, fid: bool = True) -> dict[str, Any]:
     """The reporting metrics of one member: the selection score (its protocol), FID against CIFAR-10 train, the
-    ImageNet Inception Score when weights are supplied, and a sample grid (``out/samples.png``)."""
+    ImageNet Inception Score when weights are supplied, and a 10x10 sample grid written to the PNG file ``grid``."""
     cfg, device = task.config, task.device
     evaluation = task.evaluate(member)
     result: dict[str, Any] = {
@@ -414,9 +414,9 @@ def report(task: GanTask, member: Member, out: Path | None = None, fid: bool = T
         "classifier": prepare(cfg), "metric": METRIC}
     z = torch.randn(max(cfg.fid_samples, 100), cfg.z_dim, generator=torch.Generator().manual_seed(EVAL_SEED + 1))
     images = task.sample(member, z)  # (N, 3, 32, 32) uint8
-    if out is not None:
-        save_grid(images[:100], out / "samples.png")
-        result["samples_png"] = str(out / "samples.png")
+    if grid is not None:
+        save_grid(images[:100], grid)
+        result["samples_png"] = grid.name
     if fid:
         inception = metrics.load_fid_inception(metrics.fid_weights_path(cfg.fid_weights), device)
         mu_real, sigma_real = real_fid_statistics(cfg, inception, device)
@@ -435,6 +435,21 @@ def report(task: GanTask, member: Member, out: Path | None = None, fid: bool = T
     else:
         result["imagenet_inception_score"] = metrics.IMAGENET_IS_UNAVAILABLE
     return result
+
+
+def extra_results(pbt_run_dir: Path, rs_run_dir: Path, out_dir: Path) -> dict[str, Any]:
+    """What ``reproduce`` adds to ``summary.json`` once both arms have finished: for each arm's best member (the
+    highest last classifier score), FID, the classifier score, the ImageNet Inception Score's availability and a
+    sample grid (``samples-<arm>.png``); and the test accuracy of the classifier behind the selection score."""
+    best: dict[str, dict[str, Any]] = {}
+    for arm, run_dir in (("pbt", pbt_run_dir), ("random_search", rs_run_dir)):
+        task, member, member_id, score = open_member(run_dir)
+        best[arm] = {"member": member_id, "run_score": score, **report(task, member, out_dir / f"samples-{arm}.png")}
+    classifier = best["pbt"].pop("classifier")
+    best["random_search"].pop("classifier")
+    return {"fid": {arm: round(b["fid"], 2) for arm, b in best.items()},
+            "classifier_test_accuracy": classifier["test_accuracy"], "classifier": classifier,
+            "best_members": best}
 
 
 def _paths_parser(description: str) -> argparse.ArgumentParser:
@@ -488,7 +503,8 @@ def report_command(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     task, member, member_id, score = open_member(args.run_dir, args.member, _overrides(args))
     out = args.out or args.run_dir / "report"
-    result = {"member": member_id, "run_score": score, **report(task, member, out, fid=not args.no_fid)}
+    grid = out / f"samples-member{member_id}.png"
+    result = {"member": member_id, "run_score": score, **report(task, member, grid, fid=not args.no_fid)}
     out.mkdir(parents=True, exist_ok=True)
     (out / f"report-member{member_id}.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
