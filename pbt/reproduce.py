@@ -148,6 +148,7 @@ def reproduce(
 
     module = load_domain(domain)
     started_at, t0 = dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), time.perf_counter()
+    commit = git_commit()  # before this run rewrites its own results files, which would mark the tree dirty
     runs = Path(runs) if runs is not None else Path("runs") / f"{domain}-{profile}"
     out = Path(out) if out is not None else runs / "results"
     seed_list = [config.pbt.seed + k for k in range(seeds)]
@@ -185,7 +186,7 @@ def reproduce(
         "config": {arm: dataclasses.asdict(c) for arm, c in configs.items()},
         "seeds": seed_list,
         "runs": {arm: [str(d) for d in ds] for arm, ds in dirs.items()},
-        "git_commit": git_commit(),
+        "git_commit": commit,
         "run_commits": sorted({str(r.meta.get("git_commit")) for r in comparison.runs}),
         "machine": machine(),
         "date": started_at,
