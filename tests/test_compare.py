@@ -159,7 +159,16 @@ def test_reproduce_writes_a_results_folder_resumes_and_merges_extra_results(tmp_
     # notes at the end of the README, while the generated part is rewritten
     (out / "README.md").write_text("stale\n" + NOTES_MARKER + "\n## Discussion\nPBT won.\n")
     before = {d.name: len(Store.open_existing(d).scores()) for d in (tmp_path / "runs").iterdir()}
+    committed = {f: f.stat().st_mtime_ns for f in out.iterdir()}
+
+    def commit_of_tree():  # the results folder is tracked: once reproduce rewrites a file, git calls the tree dirty
+        touched = {f: f.stat().st_mtime_ns for f in out.iterdir()} != committed
+        return "c0ffee" + ("+dirty" if touched else "")
+
+    monkeypatch.setattr("pbt.reproduce.git_commit", commit_of_tree)
     reproduce("toy", config, "smoke", seeds=2, out=out, runs=tmp_path / "runs")
+    assert commit_of_tree() == "c0ffee+dirty"  # the fake can tell
+    assert json.loads((out / "summary.json").read_text())["provenance"]["git_commit"] == "c0ffee"
     after = {d.name: len(Store.open_existing(d).scores()) for d in (tmp_path / "runs").iterdir()}
     assert before == after and len(before) == 4
     readme = (out / "README.md").read_text()
