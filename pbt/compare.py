@@ -26,6 +26,7 @@ import io
 import json
 import math
 import statistics
+import textwrap
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -414,9 +415,10 @@ def plot_schedule(run: Run, metric: str, out: Path) -> list[str]:
         ax.grid(alpha=0.3)
     axes[-1][0].set_xlabel("step: red, training steps the final weights received along the lineage; "
                            "grey, each member's own step", fontsize=9)
-    fig.suptitle(f"{run.domain}: hyperparameter schedule of the final best member {best.id} ({metric} "
-                 f"{fmt(best.score)}),\nfollowed back through its lineage (red); each member's own values in grey; "
-                 "dotted lines: copies", fontsize=10)
+    # wrapped: a long metric name (the GAN's) would run off the figure
+    title = (f"{run.domain}: hyperparameter schedule of the final best member {best.id} ({metric} {fmt(best.score)}), "
+             "followed back through its lineage (red); each member's own values in grey; dotted lines: copies")
+    fig.suptitle(textwrap.fill(title, 110), fontsize=10)
     fig.tight_layout()
     return _save(fig, out, "schedule")
 
