@@ -26,11 +26,10 @@ import time
 from pathlib import Path
 
 import torch
-from pairing import executor_against_bare  # bench/ is the script's folder, so on sys.path
-from peak_memory import PeakMemory
+# bench/ is the script's folder, so on sys.path
+from pairing import executor_against_bare, one_member_rows, population_run
 
 from experiments.gan.dcgan import PROFILES, Config, make_task, prepare
-from pbt.controller import run_experiment
 from pbt.executor import cpu_count
 
 MODULE = "experiments.gan.dcgan"
@@ -51,12 +50,8 @@ def bare_images_per_s(config: Config, steps: int) -> float:
 def executor_images_per_s(config: Config, steps: int, ready_every: int, out: Path) -> tuple[float, float]:
     """One member through the PBT driver with one worker process: (images/s of its train calls, images/s of train +
     checkpoint I/O). The first interval (process start, data mapping, warm-up) is not counted."""
-    pbt = dataclasses.replace(config.pbt, population=1, budget_steps=steps, ready_every=ready_every, exploit="none",
-                              explore="none", executor="local", workers=1)
-    config = dataclasses.replace(config, score_samples=100, score_splits=1, pbt=pbt)  # scoring is (b)'s business
-    store = run_experiment(MODULE, config, out, domain="gan")
-    rows = [r.metrics for r in store.scores()][1:]
-    store.close()
+    config = dataclasses.replace(config, score_samples=100, score_splits=1)  # scoring is (b)'s business
+    rows = one_member_rows(MODULE, config, steps, ready_every, out, "gan")
     images = sum(r["train/steps"] for r in rows) * config.batch_size
     train_s = sum(r["time/train_s"] for r in rows)
     io_s = sum(r["time/io_s"] for r in rows)
@@ -65,21 +60,13 @@ def executor_images_per_s(config: Config, steps: int, ready_every: int, out: Pat
 
 def scoring_share(config: Config, intervals: int, ready_every: int, out: Path) -> dict[str, float]:
     """Population 8 on 2 workers for ``intervals`` ready intervals of ``ready_every`` steps."""
-    pbt = dataclasses.replace(config.pbt, population=8, workers=2, executor="local", ready_every=ready_every,
-                              budget_steps=intervals * ready_every)
-    config = dataclasses.replace(config, pbt=pbt)
-    with PeakMemory() as memory:
-        started = time.perf_counter()
-        store = run_experiment(MODULE, config, out, domain="gan")
-        wall = time.perf_counter() - started
-    rows = [r.metrics for r in store.scores()]
-    store.close()
+    wall, rows, memory = population_run(MODULE, config, intervals, ready_every, out, "gan")
     eval_s = sum(r["time/eval_s"] for r in rows)
     train_s = sum(r["time/train_s"] for r in rows)
     steps = sum(r["train/steps"] for r in rows)
     per_eval, per_step = eval_s / len(rows), train_s / steps
     profile_ready = PROFILES["cpu"].pbt.ready_every
-    return {"wall_s": wall, "share_of_wall": eval_s / (pbt.workers * wall),
+    return {"wall_s": wall, "share_of_wall": eval_s / (2 * wall),
             "share_of_busy": eval_s / (eval_s + train_s),
             "eval_s": per_eval, "images_per_s_total": steps * config.batch_size / wall,
             "projected_share": per_eval / (per_eval + per_step * profile_ready), "profile_ready": profile_ready,

@@ -22,12 +22,11 @@ import time
 from pathlib import Path
 
 import torch
-from pairing import executor_against_bare  # bench/ is the script's folder, so on sys.path
-from peak_memory import PeakMemory
+# bench/ is the script's folder, so on sys.path
+from pairing import executor_against_bare, one_member_rows, population_run
 
 from experiments.translation.transformer import PROFILES, Config, make_task
 from pbt.config import replace_fields
-from pbt.controller import run_experiment
 from pbt.executor import cpu_count
 
 MODULE = "experiments.translation.transformer"
@@ -47,34 +46,22 @@ def bare_tokens_per_s(config: Config, steps: int) -> float:
 
 def executor_tokens_per_s(config: Config, steps: int, ready_every: int, out: Path) -> tuple[float, float]:
     """One member through the PBT driver with one worker process: (tokens per second of its train calls, tokens per
-    second of train + checkpoint I/O, startup included)."""
-    pbt = dataclasses.replace(config.pbt, population=1, budget_steps=steps, ready_every=ready_every, exploit="none",
-                              explore="none", executor="local", workers=1)
-    config = dataclasses.replace(config, val_limit=20, pbt=pbt)  # evaluation is not what (a) measures
-    store = run_experiment(MODULE, config, out, domain="translation")
-    rows = [r.metrics for r in store.scores()]
-    store.close()
-    tokens = sum(r["train/tgt_tokens"] for r in rows[1:])  # the first interval warms up (and loads the data)
-    train_s = sum(r["time/train_s"] for r in rows[1:])
-    io_s = sum(r["time/io_s"] for r in rows[1:])
+    second of train + checkpoint I/O). The first interval (process start, data loading, warm-up) is not counted."""
+    config = dataclasses.replace(config, val_limit=20)  # evaluation is not what (a) measures
+    rows = one_member_rows(MODULE, config, steps, ready_every, out, "translation")
+    tokens = sum(r["train/tgt_tokens"] for r in rows)
+    train_s = sum(r["time/train_s"] for r in rows)
+    io_s = sum(r["time/io_s"] for r in rows)
     return tokens / train_s, tokens / (train_s + io_s)
 
 
 def eval_share(config: Config, intervals: int, out: Path) -> dict[str, float]:
     """Population 8 on 2 workers for ``intervals`` ready intervals; evaluation time as a share of wall time."""
-    pbt = dataclasses.replace(config.pbt, population=8, workers=2, executor="local",
-                              budget_steps=intervals * config.pbt.ready_every)
-    config = dataclasses.replace(config, pbt=pbt)
-    with PeakMemory() as memory:
-        started = time.perf_counter()
-        store = run_experiment(MODULE, config, out, domain="translation")
-        wall = time.perf_counter() - started
-    rows = [r.metrics for r in store.scores()]
-    store.close()
+    wall, rows, memory = population_run(MODULE, config, intervals, config.pbt.ready_every, out, "translation")
     eval_s = sum(r["time/eval_s"] for r in rows)
     busy_s = sum(r["time/train_s"] + r["time/eval_s"] + r["time/io_s"] for r in rows)
     tokens = sum(r["train/tgt_tokens"] for r in rows)
-    return {"wall_s": wall, "eval_share_of_wall": eval_s / (pbt.workers * wall), "eval_share_of_busy": eval_s / busy_s,
+    return {"wall_s": wall, "eval_share_of_wall": eval_s / (2 * wall), "eval_share_of_busy": eval_s / busy_s,
             "eval_s_per_eval": eval_s / len(rows), "tokens_per_s_total": tokens / wall,
             "peak_rss_gb": memory.peak_rss / 1e9, "peak_pss_gb": memory.peak_pss / 1e9}
 
