@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 # bench/ is the script's folder, so on sys.path
-from pairing import executor_against_bare, one_member_rows, population_run
+from pairing import POPULATION_WORKERS, executor_against_bare, one_member_rows, population_run
 
 from experiments.gan.dcgan import PROFILES, Config, make_task, prepare
 from pbt.executor import cpu_count
@@ -66,7 +66,7 @@ def scoring_share(config: Config, intervals: int, ready_every: int, out: Path) -
     steps = sum(r["train/steps"] for r in rows)
     per_eval, per_step = eval_s / len(rows), train_s / steps
     profile_ready = PROFILES["cpu"].pbt.ready_every
-    return {"wall_s": wall, "share_of_wall": eval_s / (2 * wall),
+    return {"wall_s": wall, "share_of_wall": eval_s / (POPULATION_WORKERS * wall),
             "share_of_busy": eval_s / (eval_s + train_s),
             "eval_s": per_eval, "images_per_s_total": steps * config.batch_size / wall,
             "projected_share": per_eval / (per_eval + per_step * profile_ready), "profile_ready": profile_ready,

@@ -12,6 +12,8 @@ from peak_memory import PeakMemory
 
 from pbt.controller import run_experiment
 
+POPULATION_WORKERS = 2  # the cpu profiles' worker count; shares of wall time divide by it
+
 
 def executor_against_bare(bare: Callable[[], float], executor: Callable[[], tuple[float, float]], unit: str) -> None:
     """Print the executor's throughput as a ratio to the bare loop's. The bare loop runs before and after the executor
@@ -47,8 +49,8 @@ def population_run(module: str, config: Any, intervals: int, ready_every: int, o
                    domain: str) -> tuple[float, list[dict], PeakMemory]:
     """Population 8 on 2 workers for ``intervals`` ready intervals of ``ready_every`` steps, watched by
     ``PeakMemory``. Returns (wall seconds, the metrics of every score row, the memory peaks)."""
-    pbt = dataclasses.replace(config.pbt, population=8, workers=2, executor="local", ready_every=ready_every,
-                              budget_steps=intervals * ready_every)
+    pbt = dataclasses.replace(config.pbt, population=8, workers=POPULATION_WORKERS, executor="local",
+                              ready_every=ready_every, budget_steps=intervals * ready_every)
     with PeakMemory() as memory:
         started = time.perf_counter()
         store = run_experiment(module, dataclasses.replace(config, pbt=pbt), out, domain=domain)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 # bench/ is the script's folder, so on sys.path
-from pairing import executor_against_bare, one_member_rows, population_run
+from pairing import POPULATION_WORKERS, executor_against_bare, one_member_rows, population_run
 
 from experiments.translation.transformer import PROFILES, Config, make_task
 from pbt.config import replace_fields
@@ -61,7 +61,8 @@ def eval_share(config: Config, intervals: int, out: Path) -> dict[str, float]:
     eval_s = sum(r["time/eval_s"] for r in rows)
     busy_s = sum(r["time/train_s"] + r["time/eval_s"] + r["time/io_s"] for r in rows)
     tokens = sum(r["train/tgt_tokens"] for r in rows)
-    return {"wall_s": wall, "eval_share_of_wall": eval_s / (2 * wall), "eval_share_of_busy": eval_s / busy_s,
+    return {"wall_s": wall, "eval_share_of_wall": eval_s / (POPULATION_WORKERS * wall),
+            "eval_share_of_busy": eval_s / busy_s,
             "eval_s_per_eval": eval_s / len(rows), "tokens_per_s_total": tokens / wall,
             "peak_rss_gb": memory.peak_rss / 1e9, "peak_pss_gb": memory.peak_pss / 1e9}
 
