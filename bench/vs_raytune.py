@@ -2,8 +2,10 @@
 
 (1) The toy example (Figure 2 settings: 200 steps, ready every 4, truncation, explore = N(0, 0.1) noise on h) at
     population 2, 16 and 32: our core (serial executor, store and checkpoints) against Ray Tune's PBT with a function
-    trainable that checkpoints at every ready step (the documented way), in both its modes (``synch=False``, the
-    default, and ``synch=True``). Prints wall times, the ratio, final best Q and the number of exploits each made.
+    trainable that checkpoints at every ready step, with ``reuse_actors=True`` (the documented way: Ray's own
+    ``pbt_function`` example; without it every pause and restore starts a new actor), in both its modes
+    (``synch=False``, the default, and ``synch=True``). Prints wall times, the ratio, final best Q and the number of
+    exploits each made.
 (2) A task whose train call sleeps a fixed time, population 16 on 2 CPUs, under both: overhead = wall / ideal - 1.
 (3) Peak RSS of each (this process and its children, which is where Ray's workers live).
 
@@ -83,7 +85,8 @@ def raytune_toy(population: int, synch: bool, storage: Path) -> tuple[float, flo
         param_space={"start": tune.grid_search(starts),  # one trial per starting point
                      "h0": tune.sample_from(lambda spec: spec.config.start["h0"]),
                      "h1": tune.sample_from(lambda spec: spec.config.start["h1"])},
-        tune_config=tune.TuneConfig(scheduler=scheduler, metric="q", mode="max", num_samples=1),
+        tune_config=tune.TuneConfig(scheduler=scheduler, metric="q", mode="max", num_samples=1,
+                                    reuse_actors=True),
         run_config=tune.RunConfig(storage_path=str(storage), verbose=0, stop={"step": STEPS}),
     )
     t0 = time.perf_counter()
@@ -127,7 +130,8 @@ def overhead(population: int = 16, workers: int = 2, interval_s: float = 1.0, in
         tuner = tune.Tuner(
             tune.with_resources(sleepy_trainable, {"cpu": 1}),
             param_space={"lr": tune.loguniform(0.01, 1.0), "budget": intervals, "seconds": interval_s},
-            tune_config=tune.TuneConfig(scheduler=scheduler, metric="score", mode="max", num_samples=population),
+            tune_config=tune.TuneConfig(scheduler=scheduler, metric="score", mode="max", num_samples=population,
+                                        reuse_actors=True),
             run_config=tune.RunConfig(storage_path=str(Path(tmp) / "ray"), verbose=0),
         )
         t0 = time.perf_counter()
@@ -163,8 +167,8 @@ def main() -> None:
             a = raytune_toy(n, synch=False, storage=Path(tmp) / f"async-{n}")
             s = raytune_toy(n, synch=True, storage=Path(tmp) / f"synch-{n}")
             o = ours_rows[n]
-            print(f"{n:>4} {o[0]:>8.3f} {o[1]:>6.3f} {o[2]:>5} | {a[0]:>8.1f} {a[1]:>6.3f} {a[2]:>5} | "
-                  f"{s[0]:>8.1f} {s[1]:>6.3f} {s[2]:>5} | {s[0] / o[0]:>10.0f}x", flush=True)
+            print(f"{n:>4} {o[0]:>8.3f} {o[1]:>6.4f} {o[2]:>5} | {a[0]:>8.1f} {a[1]:>6.4f} {a[2]:>5} | "
+                  f"{s[0]:>8.1f} {s[1]:>6.4f} {s[2]:>5} | {s[0] / o[0]:>10.0f}x", flush=True)
         if not args.skip_sleep:
             overhead()
         ray.shutdown()
