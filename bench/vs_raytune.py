@@ -9,7 +9,7 @@
 (2) A task whose train call sleeps a fixed time, population 16 on 2 CPUs, under both: overhead = wall / ideal - 1.
 (3) Peak RSS of each (this process and its children, which is where Ray's workers live).
 
-    python bench/vs_raytune.py [--sizes 2 16 32] [--skip-sleep]
+    python bench/vs_raytune.py [--sizes 2 16 32] [--seeds K] [--skip-sleep]
 Needs the ``ray`` extra. Ray Tune's runs take minutes.
 """
 
@@ -68,16 +68,17 @@ def noise_explore(config: dict) -> dict:
     return config
 
 
-def raytune_toy(population: int, synch: bool, storage: Path) -> tuple[float, float, int]:
+def raytune_toy(population: int, synch: bool, seed: int, storage: Path) -> tuple[float, float, int]:
     from ray import tune
     from ray.tune.schedulers import PopulationBasedTraining
 
+    random.seed(seed)  # the scheduler draws donors, and noise_explore its noise, from `random` in this process
     scheduler = PopulationBasedTraining(
         time_attr="training_iteration", perturbation_interval=READY, synch=synch,
         quantile_fraction=0.5 if population == 2 else 0.2,  # ours: bottom 20%, at least one member
         hyperparam_mutations={"h0": tune.uniform(0, 1), "h1": tune.uniform(0, 1)},
         custom_explore_fn=noise_explore, resample_probability=0.0)
-    rng = random.Random(0)
+    rng = random.Random(seed)
     starts = ([{"h0": 1.0, "h1": 0.0}, {"h0": 0.0, "h1": 1.0}] if population == 2
               else [sample(SPACE, rng) for _ in range(population)])
     tuner = tune.Tuner(
@@ -142,6 +143,10 @@ def overhead(population: int = 16, workers: int = 2, interval_s: float = 1.0, in
           f"(overhead {100 * (theirs / ideal - 1):.1f} %)")
 
 
+def means(rows: list[tuple[float, float, int]]) -> tuple[float, ...]:
+    return tuple(sum(column) / len(column) for column in zip(*rows))
+
+
 def peak_rss_mib() -> tuple[float, float]:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -151,6 +156,7 @@ def peak_rss_mib() -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[2, 16, 32], help="toy populations (none: skip (1))")
+    parser.add_argument("--seeds", type=int, default=1, help="runs per framework and size; the row shows means")
     parser.add_argument("--skip-sleep", action="store_true")
     args = parser.parse_args()
     import ray
@@ -160,15 +166,21 @@ def main() -> None:
     print(f"{'pop':>4} {'ours s':>8} {'Q':>6} {'expl':>5} | {'async s':>8} {'Q':>6} {'expl':>5} | "
           f"{'synch s':>8} {'Q':>6} {'expl':>5} | {'synch/ours':>10}")
     with tempfile.TemporaryDirectory() as tmp:
-        ours_rows = {n: ours_toy(n, 0, Path(tmp) / f"ours-{n}") for n in args.sizes}
+        seeds = range(args.seeds)
+        ours_rows = {n: [ours_toy(n, k, Path(tmp) / f"ours-{n}-{k}") for k in seeds] for n in args.sizes}
         ours_rss = peak_rss_mib()
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         for n in args.sizes:
-            a = raytune_toy(n, synch=False, storage=Path(tmp) / f"async-{n}")
-            s = raytune_toy(n, synch=True, storage=Path(tmp) / f"synch-{n}")
-            o = ours_rows[n]
-            print(f"{n:>4} {o[0]:>8.3f} {o[1]:>6.4f} {o[2]:>5} | {a[0]:>8.1f} {a[1]:>6.4f} {a[2]:>5} | "
-                  f"{s[0]:>8.1f} {s[1]:>6.4f} {s[2]:>5} | {s[0] / o[0]:>10.0f}x", flush=True)
+            a = [raytune_toy(n, synch=False, seed=k, storage=Path(tmp) / f"async-{n}-{k}") for k in seeds]
+            s = [raytune_toy(n, synch=True, seed=k, storage=Path(tmp) / f"synch-{n}-{k}") for k in seeds]
+            o, a_mean, s_mean = (means(rows) for rows in (ours_rows[n], a, s))
+            print(f"{n:>4} {o[0]:>8.3f} {o[1]:>6.4f} {o[2]:>5.0f} | {a_mean[0]:>8.1f} {a_mean[1]:>6.4f} "
+                  f"{a_mean[2]:>5.0f} | {s_mean[0]:>8.1f} {s_mean[1]:>6.4f} {s_mean[2]:>5.0f} | "
+                  f"{s_mean[0] / o[0]:>10.0f}x", flush=True)
+            if args.seeds > 1:
+                print("     final Q per seed: " + "; ".join(
+                    f"{name} " + " ".join(f"{row[1]:.4f}" for row in rows)
+                    for name, rows in (("ours", ours_rows[n]), ("async", a), ("synch", s))), flush=True)
         if not args.skip_sleep:
             overhead()
         ray.shutdown()
