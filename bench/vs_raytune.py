@@ -3,13 +3,14 @@
 (1) The toy example (Figure 2 settings: 200 steps, ready every 4, truncation, explore = N(0, 0.1) noise on h) at
     population 2, 16 and 32: our core (serial executor, store and checkpoints) against Ray Tune's PBT with a function
     trainable that checkpoints at every ready step, with ``reuse_actors=True`` (the documented way: Ray's own
-    ``pbt_function`` example; without it every pause and restore starts a new actor), in both its modes
+    ``pbt_function`` example; ``--no-reuse-actors``, Ray's default, starts a new actor at every pause and restore,
+    many times slower on this toy), in both its modes
     (``synch=False``, the default, and ``synch=True``). Prints wall times, the ratio, final best Q and the number of
     exploits each made.
 (2) A task whose train call sleeps a fixed time, population 16 on 2 CPUs, under both: overhead = wall / ideal - 1.
 (3) Peak RSS of each (this process and its children, which is where Ray's workers live).
 
-    python bench/vs_raytune.py [--sizes 2 16 32] [--seeds K] [--skip-sleep]
+    python bench/vs_raytune.py [--sizes 2 16 32] [--seeds K] [--skip-sleep] [--no-reuse-actors]
 Needs the ``ray`` extra. Ray Tune's runs take minutes.
 """
 
@@ -68,7 +69,7 @@ def noise_explore(config: dict) -> dict:
     return config
 
 
-def raytune_toy(population: int, synch: bool, seed: int, storage: Path) -> tuple[float, float, int]:
+def raytune_toy(population: int, synch: bool, seed: int, storage: Path, reuse_actors: bool) -> tuple[float, float, int]:
     from ray import tune
     from ray.tune.schedulers import PopulationBasedTraining
 
@@ -87,7 +88,7 @@ def raytune_toy(population: int, synch: bool, seed: int, storage: Path) -> tuple
                      "h0": tune.sample_from(lambda spec: spec.config.start["h0"]),
                      "h1": tune.sample_from(lambda spec: spec.config.start["h1"])},
         tune_config=tune.TuneConfig(scheduler=scheduler, metric="q", mode="max", num_samples=1,
-                                    reuse_actors=True),
+                                    reuse_actors=reuse_actors),
         run_config=tune.RunConfig(storage_path=str(storage), verbose=0, stop={"step": STEPS}),
     )
     t0 = time.perf_counter()
@@ -112,7 +113,8 @@ def sleepy_trainable(config: dict) -> None:
             tune.report({"score": step * config["lr"], "step": step}, checkpoint=tune.Checkpoint.from_directory(d))
 
 
-def overhead(population: int = 16, workers: int = 2, interval_s: float = 1.0, intervals: int = 4) -> None:
+def overhead(reuse_actors: bool, population: int = 16, workers: int = 2, interval_s: float = 1.0,
+             intervals: int = 4) -> None:
     ideal = population * intervals * interval_s / workers
     cfg = Config(seconds_per_step=interval_s / 10)
     cfg = dataclasses.replace(cfg, pbt=dataclasses.replace(cfg.pbt, population=population, workers=workers,
@@ -132,7 +134,7 @@ def overhead(population: int = 16, workers: int = 2, interval_s: float = 1.0, in
             tune.with_resources(sleepy_trainable, {"cpu": 1}),
             param_space={"lr": tune.loguniform(0.01, 1.0), "budget": intervals, "seconds": interval_s},
             tune_config=tune.TuneConfig(scheduler=scheduler, metric="score", mode="max", num_samples=population,
-                                        reuse_actors=True),
+                                        reuse_actors=reuse_actors),
             run_config=tune.RunConfig(storage_path=str(Path(tmp) / "ray"), verbose=0),
         )
         t0 = time.perf_counter()
@@ -158,11 +160,13 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[2, 16, 32], help="toy populations (none: skip (1))")
     parser.add_argument("--seeds", type=int, default=1, help="runs per framework and size; the row shows means")
     parser.add_argument("--skip-sleep", action="store_true")
+    parser.add_argument("--no-reuse-actors", dest="reuse_actors", action="store_false",
+                        help="Ray Tune's default: every pause and restore of a trial starts a new actor")
     args = parser.parse_args()
     import ray
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    print("(1) toy, 200 steps, ready every 4")
+    print(f"(1) toy, 200 steps, ready every 4; Ray Tune with reuse_actors={args.reuse_actors}")
     print(f"{'pop':>4} {'ours s':>8} {'Q':>6} {'expl':>5} | {'async s':>8} {'Q':>6} {'expl':>5} | "
           f"{'synch s':>8} {'Q':>6} {'expl':>5} | {'synch/ours':>10}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -171,8 +175,8 @@ def main() -> None:
         ours_rss = peak_rss_mib()
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         for n in args.sizes:
-            a = [raytune_toy(n, synch=False, seed=k, storage=Path(tmp) / f"async-{n}-{k}") for k in seeds]
-            s = [raytune_toy(n, synch=True, seed=k, storage=Path(tmp) / f"synch-{n}-{k}") for k in seeds]
+            a = [raytune_toy(n, False, k, Path(tmp) / f"async-{n}-{k}", args.reuse_actors) for k in seeds]
+            s = [raytune_toy(n, True, k, Path(tmp) / f"synch-{n}-{k}", args.reuse_actors) for k in seeds]
             o, a_mean, s_mean = (means(rows) for rows in (ours_rows[n], a, s))
             print(f"{n:>4} {o[0]:>8.3f} {o[1]:>6.4f} {o[2]:>5.0f} | {a_mean[0]:>8.1f} {a_mean[1]:>6.4f} "
                   f"{a_mean[2]:>5.0f} | {s_mean[0]:>8.1f} {s_mean[1]:>6.4f} {s_mean[2]:>5.0f} | "
@@ -182,7 +186,7 @@ def main() -> None:
                     f"{name} " + " ".join(f"{row[1]:.4f}" for row in rows)
                     for name, rows in (("ours", ours_rows[n]), ("async", a), ("synch", s))), flush=True)
         if not args.skip_sleep:
-            overhead()
+            overhead(args.reuse_actors)
         ray.shutdown()
     theirs_rss = peak_rss_mib()
     print(f"(3) peak RSS: ours {ours_rss[0]:.0f} MiB (driver, serial toy); with Ray Tune: driver "
