@@ -4,9 +4,8 @@
     population 2, 16 and 32: our core (serial executor, store and checkpoints) against Ray Tune's PBT with a function
     trainable that checkpoints at every ready step, with ``reuse_actors=True`` (the documented way: Ray's own
     ``pbt_function`` example; ``--no-reuse-actors``, Ray's default, starts a new actor at every pause and restore,
-    many times slower on this toy), in both its modes
-    (``synch=False``, the default, and ``synch=True``). Prints wall times, the ratio, final best Q and the number of
-    exploits each made.
+    many times slower on this toy), in both its modes (``synch=False``, the default, and ``synch=True``). Prints wall
+    times, the ratio, final best Q and the number of exploits each made.
 (2) A task whose train call sleeps a fixed time, population 16 on 2 CPUs, under both: overhead = wall / ideal - 1.
 (3) Peak RSS of each (this process and its children, which is where Ray's workers live).
 
@@ -69,7 +68,9 @@ def noise_explore(config: dict) -> dict:
     return config
 
 
-def raytune_toy(population: int, synch: bool, seed: int, storage: Path, reuse_actors: bool) -> tuple[float, float, int]:
+def raytune_toy(
+    population: int, synch: bool, seed: int, storage: Path, reuse_actors: bool
+) -> tuple[float, float, int]:
     from ray import tune
     from ray.tune.schedulers import PopulationBasedTraining
 
