@@ -21,6 +21,7 @@ import json
 import os
 import random
 import resource
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -147,7 +148,7 @@ def overhead(reuse_actors: bool, population: int = 16, workers: int = 2, interva
 
 
 def means(rows: list[tuple[float, float, int]]) -> tuple[float, ...]:
-    return tuple(sum(column) / len(column) for column in zip(*rows))
+    return tuple(statistics.fmean(column) for column in zip(*rows))
 
 
 def peak_rss_mib() -> tuple[float, float]:
