@@ -163,9 +163,10 @@ def choose_donor(me: MemberRow, members: list[MemberRow], cfg: PBTConfig, rng: r
 
 
 def copy_member(me: MemberRow, donor: MemberRow) -> MemberRow:
-    """θ' and h' of the donor, as published; the member keeps its own id, seed and step count."""
+    """θ' and h' of the donor, as ``me`` sees it (its state at ``me``'s step); the member keeps its own id, seed and
+    step count (the compute its slot has spent) and takes the copied weights' age."""
     return replace(me, hparams=dict(donor.hparams), checkpoint=donor.checkpoint, checksum=donor.checksum,
-                   score=donor.score, samples=donor.samples)
+                   score=donor.score, samples=donor.samples, weight_age=donor.weight_age)
 
 
 def explore_member(
@@ -183,7 +184,9 @@ def exploit_and_explore(
 ) -> tuple[MemberRow, list[Event]]:
     """The ready branch of Algorithm 1 for member ``me`` (already updated with its latest interval).
 
-    Returns the member as it should be published and the events that explain the change.
+    ``members`` is the population as ``me`` sees it: each member as it was at ``me``'s step (``Controller._view``),
+    so the copy takes exactly the weights the decision compared. Returns the member as it should be published and the
+    events that explain the change.
     """
     rng = decision_rng(seed, me.id, me.step, "ready")
     population = [me if m.id == me.id else m for m in members]
@@ -193,7 +196,7 @@ def exploit_and_explore(
         donor = population[donor_id]
         events.append(Event(member=me.id, step=me.step, kind="exploit", donor=donor.id, donor_step=donor.step,
                             old_hparams=me.hparams, new_hparams=donor.hparams, score=me.score,
-                            donor_score=donor.score))
+                            donor_score=donor.score, weight_age=donor.weight_age))
         me = copy_member(me, donor)
     if (donor_id is not None or cfg.explore_every_ready) and cfg.explore != "none":
         me, event = explore_member(me, space, cfg, rng)

@@ -125,6 +125,7 @@ class Row:
     mean_final_std: float | None = None
     median_final_std: float | None = None
     per_seed_best: list[float] = field(default_factory=list)
+    max_weight_age: int | None = None  # the most training any member's weights received (None: not recorded)
 
 
 def run_row(run: Run) -> Row:
@@ -137,7 +138,8 @@ def run_row(run: Run) -> Row:
                mean_final=statistics.fmean(finals) if finals else None,
                median_final=statistics.median(finals) if finals else None,
                finished=f"{len(finals)}/{len(run.members)}", status=str(run.meta.get("status", "?")),
-               per_seed_best=[] if best is None or best.score is None else [best.score])
+               per_seed_best=[] if best is None or best.score is None else [best.score],
+               max_weight_age=run.compute.get("max_weight_age"))
 
 
 def _mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
@@ -159,7 +161,8 @@ def aggregate_row(method: str, rows: Sequence[Row]) -> Row:
                wall_seconds=statistics.fmean(r.wall_seconds for r in rows), best_final=best, mean_final=mean,
                median_final=median, finished=", ".join(r.finished for r in rows),
                status=", ".join(sorted({r.status for r in rows})), best_final_std=best_std, mean_final_std=mean_std,
-               median_final_std=median_std, per_seed_best=[v for r in rows for v in r.per_seed_best])
+               median_final_std=median_std, per_seed_best=[v for r in rows for v in r.per_seed_best],
+               max_weight_age=max((r.max_weight_age for r in rows if r.max_weight_age is not None), default=None))
 
 
 def fmt(value: float | None, std: float | None = None) -> str:
@@ -195,7 +198,20 @@ def check_comparable(runs: Sequence[Run], allow_unequal: bool = False) -> bool:
         plans = ", ".join(f"{d} plans {p}" for d, p in planned.items())
         raise ConfigError(f"unequal compute (member-steps = population × steps per member): {plans}; pass "
                           "--allow-unequal to compare anyway")
-    return equal
+    over = over_trained(runs)
+    if over and not allow_unequal:
+        raise ConfigError(f"{'; '.join(over)}: more training than any member of the comparison ran; pass "
+                          "--allow-unequal to compare anyway")
+    return equal and not over
+
+
+def over_trained(runs: Sequence[Run]) -> list[str]:
+    """Runs whose weights received more training than any member slot of the comparison trained: a member's weights
+    may only be as old as the most training one member could do alone (per-member equal compute, not just equal
+    totals). A store written before weight ages were recorded cannot show it either way and is not flagged here."""
+    ceiling = max(r.compute.get("max_member_steps", 0) for r in runs)
+    return [f"{r.run_dir}: weights trained for {r.compute['max_weight_age']} steps (ceiling {ceiling})"
+            for r in runs if (r.compute.get("max_weight_age") or 0) > ceiling]
 
 
 @dataclass
@@ -229,24 +245,27 @@ def markdown_table(comparison: Comparison, intro: bool = True) -> str:
     if not comparison.equal_compute:
         lines.append("\n**Unequal compute** (compared with `--allow-unequal`): the runs planned different budgets; "
                      "see the planned column.")
-    lines += ["", "| run | method | seed | population | steps used / planned | wall time | best final | "
+    lines += ["", "| run | method | seed | population | steps used / planned | oldest weights | wall time | best final | "
               "population mean final | population median final | members counted | status |",
-              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in comparison.rows:
         seeds = ", ".join(map(str, r.seeds))
         lines.append(
             f"| {r.label} | {METHOD_TITLES.get(r.method, r.method)} | {seeds} | {r.population} | "
-            f"{r.used_steps:.6g} / {r.planned_steps:.6g} | {duration(r.wall_seconds)} | "
+            f"{r.used_steps:.6g} / {r.planned_steps:.6g} | "
+            f"{'–' if r.max_weight_age is None else f'{r.max_weight_age:.6g}'} | {duration(r.wall_seconds)} | "
             f"{fmt(r.best_final, r.best_final_std)} | {fmt(r.mean_final, r.mean_final_std)} | "
             f"{fmt(r.median_final, r.median_final_std)} | {r.finished} | {r.status} |")
     lines.append("\nFinal scores are each member's latest score (its own: a member does not exploit at the end of its "
-                 "budget); dropped or failed members are not counted. ± is the sample standard deviation over runs.")
+                 "budget); dropped or failed members are not counted. ± is the sample standard deviation over runs. "
+                 "Oldest weights: the most training any member's weights received through their copies (at most "
+                 "the steps one member trains).")
     return "\n".join(lines) + "\n"
 
 
 CSV_COLUMNS = ("row", "label", "method", "domain", "seeds", "population", "used_steps", "planned_steps",
                "wall_seconds", "best_final", "best_final_std", "mean_final", "mean_final_std", "median_final",
-               "median_final_std", "members_counted", "status", "equal_compute")
+               "median_final_std", "members_counted", "status", "equal_compute", "max_weight_age")
 
 
 def csv_table(comparison: Comparison) -> str:
@@ -259,7 +278,7 @@ def csv_table(comparison: Comparison) -> str:
                          " ".join(map(str, r.seeds)), r.population, r.used_steps, r.planned_steps,
                          round(r.wall_seconds, 3), blank(r.best_final), blank(r.best_final_std), blank(r.mean_final),
                          blank(r.mean_final_std), blank(r.median_final), blank(r.median_final_std), r.finished,
-                         r.status, comparison.equal_compute])
+                         r.status, comparison.equal_compute, blank(r.max_weight_age)])
     return buffer.getvalue()
 
 

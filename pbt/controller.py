@@ -1,11 +1,17 @@
 """The controller: starts or resumes a run, hands intervals to an executor, and applies Algorithm 1's ready branch
 as each member's interval comes back. There is no generation barrier: a member's exploit decision sees whatever the
 others have published at that moment. When members outnumber workers, the member furthest behind runs next.
+
+Fairness: the run emulates N members training in parallel at equal speed, so a member that decides at its step t
+sees every member that has trained further *as it was at step t* (its snapshot), and a copy takes exactly those
+weights. No member's weights ever receive more training than its own step count, which never exceeds the budget.
+The snapshots others may still copy are kept on disk: a member never starts an interval more than ``MAX_LEAD``
+ready intervals ahead of the slowest member still training, so each member keeps at most ``MAX_LEAD + 2``
+checkpoints (its current one included).
 """
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import datetime as dt
 import importlib
@@ -28,6 +34,8 @@ from pbt.space import ConfigError, HParams, sample, with_priors
 from pbt.store import Event, MemberRow, ScoreRow, Store
 
 Listener = Callable[[MemberRow, Sequence[ScoreRow], Sequence[Event]], None]
+
+MAX_LEAD = 2  # ready intervals a member may run ahead of the slowest one still training (bounds kept checkpoints)
 
 
 class RunFailed(RuntimeError):
@@ -110,9 +118,6 @@ class Controller:
         self.listeners = list(listeners)
         self.space = with_priors(spec.build().space, self.cfg.priors)
         self.members = store.members()
-        self.history: dict[int, list[tuple[int, float]]] = {m.id: [] for m in self.members}  # (step, score), sorted
-        for row in sorted(store.scores(), key=lambda r: (r.member, r.step)):
-            self.history[row.member].append((row.step, row.score))
         if [m.id for m in self.members] != list(range(len(self.members))):
             raise ConfigError(f"{store.run_dir}: member ids are not 0..N-1")
 
@@ -126,9 +131,16 @@ class Controller:
         workers = min(self.cfg.workers or cpu_count(), len(self.members))
         return LocalExecutor(self.spec, workers=workers, cache_size=math.ceil(len(self.members) / workers))
 
+    def _training(self) -> list[MemberRow]:
+        """Members that will still train (and decide): pending and short of their budget."""
+        return [m for m in self.members if m.status == "pending" and m.step < self.cfg.budget_steps]
+
     def _runnable(self, in_flight: set[int]) -> list[MemberRow]:
-        return [m for m in self.members
-                if m.status == "pending" and m.id not in in_flight and m.step < self.cfg.budget_steps]
+        training = self._training()
+        if not training:
+            return []
+        horizon = min(m.step for m in training) // self.cfg.ready_every + MAX_LEAD
+        return [m for m in training if m.id not in in_flight and m.step // self.cfg.ready_every <= horizon]
 
     def _job(self, m: MemberRow) -> Job:
         steps = min(self.cfg.ready_every - m.steps_since_ready, self.cfg.budget_steps - m.step)
@@ -203,8 +215,10 @@ class Controller:
         return time.perf_counter() - self.started
 
     def _publish(self, member: MemberRow, scores: Sequence[ScoreRow] = (), events: Sequence[Event] = ()) -> None:
-        self.store.commit(member, scores, events, meta={"wall_seconds": self._wall()})
         self.members[member.id] = member
+        # snapshots below the slowest member that will still decide can never be copied again
+        keep_from = min((m.step for m in self._training()), default=member.step)
+        self.store.commit(member, scores, events, meta={"wall_seconds": self._wall()}, keep_from=keep_from)
         for listener in self.listeners:
             listener(member, scores, events)
 
@@ -229,23 +243,26 @@ class Controller:
         since = me.steps_since_ready + result.steps
         ready = since >= self.cfg.ready_every
         me = replace(me, step=me.step + result.steps, steps_since_ready=0 if ready else since, score=last.score,
-                     samples=tuple(samples), checkpoint=result.checkpoint, checksum=result.checksum, error=None)
+                     samples=tuple(samples), checkpoint=result.checkpoint, checksum=result.checksum, error=None,
+                     weight_age=me.weight_age + result.steps)
         finished = me.step >= self.cfg.budget_steps
         if finished:
             me = replace(me, status="done")  # no exploit at the end: a member's final score is its own
-        self.history[me.id].extend((row.step, row.score) for row in scores)
         self._publish(me, scores)
         return ready and not finished
 
     def _view(self, me: MemberRow) -> list[MemberRow]:
-        """The population as ``me`` should compare itself with it: a member that has trained further is represented
-        by its score at ``me``'s step (its last evaluation at or before it), so extra training does not count."""
+        """The population as ``me`` sees it at its step: a member that has trained further is represented by its
+        snapshot at ``me``'s step (score, samples, hyperparameters, weights and their age as they were then), so
+        what the decision compares is what a copy takes, and extra training never counts."""
         view = []
         for m in self.members:
-            history = self.history[m.id]
-            if m.id != me.id and m.step > me.step and history:
-                i = bisect.bisect_right(history, (me.step, math.inf))
-                m = replace(m, score=history[i - 1][1] if i else None)
+            if m.id != me.id and m.step > me.step:
+                snap = self.store.snapshot_at(m.id, me.step)
+                m = (replace(m, score=None, samples=(), checkpoint=None, checksum=None) if snap is None else
+                     replace(m, step=snap.step, weight_age=snap.weight_age, hparams=dict(snap.hparams),
+                             score=snap.score, samples=snap.samples, checkpoint=snap.checkpoint,
+                             checksum=snap.checksum))
             view.append(m)
         return view
 
@@ -253,11 +270,6 @@ class Controller:
         me = self.members[member]
         new, events = exploit_and_explore(me, self._view(me), self.space, self.cfg, self.cfg.seed)
         if events:
-            if new.checkpoint != me.checkpoint:  # copied: take the donor as published, not its score at our step
-                donor = self.members[events[0].donor]  # type: ignore[index]
-                new = replace(new, score=donor.score, samples=donor.samples)
-                events = [replace(e, donor_score=donor.score, donor_step=donor.step) if e.kind == "exploit"
-                          else replace(e, score=donor.score) for e in events]
             self._publish(new, events=events)
 
     def _handle_failure(self, me: MemberRow, result: IntervalResult) -> None:
@@ -270,15 +282,17 @@ class Controller:
         me = replace(me, failures=failures, error=result.error)
         action = "retry" if result.worker_died else self.cfg.on_failure
         rng = decision_rng(self.cfg.seed, me.id, me.step, f"failure{failures}")
-        donors = [p for p in published(self.members) if p.member != me.id]
+        view = self._view(me)
+        donors = [p for p in published(view) if p.member != me.id]
         if action == "drop":
             self._publish(replace(me, status="dropped"), events=[failure, Event(me.id, me.step, "drop")])
         elif action == "replace" and donors:
             best = max(donors, key=lambda p: p.score)
-            donor = self.members[best.member]
+            donor = view[best.member]
             copied = copy_member(me, donor)
             replaced = Event(member=me.id, step=me.step, kind="replace", donor=donor.id, donor_step=donor.step,
-                             old_hparams=me.hparams, new_hparams=donor.hparams, donor_score=donor.score)
+                             old_hparams=me.hparams, new_hparams=donor.hparams, donor_score=donor.score,
+                             weight_age=donor.weight_age)
             events = [failure, replaced]
             if self.cfg.explore != "none":
                 copied, explored = explore_member(copied, self.space, self.cfg, rng)

@@ -7,7 +7,8 @@ followed by ``m``'s own from ``s`` on, and ``d``'s in turn is followed back the 
 
 Events are taken in the order the store recorded them (``Store.events()``), which is the order the decisions were
 made; steps alone cannot order them, since a donor may explore at the very step another member copied it at. Each
-member's step axis is its own step counter (the one scores are recorded against).
+member's step axis is its own step counter (the one scores are recorded against). The weights' own axis, the training
+they received through every copy, is the weight age the store records with each copy (``Segment.age_start``).
 
 Pure functions, no plotting: ``pbt.compare`` draws what these return.
 
@@ -37,6 +38,7 @@ class Segment:
     start: int
     end: int
     hparams: HParams
+    age_start: int | None = None  # the weights' age (training received) at ``start``; None in stores without ages
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class _Node:
     parent_step: int  # the donor's step at the copy
     parent_changes: int  # how many of the donor's hyperparameter changes had happened at the copy
     changes: list[tuple[int, HParams]] = field(default_factory=list)  # (step, hyperparameters from then on)
+    start_age: int | None = 0  # the weights' age when this life began (recorded with the copy; 0 for a fresh start)
 
 
 def _replay(initial: Sequence[HParams], events: Sequence[Event]) -> dict[int, _Node]:
@@ -72,15 +75,18 @@ def _replay(initial: Sequence[HParams], events: Sequence[Event]) -> dict[int, _N
             hparams = dict(e.new_hparams) if e.new_hparams is not None else dict(donor.changes[-1][1])
             current[e.member] = _Node(member=e.member, parent=donor,
                                       parent_step=e.donor_step if e.donor_step is not None else e.step,
-                                      parent_changes=len(donor.changes), changes=[(e.step, hparams)])
+                                      parent_changes=len(donor.changes), changes=[(e.step, hparams)],
+                                      start_age=e.weight_age)
         elif e.kind == "explore" and e.new_hparams is not None:
             current[e.member].changes.append((e.step, dict(e.new_hparams)))
     return current
 
 
-def _segments(member: int, changes: Sequence[tuple[int, HParams]], end: int) -> list[Segment]:
+def _segments(node: _Node, changes: Sequence[tuple[int, HParams]], end: int) -> list[Segment]:
     steps = [step for step, _ in changes[1:]] + [end]
-    segments = [Segment(member=member, start=start, end=max(start, stop), hparams=h)
+    began = node.changes[0][0]
+    segments = [Segment(member=node.member, start=start, end=max(start, stop), hparams=h,
+                        age_start=None if node.start_age is None else node.start_age + start - began)
                 for (start, h), stop in zip(changes, steps)]
     # a change superseded at the same step (an exploit's copied values, explored at once) trained nothing
     return [s for s in segments if s.end > s.start] or segments[-1:]
@@ -105,7 +111,7 @@ def lineage(
     pieces: list[list[Segment]] = []
     while node is not None:
         changes = node.changes if count is None else node.changes[:count]
-        pieces.append(_segments(node.member, changes, end))
+        pieces.append(_segments(node, changes, end))
         end, count, node = node.parent_step, node.parent_changes, node.parent
     return [segment for piece in reversed(pieces) for segment in piece]
 
@@ -139,12 +145,18 @@ def hparam_history(member: int, initial: Sequence[HParams], events: Sequence[Eve
 def training_spans(segments: Sequence[Segment]) -> list[tuple[int, int]]:
     """Where each segment lies on the axis of the training the final weights received: ``(from, to)`` in steps.
 
-    Members' step counters drift apart when workers run at different speeds, so a copy can take weights trained
-    further (or less far) than the copying member's own counter says; along this axis the lineage is contiguous.
+    Members' step counters drift apart when workers run at different speeds, so a copy can take weights trained less
+    far than the copying member's own counter says; along this axis the lineage is contiguous. The recorded weight
+    ages are used where the store has them; a store written before they were recorded is rebuilt by adding up the
+    segments' lengths.
 
     >>> training_spans([Segment(0, 0, 10, {}), Segment(1, 8, 12, {})])
     [(0, 10), (10, 14)]
+    >>> training_spans([Segment(0, 0, 8, {}, age_start=0), Segment(1, 12, 16, {}, age_start=8)])
+    [(0, 8), (8, 12)]
     """
+    if segments and all(s.age_start is not None for s in segments):
+        return [(int(s.age_start), int(s.age_start) + s.end - s.start) for s in segments]  # type: ignore[arg-type]
     spans, trained = [], 0
     for s in segments:
         spans.append((trained, trained + s.end - s.start))

@@ -1,8 +1,13 @@
 """The population store: one SQLite database per run (WAL mode), plus checkpoint files beside it.
 
 It holds the run's metadata (config, seed, git commit, machine, times), every member's current hyperparameters,
-step, score and checkpoint, the full score history, and every exploit / explore / failure event. Lineages and
-hyperparameter schedules are rebuilt from the events afterwards. Only the controller writes; anyone may read.
+step, weight age, score and checkpoint, the full score history, and every exploit / explore / failure event. Lineages
+and hyperparameter schedules are rebuilt from the events afterwards. Only the controller writes; anyone may read.
+
+A member's *step* counts the training its slot has done (compute); its *weight age* counts the training the weights it
+holds have received, through every copy. They differ after a copy, and the age never exceeds the step (a copy takes
+the donor's weights as they were at the copier's step, see ``snapshots``). Each member's published states are kept as
+*snapshots* (with their checkpoints) while a member that is behind may still copy them.
 
 Checkpoints are written atomically (temp file, fsync, rename) and their SHA-256 is recorded in the store in the same
 transaction that publishes the member's new step, so a run killed at any moment resumes from a consistent state.
@@ -33,7 +38,8 @@ CREATE TABLE IF NOT EXISTS member (
     step INTEGER NOT NULL DEFAULT 0, steps_since_ready INTEGER NOT NULL DEFAULT 0,
     score REAL, samples TEXT NOT NULL DEFAULT '[]',
     checkpoint TEXT, checksum TEXT,
-    status TEXT NOT NULL DEFAULT 'pending', failures INTEGER NOT NULL DEFAULT 0, error TEXT
+    status TEXT NOT NULL DEFAULT 'pending', failures INTEGER NOT NULL DEFAULT 0, error TEXT,
+    weight_age INTEGER
 );
 CREATE TABLE IF NOT EXISTS score (
     member INTEGER NOT NULL, step INTEGER NOT NULL, score REAL NOT NULL,
@@ -42,10 +48,20 @@ CREATE TABLE IF NOT EXISTS score (
 CREATE TABLE IF NOT EXISTS event (
     id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, member INTEGER NOT NULL, step INTEGER NOT NULL,
     kind TEXT NOT NULL, donor INTEGER, donor_step INTEGER, old_hparams TEXT, new_hparams TEXT, ops TEXT,
-    score REAL, donor_score REAL, message TEXT
+    score REAL, donor_score REAL, message TEXT, weight_age INTEGER
+);
+CREATE TABLE IF NOT EXISTS snapshot (
+    member INTEGER NOT NULL, step INTEGER NOT NULL, weight_age INTEGER NOT NULL, hparams TEXT NOT NULL,
+    score REAL, samples TEXT NOT NULL, checkpoint TEXT NOT NULL, checksum TEXT NOT NULL,
+    PRIMARY KEY (member, step)
 );
 CREATE INDEX IF NOT EXISTS score_member ON score (member, step);
 """
+# Columns added after the first layout: a store written before them gets them on open (NULL: unknown, read as the
+# member's step, which is what the weights had then at most once copies were resolved at the copier's step).
+MIGRATIONS = (("member", "weight_age", "INTEGER"), ("event", "weight_age", "INTEGER"))
+MEMBER_COLUMNS = ("id", "seed", "hparams", "step", "steps_since_ready", "score", "samples", "checkpoint", "checksum",
+                  "status", "failures", "error", "weight_age")
 
 
 class CorruptCheckpoint(RuntimeError):
@@ -66,6 +82,22 @@ class MemberRow:
     status: str = "pending"  # pending | done | failed (stopped the run) | dropped
     failures: int = 0
     error: str | None = None
+    weight_age: int = 0  # training steps the weights it holds received, through every copy (<= step)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A member's published state at one step: what another member at that step (or later, until this member's
+    next snapshot) copies."""
+
+    member: int
+    step: int
+    weight_age: int
+    hparams: HParams
+    score: float | None
+    samples: tuple[float, ...]
+    checkpoint: str
+    checksum: str
 
 
 @dataclass(frozen=True)
@@ -91,6 +123,7 @@ class Event:
     donor_score: float | None = None
     message: str | None = None
     time: float = field(default_factory=time.time)
+    weight_age: int | None = None  # for a copy: the training steps the copied weights had received
 
 
 def _json(value: Any) -> str | None:
@@ -151,6 +184,9 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # durable across process kills; WAL keeps commits atomic
         self.db.executescript(SCHEMA)
+        for table, column, kind in MIGRATIONS:
+            if column not in {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}:
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     @staticmethod
     def exists(run_dir: Path | str) -> bool:
@@ -194,19 +230,38 @@ class Store:
     @staticmethod
     def _write_member(db: sqlite3.Connection, row: MemberRow) -> None:
         db.execute(
-            "INSERT OR REPLACE INTO member VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT OR REPLACE INTO member ({', '.join(MEMBER_COLUMNS)}) VALUES ({', '.join('?' * len(MEMBER_COLUMNS))})",
             (row.id, row.seed, _json(row.hparams), row.step, row.steps_since_ready, row.score,
-             _json(list(row.samples)), row.checkpoint, row.checksum, row.status, row.failures, row.error),
+             _json(list(row.samples)), row.checkpoint, row.checksum, row.status, row.failures, row.error,
+             row.weight_age),
         )
+        if row.checkpoint is not None and row.checksum is not None:  # the state others may copy at this step
+            db.execute("INSERT OR REPLACE INTO snapshot VALUES (?,?,?,?,?,?,?,?)",
+                       (row.id, row.step, row.weight_age, _json(row.hparams), row.score, _json(list(row.samples)),
+                        row.checkpoint, row.checksum))
 
     def members(self) -> list[MemberRow]:
-        rows = self.db.execute("SELECT * FROM member ORDER BY id").fetchall()
+        rows = self.db.execute(f"SELECT {', '.join(MEMBER_COLUMNS)} FROM member ORDER BY id").fetchall()
         return [
             MemberRow(id=r[0], seed=r[1], hparams=json.loads(r[2]), step=r[3], steps_since_ready=r[4], score=r[5],
                       samples=tuple(json.loads(r[6])), checkpoint=r[7], checksum=r[8], status=r[9], failures=r[10],
-                      error=r[11])
+                      error=r[11], weight_age=r[3] if r[12] is None else r[12])
             for r in rows
         ]
+
+    def snapshot_at(self, member: int, step: int) -> Snapshot | None:
+        """``member``'s published state as it was at ``step``: its last snapshot at or before it."""
+        r = self.db.execute("SELECT * FROM snapshot WHERE member = ? AND step <= ? ORDER BY step DESC LIMIT 1",
+                            (member, step)).fetchone()
+        return None if r is None else Snapshot(member=r[0], step=r[1], weight_age=r[2], hparams=json.loads(r[3]),
+                                               score=r[4], samples=tuple(json.loads(r[5])), checkpoint=r[6],
+                                               checksum=r[7])
+
+    def snapshots(self) -> list[Snapshot]:
+        """Every kept snapshot, by member and step."""
+        rows = self.db.execute("SELECT * FROM snapshot ORDER BY member, step").fetchall()
+        return [Snapshot(member=r[0], step=r[1], weight_age=r[2], hparams=json.loads(r[3]), score=r[4],
+                         samples=tuple(json.loads(r[5])), checkpoint=r[6], checksum=r[7]) for r in rows]
 
     def commit(
         self,
@@ -214,35 +269,44 @@ class Store:
         scores: Sequence[ScoreRow] = (),
         events: Sequence[Event] = (),
         meta: dict[str, Any] | None = None,
+        keep_from: int | None = None,
     ) -> None:
         """Publish a member's new state with the scores and events that led to it (and any run metadata) in one
-        transaction, then delete the checkpoint the member stopped using if no other member uses it."""
+        transaction, then delete the checkpoints that nothing refers to any more.
+
+        ``keep_from``: the lowest step at which a member may still copy another (the slowest member that will still
+        decide); each member's snapshots before its last one at or below it are dropped. None keeps them all."""
         with self.transaction() as db:
             db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                            [(k, json.dumps(v)) for k, v in (meta or {}).items()])
-            old = db.execute("SELECT checkpoint FROM member WHERE id = ?", (member.id,)).fetchone()
+            before = self._referenced(db)
             self._write_member(db, member)
+            if keep_from is not None:
+                db.execute("DELETE FROM snapshot WHERE step < (SELECT COALESCE(MAX(s.step), 0) FROM snapshot s "
+                           "WHERE s.member = snapshot.member AND s.step <= ?)", (keep_from,))
             db.executemany(
                 "INSERT INTO score VALUES (?,?,?,?,?)",
                 [(s.member, s.step, s.score, _json(s.metrics), s.time) for s in scores],
             )
             db.executemany(
                 "INSERT INTO event (time, member, step, kind, donor, donor_step, old_hparams, new_hparams, ops, score,"
-                " donor_score, message) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                " donor_score, message, weight_age) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [(e.time, e.member, e.step, e.kind, e.donor, e.donor_step, _json(e.old_hparams), _json(e.new_hparams),
-                  _json(e.ops), e.score, e.donor_score, e.message) for e in events],
+                  _json(e.ops), e.score, e.donor_score, e.message, e.weight_age) for e in events],
             )
-        if old and old[0] and old[0] != member.checkpoint:
-            self._delete_if_unused(old[0])
-
-    def _delete_if_unused(self, name: str) -> None:
-        used = self.db.execute("SELECT 1 FROM member WHERE checkpoint = ? LIMIT 1", (name,)).fetchone()
-        if not used:
+            unused = before - self._referenced(db)
+        for name in unused:  # after the commit: a kill before this line leaves orphans, which the next start removes
             (self.checkpoint_dir / name).unlink(missing_ok=True)
 
+    @staticmethod
+    def _referenced(db: sqlite3.Connection) -> set[str]:
+        """Checkpoint files a member or a kept snapshot refers to."""
+        return {r[0] for r in db.execute("SELECT checkpoint FROM member WHERE checkpoint IS NOT NULL "
+                                         "UNION SELECT checkpoint FROM snapshot")}
+
     def remove_orphan_checkpoints(self) -> list[str]:
-        """Delete checkpoint files no member refers to (written by an interval that was never committed)."""
-        used = {r[0] for r in self.db.execute("SELECT checkpoint FROM member WHERE checkpoint IS NOT NULL")}
+        """Delete checkpoint files nothing refers to (written by an interval that was never committed)."""
+        used = self._referenced(self.db)
         removed = []
         for path in self.checkpoint_dir.iterdir():
             if path.name not in used:
@@ -266,11 +330,14 @@ class Store:
         query, args = "SELECT * FROM event", ()
         if kind is not None:
             query, args = query + " WHERE kind = ?", (kind,)
-        rows = self.db.execute(query + " ORDER BY id", args).fetchall()
+        rows = self.db.execute(query.replace("*", "id, time, member, step, kind, donor, donor_step, old_hparams, "
+                                                    "new_hparams, ops, score, donor_score, message, weight_age")
+                               + " ORDER BY id", args).fetchall()
         load = lambda v: None if v is None else json.loads(v)  # noqa: E731
         return [
             Event(time=r[1], member=r[2], step=r[3], kind=r[4], donor=r[5], donor_step=r[6], old_hparams=load(r[7]),
-                  new_hparams=load(r[8]), ops=load(r[9]), score=r[10], donor_score=r[11], message=r[12])
+                  new_hparams=load(r[8]), ops=load(r[9]), score=r[10], donor_score=r[11], message=r[12],
+                  weight_age=r[13])
             for r in rows
         ]
 
@@ -278,10 +345,15 @@ class Store:
         """Compute planned and used: member-steps (committed) and wall seconds."""
         meta = self.meta()
         pbt = meta.get("config", {}).get("pbt", {})
-        used = self.db.execute("SELECT COALESCE(SUM(step), 0) FROM member").fetchone()[0]
+        used, most, oldest = self.db.execute(
+            "SELECT COALESCE(SUM(step), 0), COALESCE(MAX(step), 0), MAX(weight_age) FROM member").fetchone()
         return {
             "planned_steps": int(pbt.get("population", 0)) * int(pbt.get("budget_steps", 0)),
-            "used_steps": int(used),
+            "used_steps": int(used),  # what the members' slots trained: the compute spent
+            "budget_steps": int(pbt.get("budget_steps", 0)),
+            "max_member_steps": int(most),
+            # the most training any member's weights received (None: a store written before weight ages were kept)
+            "max_weight_age": None if oldest is None else int(oldest),
             "wall_seconds": float(meta.get("wall_seconds", 0.0)),
         }
 

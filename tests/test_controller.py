@@ -200,15 +200,25 @@ def test_unknown_config_keys_are_rejected():
 
 
 def test_a_ready_member_sees_members_ahead_at_its_own_step(tmp_path):
-    """With more members than workers, others may have trained an interval more; they must not look better for it."""
+    """With more members than workers, others may have trained an interval more; they must not look better for it,
+    and a copy must take the weights the comparison saw (the donor's snapshot at the copier's step)."""
     from pbt.controller import Controller, open_experiment
 
     store, spec = open_experiment(FAKE, fake(tmp_path, population=3), tmp_path / "run")
     controller = Controller(store, spec)
-    ahead, me, behind = (dataclasses.replace(m, step=s, score=x) for m, s, x in
-                         zip(controller.members, (20, 10, 0), (2.0, 1.5, None)))
-    controller.members = [ahead, me, behind]
-    controller.history = {0: [(10, 1.0), (20, 2.0)], 1: [(10, 1.5)], 2: []}
-    view = {m.id: m.score for m in controller._view(me)}
-    assert view == {0: 1.0, 1: 1.5, 2: None}  # member 0 is compared at step 10, where it was worse
-    assert {m.id: m.score for m in controller._view(ahead)} == {0: 2.0, 1: 1.5, 2: None}
+    controller.started = 0.0
+    m0, m1, m2 = controller.members
+    for name in ("a", "b", "c"):
+        (store.checkpoint_dir / name).write_text(name)
+    controller._publish(dataclasses.replace(m0, step=10, weight_age=10, score=1.0, checkpoint="a", checksum="ha"))
+    controller._publish(dataclasses.replace(m0, step=20, weight_age=20, score=2.0, checkpoint="b", checksum="hb",
+                                            hparams={"lr": 0.5}))
+    me = dataclasses.replace(m1, step=10, weight_age=10, score=1.5, checkpoint="c", checksum="hc")
+    controller._publish(me)
+    view = {m.id: m for m in controller._view(me)}
+    assert {i: m.score for i, m in view.items()} == {0: 1.0, 1: 1.5, 2: None}  # member 0 as it was at step 10
+    assert (view[0].checkpoint, view[0].step, view[0].weight_age) == ("a", 10, 10)
+    assert view[0].hparams == m0.hparams  # its hyperparameters then, not the ones it has moved on to
+    assert view[2].checkpoint is None  # nothing published yet: nothing to copy
+    assert {m.id: m.score for m in controller._view(controller.members[0])} == {0: 2.0, 1: 1.5, 2: None}
+    assert (store.checkpoint_dir / "a").exists()  # kept while member 1 (at step 10) may still copy it

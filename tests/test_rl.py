@@ -43,7 +43,7 @@ def test_smoke_profile_runs_pbt_on_two_workers_and_copies_weights(tmp_path: Path
     def listener(member, scores, events) -> None:
         model, counters = weights(store_dir / "checkpoints" / member.checkpoint)
         seen.append((member.id, member.checkpoint, model, counters, dict(member.hparams),
-                     scores[-1].metrics if scores else {}))
+                     scores[-1].metrics if scores else {}, member.step))
         kinds = {e.kind: e for e in events}
         if "exploit" in kinds:
             exploits.append((kinds["exploit"], kinds.get("explore"), len(seen) - 1))
@@ -58,8 +58,10 @@ def test_smoke_profile_runs_pbt_on_two_workers_and_copies_weights(tmp_path: Path
     checked = 0
     for exploit, explore, at in exploits:
         member, checkpoint, copied, copied_counters = seen[at][:4]
-        # the donor's latest published checkpoint is the one the member now points at, tensor for tensor
-        donor_pub = [s for s in seen[:at] if s[0] == exploit.donor][-1]
+        # the donor's checkpoint as published at the member's own step (a donor that has trained further is copied
+        # as it was then) is the one the member now points at, tensor for tensor
+        donor_pub = [s for s in seen[:at] if s[0] == exploit.donor and s[6] <= exploit.step][-1]
+        assert donor_pub[6] == exploit.donor_step and exploit.weight_age <= exploit.step
         own_before = [s for s in seen[:at] if s[0] == member][-1]
         assert checkpoint == donor_pub[1] != own_before[1]
         assert all(torch.equal(copied[k], donor_pub[2][k]) for k in copied)
@@ -75,7 +77,7 @@ def test_smoke_profile_runs_pbt_on_two_workers_and_copies_weights(tmp_path: Path
         after = [s for s in seen[at + 1:] if s[0] == member]
         if not after:
             continue
-        _, _, trained, (updates, frames), hparams, interval = after[0]
+        _, _, trained, (updates, frames), hparams, interval, _ = after[0]
         assert hparams == explore.new_hparams
         # its counters continue the donor's exactly: the worker loaded the donor's file, not its own
         assert updates == copied_counters[0] + interval["train/updates"]
