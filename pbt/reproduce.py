@@ -8,8 +8,10 @@ into ``RUNS/random_search-s<s>``. Every run is opened with ``resume``, so runnin
 a killed run where it stopped and skips finished ones. Then ``compare`` writes the tables and figures into ``OUT``,
 with ``summary.json`` (the format every domain shares; ``pbt-repro report`` reads it) and a short ``README.md``.
 
-A domain module may define ``extra_results(pbt_run_dir, rs_run_dir, out_dir) -> dict`` (test BLEU, FID, ...); it is
-called once, with the first seed's two runs, and its entries are added to ``summary.json``.
+A domain module may define ``extra_results(run_dir) -> dict`` (test BLEU, FID, ... of the run's best member). It is
+called once per run, as soon as the run has finished and while its checkpoints still exist, and what it returns is
+recorded in the run's own store (metadata ``extra_results``), so a committed store without its checkpoints keeps
+it; ``summary.json`` gathers them per arm and seed.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ ARMS = ("pbt", "random_search")
 # Everything below this line in a results README is the authors' reading of the run; reproduce keeps it.
 NOTES_MARKER = "<!-- notes: written by hand, kept when reproduce rewrites this file -->"
 CORE_KEYS = ("domain", "metric", "profile", "pbt", "random_search", "equal_compute", "figures", "tables",
-             "best_schedule", "provenance")
+             "best_schedule", "provenance", "extra_results")
 
 
 def arm_configs(module: ModuleType, config: Any, seed: int) -> dict[str, tuple[Any, list | None]]:
@@ -48,7 +50,8 @@ def arm_configs(module: ModuleType, config: Any, seed: int) -> dict[str, tuple[A
 
 def run_arm(module: ModuleType, domain: str, arm: str, config: Any, initial: list | None, run_dir: Path,
             force: bool, listeners_for: Callable[[Store], Any] | None = None) -> None:
-    """Run (or continue) one arm's run directory to completion."""
+    """Run (or continue) one arm's run directory to completion, then record the domain's ``extra_results`` for it
+    (once: a store that already holds them is left as it is)."""
     try:
         store, spec = open_experiment(module.__name__, config, run_dir, arm, domain, initial, force, resume=True)
     except ConfigError as exc:
@@ -59,6 +62,9 @@ def run_arm(module: ModuleType, domain: str, arm: str, config: Any, initial: lis
         else:
             with listeners_for(store) as listeners:
                 Controller(store, spec, listeners).run()
+        extra_hook = getattr(module, "extra_results", None)
+        if extra_hook is not None and "extra_results" not in store.meta():
+            store.set_meta(extra_results=dict(extra_hook(run_dir) or {}))
     finally:
         store.close()
 
@@ -87,6 +93,34 @@ def arm_summary(rows: Sequence[Row], config: Any) -> dict[str, Any]:
     }
 
 
+def numeric_leaves(value: Any, prefix: str = "") -> dict[str, float]:
+    """The numbers in a nested result, by dotted path (``test_bleu.test_2016_flickr``); lists and text are left out,
+    and so are ids and bookkeeping (``member``, ``step``, ``*_seconds``)."""
+    if isinstance(value, dict):
+        return {k: v for key, sub in value.items() for k, v in numeric_leaves(sub, f"{prefix}{key}.").items()}
+    name = prefix[:-1]
+    last = name.rsplit(".", 1)[-1]
+    if (isinstance(value, (int, float)) and not isinstance(value, bool) and last not in ("member", "step")
+            and not last.endswith("seconds")):
+        return {name: float(value)}
+    return {}
+
+
+def extra_results_table(extras: dict[str, dict[str, Any]]) -> list[str]:
+    """The domain's per-run results (test sets, FID, ...) as one table: a row per number, a column per arm and seed."""
+    columns = [(arm, seed) for arm in ARMS for seed in sorted(extras.get(arm, {}), key=int)]
+    if not columns:
+        return []
+    values = {c: numeric_leaves(extras[c[0]][c[1]]) for c in columns}
+    names = list(dict.fromkeys(k for c in columns for k in values[c]))
+    titles = {"pbt": "PBT", "random_search": "random search"}
+    lines = ["## Further results (the domain's `extra_results`, of each run's best member)", "",
+             "| | " + " | ".join(f"{titles[a]} s{s} (member {extras[a][s].get('member', '?')})" for a, s in columns)
+             + " |", "|---|" + "---:|" * len(columns)]
+    lines += [f"| {name} | " + " | ".join(fmt(values[c].get(name)) for c in columns) + " |" for name in names]
+    return lines + [""]
+
+
 def results_readme(summary: dict[str, Any], comparison: Comparison) -> str:
     p = summary["provenance"]
     lines = [f"# {summary['domain']}: PBT against random search at equal compute ({summary['profile']} profile)", "",
@@ -108,10 +142,7 @@ def results_readme(summary: dict[str, Any], comparison: Comparison) -> str:
     for name, files in summary["figures"].items():
         png = next((f for f in files if f.endswith(".png")), files[0])
         lines += [f"### {captions.get(name, name)}", "", f"![{name}]({png})", ""]
-    extra = {k: v for k, v in summary.items() if k not in CORE_KEYS}
-    if extra:
-        lines += ["## Further results (from the domain's `extra_results`)", "", "```json",
-                  json.dumps(extra, indent=2, ensure_ascii=False), "```", ""]
+    lines += extra_results_table(summary.get("extra_results", {}))
     lines += ["Files: `summary.json` (this summary, with the full configs and provenance), `comparison.md` / "
               "`comparison.csv` (one row per run), `best_schedule.json` (the best PBT member's lineage as data).", ""]
     return "\n".join(lines)
@@ -173,14 +204,10 @@ def reproduce(
         "tables": ["comparison.md", "comparison.csv"],
         "best_schedule": "best_schedule.json" if comparison.best_schedule else None,
     }
-    extra_hook = getattr(module, "extra_results", None)
-    if extra_hook is not None:
-        extra = dict(extra_hook(dirs["pbt"][0], dirs["random_search"][0], out) or {})
-        clash = sorted(set(extra) & set(CORE_KEYS))
-        if clash:
-            print(f"reproduce: extra_results keys {clash} clash with the summary's own and are left out",
-                  file=sys.stderr)
-        summary.update({k: v for k, v in extra.items() if k not in CORE_KEYS})
+    extras = {arm: {str(r.seed): r.meta["extra_results"] for r in comparison.runs
+                     if r.method == arm and "extra_results" in r.meta} for arm in ARMS}
+    if any(extras.values()):
+        summary["extra_results"] = extras
     summary["provenance"] = {
         "command": command or f"pbt-repro reproduce {domain} --profile {profile} --seeds {seeds}",
         "config": {arm: dataclasses.asdict(c) for arm, c in configs.items()},

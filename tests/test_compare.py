@@ -126,10 +126,10 @@ def test_a_running_run_can_be_compared(toy_runs, tmp_path):
 def test_reproduce_writes_a_results_folder_resumes_and_merges_extra_results(tmp_path, monkeypatch):
     calls = []
 
-    def extra_results(pbt_dir, rs_dir, out_dir):
-        calls.append((pbt_dir.name, rs_dir.name))
-        (out_dir / "extra.txt").write_text("x")
-        return {"test_score": {"pbt": 1.0, "random_search": 0.5}, "domain": "ignored: a core key"}
+    def extra_results(run_dir):
+        calls.append(run_dir.name)
+        (run_dir / "extra.txt").write_text("x")
+        return {"member": 1, "test_score": {"a": 1.0 if run_dir.name.startswith("pbt") else 0.5}}
 
     monkeypatch.setattr(toy, "extra_results", extra_results, raising=False)
     config = toy_config(steps=40)
@@ -145,7 +145,11 @@ def test_reproduce_writes_a_results_folder_resumes_and_merges_extra_results(tmp_
         assert a["seeds"] == [0, 1] and len(a["best_final_per_seed"]) == 2
         assert a["best_final"] == pytest.approx(statistics.fmean(a["best_final_per_seed"]))
     assert on_disk["pbt"]["best_final"] > on_disk["random_search"]["best_final"]
-    assert on_disk["test_score"] == {"pbt": 1.0, "random_search": 0.5} and calls == [("pbt-s0", "random_search-s0")]
+    # each run's extra results are computed once, when it finishes, and kept in its own store
+    assert sorted(calls) == ["pbt-s0", "pbt-s1", "random_search-s0", "random_search-s1"]
+    assert on_disk["extra_results"]["pbt"]["1"] == {"member": 1, "test_score": {"a": 1.0}}
+    assert on_disk["extra_results"]["random_search"]["0"]["test_score"] == {"a": 0.5}
+    assert Store.open_existing(tmp_path / "runs" / "pbt-s1").meta()["extra_results"]["test_score"] == {"a": 1.0}
     p = on_disk["provenance"]
     assert set(p) >= {"config", "seeds", "git_commit", "machine", "date", "wall_seconds", "command"}
     assert p["config"]["random_search"]["pbt"]["exploit"] == "none" and p["seeds"] == [0, 1]
@@ -153,7 +157,7 @@ def test_reproduce_writes_a_results_folder_resumes_and_merges_extra_results(tmp_
         assert all((out / f).stat().st_size > 0 for f in files)
     assert sorted(on_disk["figures"]) == sorted(FIGURES)
     readme = (out / "README.md").read_text()
-    assert "![schedule](schedule.png)" in readme and "test_score" in readme
+    assert "![schedule](schedule.png)" in readme and "| test_score.a | 1 | 1 | 0.5 | 0.5 |" in readme
 
     # rerunning continues instead of retraining: finished runs are left as they are, and so are the hand-written
     # notes at the end of the README, while the generated part is rewritten
@@ -170,7 +174,7 @@ def test_reproduce_writes_a_results_folder_resumes_and_merges_extra_results(tmp_
     assert commit_of_tree() == "c0ffee+dirty"  # the fake can tell
     assert json.loads((out / "summary.json").read_text())["provenance"]["git_commit"] == "c0ffee"
     after = {d.name: len(Store.open_existing(d).scores()) for d in (tmp_path / "runs").iterdir()}
-    assert before == after and len(before) == 4
+    assert before == after and len(before) == 4 and len(calls) == 4  # and no extra results computed again
     readme = (out / "README.md").read_text()
     assert readme.startswith("# toy") and "stale" not in readme
     assert readme.endswith(NOTES_MARKER + "\n## Discussion\nPBT won.\n") and readme.count(NOTES_MARKER) == 1

@@ -437,19 +437,14 @@ def report(task: GanTask, member: Member, grid: Path | None = None, fid: bool = 
     return result
 
 
-def extra_results(pbt_run_dir: Path, rs_run_dir: Path, out_dir: Path) -> dict[str, Any]:
-    """What ``reproduce`` adds to ``summary.json`` once both arms have finished: for each arm's best member (the
-    highest last classifier score), FID, the classifier score, the ImageNet Inception Score's availability and a
-    sample grid (``samples-<arm>.png``); and the test accuracy of the classifier behind the selection score."""
-    best: dict[str, dict[str, Any]] = {}
-    for arm, run_dir in (("pbt", pbt_run_dir), ("random_search", rs_run_dir)):
-        task, member, member_id, score = open_member(run_dir)
-        best[arm] = {"member": member_id, "run_score": score, **report(task, member, out_dir / f"samples-{arm}.png")}
-    classifier = best["pbt"].pop("classifier")
-    best["random_search"].pop("classifier")
-    return {"fid": {arm: round(b["fid"], 2) for arm, b in best.items()},
-            "classifier_test_accuracy": classifier["test_accuracy"], "classifier": classifier,
-            "best_members": best}
+def extra_results(run_dir: Path) -> dict[str, Any]:
+    """What ``reproduce`` records for one finished run, while its checkpoints still exist: its best member's (the
+    highest last classifier score) FID, classifier score, the ImageNet Inception Score's availability and a sample
+    grid written beside the store (``samples.png``), and the test accuracy of the classifier behind the score."""
+    task, member, member_id, score = open_member(run_dir)
+    result = {"member": member_id, "run_score": score, **report(task, member, Path(run_dir) / "samples.png")}
+    classifier = result.pop("classifier")
+    return {**result, "classifier_test_accuracy": classifier["test_accuracy"], "classifier": classifier}
 
 
 def _paths_parser(description: str) -> argparse.ArgumentParser:

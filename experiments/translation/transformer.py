@@ -445,15 +445,14 @@ def evaluate_test_bleu(task: TranslationTask, member: Member, beam: int = 0, lim
             "signature": data.bleu_signature()}
 
 
-def extra_results(pbt_run_dir: Path, rs_run_dir: Path, out_dir: Path, test_limit: int = 0) -> dict[str, Any]:
-    """What ``reproduce`` adds to ``summary.json`` once both arms have finished: the beam-search BLEU of each arm's
-    best member (the highest last validation BLEU) on every test set (its first ``test_limit`` sentences when > 0),
-    with the sacrebleu signature."""
-    test_bleu = {}
-    for arm, run_dir in (("pbt", pbt_run_dir), ("random_search", rs_run_dir)):
-        task, member, member_id = open_member(run_dir)
-        test_bleu[arm] = {"member": member_id, **evaluate_test_bleu(task, member, limit=test_limit)}
-    return {"test_bleu": test_bleu, "sacrebleu_signature": data.bleu_signature()}
+def extra_results(run_dir: Path, test_limit: int = 0) -> dict[str, Any]:
+    """What ``reproduce`` records for one finished run, while its checkpoints still exist: the beam-search BLEU of
+    its best member (the highest last validation BLEU) on every test set (the first ``test_limit`` sentences of each
+    when > 0), with the sacrebleu signature."""
+    task, member, member_id = open_member(run_dir)
+    result = evaluate_test_bleu(task, member, limit=test_limit)
+    return {"member": member_id, "test_bleu": result.pop("bleu"), "sacrebleu_signature": result.pop("signature"),
+            **result}
 
 
 def _member_args(argv: list[str], description: str) -> argparse.Namespace:
