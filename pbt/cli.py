@@ -251,6 +251,8 @@ def cmd_reproduce(argv: list[str]) -> int:
     parser.add_argument("--runs", type=Path, help="where the run directories go (default runs/DOMAIN-PROFILE)")
     parser.add_argument("--force", action="store_true", help="delete the run directories first and start over")
     parser.add_argument("--config", dest="config_file", help="JSON file of setting overrides (unknown keys are errors)")
+    parser.add_argument("--arms", default="pbt,random_search",
+                        help="arms to run now, comma-separated (default both; with one, nothing is compared yet)")
     add_listener_flags(parser)
     profile = "cpu" if "cpu" in module.PROFILES else next(iter(module.PROFILES))
     add_config_flags(parser, module.PROFILES[profile])
@@ -269,8 +271,12 @@ def cmd_reproduce(argv: list[str]) -> int:
                              group=group, wandb_dir=runs)
 
     out = args.out or runs / "results"
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     summary = reproduce(domain, config, args.profile, args.seeds, out, runs, args.force, listeners_for,
-                        command=" ".join([PROG, "reproduce", *argv]))
+                        command=" ".join([PROG, "reproduce", *argv]), arms=arms)
+    if summary is None:
+        print(f"trained the {' and '.join(arms)} run(s) in {runs}; run reproduce again with both arms to compare")
+        return 0
     print((out / "comparison.md").read_text())
     print(f"{summary['metric']}: PBT best final {fmt(summary['pbt']['best_final'])}, random search best final "
           f"{fmt(summary['random_search']['best_final'])}\nwrote {out / 'summary.json'}, {out / 'README.md'} and "

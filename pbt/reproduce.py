@@ -158,7 +158,8 @@ def reproduce(
     force: bool = False,
     listeners_for: Callable[[str, int, Store], Any] | None = None,
     command: str | None = None,
-) -> dict[str, Any]:
+    arms: Sequence[str] = ARMS,
+) -> dict[str, Any] | None:
     """Run both arms for ``seeds`` seeds (resuming what exists), compare them, and write the results folder.
 
     Args:
@@ -171,10 +172,15 @@ def reproduce(
         force: Delete existing run directories and start over.
         listeners_for: ``(arm, seed, store) -> context manager yielding listeners`` (progress, W&B).
         command: The command line recorded in the provenance.
+        arms: The arms to run now (both by default). With one arm, its runs are trained and nothing is compared
+            (returns None): a long reproduction can be split over sittings, one arm at a time.
 
     Returns:
         The summary written to ``OUT/summary.json``.
     """
+    unknown = sorted(set(arms) - set(ARMS))
+    if unknown or not arms:
+        raise ConfigError(f"unknown arm(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(ARMS)}")
     from pbt.cli import load_domain
 
     module = load_domain(domain)
@@ -185,7 +191,7 @@ def reproduce(
     seed_list = [config.pbt.seed + k for k in range(seeds)]
     dirs: dict[str, list[Path]] = {arm: [] for arm in ARMS}
     configs: dict[str, Any] = {}
-    for arm in ARMS:  # the PBT arm first, then random search
+    for arm in [a for a in ARMS if a in arms]:  # the PBT arm first, then random search
         for seed in seed_list:
             arm_config, initial = arm_configs(module, config, seed)[arm]
             configs.setdefault(arm, arm_config)
@@ -193,6 +199,8 @@ def reproduce(
             hook = None if listeners_for is None else (lambda store, a=arm, s=seed: listeners_for(a, s, store))
             run_arm(module, domain, arm, arm_config, initial, run_dir, force, hook)
             dirs[arm].append(run_dir)
+    if set(arms) != set(ARMS):
+        return None
     comparison = compare(dirs["pbt"] + dirs["random_search"], out, metric=getattr(module, "METRIC", None))
     summary: dict[str, Any] = {
         "domain": domain,

@@ -203,3 +203,16 @@ def test_tooling_modules_import_no_heavy_packages():
             "heavy = [m for m in ('torch', 'matplotlib', 'rich', 'wandb') if m in sys.modules]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_reproduce_can_run_one_arm_now_and_compare_later(tmp_path):
+    config = toy_config(steps=24)
+    runs, out = tmp_path / "runs", tmp_path / "results"
+    assert reproduce("toy", config, "smoke", out=out, runs=runs, arms=["pbt"]) is None
+    assert sorted(d.name for d in runs.iterdir()) == ["pbt-s0"] and not out.exists()
+    scores = len(Store.open_existing(runs / "pbt-s0").scores())
+    summary = reproduce("toy", config, "smoke", out=out, runs=runs)
+    assert summary is not None and summary["pbt"]["seeds"] == [0] == summary["random_search"]["seeds"]
+    assert len(Store.open_existing(runs / "pbt-s0").scores()) == scores  # the finished arm was not retrained
+    with pytest.raises(ConfigError, match="unknown arm"):
+        reproduce("toy", config, "smoke", out=out, runs=runs, arms=["grid"])
