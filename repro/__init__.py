@@ -1,0 +1,1 @@
+"""The application layer of pbt-repro: commands, comparison, reports."""
