@@ -25,7 +25,7 @@ def doc(text: str, **kwargs: Any) -> Any:
 
 
 # Where and how wide a run executes; they do not change what it computes, so a run may resume with other values.
-EXECUTION_FIELDS = ("workers", "executor", "ray_address", "cpus_per_member", "gpus_per_member")
+EXECUTION_FIELDS = ("workers", "executor", "ray_address", "cpus_per_member", "gpus_per_member", "max_failures")
 
 
 @dataclass

@@ -19,7 +19,9 @@ import json
 import math
 import platform
 import random
+import os
 import shutil
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -31,7 +33,7 @@ from pbt.algorithm import IntervalResult, Job, copy_member, decision_rng, exploi
 from pbt.config import EXECUTION_FIELDS, PBTConfig
 from pbt.executor import LocalExecutor, SerialExecutor, TaskSpec, cpu_count
 from pbt.space import ConfigError, HParams, sample, with_priors
-from pbt.store import Event, MemberRow, ScoreRow, Store
+from pbt.store import LOCK_NAME, Event, MemberRow, RunLock, ScoreRow, Store
 
 Listener = Callable[[MemberRow, Sequence[ScoreRow], Sequence[Event]], None]
 
@@ -75,37 +77,93 @@ def prepare_run_dir(
     out: Path, domain: str, method: str, config: Any, initial_hparams: list[HParams] | None, space: dict,
     force: bool = False, resume: bool = False, metric: str = "score",
 ) -> Store:
-    """Create a new run directory, or reopen ``out`` when ``resume`` is set and it holds the same run.
+    """Create a new run directory, or reopen ``out`` when ``resume`` is set and it holds the same run; the store
+    returned owns the directory (``store.lock``) until it is closed.
 
-    Refuses to touch a non-empty directory unless ``force`` (which deletes it) or ``resume`` is given.
+    Refuses a non-empty directory unless ``resume`` (the same run) or ``force`` (which replaces a run directory, and
+    nothing else) is given. A directory whose run never trained a step is started over, so a run that failed at
+    start-up (wrong data path, say) can be run again with corrected settings. Creation is atomic: the run is built
+    in a hidden folder beside ``out`` and renamed into place, so a kill at any moment leaves nothing or a whole run.
     """
     pbt: PBTConfig = config.pbt
     wanted = {"domain": domain, "method": method, "config": _config_dict(config)}
-    if out.exists() and any(out.iterdir()):
-        if force:
-            shutil.rmtree(out)
-        elif resume and Store.exists(out):
-            store = Store.open_existing(out)
-            have = store.meta()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} is a file, not a run directory; choose another --out")
+    if initial_hparams is not None and len(initial_hparams) != pbt.population:
+        raise ConfigError(f"population is {pbt.population} but {len(initial_hparams)} initial configurations given")
+    replace_old = False
+    if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()):
+        lock = RunLock(out)  # one owner at a time: refused at once while another process owns it
+        try:
+            store = Store.open_existing(out) if Store.exists(out) else None
+        except BaseException:
+            lock.release()
+            raise
+        have = store.meta() if store is not None else {}
+        untrained = store is not None and (not have.get("domain") or not store.trained_any())
+        if store is not None and resume and not untrained:
             diff = [d for d in _differences({k: have.get(k) for k in wanted}, wanted)
                     if d.split(":")[0].removeprefix("config.pbt.") not in EXECUTION_FIELDS]
             if diff:
                 store.close()
+                lock.release()
                 raise ConfigError(f"{out} belongs to a different run ({'; '.join(diff[:3])}); choose another --out")
+            store.lock = lock
             return store
-        else:
-            raise ConfigError(f"{out} already exists and is not empty; use --resume to continue it or --force to "
-                              f"overwrite it")
-    if initial_hparams is not None and len(initial_hparams) != pbt.population:
-        raise ConfigError(f"population is {pbt.population} but {len(initial_hparams)} initial configurations given")
-    store = Store(out)
+        if store is not None:
+            store.close()
+        if not (force or untrained):
+            lock.release()
+            what = "holds a run" if store is not None else "is not empty"
+            raise ConfigError(f"{out} {what}; use --resume to continue it or --force to replace it")
+        if store is None:  # --force replaces runs only: never a folder of other files
+            found = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME)
+            lock.release()
+            raise ConfigError(f"{out} holds files that are not a run ({', '.join(found[:3])}); --force only "
+                              "replaces a run directory, so remove them yourself or choose another --out")
+        replace_old = True
     rng = random.Random(f"{pbt.seed}:init")  # shared by PBT and random search: same seed, same initial population
     hparams = initial_hparams or [sample(space, rng) for _ in range(pbt.population)]
-    store.add_members([MemberRow(id=i, seed=pbt.seed + i, hparams=dict(h)) for i, h in enumerate(hparams)])
-    store.set_meta(**wanted, metric=metric, initial_hparams=hparams, seed=pbt.seed, git_commit=git_commit(),
-                   machine=machine(), started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), wall_seconds=0.0,
-                   status="running")
+    meta = dict(**wanted, metric=metric, initial_hparams=hparams, seed=pbt.seed, git_commit=git_commit(),
+                machine=machine(), started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), wall_seconds=0.0,
+                status="running")
+    members = [MemberRow(id=i, seed=pbt.seed + i, hparams=dict(h)) for i, h in enumerate(hparams)]
+    built = _build_run(out, members, meta)
+    if replace_old:
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.rename(out, old)  # the old run, lock and all, leaves; the new one takes its name
+        os.rename(built, out)
+        lock.release()
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        try:
+            os.rename(built, out)  # replaces an empty directory; fails if another process got there first
+        except OSError as exc:
+            shutil.rmtree(built, ignore_errors=True)
+            raise ConfigError(f"{out} was created by another process meanwhile; choose another --out") from exc
+    store = Store(out)
+    store.lock = RunLock(out)
     return store
+
+
+def _build_run(out: Path, members: list[MemberRow], meta: dict[str, Any]) -> Path:
+    """A complete new run in a hidden folder beside ``out`` (left-overs of creations killed earlier are removed)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.name}.creating-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(stale, ignore_errors=True)
+    built = out.with_name(f".{out.name}.creating-{os.getpid()}")
+    shutil.rmtree(built, ignore_errors=True)
+    try:
+        store = Store(built)
+    except (PermissionError, sqlite3.OperationalError) as exc:
+        raise ConfigError(f"cannot create a run in {out.parent}: {exc}") from exc
+    try:
+        store.initialise(members, meta)
+    finally:
+        store.close()
+    return built
 
 
 class Controller:
@@ -118,6 +176,8 @@ class Controller:
         self.listeners = list(listeners)
         self.space = with_priors(spec.build().space, self.cfg.priors)
         self.members = store.members()
+        self.round: dict[str, Any] | None = None  # the serial executor's round in progress
+        self.decided: list[int] = []  # members whose decision changed nothing, not yet stored
         if [m.id for m in self.members] != list(range(len(self.members))):
             raise ConfigError(f"{store.run_dir}: member ids are not 0..N-1")
 
@@ -149,25 +209,54 @@ class Controller:
                    checkpoint=m.checkpoint, checksum=m.checksum)
 
     def run(self) -> list[MemberRow]:
-        """Train every member to its budget; return the final population."""
+        """Train every member to its budget; return the final population.
+
+        Raises ``RunFailed`` (the store then says ``failed`` and why) when a member failed more often than
+        ``max_failures`` allows, now or in an earlier sitting, or when no member finished; any other error also
+        marks the run ``failed``; an interruption (Ctrl-C, a signal) marks it ``interrupted``."""
         self.store.remove_orphan_checkpoints()  # written by intervals a killed run never committed
         self.started = time.perf_counter() - float(self.store.meta().get("wall_seconds", 0.0))
-        self.store.set_meta(status="running")
-        self.spec.prepare()
-        executor = self._executor()
+        self.store.set_meta(status="running", failure=None)
+        executor = None
         try:
+            self._reopen_failed()
+            self.spec.prepare()
+            executor = self._executor()
             if isinstance(executor, SerialExecutor):
                 self._run_rounds(executor)
             else:
                 self._run_async(executor)
+            self._flush_decisions()
+            if not any(m.status == "done" for m in self.members):
+                raise RunFailed("no member finished: every member was dropped or failed")
+        except Exception as exc:
+            self._flush_decisions()
+            why = str(exc) if isinstance(exc, RunFailed) else f"{type(exc).__name__}: {exc}"
+            self.store.set_meta(status="failed", failure=why, wall_seconds=self._wall())
+            raise
         except BaseException:
+            self._flush_decisions()
             self.store.set_meta(status="interrupted", wall_seconds=self._wall())
             raise
         finally:
-            executor.close()
+            if executor is not None:
+                executor.close()
         self.store.set_meta(status="finished", wall_seconds=self._wall(),
                             finished_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
         return self.members
+
+    def _reopen_failed(self) -> None:
+        """A member that stopped an earlier sitting by failing too often is retried if ``max_failures`` now allows
+        it (resumed with a larger ``--max-failures``); otherwise the run cannot finish, and says so at once."""
+        for m in self.members:
+            if m.status != "failed":
+                continue
+            if m.failures > self.cfg.max_failures:
+                raise RunFailed(f"member {m.id} failed {m.failures} times, more than max_failures="
+                                f"{self.cfg.max_failures} allows (last error: {m.error}); resume with a larger "
+                                "--max-failures to retry it")
+            self._publish(replace(m, status="pending"), events=[Event(
+                m.id, m.step, "retry", new_hparams=m.hparams, message=f"resumed, max_failures={self.cfg.max_failures}")])
 
     def _run_async(self, executor: Any) -> None:
         """A ready member decides when it next gets a worker, against what the others have published by then.
@@ -175,9 +264,9 @@ class Controller:
         With a worker per member that is as soon as its interval is back. With fewer workers (time-slicing), deciding
         at once would compare its fresh score with the older scores of the members still waiting for a worker, so
         the first members of every round would always look good and never exploit; by the time a member gets a
-        worker again the others have caught up, and each is compared at the member's own step (``_view``)."""
+        worker again the others have caught up, and each is compared at the member's own step (``_view``). The
+        pending decision is in the store (``decision_due``), so a killed run makes it when it resumes."""
         in_flight: set[int] = set()
-        undecided: set[int] = set()
         while True:
             for slot in executor.free_slots():
                 runnable = self._runnable(in_flight)
@@ -187,29 +276,43 @@ class Controller:
                 # in memory (reloading costs time, and an RL member would restart its games)
                 member = min(runnable, key=lambda m: (m.step // self.cfg.ready_every,
                                                       not executor.cached_on(slot, m.id), m.step, m.id))
-                if member.id in undecided:
-                    undecided.discard(member.id)
-                    self._decide(member.id)
+                self._decide(member.id)
                 executor.submit(slot, self._job(self.members[member.id]))
                 in_flight.add(member.id)
             if not in_flight:
                 return
             result = executor.next_result()
             in_flight.discard(result.member)
-            if self._record(result):
-                undecided.add(result.member)
+            self._record(result)
 
     def _run_rounds(self, executor: SerialExecutor) -> None:
         """N workers of equal speed, emulated in one process: the members furthest behind each train an interval,
         then the ready ones decide one by one in a seeded random order, each against what the others have published
         by then. Deterministic, and free of the bias a fixed order would add (the first to decide would always
-        compare its fresh score with the others' older ones)."""
-        while runnable := self._runnable(set()):
-            low = min(m.step for m in runnable)
-            ready = [m.id for m in runnable if m.step == low and self._record(executor.run(self._job(m)))]
-            decision_rng(self.cfg.seed, -1, low, "order").shuffle(ready)
-            for member in ready:
+        compare its fresh score with the others' older ones).
+
+        The round in progress (its step, the members that have trained in it, the decision order) travels in the
+        store with every commit, so a run killed anywhere resumes into the same round and ends as an uninterrupted
+        run would, event for event."""
+        self.round = self.store.meta().get("serial_round")
+        while True:
+            if self.round is None:
+                runnable = self._runnable(set())
+                if not runnable:
+                    return
+                self.round = {"low": min(m.step for m in runnable), "attempted": [], "order": None}
+            low = self.round["low"]
+            for m in [m for m in self._training() if m.step == low and m.decision_due is None
+                      and m.id not in self.round["attempted"]]:
+                self.round["attempted"].append(m.id)
+                self._record(executor.run(self._job(m)))
+            if self.round["order"] is None:
+                order = [m.id for m in self.members if m.decision_due == low]
+                decision_rng(self.cfg.seed, -1, low, "order").shuffle(order)
+                self.round["order"] = order
+            for member in self.round["order"]:
                 self._decide(member)
+            self.round = None
 
     def _wall(self) -> float:
         return time.perf_counter() - self.started
@@ -218,7 +321,11 @@ class Controller:
         self.members[member.id] = member
         # snapshots below the slowest member that will still decide can never be copied again
         keep_from = min((m.step for m in self._training()), default=member.step)
-        self.store.commit(member, scores, events, meta={"wall_seconds": self._wall()}, keep_from=keep_from)
+        meta: dict[str, Any] = {"wall_seconds": self._wall()}
+        if self.round is not None:
+            meta["serial_round"] = self.round
+        self.store.commit(member, scores, events, meta=meta, keep_from=keep_from, decided=self.decided)
+        self.decided = []
         for listener in self.listeners:
             listener(member, scores, events)
 
@@ -242,12 +349,11 @@ class Controller:
                   for i, (step, ev) in enumerate(result.evals)]
         since = me.steps_since_ready + result.steps
         ready = since >= self.cfg.ready_every
+        finished = me.step + result.steps >= self.cfg.budget_steps  # no exploit at the end: the final score is its own
         me = replace(me, step=me.step + result.steps, steps_since_ready=0 if ready else since, score=last.score,
                      samples=tuple(samples), checkpoint=result.checkpoint, checksum=result.checksum, error=None,
-                     weight_age=me.weight_age + result.steps)
-        finished = me.step >= self.cfg.budget_steps
-        if finished:
-            me = replace(me, status="done")  # no exploit at the end: a member's final score is its own
+                     weight_age=me.weight_age + result.steps, status="done" if finished else me.status,
+                     decision_due=me.step if ready and not finished else None)
         self._publish(me, scores)
         return ready and not finished
 
@@ -267,10 +373,23 @@ class Controller:
         return view
 
     def _decide(self, member: int) -> None:
+        """Make ``member``'s pending ready decision, if it has one. A decision that changes nothing is stored with
+        the next commit (``decided``): until then nothing else has changed, so deciding again would decide the same."""
         me = self.members[member]
+        if me.decision_due is None:
+            return
         new, events = exploit_and_explore(me, self._view(me), self.space, self.cfg, self.cfg.seed)
+        new = replace(new, decision_due=None)
         if events:
             self._publish(new, events=events)
+        else:
+            self.members[member] = new
+            self.decided.append(member)
+
+    def _flush_decisions(self) -> None:
+        if self.decided:
+            self.store.clear_decisions(self.decided)
+            self.decided = []
 
     def _handle_failure(self, me: MemberRow, result: IntervalResult) -> None:
         failures = me.failures + 1
@@ -332,5 +451,10 @@ def run_experiment(
     """Run (or, with ``resume=True``, continue) a population of ``module``'s task with ``config``; return its store.
     ``options`` are ``open_experiment``'s: ``method``, ``domain``, ``initial_hparams``, ``force``, ``resume``."""
     store, spec = open_experiment(module, config, out, **options)
-    Controller(store, spec, listeners).run()
+    try:
+        Controller(store, spec, listeners).run()
+    finally:
+        if store.lock is not None:  # the run is over: the store stays open for reading, the directory is free
+            store.lock.release()
+            store.lock = None
     return store

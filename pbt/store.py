@@ -16,6 +16,7 @@ transaction that publishes the member's new step, so a run killed at any moment 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -26,10 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from pbt.space import HParams
+from pbt.space import ConfigError, HParams
 
 DB_NAME = "pbt.sqlite"
 CKPT_DIR = "checkpoints"
+LOCK_NAME = "pbt.lock"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -39,7 +41,7 @@ CREATE TABLE IF NOT EXISTS member (
     score REAL, samples TEXT NOT NULL DEFAULT '[]',
     checkpoint TEXT, checksum TEXT,
     status TEXT NOT NULL DEFAULT 'pending', failures INTEGER NOT NULL DEFAULT 0, error TEXT,
-    weight_age INTEGER
+    weight_age INTEGER, decision_due INTEGER
 );
 CREATE TABLE IF NOT EXISTS score (
     member INTEGER NOT NULL, step INTEGER NOT NULL, score REAL NOT NULL,
@@ -59,13 +61,75 @@ CREATE INDEX IF NOT EXISTS score_member ON score (member, step);
 """
 # Columns added after the first layout: a store written before them gets them on open (NULL: unknown, read as the
 # member's step, which is what the weights had then at most once copies were resolved at the copier's step).
-MIGRATIONS = (("member", "weight_age", "INTEGER"), ("event", "weight_age", "INTEGER"))
+MIGRATIONS = (("member", "weight_age", "INTEGER"), ("event", "weight_age", "INTEGER"),
+              ("member", "decision_due", "INTEGER"))
 MEMBER_COLUMNS = ("id", "seed", "hparams", "step", "steps_since_ready", "score", "samples", "checkpoint", "checksum",
-                  "status", "failures", "error", "weight_age")
+                  "status", "failures", "error", "weight_age", "decision_due")
 
 
 class CorruptCheckpoint(RuntimeError):
     """A checkpoint file is missing, truncated or does not match its recorded checksum."""
+
+
+class RunBusy(ConfigError):
+    """Another process owns the run directory."""
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``RUN_DIR/pbt.lock``, held by the one process that trains, resumes or deletes a run,
+    for as long as it does. The kernel drops it when that process dies (kill -9 included), so a dead owner never
+    blocks a resume. The file holds the owner's PID, for messages; readers (status, compare) never take it."""
+
+    def __init__(self, run_dir: Path | str, wait: float = 1.0):
+        self.path = Path(run_dir) / LOCK_NAME
+        try:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except PermissionError as exc:
+            raise ConfigError(f"{run_dir} is not writable ({exc.strerror})") from exc
+        deadline = time.monotonic() + wait  # a reader's momentary shared lock (RunLock.owner) is waited out
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    owner = self._pid()
+                    os.close(self.fd)
+                    raise RunBusy(f"{run_dir} is in use by process {owner or '?'} (it owns this run); wait for it "
+                                  "to end or stop it, then try again") from None
+                time.sleep(0.05)
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, f"{os.getpid()}\n".encode())
+
+    def _pid(self) -> int | None:
+        try:
+            return int(self.path.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)  # closing the descriptor drops the lock
+            self.fd = -1
+
+    @staticmethod
+    def owner(run_dir: Path | str) -> int | None:
+        """The PID of the live process that owns ``run_dir``, or None when nobody does."""
+        path = Path(run_dir) / LOCK_NAME
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return None  # nobody holds it exclusively
+        except BlockingIOError:
+            try:
+                return int(path.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                return -1
+        finally:
+            os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -83,6 +147,9 @@ class MemberRow:
     failures: int = 0
     error: str | None = None
     weight_age: int = 0  # training steps the weights it holds received, through every copy (<= step)
+    # set when an interval made the member ready, in the same transaction, and cleared with its decision: a ready
+    # decision survives a kill. Its value is the step the interval started at (the serial executor's round).
+    decision_due: int | None = None
 
 
 @dataclass(frozen=True)
@@ -179,6 +246,7 @@ class Store:
         self.run_dir = Path(run_dir)
         self.checkpoint_dir = self.run_dir / CKPT_DIR
         self.path = self.run_dir / DB_NAME
+        self.lock: RunLock | None = None  # held when this process owns the run (Controller, prepare_run_dir)
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -200,6 +268,42 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+        if self.lock is not None:  # the owner's lock goes last, once nothing more is written
+            self.lock.release()
+            self.lock = None
+
+    def initialise(self, members: list[MemberRow], meta: dict[str, Any]) -> None:
+        """Write a new run's members and metadata in one transaction: a store holds all of a run or none of it."""
+        with self.transaction() as db:
+            for row in members:
+                self._write_member(db, row)
+            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.items()])
+
+    def state(self) -> tuple[str, str]:
+        """What the run is doing, and why: ``running`` (its owner is alive), ``interrupted`` (stopped or killed; a
+        resume continues it), ``failed`` (the reason) or ``finished``. A run whose store says running but that no
+        live process owns was killed."""
+        meta = self.meta()
+        status = str(meta.get("status", "?"))
+        if status == "running":
+            owner = RunLock.owner(self.run_dir)
+            if owner is None:
+                return "interrupted", "no process owns it (it was killed); `pbt-repro resume DIR` continues it"
+            return "running", f"owned by process {owner}"
+        if status == "failed":
+            return "failed", str(meta.get("failure") or "reason not recorded")
+        if status == "interrupted":
+            return "interrupted", "`pbt-repro resume DIR` continues it"
+        return status, ""
+
+    def trained_any(self) -> bool:
+        """Whether any member has trained a step (a run that has not can be started over without loss)."""
+        return self.db.execute("SELECT 1 FROM score LIMIT 1").fetchone() is not None or \
+            self.db.execute("SELECT 1 FROM member WHERE step > 0 LIMIT 1").fetchone() is not None
+
+    def clear_decisions(self, members: Sequence[int]) -> None:
+        with self.transaction() as db:
+            db.executemany("UPDATE member SET decision_due = NULL WHERE id = ?", [(i,) for i in members])
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -233,7 +337,7 @@ class Store:
             f"INSERT OR REPLACE INTO member ({', '.join(MEMBER_COLUMNS)}) VALUES ({', '.join('?' * len(MEMBER_COLUMNS))})",
             (row.id, row.seed, _json(row.hparams), row.step, row.steps_since_ready, row.score,
              _json(list(row.samples)), row.checkpoint, row.checksum, row.status, row.failures, row.error,
-             row.weight_age),
+             row.weight_age, row.decision_due),
         )
         if row.checkpoint is not None and row.checksum is not None:  # the state others may copy at this step
             db.execute("INSERT OR REPLACE INTO snapshot VALUES (?,?,?,?,?,?,?,?)",
@@ -245,7 +349,7 @@ class Store:
         return [
             MemberRow(id=r[0], seed=r[1], hparams=json.loads(r[2]), step=r[3], steps_since_ready=r[4], score=r[5],
                       samples=tuple(json.loads(r[6])), checkpoint=r[7], checksum=r[8], status=r[9], failures=r[10],
-                      error=r[11], weight_age=r[3] if r[12] is None else r[12])
+                      error=r[11], weight_age=r[3] if r[12] is None else r[12], decision_due=r[13])
             for r in rows
         ]
 
@@ -270,15 +374,19 @@ class Store:
         events: Sequence[Event] = (),
         meta: dict[str, Any] | None = None,
         keep_from: int | None = None,
+        decided: Sequence[int] = (),
     ) -> None:
         """Publish a member's new state with the scores and events that led to it (and any run metadata) in one
         transaction, then delete the checkpoints that nothing refers to any more.
 
         ``keep_from``: the lowest step at which a member may still copy another (the slowest member that will still
-        decide); each member's snapshots before its last one at or below it are dropped. None keeps them all."""
+        decide); each member's snapshots before its last one at or below it are dropped. None keeps them all.
+        ``decided``: other members whose ready decision changed nothing; their pending decision is cleared here,
+        with the first change that follows it (until then, deciding again would decide the same)."""
         with self.transaction() as db:
             db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                            [(k, json.dumps(v)) for k, v in (meta or {}).items()])
+            db.executemany("UPDATE member SET decision_due = NULL WHERE id = ?", [(i,) for i in decided])
             before = self._referenced(db)
             self._write_member(db, member)
             if keep_from is not None:

@@ -79,7 +79,7 @@ def test_run_baseline_status_and_refusal_to_overwrite(cli_env, tmp_path):
     os.close(write_end)
     assert closed.returncode == 141 and closed.stderr == ""
     again = cli(["run", "toy", "--seed", "2", "--out", str(run_dir)], cli_env, check=False)
-    assert again.returncode == 2 and "already exists" in again.stderr
+    assert again.returncode == 2 and "holds a run" in again.stderr
 
 
 def test_kill_9_mid_run_then_resume_completes_every_member(cli_env, tmp_path):

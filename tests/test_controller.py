@@ -124,7 +124,30 @@ def test_member_failing_too_often_stops_the_run(tmp_path):
         run_experiment(FAKE, config, tmp_path / "run")
     store = Store.open_existing(tmp_path / "run")
     assert store.members()[1].status == "failed"
-    assert store.meta()["status"] == "interrupted"
+    assert store.meta()["status"] == "failed" and "member 1 failed 3 times" in store.meta()["failure"]
+    store.close()
+    # resuming cannot make it succeed: it says so at once instead of finishing the others and reporting success
+    steps = sum(m.step for m in Store.open_existing(tmp_path / "run").members())
+    with pytest.raises(RunFailed, match="member 1 failed 3 times, more than max_failures=2.*--max-failures"):
+        run_experiment(FAKE, config, tmp_path / "run", resume=True)
+    assert sum(m.step for m in Store.open_existing(tmp_path / "run").members()) == steps
+    # a larger max_failures on resume retries the member (and it now succeeds: its injected failures are used up)
+    for i in range(3, config.fail_times):
+        (tmp_path / f"fail-{i}").write_text("x")
+    retried = dataclasses.replace(config, pbt=dataclasses.replace(config.pbt, max_failures=5))
+    store = run_experiment(FAKE, retried, tmp_path / "run", resume=True)
+    assert all(m.status == "done" for m in store.members()) and store.meta()["status"] == "finished"
+
+
+def test_a_run_in_which_every_member_was_dropped_fails(tmp_path):
+    # one member, which always raises and is dropped: nothing finishes, and the run must not report success
+    config = dataclasses.replace(fake(tmp_path, population=1, on_failure="drop", exploit="none", explore="none"),
+                                 fail_member=0, failure="raise",
+                                 fail_times=100)
+    with pytest.raises(RunFailed, match="no member finished"):
+        run_experiment(FAKE, config, tmp_path / "run")
+    meta = Store.open_existing(tmp_path / "run").meta()
+    assert meta["status"] == "failed" and "no member finished" in meta["failure"]
 
 
 def test_dropped_member_finishes_the_run_without_it(tmp_path):
@@ -162,7 +185,7 @@ def test_corrupt_checkpoint_is_detected(tmp_path):
 def test_existing_run_dir_is_not_overwritten_and_resume_checks_the_config(tmp_path):
     out = tmp_path / "run"
     run_experiment(FAKE, fake(tmp_path), out)
-    with pytest.raises(ConfigError, match="already exists.*--resume.*--force"):
+    with pytest.raises(ConfigError, match="holds a run.*--resume.*--force"):
         run_experiment(FAKE, fake(tmp_path), out)
     with pytest.raises(ConfigError, match="belongs to a different run.*population"):
         run_experiment(FAKE, fake(tmp_path, population=3), out, resume=True)

@@ -1,0 +1,110 @@
+"""The run directory: one owner at a time, atomic creation, --force only on runs, a restart after a failed start,
+and a status that tells a live run from a dead one."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from experiments.toy.task import SPACE
+from experiments.toy.task import Config as ToyConfig
+from pbt.controller import RunFailed, prepare_run_dir, run_experiment
+from pbt.space import ConfigError
+from pbt.store import LOCK_NAME, RunBusy, RunLock, Store
+
+TOY = "experiments.toy.task"
+
+
+def toy(steps: int = 16, **fields: object) -> ToyConfig:
+    base = ToyConfig(**fields)
+    return dataclasses.replace(base, pbt=dataclasses.replace(base.pbt, budget_steps=steps))
+
+
+def test_a_second_owner_is_refused_at_once_naming_the_first(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    store = prepare_run_dir(out, "toy", "pbt", toy(), None, SPACE)
+    assert store.lock is not None and RunLock.owner(out) is not None
+    for kwargs in ({"resume": True}, {"force": True}, {}):
+        with pytest.raises(RunBusy, match=r"in use by process \d+"):
+            prepare_run_dir(out, "toy", "pbt", toy(), None, SPACE, **kwargs)
+    assert Store.open_existing(out).state()[0] == "running"  # readers still read it
+    store.close()  # the owner is done: the lock is free
+    assert RunLock.owner(out) is None
+    assert Store.open_existing(out).state()[0] == "interrupted"  # says running, but nobody owns it
+    prepare_run_dir(out, "toy", "pbt", toy(), None, SPACE, resume=True).close()
+
+
+def test_force_replaces_a_run_or_an_empty_folder_and_nothing_else(tmp_path: Path) -> None:
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not a run.*notes.txt.*--force only replaces a run"):
+        prepare_run_dir(notes, "toy", "pbt", toy(), None, SPACE, force=True)
+    assert (notes / "notes.txt").read_text() == "mine"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    prepare_run_dir(empty, "toy", "pbt", toy(), None, SPACE, force=True).close()
+    first = run_experiment(TOY, toy(), tmp_path / "run", domain="toy")
+    first.close()
+    again = run_experiment(TOY, toy(steps=8), tmp_path / "run", domain="toy", force=True)
+    assert {m.step for m in again.members()} == {8} and again.meta()["status"] == "finished"
+    assert not list(tmp_path.glob(".run.*"))  # no hidden left-overs beside it
+    with pytest.raises(ConfigError, match="is a file"):
+        prepare_run_dir(notes / "notes.txt", "toy", "pbt", toy(), None, SPACE)
+
+
+def test_creation_is_atomic_a_kill_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "run"
+
+    class Killed(BaseException):
+        pass
+
+    def killed(*args: object, **kwargs: object) -> None:
+        raise Killed
+
+    monkeypatch.setattr(Store, "initialise", killed)  # killed half-way through writing the new run
+    with pytest.raises(Killed):
+        prepare_run_dir(out, "toy", "pbt", toy(), None, SPACE)
+    monkeypatch.undo()
+    assert not out.exists()  # nothing at the run's name; the half-built folder is hidden beside it
+    store = prepare_run_dir(out, "toy", "pbt", toy(), None, SPACE, resume=True)
+    assert store.meta()["domain"] == "toy" and len(store.members()) == 2
+    store.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # the killed creation's left-overs were cleared
+
+
+def test_a_run_that_failed_before_training_can_start_again_with_other_settings(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    bad = toy(theta_init=(0.9, 0.9))
+
+    def broken_prepare(config: object) -> None:
+        raise FileNotFoundError("data not found at /nowhere (from --data-path)")
+
+    import experiments.toy.task as task
+
+    task.prepare = broken_prepare  # type: ignore[attr-defined]
+    try:
+        with pytest.raises(FileNotFoundError):
+            run_experiment(TOY, bad, out, domain="toy")
+    finally:
+        del task.prepare  # type: ignore[attr-defined]
+    state, why = Store.open_existing(out).state()
+    assert state == "failed" and "data not found" in why
+    fixed = toy(lr=0.02)  # a different config: refused for a run that trained, accepted for one that never did
+    store = run_experiment(TOY, fixed, out, domain="toy", resume=True)
+    assert store.meta()["status"] == "finished" and store.meta()["config"]["lr"] == 0.02
+    with pytest.raises(ConfigError, match="different run"):
+        run_experiment(TOY, toy(lr=0.03), out, domain="toy", resume=True)
+
+
+def test_status_names_the_failure_of_a_stopped_run(tmp_path: Path) -> None:
+    from tests.test_controller import FAKE, fake
+
+    config = dataclasses.replace(fake(tmp_path, max_failures=0, on_failure="retry"), fail_member=0, failure="raise")
+    with pytest.raises(RunFailed):
+        run_experiment(FAKE, config, tmp_path / "run")
+    state, why = Store.open_existing(tmp_path / "run").state()
+    assert state == "failed" and "member 0 failed 1 times" in why and "injected failure" in why
+    assert (tmp_path / "run" / LOCK_NAME).exists() and RunLock.owner(tmp_path / "run") is None
