@@ -7,15 +7,21 @@ Reads finished or still-running run directories (it never trains anything) and w
 - ``comparison.md`` and ``comparison.csv``: one row per run (method, domain, seed, population, compute used, the best
   member's final score, the population's mean and median final score), plus mean ± std across seeds for each method
   given more than one run;
-- four figures, each as PNG and SVG: ``score_vs_compute`` (best-so-far and population-median score against compute,
-  every method in one figure), and for the first PBT run: ``schedule`` (the hyperparameters of the final best member
+- four figures, each as PNG and SVG: ``score_vs_compute`` (every method in one figure: the best-so-far score against
+  compute, its mean over seeds with the min–max band over seeds and each seed as a thin line, and the population
+  median's mean over seeds), and for one PBT run: ``schedule`` (the hyperparameters of the final best member
   followed back through its lineage, over every member's own values in light grey), ``lineage_tree`` (the phylogeny:
   members as lines, copies as edges, the final best lineage highlighted) and ``member_scores`` (each member's score
-  over its steps, exploit events marked);
-- ``best_schedule.json``: that lineage as data (who trained which stretch, from which step to which, with what).
+  over its steps, exploit events marked). That run is the PBT run of ``--seed``, by default the seed whose best final
+  score is the median over the PBT runs (``median_seed``), so the figures show a typical run rather than the luckiest;
+- ``best_schedule.json``: that lineage as data (who trained which stretch, from which step to which, with what), with
+  the run's seed.
 
 Runs of different domains are never compared; runs that planned different compute (population × steps per member)
 are refused unless ``allow_unequal``, and the table then says so. matplotlib is imported only to draw.
+
+The same stores give the same files, byte for byte: figures are saved without dates or version strings, and SVG ids
+come from a fixed salt.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import json
 import math
 import statistics
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,6 +231,7 @@ class Comparison:
     equal_compute: bool
     figures: dict[str, list[str]]  # figure name -> files written (relative to the output directory)
     best_schedule: dict[str, Any] | None
+    figure_seed: int | None = None  # the seed of the PBT run the schedule, lineage and member-score figures show
 
     def method_rows(self, method: str) -> list[Row]:
         return [r for r in self.rows[: len(self.runs)] if r.method == method]
@@ -334,38 +341,78 @@ def _save(fig: Any, out: Path, name: str) -> list[str]:
 
     for ax in fig.axes:  # every x axis counts steps: 2.5M reads better than 2.5 with a detached "1e6"
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+    # no date and no matplotlib version in the files: the same runs give the same bytes (svg.hashsalt: _pyplot)
+    metadata = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None}}
     written = []
     for ext in ("png", "svg"):
         path = out / f"{name}.{ext}"
-        fig.savefig(path, dpi=120, metadata={"Date": None} if ext == "svg" else None)
+        fig.savefig(path, dpi=120, metadata=metadata[ext])
         written.append(path.name)
     _pyplot().close(fig)
     return written
 
 
+def step_on_grid(xs: Sequence[float], ys: Sequence[float], grid: Any) -> Any:
+    """A step function given at sorted points ``xs`` (a run's best so far), sampled at ``grid``: the value of the last
+    point at or before each x, NaN before the first point (no score yet), the final value after the last one (a run
+    that has stopped keeps its best so far). This puts seeds with different x points onto one grid to average."""
+    import numpy as np
+
+    index = np.searchsorted(np.asarray(xs, dtype=float), grid, side="right") - 1
+    values = np.asarray(ys, dtype=float)[np.clip(index, 0, None)]
+    values[index < 0] = np.nan
+    return values
+
+
+def _method_curves(runs: Sequence[Run]) -> dict[str, list[tuple[list[int], list[float], list[float]]]]:
+    """The progress curves of the runs that have a score, by method in the order given."""
+    curves: dict[str, list[tuple[list[int], list[float], list[float]]]] = {}
+    for run in runs:
+        curve = progress_curve(run.scores)
+        if curve[0]:
+            curves.setdefault(run.method, []).append(curve)
+    return curves
+
+
 def plot_score_vs_compute(runs: Sequence[Run], metric: str, out: Path) -> list[str]:
+    """Per method: the best-so-far curve's mean over seeds (on a common grid of 200 compute points), the min–max band
+    over seeds and each seed as a thin step line; dashed, the population median's mean over seeds. Where a seed has
+    no score yet, the mean and band are left out (they are always over every seed of the method)."""
+    import numpy as np
+
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
-    seen: dict[str, int] = {}  # method -> runs drawn, in the order given
-    for run in runs:
-        xs, best, median = progress_curve(run.scores)
-        if not xs:
+    curves = _method_curves(runs)
+    top = max((xs[-1] for group in curves.values() for xs, _, _ in group), default=0)
+    grid = np.linspace(0.0, float(top), 200)
+    for method, group in curves.items():
+        colour = METHOD_COLOURS.get(method, "tab:grey")
+        title = METHOD_TITLES.get(method, method)
+        if len(group) == 1:  # one seed: its own curves, nothing to average
+            xs, best, median = group[0]
+            ax.plot(xs, best, color=colour, linewidth=1.6, drawstyle="steps-post", label=f"{title}: best so far")
+            ax.plot(xs, median, color=colour, linewidth=1.0, linestyle="--", alpha=0.8, drawstyle="steps-post",
+                    label=f"{title}: population median")
             continue
-        colour = METHOD_COLOURS.get(run.method, "tab:grey")
-        title = METHOD_TITLES.get(run.method, run.method)
-        first = run.method not in seen
-        seen[run.method] = seen.get(run.method, 0) + 1
-        ax.plot(xs, best, color=colour, linewidth=1.6, label=f"{title}: best so far" if first else None)
-        ax.plot(xs, median, color=colour, linewidth=1.0, linestyle="--", alpha=0.8,
-                label=f"{title}: population median" if first else None)
+        for i, (xs, best, _) in enumerate(group):
+            ax.plot(xs, best, color=colour, linewidth=0.6, alpha=0.45, drawstyle="steps-post",
+                    label=f"{title}: best so far, each seed" if i == 0 else None)
+        bests = np.vstack([step_on_grid(xs, best, grid) for xs, best, _ in group])  # NaN where a seed has none yet
+        medians = np.vstack([step_on_grid(xs, median, grid) for xs, _, median in group])
+        ax.fill_between(grid, bests.min(axis=0), bests.max(axis=0), color=colour, alpha=0.18, linewidth=0,
+                        label=f"{title}: best so far, min–max over seeds")
+        ax.plot(grid, bests.mean(axis=0), color=colour, linewidth=2.0,
+                label=f"{title}: best so far, mean over {len(group)} seeds")
+        ax.plot(grid, medians.mean(axis=0), color=colour, linewidth=1.0, linestyle="--", alpha=0.8,
+                label=f"{title}: population median, mean over seeds")
     planned = max(r.compute["planned_steps"] for r in runs)
     if planned:
         ax.axvline(planned, color="0.6", linewidth=0.8, linestyle=":")
     ax.set(xlabel="compute: member training steps, summed over the population", ylabel=metric,
-           title=f"{runs[0].domain}: score against compute (" + ", ".join(
-               f"{METHOD_TITLES.get(m, m)}: {k} run{'s' if k > 1 else ''}" for m, k in seen.items()) + ")")
+           title=f"{runs[0].domain}: best-so-far score against compute (" + ", ".join(
+               f"{METHOD_TITLES.get(m, m)}: {len(g)} run{'s' if len(g) > 1 else ''}" for m, g in curves.items()) + ")")
     ax.grid(alpha=0.3)
-    if seen:
+    if curves:
         ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, out, "score_vs_compute")
@@ -498,8 +545,30 @@ def plot_member_scores(run: Run, metric: str, out: Path) -> list[str]:
 # -- the command ------------------------------------------------------------------------------------------------
 
 
+def median_seed(best_by_seed: Mapping[int, float | None]) -> int | None:
+    """The seed whose best final score is the median: the lower median for an even count, equal scores ordered by
+    seed. Seeds without a score are passed over; None when no seed has one."""
+    ranked = sorted((score, seed) for seed, score in best_by_seed.items() if score is not None)
+    return ranked[(len(ranked) - 1) // 2][1] if ranked else None
+
+
+def figure_run(runs: Sequence[Run], seed: int | None = None) -> Run | None:
+    """The PBT run the schedule, lineage and member-score figures show: the one of ``seed``, by default the median
+    seed by best final score (the first PBT run when none has a score yet); None without PBT runs."""
+    pbt_runs = [r for r in runs if r.method == "pbt"]
+    if seed is None:
+        best = {r.seed: None if r.best_member is None else r.best_member.score for r in pbt_runs}
+        seed = median_seed(best)
+        return next((r for r in pbt_runs if r.seed == seed), pbt_runs[0] if pbt_runs else None)
+    chosen = next((r for r in pbt_runs if r.seed == seed), None)
+    if chosen is None:
+        have = ", ".join(str(r.seed) for r in pbt_runs) or "none"
+        raise ConfigError(f"no PBT run of seed {seed} to draw the figures from (PBT seeds: {have})")
+    return chosen
+
+
 def compare(run_dirs: Sequence[Path | str], out: Path | str, allow_unequal: bool = False,
-            metric: str | None = None, figures: bool = True) -> Comparison:
+            metric: str | None = None, figures: bool = True, seed: int | None = None) -> Comparison:
     """Compare runs and write the tables and figures into ``out`` (see the module docstring).
 
     Args:
@@ -508,20 +577,21 @@ def compare(run_dirs: Sequence[Path | str], out: Path | str, allow_unequal: bool
         allow_unequal: Compare runs that planned different compute (the table says so).
         metric: The score's name for labels; by default the domain module's ``METRIC``.
         figures: Draw the figures (False: the tables and ``best_schedule.json`` only).
+        seed: The seed of the PBT run the schedule, lineage and member-score figures and ``best_schedule.json`` show
+            (default: the median seed by best final score, see ``figure_run``).
 
     Returns:
-        The comparison: rows, figures written, and the best PBT member's schedule.
+        The comparison: rows, figures written, the chosen PBT run's seed and its best member's schedule.
     """
     runs = [load_run(d) for d in run_dirs]
     equal = check_comparable(runs, allow_unequal)
+    run = figure_run(runs, seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     metric = metric or domain_metric(runs[0].domain)
     drawn = {"score_vs_compute": plot_score_vs_compute(runs, metric, out)} if figures else {}
-    pbt_runs = [r for r in runs if r.method == "pbt"]
     best_schedule = None
-    if pbt_runs:
-        run = pbt_runs[0]
+    if run is not None:
         if figures:
             drawn["schedule"] = plot_schedule(run, metric, out)
             drawn["lineage_tree"] = plot_lineage_tree(run, metric, out)
@@ -529,12 +599,13 @@ def compare(run_dirs: Sequence[Path | str], out: Path | str, allow_unequal: bool
         found = best_lineage(run)
         if found is not None:
             best, segments = found
-            best_schedule = {"run": str(run.run_dir), "member": best.id, "score": best.score,
+            best_schedule = {"run": str(run.run_dir), "seed": run.seed, "member": best.id, "score": best.score,
                              "segments": [asdict(s) | {"trained_from": a, "trained_to": b}
                                           for s, (a, b) in zip(segments, training_spans(segments))]}
             (out / "best_schedule.json").write_text(json.dumps(best_schedule, indent=2) + "\n")
     comparison = Comparison(domain=runs[0].domain, metric=metric, runs=runs, rows=table_rows(runs),
-                            equal_compute=equal, figures=drawn, best_schedule=best_schedule)
+                            equal_compute=equal, figures=drawn, best_schedule=best_schedule,
+                            figure_seed=None if run is None else run.seed)
     (out / "comparison.md").write_text(markdown_table(comparison))
     (out / "comparison.csv").write_text(csv_table(comparison))
     return comparison
@@ -548,8 +619,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="where the tables and figures go")
     parser.add_argument("--allow-unequal", action="store_true", help="compare runs that planned different compute")
     parser.add_argument("--no-figures", action="store_true", help="write the tables only")
+    parser.add_argument("--seed", type=int, default=None, help="the PBT run (by seed) the schedule, lineage and "
+                        "member-score figures show (default: the median seed by best final score)")
     args = parser.parse_args(argv)
-    comparison = compare(args.run_dirs, args.out, args.allow_unequal, figures=not args.no_figures)
+    comparison = compare(args.run_dirs, args.out, args.allow_unequal, figures=not args.no_figures, seed=args.seed)
     print(markdown_table(comparison))
     files = [f for names in comparison.figures.values() for f in names]
     print(f"wrote {args.out / 'comparison.md'}, {args.out / 'comparison.csv'} and {', '.join(files)} in {args.out}")

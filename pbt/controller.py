@@ -214,6 +214,8 @@ class Controller:
         Raises ``RunFailed`` (the store then says ``failed`` and why) when a member failed more often than
         ``max_failures`` allows, now or in an earlier sitting, or when no member finished; any other error also
         marks the run ``failed``; an interruption (Ctrl-C, a signal) marks it ``interrupted``."""
+        if self.store.meta().get("status") == "finished" and not self._training():
+            return self.members  # nothing to do: a finished run's record (its wall time included) stays as it is
         self.store.remove_orphan_checkpoints()  # written by intervals a killed run never committed
         self.started = time.perf_counter() - float(self.store.meta().get("wall_seconds", 0.0))
         self.store.set_meta(status="running", failure=None)

@@ -7,6 +7,11 @@ ours: PBT, random search at equal compute, the metric, the compute budget and th
 (Multi30k for WMT14, a CIFAR-10-classifier score for the ImageNet Inception Score, A2C on one Atari game for FuN).
 The file is generated, never edited by hand: the same summaries give a byte-identical file (nothing in it depends on
 the clock, the machine or the order the directory is listed in).
+
+A summary with paired statistics (``summary["paired"]``, see ``pbt.reproduce``) shows each arm's mean with its 95%
+t-interval over seeds and the difference PBT − random search paired by seed, with how many seeds PBT won; an older
+summary shows its means as before. Further results (test sets, FID, ...) are a table per domain, whether the summary
+gathers them per run (``extra_results``) or, as older ones do, in keys of their own beside the core ones.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pbt.compare import FIGURES, duration, fmt
-from pbt.reproduce import CORE_KEYS
+from pbt.reproduce import ARMS, CORE_KEYS, extra_paired, interval_text, leaves, paired_table, shared_leaves
 
 # The paper's numbers, as the project's paper digest (paper.md) reconstructs them, with its confidence tags:
 # [Q] quote, [S2] two secondary sources agree, [S] one secondary source, [U] unverified. Baseline → PBT.
@@ -80,15 +85,98 @@ def _budget(arm: dict[str, Any]) -> str:
             f"{f' × {runs} seeds' if runs > 1 else ''}; {duration(float(c.get('wall_seconds', 0.0)))} wall")
 
 
-def _score(arm: dict[str, Any]) -> str:
+def _score(arm: dict[str, Any], paired: dict[str, Any] | None = None, side: str = "pbt") -> str:
+    """An arm's best and population-mean final score: with ``paired``, its means [95% t-interval over seeds] on the
+    ``side`` (``pbt`` or ``baseline``) of the paired statistics; else the means (± std over seeds) of an older one."""
+    if paired:
+        return (f"best {interval_text(paired['best_final'][side])}, "
+                f"mean {interval_text(paired['population_mean_final'][side])}")
     text = f"best {fmt(arm.get('best_final'), arm.get('best_final_std') if len(arm.get('seeds', [])) > 1 else None)}"
     return text + f", mean {fmt(arm.get('population_mean_final'))}"
+
+
+def _difference(paired: dict[str, Any] | None) -> str:
+    """The paired difference PBT − random search [95% t-interval] of the best and mean final score, and the wins."""
+    if not paired:
+        return "—"
+    return "; ".join(f"{name} {interval_text(paired[key]['difference'])}, won {paired[key]['wins']}/{paired[key]['n']}"
+                     for name, key in (("best", "best_final"), ("mean", "population_mean_final")))
 
 
 def _commit(summary: dict[str, Any]) -> str:
     commit = str(summary.get("provenance", {}).get("git_commit", "unknown"))
     head, _, dirty = commit.partition("+")
     return f"`{head[:10]}{'+' + dirty if dirty else ''}`"
+
+
+def reproduction_table(comparisons: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """The reproduction table and its notes; the paired-difference column only when some summary has paired
+    statistics (so older summaries alone render as they always did)."""
+    paired = any("paired" in s for _, s in comparisons)
+    extra_title, extra_rule = (" PBT − random search (paired, ours) |", "---|") if paired else ("", "")
+    lines = ["| results | paper: baseline → PBT | confidence | our metric | PBT (ours) | random search (ours) |"
+             f"{extra_title} compute per arm | profile | commit | substitute |",
+             f"|---|---|---|---|---|---|{extra_rule}---|---|---|---|"]
+    for folder, s in comparisons:
+        domain = str(s.get("domain"))
+        paper = PAPER.get(domain, {"number": "—", "confidence": "—"})
+        difference = f" {_difference(s.get('paired'))} |" if paired else ""
+        lines.append(f"| [{folder}]({folder}/README.md) | {paper['number']} | {paper['confidence']} | "
+                     f"{s.get('metric')} | {_score(s['pbt'], s.get('paired'), 'pbt')} | "
+                     f"{_score(s['random_search'], s.get('paired'), 'baseline')} |{difference} "
+                     f"{_budget(s['pbt'])} | {s.get('profile', '?')} | {_commit(s)} | {substitute(domain, s)} |")
+    lines += ["", "Scores are final scores (higher is better): *best* is the best member's, *mean* the "
+              "population's, averaged over seeds (± standard deviation over seeds when there are several). "
+              "Both arms get the same compute: the same population, steps per member and seeds."]
+    if paired:
+        lines += ["Where the paired column is filled: means over seeds with their 95% t-interval over seeds in "
+                  "brackets (none with one seed), and the difference PBT − random search paired by seed (a seed's two "
+                  "runs start from the same seed) with its 95% paired t-interval over seeds; *won k/n*: the seeds "
+                  "where PBT's score was higher."]
+    return lines + ["The paper's numbers come from the project's paper digest; its confidence tags mean [Q] quoted, "
+                    "[S2] two secondary sources agree, [S] one secondary source, [U] unverified."]
+
+
+def legacy_extras(summary: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """The further results of a summary written before ``extra_results`` were gathered per run: keys of their own
+    beside the core ones. A key holding one value per arm (``{"pbt": ..., "random_search": ...}``) becomes that arm's
+    result, as one run per arm (``{arm: {"0": {key: value}}}``); any other key is shared by both arms."""
+    per_arm: dict[str, dict[str, Any]] = {arm: {} for arm in ARMS}
+    shared: dict[str, Any] = {}
+    for key, value in sorted(summary.items()):
+        if key in CORE_KEYS:
+            continue
+        if isinstance(value, dict) and set(ARMS) <= set(value):
+            for arm in ARMS:
+                per_arm[arm][key] = value[arm]
+        else:
+            shared[key] = value
+    return {arm: {"0": found} for arm, found in per_arm.items() if found}, shared
+
+
+def further_results(summary: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """A summary's further results: the paired statistics of each number that differs between runs (as
+    ``reproduce`` computes them), and the values that are the same in every run (settings, protocols)."""
+    legacy, shared = legacy_extras(summary)
+    extras = summary.get("extra_results") or legacy
+    same = {**leaves(shared), **shared_leaves(extras)}
+    return {k: v for k, v in extra_paired(extras, summary.get("paired")).items() if k not in same}, same
+
+
+def further_results_lines(folder: str, summary: dict[str, Any]) -> list[str]:
+    """One domain's further results: a table (rows: numbers; columns: PBT, random search, paired difference, wins),
+    then the values the same in every run as a list; nothing when the summary has none."""
+    paired, same = further_results(summary)
+    if not paired and not same:
+        return []
+    lines = [f"### {folder} ({summary.get('domain')})", ""]
+    if paired:
+        lines += paired_table(paired, {name: name for name in paired}) + [""]
+    if same:
+        lines += ["Same in every run:", ""]
+        lines += [f"- {name}: " + (f"`{v}`" if isinstance(v, str) else f"{v:.6g}") for name, v in same.items()]
+        lines.append("")
+    return lines
 
 
 def render(results: Path) -> str:
@@ -101,20 +189,7 @@ def render(results: Path) -> str:
              "Each folder is written by `pbt-repro reproduce DOMAIN` (its README gives the exact command, config and "
              "provenance).", "", "## Reproduction table", ""]
     if comparisons:
-        lines += ["| results | paper: baseline → PBT | confidence | our metric | PBT (ours) | random search (ours) | "
-                  "compute per arm | profile | commit | substitute |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
-        for folder, s in comparisons:
-            domain = str(s.get("domain"))
-            paper = PAPER.get(domain, {"number": "—", "confidence": "—"})
-            lines.append(f"| [{folder}]({folder}/README.md) | {paper['number']} | {paper['confidence']} | "
-                         f"{s.get('metric')} | {_score(s['pbt'])} | {_score(s['random_search'])} | "
-                         f"{_budget(s['pbt'])} | {s.get('profile', '?')} | {_commit(s)} | {substitute(domain, s)} |")
-        lines += ["", "Scores are final scores (higher is better): *best* is the best member's, *mean* the "
-                  "population's, averaged over seeds (± standard deviation over seeds when there are several). "
-                  "Both arms get the same compute: the same population, steps per member and seeds.",
-                  "The paper's numbers come from the project's paper digest; its confidence tags mean [Q] quoted, "
-                  "[S2] two secondary sources agree, [S] one secondary source, [U] unverified."]
+        lines += reproduction_table(comparisons)
     else:
         lines.append("No `results/*/summary.json` with a PBT and a random-search arm yet.")
     missing = [d for d in PAPER if d not in {str(s.get("domain")) for _, s in comparisons}]
@@ -126,14 +201,15 @@ def render(results: Path) -> str:
             figures = s.get("figures", {})
             links = [f"[{name.replace('_', ' ')}]({folder}/{next(f for f in figures[name] if f.endswith('.png'))})"
                      for name in FIGURES if figures.get(name)]
-            lines.append(f"- **{folder}** ({s.get('domain')}): " + " · ".join(links))
-    extras = [(folder, {k: v for k, v in s.items() if k not in CORE_KEYS}) for folder, s in comparisons]
-    if any(extra for _, extra in extras):
+            seed = f" (PBT figures: seed {s['figure_seed']})" if s.get("figure_seed") is not None else ""
+            lines.append(f"- **{folder}** ({s.get('domain')}): " + " · ".join(links) + seed)
+    further = [line for folder, s in comparisons for line in further_results_lines(folder, s)]
+    if further:
         lines += ["", "## Further results", "",
-                  "Reported by each domain's `extra_results` (e.g. test-set scores of the selected members):", ""]
-        for folder, extra in extras:
-            for key, value in sorted(extra.items()):
-                lines.append(f"- **{folder}** `{key}`: `{json.dumps(value, sort_keys=True, ensure_ascii=False)}`")
+                  "Reported by each domain's `extra_results` (e.g. test-set scores of each run's best member): "
+                  "means over seeds [95% t-interval over seeds], the difference PBT − random search paired by seed, "
+                  "and the seeds PBT won (one run per arm, no intervals, for summaries written before seeds were "
+                  "paired).", "", *further[:-1]]
     for folder, s in figure2:
         lines += ["", f"## The toy example, paper Figure 2 ([{folder}]({folder}))", "",
                   "| variant | final Q of the best worker, mean | std | seeds |", "|---|---:|---:|---:|"]

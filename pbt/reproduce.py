@@ -12,6 +12,13 @@ A domain module may define ``extra_results(run_dir) -> dict`` (test BLEU, FID, .
 called once per run, as soon as the run has finished and while its checkpoints still exist, and what it returns is
 recorded in the run's own store (metadata ``extra_results``), so a committed store without its checkpoints keeps
 it; ``summary.json`` gathers them per arm and seed.
+
+Statistics across seeds (``repro.stats``): the two arms of one seed start from the same seed, so they are compared
+as pairs. ``summary["paired"]`` holds, for the best member's final score, the population's mean and median final
+score and every number of ``extra_results`` (``test_bleu.test_2016_flickr``, ``fid``), each arm's mean over seeds
+with its 95% t-interval, the paired difference PBT − random search with its 95% paired t-interval over seeds, and
+how many seeds PBT won (lower is better for FID, ``LOWER_IS_BETTER``). ``summary["trains_faster"]`` says at what
+fraction of random search's compute PBT's best so far first reached random search's final best, and the reverse.
 """
 
 from __future__ import annotations
@@ -27,16 +34,29 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from pbt.compare import Comparison, Row, compare, duration, fmt, markdown_table
+from pbt.compare import Comparison, Row, compare, duration, fmt, markdown_table, progress_curve
 from pbt.controller import Controller, git_commit, machine, open_experiment
 from pbt.space import ConfigError
 from pbt.store import Store
+from repro.stats import Interval, fmt_interval, paired_difference, trains_faster
 
 ARMS = ("pbt", "random_search")
 # Everything below this line in a results README is the authors' reading of the run; reproduce keeps it.
 NOTES_MARKER = "<!-- notes: written by hand, kept when reproduce rewrites this file -->"
 CORE_KEYS = ("domain", "metric", "profile", "pbt", "random_search", "equal_compute", "figures", "tables",
-             "best_schedule", "provenance", "extra_results")
+             "best_schedule", "provenance", "extra_results", "paired", "trains_faster", "figure_seed")
+# The run's own scores, as paired metrics: summary key -> Row attribute and title. Higher is better for all three.
+SCORE_METRICS = {"best_final": ("best_final", "best member's final score"),
+                 "population_mean_final": ("mean_final", "population mean final"),
+                 "population_median_final": ("median_final", "population median final")}
+# Numbers of extra_results where lower is better, by the last part of their dotted name.
+LOWER_IS_BETTER = frozenset({"fid"})
+
+PAIRED_HEADER = ["| | PBT | random search | PBT − random search (paired) | PBT won |", "|---|---:|---:|---:|---:|"]
+PAIRED_NOTE = ("Means over seeds, with the 95% t-interval over seeds in brackets (none with one seed). The difference "
+               "is paired by seed (a seed's PBT and random-search runs start from the same seed): the mean of the "
+               "per-seed differences PBT − random search, with its 95% paired t-interval over seeds. *PBT won*: the "
+               "seeds where PBT's number is better (lower for FID), of the seeds both arms have.")
 
 
 def arm_configs(module: ModuleType, config: Any, seed: int) -> dict[str, tuple[Any, list | None]]:
@@ -93,17 +113,129 @@ def arm_summary(rows: Sequence[Row], config: Any) -> dict[str, Any]:
     }
 
 
-def numeric_leaves(value: Any, prefix: str = "") -> dict[str, float]:
-    """The numbers in a nested result, by dotted path (``test_bleu.test_2016_flickr``); lists and text are left out,
-    and so are ids and bookkeeping (``member``, ``step``, ``*_seconds``)."""
+def leaves(value: Any, prefix: str = "") -> dict[str, Any]:
+    """The numbers and texts in a nested result, by dotted path (``test_bleu.test_2016_flickr``); lists and booleans
+    are left out, and so are ids and bookkeeping (``member``, ``step``, ``*_seconds``)."""
     if isinstance(value, dict):
-        return {k: v for key, sub in value.items() for k, v in numeric_leaves(sub, f"{prefix}{key}.").items()}
+        return {k: v for key, sub in value.items() for k, v in leaves(sub, f"{prefix}{key}.").items()}
     name = prefix[:-1]
     last = name.rsplit(".", 1)[-1]
-    if (isinstance(value, (int, float)) and not isinstance(value, bool) and last not in ("member", "step")
+    if (isinstance(value, (int, float, str)) and not isinstance(value, bool) and last not in ("member", "step")
             and not last.endswith("seconds")):
-        return {name: float(value)}
+        return {name: value}
     return {}
+
+
+def numeric_leaves(value: Any, prefix: str = "") -> dict[str, float]:
+    """The numbers of ``leaves``, as floats."""
+    return {k: float(v) for k, v in leaves(value, prefix).items() if not isinstance(v, str)}
+
+
+def higher_is_better(name: str) -> bool:
+    """Whether a larger value of the metric ``name`` (a dotted leaf name) is better: all but ``LOWER_IS_BETTER``."""
+    return name.rsplit(".", 1)[-1] not in LOWER_IS_BETTER
+
+
+# -- statistics across seeds -------------------------------------------------------------------------------------
+
+
+def paired_metric(name: str, pbt: dict[int, float | None], baseline: dict[int, float | None]) -> dict[str, Any]:
+    """``paired_difference(pbt, baseline).to_dict()`` with ``higher_is_better``, and ``wins`` counting the seeds where
+    PBT is better (below random search where lower is better); the difference stays PBT − random search."""
+    result = paired_difference(pbt, baseline)
+    higher = higher_is_better(name)
+    wins = result.wins if higher else sum(p < b for _, p, b in result.per_seed)
+    return result.to_dict() | {"wins": wins, "higher_is_better": higher}
+
+
+def extra_by_seed(extras: dict[str, dict[str, Any]]) -> dict[str, dict[str, dict[int, float]]]:
+    """Every number of the runs' ``extra_results`` (``{arm: {seed: extra}}``), as ``{name: {arm: {seed: value}}}``,
+    names in the order they first appear."""
+    found: dict[str, dict[str, dict[int, float]]] = {}
+    for arm in ARMS:
+        for seed, extra in sorted(extras.get(arm, {}).items(), key=lambda item: int(item[0])):
+            for name, value in numeric_leaves(extra).items():
+                found.setdefault(name, {a: {} for a in ARMS})[arm][int(seed)] = value
+    return found
+
+
+def paired_summary(comparison: Comparison, extras: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``summary["paired"]``: the paired statistics (``paired_metric``) of the runs' scores, then of every number of
+    their ``extra_results``; a name of both kinds keeps the score."""
+    def by_seed(arm: str, attr: str) -> dict[int, float | None]:
+        return {row.seeds[0]: getattr(row, attr) for row in comparison.method_rows(arm)}
+
+    paired = {key: paired_metric(key, by_seed("pbt", attr), by_seed("random_search", attr))
+              for key, (attr, _) in SCORE_METRICS.items()}
+    for name, by_arm in extra_by_seed(extras).items():
+        paired.setdefault(name, paired_metric(name, by_arm["pbt"], by_arm["random_search"]))
+    return paired
+
+
+def extra_paired(extras: dict[str, dict[str, Any]],
+                 paired: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """The paired statistics of each number of ``extra_results`` that is not the same in every run
+    (``shared_leaves``): taken from ``paired`` (``summary["paired"]``) where it has them, else computed."""
+    shared, paired = shared_leaves(extras), paired or {}
+    return {name: paired.get(name) or paired_metric(name, by_arm["pbt"], by_arm["random_search"])
+            for name, by_arm in extra_by_seed(extras).items() if name not in shared}
+
+
+def best_so_far_curves(comparison: Comparison, arm: str) -> dict[int, list[tuple[float, float]]]:
+    """Each seed's ``(compute, best so far)`` curve for one arm (``progress_curve``), by seed."""
+    return {r.seed: list(zip(*progress_curve(r.scores)[:2])) for r in comparison.runs if r.method == arm}
+
+
+def speed_summary(comparison: Comparison) -> dict[str, Any]:
+    """``summary["trains_faster"]``: ``trains_faster`` on the arms' best-so-far curves against compute."""
+    pbt, baseline = (best_so_far_curves(comparison, arm) for arm in ARMS)
+    return trains_faster(pbt, baseline).to_dict()
+
+
+def shared_leaves(extras: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The leaves of ``extra_results`` with one value in every run of both arms (settings such as ``beam_size``,
+    protocols, the shared classifier): said once instead of as a difference of zero. Empty unless both arms have
+    results."""
+    if not all(extras.get(arm) for arm in ARMS):
+        return {}
+    runs = [leaves(extra) for arm in ARMS for extra in extras[arm].values()]
+    return {k: v for k, v in runs[0].items() if all(k in other and other[k] == v for other in runs[1:])}
+
+
+# -- the README --------------------------------------------------------------------------------------------------
+
+
+def interval_text(interval: dict[str, Any] | None) -> str:
+    """``fmt_interval`` of an interval as ``summary.json`` holds it (``Interval.to_dict``)."""
+    return "–" if not interval else fmt_interval(Interval(**interval))
+
+
+def paired_row(title: str, paired: dict[str, Any]) -> str:
+    """One table row: PBT mean [interval], random search mean [interval], the paired difference [interval], wins."""
+    better = "" if paired.get("higher_is_better", True) else " (lower is better)"
+    return (f"| {title}{better} | {interval_text(paired['pbt'])} | {interval_text(paired['baseline'])} | "
+            f"{interval_text(paired['difference'])} | {paired['wins']}/{paired['n']} |")
+
+
+def paired_table(paired: dict[str, dict[str, Any]], names: dict[str, str]) -> list[str]:
+    """The paired statistics of ``names`` (summary key -> row title) as a markdown table."""
+    return PAIRED_HEADER + [paired_row(title, paired[key]) for key, title in names.items() if key in paired]
+
+
+def trains_faster_text(speed: dict[str, Any]) -> str:
+    """The trains-faster fractions in words, with their intervals and the seeds that got there."""
+    def reach(side: str, who: str, whom: str) -> str:
+        reached, n = speed[f"{side}_reached"], speed["n"]
+        if not reached:
+            return f"{who}'s best so far never reached {whom}'s final best (0/{n} seeds)"
+        return (f"{who}'s best so far first reached {whom}'s final best at {interval_text(speed[f'{side}_fraction'])} "
+                f"of {whom}'s compute (in {reached}/{n} seeds)")
+
+    return (f"Trains faster: {reach('pbt', 'PBT', 'random search')}; {reach('baseline', 'random search', 'PBT')}. "
+            "PBT's fraction is the fraction of random search's compute at which PBT's best-so-far first reaches "
+            "random search's final best (0.4: PBT got there with 40% of the compute random search spent; 1: only at "
+            "the end), and random search's fraction the reverse; the mean and 95% t-interval are over the seeds "
+            "where the arm got there.")
 
 
 def extra_results_table(extras: dict[str, dict[str, Any]]) -> list[str]:
@@ -114,35 +246,60 @@ def extra_results_table(extras: dict[str, dict[str, Any]]) -> list[str]:
     values = {c: numeric_leaves(extras[c[0]][c[1]]) for c in columns}
     names = list(dict.fromkeys(k for c in columns for k in values[c]))
     titles = {"pbt": "PBT", "random_search": "random search"}
-    lines = ["## Further results (the domain's `extra_results`, of each run's best member)", "",
+    lines = ["### Per run", "",
              "| | " + " | ".join(f"{titles[a]} s{s} (member {extras[a][s].get('member', '?')})" for a, s in columns)
              + " |", "|---|" + "---:|" * len(columns)]
     lines += [f"| {name} | " + " | ".join(fmt(values[c].get(name)) for c in columns) + " |" for name in names]
     return lines + [""]
 
 
+def further_results(summary: dict[str, Any]) -> list[str]:
+    """The "Further results" section: the paired statistics of every number of ``extra_results`` that differs
+    between runs, then the per-run table (``extra_results_table``)."""
+    extras = summary.get("extra_results", {})
+    if not extras:
+        return []
+    paired = extra_paired(extras, summary["paired"])
+    lines = ["## Further results (the domain's `extra_results`, of each run's best member)", ""]
+    if paired:
+        lines += paired_table(paired, {name: name for name in paired}) + [
+            "", "As above: means [95% t-interval over seeds], and the difference paired by seed. Numbers that are the "
+            "same in every run (settings) are only in the per-run table.", ""]
+    return lines + extra_results_table(extras)
+
+
+def figure_captions(seed: int | None) -> dict[str, str]:
+    """The README's caption of each figure; the PBT figures name the seed of the run they show."""
+    run = f"PBT seed {seed}" if seed is not None else "PBT"
+    return {"score_vs_compute": "Best-so-far score against compute: per method the mean over seeds (thick line), the "
+                                "min–max range over seeds (band), each seed (thin lines), and the population median "
+                                "(dashed, mean over seeds)",
+            "schedule": f"Hyperparameter schedule of the final best member of {run}, followed back through its lineage",
+            "lineage_tree": f"Lineage tree of the population of {run}",
+            "member_scores": f"Each member's score over time ({run})"}
+
+
 def results_readme(summary: dict[str, Any], comparison: Comparison) -> str:
+    """The results folder's README: the paired statistics, trains faster, the runs, the figures, further results."""
     p = summary["provenance"]
+    seed = summary.get("figure_seed")
     lines = [f"# {summary['domain']}: PBT against random search at equal compute ({summary['profile']} profile)", "",
              f"Made by `{p['command']}` at commit `{p['git_commit']}` on {p['date']} "
-             f"({duration(p['wall_seconds'])} for this invocation). Metric: {summary['metric']}.", "",
-             "| | PBT | random search |", "|---|---:|---:|"]
-    for key, title in (("best_final", "best member's final score"), ("population_mean_final", "population mean final"),
-                       ("population_median_final", "population median final")):
-        lines.append(f"| {title} | {fmt(summary['pbt'][key], summary['pbt'][key + '_std'])} | "
-                     f"{fmt(summary['random_search'][key], summary['random_search'][key + '_std'])} |")
+             f"({duration(p['wall_seconds'])} for this invocation). Metric: {summary['metric']} (higher is better).",
+             "", *paired_table(summary["paired"], {k: title for k, (_, title) in SCORE_METRICS.items()}), "",
+             PAIRED_NOTE, "", trains_faster_text(summary["trains_faster"])]
     c = summary["pbt"]["compute"]
     lines += ["", f"Compute per arm: {c['population']} members × {c['steps_per_member']} steps × {c['runs']} "
-              f"seed{'s' if c['runs'] > 1 else ''} = {c['planned_steps']:.6g} member-steps. ± is the standard "
-              "deviation over seeds.", "", "## Runs", "", markdown_table(comparison, intro=False).strip(), "",
-              "## Figures", ""]
-    captions = {"score_vs_compute": "Best-so-far and population-median score against compute",
-                "schedule": "Hyperparameter schedule of the final best PBT member, followed back through its lineage",
-                "lineage_tree": "Lineage tree of the PBT population", "member_scores": "Each member's score over time"}
+              f"seed{'s' if c['runs'] > 1 else ''} = {c['planned_steps']:.6g} member-steps.", "", "## Runs", "",
+              markdown_table(comparison, intro=False).strip(), "", "## Figures", ""]
+    if seed is not None:
+        lines += [f"The schedule, lineage and member-score figures (and `best_schedule.json`) show one PBT run: seed "
+                  f"{seed}, by default the seed whose best final score is the median over seeds.", ""]
+    captions = figure_captions(seed)
     for name, files in summary["figures"].items():
         png = next((f for f in files if f.endswith(".png")), files[0])
         lines += [f"### {captions.get(name, name)}", "", f"![{name}]({png})", ""]
-    lines += extra_results_table(summary.get("extra_results", {}))
+    lines += further_results(summary)
     lines += ["Files: `summary.json` (this summary, with the full configs and provenance), `comparison.md` / "
               "`comparison.csv` (one row per run), `best_schedule.json` (the best PBT member's lineage as data).", ""]
     return "\n".join(lines)
@@ -159,6 +316,7 @@ def reproduce(
     listeners_for: Callable[[str, int, Store], Any] | None = None,
     command: str | None = None,
     arms: Sequence[str] = ARMS,
+    figure_seed: int | None = None,
 ) -> dict[str, Any] | None:
     """Run both arms for ``seeds`` seeds (resuming what exists), compare them, and write the results folder.
 
@@ -174,6 +332,7 @@ def reproduce(
         command: The command line recorded in the provenance.
         arms: The arms to run now (both by default). With one arm, its runs are trained and nothing is compared
             (returns None): a long reproduction can be split over sittings, one arm at a time.
+        figure_seed: The PBT seed the schedule, lineage and member-score figures show (default: the median seed).
 
     Returns:
         The summary written to ``OUT/summary.json``.
@@ -201,7 +360,8 @@ def reproduce(
             dirs[arm].append(run_dir)
     if set(arms) != set(ARMS):
         return None
-    comparison = compare(dirs["pbt"] + dirs["random_search"], out, metric=getattr(module, "METRIC", None))
+    comparison = compare(dirs["pbt"] + dirs["random_search"], out, metric=getattr(module, "METRIC", None),
+                         seed=figure_seed)
     summary: dict[str, Any] = {
         "domain": domain,
         "metric": comparison.metric,
@@ -216,6 +376,9 @@ def reproduce(
                      if r.method == arm and "extra_results" in r.meta} for arm in ARMS}
     if any(extras.values()):
         summary["extra_results"] = extras
+    summary["paired"] = paired_summary(comparison, extras)
+    summary["trains_faster"] = speed_summary(comparison)
+    summary["figure_seed"] = comparison.figure_seed
     summary["provenance"] = {
         "command": command or f"pbt-repro reproduce {domain} --profile {profile} --seeds {seeds}",
         "config": {arm: dataclasses.asdict(c) for arm, c in configs.items()},

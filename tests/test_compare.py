@@ -5,17 +5,21 @@ import statistics
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from scipy import stats as sps
 
 import experiments.toy.task as toy
 from baselines import baseline_config
-from pbt.compare import FIGURES, compare, load_run, progress_curve
+from pbt.compare import FIGURES, compare, load_run, median_seed, progress_curve, step_on_grid
 from pbt.controller import run_experiment
 from pbt.reproduce import NOTES_MARKER, reproduce
 from pbt.space import ConfigError
 from pbt.store import ScoreRow, Store
+from repro.stats import Interval, fmt_interval
 from tests.conftest import REPO
 from tests.fake_tasks import Config as FakeConfig
+from tests.toy_extras import reproduce_toy
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -158,6 +162,9 @@ def test_reproduce_writes_a_results_folder_resumes_and_merges_extra_results(tmp_
     assert sorted(on_disk["figures"]) == sorted(FIGURES)
     readme = (out / "README.md").read_text()
     assert "![schedule](schedule.png)" in readme and "| test_score.a | 1 | 1 | 0.5 | 0.5 |" in readme
+    assert "| test_score.a | 1 [1, 1] | 0.5 [0.5, 0.5] | 0.5 [0.5, 0.5] | 2/2 |" in readme  # paired, over 2 seeds
+    figures = {f.name: f.read_bytes() for f in out.iterdir() if f.suffix in (".png", ".svg")}
+    figures["best_schedule.json"] = (out / "best_schedule.json").read_bytes()
 
     # rerunning continues instead of retraining: finished runs are left as they are, and so are the hand-written
     # notes at the end of the README, while the generated part is rewritten
@@ -175,6 +182,12 @@ def test_reproduce_writes_a_results_folder_resumes_and_merges_extra_results(tmp_
     assert json.loads((out / "summary.json").read_text())["provenance"]["git_commit"] == "c0ffee"
     after = {d.name: len(Store.open_existing(d).scores()) for d in (tmp_path / "runs").iterdir()}
     assert before == after and len(before) == 4 and len(calls) == 4  # and no extra results computed again
+    # comparing the same stores again gives the same statistics and the same figure files, byte for byte (reopening
+    # a finished run adds to its wall time, so the compute and provenance are left out)
+    again = json.loads((out / "summary.json").read_text())
+    for key in ("paired", "trains_faster", "figure_seed", "extra_results", "figures"):
+        assert again[key] == on_disk[key], key
+    assert {f.name: f.read_bytes() for f in out.iterdir() if f.name in figures} == figures
     readme = (out / "README.md").read_text()
     assert readme.startswith("# toy") and "stale" not in readme
     assert readme.endswith(NOTES_MARKER + "\n## Discussion\nPBT won.\n") and readme.count(NOTES_MARKER) == 1
@@ -213,6 +226,124 @@ def test_reproduce_can_run_one_arm_now_and_compare_later(tmp_path):
     scores = len(Store.open_existing(runs / "pbt-s0").scores())
     summary = reproduce("toy", config, "smoke", out=out, runs=runs)
     assert summary is not None and summary["pbt"]["seeds"] == [0] == summary["random_search"]["seeds"]
+    # one seed: means without intervals
+    best = summary["paired"]["best_final"]
+    assert best["difference"] == {"mean": pytest.approx(best["pbt"]["mean"] - best["baseline"]["mean"]), "low": None,
+                                  "high": None, "n": 1}
+    row = next(line for line in (out / "README.md").read_text().splitlines() if line.startswith("| best member's"))
+    assert "[" not in row and row.endswith(f"| {best['wins']}/1 |")
     assert len(Store.open_existing(runs / "pbt-s0").scores()) == scores  # the finished arm was not retrained
     with pytest.raises(ConfigError, match="unknown arm"):
         reproduce("toy", config, "smoke", out=out, runs=runs, arms=["grid"])
+
+
+# -- several seeds: paired statistics, trains faster, the figures' seed, byte-identical output ----------------------
+
+
+@pytest.fixture(scope="module")
+def three_seeds(tmp_path_factory):
+    """A 3-seed toy reproduction (with extra_results), and each run's best and mean final score read from its store."""
+    root = tmp_path_factory.mktemp("three")
+    summary = reproduce_toy(root, seeds=3)
+    finals = {}
+    for arm in ("pbt", "random_search"):
+        for seed in (0, 1, 2):
+            scores = [m.score for m in Store.open_existing(root / "runs" / f"{arm}-s{seed}").members()]
+            finals[arm, seed] = (max(scores), statistics.fmean(scores))
+    return root, summary, finals
+
+
+def test_paired_statistics_match_ttest_rel_on_the_stores(three_seeds):
+    root, summary, finals = three_seeds
+    assert json.loads((root / "results" / "summary.json").read_text())["paired"] == json.loads(
+        json.dumps(summary["paired"]))
+    for key, index in (("best_final", 0), ("population_mean_final", 1)):
+        pbt = [finals["pbt", s][index] for s in range(3)]
+        rs = [finals["random_search", s][index] for s in range(3)]
+        paired = summary["paired"][key]
+        ci = sps.ttest_rel(pbt, rs).confidence_interval(0.95)
+        assert paired["difference"]["mean"] == pytest.approx(statistics.fmean(pbt) - statistics.fmean(rs))
+        assert (paired["difference"]["low"], paired["difference"]["high"]) == pytest.approx((ci.low, ci.high))
+        assert paired["pbt"]["mean"] == pytest.approx(statistics.fmean(pbt))
+        assert paired["baseline"]["mean"] == pytest.approx(statistics.fmean(rs))
+        low, high = sps.t.interval(0.95, 2, loc=np.mean(rs), scale=sps.sem(rs))
+        assert (paired["baseline"]["low"], paired["baseline"]["high"]) == pytest.approx((low, high))
+        assert paired["wins"] == sum(p > r for p, r in zip(pbt, rs)) and paired["n"] == 3
+        assert paired["per_seed"] == [[s, pbt[s], rs[s]] for s in range(3)] and paired["higher_is_better"] is True
+    # every number of extra_results is paired too; for FID lower is better, so PBT wins it where its best is higher
+    best, fid, q = (summary["paired"][k] for k in ("best_final", "fid", "test.q"))
+    assert fid["higher_is_better"] is False and q["higher_is_better"] is True
+    assert fid["wins"] == best["wins"] == q["wins"]
+    assert fid["difference"]["mean"] == pytest.approx(-best["difference"]["mean"])
+    assert summary["paired"]["test.beam_size"]["difference"]["mean"] == 0.0
+
+
+def test_trains_faster_fractions(three_seeds):
+    _, summary, _ = three_seeds
+    speed = summary["trains_faster"]
+    assert speed["n"] == 3
+    for side in ("pbt", "baseline"):
+        fractions = [f for f in speed[f"{side}_fraction_per_seed"].values() if f is not None]
+        assert len(fractions) == speed[f"{side}_reached"]
+        assert all(0 < f <= 1 for f in fractions)
+        if fractions:
+            assert speed[f"{side}_fraction"]["mean"] == pytest.approx(statistics.fmean(fractions))
+    # a seed whose PBT run ends with the better best reaches the other's final best; the other never gets there
+    for seed, pbt, rs in summary["paired"]["best_final"]["per_seed"]:
+        assert (speed["pbt_fraction_per_seed"][seed] is not None) == (pbt >= rs)
+        assert (speed["baseline_fraction_per_seed"][seed] is not None) == (rs >= pbt)
+
+
+def test_the_pbt_figures_show_the_median_seed_unless_told(three_seeds, tmp_path):
+    root, summary, finals = three_seeds
+    median = sorted((finals["pbt", s][0], s) for s in range(3))[1][1]
+    assert summary["figure_seed"] == median
+    schedule = json.loads((root / "results" / "best_schedule.json").read_text())
+    assert schedule["seed"] == median and schedule["run"].endswith(f"pbt-s{median}")
+    other = (median + 1) % 3
+    dirs = [root / "runs" / f"{arm}-s{s}" for arm in ("pbt", "random_search") for s in range(3)]
+    comparison = compare(dirs, tmp_path / "other", seed=other, figures=False)
+    assert comparison.figure_seed == other == comparison.best_schedule["seed"]
+    with pytest.raises(ConfigError, match="no PBT run of seed 7"):
+        compare(dirs, tmp_path / "none", seed=7, figures=False)
+
+
+def test_median_seed_takes_the_lower_median_and_orders_ties_by_seed():
+    assert median_seed({0: 2.0, 1: 1.0, 2: 3.0}) == 0
+    assert median_seed({0: 4.0, 1: 3.0, 2: 2.0, 3: 1.0}) == 2  # scores 1, 2 | 3, 4: the lower median is 2, seed 2
+    assert median_seed({5: 1.0, 3: 1.0}) == 3 and median_seed({5: 1.0, 3: 1.0, 4: 1.0}) == 4
+    assert median_seed({0: None, 1: 2.0}) == 1 and median_seed({0: None}) is None and median_seed({}) is None
+
+
+def test_the_readme_gives_the_paired_intervals_and_the_figures_seed(three_seeds):
+    root, summary, _ = three_seeds
+    readme = (root / "results" / "README.md").read_text()
+    paired = summary["paired"]
+    for key, title in (("best_final", "best member's final score"), ("population_mean_final", "population mean final")):
+        p = paired[key]
+        cells = [fmt_interval(Interval(**p[side])) for side in ("pbt", "baseline", "difference")]
+        assert f"| {title} | {' | '.join(cells)} | {p['wins']}/3 |" in readme
+        assert "[" in cells[2]
+    assert "95% paired t-interval over seeds" in readme and "Trains faster:" in readme
+    assert f"PBT seed {summary['figure_seed']}" in readme
+    fid = paired["fid"]
+    assert f"| fid (lower is better) | {fmt_interval(Interval(**fid['pbt']))} |" in readme
+    assert "| test.beam_size |" not in readme.partition("### Per run")[0]  # a setting: only in the per-run table
+    assert "| test.beam_size | 4 | 4 | 4 | 4 | 4 | 4 |" in readme
+
+
+def test_compare_twice_writes_byte_identical_files(toy_runs, tmp_path):
+    dirs = [toy_runs["pbt"], toy_runs["pbt1"], toy_runs["rs"]]
+    first, second = compare(dirs, tmp_path / "a"), compare(dirs, tmp_path / "b")
+    assert first.figures == second.figures and first.figure_seed == second.figure_seed
+    names = [f for files in first.figures.values() for f in files]
+    assert len(names) == 2 * len(FIGURES)
+    for name in names + ["best_schedule.json", "comparison.md", "comparison.csv"]:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    png, svg = (tmp_path / "a" / "schedule.png").read_bytes(), (tmp_path / "a" / "schedule.svg").read_text()
+    assert b"Matplotlib" not in png and "<dc:date>" not in svg and "Matplotlib v" not in svg
+
+
+def test_step_on_grid_holds_each_value_until_the_next_point():
+    got = step_on_grid([10, 20, 20, 40], [1.0, 2.0, 3.0, 5.0], np.array([0.0, 10.0, 15.0, 20.0, 39.0, 40.0, 50.0]))
+    np.testing.assert_array_equal(got, [np.nan, 1.0, 1.0, 3.0, 3.0, 5.0, 5.0])
