@@ -21,7 +21,9 @@ import dataclasses
 import importlib
 import json
 import os
+import sqlite3
 import sys
+import traceback
 import types
 import typing
 from collections.abc import Iterator
@@ -101,9 +103,15 @@ def config_from_args(module: ModuleType, profile: str, args: argparse.Namespace,
     if config_file:
         try:
             data = json.loads(Path(config_file).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"--config {config_file}: {exc}") from exc
-        config = replace_fields(config, data)
+        if not isinstance(data, dict):
+            raise ConfigError(f"--config {config_file}: must hold a JSON object of settings, got a "
+                              f"{type(data).__name__}: {json.dumps(data)[:60]}")
+        try:
+            config = replace_fields(config, data)
+        except ConfigError as exc:  # name the file the bad value came from
+            raise ConfigError(f"--config {config_file}: {exc}") from exc
     fields = {f.name for f in dataclasses.fields(config)} | {f.name for f in dataclasses.fields(config.pbt)}
     overrides = {k: v for k, v in vars(args).items() if k in fields}
     return replace_fields(config, overrides)
@@ -220,9 +228,8 @@ def cmd_resume(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     from pbt.controller import Controller
     from pbt.executor import TaskSpec
-    from pbt.store import Store
 
-    store = Store.open_existing(args.run_dir)
+    store = open_run(args.run_dir)
     meta = store.meta()
     module = load_domain(meta["domain"])
     # where and how wide it runs may change on resume; what it computes may not
@@ -312,13 +319,35 @@ def cmd_report(argv: list[str]) -> int:
     return report_main(argv)
 
 
+def open_run(run_dir: Path) -> Any:
+    """``Store.open_existing``, refusing with one line a ``pbt.sqlite`` that is empty, is not a SQLite database or
+    holds no run (opening such a file would write a fresh, empty store into it)."""
+    from pbt.store import DB_NAME, Store
+
+    path = Path(run_dir) / DB_NAME
+    if path.is_file():
+        with open(path, "rb") as f:
+            head = f.read(16)
+        if not head:
+            raise ConfigError(f"{path} is empty: not a run's store (was the run's creation interrupted?)")
+        if head != b"SQLite format 3\x00":
+            raise ConfigError(f"{path} is not a SQLite database: it was overwritten or is not a run's store")
+    store = Store.open_existing(run_dir)
+    meta = store.meta()
+    if not meta.get("domain") or "config" not in meta:
+        store.close()
+        raise ConfigError(f"{path} holds no run (no domain or config in its metadata)")
+    return store
+
+
 def print_summary(run_dir: Path) -> None:
     from pbt.progress import member_table
-    from pbt.store import Store
 
-    store = Store.open_existing(run_dir)
-    print(member_table(store))
-    store.close()
+    store = open_run(run_dir)
+    try:
+        print(member_table(store))
+    finally:
+        store.close()
 
 
 def cmd_status(argv: list[str]) -> int:
@@ -429,8 +458,19 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_domain(command, rest)
         print(f"{PROG}: unknown command {command!r}; see `{PROG} --help`", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader went away (`status DIR | head`): stop quietly, and keep Python from reporting it again at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (ConfigError, FileNotFoundError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except sqlite3.Error as exc:  # the run's store, written by this process and read by others, failed under us
+        print(f"{PROG}: error: {store_error(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a run directory or file that cannot be read or written (permissions, a full disk)
+        print(f"{PROG}: error: {exc.strerror or exc}"
+              + (f": {exc.filename}" if exc.filename else f" ({type(exc).__name__})"), file=sys.stderr)
         return 2
     except RunFailed as exc:
         print(f"{PROG}: run stopped: {exc}", file=sys.stderr)
@@ -438,10 +478,26 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted; continue with `{PROG} resume DIR`", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # the reader went away (`status DIR | head`): stop quietly, and keep Python from reporting it again at exit
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+
+
+def store_error(exc: sqlite3.Error) -> str:
+    """One line on a SQLite error: which store (the ``Store`` whose method raised it), and what probably happened."""
+    from pbt.store import DB_NAME, Store
+
+    path: Path | None = None
+    for frame, _ in traceback.walk_tb(exc.__traceback__):
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, Store):
+            path = owner.path
+    where = str(path) if path is not None else f"the run's store ({DB_NAME})"
+    text = str(exc)
+    if "readonly" in text or "unable to open" in text or (path is not None and path.parent.is_dir() and not (
+            os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK)))):
+        return f"cannot write {where} ({text}): the run directory or its files are read-only"
+    if "not a database" in text:
+        return f"{where} is not a SQLite database ({text}): it was overwritten or is not a run's store"
+    return (f"{where} was damaged from outside the run ({text}): was its -wal or -shm file deleted, or the file "
+            f"replaced, while the run used it? Its recent history may be lost; `{PROG} status` shows what is left")
 
 
 if __name__ == "__main__":

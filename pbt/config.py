@@ -3,11 +3,23 @@
 Each experiment declares one ``Config`` dataclass for its own settings with a ``pbt: PBTConfig`` field, and a dict of
 named profiles (``smoke``, ``cpu``, ``paper``). The command line is generated from these dataclasses (``pbt/cli.py``);
 every field's help text is the ``help`` entry of its metadata.
+
+Every value is checked against its field's declared type when a config is built from a dict (``from_dict``: the
+command line, ``--config`` files, stored runs) and when a ``PBTConfig`` is made in Python, so a value that could only
+fail later is refused at once with a ``ConfigError`` naming the field:
+
+- ``int``, ``float``, ``str`` and ``bool`` fields take values of that type (an ``int`` is accepted for a ``float``;
+  ``True`` is not an ``int``); a ``Literal`` field takes one of its choices; a nested dataclass takes a dict;
+- every ``float`` (and every element of a ``tuple[float, ...]``) must be finite: no NaN, no infinity;
+- a ``tuple[X, ...]`` field takes a list or tuple of X, and keeps the length of its default when that default is
+  non-empty (the toy's ``theta_init = (0.9, 0.9)`` takes exactly two numbers); a field whose length may vary says
+  so with ``doc(..., variable_length=True)`` (``perturb_factors``), and one whose default is empty takes any number.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -19,9 +31,15 @@ from pbt.space import ConfigError, parse_prior
 T = TypeVar("T")
 
 
-def doc(text: str, **kwargs: Any) -> Any:
-    """A dataclass field with help text: ``lr: float = doc("Adam learning rate.", default=1e-3)``."""
-    return field(metadata={"help": text}, **kwargs)
+def doc(text: str, *, variable_length: bool = False, **kwargs: Any) -> Any:
+    """A dataclass field with help text: ``lr: float = doc("Adam learning rate.", default=1e-3)``.
+
+    ``variable_length``: a ``tuple[X, ...]`` field that takes any number of values; without it, a tuple field with a
+    non-empty default takes exactly as many values as its default has (see the module docstring)."""
+    metadata: dict[str, Any] = {"help": text}
+    if variable_length:
+        metadata["variable_length"] = True
+    return field(metadata=metadata, **kwargs)
 
 
 # Where and how wide a run executes; they do not change what it computes, so a run may resume with other values.
@@ -48,7 +66,8 @@ class PBTConfig:
     truncation_fraction: float = doc("Bottom fraction that copies from the top fraction.", default=0.2)
     ttest_alpha: float = doc("Significance level of Welch's t-test (assumption: the paper gives none).", default=0.05)
     ttest_window: int = doc("Number of recent score samples the t-test compares.", default=10)
-    perturb_factors: tuple[float, ...] = doc("Factors perturb draws from, per hyperparameter.", default=(0.8, 1.2))
+    perturb_factors: tuple[float, ...] = doc("Factors perturb draws from, per hyperparameter.", default=(0.8, 1.2),
+                                             variable_length=True)
     resample_probability: float = doc("Probability that resample redraws a value from its prior.", default=0.25)
     noise_std: float = doc("Standard deviation of the additive noise explore.", default=0.1)
     priors: tuple[str, ...] = doc(
@@ -69,7 +88,7 @@ class PBTConfig:
     max_failures: int = doc("A member that fails more than this many times stops the run.", default=3)
 
     def __post_init__(self) -> None:
-        self.perturb_factors = tuple(self.perturb_factors)
+        check_fields(self)  # types, finite floats, choices; then the ranges below
         positive = {"budget_steps": self.budget_steps, "ready_every": self.ready_every,
                     "ttest_window": self.ttest_window}
         for name, value in positive.items():
@@ -93,13 +112,8 @@ class PBTConfig:
             raise ConfigError(f"perturb_factors must be positive numbers, got {self.perturb_factors}")
         if self.noise_std < 0:
             raise ConfigError(f"noise_std must be >= 0, got {self.noise_std}")
-        self.priors = tuple(self.priors)
         for text in self.priors:
             parse_prior(text)
-        for name in ("exploit", "explore", "executor", "on_failure"):
-            allowed = typing.get_args(_field_types(PBTConfig)[name])
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
 
     @property
     def interval_eval_every(self) -> int:
@@ -110,35 +124,116 @@ def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _coerce(value: Any, hint: Any, where: str) -> Any:
+@functools.cache
+def _declared(cls: type) -> dict[str, tuple[Any, int | None]]:
+    """Each field's type hint and, for a tuple field, the number of values it must have (None: any)."""
+    hints = _field_types(cls)
+    out: dict[str, tuple[Any, int | None]] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        hint, length = hints[f.name], None
+        args = typing.get_args(hint)
+        if typing.get_origin(hint) is tuple and args and args[-1] is not Ellipsis:
+            length = len(args)  # tuple[float, float]
+        elif typing.get_origin(hint) is tuple and not f.metadata.get("variable_length"):
+            default = f.default if f.default is not dataclasses.MISSING else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else ())
+            length = len(default) if isinstance(default, tuple) and default else None
+        out[f.name] = (hint, length)
+    return out
+
+
+def _coerce(value: Any, hint: Any, where: str, length: int | None = None, default: Any = None) -> Any:
+    """``value`` checked against the declared type ``hint`` (ints become floats for a float, lists become tuples);
+    raises ``ConfigError`` naming ``where`` when it does not fit."""
     origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-        return from_dict(hint, value, where=f"{where}.")
+    if dataclasses.is_dataclass(hint):
+        if isinstance(value, hint):  # type: ignore[arg-type]
+            return value
+        if isinstance(value, dict):
+            return from_dict(hint, value, where=f"{where}.")  # type: ignore[arg-type]
+        raise ConfigError(f"{where} must be an object of settings ({{NAME: VALUE, ...}}), got {value!r}")
     if origin in (types.UnionType, typing.Union):
         if value is None and type(None) in typing.get_args(hint):
             return None
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
         origin = typing.get_origin(hint)
-    if origin is tuple and isinstance(value, (list, tuple)):
-        return tuple(value)
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+    if origin is typing.Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed or type(value) not in {type(a) for a in allowed}:  # True is not 1 here
+            raise ConfigError(f"{where} must be one of {', '.join(map(str, allowed))}; got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list of values, got {value!r}")
+        args = typing.get_args(hint)
+        if length is not None and len(value) != length:
+            like = f" (like its default {default!r})" if default else ""
+            raise ConfigError(f"{where} must have {length} values{like}, got {len(value)}: {list(value)!r}")
+        if not args:
+            return tuple(value)
+        kinds = [args[0]] * len(value) if args[-1] is Ellipsis else list(args)
+        return tuple(_coerce(v, kind, f"{where}[{i}]") for i, (v, kind) in enumerate(zip(value, kinds)))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond any float
+            number = math.inf
+        if not math.isfinite(number):
+            raise ConfigError(f"{where} must be a finite number, got {value}")
+        return number
+    if hint is str and not isinstance(value, str):
+        raise ConfigError(f"{where} must be a string, got {value!r}")
     return value
 
 
+def _default(cls: type, name: str) -> Any:
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)  # type: ignore[arg-type]
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+
+
+def _checked(cls: type, name: str, value: Any, where: str) -> Any:
+    hint, length = _declared(cls)[name]
+    return _coerce(value, hint, where, length, _default(cls, name) if length is not None else None)
+
+
+def check_fields(config: Any) -> None:
+    """Check (and normalise: lists to tuples, ints to floats) every field of the dataclass ``config`` in place
+    against its declared type, as ``from_dict`` does; for a dataclass's own ``__post_init__``."""
+    for f in dataclasses.fields(config):
+        object.__setattr__(config, f.name, _checked(type(config), f.name, getattr(config, f.name), f.name))
+
+
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
-    """Build dataclass ``cls`` from ``data``, refusing keys it does not declare (nested dataclasses included)."""
+    """Build dataclass ``cls`` from ``data``, refusing keys it does not declare (nested dataclasses included) and
+    values that do not fit their field's declared type, length or range of finite numbers (module docstring)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where[:-1] or 'config'} must be an object of settings ({{NAME: VALUE, ...}}), "
+                          f"got {data!r}")
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"unknown config key '{where}{unknown[0]}' (known: {', '.join(sorted(names))})")
-    hints = _field_types(cls)
-    return cls(**{k: _coerce(v, hints[k], f"{where}{k}") for k, v in data.items()})
+    return cls(**{k: _checked(cls, k, v, f"{where}{k}") for k, v in data.items()})
 
 
 def replace_fields(config: T, overrides: dict[str, Any]) -> T:
     """A copy of ``config`` with ``overrides`` applied; keys may be dotted (``pbt.population``) or name a field of
     the nested ``pbt`` config directly (``population``)."""
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"overrides must hold an object of settings (NAME: VALUE), got a "
+                          f"{type(overrides).__name__}")
     data = dataclasses.asdict(config)  # type: ignore[call-overload]
     own = {f.name for f in dataclasses.fields(config)}  # type: ignore[arg-type]
     for key, value in overrides.items():

@@ -2,6 +2,8 @@
 
 Both take a ``TaskSpec`` (a module path and the experiment config) rather than a task object, so every worker
 process builds its own task after setting its thread count, and the core never imports the experiment's framework.
+
+No worker outlives its controller, however the controller ends (SIGKILL included): see ``_die_with_parent``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import pickle
 import signal
 import sys
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,17 +62,39 @@ class SerialExecutor:
         self.cache.states.clear()
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to kill this worker if the controller dies (SIGKILL included), so no worker outlives its run."""
+def _die_with_parent(parent_pid: int | None) -> None:
+    """Make sure this worker ends when its controller (process ``parent_pid``, recorded before spawning) does,
+    SIGKILL included, so that no worker outlives its run, finishes an interval nobody will read and writes its
+    checkpoint, or prints a BrokenPipeError.
+
+    A spawned worker runs the interpreter's start-up, re-imports the controller's main module (seconds, if that
+    imports torch) and unpickles its arguments before any of this module's code runs, and the controller may die in
+    that window. So, first thing in the worker: ask Linux to SIGKILL it when its parent dies (PR_SET_PDEATHSIG), then
+    check that the parent is still the controller: if the controller died before that request, the worker has been
+    handed to another parent already, and it leaves at once. A watchdog thread also waits on the pipe that
+    multiprocessing keeps open from the parent (its EOF is the parent's death) and ends the worker when it closes:
+    the fallback where prctl is not available."""
     if sys.platform.startswith("linux"):
         try:
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except OSError:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
             pass
+    parent = mp.parent_process()
+    if parent_pid is None:  # started by a controller whose code predates the argument: the pid multiprocessing kept
+        parent_pid = parent.pid if parent is not None else None
+    if parent_pid is not None and os.getppid() != parent_pid:  # the controller died before the request above
+        os._exit(0)
+    if parent is not None and parent.sentinel is not None:
+        def watch() -> None:
+            mpc.wait([parent.sentinel])  # readable only at EOF: the controller is gone
+            os._exit(0)
+
+        threading.Thread(target=watch, name="pbt-parent-watchdog", daemon=True).start()
 
 
-def _worker_main(conn: mpc.Connection, spec_bytes: bytes, threads: int, cache_size: int) -> None:
-    _die_with_parent()
+def _worker_main(conn: mpc.Connection, spec_bytes: bytes, threads: int, cache_size: int,
+                 parent_pid: int | None = None) -> None:
+    _die_with_parent(parent_pid)  # before anything else: importing the task may take seconds
     for var in THREAD_ENV_VARS:  # before the task imports its numerical library
         os.environ[var] = str(threads)
     # spawn re-imports the parent's main module first; if that imported torch, it read its thread count too early
@@ -88,14 +113,18 @@ def _worker_main(conn: mpc.Connection, spec_bytes: bytes, threads: int, cache_si
             return
         if job is None:
             return
-        conn.send(run_interval(task, job, cache))
+        result = run_interval(task, job, cache)
+        try:
+            conn.send(result)
+        except OSError:  # BrokenPipeError, ConnectionResetError: the controller is gone, and nobody reads this
+            os._exit(0)
 
 
 class _Worker:
     def __init__(self, ctx: Any, spec: TaskSpec, threads: int, cache_size: int):
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, args=(child, pickle.dumps(spec), threads, cache_size),
-                                   daemon=True)
+        self.process = ctx.Process(target=_worker_main, daemon=True,
+                                   args=(child, pickle.dumps(spec), threads, cache_size, os.getpid()))
         self.process.start()
         child.close()
         self.job: Job | None = None

@@ -238,7 +238,9 @@ def parse_prior(text: str) -> tuple[str, Prior]:
         low, high = (float(v) for v in args.split(":"))
     except ValueError:
         raise ConfigError(f"priors: {text!r} needs two numbers, LOW:HIGH") from None
-    if kind == "int":
+    if kind == "int":  # 1.5:3 is refused, not read as 1..3 (and nan or inf never reach int())
+        if not all(math.isfinite(v) and v.is_integer() for v in (low, high)):
+            raise ConfigError(f"priors: {name}: int bounds must be whole numbers, got {args!r} (e.g. {name}=int:1:3)")
         low, high = int(low), int(high)  # type: ignore[assignment]
     try:
         return name, PRIOR_KINDS[kind](low, high)  # type: ignore[arg-type]

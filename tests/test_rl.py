@@ -51,7 +51,7 @@ def test_smoke_profile_runs_pbt_on_two_workers_and_copies_weights(tmp_path: Path
     store_dir = tmp_path / "run"
     store = run_experiment("experiments.rl.a2c", config, store_dir, domain="rl", listeners=[listener])
     members = store.members()
-    assert all(m.status == "done" and m.step >= config.pbt.budget_steps for m in members)
+    assert all(m.status == "done" and m.step == config.pbt.budget_steps for m in members)  # not one frame over
     assert all(math.isfinite(m.score) for m in members)
     assert exploits, "the smoke run made no exploit"
 
@@ -88,7 +88,7 @@ def test_smoke_profile_runs_pbt_on_two_workers_and_copies_weights(tmp_path: Path
 
     # each worker trains with its share of the cores (the executor sets it before torch is imported)
     assert {s[5]["train/torch_threads"] for s in seen if s[5]} == {max(1, cpu_count() // 2)}
-    # whole unrolls: every member took at least its budget, in frames of 4 * num_envs
+    # whole agent steps: frames come in groups of 4 * num_envs
     for m in members:
         assert m.step % (a2c.FRAMESKIP * config.num_envs) == 0
 
@@ -104,14 +104,43 @@ def test_unroll_length_can_change_between_intervals() -> None:
     member = task.make(HPARAMS, seed=1)
     frames = 0
     for unroll in (5, 9, 3):
-        per_update = unroll * 2 * a2c.FRAMESKIP
         before = {k: v.clone() for k, v in member.model.state_dict().items()}
         metrics = task.train(member, {**HPARAMS, "unroll_length": unroll}, 100)
-        assert metrics["steps"] == math.ceil(100 / per_update) * per_update
-        assert metrics["updates"] == math.ceil(100 / per_update)
+        agent_steps = math.ceil(100 / (2 * a2c.FRAMESKIP))  # 13: whole agent steps of 2 games x 4 frames
+        assert metrics["steps"] == agent_steps * 2 * a2c.FRAMESKIP == 104
+        assert metrics["updates"] == math.ceil(agent_steps / unroll)  # the last unroll is shortened to fit
         assert not all(torch.equal(before[k], v) for k, v in member.model.state_dict().items())
         frames += metrics["steps"]
     assert member.frames == frames
+
+
+def test_train_stops_at_the_frames_asked_for_with_a_shorter_last_unroll() -> None:
+    task = a2c.make_task(tiny_config())
+    member = task.make(HPARAMS, seed=1)
+    metrics = task.train(member, {**HPARAMS, "unroll_length": 20}, 96)  # 12 agent steps: one unroll of 12, not 20
+    assert (metrics["steps"], metrics["updates"], member.frames, member.updates) == (96, 1, 96, 1)
+    metrics = task.train(member, {**HPARAMS, "unroll_length": 5}, 100)  # 13 agent steps: 5 + 5 + 3
+    assert (metrics["steps"], metrics["updates"], member.frames) == (104, 3, 200)
+    assert math.isfinite(metrics["policy_loss"]) and math.isfinite(metrics["value_loss"])
+
+
+def test_smoke_run_ends_at_its_budget_not_past_it(tmp_path: Path) -> None:
+    """A long unroll used to overshoot: 100 frames in unrolls of 20 x 2 games x 4 frames took 160."""
+    pbt = dataclasses.replace(a2c.PROFILES["smoke"].pbt, budget_steps=200, ready_every=100, executor="serial",
+                              workers=1)
+    config = dataclasses.replace(a2c.PROFILES["smoke"], device="cpu", env_threads=1, pbt=pbt)
+    initial = [{**HPARAMS, "unroll_length": u} for u in (20, 17, 9, 5)]
+    store = run_experiment("experiments.rl.a2c", config, tmp_path / "run", domain="rl", initial_hparams=initial)
+    assert [m.step for m in store.members()] == [200] * 4 and all(m.status == "done" for m in store.members())
+    compute = store.compute()
+    assert compute["used_steps"] == compute["planned_steps"] == 800 and compute["max_member_steps"] == 200
+    store.close()
+    # a budget that is not a multiple of an agent step (8 frames here) ends less than one agent step over it
+    pbt = dataclasses.replace(pbt, budget_steps=204)
+    store = run_experiment("experiments.rl.a2c", dataclasses.replace(config, pbt=pbt), tmp_path / "odd", domain="rl",
+                           initial_hparams=initial)
+    assert all(204 <= m.step < 204 + a2c.FRAMESKIP * config.num_envs for m in store.members())
+    store.close()
 
 
 class FakeGames:

@@ -132,3 +132,15 @@ def test_priors_can_be_overridden_and_bad_ranges_are_refused():
         PBTConfig(priors=("lr=gauss:0:1",))
     with pytest.raises(ConfigError, match="'momentum' is not a hyperparameter of this task"):
         with_priors(SPACE, ("momentum=uniform:0:1",))
+
+
+@pytest.mark.parametrize("text", ["h0=int:1.5:3", "h0=int:1:2.5", "h0=int:nan:3", "h0=int:1:inf"])
+def test_int_prior_with_non_integer_bounds_is_refused(text):
+    from pbt.config import PBTConfig
+    from pbt.space import parse_prior
+
+    with pytest.raises(ConfigError, match="priors: h0: int bounds must be whole numbers"):
+        parse_prior(text)
+    with pytest.raises(ConfigError, match="int bounds must be whole numbers"):
+        PBTConfig(priors=(text,))
+    assert parse_prior("h0=int:1:3.0") == ("h0", IntUniform(1, 3))  # a whole number written as a float is fine

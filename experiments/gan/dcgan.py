@@ -30,6 +30,7 @@ from torch import nn
 from experiments.common import import_torchvision, load_checkpoint, pick_device, save_checkpoint, seed_everything
 from experiments.gan import data, metrics
 from pbt.config import PBTConfig, doc, from_dict
+from pbt.domain import Domain
 from pbt.space import HParams, LogUniform
 from pbt.task import Evaluation
 
@@ -513,3 +514,7 @@ COMMANDS = {
     "report": ("FID, CIFAR-10 classifier score, ImageNet IS (with weights) and a sample grid of a member, as JSON.",
                report_command),
 }
+
+
+DOMAIN = Domain(make_task=make_task, config=Config, profiles=PROFILES, metric=METRIC, prepare=prepare,
+                estimate=estimate, extra_results=extra_results, local_data=LOCAL_DATA, tools=COMMANDS)

@@ -6,8 +6,12 @@ lock-step, every ``unroll_length`` agent steps the n-step returns of that unroll
 CNN (Mnih et al. 2015) with a policy and a value head.
 
 Units: one PBT *step* is one emulator frame. An agent step of ``num_envs`` games with frameskip 4 is
-``4 * num_envs`` frames, and ``train`` runs whole unrolls, so it may take a few more frames than asked for and reports
-the number actually taken as ``"steps"``.
+``4 * num_envs`` frames. ``train`` stops at the frames asked for: it runs whole unrolls of ``unroll_length`` agent
+steps and shortens the last one to fit (an unroll of fewer steps is still a valid A2C update: its n-step returns are
+shorter). Frames come in whole agent steps, so a call asked for a number that is not a multiple of ``4 * num_envs``
+takes the next multiple and reports it as ``"steps"``. A member therefore overshoots its budget by less than one
+agent step, and not at all when the budget is a multiple of ``4 * num_envs`` (the smoke and paper profiles'; the cpu
+profile's 2.5M frames over 16 games end 32 frames over).
 
 Evaluation is the paper's: the mean *unclipped* game score of the last 10 finished episodes (whole games, all lives),
 seen during training. Before 10 games have finished it is the mean of those that have; before any has, it is the mean
@@ -232,7 +236,8 @@ def n_step_returns(rewards: torch.Tensor, dones: torch.Tensor, bootstrap: torch.
 def train_member(
     member: Member, config: Config, hparams: HParams, frames: int, device: torch.device
 ) -> dict[str, float]:
-    """Run whole unrolls until at least ``frames`` emulator frames are taken; one RMSprop update per unroll."""
+    """Take ``frames`` emulator frames (rounded up to whole agent steps of ``FRAMESKIP * num_envs`` frames) in
+    unrolls of ``unroll_length`` agent steps, the last one shortened to fit; one RMSprop update per unroll."""
     if member.env is None:
         start_games(member, config)
     assert member.obs is not None and member.lives is not None and member.game_score is not None
@@ -241,8 +246,9 @@ def train_member(
         group["lr"] = float(hparams["lr"])
     entropy_cost = float(hparams["entropy_cost"])
     unroll, envs = int(hparams["unroll_length"]), config.num_envs
-    frames_per_update = unroll * envs * FRAMESKIP
-    updates = max(1, math.ceil(frames / frames_per_update))
+    agent_steps = max(1, math.ceil(frames / (envs * FRAMESKIP)))  # overshoots by less than one agent step
+    lengths = [unroll] * (agent_steps // unroll) + ([agent_steps % unroll] if agent_steps % unroll else [])
+    updates = len(lengths)
 
     obs_buf = torch.empty((unroll, envs, 4, 84, 84), dtype=torch.uint8)
     action_buf = torch.empty((unroll, envs), dtype=torch.long)
@@ -251,9 +257,9 @@ def train_member(
     totals = torch.zeros(4, device=device)  # policy loss, value loss, entropy, gradient norm, summed over updates
     start, episodes_before = time.perf_counter(), member.episodes
     model = member.model
-    for _ in range(updates):
-        # collect one unroll with the current policy
-        for t in range(unroll):
+    for length in lengths:
+        # collect one unroll with the current policy (the buffers' first ``length`` steps)
+        for t in range(length):
             obs_buf[t] = torch.from_numpy(member.obs)
             with torch.no_grad():
                 logits, _ = model(obs_buf[t].to(device))  # (N, A)
@@ -276,11 +282,12 @@ def train_member(
         # one A2C update on the unroll: policy gradient with the n-step advantage, value regression, entropy bonus
         with torch.no_grad():
             _, bootstrap = model(torch.from_numpy(member.obs).to(device))  # (N,)
-        returns = n_step_returns(reward_buf.to(device), done_buf.to(device), bootstrap, config.gamma)  # (T, N)
-        logits, values = model(obs_buf.view(unroll * envs, 4, 84, 84).to(device))  # (T*N, A), (T*N,)
+        returns = n_step_returns(reward_buf[:length].to(device), done_buf[:length].to(device), bootstrap,
+                                 config.gamma)  # (T, N), T = length
+        logits, values = model(obs_buf[:length].view(length * envs, 4, 84, 84).to(device))  # (T*N, A), (T*N,)
         returns = returns.view(-1)  # (T*N,)
         log_probs = F.log_softmax(logits, dim=-1)  # (T*N, A)
-        taken = log_probs.gather(1, action_buf.view(-1, 1).to(device)).squeeze(1)  # (T*N,)
+        taken = log_probs.gather(1, action_buf[:length].reshape(-1, 1).to(device)).squeeze(1)  # (T*N,)
         advantages = (returns - values).detach()
         policy_loss = -(advantages * taken).mean()
         value_loss = F.mse_loss(values, returns)
@@ -293,7 +300,7 @@ def train_member(
         member.updates += 1
         totals += torch.stack([policy_loss, value_loss, entropy, grad_norm]).detach()  # no sync with the device
 
-    taken_frames = updates * frames_per_update
+    taken_frames = agent_steps * envs * FRAMESKIP
     member.frames += taken_frames
     seconds = time.perf_counter() - start
     means = dict(zip(("policy_loss", "value_loss", "entropy", "grad_norm"), (totals / updates).tolist()))

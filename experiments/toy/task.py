@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pbt.config import PBTConfig, doc
+from pbt.domain import Domain
 from pbt.space import HParams, Uniform
 from pbt.task import Evaluation
 
@@ -85,3 +86,6 @@ class ToyTask:
 
 def make_task(config: Config) -> ToyTask:
     return ToyTask(config)
+
+
+DOMAIN = Domain(make_task=make_task, config=Config, profiles=PROFILES, metric=METRIC, initial_hparams=initial_hparams)

@@ -27,6 +27,7 @@ from torch import nn
 from experiments.common import load_checkpoint, pick_device, save_checkpoint, seed_everything
 from experiments.translation import data
 from pbt.config import PBTConfig, doc, from_dict
+from pbt.domain import Domain
 from pbt.space import HParams, LogUniform, Uniform
 from pbt.task import Evaluation
 
@@ -486,3 +487,7 @@ COMMANDS = {
     "translate": ("Translate stdin with a run's member (--member best).", translate_command),
     "test-bleu": ("Beam-search test BLEU of a run's member, with the sacrebleu signature.", bleu_command),
 }
+
+
+DOMAIN = Domain(make_task=make_task, config=Config, profiles=PROFILES, metric=METRIC, estimate=estimate,
+                extra_results=extra_results, local_data=LOCAL_DATA, tools=COMMANDS)

@@ -1,0 +1,116 @@
+"""The one contract between the PBT library and a task: a ``Domain``, declared once per task module as ``DOMAIN``.
+
+The built-in experiments and a user's own training code plug in the same way. A module (a dotted import path, or a
+``file.py`` path) that defines ``DOMAIN = Domain(...)`` works with every command: ``pbt-repro run mypkg.mytask``,
+``baseline``, ``reproduce``, ``resume``, ``status`` and ``compare``. The store records the module, so a resumed run
+finds its task again, in the controller and in every worker process.
+
+Only ``make_task`` is required: a module without ``DOMAIN`` that defines ``make_task(config)`` (and, if it has them,
+``Config``, ``PROFILES``, ``METRIC``) is read as a domain with those parts, so the smallest task module is a class and a
+function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from pbt.space import ConfigError, HParams
+from pbt.task import Task
+
+Command = tuple[str, Callable[[list[str]], int]]  # (help, main(argv) -> exit code)
+
+
+@dataclasses.dataclass(frozen=True)
+class Domain:
+    """What the suite needs to know about one task.
+
+    Attributes:
+        make_task: ``make_task(config) -> Task``. Must be cheap (no data loading): the controller builds a task to
+            read its search space, and every worker process builds its own.
+        config: The task's settings dataclass, with a ``pbt: PBTConfig`` field; the command line is generated from
+            it. None: the task takes the profile's config object as it is.
+        profiles: Named configs (``smoke``, ``cpu``, ``paper``); the first is the default.
+        metric: What the score means (tables, figures); higher is better.
+        initial_hparams: ``(config) -> list[dict] | None``, a fixed initial population instead of prior samples.
+        prepare: ``(config) -> Any``, one-time set-up (decode data, train an auxiliary model), run once in the
+            controller's process before any worker starts.
+        estimate: ``(config) -> {name: text}``, the cost a ``--dry-run`` prints.
+        extra_results: ``(run_dir) -> dict``, a finished run's further numbers (test sets), recorded in its store.
+        local_data: ``{config field: path under a data root}``, so ``demo`` can point the task at local copies.
+        tools: ``{name: (help, main(argv) -> int)}``, reachable as ``pbt-repro DOMAIN name ...``.
+    """
+
+    make_task: Callable[[Any], Task]
+    config: type | None = None
+    profiles: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    metric: str = "score"
+    initial_hparams: Callable[[Any], list[HParams] | None] | None = None
+    prepare: Callable[[Any], Any] | None = None
+    estimate: Callable[[Any], Mapping[str, str]] | None = None
+    extra_results: Callable[[Path], Mapping[str, Any]] | None = None
+    local_data: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    tools: Mapping[str, Command] = dataclasses.field(default_factory=dict)
+
+    def initial(self, config: Any) -> list[HParams] | None:
+        return None if self.initial_hparams is None else self.initial_hparams(config)
+
+    def default_profile(self) -> str | None:
+        return "cpu" if "cpu" in self.profiles else next(iter(self.profiles), None)
+
+
+
+def import_module(ref: str) -> ModuleType:
+    """Import ``ref``: a dotted module path, or the path of a ``.py`` file (imported under its file name's stem, and
+    kept in ``sys.modules`` so that pickled configs of its dataclasses load again)."""
+    if ref.endswith(".py"):
+        path = Path(ref).resolve()
+        if not path.is_file():
+            raise ConfigError(f"no such task file: {ref}")
+        name = f"pbt_task_{path.stem}"
+        if name in sys.modules:
+            return sys.modules[name]
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+        return module
+    try:
+        return importlib.import_module(ref)
+    except ModuleNotFoundError as exc:
+        if exc.name and ref.startswith(exc.name):  # the task module itself is missing, not one it imports
+            raise ConfigError(f"cannot import task module {ref!r} ({exc}); give a registered domain, an importable "
+                              "module path or a file.py path") from None
+        raise
+
+
+def domain_of(module: ModuleType) -> Domain:
+    """The module's ``DOMAIN``, or a domain read from its conventional names when it declares none."""
+    declared = module.__dict__.get("DOMAIN")
+    if isinstance(declared, Domain):
+        return declared
+    if declared is not None:
+        raise ConfigError(f"{module.__name__}.DOMAIN must be a pbt.domain.Domain, got {type(declared).__name__}")
+    make_task = module.__dict__.get("make_task")
+    if not callable(make_task):
+        raise ConfigError(f"{module.__name__} is not a task module: it defines neither DOMAIN nor make_task(config)")
+    names = module.__dict__
+    config = names.get("Config")
+    profiles = names.get("PROFILES") or ({"default": config()} if isinstance(config, type) else {})
+    return Domain(make_task=make_task, config=config, profiles=profiles, metric=str(names.get("METRIC", "score")))
+
+
+def load(ref: str) -> Domain:
+    """The domain of the task module ``ref`` (a dotted path or a ``file.py`` path)."""
+    return domain_of(import_module(ref))
