@@ -29,7 +29,7 @@ from pbt import exploit as exploit_rules
 from pbt.config import PBTConfig
 from pbt.exploit import Published
 from pbt.space import HParams, Prior, explore
-from pbt.store import Event, MemberRow, verify_checkpoint, write_atomic
+from pbt.store import CorruptCheckpoint, Event, MemberRow, verify_checkpoint, write_atomic
 from pbt.task import Evaluation, Task, metrics_steps
 
 
@@ -58,6 +58,7 @@ class IntervalResult:
     checksum: str | None = None
     error: str | None = None
     worker_died: bool = False
+    corrupt_checkpoint: bool = False  # the interval could not even load its checkpoint: retrying it cannot help
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
     io_seconds: float = 0.0
@@ -129,6 +130,7 @@ def run_interval(task: Task, job: Job, cache: StateCache) -> IntervalResult:
         result.io_seconds += time.perf_counter() - t0
     except Exception as exc:  # noqa: BLE001 - any task failure is recorded, never fatal to the run
         cache.discard(job.member)
+        result.corrupt_checkpoint = isinstance(exc, CorruptCheckpoint)
         tb = traceback.extract_tb(exc.__traceback__)
         where = f" ({Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
         result.error = f"{type(exc).__name__}: {exc}{where}"

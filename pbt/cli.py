@@ -226,18 +226,23 @@ def cmd_resume(argv: list[str]) -> int:
     parser.add_argument("--ray-address", help="Ray cluster to continue on (--executor ray)")
     add_listener_flags(parser)
     args = parser.parse_args(argv)
-    from pbt.controller import Controller
-    from pbt.executor import TaskSpec
+    from pbt.controller import Controller, open_experiment
 
     store = open_run(args.run_dir)
     meta = store.meta()
+    store.close()
     module = load_domain(meta["domain"])
     # where and how wide it runs may change on resume; what it computes may not
     execution = {k: v for k in ("workers", "executor", "ray_address") if (v := getattr(args, k)) is not None}
     config = replace_fields(from_dict(module.Config, meta["config"]), execution)
-    with run_listeners(args, store, config.pbt, module.METRIC, f"{meta['domain']} {meta['method']}",
-                       figures=True) as listeners:
-        Controller(store, TaskSpec(module.__name__, config), listeners).run()
+    # through the same door as run --resume: it takes the run's lock (one owner at a time) and checks the config
+    store, spec = open_experiment(module.__name__, config, args.run_dir, meta["method"], meta["domain"], resume=True)
+    try:
+        with run_listeners(args, store, config.pbt, module.METRIC, f"{meta['domain']} {meta['method']}",
+                           figures=True) as listeners:
+            Controller(store, spec, listeners).run()
+    finally:
+        store.close()
     print_summary(args.run_dir)
     return 0
 
@@ -258,6 +263,9 @@ def cmd_reproduce(argv: list[str]) -> int:
     parser.add_argument("--runs", type=Path, help="where the run directories go (default runs/DOMAIN-PROFILE)")
     parser.add_argument("--force", action="store_true", help="delete the run directories first and start over")
     parser.add_argument("--config", dest="config_file", help="JSON file of setting overrides (unknown keys are errors)")
+    parser.add_argument("--figure-seed", type=int, default=None,
+                        help="the PBT seed the schedule, lineage and member-score figures show (default: the median "
+                             "seed by best final score)")
     parser.add_argument("--arms", default="pbt,random_search",
                         help="arms to run now, comma-separated (default both; with one, nothing is compared yet)")
     add_listener_flags(parser)
@@ -280,7 +288,7 @@ def cmd_reproduce(argv: list[str]) -> int:
     out = args.out or runs / "results"
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     summary = reproduce(domain, config, args.profile, args.seeds, out, runs, args.force, listeners_for,
-                        command=" ".join([PROG, "reproduce", *argv]), arms=arms)
+                        command=" ".join([PROG, "reproduce", *argv]), arms=arms, figure_seed=args.figure_seed)
     if summary is None:
         print(f"trained the {' and '.join(arms)} run(s) in {runs}; run reproduce again with both arms to compare")
         return 0

@@ -402,6 +402,8 @@ class Controller:
                             f"last error: {result.error}")
         me = replace(me, failures=failures, error=result.error)
         action = "retry" if result.worker_died else self.cfg.on_failure
+        if result.corrupt_checkpoint and action == "retry":  # its file is bad: start it again some other way
+            action = "replace"
         rng = decision_rng(self.cfg.seed, me.id, me.step, f"failure{failures}")
         view = self._view(me)
         donors = [p for p in published(view) if p.member != me.id]
@@ -420,6 +422,8 @@ class Controller:
                 events.append(explored)
             self._publish(copied, events=events)
         else:  # retry the interval from the member's last checkpoint (or from scratch with fresh hyperparameters)
+            if result.corrupt_checkpoint:  # nobody to copy: its own weights are lost, so it starts over
+                me = replace(me, checkpoint=None, checksum=None, weight_age=0)
             if me.checkpoint is None and action == "replace":
                 me = replace(me, hparams=sample(self.space, rng))
             self._publish(me, events=[failure, Event(me.id, me.step, "retry", new_hparams=me.hparams, message=action)])

@@ -220,13 +220,14 @@ def member_table(store: Store) -> str:
         cfg = from_dict(PBTConfig, meta.get("config", {}).get("pbt", {}))
     except (ConfigError, TypeError):  # a run written by another version: its states are estimated with defaults
         cfg = PBTConfig()
+    state, why = store.state()  # running only while its owner lives: a killed run reads as interrupted
     lines = [
-        f"run {store.run_dir}: {meta.get('domain')} / {meta.get('method')} — {meta.get('status')}, "
+        f"run {store.run_dir}: {meta.get('domain')} / {meta.get('method')} — {state}{f' ({why})' if why else ''}, "
         f"{compute['used_steps']}/{compute['planned_steps']} steps, {compute['wall_seconds']:.1f} s wall",
         f"{'member':>6} {'step':>10} {'score':>10} {'state':>8} {'fails':>5}  hyperparameters",
     ]
     members = store.members()
-    states = member_states(members, cfg, str(meta.get("status", "running")))
+    states = member_states(members, cfg, "interrupted" if state == "failed" else state)
     best = max((m for m in members if m.score is not None and m.status != "dropped"), key=lambda m: m.score,  # type: ignore[arg-type,return-value]
                default=None)
     for m in members:

@@ -1,0 +1,195 @@
+"""Fault injection on a multi-process toy run, through the command line: kill -9 of the controller, of its whole
+process group and of a worker at random moments, resuming until done; two concurrent resumes; kills during start-up;
+a corrupt checkpoint and a corrupt store. After each, every invariant of a run directory must hold."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pbt.store import RunLock, Store, verify_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+BUDGET, READY, POPULATION = 160, 8, 4
+RUN = ["run", "toy", "--executor", "local", "--workers", "2", "--population", str(POPULATION), "--budget-steps",
+       str(BUDGET), "--ready-every", str(READY), "--eval-every", str(READY), "--seconds-per-step", "0.01", "--quiet"]
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ)
+    e["PYTHONPATH"] = str(REPO) + os.pathsep + e.get("PYTHONPATH", "")
+    return e
+
+
+def start(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pbt.cli", *args], cwd=REPO, env=env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def continue_args(run_dir: Path) -> list[str]:
+    """Resume a run directory that holds a run; start it again when a kill left nothing there."""
+    return ["resume", str(run_dir), "--quiet"] if Store.exists(run_dir) else [*RUN, "--out", str(run_dir)]
+
+
+def group_alive(pgid: int) -> list[int]:
+    """Processes of the process group ``pgid`` (the run's controller and its workers) that still exist."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            alive.append(int(stat.parent.name))
+    return alive
+
+
+def wait_gone(pgid: int, seconds: float = 15.0) -> None:
+    deadline = time.monotonic() + seconds
+    while group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not group_alive(pgid), f"processes of the run outlived the kill: {group_alive(pgid)}"
+
+
+def children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in out]
+
+
+def check_invariants(run_dir: Path, finished: bool) -> None:
+    store = Store.open_existing(run_dir)
+    try:
+        members = store.members()
+        assert len(members) == POPULATION
+        for m in members:
+            assert m.weight_age <= m.step <= BUDGET
+            steps = [s.step for s in store.scores(m.id)]
+            assert steps == sorted(set(steps)), f"member {m.id} has repeated or unordered score steps {steps}"
+            if m.checkpoint is not None:
+                verify_checkpoint(store.checkpoint_path(m), m.checksum or "")
+            if finished:
+                assert m.status == "done" and m.step == BUDGET
+        if finished:
+            assert store.state()[0] == "finished"
+            kept = {m.checkpoint for m in members}
+            assert {p.name for p in store.checkpoint_dir.iterdir()} == kept, "orphan checkpoint files"
+    finally:
+        store.close()
+
+
+def test_random_kill_9_of_controller_group_or_worker_then_resume_until_done(tmp_path: Path) -> None:
+    rng = random.Random(0)
+    run_dir = tmp_path / "run"
+    kills = 0
+    for attempt in range(30):
+        proc = start(continue_args(run_dir))
+        target = ("controller", "group", "worker")[attempt % 3]
+        time.sleep(rng.uniform(0.3, 1.2))
+        if proc.poll() is not None:
+            assert proc.returncode == 0, proc.stderr.read()
+            break
+        if target == "worker" and children(proc.pid):
+            os.kill(rng.choice(children(proc.pid)), signal.SIGKILL)  # the controller replaces it and goes on
+            time.sleep(0.3)
+            target = "controller"
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL) if target == "group" else os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        wait_gone(proc.pid)
+        if Store.exists(run_dir):
+            check_invariants(run_dir, finished=False)
+            state, _ = Store.open_existing(run_dir).state()
+            assert state in ("interrupted", "finished")  # a dead run never claims to be running
+    else:
+        pytest.fail("the run did not finish in 30 sittings")
+    assert kills >= 3
+    check_invariants(run_dir, finished=True)
+
+
+def test_two_concurrent_resumes_one_owner(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    first = start([*RUN, "--out", str(run_dir)])
+    deadline = time.monotonic() + 60
+    while RunLock.owner(run_dir) is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    second = subprocess.run([sys.executable, "-m", "pbt.cli", "resume", str(run_dir), "--quiet"], cwd=REPO,
+                            env=env(), capture_output=True, text=True, timeout=60)
+    assert second.returncode == 2
+    assert len(second.stderr.strip().splitlines()) == 1 and f"in use by process {first.pid}" in second.stderr
+    forced = subprocess.run([sys.executable, "-m", "pbt.cli", *RUN, "--out", str(run_dir), "--force"], cwd=REPO,
+                            env=env(), capture_output=True, text=True, timeout=60)
+    assert forced.returncode == 2 and "in use by process" in forced.stderr
+    assert first.wait(timeout=120) == 0, first.stderr.read()
+    check_invariants(run_dir, finished=True)
+
+
+def test_kills_during_start_up_leave_nothing_or_a_resumable_run(tmp_path: Path) -> None:
+    rng = random.Random(1)
+    for i in range(6):
+        run_dir = tmp_path / f"run{i}"
+        proc = start([*RUN, "--out", str(run_dir)])
+        time.sleep(rng.uniform(0.05, 0.6))
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        wait_gone(proc.pid)
+        assert not run_dir.exists() or Store.exists(run_dir)
+        done = subprocess.run([sys.executable, "-m", "pbt.cli", *continue_args(run_dir)], cwd=REPO, env=env(),
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        check_invariants(run_dir, finished=True)
+
+
+def test_a_corrupt_checkpoint_is_replaced_and_a_corrupt_store_refused(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = start([*RUN, "--out", str(run_dir)])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if Store.exists(run_dir) and all(m.checkpoint for m in Store.open_existing(run_dir).members()):
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    store = Store.open_existing(run_dir)
+    victim = next(m for m in store.members() if m.step < BUDGET)
+    path = store.checkpoint_path(victim)
+    store.close()
+    path.write_bytes(path.read_bytes()[:-3])  # truncated
+    done = subprocess.run([sys.executable, "-m", "pbt.cli", "resume", str(run_dir), "--quiet"], cwd=REPO, env=env(),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    check_invariants(run_dir, finished=True)
+    failures = Store.open_existing(run_dir).events("failure")
+    assert any("CorruptCheckpoint" in (e.message or "") and e.member == victim.id for e in failures)
+
+    (run_dir / "pbt.sqlite").write_bytes(b"this is not a database" * 100)
+    for command in ("resume", "status"):
+        bad = subprocess.run([sys.executable, "-m", "pbt.cli", command, str(run_dir)], cwd=REPO, env=env(),
+                             capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+
+
+def test_status_tells_a_killed_run_from_a_live_one(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = start([*RUN, "--out", str(run_dir)])
+    deadline = time.monotonic() + 60
+    while RunLock.owner(run_dir) is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+    def status() -> str:
+        return subprocess.run([sys.executable, "-m", "pbt.cli", "status", str(run_dir)], cwd=REPO, env=env(),
+                              capture_output=True, text=True, timeout=60).stdout.splitlines()[0]
+
+    assert f"— running (owned by process {proc.pid})" in status()
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    wait_gone(proc.pid)
+    line = status()
+    assert "— interrupted (no process owns it (it was killed)" in line and "running" not in line
