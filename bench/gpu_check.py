@@ -18,9 +18,10 @@ import statistics
 import time
 from pathlib import Path
 
-from pbt.cli import data_root, load_domain
 from pbt.config import replace_fields
 from pbt.controller import git_commit, machine, run_experiment
+from repro.cli import data_root
+from repro.domains import load_domain
 
 # domain: (steps per member at scale 1, the train metric that measures throughput, its unit)
 PLAN = {
@@ -39,16 +40,16 @@ def device_name(device: str) -> str:
 
 
 def check(domain: str, device: str, scale: float, out: Path, data: Path | None) -> dict:
-    module = load_domain(domain)
+    task = load_domain(domain)
     steps, metric, unit = PLAN[domain]
     budget = max(2, int(steps * scale))
     overrides = {"device": device, "population": 2, "workers": 1, "executor": "local", "budget_steps": budget,
                  "ready_every": max(1, budget // 2), "eval_every": 0}
     if data is not None:
-        overrides |= {field: str(data / sub) for field, sub in getattr(module, "LOCAL_DATA", {}).items()}
-    config = replace_fields(module.PROFILES["cpu"], overrides)
+        overrides |= {field: str(data / sub) for field, sub in task.local_data.items()}
+    config = replace_fields(task.profiles["cpu"], overrides)
     t0 = time.perf_counter()
-    store = run_experiment(module.__name__, config, out / "runs" / domain, domain=domain, force=True)
+    store = run_experiment(task.module, config, out / "runs" / domain, domain=domain, force=True)
     wall = time.perf_counter() - t0
     rates = [s.metrics[metric] for s in store.scores() if metric in s.metrics]
     return {"unit": unit, "throughput_per_member": statistics.fmean(rates), "intervals": len(rates),

@@ -1,18 +1,17 @@
-"""The experiments PBT is reproduced on. Each domain is one module that exposes:
+"""The experiments PBT is reproduced on. Each domain is one module that declares, once, a ``pbt.domain.Domain``:
+
+    DOMAIN = Domain(make_task=make_task, config=Config, profiles=PROFILES, metric=METRIC,
+                    prepare=..., estimate=..., extra_results=..., local_data=..., tools=...)
 
 - ``Config``: a dataclass of the experiment's own settings, with a ``pbt: PBTConfig`` field; every field carries its
   help text (``pbt.config.doc``). The command line is generated from it.
 - ``PROFILES``: ``{"smoke": Config(...), "cpu": Config(...), "paper": Config(...)}``.
 - ``METRIC``: the name of the score PBT maximises (shown in tables and plots).
 - ``make_task(config) -> pbt.task.Task``: cheap to call (no data loading).
-- optionally ``initial_hparams(config) -> list[dict] | None``: a fixed initial population instead of prior samples.
-- optionally ``prepare(config)``: one-time setup (decode data, train an auxiliary model) that the controller runs in
-  its own process before any worker starts.
-- optionally ``LOCAL_DATA``: ``{"config_field": "path under a data root"}``, so ``pbt-repro demo`` can point the
-  domain at local copies of its data.
-- optionally ``COMMANDS``: ``{"name": (help, main(argv) -> int)}``, reachable as ``pbt-repro DOMAIN name ...``.
+- the optional hooks are described in ``pbt/domain.py``.
 
-Modules are imported only when their domain is used, so the CLI starts fast and ``pbt`` never imports torch.
+A user's own task module declares the same object and then works with every command. Modules are imported only when
+their domain is used, so the CLI starts fast and ``pbt`` never imports torch. The built-in ones are registered here:
 """
 
 DOMAINS = {

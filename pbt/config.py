@@ -1,7 +1,7 @@
 """The PBT settings of a run, and strict loading of any config dataclass from a plain dict.
 
 Each experiment declares one ``Config`` dataclass for its own settings with a ``pbt: PBTConfig`` field, and a dict of
-named profiles (``smoke``, ``cpu``, ``paper``). The command line is generated from these dataclasses (``pbt/cli.py``);
+named profiles (``smoke``, ``cpu``, ``paper``). The command line is generated from these dataclasses (``repro/cli.py``);
 every field's help text is the ``help`` entry of its metadata.
 
 Every value is checked against its field's declared type when a config is built from a dict (``from_dict``: the

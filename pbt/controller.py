@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import importlib
 import json
 import math
 import platform
@@ -31,8 +30,9 @@ from typing import Any
 
 from pbt.algorithm import IntervalResult, Job, copy_member, decision_rng, exploit_and_explore, explore_member, published
 from pbt.config import EXECUTION_FIELDS, PBTConfig
+from pbt.domain import load as load_domain
 from pbt.executor import LocalExecutor, SerialExecutor, TaskSpec, cpu_count
-from pbt.space import ConfigError, HParams, sample, with_priors
+from pbt.space import ConfigError, HParams, describe, sample, with_priors
 from pbt.store import LOCK_NAME, Event, MemberRow, RunLock, ScoreRow, Store
 
 Listener = Callable[[MemberRow, Sequence[ScoreRow], Sequence[Event]], None]
@@ -75,7 +75,7 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 def prepare_run_dir(
     out: Path, domain: str, method: str, config: Any, initial_hparams: list[HParams] | None, space: dict,
-    force: bool = False, resume: bool = False, metric: str = "score",
+    force: bool = False, resume: bool = False, metric: str = "score", module: str | None = None,
 ) -> Store:
     """Create a new run directory, or reopen ``out`` when ``resume`` is set and it holds the same run; the store
     returned owns the directory (``store.lock``) until it is closed.
@@ -124,7 +124,9 @@ def prepare_run_dir(
         replace_old = True
     rng = random.Random(f"{pbt.seed}:init")  # shared by PBT and random search: same seed, same initial population
     hparams = initial_hparams or [sample(space, rng) for _ in range(pbt.population)]
-    meta = dict(**wanted, metric=metric, initial_hparams=hparams, seed=pbt.seed, git_commit=git_commit(),
+    # the module (so a resume finds the task again) and the priors (so figures need not build the task) go with it
+    meta = dict(**wanted, metric=metric, module=module or domain, space={k: describe(p) for k, p in space.items()},
+                initial_hparams=hparams, seed=pbt.seed, git_commit=git_commit(),
                 machine=machine(), started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), wall_seconds=0.0,
                 status="running")
     members = [MemberRow(id=i, seed=pbt.seed + i, hparams=dict(h)) for i, h in enumerate(hparams)]
@@ -429,6 +431,9 @@ class Controller:
             self._publish(me, events=[failure, Event(me.id, me.step, "retry", new_hparams=me.hparams, message=action)])
 
 
+BASELINE_METHODS = ("random_search", "grid_search")  # the methods that neither exploit nor explore
+
+
 def open_experiment(
     module: str,
     config: Any,
@@ -441,13 +446,19 @@ def open_experiment(
 ) -> tuple[Store, TaskSpec]:
     """Create (or, with ``resume``, reopen) the run directory of ``module``'s task with ``config``.
 
-    ``module`` is an import path whose ``make_task(config)`` builds the task (see ``experiments/__init__.py``).
+    ``module`` is a task module (a dotted import path or a ``file.py`` path) that declares a ``pbt.domain.Domain``
+    (or just ``make_task(config)``). A baseline method must come with a config that cannot exploit or explore
+    (``baselines.baseline_config`` makes one): a run's label and what it does always agree.
     """
+    if method in BASELINE_METHODS and (config.pbt.exploit != "none" or config.pbt.explore != "none"
+                                       or config.pbt.explore_every_ready):
+        raise ConfigError(f"a {method} run cannot exploit or explore (exploit={config.pbt.exploit!r}, explore="
+                          f"{config.pbt.explore!r}); build its config with baselines.baseline_config")
+    task_domain = load_domain(module)
     spec = TaskSpec(module, config)
     space = with_priors(spec.build().space, config.pbt.priors)
-    metric = getattr(importlib.import_module(module), "METRIC", "score")
     store = prepare_run_dir(Path(out), domain or module, method, config, initial_hparams, space,
-                            force=force, resume=resume, metric=metric)
+                            force=force, resume=resume, metric=task_domain.metric, module=module)
     return store, spec
 
 

@@ -45,6 +45,7 @@ class Domain:
         extra_results: ``(run_dir) -> dict``, a finished run's further numbers (test sets), recorded in its store.
         local_data: ``{config field: path under a data root}``, so ``demo`` can point the task at local copies.
         tools: ``{name: (help, main(argv) -> int)}``, reachable as ``pbt-repro DOMAIN name ...``.
+        module: Where it was loaded from (set by ``load``): what worker processes and a resume import again.
     """
 
     make_task: Callable[[Any], Task]
@@ -57,6 +58,7 @@ class Domain:
     extra_results: Callable[[Path], Mapping[str, Any]] | None = None
     local_data: Mapping[str, str] = dataclasses.field(default_factory=dict)
     tools: Mapping[str, Command] = dataclasses.field(default_factory=dict)
+    module: str = ""
 
     def initial(self, config: Any) -> list[HParams] | None:
         return None if self.initial_hparams is None else self.initial_hparams(config)
@@ -113,4 +115,4 @@ def domain_of(module: ModuleType) -> Domain:
 
 def load(ref: str) -> Domain:
     """The domain of the task module ``ref`` (a dotted path or a ``file.py`` path)."""
-    return domain_of(import_module(ref))
+    return dataclasses.replace(domain_of(import_module(ref)), module=ref)

@@ -9,7 +9,6 @@ No worker outlives its controller, however the controller ends (SIGKILL included
 from __future__ import annotations
 
 import ctypes
-import importlib
 import multiprocessing as mp
 import multiprocessing.connection as mpc
 import os
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pbt.algorithm import IntervalResult, Job, StateCache, run_interval
+from pbt.domain import load
 from pbt.task import Task
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -28,18 +28,18 @@ THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """How to build a task anywhere: ``importlib.import_module(module).make_task(config)``."""
+    """How to build a task anywhere: the domain of ``module`` (``pbt.domain.load``), its ``make_task(config)``."""
 
     module: str
     config: Any
 
     def build(self) -> Task:
-        return importlib.import_module(self.module).make_task(self.config)
+        return load(self.module).make_task(self.config)
 
     def prepare(self) -> None:
-        """Run the module's optional one-time ``prepare(config)`` (decode data, train an auxiliary model) in this
+        """Run the domain's optional one-time ``prepare(config)`` (decode data, train an auxiliary model) in this
         process, before any worker starts, so workers do not race to do it inside their first interval."""
-        prepare = getattr(importlib.import_module(self.module), "prepare", None)
+        prepare = load(self.module).prepare
         if prepare is not None:
             prepare(self.config)
 

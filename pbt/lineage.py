@@ -10,7 +10,7 @@ made; steps alone cannot order them, since a donor may explore at the very step 
 member's step axis is its own step counter (the one scores are recorded against). The weights' own axis, the training
 they received through every copy, is the weight age the store records with each copy (``Segment.age_start``).
 
-Pure functions, no plotting: ``pbt.compare`` draws what these return.
+Pure functions, no plotting: ``repro.compare`` draws what these return.
 
 >>> from pbt.store import Event
 >>> events = [Event(member=1, step=4, kind="exploit", donor=0, donor_step=4, new_hparams={"lr": 0.1}),

@@ -248,6 +248,20 @@ def parse_prior(text: str) -> tuple[str, Prior]:
         raise ConfigError(f"priors: {name}: {exc}") from None
 
 
+def describe(prior: Prior) -> str:
+    """A prior in the ``--priors`` notation (``loguniform:1e-05:0.01``), as stored with a run; ``parse_prior`` reads
+    it back."""
+    if isinstance(prior, LogUniform):
+        return f"loguniform:{prior.low!r}:{prior.high!r}"
+    if isinstance(prior, Uniform):
+        return f"uniform:{prior.low!r}:{prior.high!r}"
+    if isinstance(prior, IntUniform):
+        return f"int:{prior.low}:{prior.high}"
+    if isinstance(prior, Categorical):
+        return "choice:" + ",".join(map(str, prior.choices))
+    return type(prior).__name__
+
+
 def with_priors(space: dict[str, Prior], overrides: tuple[str, ...]) -> dict[str, Prior]:
     """The task's search space with some priors replaced; an unknown hyperparameter name is an error."""
     space = dict(space)

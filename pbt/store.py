@@ -464,27 +464,3 @@ class Store:
             "max_weight_age": None if oldest is None else int(oldest),
             "wall_seconds": float(meta.get("wall_seconds", 0.0)),
         }
-
-
-
-def saved_member(run_dir: Path | str, which: str = "best") -> tuple[dict[str, Any], MemberRow, Path]:
-    """A run's stored config, its member ``which`` (an id, or ``best``: the highest latest score) and that member's
-    verified checkpoint, for tools that work on a finished or running run (play, translate, samples)."""
-    store = Store.open_existing(run_dir)
-    try:
-        config = store.meta()["config"]
-        members = [m for m in store.members() if m.checkpoint is not None]
-    finally:
-        store.close()
-    if not members:
-        raise ValueError(f"{run_dir} has no member with a checkpoint yet")
-    if which == "best":
-        chosen = max(members, key=lambda m: m.score if m.score is not None else float("-inf"))
-    else:
-        chosen = next((m for m in members if str(m.id) == str(which)), None)
-        if chosen is None:
-            raise ValueError(f"{run_dir} has no member {which!r} with a checkpoint (members: "
-                             f"{', '.join(str(m.id) for m in members)})")
-    path = Path(run_dir) / CKPT_DIR / str(chosen.checkpoint)
-    verify_checkpoint(path, chosen.checksum or "")
-    return config, chosen, path

@@ -20,7 +20,7 @@ def cli_env() -> dict[str, str]:
 
 @pytest.fixture
 def pbt_repro() -> list[str]:
-    return [sys.executable, "-m", "pbt.cli"]
+    return [sys.executable, "-m", "repro.cli"]
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def cli(args, env, timeout=120, check=True):
-    proc = subprocess.run([sys.executable, "-m", "pbt.cli", *args], capture_output=True, text=True, env=env,
+    proc = subprocess.run([sys.executable, "-m", "repro.cli", *args], capture_output=True, text=True, env=env,
                           cwd=REPO_ROOT, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
@@ -22,7 +22,7 @@ def cli(args, env, timeout=120, check=True):
 
 def test_core_does_not_import_torch():
     code = ("import sys, pbt.space, pbt.exploit, pbt.config, pbt.store, pbt.algorithm, pbt.executor, pbt.controller,"
-            " pbt.progress, pbt.task, baselines; assert 'torch' not in sys.modules, 'torch imported'")
+            " repro.progress, pbt.task, baselines; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)
 
 
@@ -74,7 +74,7 @@ def test_run_baseline_status_and_refusal_to_overwrite(cli_env, tmp_path):
     assert "member" in status and "h0=" in status
     read_end, write_end = os.pipe()
     os.close(read_end)  # a reader that has gone away, as in `status DIR | head -1`
-    closed = subprocess.run([sys.executable, "-m", "pbt.cli", "status", str(run_dir)], stdout=write_end,
+    closed = subprocess.run([sys.executable, "-m", "repro.cli", "status", str(run_dir)], stdout=write_end,
                             stderr=subprocess.PIPE, text=True, env=cli_env, cwd=REPO_ROOT, timeout=60)
     os.close(write_end)
     assert closed.returncode == 141 and closed.stderr == ""
@@ -86,7 +86,7 @@ def test_kill_9_mid_run_then_resume_completes_every_member(cli_env, tmp_path):
     run_dir = tmp_path / "run"
     args = ["run", "toy", "--executor", "local", "--workers", "2", "--population", "4", "--budget-steps", "80",
             "--ready-every", "8", "--eval-every", "8", "--seconds-per-step", "0.01", "--out", str(run_dir)]
-    proc = subprocess.Popen([sys.executable, "-m", "pbt.cli", *args], cwd=REPO_ROOT, env=cli_env,
+    proc = subprocess.Popen([sys.executable, "-m", "repro.cli", *args], cwd=REPO_ROOT, env=cli_env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 90
     progressed = False

@@ -11,9 +11,9 @@ from scipy import stats as sps
 
 import experiments.toy.task as toy
 from baselines import baseline_config
-from pbt.compare import FIGURES, compare, load_run, median_seed, progress_curve, step_on_grid
+from repro.compare import FIGURES, compare, load_run, median_seed, progress_curve, step_on_grid
 from pbt.controller import run_experiment
-from pbt.reproduce import NOTES_MARKER, reproduce
+from repro.reproduce import NOTES_MARKER, reproduce
 from pbt.space import ConfigError
 from pbt.store import ScoreRow, Store
 from repro.stats import Interval, fmt_interval
@@ -135,7 +135,7 @@ def test_reproduce_writes_a_results_folder_resumes_and_merges_extra_results(tmp_
         (run_dir / "extra.txt").write_text("x")
         return {"member": 1, "test_score": {"a": 1.0 if run_dir.name.startswith("pbt") else 0.5}}
 
-    monkeypatch.setattr(toy, "extra_results", extra_results, raising=False)
+    monkeypatch.setattr(toy, "DOMAIN", dataclasses.replace(toy.DOMAIN, extra_results=extra_results))
     config = toy_config(steps=40)
     summary = reproduce("toy", config, "smoke", seeds=2, out=tmp_path / "results", runs=tmp_path / "runs")
     out = tmp_path / "results"
@@ -176,7 +176,7 @@ def test_reproduce_writes_a_results_folder_resumes_and_merges_extra_results(tmp_
         touched = {f: f.stat().st_mtime_ns for f in out.iterdir()} != committed
         return "c0ffee" + ("+dirty" if touched else "")
 
-    monkeypatch.setattr("pbt.reproduce.git_commit", commit_of_tree)
+    monkeypatch.setattr("repro.reproduce.git_commit", commit_of_tree)
     reproduce("toy", config, "smoke", seeds=2, out=out, runs=tmp_path / "runs")
     assert commit_of_tree() == "c0ffee+dirty"  # the fake can tell
     assert json.loads((out / "summary.json").read_text())["provenance"]["git_commit"] == "c0ffee"
@@ -195,7 +195,7 @@ def test_reproduce_writes_a_results_folder_resumes_and_merges_extra_results(tmp_
 
 def test_reproduce_and_compare_from_the_command_line(cli_env, tmp_path):
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "pbt.cli", *args], capture_output=True, text=True, env=cli_env,
+        return subprocess.run([sys.executable, "-m", "repro.cli", *args], capture_output=True, text=True, env=cli_env,
                               cwd=REPO, timeout=120)
 
     proc = cli("reproduce", "toy", "--profile", "smoke", "--budget-steps", "40", "--out", str(tmp_path / "res"),
@@ -212,7 +212,7 @@ def test_reproduce_and_compare_from_the_command_line(cli_env, tmp_path):
 
 
 def test_tooling_modules_import_no_heavy_packages():
-    code = ("import sys, pbt.lineage, pbt.compare, pbt.reproduce, pbt.report, pbt.progress, pbt.wandb_log, pbt.cli; "
+    code = ("import sys, pbt.lineage, repro.compare, repro.reproduce, repro.report, repro.progress, repro.wandb_log, repro.cli; "
             "heavy = [m for m in ('torch', 'matplotlib', 'rich', 'wandb') if m in sys.modules]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

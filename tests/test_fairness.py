@@ -15,7 +15,7 @@ import pytest
 
 from experiments.toy.task import Config as ToyConfig
 from pbt.controller import MAX_LEAD, run_experiment
-from pbt.compare import check_comparable, load_run
+from repro.compare import check_comparable, load_run
 from pbt.lineage import lineage, training_spans
 from pbt.space import ConfigError
 from pbt.store import Store

@@ -29,7 +29,7 @@ def env() -> dict[str, str]:
 
 
 def start(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pbt.cli", *args], cwd=REPO, env=env(), stdout=subprocess.DEVNULL,
+    return subprocess.Popen([sys.executable, "-m", "repro.cli", *args], cwd=REPO, env=env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -120,11 +120,11 @@ def test_two_concurrent_resumes_one_owner(tmp_path: Path) -> None:
     deadline = time.monotonic() + 60
     while RunLock.owner(run_dir) is None and time.monotonic() < deadline:
         time.sleep(0.02)
-    second = subprocess.run([sys.executable, "-m", "pbt.cli", "resume", str(run_dir), "--quiet"], cwd=REPO,
+    second = subprocess.run([sys.executable, "-m", "repro.cli", "resume", str(run_dir), "--quiet"], cwd=REPO,
                             env=env(), capture_output=True, text=True, timeout=60)
     assert second.returncode == 2
     assert len(second.stderr.strip().splitlines()) == 1 and f"in use by process {first.pid}" in second.stderr
-    forced = subprocess.run([sys.executable, "-m", "pbt.cli", *RUN, "--out", str(run_dir), "--force"], cwd=REPO,
+    forced = subprocess.run([sys.executable, "-m", "repro.cli", *RUN, "--out", str(run_dir), "--force"], cwd=REPO,
                             env=env(), capture_output=True, text=True, timeout=60)
     assert forced.returncode == 2 and "in use by process" in forced.stderr
     assert first.wait(timeout=120) == 0, first.stderr.read()
@@ -141,7 +141,7 @@ def test_kills_during_start_up_leave_nothing_or_a_resumable_run(tmp_path: Path) 
         proc.wait()
         wait_gone(proc.pid)
         assert not run_dir.exists() or Store.exists(run_dir)
-        done = subprocess.run([sys.executable, "-m", "pbt.cli", *continue_args(run_dir)], cwd=REPO, env=env(),
+        done = subprocess.run([sys.executable, "-m", "repro.cli", *continue_args(run_dir)], cwd=REPO, env=env(),
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         check_invariants(run_dir, finished=True)
@@ -162,7 +162,7 @@ def test_a_corrupt_checkpoint_is_replaced_and_a_corrupt_store_refused(tmp_path: 
     path = store.checkpoint_path(victim)
     store.close()
     path.write_bytes(path.read_bytes()[:-3])  # truncated
-    done = subprocess.run([sys.executable, "-m", "pbt.cli", "resume", str(run_dir), "--quiet"], cwd=REPO, env=env(),
+    done = subprocess.run([sys.executable, "-m", "repro.cli", "resume", str(run_dir), "--quiet"], cwd=REPO, env=env(),
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     check_invariants(run_dir, finished=True)
@@ -171,7 +171,7 @@ def test_a_corrupt_checkpoint_is_replaced_and_a_corrupt_store_refused(tmp_path: 
 
     (run_dir / "pbt.sqlite").write_bytes(b"this is not a database" * 100)
     for command in ("resume", "status"):
-        bad = subprocess.run([sys.executable, "-m", "pbt.cli", command, str(run_dir)], cwd=REPO, env=env(),
+        bad = subprocess.run([sys.executable, "-m", "repro.cli", command, str(run_dir)], cwd=REPO, env=env(),
                              capture_output=True, text=True, timeout=60)
         assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
 
@@ -184,7 +184,7 @@ def test_status_tells_a_killed_run_from_a_live_one(tmp_path: Path) -> None:
         time.sleep(0.02)
 
     def status() -> str:
-        return subprocess.run([sys.executable, "-m", "pbt.cli", "status", str(run_dir)], cwd=REPO, env=env(),
+        return subprocess.run([sys.executable, "-m", "repro.cli", "status", str(run_dir)], cwd=REPO, env=env(),
                               capture_output=True, text=True, timeout=60).stdout.splitlines()[0]
 
     assert f"— running (owned by process {proc.pid})" in status()

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 from pbt.config import PBTConfig
-from pbt.progress import PrintProgress, RichProgress, member_states
+from repro.progress import PrintProgress, RichProgress, member_states
 from pbt.store import Event, MemberRow
 from tests.conftest import REPO
 
@@ -44,7 +44,7 @@ def test_plain_progress_prints_exploits_and_periodic_lines():
 
 
 def test_run_without_a_tty_prints_plain_lines(cli_env, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "pbt.cli", "run", "toy", "--budget-steps", "40", "--out",
+    proc = subprocess.run([sys.executable, "-m", "repro.cli", "run", "toy", "--budget-steps", "40", "--out",
                            str(tmp_path / "run")], capture_output=True, text=True, env=cli_env, cwd=REPO, timeout=120)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
@@ -53,7 +53,7 @@ def test_run_without_a_tty_prints_plain_lines(cli_env, tmp_path):
                             line) for line in lines)
     assert re.fullmatch(r"\[pbt\] toy pbt: 80/80 steps \(100%\), best score [-0-9.e]+, ETA done",
                         next(line for line in lines if "80/80" in line))
-    status = subprocess.run([sys.executable, "-m", "pbt.cli", "status", str(tmp_path / "run")], capture_output=True,
+    status = subprocess.run([sys.executable, "-m", "repro.cli", "status", str(tmp_path / "run")], capture_output=True,
                             text=True, env=cli_env, cwd=REPO, timeout=60).stdout
     assert status.count(" done ") == 2 and "h0=" in status
 

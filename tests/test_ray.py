@@ -11,7 +11,7 @@ import ray
 
 from experiments.toy.task import Config as ToyConfig
 from pbt.controller import run_experiment
-from pbt.plan import plan
+from repro.plan import plan
 from pbt.ray_executor import check_address
 from pbt.space import ConfigError
 from tests.fake_tasks import Config as FakeConfig
@@ -63,7 +63,7 @@ def test_bad_ray_address_fails_fast_with_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="is not auto or HOST:PORT"):
         check_address("nonsense")
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "pbt.cli", "run", "toy", "--executor", "ray", "--ray-address",
+    proc = subprocess.run([sys.executable, "-m", "repro.cli", "run", "toy", "--executor", "ray", "--ray-address",
                            "127.0.0.1:9", "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=60)
     assert time.monotonic() - t0 < 30
     assert proc.returncode == 2 and "no Ray cluster answers there" in proc.stderr
@@ -73,12 +73,12 @@ def test_dry_run_plan_and_too_small_cluster():
     import experiments.toy.task as toy_module
 
     cfg = toy("ray", cpus_per_member=1.0)
-    text = plan(toy_module, cfg)
+    text = plan(toy_module.DOMAIN, cfg)
     assert "4 members x 40 steps" in text and "2 members at a time" in text
     with pytest.raises(ConfigError, match="cluster too small.*cannot hold one member.*1 GPUs"):
-        plan(toy_module, toy("ray", gpus_per_member=1.0))
+        plan(toy_module.DOMAIN, toy("ray", gpus_per_member=1.0))
     with pytest.raises(ConfigError, match="cluster too small"):
-        plan(toy_module, toy("ray", cpus_per_member=4.0))
+        plan(toy_module.DOMAIN, toy("ray", cpus_per_member=4.0))
 
 
 def test_rl_smoke_on_ray_matches_the_local_executor(tmp_path):

@@ -3,7 +3,7 @@ import shutil
 
 import pytest
 
-from pbt.report import PAPER, main, render
+from repro.report import PAPER, main, render
 from repro.stats import Interval, fmt_interval
 from tests.toy_extras import reproduce_toy
 

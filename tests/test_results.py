@@ -32,7 +32,7 @@ def test_committed_toy_results_regenerate_from_their_stores(tmp_path: Path) -> N
     assert command[:3] == ["pbt-repro", "reproduce", "toy"]
     args = [a if a != "results/toy" else "out" for a in command[3:]]  # the same runs, a fresh results folder
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "WANDB_MODE": "disabled"}
-    proc = subprocess.run([sys.executable, "-m", "pbt.cli", "reproduce", "toy", *args], cwd=work, env=env,
+    proc = subprocess.run([sys.executable, "-m", "repro.cli", "reproduce", "toy", *args], cwd=work, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     fresh = json.loads((work / "out" / "summary.json").read_text())

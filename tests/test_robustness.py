@@ -32,14 +32,14 @@ import os, sys, time
 if __name__ == "__mp_main__":
     time.sleep(float(os.environ.get("PBT_TEST_IMPORT_DELAY", "0")))
 else:
-    from pbt.cli import main
+    from repro.cli import main
     sys.exit(main(sys.argv[1:]))
 """
 
 
 def cli(args, env, timeout=120, user: int | None = None):
     prefix = [] if user is None else ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"]
-    return subprocess.run([*prefix, sys.executable, "-m", "pbt.cli", *args], capture_output=True, text=True, env=env,
+    return subprocess.run([*prefix, sys.executable, "-m", "repro.cli", *args], capture_output=True, text=True, env=env,
                           cwd=REPO_ROOT, timeout=timeout)
 
 
@@ -168,7 +168,7 @@ def _unprivileged_user() -> int | None:
     if shutil.which("setpriv") is None:
         pytest.skip("running as root, where chmod does not stop writes, and setpriv (to drop to nobody) is missing")
     probe = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", sys.executable,
-                            "-c", "import pbt.cli"], cwd=REPO_ROOT, capture_output=True)
+                            "-c", "import repro.cli"], cwd=REPO_ROOT, capture_output=True)
     if probe.returncode != 0:
         pytest.skip("running as root, where chmod does not stop writes, and nobody cannot run this checkout")
     return NOBODY
@@ -202,7 +202,7 @@ def test_a_wal_deleted_mid_run_is_one_line(cli_env, tmp_path):
     run_dir = tmp_path / "run"
     args = ["run", "toy", "--executor", "serial", "--budget-steps", "400", "--seconds-per-step", "0.01", "--out",
             str(run_dir), "--quiet"]
-    proc = subprocess.Popen([sys.executable, "-m", "pbt.cli", *args], cwd=REPO_ROOT, env=cli_env,
+    proc = subprocess.Popen([sys.executable, "-m", "repro.cli", *args], cwd=REPO_ROOT, env=cli_env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wal = run_dir / "pbt.sqlite-wal"
     deadline = time.monotonic() + 60

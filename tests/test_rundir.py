@@ -84,12 +84,10 @@ def test_a_run_that_failed_before_training_can_start_again_with_other_settings(t
 
     import experiments.toy.task as task
 
-    task.prepare = broken_prepare  # type: ignore[attr-defined]
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(task, "DOMAIN", dataclasses.replace(task.DOMAIN, prepare=broken_prepare))
         with pytest.raises(FileNotFoundError):
             run_experiment(TOY, bad, out, domain="toy")
-    finally:
-        del task.prepare  # type: ignore[attr-defined]
     state, why = Store.open_existing(out).state()
     assert state == "failed" and "data not found" in why
     fixed = toy(lr=0.02)  # a different config: refused for a run that trained, accepted for one that never did

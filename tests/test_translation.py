@@ -100,7 +100,7 @@ def test_missing_data_gives_a_clear_error_naming_the_flag(tmp_path: Path, monkey
         make_task(smoke_config(tmp_path, data_dir=""))
 
     # the same message reaches a user of the command line, as one line and exit status 2
-    from pbt.cli import main
+    from repro.cli import main
 
     assert main(["run", "translation", "--profile", "smoke", "--data-dir", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
@@ -184,7 +184,7 @@ def test_smoke_through_pbt_exploits_and_the_copies_train_with_new_dropouts(
 
 def test_smoke_profile_runs_from_the_command_line(tmp_path: Path, cache_dir: Path) -> None:
     """The profile as a user runs it: t-test exploit, two worker processes."""
-    from pbt.cli import main
+    from repro.cli import main
 
     out = tmp_path / "run"
     assert main(["run", "translation", "--profile", "smoke", "--data-dir", str(MULTI30K), "--cache-dir",

@@ -3,10 +3,10 @@ import dataclasses
 import pytest
 
 import experiments.toy.task as toy
-from pbt.compare import compare
+from repro.compare import compare
 from pbt.controller import run_experiment
 from pbt.store import Store
-from pbt.wandb_log import WandbLogger, choose_mode
+from repro.wandb_log import WandbLogger, choose_mode
 
 
 def toy_config(steps=24):

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 import experiments.toy.task as toy
-from pbt.compare import load_run
-from pbt.reproduce import reproduce
+from repro.compare import load_run
+from repro.reproduce import reproduce
 
 
 def extra_results(run_dir: Path) -> dict[str, Any]:
@@ -26,7 +26,7 @@ def reproduce_toy(root: Path, seeds: int = 3, steps: int = 24) -> dict[str, Any]
     base = toy.Config()
     config = dataclasses.replace(base, pbt=dataclasses.replace(base.pbt, budget_steps=steps))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(toy, "extra_results", extra_results, raising=False)
+        patch.setattr(toy, "DOMAIN", dataclasses.replace(toy.DOMAIN, extra_results=extra_results))
         summary = reproduce("toy", config, "smoke", seeds=seeds, out=root / "results", runs=root / "runs")
     assert summary is not None
     return summary

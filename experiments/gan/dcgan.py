@@ -366,7 +366,7 @@ def open_member(run_dir: Path, which: str = "best", overrides: dict[str, str] | 
                 ) -> tuple[GanTask, Member, int, float | None]:
     """The task, loaded state, id and last score of a run's member ``which`` (an id, or ``best``: the highest last
     score). ``overrides`` replace config fields that name local paths (data, cache, weights) or the device."""
-    from pbt.store import saved_member
+    from pbt.results import saved_member
 
     stored, chosen, path = saved_member(run_dir, which)
     config = from_dict(Config, stored)

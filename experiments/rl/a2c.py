@@ -41,6 +41,7 @@ import torch.nn.functional as F
 
 from experiments.common import load_checkpoint, pick_device, save_checkpoint
 from pbt.config import PBTConfig, doc
+from pbt.domain import Domain
 from pbt.space import ConfigError, HParams, IntUniform, LogUniform
 from pbt.task import Evaluation
 
@@ -425,7 +426,7 @@ def write_video(frames: list[np.ndarray], out: Path, fps: int, scale: int = 4) -
 def play_main(argv: list[str]) -> int:
     """``pbt-repro rl play DIR [--member best|ID] [--out FILE]``: film one game of a saved member."""
     from pbt.config import from_dict
-    from pbt.store import saved_member
+    from pbt.results import saved_member
 
     parser = argparse.ArgumentParser(prog="pbt-repro rl play", description="Write an MP4 or GIF of one game played "
                                      "by a member of a finished (or running) rl run.")
@@ -452,3 +453,7 @@ def play_main(argv: list[str]) -> int:
 
 
 COMMANDS = {"play": ("write an MP4 or GIF of one game played by a saved member (--member best)", play_main)}
+
+
+DOMAIN = Domain(make_task=make_task, config=Config, profiles=PROFILES, metric=METRIC, estimate=estimate,
+                tools=COMMANDS)

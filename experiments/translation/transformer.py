@@ -422,7 +422,7 @@ def make_task(config: Config) -> TranslationTask:
 
 def open_member(run_dir: Path, which: str = "best", device: str = "") -> tuple[TranslationTask, Member, int]:
     """The task and loaded state of a run's member ``which`` (an id, or ``best``: the highest last score)."""
-    from pbt.store import saved_member
+    from pbt.results import saved_member
 
     stored, chosen, path = saved_member(run_dir, which)
     config = from_dict(Config, stored)

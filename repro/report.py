@@ -8,7 +8,7 @@ ours: PBT, random search at equal compute, the metric, the compute budget and th
 The file is generated, never edited by hand: the same summaries give a byte-identical file (nothing in it depends on
 the clock, the machine or the order the directory is listed in).
 
-A summary with paired statistics (``summary["paired"]``, see ``pbt.reproduce``) shows each arm's mean with its 95%
+A summary with paired statistics (``summary["paired"]``, see ``repro.reproduce``) shows each arm's mean with its 95%
 t-interval over seeds and the difference PBT − random search paired by seed, with how many seeds PBT won; an older
 summary shows its means as before. Further results (test sets, FID, ...) are a table per domain, whether the summary
 gathers them per run (``extra_results``) or, as older ones do, in keys of their own beside the core ones.
@@ -21,8 +21,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pbt.compare import FIGURES, duration, fmt
-from pbt.reproduce import ARMS, CORE_KEYS, extra_paired, interval_text, leaves, paired_table, shared_leaves
+from repro.compare import FIGURES, duration, fmt
+from repro.reproduce import ARMS, CORE_KEYS, extra_paired, interval_text, leaves, paired_table, shared_leaves
 
 # The paper's numbers, as the project's paper digest (paper.md) reconstructs them, with its confidence tags:
 # [Q] quote, [S2] two secondary sources agree, [S] one secondary source, [U] unverified. Baseline → PBT.

@@ -31,13 +31,14 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from pbt.compare import Comparison, Row, compare, duration, fmt, markdown_table, progress_curve
 from pbt.controller import Controller, git_commit, machine, open_experiment
+from pbt.domain import Domain
 from pbt.space import ConfigError
 from pbt.store import Store
+from repro.compare import Comparison, Row, compare, duration, fmt, markdown_table, progress_curve
+from repro.domains import label, load_domain, registered
 from repro.stats import Interval, fmt_interval, paired_difference, trains_faster
 
 ARMS = ("pbt", "random_search")
@@ -59,21 +60,21 @@ PAIRED_NOTE = ("Means over seeds, with the 95% t-interval over seeds in brackets
                "seeds where PBT's number is better (lower for FID), of the seeds both arms have.")
 
 
-def arm_configs(module: ModuleType, config: Any, seed: int) -> dict[str, tuple[Any, list | None]]:
+def arm_configs(domain: Domain, config: Any, seed: int) -> dict[str, tuple[Any, list | None]]:
     """The PBT and random-search configs (and initial populations) of one seed."""
     from baselines import baseline_config
 
     pbt_config = dataclasses.replace(config, pbt=dataclasses.replace(config.pbt, seed=seed))
-    initial = getattr(module, "initial_hparams", lambda c: None)(pbt_config)
-    return {"pbt": (pbt_config, initial), "random_search": baseline_config(module, pbt_config, "random_search")}
+    return {"pbt": (pbt_config, domain.initial(pbt_config)),
+            "random_search": baseline_config(domain, pbt_config, "random_search")}
 
 
-def run_arm(module: ModuleType, domain: str, arm: str, config: Any, initial: list | None, run_dir: Path,
+def run_arm(domain: Domain, name: str, arm: str, config: Any, initial: list | None, run_dir: Path,
             force: bool, listeners_for: Callable[[Store], Any] | None = None) -> None:
     """Run (or continue) one arm's run directory to completion, then record the domain's ``extra_results`` for it
     (once: a store that already holds them is left as it is)."""
     try:
-        store, spec = open_experiment(module.__name__, config, run_dir, arm, domain, initial, force, resume=True)
+        store, spec = open_experiment(domain.module, config, run_dir, arm, name, initial, force, resume=True)
     except ConfigError as exc:
         raise ConfigError(f"{exc} (reproduce: pass --runs DIR for another folder, or --force to start over)") from exc
     try:
@@ -82,9 +83,8 @@ def run_arm(module: ModuleType, domain: str, arm: str, config: Any, initial: lis
         else:
             with listeners_for(store) as listeners:
                 Controller(store, spec, listeners).run()
-        extra_hook = getattr(module, "extra_results", None)
-        if extra_hook is not None and "extra_results" not in store.meta():
-            store.set_meta(extra_results=dict(extra_hook(run_dir) or {}))
+        if domain.extra_results is not None and "extra_results" not in store.meta():
+            store.set_meta(extra_results=dict(domain.extra_results(run_dir) or {}))
     finally:
         store.close()
 
@@ -306,7 +306,7 @@ def results_readme(summary: dict[str, Any], comparison: Comparison) -> str:
 
 
 def reproduce(
-    domain: str,
+    domain: str | Domain,
     config: Any,
     profile: str,
     seeds: int = 1,
@@ -321,7 +321,7 @@ def reproduce(
     """Run both arms for ``seeds`` seeds (resuming what exists), compare them, and write the results folder.
 
     Args:
-        domain: A registered domain (``experiments.DOMAINS``).
+        domain: A registered domain's name, a task module's path, or a loaded ``Domain``.
         config: The domain's config (a profile with any overrides applied); its ``pbt.seed`` is the first seed.
         profile: The profile's name (recorded, and part of the default folders).
         seeds: Number of seeds per arm.
@@ -340,30 +340,31 @@ def reproduce(
     unknown = sorted(set(arms) - set(ARMS))
     if unknown or not arms:
         raise ConfigError(f"unknown arm(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(ARMS)}")
-    from pbt.cli import load_domain
-
-    module = load_domain(domain)
+    if isinstance(domain, str):
+        name, domain = domain, load_domain(domain)
+    else:
+        name = next((n for n, m in registered().items() if m == domain.module), domain.module)
     started_at, t0 = dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), time.perf_counter()
     commit = git_commit()  # before this run rewrites its own results files, which would mark the tree dirty
-    runs = Path(runs) if runs is not None else Path("runs") / f"{domain}-{profile}"
+    runs = Path(runs) if runs is not None else Path("runs") / f"{label(name)}-{profile}"
     out = Path(out) if out is not None else runs / "results"
     seed_list = [config.pbt.seed + k for k in range(seeds)]
     dirs: dict[str, list[Path]] = {arm: [] for arm in ARMS}
     configs: dict[str, Any] = {}
     for arm in [a for a in ARMS if a in arms]:  # the PBT arm first, then random search
         for seed in seed_list:
-            arm_config, initial = arm_configs(module, config, seed)[arm]
+            arm_config, initial = arm_configs(domain, config, seed)[arm]
             configs.setdefault(arm, arm_config)
             run_dir = runs / f"{arm}-s{seed}"
             hook = None if listeners_for is None else (lambda store, a=arm, s=seed: listeners_for(a, s, store))
-            run_arm(module, domain, arm, arm_config, initial, run_dir, force, hook)
+            run_arm(domain, name, arm, arm_config, initial, run_dir, force, hook)
             dirs[arm].append(run_dir)
     if set(arms) != set(ARMS):
         return None
-    comparison = compare(dirs["pbt"] + dirs["random_search"], out, metric=getattr(module, "METRIC", None),
+    comparison = compare(dirs["pbt"] + dirs["random_search"], out, metric=domain.metric,
                          seed=figure_seed)
     summary: dict[str, Any] = {
-        "domain": domain,
+        "domain": name,
         "metric": comparison.metric,
         "profile": profile,
         **{arm: arm_summary(comparison.method_rows(arm), configs[arm]) for arm in ARMS},
@@ -380,7 +381,7 @@ def reproduce(
     summary["trains_faster"] = speed_summary(comparison)
     summary["figure_seed"] = comparison.figure_seed
     summary["provenance"] = {
-        "command": command or f"pbt-repro reproduce {domain} --profile {profile} --seeds {seeds}",
+        "command": command or f"pbt-repro reproduce {name} --profile {profile} --seeds {seeds}",
         "config": {arm: dataclasses.asdict(c) for arm, c in configs.items()},
         "seeds": seed_list,
         "runs": {arm: [str(d) for d in ds] for arm, ds in dirs.items()},

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from types import ModuleType
 from typing import Any
 
 from pbt.config import PBTConfig
+from pbt.domain import Domain
 from pbt.executor import cpu_count
 from pbt.space import ConfigError
 
@@ -23,7 +23,7 @@ def local_capacity() -> dict[str, float]:
     return {"CPU": float(cpu_count()), "GPU": float(gpus)}
 
 
-def plan(module: ModuleType, config: Any, capacity: dict[str, float] | None = None) -> str:
+def plan(domain: Domain, config: Any, capacity: dict[str, float] | None = None) -> str:
     """A printable plan for ``config``; raises ``ConfigError`` when the capacity cannot hold one member."""
     cfg: PBTConfig = config.pbt
     if capacity is None:
@@ -50,8 +50,7 @@ def plan(module: ModuleType, config: Any, capacity: dict[str, float] | None = No
         f"{capacity['GPU']:g} GPUs -> {slots} members at a time"
         + ("" if slots >= cfg.population else f" (time-sliced, {cfg.population / slots:.1f} members per slot)"),
     ]
-    estimate = getattr(module, "estimate", None)
-    if estimate is not None:
-        for key, value in estimate(config).items():
+    if domain.estimate is not None:
+        for key, value in domain.estimate(config).items():
             lines.append(f"estimate {key}: {value}")
     return "\n".join(lines)

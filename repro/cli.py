@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import importlib
 import json
 import os
 import sqlite3
@@ -28,27 +27,19 @@ import types
 import typing
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from pbt.config import from_dict, replace_fields
+from pbt.domain import Domain
 from pbt.controller import RunFailed
 from pbt.space import ConfigError
+from repro.domains import label, load_domain, registered, stored_config, stored_domain
 
 PROG = "pbt-repro"
 
 
 def domains() -> dict[str, str]:
-    from experiments import DOMAINS
-
-    return DOMAINS
-
-
-def load_domain(name: str) -> ModuleType:
-    known = domains()
-    if name not in known:
-        raise ConfigError(f"unknown domain {name!r}; choose one of: {', '.join(known)}")
-    return importlib.import_module(known[name])
+    return registered()
 
 
 # -- flags generated from dataclasses ---------------------------------------------------------------------------
@@ -96,10 +87,10 @@ def add_config_flags(parser: argparse.ArgumentParser, config: Any) -> None:
         _add_field(group, f, hints[f.name], getattr(config, f.name))  # type: ignore[arg-type]
 
 
-def config_from_args(module: ModuleType, profile: str, args: argparse.Namespace, config_file: str | None) -> Any:
-    if profile not in module.PROFILES:
-        raise ConfigError(f"unknown profile {profile!r}; choose one of: {', '.join(module.PROFILES)}")
-    config = module.PROFILES[profile]
+def config_from_args(domain: Domain, profile: str, args: argparse.Namespace, config_file: str | None) -> Any:
+    if profile not in domain.profiles:
+        raise ConfigError(f"unknown profile {profile!r}; choose one of: {', '.join(domain.profiles)}")
+    config = domain.profiles[profile]
     if config_file:
         try:
             data = json.loads(Path(config_file).read_text())
@@ -120,14 +111,15 @@ def config_from_args(module: ModuleType, profile: str, args: argparse.Namespace,
 # -- commands ---------------------------------------------------------------------------------------------------
 
 
-def _run_parser(command: str, domain: str, module: ModuleType) -> argparse.ArgumentParser:
+def _run_parser(command: str, name: str, domain: Domain) -> argparse.ArgumentParser:
     what = "PBT" if command == "run" else "a baseline (random search, or grid search) at the same compute"
     parser = argparse.ArgumentParser(
-        prog=f"{PROG} {command} {domain}",
-        description=f"Train a {domain} population with {what}. Metric: {module.METRIC}. "
+        prog=f"{PROG} {command} {name}",
+        description=f"Train a {name} population with {what}. Metric: {domain.metric}. "
                     f"Defaults come from --profile; any flag below overrides one setting.",
     )
-    parser.add_argument("--profile", default="cpu", help=f"named settings: {', '.join(module.PROFILES)} (default cpu)")
+    parser.add_argument("--profile", default=domain.default_profile(),
+                        help=f"named settings: {', '.join(domain.profiles)} (default {domain.default_profile()})")
     parser.add_argument("--out", type=Path, help="run directory (default runs/DOMAIN-METHOD-PROFILE-sSEED)")
     parser.add_argument("--force", action="store_true", help="delete --out first if it already holds something")
     parser.add_argument("--resume", action="store_true", help="continue --out if it holds the same run")
@@ -139,8 +131,7 @@ def _run_parser(command: str, domain: str, module: ModuleType) -> argparse.Argum
         parser.add_argument("--method", choices=("random", "grid"), default="random",
                             help="random search (default) or grid search over the priors")
         parser.add_argument("--grid-points", type=int, default=2, help="grid values per hyperparameter (grid only)")
-    profile = "cpu" if "cpu" in module.PROFILES else next(iter(module.PROFILES))
-    add_config_flags(parser, module.PROFILES[profile])
+    add_config_flags(parser, domain.profiles[domain.default_profile()])
     return parser
 
 
@@ -149,25 +140,25 @@ def cmd_run(command: str, argv: list[str]) -> int:
         print(f"usage: {PROG} {command} DOMAIN [--profile smoke|cpu|paper] [flags]\n"
               f"domains: {', '.join(domains())}; see `{PROG} {command} DOMAIN --help` for its flags")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    domain = argv[0]
-    module = load_domain(domain)
-    args = _run_parser(command, domain, module).parse_args(argv[1:])
-    config = config_from_args(module, args.profile, args, args.config_file)
+    name = argv[0]
+    domain = load_domain(name)
+    args = _run_parser(command, name, domain).parse_args(argv[1:])
+    config = config_from_args(domain, args.profile, args, args.config_file)
     from baselines import baseline_config
     from pbt.controller import Controller, open_experiment
 
-    method, initial = "pbt", getattr(module, "initial_hparams", lambda c: None)(config)
+    method, initial = "pbt", domain.initial(config)
     if command == "baseline":
         method = "grid_search" if args.method == "grid" else "random_search"
-        config, initial = baseline_config(module, config, method, args.grid_points)
+        config, initial = baseline_config(domain, config, method, args.grid_points)
     if args.dry_run:
-        from pbt.plan import plan
+        from repro.plan import plan
 
-        print(plan(module, config))
+        print(plan(domain, config))
         return 0
-    out = args.out or Path("runs") / f"{domain}-{method}-{args.profile}-s{config.pbt.seed}"
-    store, spec = open_experiment(module.__name__, config, out, method, domain, initial, args.force, args.resume)
-    with run_listeners(args, store, config.pbt, module.METRIC, f"{domain} {method}", figures=True) as listeners:
+    out = args.out or Path("runs") / f"{label(name)}-{method}-{args.profile}-s{config.pbt.seed}"
+    store, spec = open_experiment(domain.module, config, out, method, name, initial, args.force, args.resume)
+    with run_listeners(args, store, config.pbt, domain.metric, f"{name} {method}", figures=True) as listeners:
         Controller(store, spec, listeners).run()
     print_summary(store.run_dir)
     return 0
@@ -187,12 +178,12 @@ def run_listeners(args: argparse.Namespace, store: Any, cfg: Any, metric: str, t
                   figures: bool = False, wandb_dir: Path | None = None) -> Iterator[list[Any]]:
     """The listeners a command's flags ask for: progress (live on a terminal, plain lines otherwise, none with
     --quiet) and, with --wandb, W&B logging; with ``figures``, the run's own figures are logged to W&B at the end."""
-    from pbt.progress import progress_listeners
+    from repro.progress import progress_listeners
 
     with progress_listeners(store, cfg, args.quiet, title, metric) as listeners:
         logger = None
         if getattr(args, "wandb", False):
-            from pbt.wandb_log import WandbLogger
+            from repro.wandb_log import WandbLogger
 
             logger = WandbLogger(store.run_dir, store.meta(), args.wandb_project, args.wandb_entity, group, wandb_dir)
             listeners = [*listeners, logger]
@@ -207,7 +198,7 @@ def run_listeners(args: argparse.Namespace, store: Any, cfg: Any, metric: str, t
 
 def run_figures(run_dir: Path) -> list[Path]:
     """Draw one run's figures into ``RUN_DIR/figures`` (for W&B); a failure to draw is reported, not raised."""
-    from pbt.compare import compare
+    from repro.compare import compare
 
     try:
         comparison = compare([run_dir], run_dir / "figures")
@@ -231,14 +222,14 @@ def cmd_resume(argv: list[str]) -> int:
     store = open_run(args.run_dir)
     meta = store.meta()
     store.close()
-    module = load_domain(meta["domain"])
+    domain = stored_domain(meta)
     # where and how wide it runs may change on resume; what it computes may not
     execution = {k: v for k in ("workers", "executor", "ray_address") if (v := getattr(args, k)) is not None}
-    config = replace_fields(from_dict(module.Config, meta["config"]), execution)
+    config = replace_fields(stored_config(domain, meta), execution)
     # through the same door as run --resume: it takes the run's lock (one owner at a time) and checks the config
-    store, spec = open_experiment(module.__name__, config, args.run_dir, meta["method"], meta["domain"], resume=True)
+    store, spec = open_experiment(domain.module, config, args.run_dir, meta["method"], meta["domain"], resume=True)
     try:
-        with run_listeners(args, store, config.pbt, module.METRIC, f"{meta['domain']} {meta['method']}",
+        with run_listeners(args, store, config.pbt, domain.metric, f"{meta['domain']} {meta['method']}",
                            figures=True) as listeners:
             Controller(store, spec, listeners).run()
     finally:
@@ -252,12 +243,13 @@ def cmd_reproduce(argv: list[str]) -> int:
         print(f"usage: {PROG} reproduce DOMAIN [--profile smoke|cpu|paper] [--seeds K] [--out DIR] [flags]\n"
               f"domains: {', '.join(domains())}; see `{PROG} reproduce DOMAIN --help` for its flags")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    domain = argv[0]
-    module = load_domain(domain)
-    parser = argparse.ArgumentParser(prog=f"{PROG} reproduce {domain}", description=(
-        f"PBT, then random search at the same compute, then the comparison and a results folder, for {domain} "
-        f"(metric: {module.METRIC}). Running the same command again continues where a killed run stopped."))
-    parser.add_argument("--profile", default="cpu", help=f"named settings: {', '.join(module.PROFILES)} (default cpu)")
+    name = argv[0]
+    domain = load_domain(name)
+    parser = argparse.ArgumentParser(prog=f"{PROG} reproduce {name}", description=(
+        f"PBT, then random search at the same compute, then the comparison and a results folder, for {name} "
+        f"(metric: {domain.metric}). Running the same command again continues where a killed run stopped."))
+    parser.add_argument("--profile", default=domain.default_profile(),
+                        help=f"named settings: {', '.join(domain.profiles)} (default {domain.default_profile()})")
     parser.add_argument("--seeds", type=int, default=1, help="seeds per arm, counting up from --seed (default 1)")
     parser.add_argument("--out", type=Path, help="results folder (default runs/DOMAIN-PROFILE/results)")
     parser.add_argument("--runs", type=Path, help="where the run directories go (default runs/DOMAIN-PROFILE)")
@@ -269,20 +261,19 @@ def cmd_reproduce(argv: list[str]) -> int:
     parser.add_argument("--arms", default="pbt,random_search",
                         help="arms to run now, comma-separated (default both; with one, nothing is compared yet)")
     add_listener_flags(parser)
-    profile = "cpu" if "cpu" in module.PROFILES else next(iter(module.PROFILES))
-    add_config_flags(parser, module.PROFILES[profile])
+    add_config_flags(parser, domain.profiles[domain.default_profile()])
     args = parser.parse_args(argv[1:])
     if args.seeds < 1:
         parser.error("--seeds must be >= 1")
-    config = config_from_args(module, args.profile, args, args.config_file)
-    from pbt.compare import fmt
-    from pbt.reproduce import reproduce
+    config = config_from_args(domain, args.profile, args, args.config_file)
+    from repro.compare import fmt
+    from repro.reproduce import reproduce
 
-    runs = args.runs or Path("runs") / f"{domain}-{args.profile}"
+    runs = args.runs or Path("runs") / f"{label(name)}-{args.profile}"
 
     def listeners_for(arm: str, seed: int, store: Any) -> Any:
-        group = f"{domain}-{args.profile}-{arm}-s{seed}"
-        return run_listeners(args, store, store_config(module, store).pbt, module.METRIC, f"{domain} {arm} seed {seed}",
+        group = f"{label(name)}-{args.profile}-{arm}-s{seed}"
+        return run_listeners(args, store, store_config(domain, store).pbt, domain.metric, f"{name} {arm} seed {seed}",
                              group=group, wandb_dir=runs)
 
     out = args.out or runs / "results"
@@ -298,7 +289,7 @@ def cmd_reproduce(argv: list[str]) -> int:
           f"the figures in {out}")
     if args.wandb:
         from pbt.store import Store
-        from pbt.wandb_log import WandbLogger
+        from repro.wandb_log import WandbLogger
 
         first = Path(summary["provenance"]["runs"]["pbt"][0])
         store = Store.open_existing(first)
@@ -310,19 +301,19 @@ def cmd_reproduce(argv: list[str]) -> int:
     return 0
 
 
-def store_config(module: ModuleType, store: Any) -> Any:
+def store_config(domain: Domain, store: Any) -> Any:
     """The domain config a run directory was made with."""
-    return from_dict(module.Config, store.meta()["config"])
+    return stored_config(domain, store.meta())
 
 
 def cmd_compare(argv: list[str]) -> int:
-    from pbt.compare import main as compare_main
+    from repro.compare import main as compare_main
 
     return compare_main(argv)
 
 
 def cmd_report(argv: list[str]) -> int:
-    from pbt.report import main as report_main
+    from repro.report import main as report_main
 
     return report_main(argv)
 
@@ -349,7 +340,7 @@ def open_run(run_dir: Path) -> Any:
 
 
 def print_summary(run_dir: Path) -> None:
-    from pbt.progress import member_table
+    from repro.progress import member_table
 
     store = open_run(run_dir)
     try:
@@ -398,7 +389,7 @@ def cmd_demo(argv: list[str]) -> int:
     for domain in domains():
         out = args.out / domain
         print(f"\n== {domain}: PBT against random search, smoke profile ==", flush=True)
-        local = getattr(load_domain(domain), "LOCAL_DATA", {}) if root else {}
+        local = load_domain(domain).local_data if root else {}
         flags = [x for field, sub in local.items() for x in (_flag(field), str(root / sub))]  # type: ignore[operator]
         try:
             cmd_reproduce([domain, "--profile", "smoke", "--out", str(out), "--runs", str(out / "runs"), "--quiet",
@@ -413,8 +404,7 @@ def cmd_demo(argv: list[str]) -> int:
 
 
 def cmd_domain(domain: str, argv: list[str]) -> int:
-    module = load_domain(domain)
-    commands: dict[str, tuple[str, Any]] = getattr(module, "COMMANDS", {})
+    commands = load_domain(domain).tools
     if not argv or argv[0] not in commands:
         print(f"usage: {PROG} {domain} COMMAND ...\ncommands:")
         for name, (text, _) in commands.items():

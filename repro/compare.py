@@ -27,7 +27,6 @@ come from a fixed salt.
 from __future__ import annotations
 
 import csv
-import importlib
 import io
 import json
 import math
@@ -92,19 +91,9 @@ def load_run(run_dir: Path | str) -> Run:
         store.close()
 
 
-def domain_module(domain: str) -> Any | None:
-    """The module of ``domain`` (a registered domain name, or the module path a programmatic run used), or None."""
-    try:
-        from experiments import DOMAINS
-
-        return importlib.import_module(DOMAINS.get(domain, domain))
-    except ImportError:
-        return None
-
-
-def domain_metric(domain: str) -> str:
-    """The domain's ``METRIC`` string (what its score means), or ``"score"`` if the module gives none."""
-    return str(getattr(domain_module(domain), "METRIC", "score"))
+def domain_metric(run: Run) -> str:
+    """What the run's score means, as recorded with it (``"score"`` for a store that does not say)."""
+    return str(run.meta.get("metric") or "score")
 
 
 # -- the table --------------------------------------------------------------------------------------------------
@@ -204,6 +193,12 @@ def check_comparable(runs: Sequence[Run], allow_unequal: bool = False) -> bool:
         plans = ", ".join(f"{d} plans {p}" for d, p in planned.items())
         raise ConfigError(f"unequal compute (member-steps = population × steps per member): {plans}; pass "
                           "--allow-unequal to compare anyway")
+    mislabelled = [f"{r.run_dir} ({r.method})" for r in runs
+                   if r.method in ("random_search", "grid_search") and any(e.kind in ("exploit", "explore")
+                                                                            for e in r.events)]
+    if mislabelled:
+        raise ConfigError(f"{', '.join(mislabelled)}: labelled a baseline but its events show exploits or explores; "
+                          "its label and what it did disagree, so it is not compared")
     over = over_trained(runs)
     if over and not allow_unequal:
         raise ConfigError(f"{'; '.join(over)}: more training than any member of the comparison ran; pass "
@@ -419,16 +414,12 @@ def plot_score_vs_compute(runs: Sequence[Run], metric: str, out: Path) -> list[s
 
 
 def log_scaled(run: Run) -> set[str] | None:
-    """The hyperparameters whose prior is log-uniform (drawn on a log axis), or None if the task cannot be built."""
-    from pbt.config import from_dict
-    from pbt.space import LogUniform
-
-    module = domain_module(run.domain)
-    try:
-        space = module.make_task(from_dict(module.Config, run.meta["config"])).space  # type: ignore[union-attr]
-    except Exception:  # noqa: BLE001 - a run made by other code: fall back to looking at the values
+    """The hyperparameters whose prior is log-uniform (drawn on a log axis), from the priors stored with the run;
+    None for a store that does not hold them (values are then drawn as they are)."""
+    space = run.meta.get("space")
+    if not isinstance(space, dict):
         return None
-    return {name for name, prior in space.items() if isinstance(prior, LogUniform)}
+    return {name for name, prior in space.items() if str(prior).startswith("loguniform:")}
 
 
 def _numeric(values: Sequence[Any]) -> tuple[list[float], list[str] | None]:
@@ -588,7 +579,7 @@ def compare(run_dirs: Sequence[Path | str], out: Path | str, allow_unequal: bool
     run = figure_run(runs, seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    metric = metric or domain_metric(runs[0].domain)
+    metric = metric or domain_metric(runs[0])
     drawn = {"score_vs_compute": plot_score_vs_compute(runs, metric, out)} if figures else {}
     best_schedule = None
     if run is not None:

@@ -1,0 +1,82 @@
+"""Reading a run from its store, finished or still running: the best member, its schedule, the member table.
+
+    >>> from pbt.results import Results
+    >>> results = Results("runs/mine")                                       # doctest: +SKIP
+    >>> results.best.id, results.best.score, results.checkpoint(results.best)  # doctest: +SKIP
+    >>> [(s.member, s.age_start, s.hparams) for s in results.schedule()]      # doctest: +SKIP
+    >>> pandas.DataFrame(results.table())                                     # doctest: +SKIP
+
+Nothing here writes to the store, so it is safe while another process trains the run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pbt.lineage import Segment, lineage
+from pbt.store import CKPT_DIR, Event, MemberRow, Store, verify_checkpoint
+
+COUNTED = ("pending", "done")  # members whose latest score counts (dropped and failed ones do not)
+
+
+class Results:
+    """A snapshot of one run directory, read once."""
+
+    def __init__(self, run_dir: Path | str):
+        self.run_dir = Path(run_dir)
+        store = Store.open_existing(run_dir)
+        try:
+            self.meta: dict[str, Any] = store.meta()
+            self.members: list[MemberRow] = store.members()
+            self.events: list[Event] = store.events()
+            self.state = store.state()
+        finally:
+            store.close()
+
+    @property
+    def best(self) -> MemberRow | None:
+        """The member with the highest latest score (ties: the lowest id), or None before any score."""
+        scored = [m for m in self.members if m.score is not None and m.status in COUNTED]
+        return max(scored, key=lambda m: (m.score, -m.id)) if scored else None  # type: ignore[arg-type]
+
+    def member(self, which: int | str = "best") -> MemberRow:
+        """A member by id, or ``"best"``."""
+        chosen = self.best if which == "best" else next((m for m in self.members if str(m.id) == str(which)), None)
+        if chosen is None:
+            raise ValueError(f"{self.run_dir} has no member {which!r} (members: "
+                             f"{', '.join(str(m.id) for m in self.members)})")
+        return chosen
+
+    def checkpoint(self, member: MemberRow) -> Path:
+        """The member's current checkpoint file, verified against its recorded checksum."""
+        if member.checkpoint is None:
+            raise ValueError(f"member {member.id} of {self.run_dir} has no checkpoint yet")
+        path = self.run_dir / CKPT_DIR / member.checkpoint
+        verify_checkpoint(path, member.checksum or "")
+        return path
+
+    def schedule(self, which: int | str = "best") -> list[Segment]:
+        """The hyperparameters the member's weights were trained with, followed back through every copy: segments
+        with the member that trained them, its step range and the weights' age at the start."""
+        chosen = self.member(which)
+        return lineage(chosen.id, self.meta["initial_hparams"], self.events, {m.id: m.step for m in self.members})
+
+    def table(self) -> list[dict[str, Any]]:
+        """One row per member (``pandas.DataFrame(results.table())`` if you like)."""
+        return [{"member": m.id, "step": m.step, "weight_age": m.weight_age, "score": m.score, "status": m.status,
+                 "failures": m.failures, **{f"h/{k}": v for k, v in m.hparams.items()}} for m in self.members]
+
+
+def saved_member(run_dir: Path | str, which: str = "best") -> tuple[dict[str, Any], MemberRow, Path]:
+    """A run's stored config, its member ``which`` (an id, or ``best``: the highest latest score among those with a
+    checkpoint) and that member's verified checkpoint, for tools that work on a run (play, translate, samples)."""
+    results = Results(run_dir)
+    with_checkpoint = [m for m in results.members if m.checkpoint is not None]
+    if not with_checkpoint:
+        raise ValueError(f"{run_dir} has no member with a checkpoint yet")
+    if which == "best":
+        chosen = max(with_checkpoint, key=lambda m: m.score if m.score is not None else float("-inf"))
+    else:
+        chosen = results.member(which)
+    return results.meta["config"], chosen, results.checkpoint(chosen)
