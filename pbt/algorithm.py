@@ -30,7 +30,7 @@ from pbt.config import PBTConfig
 from pbt.exploit import Published
 from pbt.space import HParams, Prior, explore
 from pbt.store import CorruptCheckpoint, Event, MemberRow, verify_checkpoint, write_atomic
-from pbt.task import Evaluation, Task, metrics_steps
+from pbt.task import Evaluation, Task, TaskContractError, checked_metrics, metrics_steps
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,7 @@ class IntervalResult:
     error: str | None = None
     worker_died: bool = False
     corrupt_checkpoint: bool = False  # the interval could not even load its checkpoint: retrying it cannot help
+    task_bug: bool = False  # a task method broke its contract (train returned None, say): the run stops at once
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
     io_seconds: float = 0.0
@@ -110,7 +111,7 @@ def run_interval(task: Task, job: Job, cache: StateCache) -> IntervalResult:
         while result.steps < job.steps:
             chunk = min(job.eval_every, job.steps - result.steps)
             t0 = time.perf_counter()
-            metrics = task.train(state, dict(job.hparams), chunk)
+            metrics = checked_metrics(task.train(state, dict(job.hparams), chunk))
             result.steps += metrics_steps(metrics, chunk)
             t1 = time.perf_counter()
             evaluation = Evaluation.of(task.evaluate(state))
@@ -131,6 +132,7 @@ def run_interval(task: Task, job: Job, cache: StateCache) -> IntervalResult:
     except Exception as exc:  # noqa: BLE001 - any task failure is recorded, never fatal to the run
         cache.discard(job.member)
         result.corrupt_checkpoint = isinstance(exc, CorruptCheckpoint)
+        result.task_bug = isinstance(exc, TaskContractError)
         tb = traceback.extract_tb(exc.__traceback__)
         where = f" ({Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
         result.error = f"{type(exc).__name__}: {exc}{where}"

@@ -398,6 +398,9 @@ class Controller:
     def _handle_failure(self, me: MemberRow, result: IntervalResult) -> None:
         failures = me.failures + 1
         failure = Event(member=me.id, step=me.step, kind="failure", message=result.error)
+        if result.task_bug:  # the same code would fail the same way in every member: stop with its message
+            self._publish(replace(me, status="failed", failures=failures, error=result.error), events=[failure])
+            raise RunFailed(f"the task broke its contract: {result.error}")
         if failures > self.cfg.max_failures:
             self._publish(replace(me, status="failed", failures=failures, error=result.error), events=[failure])
             raise RunFailed(f"member {me.id} failed {failures} times (max_failures={self.cfg.max_failures}); "

@@ -27,7 +27,12 @@ class Evaluation:
 
     @staticmethod
     def of(value: float | Evaluation) -> Evaluation:
-        return value if isinstance(value, Evaluation) else Evaluation(score=float(value))
+        """``evaluate()``'s return value as an ``Evaluation`` (a plain number is its score)."""
+        if isinstance(value, Evaluation):
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+            raise TaskContractError(f"evaluate() must return a number or a pbt.task.Evaluation, got {_shown(value)}")
+        return Evaluation(score=float(value))
 
     @property
     def finite(self) -> bool:
@@ -60,6 +65,28 @@ class Task(Protocol):
     def load(self, path: Path) -> Any:
         """Read a state written by ``save``; raise if the file is not one."""
         ...
+
+
+class TaskContractError(TypeError):
+    """A task method returned something the contract does not allow: a bug in the task, so the run stops at once
+    instead of retrying the member."""
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60]}" if value is not None else "None"
+
+
+def checked_metrics(metrics: Any) -> Mapping[str, float]:
+    """``train()``'s return value, checked: a mapping of metric names to numbers."""
+    if not isinstance(metrics, Mapping):
+        raise TaskContractError(f"train() must return a mapping of metrics (e.g. {{'loss': 0.3}}), got "
+                                f"{_shown(metrics)}")
+    bad = [k for k, v in metrics.items() if isinstance(v, bool) or not isinstance(v, (int, float))
+           and not hasattr(v, "__float__")]
+    if bad:
+        raise TaskContractError(f"train() metrics must be numbers; {bad[0]!r} is {_shown(metrics[bad[0]])}")
+    return metrics
 
 
 def metrics_steps(metrics: Mapping[str, float], requested: int) -> int:

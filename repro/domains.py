@@ -6,6 +6,7 @@ import path), or ``path/to/task.py``. Each resolves to a ``pbt.domain.Domain``.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ def load_domain(name: str) -> Domain:
     known = registered()
     if name in known:
         return load(known[name])
-    if name.endswith(".py") or "." in name:
+    if name.endswith(".py") or "." in name or importlib.util.find_spec(name) is not None:
         return load(name)
     raise ConfigError(f"unknown domain {name!r}; choose one of: {', '.join(known)}, or give your task module "
                       "(mypkg.mytask, or path/to/task.py)")

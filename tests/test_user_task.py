@@ -108,3 +108,22 @@ def test_a_task_file_path_works_too(user_code: Path) -> None:
     assert cli(["resume", "solo", "--quiet"], user_code).returncode == 0
     bad = cli(["run", "nosuch.module", "--quiet"], user_code, check=False)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "cannot import" in bad.stderr
+
+
+def test_a_task_that_breaks_the_contract_stops_with_a_clear_message(user_code: Path) -> None:
+    from pbt.controller import RunFailed, run_experiment
+
+    broken = PACKAGED.replace('return {"x": state["x"]}', "return None")
+    (user_code / "mypkg" / "broken.py").write_text(broken)
+    sys.path.insert(0, str(user_code))
+    try:
+        import mypkg.broken as module
+
+        with pytest.raises(RunFailed, match=r"train\(\) must return a mapping of metrics .*got None"):
+            run_experiment("mypkg.broken", module.Config(), user_code / "run")
+        failures = Store.open_existing(user_code / "run").events("failure")
+        assert len(failures) == 1  # not retried: every member would fail the same way
+    finally:
+        sys.path.remove(str(user_code))
+        sys.modules.pop("mypkg.broken", None)
+        sys.modules.pop("mypkg", None)

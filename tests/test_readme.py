@@ -1,0 +1,45 @@
+"""The README's example runs as written, with the serial and the local executor and through the CLI; its generated
+PBTConfig table is current."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from pbt.store import Store
+from repro.docs import with_table
+
+REPO = Path(__file__).resolve().parents[1]
+README = (REPO / "README.md").read_text()
+
+
+def example_files() -> dict[str, str]:
+    """The code blocks the README marks with ``<!-- file: NAME -->``."""
+    found = dict(re.findall(r"<!-- file: (\S+) -->\n```python\n(.*?)```", README, flags=re.S))
+    assert set(found) == {"mytask.py", "run.py"}, sorted(found)
+    return found
+
+
+def test_the_readme_example_runs_as_written(tmp_path: Path) -> None:
+    for name, code in example_files().items():
+        (tmp_path / name).write_text(code)
+    env = dict(os.environ, PYTHONPATH=str(REPO), WANDB_MODE="disabled")
+    for executor in ("serial", "local"):
+        proc = subprocess.run([sys.executable, "run.py", executor], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith("PBT best ") and "weight age 0: lr=" in proc.stdout
+        store = Store.open_existing(tmp_path / "runs" / f"mytask-pbt-{executor}")
+        assert store.meta()["status"] == "finished" and store.events("exploit")
+        store.close()
+    cli = subprocess.run([sys.executable, "-m", "repro.cli", "run", "mytask", "--out", "cli-run", "--quiet"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0, cli.stderr
+    assert Store.open_existing(tmp_path / "cli-run").meta()["module"] == "mytask"
+
+
+def test_the_pbtconfig_table_is_generated_from_the_dataclass() -> None:
+    assert with_table(README) == README, "run `python -m repro.docs` to regenerate the README's PBTConfig table"
