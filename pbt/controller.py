@@ -16,9 +16,9 @@ import dataclasses
 import datetime as dt
 import json
 import math
+import os
 import platform
 import random
-import os
 import shutil
 import sqlite3
 import subprocess

@@ -29,9 +29,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pbt.config import from_dict, replace_fields
-from pbt.domain import Domain
+from pbt.config import replace_fields
 from pbt.controller import RunFailed
+from pbt.domain import Domain
 from pbt.space import ConfigError
 from repro.domains import label, load_domain, registered, stored_config, stored_domain
 

@@ -27,7 +27,6 @@ import dataclasses
 import datetime as dt
 import json
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path

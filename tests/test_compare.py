@@ -11,11 +11,11 @@ from scipy import stats as sps
 
 import experiments.toy.task as toy
 from baselines import baseline_config
-from repro.compare import FIGURES, compare, load_run, median_seed, progress_curve, step_on_grid
 from pbt.controller import run_experiment
-from repro.reproduce import NOTES_MARKER, reproduce
 from pbt.space import ConfigError
 from pbt.store import ScoreRow, Store
+from repro.compare import FIGURES, compare, load_run, median_seed, progress_curve, step_on_grid
+from repro.reproduce import NOTES_MARKER, reproduce
 from repro.stats import Interval, fmt_interval
 from tests.conftest import REPO
 from tests.fake_tasks import Config as FakeConfig

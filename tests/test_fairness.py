@@ -15,10 +15,10 @@ import pytest
 
 from experiments.toy.task import Config as ToyConfig
 from pbt.controller import MAX_LEAD, run_experiment
-from repro.compare import check_comparable, load_run
 from pbt.lineage import lineage, training_spans
 from pbt.space import ConfigError
 from pbt.store import Store
+from repro.compare import check_comparable, load_run
 
 
 def toy_async(tmp_path: Path, seed: int, population: int = 8, workers: int = 2, steps: int = 200) -> Store:

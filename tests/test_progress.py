@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 from pbt.config import PBTConfig
-from repro.progress import PrintProgress, RichProgress, member_states
 from pbt.store import Event, MemberRow
+from repro.progress import PrintProgress, RichProgress, member_states
 from tests.conftest import REPO
 
 CFG = PBTConfig(population=3, budget_steps=100, ready_every=10, executor="local", workers=2)

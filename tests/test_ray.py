@@ -11,9 +11,9 @@ import ray
 
 from experiments.toy.task import Config as ToyConfig
 from pbt.controller import run_experiment
-from repro.plan import plan
 from pbt.ray_executor import check_address
 from pbt.space import ConfigError
+from repro.plan import plan
 from tests.fake_tasks import Config as FakeConfig
 
 

@@ -3,9 +3,9 @@ import dataclasses
 import pytest
 
 import experiments.toy.task as toy
-from repro.compare import compare
 from pbt.controller import run_experiment
 from pbt.store import Store
+from repro.compare import compare
 from repro.wandb_log import WandbLogger, choose_mode
 
 

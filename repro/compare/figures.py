@@ -1,0 +1,241 @@
+"""The comparison's figures: score against compute, the best member's schedule, the lineage tree, member scores.
+matplotlib is imported only here, and only to draw; files come out byte for byte the same for the same stores."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pbt.lineage import copies, hparam_history, lineage_copies, training_spans
+from repro.compare.runs import Run, best_lineage, progress_curve
+from repro.compare.tables import METHOD_TITLES, fmt
+
+FIGURES = ("score_vs_compute", "schedule", "lineage_tree", "member_scores")
+METHOD_COLOURS = {"pbt": "tab:blue", "random_search": "tab:orange", "grid_search": "tab:green"}
+
+# -- figures ----------------------------------------------------------------------------------------------------
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams["svg.hashsalt"] = "pbt-repro"  # stable SVG ids: same run, same file
+    return plt
+
+
+def _save(fig: Any, out: Path, name: str) -> list[str]:
+    from matplotlib.ticker import EngFormatter
+
+    for ax in fig.axes:  # every x axis counts steps: 2.5M reads better than 2.5 with a detached "1e6"
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+    # no date and no matplotlib version in the files: the same runs give the same bytes (svg.hashsalt: _pyplot)
+    metadata = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None}}
+    written = []
+    for ext in ("png", "svg"):
+        path = out / f"{name}.{ext}"
+        fig.savefig(path, dpi=120, metadata=metadata[ext])
+        written.append(path.name)
+    _pyplot().close(fig)
+    return written
+
+
+def step_on_grid(xs: Sequence[float], ys: Sequence[float], grid: Any) -> Any:
+    """A step function given at sorted points ``xs`` (a run's best so far), sampled at ``grid``: the value of the last
+    point at or before each x, NaN before the first point (no score yet), the final value after the last one (a run
+    that has stopped keeps its best so far). This puts seeds with different x points onto one grid to average."""
+    import numpy as np
+
+    index = np.searchsorted(np.asarray(xs, dtype=float), grid, side="right") - 1
+    values = np.asarray(ys, dtype=float)[np.clip(index, 0, None)]
+    values[index < 0] = np.nan
+    return values
+
+
+def _method_curves(runs: Sequence[Run]) -> dict[str, list[tuple[list[int], list[float], list[float]]]]:
+    """The progress curves of the runs that have a score, by method in the order given."""
+    curves: dict[str, list[tuple[list[int], list[float], list[float]]]] = {}
+    for run in runs:
+        curve = progress_curve(run.scores)
+        if curve[0]:
+            curves.setdefault(run.method, []).append(curve)
+    return curves
+
+
+def plot_score_vs_compute(runs: Sequence[Run], metric: str, out: Path) -> list[str]:
+    """Per method: the best-so-far curve's mean over seeds (on a common grid of 200 compute points), the min–max band
+    over seeds and each seed as a thin step line; dashed, the population median's mean over seeds. Where a seed has
+    no score yet, the mean and band are left out (they are always over every seed of the method)."""
+    import numpy as np
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    curves = _method_curves(runs)
+    top = max((xs[-1] for group in curves.values() for xs, _, _ in group), default=0)
+    grid = np.linspace(0.0, float(top), 200)
+    for method, group in curves.items():
+        colour = METHOD_COLOURS.get(method, "tab:grey")
+        title = METHOD_TITLES.get(method, method)
+        if len(group) == 1:  # one seed: its own curves, nothing to average
+            xs, best, median = group[0]
+            ax.plot(xs, best, color=colour, linewidth=1.6, drawstyle="steps-post", label=f"{title}: best so far")
+            ax.plot(xs, median, color=colour, linewidth=1.0, linestyle="--", alpha=0.8, drawstyle="steps-post",
+                    label=f"{title}: population median")
+            continue
+        for i, (xs, best, _) in enumerate(group):
+            ax.plot(xs, best, color=colour, linewidth=0.6, alpha=0.45, drawstyle="steps-post",
+                    label=f"{title}: best so far, each seed" if i == 0 else None)
+        bests = np.vstack([step_on_grid(xs, best, grid) for xs, best, _ in group])  # NaN where a seed has none yet
+        medians = np.vstack([step_on_grid(xs, median, grid) for xs, _, median in group])
+        ax.fill_between(grid, bests.min(axis=0), bests.max(axis=0), color=colour, alpha=0.18, linewidth=0,
+                        label=f"{title}: best so far, min–max over seeds")
+        ax.plot(grid, bests.mean(axis=0), color=colour, linewidth=2.0,
+                label=f"{title}: best so far, mean over {len(group)} seeds")
+        ax.plot(grid, medians.mean(axis=0), color=colour, linewidth=1.0, linestyle="--", alpha=0.8,
+                label=f"{title}: population median, mean over seeds")
+    planned = max(r.compute["planned_steps"] for r in runs)
+    if planned:
+        ax.axvline(planned, color="0.6", linewidth=0.8, linestyle=":")
+    ax.set(xlabel="compute: member training steps, summed over the population", ylabel=metric,
+           title=f"{runs[0].domain}: best-so-far score against compute (" + ", ".join(
+               f"{METHOD_TITLES.get(m, m)}: {len(g)} run{'s' if len(g) > 1 else ''}" for m, g in curves.items()) + ")")
+    ax.grid(alpha=0.3)
+    if curves:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, out, "score_vs_compute")
+
+
+def log_scaled(run: Run) -> set[str] | None:
+    """The hyperparameters whose prior is log-uniform (drawn on a log axis), from the priors stored with the run. A
+    store written before priors were stored has its task built to find them; None when that fails too (values are
+    then drawn as they are)."""
+    space = run.meta.get("space")
+    if isinstance(space, dict):
+        return {name for name, prior in space.items() if str(prior).startswith("loguniform:")}
+    from pbt.space import LogUniform
+    from repro.domains import stored_config, stored_domain
+
+    try:
+        domain = stored_domain(run.meta)
+        task_space = domain.make_task(stored_config(domain, run.meta)).space
+    except Exception:  # noqa: BLE001 - a run made by other code
+        return None
+    return {name for name, prior in task_space.items() if isinstance(prior, LogUniform)}
+
+
+def _numeric(values: Sequence[Any]) -> tuple[list[float], list[str] | None]:
+    """Numbers as they are; categorical values as their position among the sorted distinct values (and the labels)."""
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return [float(v) for v in values], None
+    labels = sorted({str(v) for v in values})
+    return [float(labels.index(str(v))) for v in values], labels
+
+
+def plot_schedule(run: Run, metric: str, out: Path) -> list[str]:
+    plt = _pyplot()
+    found = best_lineage(run)
+    names = sorted(run.members[0].hparams) if run.members else []
+    fig, axes = plt.subplots(max(1, len(names)), 1, figsize=(8, 2.4 * max(1, len(names))), sharex=True, squeeze=False)
+    if found is None or not names:
+        axes[0][0].text(0.5, 0.5, "no scored member yet", ha="center", transform=axes[0][0].transAxes)
+        return _save(fig, out, "schedule")
+    best, segments = found
+    spans = training_spans(segments)
+    logs = log_scaled(run)
+    initial = run.meta["initial_hparams"]
+    for ax, name in zip((row[0] for row in axes), names):
+        every: list[Any] = [h[name] for h in initial] + [s.hparams[name] for s in segments]
+        every += [e.new_hparams[name] for e in run.events if e.new_hparams and name in e.new_hparams]
+        _, labels = _numeric(every)
+        to_y = (lambda v: float(v)) if labels is None else (lambda v: float(labels.index(str(v))))  # noqa: E731
+        for m in run.members:
+            history = hparam_history(m.id, initial, run.events)
+            xs, ys = [], []
+            for (start, h), (stop, _) in zip(history, history[1:] + [(m.step, {})]):
+                xs += [start, max(start, stop)]
+                ys += [to_y(h[name])] * 2
+            ax.plot(xs, ys, color="0.8", linewidth=0.8, zorder=1)
+        xs, ys = [], []
+        for s, (start, stop) in zip(segments, spans):
+            xs += [start, stop]
+            ys += [to_y(s.hparams[name])] * 2
+        ax.plot(xs, ys, color="tab:red", linewidth=1.8, zorder=3)
+        for a, (b, (start, _)) in zip(segments, zip(segments[1:], spans[1:])):
+            if a.member != b.member:  # a copy
+                ax.axvline(start, color="tab:red", linewidth=0.5, linestyle=":", zorder=2)
+        numbers = [v for v in every if isinstance(v, (int, float))]
+        spread = bool(numbers) and min(numbers) > 0 and max(numbers) / min(numbers) >= 20
+        if labels is None and (name in logs if logs is not None else spread):
+            ax.set_yscale("log")
+        if labels is not None:
+            ax.set_yticks(range(len(labels)), labels)
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    axes[-1][0].set_xlabel("step: red, training steps the final weights received along the lineage; "
+                           "grey, each member's own step", fontsize=9)
+    # wrapped: a long metric name (the GAN's) would run off the figure
+    title = (f"{run.domain}: hyperparameter schedule of the final best member {best.id} ({metric} {fmt(best.score)}), "
+             "followed back through its lineage (red); each member's own values in grey; dotted lines: copies")
+    fig.suptitle(textwrap.fill(title, 110), fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out, "schedule")
+
+
+def plot_lineage_tree(run: Run, metric: str, out: Path) -> list[str]:
+    plt = _pyplot()
+    n = len(run.members)
+    fig, ax = plt.subplots(figsize=(9, max(3.0, 0.28 * n + 1.5)))
+    for m in run.members:
+        ax.plot([0, m.step], [m.id, m.id], color="0.75", linewidth=1.0, zorder=1)
+    for c in copies(run.events):
+        ax.annotate("", xy=(c.step, c.member), xytext=(c.donor_step, c.donor), zorder=2,
+                    arrowprops={"arrowstyle": "->", "color": "0.55", "linewidth": 0.6, "shrinkA": 0, "shrinkB": 0})
+    found = best_lineage(run)
+    if found is not None:
+        best, segments = found
+        for s in segments:
+            ax.plot([s.start, s.end], [s.member, s.member], color="tab:red", linewidth=2.4, zorder=3)
+        for c in lineage_copies(segments):
+            ax.plot([c.donor_step, c.step], [c.donor, c.member], color="tab:red", linewidth=1.6, zorder=3)
+        ax.plot([best.step], [best.id], marker="*", markersize=12, color="tab:red", zorder=4)
+    ax.set(xlabel="step", ylabel="member", ylim=(-0.7, n - 0.3),
+           title=f"{run.domain}: lineage tree, {len(copies(run.events))} copies (grey arrows: donor → member)\n"
+                 "red: the lineage of the final best member (★)")
+    if n <= 40:
+        ax.set_yticks(range(n))
+    ax.invert_yaxis()
+    fig.tight_layout()
+    return _save(fig, out, "lineage_tree")
+
+
+def plot_member_scores(run: Run, metric: str, out: Path) -> list[str]:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    cmap = plt.get_cmap("tab20" if len(run.members) > 10 else "tab10")
+    for m in run.members:
+        rows = sorted((s.step, s.score) for s in run.scores if s.member == m.id)
+        if rows:
+            xs, ys = zip(*rows)
+            ax.plot(xs, ys, color=cmap(m.id % cmap.N), linewidth=1.0, label=f"member {m.id}")
+    exploits = [e for e in run.events if e.kind == "exploit"]
+    for e in exploits:
+        colour = cmap(e.member % cmap.N)
+        if e.score is not None and e.donor_score is not None:
+            ax.plot([e.step, e.step], [e.score, e.donor_score], color=colour, linewidth=0.6, linestyle=":")
+            ax.plot([e.step], [e.donor_score], marker="^", markersize=4, color=colour)
+        if e.score is not None:
+            ax.plot([e.step], [e.score], marker="o", markersize=3, color=colour, markerfacecolor="none")
+    ax.set(xlabel="step", ylabel=metric, title=f"{run.domain}: each member's score, {len(exploits)} exploit events\n"
+           "○ the member's score before the copy, ▲ the donor's score it took over")
+    ax.grid(alpha=0.3)
+    if 0 < len(ax.get_lines()) and len(run.members) <= 20:
+        ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return _save(fig, out, "member_scores")
+
+

@@ -1,0 +1,142 @@
+"""Runs as ``compare`` reads them: one run directory's store in memory, the checks that decide whether runs may be
+compared at all, and the curves and lineages drawn from them."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pbt.lineage import Segment, lineage
+from pbt.space import ConfigError
+from pbt.store import Event, MemberRow, ScoreRow, Store
+
+FINAL_STATES = ("pending", "done")  # members whose latest score counts as a final score (dropped/failed do not)
+
+
+
+@dataclass
+class Run:
+    """Everything ``compare`` needs from one run directory, read once (the store is closed afterwards)."""
+
+    run_dir: Path
+    meta: dict[str, Any]
+    members: list[MemberRow]
+    scores: list[ScoreRow]
+    events: list[Event]
+    compute: dict[str, Any]
+
+    @property
+    def domain(self) -> str:
+        return str(self.meta.get("domain", "?"))
+
+    @property
+    def method(self) -> str:
+        return str(self.meta.get("method", "?"))
+
+    @property
+    def seed(self) -> int:
+        return int(self.meta.get("seed", self.meta.get("config", {}).get("pbt", {}).get("seed", 0)))
+
+    @property
+    def finals(self) -> list[float]:
+        """The latest score of every member still in the population (a finished run: each member's final score)."""
+        return [m.score for m in self.members if m.score is not None and m.status in FINAL_STATES]
+
+    @property
+    def best_member(self) -> MemberRow | None:
+        scored = [m for m in self.members if m.score is not None and m.status in FINAL_STATES]
+        return max(scored, key=lambda m: (m.score, -m.id)) if scored else None  # type: ignore[arg-type]
+
+
+def load_run(run_dir: Path | str) -> Run:
+    """Read a run directory's store into memory (safe while another process is still writing it)."""
+    store = Store.open_existing(run_dir)
+    try:
+        return Run(run_dir=Path(run_dir), meta=store.meta(), members=store.members(), scores=store.scores(),
+                   events=store.events(), compute=store.compute())
+    finally:
+        store.close()
+
+
+def domain_metric(run: Run) -> str:
+    """What the run's score means, as recorded with it (``"score"`` for a store that does not say)."""
+    return str(run.meta.get("metric") or "score")
+
+
+def check_comparable(runs: Sequence[Run], allow_unequal: bool = False) -> bool:
+    """Raise ``ConfigError`` for runs of different domains, or of unequal planned compute unless ``allow_unequal``.
+
+    Returns:
+        Whether every run planned the same compute.
+    """
+    if not runs:
+        raise ConfigError("no runs to compare")
+    domains = sorted({r.domain for r in runs})
+    if len(domains) > 1:
+        raise ConfigError(f"cannot compare runs of different domains ({', '.join(domains)}): their scores measure "
+                          "different things")
+    planned = {str(r.run_dir): r.compute["planned_steps"] for r in runs}
+    equal = len(set(planned.values())) == 1
+    if not equal and not allow_unequal:
+        plans = ", ".join(f"{d} plans {p}" for d, p in planned.items())
+        raise ConfigError(f"unequal compute (member-steps = population × steps per member): {plans}; pass "
+                          "--allow-unequal to compare anyway")
+    mislabelled = [f"{r.run_dir} ({r.method})" for r in runs
+                   if r.method in ("random_search", "grid_search") and any(e.kind in ("exploit", "explore")
+                                                                            for e in r.events)]
+    if mislabelled:
+        raise ConfigError(f"{', '.join(mislabelled)}: labelled a baseline but its events show exploits or explores; "
+                          "its label and what it did disagree, so it is not compared")
+    over = over_trained(runs)
+    if over and not allow_unequal:
+        raise ConfigError(f"{'; '.join(over)}: more training than any member of the comparison ran; pass "
+                          "--allow-unequal to compare anyway")
+    return equal and not over
+
+
+def over_trained(runs: Sequence[Run]) -> list[str]:
+    """Runs whose weights received more training than any member slot of the comparison trained: a member's weights
+    may only be as old as the most training one member could do alone (per-member equal compute, not just equal
+    totals). A store written before weight ages were recorded cannot show it either way and is not flagged here."""
+    ceiling = max(r.compute.get("max_member_steps", 0) for r in runs)
+    return [f"{r.run_dir}: weights trained for {r.compute['max_weight_age']} steps (ceiling {ceiling})"
+            for r in runs if (r.compute.get("max_weight_age") or 0) > ceiling]
+
+
+# -- curves and lineages as data --------------------------------------------------------------------------------
+
+
+def progress_curve(scores: Sequence[ScoreRow]) -> tuple[list[int], list[float], list[float]]:
+    """Best-so-far and population-median score against compute, from a run's scores in recorded order.
+
+    Compute at a score is the sum over members of the latest step each had reported by then; the median is over
+    each member's latest score.
+    """
+    latest_step: dict[int, int] = {}
+    latest_score: dict[int, float] = {}
+    xs: list[int] = []
+    best: list[float] = []
+    median: list[float] = []
+    for s in sorted(scores, key=lambda s: (s.time, s.member, s.step)):
+        latest_step[s.member] = max(latest_step.get(s.member, 0), s.step)
+        latest_score[s.member] = s.score
+        xs.append(sum(latest_step.values()))
+        best.append(max(s.score, best[-1]) if best else s.score)
+        median.append(statistics.median(latest_score.values()))
+    return xs, best, median
+
+
+def best_lineage(run: Run) -> tuple[MemberRow, list[Segment]] | None:
+    """The final best member of ``run`` and the segments of its lineage (None when no member has a score)."""
+    best = run.best_member
+    if best is None:
+        return None
+    initial = run.meta.get("initial_hparams") or []
+    if len(initial) != len(run.members):  # runs made before initial_hparams was recorded: unknown starting points
+        return None
+    return best, lineage(best.id, initial, run.events, {m.id: m.step for m in run.members})
+
+

@@ -1,0 +1,164 @@
+"""The comparison as tables: one row per run, the mean ± std per method, in Markdown and CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from repro.compare.runs import Run
+
+METHOD_TITLES = {"pbt": "PBT", "random_search": "random search", "grid_search": "grid search"}
+
+# -- the table --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One line of the comparison: a run, or the mean ± std of one method over several runs (seeds)."""
+
+    label: str
+    method: str
+    domain: str
+    seeds: list[int]
+    population: int
+    used_steps: float
+    planned_steps: float
+    wall_seconds: float
+    best_final: float | None
+    mean_final: float | None
+    median_final: float | None
+    finished: str  # members counted / population
+    status: str
+    best_final_std: float | None = None
+    mean_final_std: float | None = None
+    median_final_std: float | None = None
+    per_seed_best: list[float] = field(default_factory=list)
+    max_weight_age: int | None = None  # the most training any member's weights received (None: not recorded)
+
+
+def run_row(run: Run) -> Row:
+    finals = run.finals
+    best = run.best_member
+    return Row(label=str(run.run_dir), method=run.method, domain=run.domain, seeds=[run.seed],
+               population=len(run.members), used_steps=run.compute["used_steps"],
+               planned_steps=run.compute["planned_steps"], wall_seconds=run.compute["wall_seconds"],
+               best_final=None if best is None else best.score,
+               mean_final=statistics.fmean(finals) if finals else None,
+               median_final=statistics.median(finals) if finals else None,
+               finished=f"{len(finals)}/{len(run.members)}", status=str(run.meta.get("status", "?")),
+               per_seed_best=[] if best is None or best.score is None else [best.score],
+               max_weight_age=run.compute.get("max_weight_age"))
+
+
+def _mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+    present = [v for v in values if v is not None]
+    if not present:
+        return None, None
+    return statistics.fmean(present), (statistics.stdev(present) if len(present) > 1 else 0.0)
+
+
+def aggregate_row(method: str, rows: Sequence[Row]) -> Row:
+    """Mean ± std (sample standard deviation) over the runs of one method; compute is the mean per run."""
+    best, best_std = _mean_std([r.best_final for r in rows])
+    mean, mean_std = _mean_std([r.mean_final for r in rows])
+    median, median_std = _mean_std([r.median_final for r in rows])
+    return Row(label=f"{METHOD_TITLES.get(method, method)}: mean ± std over {len(rows)} runs", method=method,
+               domain=rows[0].domain, seeds=[s for r in rows for s in r.seeds], population=rows[0].population,
+               used_steps=statistics.fmean(r.used_steps for r in rows),
+               planned_steps=statistics.fmean(r.planned_steps for r in rows),
+               wall_seconds=statistics.fmean(r.wall_seconds for r in rows), best_final=best, mean_final=mean,
+               median_final=median, finished=", ".join(r.finished for r in rows),
+               status=", ".join(sorted({r.status for r in rows})), best_final_std=best_std, mean_final_std=mean_std,
+               median_final_std=median_std, per_seed_best=[v for r in rows for v in r.per_seed_best],
+               max_weight_age=max((r.max_weight_age for r in rows if r.max_weight_age is not None), default=None))
+
+
+def fmt(value: float | None, std: float | None = None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    text = f"{value:.4g}"
+    return text if std is None else f"{text} ± {std:.2g}"
+
+
+def duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+@dataclass
+class Comparison:
+    """What ``compare`` found and wrote."""
+
+    domain: str
+    metric: str
+    runs: list[Run]
+    rows: list[Row]  # one per run, then one aggregate per method with several runs
+    equal_compute: bool
+    figures: dict[str, list[str]]  # figure name -> files written (relative to the output directory)
+    best_schedule: dict[str, Any] | None
+    figure_seed: int | None = None  # the seed of the PBT run the schedule, lineage and member-score figures show
+
+    def method_rows(self, method: str) -> list[Row]:
+        return [r for r in self.rows[: len(self.runs)] if r.method == method]
+
+
+def table_rows(runs: Sequence[Run]) -> list[Row]:
+    rows = [run_row(r) for r in runs]
+    for method in dict.fromkeys(r.method for r in runs):
+        group = [row for row in rows if row.method == method]
+        if len(group) > 1:
+            rows.append(aggregate_row(method, group))
+    return rows
+
+
+def markdown_table(comparison: Comparison, intro: bool = True) -> str:
+    lines = [f"Domain `{comparison.domain}`; metric: {comparison.metric} (higher is better); compute: member-steps "
+             "(population × steps per member) and wall time."] if intro else []
+    if not comparison.equal_compute:
+        lines.append("\n**Unequal compute** (compared with `--allow-unequal`): the runs planned different budgets; "
+                     "see the planned column.")
+    lines += ["", "| run | method | seed | population | steps used / planned | oldest weights | wall time | best final | "
+              "population mean final | population median final | members counted | status |",
+              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in comparison.rows:
+        seeds = ", ".join(map(str, r.seeds))
+        lines.append(
+            f"| {r.label} | {METHOD_TITLES.get(r.method, r.method)} | {seeds} | {r.population} | "
+            f"{r.used_steps:.6g} / {r.planned_steps:.6g} | "
+            f"{'–' if r.max_weight_age is None else f'{r.max_weight_age:.6g}'} | {duration(r.wall_seconds)} | "
+            f"{fmt(r.best_final, r.best_final_std)} | {fmt(r.mean_final, r.mean_final_std)} | "
+            f"{fmt(r.median_final, r.median_final_std)} | {r.finished} | {r.status} |")
+    lines.append("\nFinal scores are each member's latest score (its own: a member does not exploit at the end of its "
+                 "budget); dropped or failed members are not counted. ± is the sample standard deviation over runs. "
+                 "Oldest weights: the most training any member's weights received through their copies (at most "
+                 "the steps one member trains).")
+    return "\n".join(lines) + "\n"
+
+
+CSV_COLUMNS = ("row", "label", "method", "domain", "seeds", "population", "used_steps", "planned_steps",
+               "wall_seconds", "best_final", "best_final_std", "mean_final", "mean_final_std", "median_final",
+               "median_final_std", "members_counted", "status", "equal_compute", "max_weight_age")
+
+
+def csv_table(comparison: Comparison) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for i, r in enumerate(comparison.rows):
+        blank = lambda v: "" if v is None else repr(v)  # noqa: E731 - repr keeps floats exact
+        writer.writerow(["run" if i < len(comparison.runs) else "mean_std", r.label, r.method, r.domain,
+                         " ".join(map(str, r.seeds)), r.population, r.used_steps, r.planned_steps,
+                         round(r.wall_seconds, 3), blank(r.best_final), blank(r.best_final_std), blank(r.mean_final),
+                         blank(r.mean_final_std), blank(r.median_final), blank(r.median_final_std), r.finished,
+                         r.status, comparison.equal_compute, blank(r.max_weight_age)])
+    return buffer.getvalue()
+
+
