@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import torch
+
 # bench/ is the script's folder, so on sys.path
 from pairing import POPULATION_WORKERS, executor_against_bare, one_member_rows, population_run
 

@@ -3,7 +3,6 @@ guarded torchvision import (its CPU wheel for torch 2.13 lacks two operator sche
 
 from __future__ import annotations
 
-import os
 import random
 import sys
 from pathlib import Path
@@ -68,9 +67,3 @@ def import_torchvision() -> Any:
 
 
 _KEEP_ALIVE: list[Any] = []
-
-
-def data_root(flag_value: str | None, env_var: str, default_subdir: str) -> Path | None:
-    """The data path from a flag, else an environment variable, else ``None`` (meaning: download)."""
-    value = flag_value or os.environ.get(env_var)
-    return Path(value).expanduser() if value else None

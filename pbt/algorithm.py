@@ -83,9 +83,6 @@ class StateCache:
         while len(self.states) > self.capacity:  # drop the least recently stored
             del self.states[next(iter(self.states))]
 
-    def holds(self, member: int) -> bool:
-        return member in self.states
-
     def discard(self, member: int) -> None:
         self.states.pop(member, None)
 

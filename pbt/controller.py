@@ -31,7 +31,7 @@ from typing import Any
 from pbt.algorithm import IntervalResult, Job, copy_member, decision_rng, exploit_and_explore, explore_member, published
 from pbt.config import EXECUTION_FIELDS, PBTConfig
 from pbt.domain import load as load_domain
-from pbt.executor import LocalExecutor, SerialExecutor, TaskSpec, cpu_count
+from pbt.executor import LocalExecutor, SerialExecutor, TaskSpec, concurrency, cpu_count
 from pbt.space import ConfigError, HParams, describe, sample, with_priors
 from pbt.store import LOCK_NAME, Event, MemberRow, RunLock, ScoreRow, Store
 
@@ -190,7 +190,7 @@ class Controller:
             from pbt.ray_executor import RayExecutor  # Ray is an optional extra
 
             return RayExecutor(self.spec, len(self.members))
-        workers = min(self.cfg.workers or cpu_count(), len(self.members))
+        workers = concurrency(self.cfg, len(self.members))
         return LocalExecutor(self.spec, workers=workers, cache_size=math.ceil(len(self.members) / workers))
 
     def _training(self) -> list[MemberRow]:
@@ -226,6 +226,7 @@ class Controller:
             self._reopen_failed()
             self.spec.prepare()
             executor = self._executor()
+            self.store.set_meta(slots=executor.slots)  # members trained at once, for status and progress
             if isinstance(executor, SerialExecutor):
                 self._run_rounds(executor)
             else:

@@ -44,12 +44,19 @@ class TaskSpec:
             prepare(self.config)
 
 
+def concurrency(cfg: Any, population: int) -> int:
+    """How many members a serial or local executor trains at once (a Ray executor asks its cluster, ``slots_for``)."""
+    return 1 if cfg.executor == "serial" else max(1, min(cfg.workers or cpu_count(), population))
+
+
 def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 class SerialExecutor:
     """Runs intervals one at a time in this process. Deterministic: the toy example and the tests use it."""
+
+    slots = 1
 
     def __init__(self, spec: TaskSpec, cache_size: int):
         self.task = spec.build()
@@ -141,6 +148,7 @@ class LocalExecutor:
         self.threads = max(1, cpu_count() // workers)
         self.cache_size = cache_size
         self.workers = [self._start() for _ in range(workers)]
+        self.slots = workers
 
     def _start(self) -> _Worker:
         return _Worker(self.ctx, self.spec, self.threads, self.cache_size)

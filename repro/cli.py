@@ -266,8 +266,8 @@ def cmd_reproduce(argv: list[str]) -> int:
     if args.seeds < 1:
         parser.error("--seeds must be >= 1")
     config = config_from_args(domain, args.profile, args, args.config_file)
-    from repro.compare import fmt
     from repro.reproduce import reproduce
+    from repro.text import fmt
 
     runs = args.runs or Path("runs") / f"{label(name)}-{args.profile}"
 

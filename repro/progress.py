@@ -15,38 +15,20 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
 from pbt.config import PBTConfig
+from pbt.controller import Listener
+from pbt.executor import concurrency
 from pbt.store import Event, MemberRow, ScoreRow, Store
-
-Listener = Callable[[MemberRow, Sequence[ScoreRow], Sequence[Event]], None]
-
-
-def _fmt(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+from repro.text import duration, fmt, hparams_text
 
 
-def hparams_text(hparams: dict) -> str:
-    return " ".join(f"{k}={_fmt(v)}" for k, v in hparams.items())
+def run_slots(store: Store, cfg: PBTConfig) -> int:
+    """How many members the run trains at once: what its controller recorded for its executor (a Ray cluster's
+    slots included), else what a local executor would run."""
+    recorded = store.meta().get("slots")
+    return int(recorded) if recorded else concurrency(cfg, cfg.population)
 
 
-def duration_text(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
-def slots(cfg: PBTConfig) -> int:
-    """How many members train at once: what the controller's executor runs in parallel."""
-    from pbt.executor import cpu_count
-
-    return 1 if cfg.executor == "serial" else max(1, min(cfg.workers or cpu_count(), cfg.population))
-
-
-def member_states(members: Sequence[MemberRow], cfg: PBTConfig, run_status: str = "running") -> dict[int, str]:
+def member_states(members: Sequence[MemberRow], slots: int, run_status: str = "running") -> dict[int, str]:
     """Each member's state as seen from the store: done, failed, dropped, or, for those still going, training (the
     members the controller runs next: the furthest behind, as many as it has workers) or waiting (for a worker).
     A run that is not running shows its unfinished members as stopped."""
@@ -54,7 +36,7 @@ def member_states(members: Sequence[MemberRow], cfg: PBTConfig, run_status: str 
     pending = sorted((m for m in members if states[m.id] == "waiting"), key=lambda m: (m.step, m.id))
     if run_status in ("interrupted", "finished"):
         return {i: "stopped" if s == "waiting" else s for i, s in states.items()}
-    for m in pending[: slots(cfg)]:
+    for m in pending[:slots]:
         states[m.id] = "training"
     return states
 
@@ -69,12 +51,12 @@ class Eta:
         rate = (done - self.start_done) / max(1e-9, time.monotonic() - self.start)
         if done >= self.total:
             return "done"
-        return "?" if rate <= 0 else duration_text((self.total - done) / rate)
+        return "?" if rate <= 0 else duration((self.total - done) / rate)
 
 
 def exploit_line(e: Event) -> str | None:
     if e.kind == "exploit":
-        return (f"member {e.member} (score {_fmt(e.score)}) copies member {e.donor} (score {_fmt(e.donor_score)}) "
+        return (f"member {e.member} (score {fmt(e.score)}) copies member {e.donor} (score {fmt(e.donor_score)}) "
                 f"at step {e.step}")
     if e.kind == "failure":
         return f"member {e.member} failed at step {e.step}: {e.message}"
@@ -121,7 +103,7 @@ class PrintProgress:
             scored = [m.score for m in self.members.values() if m.score is not None and m.status != "dropped"]
             best = max(scored) if scored else float("nan")
             self._print(f"{self.title}{self.done}/{self.total} steps ({100 * self.done / max(1, self.total):.0f}%), "
-                        f"best score {_fmt(best)}, ETA {self.eta.text(self.done)}")
+                        f"best score {fmt(best)}, ETA {self.eta.text(self.done)}")
 
 
 class RichProgress:
@@ -129,10 +111,11 @@ class RichProgress:
     events printed above it as they happen. Use as a context manager around the run."""
 
     def __init__(self, cfg: PBTConfig, members: Sequence[MemberRow] = (), title: str = "PBT", metric: str = "score",
-                 console: Any = None):
+                 console: Any = None, slots: Callable[[], int] | None = None):
         from rich.console import Console
 
         self.cfg, self.title, self.metric = cfg, title, metric
+        self.slots = slots or (lambda: concurrency(cfg, cfg.population))
         self.console = console or Console()
         self.members: dict[int, MemberRow] = {m.id: m for m in members}
         self.total = cfg.population * cfg.budget_steps
@@ -164,18 +147,18 @@ class RichProgress:
         best = max(scored, key=lambda m: m.score).id if scored else None  # type: ignore[arg-type,return-value]
         head = Text.assemble((f"{self.title} ", "bold"), f"{done}/{self.total} steps "
                              f"({100 * done / max(1, self.total):.0f}%)  elapsed "
-                             f"{duration_text(time.monotonic() - self.started)}  ETA {self.eta.text(done)}")
+                             f"{duration(time.monotonic() - self.started)}  ETA {self.eta.text(done)}")
         bar = ProgressBar(total=max(1, self.total), completed=done, width=40)
         table = Table(show_edge=False, pad_edge=False, header_style="bold")
         for name, justify in (("member", "right"), ("step", "right"), (self.metric, "right"), ("state", "left"),
                               ("hyperparameters", "left")):
             table.add_column(name, justify=justify)  # type: ignore[arg-type]
-        states = member_states(members, self.cfg)
+        states = member_states(members, self.slots())
         colours = {"training": "green", "waiting": "dim", "done": "blue", "failed": "red", "dropped": "red"}
         room = max(5, self.console.height - 8)
         for m in members[:room]:
             mark = "*" if m.id == best else " "
-            table.add_row(f"{m.id}{mark}", str(m.step), "-" if m.score is None else _fmt(m.score),
+            table.add_row(f"{m.id}{mark}", str(m.step), "-" if m.score is None else fmt(m.score),
                           Text(states[m.id], style=colours.get(states[m.id], "")), hparams_text(m.hparams))
         top = Table.grid(padding=(0, 1))
         top.add_row(head)
@@ -205,7 +188,7 @@ def progress_listeners(store: Store, cfg: PBTConfig, quiet: bool = False, title:
     if not sys.stdout.isatty():
         yield [PrintProgress(cfg, members=members, title=title)]
         return
-    with RichProgress(cfg, members, title=title, metric=metric) as view:
+    with RichProgress(cfg, members, title=title, metric=metric, slots=lambda: run_slots(store, cfg)) as view:
         yield [view]
 
 
@@ -227,12 +210,12 @@ def member_table(store: Store) -> str:
         f"{'member':>6} {'step':>10} {'score':>10} {'state':>8} {'fails':>5}  hyperparameters",
     ]
     members = store.members()
-    states = member_states(members, cfg, "interrupted" if state == "failed" else state)
+    states = member_states(members, run_slots(store, cfg), "interrupted" if state == "failed" else state)
     best = max((m for m in members if m.score is not None and m.status != "dropped"), key=lambda m: m.score,  # type: ignore[arg-type,return-value]
                default=None)
     for m in members:
         mark = "*" if best is not None and m.id == best.id else " "
-        score = "-" if m.score is None else _fmt(m.score)
+        score = "-" if m.score is None else fmt(m.score)
         lines.append(f"{m.id:>5}{mark} {m.step:>10} {score:>10} {states[m.id]:>8} {m.failures:>5}  "
                      f"{hparams_text(m.hparams)}")
     return "\n".join(lines)

@@ -21,8 +21,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from repro.compare import FIGURES, duration, fmt
+from repro.compare import FIGURES
 from repro.reproduce import ARMS, CORE_KEYS, extra_paired, interval_text, leaves, paired_table, shared_leaves
+from repro.text import duration, fmt
 
 # The paper's numbers, as the project's paper digest (paper.md) reconstructs them, with its confidence tags:
 # [Q] quote, [S2] two secondary sources agree, [S] one secondary source, [U] unverified. Baseline → PBT.

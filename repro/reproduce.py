@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,9 +35,10 @@ from pbt.controller import Controller, git_commit, machine, open_experiment
 from pbt.domain import Domain
 from pbt.space import ConfigError
 from pbt.store import Store
-from repro.compare import Comparison, Row, compare, duration, fmt, markdown_table, progress_curve
+from repro.compare import Comparison, Row, compare, markdown_table, progress_curve
 from repro.domains import label, load_domain, registered
-from repro.stats import Interval, fmt_interval, paired_difference, trains_faster
+from repro.stats import Interval, fmt_interval, mean_std, paired_difference, trains_faster
+from repro.text import duration, fmt
 
 ARMS = ("pbt", "random_search")
 # Everything below this line in a results README is the authors' reading of the run; reproduce keeps it.
@@ -91,12 +91,6 @@ def run_arm(domain: Domain, name: str, arm: str, config: Any, initial: list | No
 def arm_summary(rows: Sequence[Row], config: Any) -> dict[str, Any]:
     """The shared summary of one arm over its seeds: means over seeds, and ``_std`` the sample standard deviation
     over seeds (None with one seed)."""
-    def mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
-        present = [v for v in values if v is not None]
-        if not present:
-            return None, None
-        return statistics.fmean(present), statistics.stdev(present) if len(present) > 1 else None
-
     best, best_std = mean_std([r.best_final for r in rows])
     mean, mean_std_ = mean_std([r.mean_final for r in rows])
     median, median_std = mean_std([r.median_final for r in rows])

@@ -6,6 +6,7 @@ much of one arm's compute the other needs to reach its final result. No plotting
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
@@ -151,3 +152,11 @@ def fmt_interval(interval: Interval, digits: int = 4) -> str:
     if interval.low is None or interval.high is None:
         return mean
     return f"{mean} [{interval.low:.{digits}g}, {interval.high:.{digits}g}]"
+
+
+def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+    """The mean and the sample standard deviation of the values present; no spread (None) from a single value."""
+    present = [float(v) for v in values if v is not None]
+    if not present:
+        return None, None
+    return statistics.fmean(present), statistics.stdev(present) if len(present) > 1 else None

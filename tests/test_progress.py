@@ -19,13 +19,23 @@ def rows(*specs):
 
 def test_member_states_follow_the_controllers_choice_of_who_trains_next():
     members = rows((30, 1.0, "pending"), (10, 0.5, "pending"), (20, 0.7, "pending"))
-    assert member_states(members, CFG) == {0: "waiting", 1: "training", 2: "training"}  # 2 workers, furthest behind
-    serial = dataclasses.replace(CFG, executor="serial")
-    assert member_states(members, serial) == {0: "waiting", 1: "training", 2: "waiting"}
+    assert member_states(members, 2) == {0: "waiting", 1: "training", 2: "training"}  # 2 workers, furthest behind
+    assert member_states(members, 1) == {0: "waiting", 1: "training", 2: "waiting"}
     members = rows((100, 1.0, "done"), (40, None, "failed"), (60, 0.2, "dropped"))
-    assert member_states(members, CFG) == {0: "done", 1: "failed", 2: "dropped"}
+    assert member_states(members, 2) == {0: "done", 1: "failed", 2: "dropped"}
     members = rows((100, 1.0, "done"), (40, 0.3, "pending"), (60, 0.2, "pending"))
-    assert member_states(members, CFG, "interrupted") == {0: "done", 1: "stopped", 2: "stopped"}
+    assert member_states(members, 2, "interrupted") == {0: "done", 1: "stopped", 2: "stopped"}
+
+
+def test_the_slots_shown_are_the_ones_the_controller_recorded(tmp_path):
+    from experiments.toy.task import Config
+    from pbt.controller import run_experiment
+    from repro.progress import run_slots
+
+    config = dataclasses.replace(Config(), pbt=dataclasses.replace(Config().pbt, population=4, budget_steps=8,
+                                                                   executor="local", workers=3))
+    store = run_experiment("experiments.toy.task", config, tmp_path / "run", domain="toy")
+    assert store.meta()["slots"] == 3 and run_slots(store, config.pbt) == 3
 
 
 def test_plain_progress_prints_exploits_and_periodic_lines():

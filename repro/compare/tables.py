@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from repro.compare.runs import Run
+from repro.stats import mean_std
+from repro.text import duration, fmt
 
 METHOD_TITLES = {"pbt": "PBT", "random_search": "random search", "grid_search": "grid search"}
 
@@ -55,42 +56,20 @@ def run_row(run: Run) -> Row:
                max_weight_age=run.compute.get("max_weight_age"))
 
 
-def _mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
-    present = [v for v in values if v is not None]
-    if not present:
-        return None, None
-    return statistics.fmean(present), (statistics.stdev(present) if len(present) > 1 else 0.0)
-
-
 def aggregate_row(method: str, rows: Sequence[Row]) -> Row:
     """Mean ± std (sample standard deviation) over the runs of one method; compute is the mean per run."""
-    best, best_std = _mean_std([r.best_final for r in rows])
-    mean, mean_std = _mean_std([r.mean_final for r in rows])
-    median, median_std = _mean_std([r.median_final for r in rows])
+    best, best_std = mean_std([r.best_final for r in rows])
+    mean, mean_spread = mean_std([r.mean_final for r in rows])
+    median, median_std = mean_std([r.median_final for r in rows])
     return Row(label=f"{METHOD_TITLES.get(method, method)}: mean ± std over {len(rows)} runs", method=method,
                domain=rows[0].domain, seeds=[s for r in rows for s in r.seeds], population=rows[0].population,
                used_steps=statistics.fmean(r.used_steps for r in rows),
                planned_steps=statistics.fmean(r.planned_steps for r in rows),
                wall_seconds=statistics.fmean(r.wall_seconds for r in rows), best_final=best, mean_final=mean,
                median_final=median, finished=", ".join(r.finished for r in rows),
-               status=", ".join(sorted({r.status for r in rows})), best_final_std=best_std, mean_final_std=mean_std,
+               status=", ".join(sorted({r.status for r in rows})), best_final_std=best_std, mean_final_std=mean_spread,
                median_final_std=median_std, per_seed_best=[v for r in rows for v in r.per_seed_best],
                max_weight_age=max((r.max_weight_age for r in rows if r.max_weight_age is not None), default=None))
-
-
-def fmt(value: float | None, std: float | None = None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    text = f"{value:.4g}"
-    return text if std is None else f"{text} ± {std:.2g}"
-
-
-def duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.2f} h"
 
 
 @dataclass
