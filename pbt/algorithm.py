@@ -1,4 +1,4 @@
-"""Algorithm 1 of Jaderberg et al. (2017), split where the work is done.
+"""Algorithm 1 of Jaderberg et al. (2017): every decision it makes lives here; the controller only schedules.
 
     for each member (asynchronously, in parallel):
         while not end of training:
@@ -8,6 +8,10 @@
                 if θ ≠ θ': h, θ ← explore(h', θ', P)      #   latest published state of the others
                            p ← eval(θ)
             update P with (θ, h, p, t)                    # Store.commit: one transaction
+
+The decisions, in the order a member meets them: ``after_interval`` (the ready rule, and the last-interval rule: no
+exploit once the budget is spent), ``exploit_and_explore`` (exploit, copy, explore; against the population as the
+member sees it at its step), and ``after_failure`` (replace, retry or drop, and when the run must stop).
 
 ``run_interval`` trains a member until it is ready (``ready_every`` steps since it was last ready) or its budget
 ends, evaluating every ``eval_every`` steps, and writes its checkpoint. ``exploit_and_explore`` then decides, from
@@ -28,8 +32,8 @@ from typing import Any
 from pbt import exploit as exploit_rules
 from pbt.config import PBTConfig
 from pbt.exploit import Published
-from pbt.space import HParams, Prior, explore
-from pbt.store import CorruptCheckpoint, Event, MemberRow, verify_checkpoint, write_atomic
+from pbt.space import HParams, Prior, explore, sample
+from pbt.store import CorruptCheckpoint, Event, MemberRow, ScoreRow, verify_checkpoint, write_atomic
 from pbt.task import Evaluation, Task, TaskContractError, checked_metrics, metrics_steps
 
 
@@ -203,3 +207,83 @@ def exploit_and_explore(
         me, event = explore_member(me, space, cfg, rng)
         events.append(event)
     return me, events
+
+
+def after_interval(me: MemberRow, result: IntervalResult, cfg: PBTConfig) -> tuple[MemberRow, list[ScoreRow]]:
+    """The member's new state after a successful interval, and its score rows.
+
+    Ready rule: ready once ``ready_every`` steps have passed since it was last ready (its clock counts the steps the
+    task actually took). Last-interval rule: a member that has spent its budget is done and does not exploit, so its
+    final score is its own. A ready member's pending decision is recorded (``decision_due``, the step the interval
+    started at) in the same commit as the interval."""
+    last = result.evals[-1][1]
+    # An evaluation that brings its own samples (episode returns, per-sentence BLEU) describes the current weights by
+    # itself; otherwise the t-test's window is the recent scores.
+    recent = me.samples + tuple(e.score for _, e in result.evals)
+    samples = last.samples[-cfg.ttest_window:] if last.samples else recent[-cfg.ttest_window:]
+    interval = {**result.metrics, "time/train_s": result.train_seconds, "time/eval_s": result.eval_seconds,
+                "time/io_s": result.io_seconds}
+    scores = [ScoreRow(member=me.id, step=step, score=ev.score,
+                       metrics={f"eval/{k}": float(v) for k, v in ev.metrics.items()}
+                       | (interval if i == len(result.evals) - 1 else {}))
+              for i, (step, ev) in enumerate(result.evals)]
+    since = me.steps_since_ready + result.steps
+    ready = since >= cfg.ready_every
+    finished = me.step + result.steps >= cfg.budget_steps
+    member = replace(me, step=me.step + result.steps, steps_since_ready=0 if ready else since, score=last.score,
+                     samples=tuple(samples), checkpoint=result.checkpoint, checksum=result.checksum, error=None,
+                     weight_age=me.weight_age + result.steps, status="done" if finished else me.status,
+                     decision_due=me.step if ready and not finished else None)
+    return member, scores
+
+
+@dataclass(frozen=True)
+class FailureOutcome:
+    """What a failed interval leads to: the member's new state, the events that say why, and, when the run cannot
+    go on, the reason it stops."""
+
+    member: MemberRow
+    events: list[Event]
+    stop: str | None = None
+
+
+def after_failure(me: MemberRow, result: IntervalResult, members: list[MemberRow], space: dict[str, Prior],
+                  cfg: PBTConfig) -> FailureOutcome:
+    """Failure replacement. A task that broke its contract stops the run (every member would fail the same way);
+    so does a member that failed more than ``max_failures`` times. Otherwise, by ``on_failure``: ``replace`` copies
+    the best published member (as ``me`` sees it, like an exploit) and explores; ``retry`` runs the interval again
+    from the member's last checkpoint (a dead worker is always retried; a corrupt checkpoint never is); ``drop``
+    takes the member out."""
+    failures = me.failures + 1
+    failure = Event(member=me.id, step=me.step, kind="failure", message=result.error)
+    if result.task_bug:
+        return FailureOutcome(replace(me, status="failed", failures=failures, error=result.error), [failure],
+                              stop=f"the task broke its contract: {result.error}")
+    if failures > cfg.max_failures:
+        return FailureOutcome(replace(me, status="failed", failures=failures, error=result.error), [failure],
+                              stop=f"member {me.id} failed {failures} times (max_failures={cfg.max_failures}); last "
+                                   f"error: {result.error}")
+    me = replace(me, failures=failures, error=result.error)
+    action = "retry" if result.worker_died else cfg.on_failure
+    if result.corrupt_checkpoint and action == "retry":  # its file is bad: start it again some other way
+        action = "replace"
+    rng = decision_rng(cfg.seed, me.id, me.step, f"failure{failures}")
+    donors = [p for p in published(members) if p.member != me.id]
+    if action == "drop":
+        return FailureOutcome(replace(me, status="dropped"), [failure, Event(me.id, me.step, "drop")])
+    if action == "replace" and donors:
+        donor = members[max(donors, key=lambda p: p.score).member]
+        copied = copy_member(me, donor)
+        events = [failure, Event(member=me.id, step=me.step, kind="replace", donor=donor.id, donor_step=donor.step,
+                                 old_hparams=me.hparams, new_hparams=donor.hparams, donor_score=donor.score,
+                                 weight_age=donor.weight_age)]
+        if cfg.explore != "none":
+            copied, explored = explore_member(copied, space, cfg, rng)
+            events.append(explored)
+        return FailureOutcome(copied, events)
+    # retry the interval from the member's last checkpoint (or from scratch, with fresh hyperparameters)
+    if result.corrupt_checkpoint:  # nobody to copy: its own weights are lost, so it starts over
+        me = replace(me, checkpoint=None, checksum=None, weight_age=0)
+    if me.checkpoint is None and action == "replace":
+        me = replace(me, hparams=sample(space, rng))
+    return FailureOutcome(me, [failure, Event(me.id, me.step, "retry", new_hparams=me.hparams, message=action)])

@@ -28,10 +28,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pbt.algorithm import IntervalResult, Job, copy_member, decision_rng, exploit_and_explore, explore_member, published
+from pbt.algorithm import IntervalResult, Job, after_failure, after_interval, decision_rng, exploit_and_explore
 from pbt.config import EXECUTION_FIELDS, PBTConfig
 from pbt.domain import load as load_domain
-from pbt.executor import LocalExecutor, SerialExecutor, TaskSpec, concurrency, cpu_count
+from pbt.executor import Executor, LocalExecutor, SerialExecutor, TaskSpec, concurrency, cpu_count
 from pbt.space import ConfigError, HParams, describe, sample, with_priors
 from pbt.store import LOCK_NAME, Event, MemberRow, RunLock, ScoreRow, Store
 
@@ -183,15 +183,16 @@ class Controller:
         if [m.id for m in self.members] != list(range(len(self.members))):
             raise ConfigError(f"{store.run_dir}: member ids are not 0..N-1")
 
-    def _executor(self) -> Any:
+    def _executor(self) -> Executor:
+        population = len(self.members)
         if self.cfg.executor == "serial":
-            return SerialExecutor(self.spec, cache_size=len(self.members))
+            return SerialExecutor(self.spec, cache_size=population)
         if self.cfg.executor == "ray":
             from pbt.ray_executor import RayExecutor  # Ray is an optional extra
 
-            return RayExecutor(self.spec, len(self.members))
-        workers = concurrency(self.cfg, len(self.members))
-        return LocalExecutor(self.spec, workers=workers, cache_size=math.ceil(len(self.members) / workers))
+            return RayExecutor(self.spec, population)
+        workers = concurrency(self.cfg, population)
+        return LocalExecutor(self.spec, workers=workers, cache_size=math.ceil(population / workers))
 
     def _training(self) -> list[MemberRow]:
         """Members that will still train (and decide): pending and short of their budget."""
@@ -227,7 +228,7 @@ class Controller:
             self.spec.prepare()
             executor = self._executor()
             self.store.set_meta(slots=executor.slots)  # members trained at once, for status and progress
-            if isinstance(executor, SerialExecutor):
+            if executor.lockstep:
                 self._run_rounds(executor)
             else:
                 self._run_async(executor)
@@ -263,7 +264,7 @@ class Controller:
             self._publish(replace(m, status="pending"), events=[Event(
                 m.id, m.step, "retry", new_hparams=m.hparams, message=f"resumed, max_failures={self.cfg.max_failures}")])
 
-    def _run_async(self, executor: Any) -> None:
+    def _run_async(self, executor: Executor) -> None:
         """A ready member decides when it next gets a worker, against what the others have published by then.
 
         With a worker per member that is as soon as its interval is back. With fewer workers (time-slicing), deciding
@@ -290,7 +291,7 @@ class Controller:
             in_flight.discard(result.member)
             self._record(result)
 
-    def _run_rounds(self, executor: SerialExecutor) -> None:
+    def _run_rounds(self, executor: Executor) -> None:
         """N workers of equal speed, emulated in one process: the members furthest behind each train an interval,
         then the ready ones decide one by one in a seeded random order, each against what the others have published
         by then. Deterministic, and free of the bias a fixed order would add (the first to decide would always
@@ -310,7 +311,8 @@ class Controller:
             for m in [m for m in self._training() if m.step == low and m.decision_due is None
                       and m.id not in self.round["attempted"]]:
                 self.round["attempted"].append(m.id)
-                self._record(executor.run(self._job(m)))
+                executor.submit(0, self._job(m))
+                self._record(executor.next_result())
             if self.round["order"] is None:
                 order = [m.id for m in self.members if m.decision_due == low]
                 decision_rng(self.cfg.seed, -1, low, "order").shuffle(order)
@@ -334,33 +336,17 @@ class Controller:
         for listener in self.listeners:
             listener(member, scores, events)
 
-    def _record(self, result: IntervalResult) -> bool:
-        """Publish a finished interval (θ, p, t); return whether the member is now ready to exploit and explore."""
+    def _record(self, result: IntervalResult) -> None:
+        """Publish a finished interval (θ, p, t), or what a failed one leads to (``algorithm.after_failure``)."""
         me = self.members[result.member]
-        if result.error is not None:
-            self._handle_failure(me, result)
-            return False
-        last = result.evals[-1][1]
-        window = self.cfg.ttest_window
-        # An evaluation that brings its own samples (episode returns, per-sentence BLEU) describes the current
-        # weights by itself; otherwise the window is the recent scores.
-        recent = me.samples + tuple(e.score for _, e in result.evals)
-        samples = last.samples[-window:] if last.samples else recent[-window:]
-        interval = {**result.metrics, "time/train_s": result.train_seconds, "time/eval_s": result.eval_seconds,
-                    "time/io_s": result.io_seconds}
-        scores = [ScoreRow(member=me.id, step=step, score=ev.score,
-                           metrics={f"eval/{k}": float(v) for k, v in ev.metrics.items()}
-                           | (interval if i == len(result.evals) - 1 else {}))
-                  for i, (step, ev) in enumerate(result.evals)]
-        since = me.steps_since_ready + result.steps
-        ready = since >= self.cfg.ready_every
-        finished = me.step + result.steps >= self.cfg.budget_steps  # no exploit at the end: the final score is its own
-        me = replace(me, step=me.step + result.steps, steps_since_ready=0 if ready else since, score=last.score,
-                     samples=tuple(samples), checkpoint=result.checkpoint, checksum=result.checksum, error=None,
-                     weight_age=me.weight_age + result.steps, status="done" if finished else me.status,
-                     decision_due=me.step if ready and not finished else None)
-        self._publish(me, scores)
-        return ready and not finished
+        if result.error is None:
+            member, scores = after_interval(me, result, self.cfg)
+            self._publish(member, scores)
+            return
+        outcome = after_failure(me, result, self._view(me), self.space, self.cfg)
+        self._publish(outcome.member, events=outcome.events)
+        if outcome.stop is not None:
+            raise RunFailed(outcome.stop)
 
     def _view(self, me: MemberRow) -> list[MemberRow]:
         """The population as ``me`` sees it at its step: a member that has trained further is represented by its
@@ -395,44 +381,6 @@ class Controller:
         if self.decided:
             self.store.clear_decisions(self.decided)
             self.decided = []
-
-    def _handle_failure(self, me: MemberRow, result: IntervalResult) -> None:
-        failures = me.failures + 1
-        failure = Event(member=me.id, step=me.step, kind="failure", message=result.error)
-        if result.task_bug:  # the same code would fail the same way in every member: stop with its message
-            self._publish(replace(me, status="failed", failures=failures, error=result.error), events=[failure])
-            raise RunFailed(f"the task broke its contract: {result.error}")
-        if failures > self.cfg.max_failures:
-            self._publish(replace(me, status="failed", failures=failures, error=result.error), events=[failure])
-            raise RunFailed(f"member {me.id} failed {failures} times (max_failures={self.cfg.max_failures}); "
-                            f"last error: {result.error}")
-        me = replace(me, failures=failures, error=result.error)
-        action = "retry" if result.worker_died else self.cfg.on_failure
-        if result.corrupt_checkpoint and action == "retry":  # its file is bad: start it again some other way
-            action = "replace"
-        rng = decision_rng(self.cfg.seed, me.id, me.step, f"failure{failures}")
-        view = self._view(me)
-        donors = [p for p in published(view) if p.member != me.id]
-        if action == "drop":
-            self._publish(replace(me, status="dropped"), events=[failure, Event(me.id, me.step, "drop")])
-        elif action == "replace" and donors:
-            best = max(donors, key=lambda p: p.score)
-            donor = view[best.member]
-            copied = copy_member(me, donor)
-            replaced = Event(member=me.id, step=me.step, kind="replace", donor=donor.id, donor_step=donor.step,
-                             old_hparams=me.hparams, new_hparams=donor.hparams, donor_score=donor.score,
-                             weight_age=donor.weight_age)
-            events = [failure, replaced]
-            if self.cfg.explore != "none":
-                copied, explored = explore_member(copied, self.space, self.cfg, rng)
-                events.append(explored)
-            self._publish(copied, events=events)
-        else:  # retry the interval from the member's last checkpoint (or from scratch with fresh hyperparameters)
-            if result.corrupt_checkpoint:  # nobody to copy: its own weights are lost, so it starts over
-                me = replace(me, checkpoint=None, checksum=None, weight_age=0)
-            if me.checkpoint is None and action == "replace":
-                me = replace(me, hparams=sample(self.space, rng))
-            self._publish(me, events=[failure, Event(me.id, me.step, "retry", new_hparams=me.hparams, message=action)])
 
 
 BASELINE_METHODS = ("random_search", "grid_search")  # the methods that neither exploit nor explore

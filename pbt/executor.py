@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pbt.algorithm import IntervalResult, Job, StateCache, run_interval
 from pbt.domain import load
@@ -53,16 +53,45 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+class Executor(Protocol):
+    """Where intervals run: ``slots`` of them at a time. The controller hands a job to a free slot and takes results
+    back as they finish. A ``lockstep`` executor (serial) is driven in rounds, every member level, which is what
+    makes it deterministic; the others are driven asynchronously."""
+
+    slots: int
+    lockstep: bool
+
+    def free_slots(self) -> list[int]: ...
+    def cached_on(self, slot: int, member: int) -> bool: ...
+    def submit(self, slot: int, job: Job) -> None: ...
+    def next_result(self) -> IntervalResult: ...
+    def close(self) -> None: ...
+
+
 class SerialExecutor:
     """Runs intervals one at a time in this process. Deterministic: the toy example and the tests use it."""
 
     slots = 1
+    lockstep = True
 
     def __init__(self, spec: TaskSpec, cache_size: int):
         self.task = spec.build()
         self.cache = StateCache(cache_size)
+        self.job: Job | None = None
 
-    def run(self, job: Job) -> IntervalResult:
+    def free_slots(self) -> list[int]:
+        return [] if self.job is not None else [0]
+
+    def cached_on(self, slot: int, member: int) -> bool:
+        return member in self.cache.states
+
+    def submit(self, slot: int, job: Job) -> None:
+        self.job = job
+
+    def next_result(self) -> IntervalResult:
+        job, self.job = self.job, None
+        if job is None:
+            raise RuntimeError("next_result() called with no interval submitted")
         return run_interval(self.task, job, self.cache)
 
     def close(self) -> None:
@@ -141,6 +170,8 @@ class _Worker:
 class LocalExecutor:
     """``workers`` processes on this machine, each running whole intervals. A worker that dies is replaced and its
     interval reported as failed, so the run never hangs on it."""
+
+    lockstep = False
 
     def __init__(self, spec: TaskSpec, workers: int, cache_size: int):
         self.spec = spec

@@ -88,6 +88,7 @@ def slots_for(cfg: PBTConfig, population: int, capacity: dict[str, float]) -> in
 
 
 class RayExecutor:
+    lockstep = False
     def __init__(self, spec: TaskSpec, population: int):
         import ray
 
