@@ -17,14 +17,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
-import json
 import os
 import sqlite3
 import sys
 import traceback
-import types
-import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,78 +30,13 @@ from pbt.controller import RunFailed
 from pbt.domain import Domain
 from pbt.space import ConfigError
 from repro.domains import label, load_domain, registered, stored_config, stored_domain
+from repro.flags import add_config_flags, config_from_args, flag_name
 
 PROG = "pbt-repro"
 
 
 def domains() -> dict[str, str]:
     return registered()
-
-
-# -- flags generated from dataclasses ---------------------------------------------------------------------------
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _add_field(parser: argparse.ArgumentParser, f: dataclasses.Field, hint: Any, default: Any) -> None:
-    text = f.metadata.get("help", "")
-    help_text = f"{text} (profile: {default!r})" if text else f"(profile: {default!r})"
-    kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
-    origin = typing.get_origin(hint)
-    if origin in (types.UnionType, typing.Union):
-        hint = next(a for a in typing.get_args(hint) if a is not type(None))
-        origin = typing.get_origin(hint)
-    if hint is bool:
-        parser.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, **kwargs)
-    elif origin is typing.Literal:
-        parser.add_argument(_flag(f.name), choices=typing.get_args(hint), metavar="{" + ",".join(
-            map(str, typing.get_args(hint))) + "}", **kwargs)
-    elif origin is tuple:
-        item = typing.get_args(hint)[0]
-        parser.add_argument(_flag(f.name), nargs="+", type=item, metavar=item.__name__.upper(), **kwargs)
-    elif hint in (int, float, str):
-        parser.add_argument(_flag(f.name), type=hint, metavar=hint.__name__.upper(), **kwargs)
-    else:
-        raise TypeError(f"config field {f.name!r} has a type the CLI cannot build a flag for: {hint!r}")
-
-
-def add_config_flags(parser: argparse.ArgumentParser, config: Any) -> None:
-    """One flag per field of ``config`` and of its nested dataclasses (PBT settings first, then the domain's)."""
-    hints = typing.get_type_hints(type(config))
-    nested = [f for f in dataclasses.fields(config) if dataclasses.is_dataclass(hints[f.name])]
-    own = [f for f in dataclasses.fields(config) if not dataclasses.is_dataclass(hints[f.name])]
-    for f in nested:
-        group = parser.add_argument_group(f"{f.name} settings")
-        sub = getattr(config, f.name)
-        sub_hints = typing.get_type_hints(type(sub))
-        for g in dataclasses.fields(sub):
-            _add_field(group, g, sub_hints[g.name], getattr(sub, g.name))  # type: ignore[arg-type]
-    group = parser.add_argument_group(f"{type(config).__module__.rsplit('.', 1)[0]} settings")
-    for f in own:
-        _add_field(group, f, hints[f.name], getattr(config, f.name))  # type: ignore[arg-type]
-
-
-def config_from_args(domain: Domain, profile: str, args: argparse.Namespace, config_file: str | None) -> Any:
-    if profile not in domain.profiles:
-        raise ConfigError(f"unknown profile {profile!r}; choose one of: {', '.join(domain.profiles)}")
-    config = domain.profiles[profile]
-    if config_file:
-        try:
-            data = json.loads(Path(config_file).read_text())
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"--config {config_file}: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"--config {config_file}: must hold a JSON object of settings, got a "
-                              f"{type(data).__name__}: {json.dumps(data)[:60]}")
-        try:
-            config = replace_fields(config, data)
-        except ConfigError as exc:  # name the file the bad value came from
-            raise ConfigError(f"--config {config_file}: {exc}") from exc
-    fields = {f.name for f in dataclasses.fields(config)} | {f.name for f in dataclasses.fields(config.pbt)}
-    overrides = {k: v for k, v in vars(args).items() if k in fields}
-    return replace_fields(config, overrides)
 
 
 # -- commands ---------------------------------------------------------------------------------------------------
@@ -181,11 +112,8 @@ def run_listeners(args: argparse.Namespace, store: Any, cfg: Any, metric: str, t
     from repro.progress import progress_listeners
 
     with progress_listeners(store, cfg, args.quiet, title, metric) as listeners:
-        logger = None
-        if getattr(args, "wandb", False):
-            from repro.wandb_log import WandbLogger
-
-            logger = WandbLogger(store.run_dir, store.meta(), args.wandb_project, args.wandb_entity, group, wandb_dir)
+        logger = wandb_logger(args, store, group, wandb_dir)
+        if logger is not None:
             listeners = [*listeners, logger]
         try:
             yield listeners
@@ -194,6 +122,15 @@ def run_listeners(args: argparse.Namespace, store: Any, cfg: Any, metric: str, t
         finally:
             if logger is not None:
                 logger.close()
+
+
+def wandb_logger(args: Any, store: Any, group: str | None, directory: Path | None) -> Any:
+    """The W&B logger the flags ask for (``--wandb``), or None: the one place a logger is made."""
+    if not getattr(args, "wandb", False):
+        return None
+    from repro.wandb_log import WandbLogger
+
+    return WandbLogger(store.run_dir, store.meta(), args.wandb_project, args.wandb_entity, group, directory)
 
 
 def run_figures(run_dir: Path) -> list[Path]:
@@ -287,15 +224,11 @@ def cmd_reproduce(argv: list[str]) -> int:
     print(f"{summary['metric']}: PBT best final {fmt(summary['pbt']['best_final'])}, random search best final "
           f"{fmt(summary['random_search']['best_final'])}\nwrote {out / 'summary.json'}, {out / 'README.md'} and "
           f"the figures in {out}")
-    if args.wandb:
-        from pbt.store import Store
-        from repro.wandb_log import WandbLogger
-
-        first = Path(summary["provenance"]["runs"]["pbt"][0])
-        store = Store.open_existing(first)
-        logger = WandbLogger(first, store.meta(), args.wandb_project, args.wandb_entity,
-                             group=f"{domain}-{args.profile}-pbt-s{config.pbt.seed}", directory=runs)
-        store.close()
+    first = Path(summary["provenance"]["runs"]["pbt"][0])
+    store = open_run(first)
+    logger = wandb_logger(args, store, f"{label(name)}-{args.profile}-pbt-s{config.pbt.seed}", runs)
+    store.close()
+    if logger is not None:  # the comparison's figures, beside the first PBT run's members
         logger.log_figures([out / f for files in summary["figures"].values() for f in files if f.endswith(".png")])
         logger.close()
     return 0
@@ -390,7 +323,7 @@ def cmd_demo(argv: list[str]) -> int:
         out = args.out / domain
         print(f"\n== {domain}: PBT against random search, smoke profile ==", flush=True)
         local = load_domain(domain).local_data if root else {}
-        flags = [x for field, sub in local.items() for x in (_flag(field), str(root / sub))]  # type: ignore[operator]
+        flags = [x for field, sub in local.items() for x in (flag_name(field), str(root / sub))]  # type: ignore[operator]
         try:
             cmd_reproduce([domain, "--profile", "smoke", "--out", str(out), "--runs", str(out / "runs"), "--quiet",
                            *flags])
@@ -413,16 +346,18 @@ def cmd_domain(domain: str, argv: list[str]) -> int:
     return int(commands[argv[0]][1](argv[1:]) or 0)
 
 
-COMMANDS = {
-    "demo": "quick start: toy reproduction and each domain's smoke run",
-    "toy": "the paper's toy example (Figure 2): PBT, explore-only, exploit-only, grid",
-    "run": "train a population with PBT: run DOMAIN --profile smoke|cpu|paper",
-    "baseline": "random search (or grid) at the same compute: baseline DOMAIN --profile ...",
-    "resume": "continue a stopped run: resume DIR",
-    "status": "print a run's members: status DIR",
-    "reproduce": "PBT, random search at equal compute, comparison, summary: reproduce DOMAIN --profile ...",
-    "compare": "tables and figures from run directories: compare RUN_DIR ... --out DIR",
-    "report": "regenerate results/README.md from results/*/summary.json",
+COMMANDS: dict[str, tuple[str, Any]] = {  # name: (help, main(argv) -> exit code)
+    "demo": ("quick start: toy reproduction and each domain's smoke run", cmd_demo),
+    "toy": ("the paper's toy example (Figure 2): PBT, explore-only, exploit-only, grid", cmd_toy),
+    "run": ("train a population with PBT: run DOMAIN --profile smoke|cpu|paper", lambda argv: cmd_run("run", argv)),
+    "baseline": ("random search (or grid) at the same compute: baseline DOMAIN --profile ...",
+                 lambda argv: cmd_run("baseline", argv)),
+    "resume": ("continue a stopped run: resume DIR", cmd_resume),
+    "status": ("print a run's members: status DIR", cmd_status),
+    "reproduce": ("PBT, random search at equal compute, comparison, summary: reproduce DOMAIN --profile ...",
+                  cmd_reproduce),
+    "compare": ("tables and figures from run directories: compare RUN_DIR ... --out DIR", cmd_compare),
+    "report": ("regenerate results/README.md from results/*/summary.json", cmd_report),
 }
 
 
@@ -430,28 +365,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip().split("\n\n")[0] + "\n\ncommands:")
-        for name, text in COMMANDS.items():
+        for name, (text, _) in COMMANDS.items():
             print(f"  {name:<10} {text}")
         print(f"  {'DOMAIN':<10} a domain's own tools: {', '.join(domains())}")
         return 0
     command, rest = argv[0], argv[1:]
     try:
-        if command in ("run", "baseline"):
-            return cmd_run(command, rest)
-        if command == "resume":
-            return cmd_resume(rest)
-        if command == "status":
-            return cmd_status(rest)
-        if command == "reproduce":
-            return cmd_reproduce(rest)
-        if command == "compare":
-            return cmd_compare(rest)
-        if command == "report":
-            return cmd_report(rest)
-        if command == "toy":
-            return cmd_toy(rest)
-        if command == "demo":
-            return cmd_demo(rest)
+        if command in COMMANDS:
+            return int(COMMANDS[command][1](rest) or 0)
         if command in domains():
             return cmd_domain(command, rest)
         print(f"{PROG}: unknown command {command!r}; see `{PROG} --help`", file=sys.stderr)

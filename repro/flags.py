@@ -1,0 +1,80 @@
+"""The command line generated from a config dataclass: one flag per field (of the config and of its nested
+dataclasses, ``pbt: PBTConfig`` first), typed from the annotation, with the field's help text and the profile's value;
+and a config rebuilt from a profile, a ``--config`` JSON file and the flags given. Nothing is declared twice."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from pbt.config import replace_fields
+from pbt.domain import Domain
+from pbt.space import ConfigError
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_field(parser: argparse.ArgumentParser, f: dataclasses.Field, hint: Any, default: Any) -> None:
+    text = f.metadata.get("help", "")
+    help_text = f"{text} (profile: {default!r})" if text else f"(profile: {default!r})"
+    kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        origin = typing.get_origin(hint)
+    if hint is bool:
+        parser.add_argument(flag_name(f.name), action=argparse.BooleanOptionalAction, **kwargs)
+    elif origin is typing.Literal:
+        parser.add_argument(flag_name(f.name), choices=typing.get_args(hint), metavar="{" + ",".join(
+            map(str, typing.get_args(hint))) + "}", **kwargs)
+    elif origin is tuple:
+        item = typing.get_args(hint)[0]
+        parser.add_argument(flag_name(f.name), nargs="+", type=item, metavar=item.__name__.upper(), **kwargs)
+    elif hint in (int, float, str):
+        parser.add_argument(flag_name(f.name), type=hint, metavar=hint.__name__.upper(), **kwargs)
+    else:
+        raise TypeError(f"config field {f.name!r} has a type the CLI cannot build a flag for: {hint!r}")
+
+
+def add_config_flags(parser: argparse.ArgumentParser, config: Any) -> None:
+    """One flag per field of ``config`` and of its nested dataclasses (PBT settings first, then the domain's)."""
+    hints = typing.get_type_hints(type(config))
+    nested = [f for f in dataclasses.fields(config) if dataclasses.is_dataclass(hints[f.name])]
+    own = [f for f in dataclasses.fields(config) if not dataclasses.is_dataclass(hints[f.name])]
+    for f in nested:
+        group = parser.add_argument_group(f"{f.name} settings")
+        sub = getattr(config, f.name)
+        sub_hints = typing.get_type_hints(type(sub))
+        for g in dataclasses.fields(sub):
+            _add_field(group, g, sub_hints[g.name], getattr(sub, g.name))  # type: ignore[arg-type]
+    group = parser.add_argument_group(f"{type(config).__module__.rsplit('.', 1)[0]} settings")
+    for f in own:
+        _add_field(group, f, hints[f.name], getattr(config, f.name))  # type: ignore[arg-type]
+
+
+def config_from_args(domain: Domain, profile: str, args: argparse.Namespace, config_file: str | None) -> Any:
+    if profile not in domain.profiles:
+        raise ConfigError(f"unknown profile {profile!r}; choose one of: {', '.join(domain.profiles)}")
+    config = domain.profiles[profile]
+    if config_file:
+        try:
+            data = json.loads(Path(config_file).read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--config {config_file}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"--config {config_file}: must hold a JSON object of settings, got a "
+                              f"{type(data).__name__}: {json.dumps(data)[:60]}")
+        try:
+            config = replace_fields(config, data)
+        except ConfigError as exc:  # name the file the bad value came from
+            raise ConfigError(f"--config {config_file}: {exc}") from exc
+    fields = {f.name for f in dataclasses.fields(config)} | {f.name for f in dataclasses.fields(config.pbt)}
+    overrides = {k: v for k, v in vars(args).items() if k in fields}
+    return replace_fields(config, overrides)
