@@ -1,4 +1,5 @@
-"""The experiments PBT is reproduced on. Each domain is one module that declares, once, a ``pbt.domain.Domain``:
+"""The experiments PBT is reproduced on. Each domain declares, once, a ``pbt.domain.Domain`` (in its package's
+``__init__``, joining the training code and the after-run tools; the toy's in its one module):
 
     DOMAIN = Domain(make_task=make_task, config=Config, profiles=PROFILES, metric=METRIC,
                     prepare=..., estimate=..., extra_results=..., local_data=..., tools=...)
@@ -16,7 +17,7 @@ their domain is used, so the CLI starts fast and ``pbt`` never imports torch. Th
 
 DOMAINS = {
     "toy": "experiments.toy.task",
-    "rl": "experiments.rl.a2c",
-    "translation": "experiments.translation.transformer",
-    "gan": "experiments.gan.dcgan",
+    "rl": "experiments.rl",
+    "translation": "experiments.translation",
+    "gan": "experiments.gan",
 }

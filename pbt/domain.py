@@ -114,5 +114,13 @@ def domain_of(module: ModuleType) -> Domain:
 
 
 def load(ref: str) -> Domain:
-    """The domain of the task module ``ref`` (a dotted path or a ``file.py`` path)."""
-    return dataclasses.replace(domain_of(import_module(ref)), module=ref)
+    """The domain of the task module ``ref`` (a dotted path or a ``file.py`` path). A module that declares no
+    ``DOMAIN`` but whose package does, for the same ``make_task`` (a domain split into training code and tools), is
+    that package's domain."""
+    module = import_module(ref)
+    if "DOMAIN" not in module.__dict__ and "." in ref and not ref.endswith(".py"):
+        package = import_module(ref.rsplit(".", 1)[0])
+        declared = package.__dict__.get("DOMAIN")
+        if isinstance(declared, Domain) and declared.make_task is module.__dict__.get("make_task"):
+            return dataclasses.replace(declared, module=ref)
+    return dataclasses.replace(domain_of(module), module=ref)

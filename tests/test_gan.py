@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from experiments.gan import data, dcgan, metrics
+from experiments.gan import tools as gan_tools
 from experiments.gan.dcgan import PROFILES, GanTask, Member, make_task
 from pbt.controller import run_experiment
 from pbt.store import sha256_file
@@ -114,7 +115,7 @@ def test_smoke_through_pbt_copies_both_networks_and_both_optimisers(
     # what reproduce records for a finished run: FID, score and a sample grid of its best member, and the
     # classifier's accuracy
     use_tiny_inception(monkeypatch, tmp_path)
-    extra = dcgan.extra_results(store.run_dir)
+    extra = gan_tools.extra_results(store.run_dir)
     best = max(members, key=lambda m: m.score)
     assert extra["fid"] > 0 and extra["member"] == best.id
     assert extra["classifier_score"] == pytest.approx(best.score)
@@ -248,21 +249,21 @@ def test_report_writes_a_grid_fid_and_says_imagenet_is_unavailable(
     task = make_task(cfg)
     member = task.make(H1, seed=0)
     task.train(member, H1, 2)
-    result = dcgan.report(task, member, tmp_path / "samples.png", fid=True)
+    result = gan_tools.report(task, member, tmp_path / "samples.png", fid=True)
     assert (tmp_path / "samples.png").stat().st_size > 0 and result["samples_png"] == "samples.png"
     assert result["imagenet_inception_score"].startswith("unavailable offline")
     assert result["classifier"]["test_accuracy"] > 0.2
     assert result["classifier_score"] == task.evaluate(member).score  # the selection protocol, recomputed
     assert result["fid"] > 0
     assert (Path(cfg.cache_dir) / "fid-stats-jpg-train-n32.npz").is_file()  # computed once, then read back
-    assert dcgan.report(task, member, None, fid=True)["fid"] == pytest.approx(result["fid"])
+    assert gan_tools.report(task, member, None, fid=True)["fid"] == pytest.approx(result["fid"])
     json.dumps(result)  # the report is plain JSON
 
 
 def test_train_classifier_command_prints_the_cached_accuracy(
     config: dcgan.Config, capsys: pytest.CaptureFixture
 ) -> None:
-    code = dcgan.train_classifier_command(["--profile", "smoke", "--data-path", config.data_path,
+    code = gan_tools.train_classifier_command(["--profile", "smoke", "--data-path", config.data_path,
                                            "--cache-dir", config.cache_dir])
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and 0.2 < out["test_accuracy"] <= 1.0

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from experiments.rl import a2c
+from experiments.rl import tools as rl_tools
 from pbt.config import PBTConfig
 from pbt.controller import run_experiment
 from pbt.executor import cpu_count
@@ -94,7 +95,7 @@ def test_smoke_profile_runs_pbt_on_two_workers_and_copies_weights(tmp_path: Path
 
     # a saved member can be filmed
     gif = tmp_path / "best.gif"
-    assert a2c.play_main([str(store_dir), "--member", "best", "--out", str(gif), "--max-steps", "50"]) == 0
+    assert rl_tools.play_main([str(store_dir), "--member", "best", "--out", str(gif), "--max-steps", "50"]) == 0
     assert gif.stat().st_size > 0
     store.close()
 

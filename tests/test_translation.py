@@ -12,18 +12,15 @@ import pytest
 import torch
 
 from experiments.translation import data
+from experiments.translation.tools import evaluate_test_bleu, extra_results, open_member, translate_command
 from experiments.translation.transformer import (
     PROFILES,
     AttentionDropout,
     Member,
     ReluDropout,
     ResidualDropout,
-    evaluate_test_bleu,
-    extra_results,
     make_task,
-    open_member,
     translate,
-    translate_command,
 )
 from pbt.config import replace_fields
 from pbt.controller import run_experiment

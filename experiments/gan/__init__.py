@@ -1,1 +1,10 @@
-"""The GAN experiment: DCGAN on CIFAR-10, PBT over the discriminator and generator learning rates."""
+"""The GAN experiment: DCGAN on CIFAR-10 (``dcgan.py``), PBT over the discriminator and generator learning rates;
+after-run tools in ``tools.py``."""
+
+from experiments.gan import tools
+from experiments.gan.dcgan import LOCAL_DATA, METRIC, PROFILES, Config, estimate, make_task, prepare
+from pbt.domain import Domain
+
+DOMAIN = Domain(make_task=make_task, config=Config, profiles=PROFILES, metric=METRIC, prepare=prepare,
+                estimate=estimate, extra_results=tools.extra_results,
+                local_data=LOCAL_DATA, tools=tools.COMMANDS)
