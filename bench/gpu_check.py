@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 from pbt.config import replace_fields
-from pbt.controller import git_commit, machine, run_experiment
+from pbt.controller import run_experiment
+from pbt.rundir import git_commit, machine
 from repro.cli import data_root
 from repro.domains import load_domain
 

@@ -1,6 +1,7 @@
-"""The controller: starts or resumes a run, hands intervals to an executor, and applies Algorithm 1's ready branch
-as each member's interval comes back. There is no generation barrier: a member's exploit decision sees whatever the
-others have published at that moment. When members outnumber workers, the member furthest behind runs next.
+"""The controller schedules: it hands intervals to an executor and, as each comes back, applies the decisions of
+``pbt.algorithm`` and publishes them to the store. There is no generation barrier: a member's exploit decision sees
+whatever the others have published at that moment. When members outnumber workers, the member furthest behind runs
+next. Run directories themselves (creation, resume, ``force``, the lock) are ``pbt.rundir``'s.
 
 Fairness: the run emulates N members training in parallel at equal speed, so a member that decides at its step t
 sees every member that has trained further *as it was at step t* (its snapshot), and a copy takes exactly those
@@ -12,16 +13,8 @@ checkpoints (its current one included).
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import json
 import math
-import os
-import platform
-import random
-import shutil
-import sqlite3
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -29,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from pbt.algorithm import IntervalResult, Job, after_failure, after_interval, decision_rng, exploit_and_explore
-from pbt.config import EXECUTION_FIELDS, PBTConfig
+from pbt.config import PBTConfig
 from pbt.domain import load as load_domain
-from pbt.executor import Executor, LocalExecutor, SerialExecutor, TaskSpec, concurrency, cpu_count
-from pbt.space import ConfigError, HParams, describe, sample, with_priors
-from pbt.store import LOCK_NAME, Event, MemberRow, RunLock, ScoreRow, Store
+from pbt.executor import Executor, LocalExecutor, SerialExecutor, TaskSpec, concurrency
+from pbt.rundir import prepare_run_dir
+from pbt.space import ConfigError, HParams, with_priors
+from pbt.store import Event, MemberRow, ScoreRow, Store
 
 Listener = Callable[[MemberRow, Sequence[ScoreRow], Sequence[Event]], None]
 
@@ -42,130 +36,6 @@ MAX_LEAD = 2  # ready intervals a member may run ahead of the slowest one still 
 
 class RunFailed(RuntimeError):
     """A member failed more often than ``max_failures`` allows."""
-
-
-def git_commit() -> str:
-    """The commit of the code that runs, with ``+dirty`` when the tree has uncommitted changes."""
-    here = Path(__file__).resolve().parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
-        if head.returncode != 0:
-            return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return head.stdout.strip() + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def machine() -> dict[str, Any]:
-    return {"node": platform.node(), "platform": platform.platform(), "processor": platform.machine(),
-            "cpus": cpu_count(), "python": platform.python_version()}
-
-
-def _config_dict(config: Any) -> dict[str, Any]:
-    return json.loads(json.dumps(dataclasses.asdict(config)))  # tuples become lists, as they are stored
-
-
-def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return [d for k in sorted(set(a) | set(b)) for d in _differences(a.get(k), b.get(k), f"{prefix}{k}.")]
-    return [] if a == b else [f"{prefix[:-1]}: {a!r} != {b!r}"]
-
-
-def prepare_run_dir(
-    out: Path, domain: str, method: str, config: Any, initial_hparams: list[HParams] | None, space: dict,
-    force: bool = False, resume: bool = False, metric: str = "score", module: str | None = None,
-) -> Store:
-    """Create a new run directory, or reopen ``out`` when ``resume`` is set and it holds the same run; the store
-    returned owns the directory (``store.lock``) until it is closed.
-
-    Refuses a non-empty directory unless ``resume`` (the same run) or ``force`` (which replaces a run directory, and
-    nothing else) is given. A directory whose run never trained a step is started over, so a run that failed at
-    start-up (wrong data path, say) can be run again with corrected settings. Creation is atomic: the run is built
-    in a hidden folder beside ``out`` and renamed into place, so a kill at any moment leaves nothing or a whole run.
-    """
-    pbt: PBTConfig = config.pbt
-    wanted = {"domain": domain, "method": method, "config": _config_dict(config)}
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out} is a file, not a run directory; choose another --out")
-    if initial_hparams is not None and len(initial_hparams) != pbt.population:
-        raise ConfigError(f"population is {pbt.population} but {len(initial_hparams)} initial configurations given")
-    replace_old = False
-    if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()):
-        lock = RunLock(out)  # one owner at a time: refused at once while another process owns it
-        try:
-            store = Store.open_existing(out) if Store.exists(out) else None
-        except BaseException:
-            lock.release()
-            raise
-        have = store.meta() if store is not None else {}
-        untrained = store is not None and (not have.get("domain") or not store.trained_any())
-        if store is not None and resume and not untrained:
-            diff = [d for d in _differences({k: have.get(k) for k in wanted}, wanted)
-                    if d.split(":")[0].removeprefix("config.pbt.") not in EXECUTION_FIELDS]
-            if diff:
-                store.close()
-                lock.release()
-                raise ConfigError(f"{out} belongs to a different run ({'; '.join(diff[:3])}); choose another --out")
-            store.lock = lock
-            return store
-        if store is not None:
-            store.close()
-        if not (force or untrained):
-            lock.release()
-            what = "holds a run" if store is not None else "is not empty"
-            raise ConfigError(f"{out} {what}; use --resume to continue it or --force to replace it")
-        if store is None:  # --force replaces runs only: never a folder of other files
-            found = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME)
-            lock.release()
-            raise ConfigError(f"{out} holds files that are not a run ({', '.join(found[:3])}); --force only "
-                              "replaces a run directory, so remove them yourself or choose another --out")
-        replace_old = True
-    rng = random.Random(f"{pbt.seed}:init")  # shared by PBT and random search: same seed, same initial population
-    hparams = initial_hparams or [sample(space, rng) for _ in range(pbt.population)]
-    # the module (so a resume finds the task again) and the priors (so figures need not build the task) go with it
-    meta = dict(**wanted, metric=metric, module=module or domain, space={k: describe(p) for k, p in space.items()},
-                initial_hparams=hparams, seed=pbt.seed, git_commit=git_commit(),
-                machine=machine(), started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), wall_seconds=0.0,
-                status="running")
-    members = [MemberRow(id=i, seed=pbt.seed + i, hparams=dict(h)) for i, h in enumerate(hparams)]
-    built = _build_run(out, members, meta)
-    if replace_old:
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.rename(out, old)  # the old run, lock and all, leaves; the new one takes its name
-        os.rename(built, out)
-        lock.release()
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        try:
-            os.rename(built, out)  # replaces an empty directory; fails if another process got there first
-        except OSError as exc:
-            shutil.rmtree(built, ignore_errors=True)
-            raise ConfigError(f"{out} was created by another process meanwhile; choose another --out") from exc
-    store = Store(out)
-    store.lock = RunLock(out)
-    return store
-
-
-def _build_run(out: Path, members: list[MemberRow], meta: dict[str, Any]) -> Path:
-    """A complete new run in a hidden folder beside ``out`` (left-overs of creations killed earlier are removed)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out.parent.glob(f".{out.name}.creating-*"):
-        pid = stale.name.rsplit("-", 1)[-1]
-        if not pid.isdigit() or not Path(f"/proc/{pid}").exists():
-            shutil.rmtree(stale, ignore_errors=True)
-    built = out.with_name(f".{out.name}.creating-{os.getpid()}")
-    shutil.rmtree(built, ignore_errors=True)
-    try:
-        store = Store(built)
-    except (PermissionError, sqlite3.OperationalError) as exc:
-        raise ConfigError(f"cannot create a run in {out.parent}: {exc}") from exc
-    try:
-        store.initialise(members, meta)
-    finally:
-        store.close()
-    return built
 
 
 class Controller:

@@ -31,8 +31,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pbt.controller import Controller, git_commit, machine, open_experiment
+from pbt.controller import Controller, open_experiment
 from pbt.domain import Domain
+from pbt.rundir import git_commit, machine
 from pbt.space import ConfigError
 from pbt.store import Store
 from repro.compare import Comparison, Row, compare, markdown_table, progress_curve

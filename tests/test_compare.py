@@ -119,7 +119,7 @@ def test_a_running_run_can_be_compared(toy_runs, tmp_path):
     assert run.meta["status"] == "finished"
     partial = tmp_path / "partial"
     config = toy_config(steps=60)
-    from pbt.controller import prepare_run_dir
+    from pbt.rundir import prepare_run_dir
 
     prepare_run_dir(partial, "toy", "pbt", config, toy.initial_hparams(config), toy.SPACE).close()
     comparison = compare([partial], tmp_path / "out")

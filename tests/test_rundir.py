@@ -10,7 +10,8 @@ import pytest
 
 from experiments.toy.task import SPACE
 from experiments.toy.task import Config as ToyConfig
-from pbt.controller import RunFailed, prepare_run_dir, run_experiment
+from pbt.controller import RunFailed, run_experiment
+from pbt.rundir import prepare_run_dir
 from pbt.space import ConfigError
 from pbt.store import LOCK_NAME, RunBusy, RunLock, Store
 

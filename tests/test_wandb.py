@@ -18,7 +18,7 @@ def test_offline_run_files_hold_the_logged_keys(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     run_dir = tmp_path / "run"
     config = toy_config()
-    from pbt.controller import prepare_run_dir
+    from pbt.rundir import prepare_run_dir
 
     prepare_run_dir(run_dir, "toy", "pbt", config, toy.initial_hparams(config), toy.SPACE).close()
     meta = Store.open_existing(run_dir).meta()

@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 from experiments.toy.task import Config, initial_hparams, q
-from pbt.controller import git_commit, machine, run_experiment
+from pbt.controller import run_experiment
+from pbt.rundir import git_commit, machine
 from pbt.store import Store
 
 VARIANTS = {
