@@ -107,3 +107,51 @@ def test_status_names_the_failure_of_a_stopped_run(tmp_path: Path) -> None:
     state, why = Store.open_existing(tmp_path / "run").state()
     assert state == "failed" and "member 0 failed 1 times" in why and "injected failure" in why
     assert (tmp_path / "run" / LOCK_NAME).exists() and RunLock.owner(tmp_path / "run") is None
+
+
+def test_a_store_of_the_previous_layout_still_resumes(tmp_path: Path) -> None:
+    """Stores written before weight ages, snapshots, pending decisions and the recorded module and priors: reopened,
+    they gain the new columns and finish (resumed where they stopped)."""
+    import sqlite3
+
+    from repro.compare import compare
+
+    out = tmp_path / "run"
+
+    class Killed(BaseException):
+        pass
+
+    def kill_after(n: int):
+        seen = []
+
+        def listener(*_: object) -> None:
+            seen.append(1)
+            if len(seen) == n:
+                raise Killed
+
+        return listener
+
+    with pytest.raises(Killed):
+        run_experiment(TOY, toy(steps=40), out, domain="toy", listeners=[kill_after(12)])
+    db = sqlite3.connect(out / "pbt.sqlite")
+    with db:  # the first layout: no weight_age, decision_due or snapshots, and none of the newer metadata
+        db.executescript("""
+            CREATE TABLE m (id INTEGER PRIMARY KEY, seed INTEGER NOT NULL, hparams TEXT NOT NULL,
+                step INTEGER NOT NULL DEFAULT 0, steps_since_ready INTEGER NOT NULL DEFAULT 0, score REAL,
+                samples TEXT NOT NULL DEFAULT '[]', checkpoint TEXT, checksum TEXT,
+                status TEXT NOT NULL DEFAULT 'pending', failures INTEGER NOT NULL DEFAULT 0, error TEXT);
+            INSERT INTO m SELECT id, seed, hparams, step, steps_since_ready, score, samples, checkpoint, checksum,
+                                 status, failures, error FROM member;
+            DROP TABLE member; ALTER TABLE m RENAME TO member;
+            ALTER TABLE event DROP COLUMN weight_age;
+            DROP TABLE snapshot;
+            DELETE FROM meta WHERE key IN ('module', 'space', 'slots', 'serial_round', 'failure');
+        """)
+    db.close()
+    store = run_experiment(TOY, toy(steps=40), out, domain="toy", resume=True)
+    members = store.members()
+    assert [(m.status, m.step) for m in members] == [("done", 40)] * 2, [(m.status, m.step, m.weight_age) for m in members]
+    assert all(m.weight_age <= m.step for m in members)
+    store.close()
+    comparison = compare([out], tmp_path / "figures")
+    assert comparison.rows[0].best_final is not None and (tmp_path / "figures" / "schedule.png").is_file()
