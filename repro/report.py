@@ -122,13 +122,19 @@ def reproduction_table(comparisons: list[tuple[str, dict[str, Any]]]) -> list[st
         domain = str(s.get("domain"))
         paper = PAPER.get(domain, {"number": "—", "confidence": "—"})
         difference = f" {_difference(s.get('paired'))} |" if paired else ""
-        lines.append(f"| [{folder}]({folder}/README.md) | {paper['number']} | {paper['confidence']} | "
+        # beside paired summaries, one without pairing predates the fair-copy fix, which added it
+        stale = " (superseded: made before the fair-copy fix)" if paired and "paired" not in s else ""
+        lines.append(f"| [{folder}]({folder}/README.md){stale} | {paper['number']} | {paper['confidence']} | "
                      f"{s.get('metric')} | {_score(s['pbt'], s.get('paired'), 'pbt')} | "
                      f"{_score(s['random_search'], s.get('paired'), 'baseline')} |{difference} "
                      f"{_budget(s['pbt'])} | {s.get('profile', '?')} | {_commit(s)} | {substitute(domain, s)} |")
     lines += ["", "Scores are final scores (higher is better): *best* is the best member's, *mean* the "
               "population's, averaged over seeds (± standard deviation over seeds when there are several). "
               "Both arms get the same compute: the same population, steps per member and seeds."]
+    if paired and any("paired" not in s for _, s in comparisons):
+        lines += ["*Superseded* rows are single-seed results made before the fair-copy fix: an asynchronous copy "
+                  "then took a donor's newer weights, so PBT's winners trained past the per-member budget. They are "
+                  "being replaced by three paired seeds each."]
     if paired:
         lines += ["Where the paired column is filled: means over seeds with their 95% t-interval over seeds in "
                   "brackets (none with one seed), and the difference PBT − random search paired by seed (a seed's two "

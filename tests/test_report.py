@@ -85,6 +85,8 @@ def test_the_main_table_shows_the_paired_numbers_where_a_summary_has_them(toy_re
     # an older summary in the same table: its means as before, and no paired numbers
     translation_row = next(line for line in lines if line.startswith("| [translation]"))
     assert "| best 30.5, mean 28.5 | best 29, mean 27 | — |" in translation_row
+    assert "(superseded: made before the fair-copy fix)" in translation_row  # it predates paired seeds
+    assert "(superseded" not in toy_row
     assert "95% paired t-interval over seeds" in "\n".join(lines)
     # further results of the new summary: a table of paired numbers, settings listed once
     further = "\n".join(lines).partition("### toy (toy)")[2].partition("###")[0]
