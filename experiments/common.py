@@ -1,10 +1,15 @@
-"""Algorithm-free helpers shared by the torch experiments: device choice, seeding, safe checkpoint loading, and the
-guarded torchvision import (its CPU wheel for torch 2.13 lacks two operator schemas; see ``import_torchvision``)."""
+"""Algorithm-free helpers shared by the torch experiments, each in one place: device choice, seeding, safe checkpoint
+loading, atomic file writes, the cache folder and its lock, opening a saved member of a run, and the guarded
+torchvision import (its CPU wheel for torch 2.13 lacks two operator schemas; see ``import_torchvision``)."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import random
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,3 +72,53 @@ def import_torchvision() -> Any:
 
 
 _KEEP_ALIVE: list[Any] = []
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` then rename it over ``path``: a reader (another worker, a later run) sees the whole file or none.
+    The temporary name keeps ``path``'s suffix, for writers that add their own (``np.save``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def cache_root(domain: str, cache_dir: str = "") -> Path:
+    """Where a domain caches decoded data and trained helpers: ``cache_dir`` (its --cache-dir), else
+    ``$PBT_CACHE_DIR/DOMAIN``, else ``$XDG_CACHE_HOME/pbt-repro/DOMAIN`` (``~/.cache`` by default)."""
+    if cache_dir:
+        return Path(cache_dir).expanduser()
+    if os.environ.get("PBT_CACHE_DIR"):
+        return Path(os.environ["PBT_CACHE_DIR"]).expanduser() / domain
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "pbt-repro" / domain
+
+
+@contextlib.contextmanager
+def cache_lock(cache: Path, name: str) -> Iterator[None]:
+    """An exclusive lock across processes, so two workers never decode or train the same thing at once."""
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / f".{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def open_saved_member(run_dir: Path, which: str, config_class: type, make_task: Callable[[Any], Any],
+                      **overrides: Any) -> tuple[Any, Any, Any]:
+    """A run's member ``which`` (an id, or ``best``) ready to use: ``(task, state, member row)``, the task built from
+    the run's stored config with ``overrides`` (local paths, the device) applied where they are given."""
+    from pbt.config import from_dict
+    from pbt.results import saved_member
+
+    stored, chosen, path = saved_member(run_dir, which)
+    config = from_dict(config_class, stored)
+    for key, value in overrides.items():
+        if value:
+            setattr(config, key, value)
+    task = make_task(config)
+    return task, task.load(path), chosen

@@ -8,41 +8,25 @@ apart (``cifar10-jpg`` versus ``cifar10-torchvision``), and so are the classifie
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import io
 import os
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from experiments import common
 from experiments.common import import_torchvision
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 def cache_root(cache_dir: str = "") -> Path:
-    """``cache_dir`` (--cache-dir), else ``$PBT_CACHE_DIR/gan``, else ``$XDG_CACHE_HOME/pbt-repro/gan`` (``~/.cache``
-    by default)."""
-    if cache_dir:
-        return Path(cache_dir).expanduser()
-    if os.environ.get("PBT_CACHE_DIR"):
-        return Path(os.environ["PBT_CACHE_DIR"]).expanduser() / "gan"
-    return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "pbt-repro" / "gan"
+    """The GAN's cache folder (``experiments.common.cache_root``)."""
+    return common.cache_root("gan", cache_dir)
 
 
-@contextlib.contextmanager
-def cache_lock(cache: Path, name: str) -> Iterator[None]:
-    """An exclusive lock across processes, so two workers never decode or train the same thing at once."""
-    cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / f".{name}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+cache_lock = common.cache_lock
 
 
 def _decode_jpeg_tar(archive: Path) -> dict[str, np.ndarray]:
@@ -120,6 +104,5 @@ def load_cifar10(data_path: str = "", cache_dir: str = "") -> dict[str, np.ndarr
                                            f"archive or a cifar-10-batches-py parent folder)") from exc
                 folder.mkdir(parents=True, exist_ok=True)
                 for name in names:
-                    np.save(folder / f".{name}.tmp.npy", arrays[name])
-                    os.replace(folder / f".{name}.tmp.npy", folder / f"{name}.npy")
+                    common.write_atomic(folder / f"{name}.npy", lambda tmp, a=arrays[name]: np.save(tmp, a))
     return {n: np.load(folder / f"{n}.npy", mmap_mode="r") for n in names}

@@ -13,7 +13,6 @@ are in ``README.md`` beside this file.
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from experiments.common import load_checkpoint, pick_device, save_checkpoint, seed_everything
+from experiments.common import load_checkpoint, pick_device, save_checkpoint, seed_everything, write_atomic
 from experiments.gan import data, metrics
 from pbt.config import PBTConfig, doc
 from pbt.space import HParams, LogUniform
@@ -119,9 +118,7 @@ def train_and_cache_classifier(config: Config, path: Path, log: Any = print) -> 
         info[name] = metrics.classifier_score(metrics.classifier_logits(model, images), config.score_splits)[0]
     log(f"classifier test accuracy {info['test_accuracy']:.4f}; CIFAR-10 classifier score (Inception-score variant) "
         f"of {n} test images {info['test_images_score']:.3f}, of uniform noise {info['uniform_noise_score']:.3f}")
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_checkpoint({"model": model.state_dict(), "info": info}, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: save_checkpoint({"model": model.state_dict(), "info": info}, tmp))
 
 
 def prepare(config: Config, log: Any = print) -> dict[str, float]:

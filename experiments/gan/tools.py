@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from experiments.common import import_torchvision
+from experiments.common import import_torchvision, open_saved_member, write_atomic
 from experiments.gan import data, metrics
 from experiments.gan.dcgan import (
     EVAL_SEED,
@@ -27,21 +26,14 @@ from experiments.gan.dcgan import (
     make_task,
     prepare,
 )
-from pbt.config import from_dict
-from pbt.results import saved_member
 
 
 def open_member(run_dir: Path, which: str = "best", overrides: dict[str, str] | None = None
                 ) -> tuple[GanTask, Member, int, float | None]:
     """The task, loaded state, id and last score of a run's member ``which`` (an id, or ``best``: the highest last
     score). ``overrides`` replace config fields that name local paths (data, cache, weights) or the device."""
-    stored, chosen, path = saved_member(run_dir, which)
-    config = from_dict(Config, stored)
-    for key, value in (overrides or {}).items():
-        if value:
-            setattr(config, key, value)
-    task = make_task(config)
-    return task, task.load(path), chosen.id, chosen.score
+    task, state, chosen = open_saved_member(run_dir, which, Config, make_task, **(overrides or {}))
+    return task, state, chosen.id, chosen.score
 
 
 def save_grid(images: torch.Tensor, path: Path, nrow: int = 10) -> None:
@@ -64,9 +56,7 @@ def real_fid_statistics(config: Config, model: torch.jit.ScriptModule, device: t
             subset = np.sort(np.random.default_rng(0).permutation(len(images))[:n])
             features = metrics.inception_features(model, torch.from_numpy(images[subset]), device=device)
             mu, sigma = metrics.feature_statistics(features)
-            tmp = path.with_name(f".{path.stem}.tmp.npz")
-            np.savez(tmp, mu=mu, sigma=sigma, n=n)
-            os.replace(tmp, path)
+            write_atomic(path, lambda tmp: np.savez(tmp, mu=mu, sigma=sigma, n=n))
         stats = np.load(path)
         return stats["mu"], stats["sigma"]
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from experiments.common import open_saved_member
 from experiments.rl.a2c import Config, Member, make_env, make_task
 
 
@@ -56,9 +56,6 @@ def write_video(frames: list[np.ndarray], out: Path, fps: int, scale: int = 4) -
 
 def play_main(argv: list[str]) -> int:
     """``pbt-repro rl play DIR [--member best|ID] [--out FILE]``: film one game of a saved member."""
-    from pbt.config import from_dict
-    from pbt.results import saved_member
-
     parser = argparse.ArgumentParser(prog="pbt-repro rl play", description="Write an MP4 or GIF of one game played "
                                      "by a member of a finished (or running) rl run.")
     parser.add_argument("run_dir", type=Path, help="the run directory (holds pbt.sqlite)")
@@ -71,12 +68,10 @@ def play_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     try:
-        stored, chosen, path = saved_member(args.run_dir, args.member)
+        task, member, chosen = open_saved_member(args.run_dir, args.member, Config, make_task, device=args.device)
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
-    config = dataclasses.replace(from_dict(Config, stored), device=args.device)
-    member = make_task(config).load(path)
-    frames, score = play_episode(member, config, args.seed, args.max_steps)
+    frames, score = play_episode(member, task.config, args.seed, args.max_steps)
     out = args.out or args.run_dir / f"play-m{chosen.id}.gif"
     write_video(frames, out, args.fps)
     print(f"member {chosen.id} (published score {chosen.score}) scored {score:g} in {len(frames)} agent steps -> {out}")

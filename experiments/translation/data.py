@@ -8,7 +8,6 @@ is read from ``--data-dir`` / ``$PBT_WMT14_DIR``, a folder holding ``{split}.{en
 
 from __future__ import annotations
 
-import fcntl
 import gzip
 import hashlib
 import os
@@ -19,6 +18,7 @@ import sacrebleu
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from experiments.common import cache_lock, cache_root, write_atomic
 from pbt.space import ConfigError
 
 PAD, BOS, EOS = 0, 1, 2
@@ -50,10 +50,8 @@ ENV_VARS = {"multi30k": "PBT_MULTI30K_DIR", "wmt14": "PBT_WMT14_DIR"}
 
 
 def default_cache_dir() -> Path:
-    """``$PBT_CACHE_DIR/translation``, else ``$XDG_CACHE_HOME/pbt-repro/translation`` (``~/.cache`` by default)."""
-    if os.environ.get("PBT_CACHE_DIR"):
-        return Path(os.environ["PBT_CACHE_DIR"]).expanduser() / "translation"
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "pbt-repro" / "translation"
+    """The translation cache folder (``experiments.common.cache_root``)."""
+    return cache_root("translation")
 
 
 def split_files(dataset: str) -> list[str]:
@@ -95,9 +93,7 @@ def download_multi30k(root: Path) -> Path:
                               f"$PBT_MULTI30K_DIR) to a folder holding {{split}}.{{en,de}} text files") from exc
         if hashlib.sha256(text).hexdigest() != sha:
             raise ConfigError(f"downloaded {name} has an unexpected SHA-256; pass --data-dir to a checked copy")
-        tmp = target.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(text)
-        os.replace(tmp, target)
+        write_atomic(target, lambda tmp, data=text: tmp.write_bytes(data))
     return root
 
 
@@ -138,13 +134,9 @@ def cached_tokenizer(src: list[str], tgt: list[str], vocab_size: int, cache_dir:
     for line in (*src, *tgt):
         digest.update(line.encode("utf-8") + b"\n")
     path = cache_dir / f"bpe-{vocab_size}-{digest.hexdigest()[:16]}.json"
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with open(cache_dir / ".tokenizer.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with cache_lock(cache_dir, "tokenizer"):
         if not path.is_file():
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            train_tokenizer(src + tgt, vocab_size).save(str(tmp))
-            os.replace(tmp, path)
+            write_atomic(path, lambda tmp: train_tokenizer(src + tgt, vocab_size).save(str(tmp)))
     return Tokenizer.from_file(str(path))
 
 

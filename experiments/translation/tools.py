@@ -9,20 +9,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from experiments.common import open_saved_member
 from experiments.translation import data
 from experiments.translation.transformer import Config, Member, TranslationTask, make_task, translate
-from pbt.config import from_dict
-from pbt.results import saved_member
 
 
 def open_member(run_dir: Path, which: str = "best", device: str = "") -> tuple[TranslationTask, Member, int]:
     """The task and loaded state of a run's member ``which`` (an id, or ``best``: the highest last score)."""
-    stored, chosen, path = saved_member(run_dir, which)
-    config = from_dict(Config, stored)
-    if device:
-        config.device = device  # type: ignore[assignment]
-    task = make_task(config)
-    return task, task.load(path), chosen.id
+    task, state, chosen = open_saved_member(run_dir, which, Config, make_task, device=device)
+    return task, state, chosen.id
 
 
 def evaluate_test_bleu(task: TranslationTask, member: Member, beam: int = 0, limit: int = 0) -> dict[str, Any]:
