@@ -50,6 +50,7 @@ class Controller:
         self.members = store.members()
         self.round: dict[str, Any] | None = None  # the serial executor's round in progress
         self.decided: list[int] = []  # members whose decision changed nothing, not yet stored
+        self.pruned_to = -1  # the step below which snapshots have been pruned
         if [m.id for m in self.members] != list(range(len(self.members))):
             raise ConfigError(f"{store.run_dir}: member ids are not 0..N-1")
 
@@ -132,7 +133,8 @@ class Controller:
                                 f"{self.cfg.max_failures} allows (last error: {m.error}); resume with a larger "
                                 "--max-failures to retry it")
             self._publish(replace(m, status="pending"), events=[Event(
-                m.id, m.step, "retry", new_hparams=m.hparams, message=f"resumed, max_failures={self.cfg.max_failures}")])
+                m.id, m.step, "retry", new_hparams=m.hparams,
+                message=f"resumed, max_failures={self.cfg.max_failures}")])
 
     def _run_async(self, executor: Executor) -> None:
         """A ready member decides when it next gets a worker, against what the others have published by then.
@@ -196,12 +198,16 @@ class Controller:
 
     def _publish(self, member: MemberRow, scores: Sequence[ScoreRow] = (), events: Sequence[Event] = ()) -> None:
         self.members[member.id] = member
-        # snapshots below the slowest member that will still decide can never be copied again
+        # snapshots below the slowest member that will still decide can never be copied again (all members' pruned
+        # when that step moves on, the publishing member's at every commit)
         keep_from = min((m.step for m in self._training()), default=member.step)
+        prune_all = keep_from != self.pruned_to
+        self.pruned_to = keep_from
         meta: dict[str, Any] = {"wall_seconds": self._wall()}
         if self.round is not None:
             meta["serial_round"] = self.round
-        self.store.commit(member, scores, events, meta=meta, keep_from=keep_from, decided=self.decided)
+        self.store.commit(member, scores, events, meta=meta, keep_from=keep_from, decided=self.decided,
+                          prune_all=prune_all)
         self.decided = []
         for listener in self.listeners:
             listener(member, scores, events)

@@ -65,6 +65,8 @@ MIGRATIONS = (("member", "weight_age", "INTEGER"), ("event", "weight_age", "INTE
               ("member", "decision_due", "INTEGER"))
 MEMBER_COLUMNS = ("id", "seed", "hparams", "step", "steps_since_ready", "score", "samples", "checkpoint", "checksum",
                   "status", "failures", "error", "weight_age", "decision_due")
+MEMBER_INSERT = (f"INSERT OR REPLACE INTO member ({', '.join(MEMBER_COLUMNS)}) "
+                 f"VALUES ({', '.join('?' * len(MEMBER_COLUMNS))})")
 
 
 class CorruptCheckpoint(RuntimeError):
@@ -334,7 +336,7 @@ class Store:
     @staticmethod
     def _write_member(db: sqlite3.Connection, row: MemberRow) -> None:
         db.execute(
-            f"INSERT OR REPLACE INTO member ({', '.join(MEMBER_COLUMNS)}) VALUES ({', '.join('?' * len(MEMBER_COLUMNS))})",
+            MEMBER_INSERT,
             (row.id, row.seed, _json(row.hparams), row.step, row.steps_since_ready, row.score,
              _json(list(row.samples)), row.checkpoint, row.checksum, row.status, row.failures, row.error,
              row.weight_age, row.decision_due),
@@ -375,34 +377,46 @@ class Store:
         meta: dict[str, Any] | None = None,
         keep_from: int | None = None,
         decided: Sequence[int] = (),
+        prune_all: bool = True,
     ) -> None:
         """Publish a member's new state with the scores and events that led to it (and any run metadata) in one
         transaction, then delete the checkpoints that nothing refers to any more.
 
         ``keep_from``: the lowest step at which a member may still copy another (the slowest member that will still
-        decide); each member's snapshots before its last one at or below it are dropped. None keeps them all.
+        decide); each member's snapshots before its last one at or below it are dropped. None keeps them all. Only
+        the publishing member's snapshots change in a commit, so only they are pruned unless ``prune_all`` (when
+        ``keep_from`` has moved on since the last commit).
         ``decided``: other members whose ready decision changed nothing; their pending decision is cleared here,
         with the first change that follows it (until then, deciding again would decide the same)."""
+        prune = ("FROM snapshot WHERE step < (SELECT COALESCE(MAX(s.step), 0) FROM snapshot s "
+                 "WHERE s.member = snapshot.member AND s.step <= ?)" + ("" if prune_all else " AND member = ?"))
+        prune_args = (keep_from,) if prune_all else (keep_from, member.id)
         with self.transaction() as db:
-            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                           [(k, json.dumps(v)) for k, v in (meta or {}).items()])
-            db.executemany("UPDATE member SET decision_due = NULL WHERE id = ?", [(i,) for i in decided])
-            before = self._referenced(db)
+            if meta:
+                db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                               [(k, json.dumps(v)) for k, v in meta.items()])
+            if decided:
+                db.executemany("UPDATE member SET decision_due = NULL WHERE id = ?", [(i,) for i in decided])
+            # the files this commit may leave unused: the member's previous checkpoint, and pruned snapshots'
+            candidates = {r[0] for r in db.execute("SELECT checkpoint FROM member WHERE id = ? AND checkpoint IS NOT "
+                                                   "NULL", (member.id,))}
             self._write_member(db, member)
-            if keep_from is not None:
-                db.execute("DELETE FROM snapshot WHERE step < (SELECT COALESCE(MAX(s.step), 0) FROM snapshot s "
-                           "WHERE s.member = snapshot.member AND s.step <= ?)", (keep_from,))
-            db.executemany(
-                "INSERT INTO score VALUES (?,?,?,?,?)",
-                [(s.member, s.step, s.score, _json(s.metrics), s.time) for s in scores],
-            )
-            db.executemany(
-                "INSERT INTO event (time, member, step, kind, donor, donor_step, old_hparams, new_hparams, ops, score,"
-                " donor_score, message, weight_age) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [(e.time, e.member, e.step, e.kind, e.donor, e.donor_step, _json(e.old_hparams), _json(e.new_hparams),
-                  _json(e.ops), e.score, e.donor_score, e.message, e.weight_age) for e in events],
-            )
-            unused = before - self._referenced(db)
+            if keep_from is not None:  # after the new snapshot is in: it may be what makes an older one prunable
+                candidates |= {r[0] for r in db.execute(f"SELECT checkpoint {prune}", prune_args)}
+                db.execute(f"DELETE {prune}", prune_args)
+            if scores:
+                db.executemany("INSERT INTO score VALUES (?,?,?,?,?)",
+                               [(s.member, s.step, s.score, _json(s.metrics), s.time) for s in scores])
+            if events:
+                db.executemany(
+                    "INSERT INTO event (time, member, step, kind, donor, donor_step, old_hparams, new_hparams, ops, "
+                    "score, donor_score, message, weight_age) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    [(e.time, e.member, e.step, e.kind, e.donor, e.donor_step, _json(e.old_hparams),
+                      _json(e.new_hparams), _json(e.ops), e.score, e.donor_score, e.message, e.weight_age)
+                     for e in events])
+            unused = [name for name in candidates if not db.execute(
+                "SELECT 1 FROM member WHERE checkpoint = ? UNION ALL SELECT 1 FROM snapshot WHERE checkpoint = ? "
+                "LIMIT 1", (name, name)).fetchone()]
         for name in unused:  # after the commit: a kill before this line leaves orphans, which the next start removes
             (self.checkpoint_dir / name).unlink(missing_ok=True)
 
