@@ -268,7 +268,9 @@ def after_failure(me: MemberRow, result: IntervalResult, members: list[MemberRow
     if result.corrupt_checkpoint and action == "retry":  # its file is bad: start it again some other way
         action = "replace"
     rng = decision_rng(cfg.seed, me.id, me.step, f"failure{failures}")
-    donors = [p for p in published(members) if p.member != me.id]
+    # a donor that points at the same corrupt file would hand the same failure on
+    donors = [p for p in published(members) if p.member != me.id
+              and not (result.corrupt_checkpoint and members[p.member].checkpoint == me.checkpoint)]
     if action == "drop":
         return FailureOutcome(replace(me, status="dropped"), [failure, Event(me.id, me.step, "drop")])
     if action == "replace" and donors:

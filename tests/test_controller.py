@@ -245,3 +245,18 @@ def test_a_ready_member_sees_members_ahead_at_its_own_step(tmp_path):
     assert view[2].checkpoint is None  # nothing published yet: nothing to copy
     assert {m.id: m.score for m in controller._view(controller.members[0])} == {0: 2.0, 1: 1.5, 2: None}
     assert (store.checkpoint_dir / "a").exists()  # kept while member 1 (at step 10) may still copy it
+
+
+def test_a_member_whose_checkpoint_is_corrupt_is_not_replaced_by_a_member_sharing_that_file():
+    from pbt.algorithm import IntervalResult, after_failure
+    from pbt.store import MemberRow
+
+    cfg = PBTConfig(population=3, budget_steps=40, ready_every=10, explore="none")
+    shared = dict(checkpoint="bad.ckpt", checksum="x", step=10, weight_age=10)
+    me = MemberRow(id=0, seed=0, hparams={"lr": 0.1}, score=0.5, **shared)
+    twin = MemberRow(id=1, seed=1, hparams={"lr": 0.9}, score=9.0, **shared)  # it copied the same (bad) file
+    good = MemberRow(id=2, seed=2, hparams={"lr": 0.3}, score=1.0, checkpoint="good.ckpt", checksum="y", step=10,
+                     weight_age=10)
+    result = IntervalResult(member=0, error="CorruptCheckpoint: bad.ckpt is corrupt", corrupt_checkpoint=True)
+    outcome = after_failure(me, result, [me, twin, good], {}, cfg)
+    assert outcome.member.checkpoint == "good.ckpt" and outcome.stop is None  # not the better twin's bad file
