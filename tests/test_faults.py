@@ -149,7 +149,9 @@ def test_kills_during_start_up_leave_nothing_or_a_resumable_run(tmp_path: Path) 
 
 def test_a_corrupt_checkpoint_is_replaced_and_a_corrupt_store_refused(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    proc = start([*RUN, "--out", str(run_dir)])
+    # Without exploits no member copies another, so the victim's truncated file is the one it must load on resume
+    # (with them, a pending decision may copy a donor first and never read it).
+    proc = start([*RUN, "--exploit", "none", "--out", str(run_dir)])
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if Store.exists(run_dir) and all(m.checkpoint for m in Store.open_existing(run_dir).members()):
