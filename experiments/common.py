@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import random
 import sys
@@ -37,7 +38,21 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def save_checkpoint(obj: dict[str, Any], path: Path) -> None:
-    torch.save(obj, path)
+    # Through a file object: given a path, torch.save names the archive's folder after the file, so the same weights
+    # written under an atomic write's temporary name would hash differently every time.
+    with open(path, "wb") as f:
+        torch.save(obj, f)
+
+
+def weights_fingerprint(state_dict: dict[str, Any]) -> str:
+    """SHA-256 of a state dict's names, dtypes, shapes and values: the same weights give the same fingerprint, however
+    and wherever the file holding them was written."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
 
 
 def load_checkpoint(path: Path, required: tuple[str, ...]) -> dict[str, Any]:

@@ -267,3 +267,21 @@ def test_train_classifier_command_prints_the_cached_accuracy(
                                            "--cache-dir", config.cache_dir])
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and 0.2 < out["test_accuracy"] <= 1.0
+
+
+def test_checkpoint_bytes_and_weights_fingerprint_do_not_depend_on_where_they_were_written(tmp_path) -> None:
+    # The cached classifier is written through an atomic write's temporary name; its bytes (and so a file hash) must
+    # not depend on that name, and its fingerprint must follow the weights alone.
+    import torch
+
+    from experiments.common import save_checkpoint, weights_fingerprint, write_atomic
+
+    state = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3), "b": torch.zeros(3)}
+    a, b = tmp_path / "a.pt", tmp_path / "sub" / "other-name.pt"
+    write_atomic(a, lambda tmp: save_checkpoint({"model": state}, tmp))
+    write_atomic(b, lambda tmp: save_checkpoint({"model": state}, tmp))
+    assert a.read_bytes() == b.read_bytes()
+    loaded = torch.load(b, weights_only=True)["model"]
+    assert weights_fingerprint(loaded) == weights_fingerprint(state)
+    changed = {**state, "b": torch.tensor([0.0, 0.0, 1e-7])}
+    assert weights_fingerprint(changed) != weights_fingerprint(state)

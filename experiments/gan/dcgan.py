@@ -23,7 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from experiments.common import load_checkpoint, pick_device, save_checkpoint, seed_everything, write_atomic
+from experiments.common import (
+    load_checkpoint,
+    pick_device,
+    save_checkpoint,
+    seed_everything,
+    weights_fingerprint,
+    write_atomic,
+)
 from experiments.gan import data, metrics
 from pbt.config import PBTConfig, doc
 from pbt.space import HParams, LogUniform
@@ -116,8 +123,10 @@ def train_and_cache_classifier(config: Config, path: Path, log: Any = print) -> 
     noise = torch.randint(0, 256, real.shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     for name, images in (("test_images_score", real), ("uniform_noise_score", noise)):
         info[name] = metrics.classifier_score(metrics.classifier_logits(model, images), config.score_splits)[0]
+    info["weights_sha256"] = weights_fingerprint(model.state_dict())  # a later sitting must train the same weights
     log(f"classifier test accuracy {info['test_accuracy']:.4f}; CIFAR-10 classifier score (Inception-score variant) "
-        f"of {n} test images {info['test_images_score']:.3f}, of uniform noise {info['uniform_noise_score']:.3f}")
+        f"of {n} test images {info['test_images_score']:.3f}, of uniform noise {info['uniform_noise_score']:.3f}; "
+        f"weights SHA-256 {info['weights_sha256']}")
     write_atomic(path, lambda tmp: save_checkpoint({"model": model.state_dict(), "info": info}, tmp))
 
 
@@ -130,7 +139,9 @@ def prepare(config: Config, log: Any = print) -> dict[str, float]:
         with data.cache_lock(data.cache_root(config.cache_dir), "classifier"):
             if not path.is_file():  # another process may have trained it while we waited
                 train_and_cache_classifier(config, path, log)
-    return dict(load_checkpoint(path, required=("model", "info"))["info"])
+    saved = load_checkpoint(path, required=("model", "info"))
+    # the fingerprint of the weights themselves, so results scored by different sittings show they used one classifier
+    return {**saved["info"], "weights_sha256": weights_fingerprint(saved["model"])}
 
 
 _CLASSIFIERS: dict[tuple[Path, str], metrics.CifarClassifier] = {}  # one per process
