@@ -42,6 +42,7 @@ class Greediness:
     """The three diagnostics of one run (see the module docstring); steps are the copier's own steps."""
 
     population: int
+    ready_every: int  # the length of a ready round, in steps
     lineages_alive: list[tuple[int, int]]  # (step, founders with descendants from then on), at 0 and at each change
     coalescence_step: int | None
     replaced: list[tuple[int, float]]  # (first step of the ready round, copies in it / population), rounds 1, 2, ...
@@ -138,6 +139,7 @@ def greediness(initial: Sequence[HParams], events: Sequence[Event], ready_every:
     population = len(initial)
     alive = lineages_alive(population, events)
     rounds = [k * ready_every for k in range(1, (end_step - 1) // ready_every + 1)]
-    return Greediness(population=population, lineages_alive=alive, coalescence_step=coalescence_step(alive),
+    return Greediness(population=population, ready_every=ready_every, lineages_alive=alive,
+                      coalescence_step=coalescence_step(alive),
                       replaced=replaced_per_round(population, events, ready_every, end_step),
                       spread=hparam_spread(initial, events, [0, *rounds, end_step]))
