@@ -181,6 +181,10 @@ def test_reproduce_writes_a_results_folder_resumes_and_merges_extra_results(tmp_
     assert sorted(on_disk["figures"]) == sorted(FIGURES)
     readme = (out / "README.md").read_text()
     assert "![schedule](schedule.png)" in readme and "| test_score.a | 1 | 1 | 0.5 | 0.5 |" in readme
+    # the PBT arm's greediness per seed (random search copies nothing), in the summary and the README
+    greediness = on_disk["pbt"]["greediness"]
+    assert "greediness" not in on_disk["random_search"] and len(greediness["coalescence_step_per_seed"]) == 2
+    assert "![greediness](greediness.png)" in readme and "Greediness: PBT's population" in readme
     assert "| test_score.a | 1 [1, 1] | 0.5 [0.5, 0.5] | 0.5 [0.5, 0.5] | 2/2 |" in readme  # paired, over 2 seeds
     figures = {f.name: f.read_bytes() for f in out.iterdir() if f.suffix in (".png", ".svg")}
     figures["best_schedule.json"] = (out / "best_schedule.json").read_bytes()
