@@ -209,7 +209,7 @@ def greediness_lines(comparisons: list[tuple[str, dict[str, Any]]]) -> list[str]
     older = [folder for folder, s in comparisons if greediness_text(s["pbt"]) is None]
     if older:
         lines += ["", f"Not in the summaries of {', '.join(older)}, which were written before the diagnostics; "
-                  "`pbt-repro compare` on their committed run stores computes them (it trains nothing)."]
+                  "`pbt-repro compare` computes them from any PBT run's store (it trains nothing)."]
     return lines
 
 
