@@ -142,4 +142,4 @@ def greediness(initial: Sequence[HParams], events: Sequence[Event], ready_every:
     return Greediness(population=population, ready_every=ready_every, lineages_alive=alive,
                       coalescence_step=coalescence_step(alive),
                       replaced=replaced_per_round(population, events, ready_every, end_step),
-                      spread=hparam_spread(initial, events, [0, *rounds, end_step]))
+                      spread=hparam_spread(initial, events, sorted({0, *rounds, end_step})))
