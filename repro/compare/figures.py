@@ -247,8 +247,6 @@ def plot_member_scores(run: Run, metric: str, out: Path) -> list[str]:
     return _save(fig, out, "member_scores")
 
 
-
-
 def plot_greediness(run: Run, metric: str, out: Path) -> list[str]:
     """How greedy the run was (``pbt.diagnostics``), in one figure: the founding lineages alive over time with the
     coalescence step, the fraction of the population replaced in each ready round, and each numeric

@@ -140,8 +140,6 @@ def best_lineage(run: Run) -> tuple[MemberRow, list[Segment]] | None:
     return best, lineage(best.id, initial, run.events, {m.id: m.step for m in run.members})
 
 
-
-
 def run_greediness(run: Run) -> Greediness | None:
     """The greediness diagnostics of a PBT run (``pbt.diagnostics``); None for a baseline, which copies nothing, and
     for a store that lacks the initial hyperparameters or the ready interval they are rebuilt from."""
