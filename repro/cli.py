@@ -193,8 +193,8 @@ def cmd_reproduce(argv: list[str]) -> int:
     parser.add_argument("--force", action="store_true", help="delete the run directories first and start over")
     parser.add_argument("--config", dest="config_file", help="JSON file of setting overrides (unknown keys are errors)")
     parser.add_argument("--figure-seed", type=int, default=None,
-                        help="the PBT seed the schedule, lineage and member-score figures show (default: the median "
-                             "seed by best final score)")
+                        help="the PBT seed the schedule, lineage, member-score and greediness figures show (default: "
+                             "the median seed by best final score)")
     parser.add_argument("--arms", default="pbt,random_search",
                         help="arms to run now, comma-separated (default both; with one, nothing is compared yet)")
     add_listener_flags(parser)

@@ -22,7 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from repro.compare import FIGURES
-from repro.reproduce import ARMS, CORE_KEYS, extra_paired, interval_text, leaves, paired_table, shared_leaves
+from repro.reproduce import (
+    ARMS,
+    CORE_KEYS,
+    extra_paired,
+    greediness_text,
+    interval_text,
+    leaves,
+    paired_table,
+    shared_leaves,
+)
 from repro.text import duration, fmt
 
 # The paper's numbers, as the project's paper digest (paper.md) reconstructs them, with its confidence tags:
@@ -186,6 +195,24 @@ def further_results_lines(folder: str, summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def greediness_lines(comparisons: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """How fast exploitation narrowed each PBT arm (``pbt.diagnostics``), for the summaries that record it, and which
+    summaries were written before it was."""
+    found = [(folder, text) for folder, s in comparisons if (text := greediness_text(s["pbt"])) is not None]
+    if not found:
+        return []
+    lines = ["", "## Greediness of PBT", "",
+             "Coalescence is the first step from which on every member's weights descend from one founding member "
+             "through copies; each folder's greediness figure shows the founding lineages alive over time, the "
+             "fraction of the population replaced per ready round and each hyperparameter's spread.", ""]
+    lines += [f"- **{folder}**: {text}" for folder, text in found]
+    older = [folder for folder, s in comparisons if greediness_text(s["pbt"]) is None]
+    if older:
+        lines += ["", f"Not in the summaries of {', '.join(older)}, which were written before the diagnostics; "
+                  "`pbt-repro compare` computes them from any PBT run's store (it trains nothing)."]
+    return lines
+
+
 def render(results: Path) -> str:
     """The text of ``results/README.md``."""
     summaries = load_summaries(results)
@@ -210,6 +237,7 @@ def render(results: Path) -> str:
                      for name in FIGURES if figures.get(name)]
             seed = f" (PBT figures: seed {s['figure_seed']})" if s.get("figure_seed") is not None else ""
             lines.append(f"- **{folder}** ({s.get('domain')}): " + " · ".join(links) + seed)
+    lines += greediness_lines(comparisons)
     further = [line for folder, s in comparisons for line in further_results_lines(folder, s)]
     if further:
         lines += ["", "## Further results", "",

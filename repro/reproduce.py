@@ -36,7 +36,7 @@ from pbt.domain import Domain
 from pbt.rundir import git_commit, machine
 from pbt.space import ConfigError
 from pbt.store import Store
-from repro.compare import Comparison, Row, compare, markdown_table, progress_curve
+from repro.compare import Comparison, Row, coalescence, compare, markdown_table, one_or_mean, progress_curve
 from repro.domains import label, load_domain, registered
 from repro.stats import Interval, fmt_interval, mean_std, paired_difference, trains_faster
 from repro.text import duration, fmt
@@ -95,6 +95,12 @@ def arm_summary(rows: Sequence[Row], config: Any) -> dict[str, Any]:
     best, best_std = mean_std([r.best_final for r in rows])
     mean, mean_std_ = mean_std([r.mean_final for r in rows])
     median, median_std = mean_std([r.median_final for r in rows])
+    steps = [s for r in rows for s in r.coalescence_steps]
+    lineages = [n for r in rows for n in r.lineages_at_end]
+    greediness = {} if not steps else {"greediness": {
+        "coalescence_step_per_seed": steps, "coalescence_step_mean": coalescence(steps)[0],
+        "coalesced_seeds": coalescence(steps)[1], "lineages_at_end_per_seed": lineages,
+        "lineages_at_end_mean": one_or_mean(lineages)}}
     return {
         "best_final": best, "best_final_std": best_std, "best_final_per_seed": [r.best_final for r in rows],
         "population_mean_final": mean, "population_mean_final_std": mean_std_,
@@ -104,6 +110,7 @@ def arm_summary(rows: Sequence[Row], config: Any) -> dict[str, Any]:
         "compute": {"steps": sum(r.used_steps for r in rows), "planned_steps": sum(r.planned_steps for r in rows),
                     "wall_seconds": round(sum(r.wall_seconds for r in rows), 3), "runs": len(rows),
                     "population": config.pbt.population, "steps_per_member": config.pbt.budget_steps},
+        **greediness,
     }
 
 
@@ -232,6 +239,21 @@ def trains_faster_text(speed: dict[str, Any]) -> str:
             "where the arm got there.")
 
 
+def greediness_text(arm: dict[str, Any]) -> str | None:
+    """The PBT arm's coalescence in words (``pbt.diagnostics``); None for a summary written before it was kept."""
+    g = arm.get("greediness")
+    if not g:
+        return None
+    n = len(g["coalescence_step_per_seed"])
+    step = g["coalescence_step_mean"]
+    when = ("never coalesced to one founding lineage" if step is None else
+            f"coalesced to one founding lineage in {g['coalesced_seeds']} seed{'s' if n > 1 else ''}, at step "
+            f"{fmt(step)}{' on average over those' if n > 1 else ''}")
+    return (f"PBT's population {when} (of {arm['compute']['steps_per_member']} steps per member); "
+            f"founding lineages alive at the end: {fmt(g['lineages_at_end_mean'])} of {arm['compute']['population']}"
+            f"{' on average' if n > 1 else ''}.")
+
+
 def extra_results_table(extras: dict[str, dict[str, Any]]) -> list[str]:
     """The domain's per-run results (test sets, FID, ...) as one table: a row per number, a column per arm and seed."""
     columns = [(arm, seed) for arm in ARMS for seed in sorted(extras.get(arm, {}), key=int)]
@@ -270,7 +292,10 @@ def figure_captions(seed: int | None) -> dict[str, str]:
                                 "(dashed, mean over seeds)",
             "schedule": f"Hyperparameter schedule of the final best member of {run}, followed back through its lineage",
             "lineage_tree": f"Lineage tree of the population of {run}",
-            "member_scores": f"Each member's score over time ({run})"}
+            "member_scores": f"Each member's score over time ({run})",
+            "greediness": f"Greediness of {run}: founding lineages alive over time (and the step the population "
+                          "coalesced to one), the fraction of the population replaced per ready round, and each "
+                          "hyperparameter's spread over the population (min–max band, median)"}
 
 
 def results_readme(summary: dict[str, Any], comparison: Comparison) -> str:
@@ -282,13 +307,17 @@ def results_readme(summary: dict[str, Any], comparison: Comparison) -> str:
              f"({duration(p['wall_seconds'])} for this invocation). Metric: {summary['metric']} (higher is better).",
              "", *paired_table(summary["paired"], {k: title for k, (_, title) in SCORE_METRICS.items()}), "",
              PAIRED_NOTE, "", trains_faster_text(summary["trains_faster"])]
+    greedy = greediness_text(summary["pbt"])
+    if greedy:
+        lines += ["", f"Greediness: {greedy} Coalescence is the first step from which on every member's weights descend from one "
+                  "founding member through copies (the greediness figure shows it over time, the runs table per seed)."]
     c = summary["pbt"]["compute"]
     lines += ["", f"Compute per arm: {c['population']} members × {c['steps_per_member']} steps × {c['runs']} "
               f"seed{'s' if c['runs'] > 1 else ''} = {c['planned_steps']:.6g} member-steps.", "", "## Runs", "",
               markdown_table(comparison, intro=False).strip(), "", "## Figures", ""]
     if seed is not None:
-        lines += [f"The schedule, lineage and member-score figures (and `best_schedule.json`) show one PBT run: seed "
-                  f"{seed}, by default the seed whose best final score is the median over seeds.", ""]
+        lines += [f"The schedule, lineage, member-score and greediness figures (and `best_schedule.json`) show one "
+                  f"PBT run: seed {seed}, by default the seed whose best final score is the median over seeds.", ""]
     captions = figure_captions(seed)
     for name, files in summary["figures"].items():
         png = next((f for f in files if f.endswith(".png")), files[0])
@@ -326,7 +355,8 @@ def reproduce(
         command: The command line recorded in the provenance.
         arms: The arms to run now (both by default). With one arm, its runs are trained and nothing is compared
             (returns None): a long reproduction can be split over sittings, one arm at a time.
-        figure_seed: The PBT seed the schedule, lineage and member-score figures show (default: the median seed).
+        figure_seed: The PBT seed the schedule, lineage, member-score and greediness figures show (default: the
+            median seed).
 
     Returns:
         The summary written to ``OUT/summary.json``.

@@ -47,7 +47,7 @@ def toy_runs(tmp_path_factory):
             "rs_short": run_toy(root / "rs_short", "random_search", steps=40)}
 
 
-def test_compare_writes_both_tables_and_all_four_figures(toy_runs, tmp_path):
+def test_compare_writes_both_tables_and_all_the_figures(toy_runs, tmp_path):
     out = tmp_path / "cmp"
     comparison = compare([toy_runs["pbt"], toy_runs["rs"]], out)
     for name in FIGURES:
@@ -75,6 +75,25 @@ def test_compare_writes_both_tables_and_all_four_figures(toy_runs, tmp_path):
     assert schedule["member"] == best.id and schedule["segments"][-1]["end"] == 60
     assert schedule["segments"][-1]["hparams"] == best.hparams
     assert comparison.best_schedule == schedule
+
+
+def test_compare_reports_each_pbt_runs_coalescence_and_draws_the_greediness_figure(toy_runs, tmp_path):
+    """With two members, the first copy leaves both descending from one founder for good, so each PBT run coalesces
+    at its first exploit; random search copies nothing and gets no diagnostics."""
+    out = tmp_path / "cmp"
+    comparison = compare([toy_runs["pbt"], toy_runs["pbt1"], toy_runs["rs"]], out)
+    assert comparison.figures["greediness"] == ["greediness.png", "greediness.svg"]
+    assert (out / "greediness.png").read_bytes()[:8] == PNG_MAGIC and (out / "greediness.png").stat().st_size > 1000
+    first = {name: min(e.step for e in Store.open_existing(toy_runs[name]).events("exploit"))
+             for name in ("pbt", "pbt1")}
+    rows = list(csv.DictReader((out / "comparison.csv").open()))
+    assert [(r["coalescence_step"], r["coalesced_seeds"], r["lineages_at_end"]) for r in rows] == [
+        (str(first["pbt"]), "1/1", "1"), (str(first["pbt1"]), "1/1", "1"), ("", "", ""),
+        (repr(statistics.fmean(first.values())), "2/2", "1.0")]
+    markdown = (out / "comparison.md").read_text()
+    assert f"| 2/2 | {first['pbt']} | 1 | finished |" in markdown
+    assert "| 2/2 | — | — | finished |" in markdown  # random search
+    assert f"| {statistics.fmean(first.values()):.6g} (2/2 seeds) | 1 | finished |" in markdown
 
 
 def test_unequal_compute_is_refused_unless_allowed(toy_runs, tmp_path):
@@ -162,6 +181,10 @@ def test_reproduce_writes_a_results_folder_resumes_and_merges_extra_results(tmp_
     assert sorted(on_disk["figures"]) == sorted(FIGURES)
     readme = (out / "README.md").read_text()
     assert "![schedule](schedule.png)" in readme and "| test_score.a | 1 | 1 | 0.5 | 0.5 |" in readme
+    # the PBT arm's greediness per seed (random search copies nothing), in the summary and the README
+    greediness = on_disk["pbt"]["greediness"]
+    assert "greediness" not in on_disk["random_search"] and len(greediness["coalescence_step_per_seed"]) == 2
+    assert "![greediness](greediness.png)" in readme and "Greediness: PBT's population" in readme
     assert "| test_score.a | 1 [1, 1] | 0.5 [0.5, 0.5] | 0.5 [0.5, 0.5] | 2/2 |" in readme  # paired, over 2 seeds
     figures = {f.name: f.read_bytes() for f in out.iterdir() if f.suffix in (".png", ".svg")}
     figures["best_schedule.json"] = (out / "best_schedule.json").read_bytes()

@@ -94,6 +94,24 @@ def test_the_main_table_shows_the_paired_numbers_where_a_summary_has_them(toy_re
     assert f"| test.q | {text(paired['test.q']['pbt'])} |" in further and "- test.beam_size: 4" in further
 
 
+def test_the_greediness_of_each_pbt_arm_is_reported_where_its_summary_has_it(toy_results, tmp_path):
+    shutil.copytree(toy_results, tmp_path / "toy")
+    (tmp_path / "translation").mkdir()
+    (tmp_path / "translation" / "summary.json").write_text(json.dumps(translation_summary()))
+    text = render(tmp_path)
+    greediness = json.loads((tmp_path / "toy" / "summary.json").read_text())["pbt"]["greediness"]
+    steps = greediness["coalescence_step_per_seed"]
+    assert len(steps) == 3 and greediness["coalesced_seeds"] == f"{sum(s is not None for s in steps)}/3"
+    section = text.partition("## Greediness of PBT")[2].partition("\n## ")[0]
+    toy_line = next(line for line in section.splitlines() if line.startswith("- **toy**"))
+    assert f"in {greediness['coalesced_seeds']} seeds" in toy_line and "of 24 steps per member" in toy_line
+    assert "Not in the summaries of translation" in section  # written before the diagnostics
+    assert "[greediness](toy/greediness.png)" in text
+    (tmp_path / "old" / "translation").mkdir(parents=True)
+    shutil.copy(tmp_path / "translation" / "summary.json", tmp_path / "old" / "translation" / "summary.json")
+    assert "Greediness" not in render(tmp_path / "old")  # nothing to say without a summary that has it
+
+
 def test_older_summaries_alone_render_as_before(tmp_path):
     (tmp_path / "translation").mkdir()
     (tmp_path / "translation" / "summary.json").write_text(json.dumps(translation_summary()))

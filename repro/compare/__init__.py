@@ -5,15 +5,19 @@
 Reads finished or still-running run directories (it never trains anything) and writes into ``--out``:
 
 - ``comparison.md`` and ``comparison.csv``: one row per run (method, domain, seed, population, compute used, the best
-  member's final score, the population's mean and median final score), plus mean ± std across seeds for each method
-  given more than one run;
-- four figures, each as PNG and SVG: ``score_vs_compute`` (every method in one figure: the best-so-far score against
+  member's final score, the population's mean and median final score; for a PBT run, the step its population
+  coalesced to one founding lineage and how many lineages are alive at the end), plus mean ± std across seeds for
+  each method given more than one run;
+- five figures, each as PNG and SVG: ``score_vs_compute`` (every method in one figure: the best-so-far score against
   compute, its mean over seeds with the min–max band over seeds and each seed as a thin line, and the population
   median's mean over seeds), and for one PBT run: ``schedule`` (the hyperparameters of the final best member
   followed back through its lineage, over every member's own values in light grey), ``lineage_tree`` (the phylogeny:
-  members as lines, copies as edges, the final best lineage highlighted) and ``member_scores`` (each member's score
-  over its steps, exploit events marked). That run is the PBT run of ``--seed``, by default the seed whose best final
-  score is the median over the PBT runs (``median_seed``), so the figures show a typical run rather than the luckiest;
+  members as lines, copies as edges, the final best lineage highlighted), ``member_scores`` (each member's score
+  over its steps, exploit events marked) and ``greediness`` (``pbt.diagnostics``: the founding lineages alive over
+  time and the step the population coalesces to one, the fraction of the population replaced per ready round, each
+  hyperparameter's spread over the population). That run is the PBT run of ``--seed``, by default the seed whose
+  best final score is the median over the PBT runs (``median_seed``), so the figures show a typical run rather than
+  the luckiest;
 - ``best_schedule.json``: that lineage as data (who trained which stretch, from which step to which, with what), with
   the run's seed.
 
@@ -38,6 +42,7 @@ from pbt.space import ConfigError
 from repro.compare.figures import (
     FIGURES,
     log_scaled,
+    plot_greediness,
     plot_lineage_tree,
     plot_member_scores,
     plot_schedule,
@@ -53,24 +58,27 @@ from repro.compare.runs import (
     load_run,
     over_trained,
     progress_curve,
+    run_greediness,
 )
 from repro.compare.tables import (
     METHOD_TITLES,
     Comparison,
     Row,
     aggregate_row,
+    coalescence,
     csv_table,
     duration,
     fmt,
     markdown_table,
+    one_or_mean,
     run_row,
     table_rows,
 )
 
 __all__ = ["FIGURES", "FINAL_STATES", "METHOD_TITLES", "Comparison", "Row", "Run", "aggregate_row", "best_lineage",
-           "check_comparable", "compare", "csv_table", "domain_metric", "duration", "figure_run", "fmt", "load_run",
-           "log_scaled", "markdown_table", "median_seed", "over_trained", "progress_curve", "run_row", "step_on_grid",
-           "table_rows"]
+           "check_comparable", "coalescence", "compare", "csv_table", "domain_metric", "duration", "figure_run", "fmt",
+           "load_run", "log_scaled", "markdown_table", "median_seed", "one_or_mean", "over_trained", "progress_curve",
+           "run_greediness", "run_row", "step_on_grid", "table_rows"]
 
 # -- the command ------------------------------------------------------------------------------------------------
 
@@ -83,8 +91,8 @@ def median_seed(best_by_seed: Mapping[int, float | None]) -> int | None:
 
 
 def figure_run(runs: Sequence[Run], seed: int | None = None) -> Run | None:
-    """The PBT run the schedule, lineage and member-score figures show: the one of ``seed``, by default the median
-    seed by best final score (the first PBT run when none has a score yet); None without PBT runs."""
+    """The PBT run the schedule, lineage, member-score and greediness figures show: the one of ``seed``, by default
+    the median seed by best final score (the first PBT run when none has a score yet); None without PBT runs."""
     pbt_runs = [r for r in runs if r.method == "pbt"]
     if seed is None:
         best = {r.seed: None if r.best_member is None else r.best_member.score for r in pbt_runs}
@@ -107,8 +115,8 @@ def compare(run_dirs: Sequence[Path | str], out: Path | str, allow_unequal: bool
         allow_unequal: Compare runs that planned different compute (the table says so).
         metric: The score's name for labels; by default the domain module's ``METRIC``.
         figures: Draw the figures (False: the tables and ``best_schedule.json`` only).
-        seed: The seed of the PBT run the schedule, lineage and member-score figures and ``best_schedule.json`` show
-            (default: the median seed by best final score, see ``figure_run``).
+        seed: The seed of the PBT run the schedule, lineage, member-score and greediness figures and
+            ``best_schedule.json`` show (default: the median seed by best final score, see ``figure_run``).
 
     Returns:
         The comparison: rows, figures written, the chosen PBT run's seed and its best member's schedule.
@@ -126,6 +134,7 @@ def compare(run_dirs: Sequence[Path | str], out: Path | str, allow_unequal: bool
             drawn["schedule"] = plot_schedule(run, metric, out)
             drawn["lineage_tree"] = plot_lineage_tree(run, metric, out)
             drawn["member_scores"] = plot_member_scores(run, metric, out)
+            drawn["greediness"] = plot_greediness(run, metric, out)
         found = best_lineage(run)
         if found is not None:
             best, segments = found
@@ -148,14 +157,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="where the tables and figures go")
     parser.add_argument("--allow-unequal", action="store_true", help="compare runs that planned different compute")
     parser.add_argument("--no-figures", action="store_true", help="write the tables only")
-    parser.add_argument("--seed", type=int, default=None, help="the PBT run (by seed) the schedule, lineage and "
-                        "member-score figures show (default: the median seed by best final score)")
+    parser.add_argument("--seed", type=int, default=None, help="the PBT run (by seed) the schedule, lineage, "
+                        "member-score and greediness figures show (default: the median seed by best final score)")
     args = parser.parse_args(argv)
     comparison = compare(args.run_dirs, args.out, args.allow_unequal, figures=not args.no_figures, seed=args.seed)
     print(markdown_table(comparison))
     files = [f for names in comparison.figures.values() for f in names]
     print(f"wrote {args.out / 'comparison.md'}, {args.out / 'comparison.csv'} and {', '.join(files)} in {args.out}")
     if not args.no_figures and "schedule" not in comparison.figures:
-        print("no PBT run given: the schedule, lineage and member-score figures need one")
+        print("no PBT run given: the schedule, lineage, member-score and greediness figures need one")
     return 0
 

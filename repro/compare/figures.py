@@ -1,5 +1,6 @@
-"""The comparison's figures: score against compute, the best member's schedule, the lineage tree, member scores.
-matplotlib is imported only here, and only to draw; files come out byte for byte the same for the same stores."""
+"""The comparison's figures: score against compute, the best member's schedule, the lineage tree, member scores,
+greediness. matplotlib is imported only here, and only to draw; files come out byte for byte the same for the same
+stores."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from pbt.lineage import copies, hparam_history, lineage_copies, training_spans
-from repro.compare.runs import Run, best_lineage, progress_curve
+from repro.compare.runs import Run, best_lineage, progress_curve, run_greediness
 from repro.compare.tables import METHOD_TITLES, fmt
 
-FIGURES = ("score_vs_compute", "schedule", "lineage_tree", "member_scores")
+FIGURES = ("score_vs_compute", "schedule", "lineage_tree", "member_scores", "greediness")
 METHOD_COLOURS = {"pbt": "tab:blue", "random_search": "tab:orange", "grid_search": "tab:green"}
 
 # -- figures ----------------------------------------------------------------------------------------------------
@@ -128,6 +129,15 @@ def log_scaled(run: Run) -> set[str] | None:
     return {name for name, prior in task_space.items() if isinstance(prior, LogUniform)}
 
 
+def _log_axis(name: str, values: Sequence[Any], logs: set[str] | None) -> bool:
+    """Whether a hyperparameter is drawn on a log axis: its prior is log-uniform (``log_scaled``); where the priors
+    are unknown, when its values are all positive and span a factor of 20 or more."""
+    if logs is not None:
+        return name in logs
+    numbers = [v for v in values if isinstance(v, (int, float))]
+    return bool(numbers) and min(numbers) > 0 and max(numbers) / min(numbers) >= 20
+
+
 def _numeric(values: Sequence[Any]) -> tuple[list[float], list[str] | None]:
     """Numbers as they are; categorical values as their position among the sorted distinct values (and the labels)."""
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
@@ -168,9 +178,7 @@ def plot_schedule(run: Run, metric: str, out: Path) -> list[str]:
         for a, (b, (start, _)) in zip(segments, zip(segments[1:], spans[1:])):
             if a.member != b.member:  # a copy
                 ax.axvline(start, color="tab:red", linewidth=0.5, linestyle=":", zorder=2)
-        numbers = [v for v in every if isinstance(v, (int, float))]
-        spread = bool(numbers) and min(numbers) > 0 and max(numbers) / min(numbers) >= 20
-        if labels is None and (name in logs if logs is not None else spread):
+        if labels is None and _log_axis(name, every, logs):
             ax.set_yscale("log")
         if labels is not None:
             ax.set_yticks(range(len(labels)), labels)
@@ -239,3 +247,51 @@ def plot_member_scores(run: Run, metric: str, out: Path) -> list[str]:
     return _save(fig, out, "member_scores")
 
 
+def plot_greediness(run: Run, metric: str, out: Path) -> list[str]:
+    """How greedy the run was (``pbt.diagnostics``), in one figure: the founding lineages alive over time with the
+    coalescence step, the fraction of the population replaced in each ready round, and each numeric
+    hyperparameter's min–max band and median over the population (on a log axis for a log-uniform prior)."""
+    plt = _pyplot()
+    found = run_greediness(run)
+    names = sorted(found.spread) if found is not None else []
+    fig, axes = plt.subplots(2 + len(names), 1, figsize=(8, 2.2 * (2 + len(names)) + 0.6), sharex=True,
+                             squeeze=False)
+    axes = [row[0] for row in axes]
+    if found is None:
+        axes[0].text(0.5, 0.5, "no diagnostics: not a PBT run, or a store without its initial hyperparameters",
+                     ha="center", transform=axes[0].transAxes)
+        return _save(fig, out, "greediness")
+    end = max(m.step for m in run.members)
+    steps, alive = zip(*found.lineages_alive)
+    axes[0].step([*steps, end], [*alive, alive[-1]], where="post", color="tab:blue", linewidth=1.6)
+    if found.coalescence_step is not None:
+        axes[0].axvline(found.coalescence_step, color="tab:red", linewidth=0.8, linestyle=":",
+                        label=f"coalesced at step {found.coalescence_step}")
+        axes[0].legend(fontsize=8)
+    axes[0].set(ylabel="founding lineages\nalive", ylim=(0, found.population + 0.5))
+    axes[0].yaxis.get_major_locator().set_params(integer=True)
+    if found.replaced:
+        rounds, fractions = zip(*found.replaced)
+        axes[1].bar(rounds, fractions, width=0.8 * found.ready_every, align="edge", color="tab:orange")
+    axes[1].set(ylabel="fraction replaced\nper ready round", ylim=(0, 1.05))
+    logs = log_scaled(run)
+    for ax, name in zip(axes[2:], names):
+        xs, low, median, high = zip(*found.spread[name])
+        ax.fill_between(xs, low, high, step="post", color="tab:green", alpha=0.25, linewidth=0, label="min–max")
+        ax.step(xs, median, where="post", color="tab:green", linewidth=1.4, label="median")
+        if _log_axis(name, [*low, *high], logs):
+            ax.set_yscale("log")
+        ax.set_ylabel(name)
+    if names:
+        axes[2].legend(fontsize=8)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel("step (each event at the step of the member that made it: the copier's own step)", fontsize=9)
+    ending = (f"coalesced to one founder at step {found.coalescence_step}" if found.coalescence_step is not None
+              else f"{found.lineages_at_end} founding lineages alive at the end")
+    title = (f"{run.domain}: greediness of PBT seed {run.seed} ({found.population} members, {ending}): founding "
+             "lineages alive, fraction of the population whose weights were replaced per ready round, and the "
+             "population's spread of each hyperparameter")
+    fig.suptitle(textwrap.fill(title, 110), fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out, "greediness")

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pbt.diagnostics import Greediness, greediness
 from pbt.lineage import Segment, lineage
 from pbt.space import ConfigError
 from pbt.store import Event, MemberRow, ScoreRow, Store
 
 FINAL_STATES = ("pending", "done")  # members whose latest score counts as a final score (dropped/failed do not)
-
+BASELINE_METHODS = ("random_search", "grid_search")  # methods that never exploit or explore
 
 
 @dataclass
@@ -85,8 +86,7 @@ def check_comparable(runs: Sequence[Run], allow_unequal: bool = False) -> bool:
         raise ConfigError(f"unequal compute (member-steps = population × steps per member): {plans}; pass "
                           "--allow-unequal to compare anyway")
     mislabelled = [f"{r.run_dir} ({r.method})" for r in runs
-                   if r.method in ("random_search", "grid_search") and any(e.kind in ("exploit", "explore")
-                                                                            for e in r.events)]
+                   if r.method in BASELINE_METHODS and any(e.kind in ("exploit", "explore") for e in r.events)]
     if mislabelled:
         raise ConfigError(f"{', '.join(mislabelled)}: labelled a baseline but its events show exploits or explores; "
                           "its label and what it did disagree, so it is not compared")
@@ -140,3 +140,11 @@ def best_lineage(run: Run) -> tuple[MemberRow, list[Segment]] | None:
     return best, lineage(best.id, initial, run.events, {m.id: m.step for m in run.members})
 
 
+def run_greediness(run: Run) -> Greediness | None:
+    """The greediness diagnostics of a PBT run (``pbt.diagnostics``); None for a baseline, which copies nothing, and
+    for a store that lacks the initial hyperparameters or the ready interval they are rebuilt from."""
+    initial = run.meta.get("initial_hparams") or []
+    ready_every = run.meta.get("config", {}).get("pbt", {}).get("ready_every")
+    if run.method in BASELINE_METHODS or len(initial) != len(run.members) or not initial or not ready_every:
+        return None
+    return greediness(initial, run.events, int(ready_every), max(m.step for m in run.members))

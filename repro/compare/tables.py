@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from repro.compare.runs import Run
+from repro.compare.runs import Run, run_greediness
 from repro.stats import mean_std
 from repro.text import duration, fmt
 
@@ -40,11 +40,15 @@ class Row:
     median_final_std: float | None = None
     per_seed_best: list[float] = field(default_factory=list)
     max_weight_age: int | None = None  # the most training any member's weights received (None: not recorded)
+    # per PBT seed, from pbt.diagnostics (both empty for a baseline, which copies nothing):
+    coalescence_steps: list[int | None] = field(default_factory=list)  # None: the seed never coalesced
+    lineages_at_end: list[int] = field(default_factory=list)  # founding members whose weights survive
 
 
 def run_row(run: Run) -> Row:
     finals = run.finals
     best = run.best_member
+    greedy = run_greediness(run)
     return Row(label=str(run.run_dir), method=run.method, domain=run.domain, seeds=[run.seed],
                population=len(run.members), used_steps=run.compute["used_steps"],
                planned_steps=run.compute["planned_steps"], wall_seconds=run.compute["wall_seconds"],
@@ -53,7 +57,9 @@ def run_row(run: Run) -> Row:
                median_final=statistics.median(finals) if finals else None,
                finished=f"{len(finals)}/{len(run.members)}", status=str(run.meta.get("status", "?")),
                per_seed_best=[] if best is None or best.score is None else [best.score],
-               max_weight_age=run.compute.get("max_weight_age"))
+               max_weight_age=run.compute.get("max_weight_age"),
+               coalescence_steps=[] if greedy is None else [greedy.coalescence_step],
+               lineages_at_end=[] if greedy is None else [greedy.lineages_at_end])
 
 
 def aggregate_row(method: str, rows: Sequence[Row]) -> Row:
@@ -69,7 +75,9 @@ def aggregate_row(method: str, rows: Sequence[Row]) -> Row:
                median_final=median, finished=", ".join(r.finished for r in rows),
                status=", ".join(sorted({r.status for r in rows})), best_final_std=best_std, mean_final_std=mean_spread,
                median_final_std=median_std, per_seed_best=[v for r in rows for v in r.per_seed_best],
-               max_weight_age=max((r.max_weight_age for r in rows if r.max_weight_age is not None), default=None))
+               max_weight_age=max((r.max_weight_age for r in rows if r.max_weight_age is not None), default=None),
+               coalescence_steps=[s for r in rows for s in r.coalescence_steps],
+               lineages_at_end=[n for r in rows for n in r.lineages_at_end])
 
 
 @dataclass
@@ -83,7 +91,7 @@ class Comparison:
     equal_compute: bool
     figures: dict[str, list[str]]  # figure name -> files written (relative to the output directory)
     best_schedule: dict[str, Any] | None
-    figure_seed: int | None = None  # the seed of the PBT run the schedule, lineage and member-score figures show
+    figure_seed: int | None = None  # the PBT run's seed the schedule, lineage, member-score and greediness figures show
 
     def method_rows(self, method: str) -> list[Row]:
         return [r for r in self.rows[: len(self.runs)] if r.method == method]
@@ -98,6 +106,33 @@ def table_rows(runs: Sequence[Run]) -> list[Row]:
     return rows
 
 
+def one_or_mean(values: Sequence[int]) -> float | None:
+    """A single value as it is (a step stays an integer), the mean of several, None of none."""
+    return values[0] if len(values) == 1 else statistics.fmean(values) if values else None
+
+
+def coalescence(steps: Sequence[int | None]) -> tuple[float | None, str]:
+    """Over the seeds given, the coalescence step (the mean over the seeds that coalesced; None if none did) and
+    how many coalesced (``k/n``; empty without diagnostics)."""
+    done = [s for s in steps if s is not None]
+    return one_or_mean(done), f"{len(done)}/{len(steps)}" if steps else ""
+
+
+def coalescence_text(steps: Sequence[int | None]) -> str:
+    """One run's coalescence step (or never); over several seeds, the mean over those that coalesced and how many
+    did; — without diagnostics (a baseline)."""
+    if not steps:
+        return "—"
+    step, done = coalescence(steps)
+    text = "never" if step is None else f"{step:.6g}"
+    return text if len(steps) == 1 else f"{text} ({done} seeds)"
+
+
+def lineages_text(counts: Sequence[int]) -> str:
+    mean = one_or_mean(counts)
+    return "—" if mean is None else f"{mean:.3g}"
+
+
 def markdown_table(comparison: Comparison, intro: bool = True) -> str:
     lines = [f"Domain `{comparison.domain}`; metric: {comparison.metric} (higher is better); compute: member-steps "
              "(population × steps per member) and wall time."] if intro else []
@@ -105,8 +140,9 @@ def markdown_table(comparison: Comparison, intro: bool = True) -> str:
         lines.append("\n**Unequal compute** (compared with `--allow-unequal`): the runs planned different budgets; "
                      "see the planned column.")
     lines += ["", "| run | method | seed | population | steps used / planned | oldest weights | wall time | best final | "
-              "population mean final | population median final | members counted | status |",
-              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+              "population mean final | population median final | members counted | coalesced at step | "
+              "lineages at end | status |",
+              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in comparison.rows:
         seeds = ", ".join(map(str, r.seeds))
         lines.append(
@@ -114,17 +150,22 @@ def markdown_table(comparison: Comparison, intro: bool = True) -> str:
             f"{r.used_steps:.6g} / {r.planned_steps:.6g} | "
             f"{'–' if r.max_weight_age is None else f'{r.max_weight_age:.6g}'} | {duration(r.wall_seconds)} | "
             f"{fmt(r.best_final, r.best_final_std)} | {fmt(r.mean_final, r.mean_final_std)} | "
-            f"{fmt(r.median_final, r.median_final_std)} | {r.finished} | {r.status} |")
+            f"{fmt(r.median_final, r.median_final_std)} | {r.finished} | {coalescence_text(r.coalescence_steps)} | "
+            f"{lineages_text(r.lineages_at_end)} | {r.status} |")
     lines.append("\nFinal scores are each member's latest score (its own: a member does not exploit at the end of its "
                  "budget); dropped or failed members are not counted. ± is the sample standard deviation over runs. "
                  "Oldest weights: the most training any member's weights received through their copies (at most "
-                 "the steps one member trains).")
+                 "the steps one member trains). Coalesced at step: the first step from which on every PBT member's "
+                 "weights descend from one founding member, through copies (never: the run ended with several); "
+                 "lineages at end: how many founding members' weights survive; over several seeds, the mean over "
+                 "the seeds that coalesced (how many did) and the mean count; — for baselines, which copy nothing.")
     return "\n".join(lines) + "\n"
 
 
 CSV_COLUMNS = ("row", "label", "method", "domain", "seeds", "population", "used_steps", "planned_steps",
                "wall_seconds", "best_final", "best_final_std", "mean_final", "mean_final_std", "median_final",
-               "median_final_std", "members_counted", "status", "equal_compute", "max_weight_age")
+               "median_final_std", "members_counted", "status", "equal_compute", "max_weight_age", "coalescence_step",
+               "coalesced_seeds", "lineages_at_end")
 
 
 def csv_table(comparison: Comparison) -> str:
@@ -137,7 +178,9 @@ def csv_table(comparison: Comparison) -> str:
                          " ".join(map(str, r.seeds)), r.population, r.used_steps, r.planned_steps,
                          round(r.wall_seconds, 3), blank(r.best_final), blank(r.best_final_std), blank(r.mean_final),
                          blank(r.mean_final_std), blank(r.median_final), blank(r.median_final_std), r.finished,
-                         r.status, comparison.equal_compute, blank(r.max_weight_age)])
+                         r.status, comparison.equal_compute, blank(r.max_weight_age),
+                         blank(coalescence(r.coalescence_steps)[0]), coalescence(r.coalescence_steps)[1],
+                         blank(one_or_mean(r.lineages_at_end))])
     return buffer.getvalue()
 
 
