@@ -26,7 +26,7 @@ from pbt.config import PBTConfig
 from pbt.domain import load as load_domain
 from pbt.executor import Executor, LocalExecutor, SerialExecutor, TaskSpec, concurrency
 from pbt.rundir import prepare_run_dir
-from pbt.space import ConfigError, HParams, with_priors
+from pbt.space import ConfigError, HParams
 from pbt.store import Event, MemberRow, ScoreRow, Store
 
 Listener = Callable[[MemberRow, Sequence[ScoreRow], Sequence[Event]], None]
@@ -46,7 +46,7 @@ class Controller:
         self.spec = spec
         self.cfg: PBTConfig = spec.config.pbt
         self.listeners = list(listeners)
-        self.space = with_priors(spec.build().space, self.cfg.priors)
+        self.space = load_domain(spec.module).search_space(spec.config)
         self.members = store.members()
         self.round: dict[str, Any] | None = None  # the serial executor's round in progress
         self.decided: list[int] = []  # members whose decision changed nothing, not yet stored
@@ -283,11 +283,10 @@ def open_experiment(
         raise ConfigError(f"a {method} run cannot exploit or explore (exploit={config.pbt.exploit!r}, explore="
                           f"{config.pbt.explore!r}); build its config with baselines.baseline_config")
     task_domain = load_domain(module)
-    spec = TaskSpec(module, config)
-    space = with_priors(spec.build().space, config.pbt.priors)
-    store = prepare_run_dir(Path(out), domain or module, method, config, initial_hparams, space,
+    store = prepare_run_dir(Path(out), domain or module, method, config, initial_hparams,
+                            task_domain.search_space(config),
                             force=force, resume=resume, metric=task_domain.metric, module=module)
-    return store, spec
+    return store, TaskSpec(module, config)
 
 
 def run_experiment(

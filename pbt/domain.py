@@ -21,7 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from pbt.space import ConfigError, HParams
+from pbt.space import ConfigError, HParams, Prior, with_priors
 from pbt.task import Task
 
 Command = tuple[str, Callable[[list[str]], int]]  # (help, main(argv) -> exit code)
@@ -63,9 +63,13 @@ class Domain:
     def initial(self, config: Any) -> list[HParams] | None:
         return None if self.initial_hparams is None else self.initial_hparams(config)
 
+    def search_space(self, config: Any) -> dict[str, Prior]:
+        """The run's search space: the task's priors with ``config.pbt.priors`` applied. The one place it is
+        resolved, so the controller, the run directory and grid search all search the same space."""
+        return with_priors(self.make_task(config).space, config.pbt.priors)
+
     def default_profile(self) -> str | None:
         return "cpu" if "cpu" in self.profiles else next(iter(self.profiles), None)
-
 
 
 def import_module(ref: str) -> ModuleType:
