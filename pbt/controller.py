@@ -276,13 +276,16 @@ def open_experiment(
 
     ``module`` is a task module (a dotted import path or a ``file.py`` path) that declares a ``pbt.domain.Domain``
     (or just ``make_task(config)``). A baseline method must come with a config that cannot exploit or explore
-    (``baselines.baseline_config`` makes one): a run's label and what it does always agree.
+    (``baselines.baseline_config`` makes one): a run's label and what it does always agree. A PBT run given no
+    ``initial_hparams`` starts from the domain's own (``Domain.initial_hparams``), if it has them.
     """
     if method in BASELINE_METHODS and (config.pbt.exploit != "none" or config.pbt.explore != "none"
                                        or config.pbt.explore_every_ready):
         raise ConfigError(f"a {method} run cannot exploit or explore (exploit={config.pbt.exploit!r}, explore="
                           f"{config.pbt.explore!r}); build its config with baselines.baseline_config")
     task_domain = load_domain(module)
+    if initial_hparams is None and method == "pbt":
+        initial_hparams = task_domain.initial(config)
     store = prepare_run_dir(Path(out), domain or module, method, config, initial_hparams,
                             task_domain.search_space(config),
                             force=force, resume=resume, metric=task_domain.metric, module=module)

@@ -38,7 +38,8 @@ class Domain:
             it. None: the task takes the profile's config object as it is.
         profiles: Named configs (``smoke``, ``cpu``, ``paper``); the first is the default.
         metric: What the score means (tables, figures); higher is better.
-        initial_hparams: ``(config) -> list[dict] | None``, a fixed initial population instead of prior samples.
+        initial_hparams: ``(config) -> list[dict] | None``, a fixed initial population instead of prior samples;
+            a PBT run given none starts from it (``pbt.controller.open_experiment``), a baseline never does.
         prepare: ``(config) -> Any``, one-time set-up (decode data, train an auxiliary model), run once in the
             controller's process before any worker starts.
         estimate: ``(config) -> {name: text}``, the cost a ``--dry-run`` prints.

@@ -78,7 +78,7 @@ def cmd_run(command: str, argv: list[str]) -> int:
     from baselines import baseline_config
     from pbt.controller import Controller, open_experiment
 
-    method, initial = "pbt", domain.initial(config)
+    method, initial = "pbt", None  # a PBT run starts from the domain's initial hyperparameters (open_experiment)
     if command == "baseline":
         method = "grid_search" if args.method == "grid" else "random_search"
         config, initial = baseline_config(domain, config, method, args.grid_points)
