@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import signal
@@ -134,6 +135,20 @@ def test_dry_run_prints_the_plan_and_trains_nothing(cli_env, tmp_path):
               cli_env).stdout
     assert "6 members x 200 steps = 1,200 steps" in out and "members at a time" in out
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("executor, workers, expected", [("serial", 0, 1), ("serial", 4, 1), ("local", 3, 3),
+                                                        ("local", 16, 6)])
+def test_the_plan_trains_as_many_members_at_once_as_the_executor(executor, workers, expected):
+    import experiments.toy.task as toy
+    from pbt.executor import concurrency
+    from repro.plan import plan
+
+    config = toy.Config()
+    config.pbt = dataclasses.replace(config.pbt, population=6, executor=executor, workers=workers)
+    assert concurrency(config.pbt, 6) == expected
+    text = plan(toy.DOMAIN, config, capacity={"CPU": 64.0, "GPU": 0.0})  # a large machine changes nothing
+    assert f"-> {expected} members at a time" in text
 
 
 def test_resume_may_change_where_it_runs_but_not_what_it_computes(cli_env, tmp_path):
