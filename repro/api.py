@@ -25,6 +25,7 @@ from pbt.controller import Controller, Listener, open_experiment
 from pbt.domain import Domain, load
 from pbt.results import Results
 from pbt.space import ConfigError
+from repro.listeners import run_listeners
 
 # CLI flags in the core's messages, as the Python arguments a caller of this module passes
 _ARGUMENTS = {"--resume": "resume=True", "--force": "force=True", "--out": "out", "--max-failures": "max_failures",
@@ -82,17 +83,15 @@ def run(
 
     Ctrl-C stops the run cleanly and says how to resume it (``SystemExit`` 130, no traceback).
     """
-    from repro.cli import run_listeners
-
     ref = _module_ref(task)
     domain = load(ref)
     try:
         store, spec = open_experiment(ref, config, out, method, ref, initial_hparams, force, resume)
     except ConfigError as exc:
         raise _pythonic(exc) from None
-    flags = _Flags(quiet=quiet, wandb=wandb, wandb_project=wandb_project)
     try:
-        with run_listeners(flags, store, config.pbt, domain.metric, f"{ref} {method}", figures=True) as shown:
+        with run_listeners(store, domain.metric, f"{ref} {method}", quiet=quiet, wandb=wandb,
+                           wandb_project=wandb_project, figures=True) as shown:
             Controller(store, spec, [*shown, *listeners]).run()
     except KeyboardInterrupt:
         print(f"\ninterrupted: continue with run(..., resume=True) or `pbt-repro resume {out}`", file=sys.stderr)
@@ -117,10 +116,3 @@ def grid_search(task: str | ModuleType | Domain, config: Any, out: Path | str, g
     domain = load(_module_ref(task))
     baseline, initial = baseline_config(domain, config, "grid_search", grid_points)
     return run(task, baseline, out, method="grid_search", initial_hparams=initial, **options)
-
-
-class _Flags:
-    """The listener options ``repro.cli.run_listeners`` reads from parsed flags, given as Python arguments."""
-
-    def __init__(self, quiet: bool, wandb: bool, wandb_project: str):
-        self.quiet, self.wandb, self.wandb_project, self.wandb_entity = quiet, wandb, wandb_project, None

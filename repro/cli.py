@@ -16,12 +16,10 @@ nested ``PBTConfig``), so every setting a profile has can be overridden, and not
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sqlite3
 import sys
 import traceback
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,7 @@ from pbt.domain import Domain
 from pbt.space import ConfigError
 from repro.domains import label, load_domain, registered, stored_config, stored_domain
 from repro.flags import add_config_flags, config_from_args, flag_name
+from repro.listeners import run_listeners, wandb_logger
 
 PROG = "pbt-repro"
 
@@ -89,7 +88,7 @@ def cmd_run(command: str, argv: list[str]) -> int:
         return 0
     out = args.out or Path("runs") / f"{label(name)}-{method}-{args.profile}-s{config.pbt.seed}"
     store, spec = open_experiment(domain.module, config, out, method, name, initial, args.force, args.resume)
-    with run_listeners(args, store, config.pbt, domain.metric, f"{name} {method}", figures=True) as listeners:
+    with run_listeners(store, domain.metric, f"{name} {method}", figures=True, **listener_options(args)) as listeners:
         Controller(store, spec, listeners).run()
     print_summary(store.run_dir)
     return 0
@@ -104,45 +103,10 @@ def add_listener_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wandb-entity", default=None, help="W&B entity (default: your account's)")
 
 
-@contextlib.contextmanager
-def run_listeners(args: argparse.Namespace, store: Any, cfg: Any, metric: str, title: str, group: str | None = None,
-                  figures: bool = False, wandb_dir: Path | None = None) -> Iterator[list[Any]]:
-    """The listeners a command's flags ask for: progress (live on a terminal, plain lines otherwise, none with
-    --quiet) and, with --wandb, W&B logging; with ``figures``, the run's own figures are logged to W&B at the end."""
-    from repro.progress import progress_listeners
-
-    with progress_listeners(store, cfg, args.quiet, title, metric) as listeners:
-        logger = wandb_logger(args, store, group, wandb_dir)
-        if logger is not None:
-            listeners = [*listeners, logger]
-        try:
-            yield listeners
-            if logger is not None and figures:
-                logger.log_figures(run_figures(store.run_dir), name="figures")
-        finally:
-            if logger is not None:
-                logger.close()
-
-
-def wandb_logger(args: Any, store: Any, group: str | None, directory: Path | None) -> Any:
-    """The W&B logger the flags ask for (``--wandb``), or None: the one place a logger is made."""
-    if not getattr(args, "wandb", False):
-        return None
-    from repro.wandb_log import WandbLogger
-
-    return WandbLogger(store.run_dir, store.meta(), args.wandb_project, args.wandb_entity, group, directory)
-
-
-def run_figures(run_dir: Path) -> list[Path]:
-    """Draw one run's figures into ``RUN_DIR/figures`` (for W&B); a failure to draw is reported, not raised."""
-    from repro.compare import compare
-
-    try:
-        comparison = compare([run_dir], run_dir / "figures")
-    except Exception as exc:  # noqa: BLE001 - the run itself has finished; figures are a convenience
-        print(f"{PROG}: could not draw the run's figures: {exc}", file=sys.stderr)
-        return []
-    return [run_dir / "figures" / f for files in comparison.figures.values() for f in files if f.endswith(".png")]
+def listener_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``repro.listeners.run_listeners``'s options, from the flags ``add_listener_flags`` adds."""
+    return {"quiet": args.quiet, "wandb": args.wandb, "wandb_project": args.wandb_project,
+            "wandb_entity": args.wandb_entity}
 
 
 def cmd_resume(argv: list[str]) -> int:
@@ -166,8 +130,8 @@ def cmd_resume(argv: list[str]) -> int:
     # through the same door as run --resume: it takes the run's lock (one owner at a time) and checks the config
     store, spec = open_experiment(domain.module, config, args.run_dir, meta["method"], meta["domain"], resume=True)
     try:
-        with run_listeners(args, store, config.pbt, domain.metric, f"{meta['domain']} {meta['method']}",
-                           figures=True) as listeners:
+        with run_listeners(store, domain.metric, f"{meta['domain']} {meta['method']}", figures=True,
+                           **listener_options(args)) as listeners:
             Controller(store, spec, listeners).run()
     finally:
         store.close()
@@ -210,8 +174,8 @@ def cmd_reproduce(argv: list[str]) -> int:
 
     def listeners_for(arm: str, seed: int, store: Any) -> Any:
         group = f"{label(name)}-{args.profile}-{arm}-s{seed}"
-        return run_listeners(args, store, store_config(domain, store).pbt, domain.metric, f"{name} {arm} seed {seed}",
-                             group=group, wandb_dir=runs)
+        return run_listeners(store, domain.metric, f"{name} {arm} seed {seed}", group=group, wandb_dir=runs,
+                             **listener_options(args))
 
     out = args.out or runs / "results"
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
@@ -224,19 +188,14 @@ def cmd_reproduce(argv: list[str]) -> int:
     print(f"{summary['metric']}: PBT best final {fmt(summary['pbt']['best_final'])}, random search best final "
           f"{fmt(summary['random_search']['best_final'])}\nwrote {out / 'summary.json'}, {out / 'README.md'} and "
           f"the figures in {out}")
-    first = Path(summary["provenance"]["runs"]["pbt"][0])
-    store = open_run(first)
-    logger = wandb_logger(args, store, f"{label(name)}-{args.profile}-pbt-s{config.pbt.seed}", runs)
-    store.close()
-    if logger is not None:  # the comparison's figures, beside the first PBT run's members
+    if args.wandb:  # the comparison's figures, beside the first PBT run's members
+        store = open_run(Path(summary["provenance"]["runs"]["pbt"][0]))
+        logger = wandb_logger(store, args.wandb_project, args.wandb_entity,
+                              f"{label(name)}-{args.profile}-pbt-s{config.pbt.seed}", runs)
+        store.close()
         logger.log_figures([out / f for files in summary["figures"].values() for f in files if f.endswith(".png")])
         logger.close()
     return 0
-
-
-def store_config(domain: Domain, store: Any) -> Any:
-    """The domain config a run directory was made with."""
-    return stored_config(domain, store.meta())
 
 
 def cmd_compare(argv: list[str]) -> int:
