@@ -17,6 +17,7 @@ import datetime as dt
 import math
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -293,13 +294,17 @@ def open_experiment(
 
 
 def run_experiment(
-    module: str, config: Any, out: Path | str, *, listeners: Sequence[Listener] = (), **options: Any
+    module: str, config: Any, out: Path | str, *, listeners: Sequence[Listener] = (),
+    watch: Callable[[Store], AbstractContextManager[Sequence[Listener]]] | None = None, **options: Any
 ) -> Store:
     """Run (or, with ``resume=True``, continue) a population of ``module``'s task with ``config``; return its store.
+    ``watch(store)``, if given, is entered once the store is open and held while the run trains; the listeners it
+    gives join ``listeners`` (a progress display or a logger, which read the store, is made this way).
     ``options`` are ``open_experiment``'s: ``method``, ``domain``, ``initial_hparams``, ``force``, ``resume``."""
     store, spec = open_experiment(module, config, out, **options)
     try:
-        Controller(store, spec, listeners).run()
+        with nullcontext(()) if watch is None else watch(store) as watching:
+            Controller(store, spec, [*listeners, *watching]).run()
     finally:
         if store.lock is not None:  # the run is over: the store stays open for reading, the directory is free
             store.lock.release()
