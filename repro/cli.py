@@ -41,6 +41,21 @@ def domains() -> dict[str, str]:
 # -- commands ---------------------------------------------------------------------------------------------------
 
 
+def domain_usage(command: str, synopsis: str, argv: list[str]) -> int | None:
+    """The usage of a command whose first argument is a DOMAIN, printed when ``argv`` does not start with one: the
+    exit code to return then (0 for --help), else None."""
+    if argv and not argv[0].startswith("-"):
+        return None
+    print(f"usage: {PROG} {command} DOMAIN {synopsis}\n"
+          f"domains: {', '.join(domains())}; see `{PROG} {command} DOMAIN --help` for its flags")
+    return 0 if argv and argv[0] in ("-h", "--help") else 2
+
+
+def add_profile_flag(parser: argparse.ArgumentParser, domain: Domain) -> None:
+    parser.add_argument("--profile", default=domain.default_profile(),
+                        help=f"named settings: {', '.join(domain.profiles)} (default {domain.default_profile()})")
+
+
 def _run_parser(command: str, name: str, domain: Domain) -> argparse.ArgumentParser:
     what = "PBT" if command == "run" else "a baseline (random search, or grid search) at the same compute"
     parser = argparse.ArgumentParser(
@@ -48,8 +63,7 @@ def _run_parser(command: str, name: str, domain: Domain) -> argparse.ArgumentPar
         description=f"Train a {name} population with {what}. Metric: {domain.metric}. "
                     f"Defaults come from --profile; any flag below overrides one setting.",
     )
-    parser.add_argument("--profile", default=domain.default_profile(),
-                        help=f"named settings: {', '.join(domain.profiles)} (default {domain.default_profile()})")
+    add_profile_flag(parser, domain)
     parser.add_argument("--out", type=Path, help="run directory (default runs/DOMAIN-METHOD-PROFILE-sSEED)")
     parser.add_argument("--force", action="store_true", help="delete --out first if it already holds something")
     parser.add_argument("--resume", action="store_true", help="continue --out if it holds the same run")
@@ -66,10 +80,8 @@ def _run_parser(command: str, name: str, domain: Domain) -> argparse.ArgumentPar
 
 
 def cmd_run(command: str, argv: list[str]) -> int:
-    if not argv or argv[0].startswith("-"):
-        print(f"usage: {PROG} {command} DOMAIN [--profile smoke|cpu|paper] [flags]\n"
-              f"domains: {', '.join(domains())}; see `{PROG} {command} DOMAIN --help` for its flags")
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    if (code := domain_usage(command, "[--profile smoke|cpu|paper] [flags]", argv)) is not None:
+        return code
     name = argv[0]
     domain = load_domain(name)
     args = _run_parser(command, name, domain).parse_args(argv[1:])
@@ -140,17 +152,15 @@ def cmd_resume(argv: list[str]) -> int:
 
 
 def cmd_reproduce(argv: list[str]) -> int:
-    if not argv or argv[0].startswith("-"):
-        print(f"usage: {PROG} reproduce DOMAIN [--profile smoke|cpu|paper] [--seeds K] [--out DIR] [flags]\n"
-              f"domains: {', '.join(domains())}; see `{PROG} reproduce DOMAIN --help` for its flags")
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    if (code := domain_usage("reproduce", "[--profile smoke|cpu|paper] [--seeds K] [--out DIR] [flags]",
+                             argv)) is not None:
+        return code
     name = argv[0]
     domain = load_domain(name)
     parser = argparse.ArgumentParser(prog=f"{PROG} reproduce {name}", description=(
         f"PBT, then random search at the same compute, then the comparison and a results folder, for {name} "
         f"(metric: {domain.metric}). Running the same command again continues where a killed run stopped."))
-    parser.add_argument("--profile", default=domain.default_profile(),
-                        help=f"named settings: {', '.join(domain.profiles)} (default {domain.default_profile()})")
+    add_profile_flag(parser, domain)
     parser.add_argument("--seeds", type=int, default=1, help="seeds per arm, counting up from --seed (default 1)")
     parser.add_argument("--out", type=Path, help="results folder (default runs/DOMAIN-PROFILE/results)")
     parser.add_argument("--runs", type=Path, help="where the run directories go (default runs/DOMAIN-PROFILE)")
