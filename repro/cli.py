@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sqlite3
 import sys
 import traceback
@@ -87,7 +88,7 @@ def cmd_run(command: str, argv: list[str]) -> int:
     args = _run_parser(command, name, domain).parse_args(argv[1:])
     config = config_from_args(domain, args.profile, args, args.config_file)
     from baselines import baseline_config
-    from pbt.controller import Controller, open_experiment
+    from pbt.controller import open_experiment
 
     method, initial = "pbt", None  # a PBT run starts from the domain's initial hyperparameters (open_experiment)
     if command == "baseline":
@@ -100,9 +101,26 @@ def cmd_run(command: str, argv: list[str]) -> int:
         return 0
     out = args.out or Path("runs") / f"{label(name)}-{method}-{args.profile}-s{config.pbt.seed}"
     store, spec = open_experiment(domain.module, config, out, method, name, initial, args.force, args.resume)
-    with run_listeners(store, domain.metric, f"{name} {method}", figures=True, **listener_options(args)) as listeners:
-        Controller(store, spec, listeners).run()
-    print_summary(store.run_dir)
+    return train(args, store, spec, domain.metric, f"{name} {method}")
+
+
+def train(args: argparse.Namespace, store: Any, spec: Any, metric: str, title: str) -> int:
+    """Train the opened run of ``store`` to its end with the listeners the flags ask for, close it and print its
+    members. Ctrl-C stops it with one line that says how to continue it (exit code 130)."""
+    from pbt.controller import Controller
+
+    try:
+        with run_listeners(store, metric, title, figures=True, **listener_options(args)) as shown:
+            Controller(store, spec, shown).run()
+        # read back as `status` does while the run's own connection is still open, so a store damaged from outside
+        # (its WAL deleted) is reported in one line; closing first would quietly fold that WAL back in
+        print_summary(store.run_dir)
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted; continue with `{PROG} resume {shlex.quote(str(store.run_dir))}`",
+              file=sys.stderr)
+        return 130
+    finally:
+        store.close()
     return 0
 
 
@@ -130,7 +148,7 @@ def cmd_resume(argv: list[str]) -> int:
     parser.add_argument("--ray-address", help="Ray cluster to continue on (--executor ray)")
     add_listener_flags(parser)
     args = parser.parse_args(argv)
-    from pbt.controller import Controller, open_experiment
+    from pbt.controller import open_experiment
 
     store = open_run(args.run_dir)
     meta = store.meta()
@@ -141,14 +159,7 @@ def cmd_resume(argv: list[str]) -> int:
     config = replace_fields(stored_config(domain, meta), execution)
     # through the same door as run --resume: it takes the run's lock (one owner at a time) and checks the config
     store, spec = open_experiment(domain.module, config, args.run_dir, meta["method"], meta["domain"], resume=True)
-    try:
-        with run_listeners(store, domain.metric, f"{meta['domain']} {meta['method']}", figures=True,
-                           **listener_options(args)) as listeners:
-            Controller(store, spec, listeners).run()
-    finally:
-        store.close()
-    print_summary(args.run_dir)
-    return 0
+    return train(args, store, spec, domain.metric, f"{meta['domain']} {meta['method']}")
 
 
 def cmd_reproduce(argv: list[str]) -> int:
@@ -189,8 +200,12 @@ def cmd_reproduce(argv: list[str]) -> int:
 
     out = args.out or runs / "results"
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
-    summary = reproduce(domain, config, args.profile, args.seeds, out, runs, args.force, listeners_for,
-                        command=" ".join([PROG, "reproduce", *argv]), arms=arms, figure_seed=args.figure_seed)
+    try:
+        summary = reproduce(domain, config, args.profile, args.seeds, out, runs, args.force, listeners_for,
+                            command=" ".join([PROG, "reproduce", *argv]), arms=arms, figure_seed=args.figure_seed)
+    except KeyboardInterrupt:  # every run of a reproduction is opened with resume: the same command continues it
+        print(f"\n{PROG}: interrupted; run the same command again to continue where it stopped", file=sys.stderr)
+        return 130
     if summary is None:
         print(f"trained the {' and '.join(arms)} run(s) in {runs}; run reproduce again with both arms to compare")
         return 0
@@ -363,8 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     except RunFailed as exc:
         print(f"{PROG}: run stopped: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"\n{PROG}: interrupted; continue with `{PROG} resume DIR`", file=sys.stderr)
+    except KeyboardInterrupt:  # outside a run's training (those say how to continue themselves)
+        print(f"\n{PROG}: interrupted", file=sys.stderr)
         return 130
 
 
