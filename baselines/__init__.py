@@ -1,19 +1,27 @@
 """Baselines at equal compute: random search and grid search, for any domain (a built-in one or a user's).
 
+    from baselines import random_search
+
+    store = random_search("mypkg.mytask", Config(), "runs/rs")   # the same arguments as run_experiment
+
 Both are the PBT driver with exploit and explore switched off (``exploit="none"``, ``explore="none"``): the same
 task, executor, store, population size and budget per member, so compute is counted the same way;
 ``repro.compare.check_comparable`` refuses to compare runs whose planned compute differs. A member that
 diverges is dropped (``on_failure="drop"``), as an independent random-search trial would be. The search space is the
-task's, with the run's ``--priors`` applied, for both methods.
+task's, with the run's ``--priors`` applied, for both methods (``Domain.search_space``). These are plain: no progress
+display, no W&B; ``repro.api`` has the same two with both.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
-from pbt.domain import Domain
-from pbt.space import ConfigError, HParams, grid, with_priors
+from pbt.controller import run_experiment
+from pbt.domain import Domain, load
+from pbt.space import ConfigError, HParams, grid
+from pbt.store import Store
 
 
 def baseline_config(domain: Domain, config: Any, method: str, grid_points: int = 2) -> tuple[Any, list[HParams] | None]:
@@ -22,9 +30,22 @@ def baseline_config(domain: Domain, config: Any, method: str, grid_points: int =
                               on_failure="drop")
     initial = None
     if method == "grid_search":
-        initial = grid(with_priors(domain.make_task(config).space, config.pbt.priors), grid_points)
+        initial = grid(domain.search_space(config), grid_points)
         pbt = dataclasses.replace(pbt, population=len(initial))
     elif method != "random_search":
         raise ConfigError(f"unknown baseline method {method!r}; choose random_search or grid_search")
     return dataclasses.replace(config, pbt=pbt), initial
 
+
+def random_search(module: str, config: Any, out: Path | str, **options: Any) -> Store:
+    """Random search at the compute of ``config``: the same population, budget and seed (so the same initial draws
+    as PBT), exploit and explore off. Takes ``pbt.controller.run_experiment``'s arguments; returns the run's store."""
+    baseline, _ = baseline_config(load(module), config, "random_search")
+    return run_experiment(module, baseline, out, method="random_search", **options)
+
+
+def grid_search(module: str, config: Any, out: Path | str, grid_points: int = 2, **options: Any) -> Store:
+    """Grid search over the priors (``config.pbt.priors`` included), ``grid_points`` values per hyperparameter; the
+    population is the grid's size. Takes ``pbt.controller.run_experiment``'s arguments; returns the run's store."""
+    baseline, initial = baseline_config(load(module), config, "grid_search", grid_points)
+    return run_experiment(module, baseline, out, method="grid_search", initial_hparams=initial, **options)

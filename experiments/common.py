@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from pbt import store
+
 
 def pick_device(name: str = "auto") -> torch.device:
     """``auto`` is CUDA when present, else CPU; asking for CUDA without one is an error, not a silent fallback."""
@@ -90,15 +92,10 @@ _KEEP_ALIVE: list[Any] = []
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` then rename it over ``path``: a reader (another worker, a later run) sees the whole file or none.
-    The temporary name keeps ``path``'s suffix, for writers that add their own (``np.save``)."""
+    """``pbt.store.write_atomic`` into a folder it makes first if need be: a reader (another worker, a later run)
+    sees the whole file or none."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    store.write_atomic(path, write)
 
 
 def cache_root(domain: str, cache_dir: str = "") -> Path:

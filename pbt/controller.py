@@ -17,6 +17,7 @@ import datetime as dt
 import math
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from pbt.config import PBTConfig
 from pbt.domain import load as load_domain
 from pbt.executor import Executor, LocalExecutor, SerialExecutor, TaskSpec, concurrency
 from pbt.rundir import prepare_run_dir
-from pbt.space import ConfigError, HParams, with_priors
+from pbt.space import ConfigError, HParams
 from pbt.store import Event, MemberRow, ScoreRow, Store
 
 Listener = Callable[[MemberRow, Sequence[ScoreRow], Sequence[Event]], None]
@@ -46,7 +47,7 @@ class Controller:
         self.spec = spec
         self.cfg: PBTConfig = spec.config.pbt
         self.listeners = list(listeners)
-        self.space = with_priors(spec.build().space, self.cfg.priors)
+        self.space = load_domain(spec.module).search_space(spec.config)
         self.members = store.members()
         self.round: dict[str, Any] | None = None  # the serial executor's round in progress
         self.decided: list[int] = []  # members whose decision changed nothing, not yet stored
@@ -276,28 +277,34 @@ def open_experiment(
 
     ``module`` is a task module (a dotted import path or a ``file.py`` path) that declares a ``pbt.domain.Domain``
     (or just ``make_task(config)``). A baseline method must come with a config that cannot exploit or explore
-    (``baselines.baseline_config`` makes one): a run's label and what it does always agree.
+    (``baselines.baseline_config`` makes one): a run's label and what it does always agree. A PBT run given no
+    ``initial_hparams`` starts from the domain's own (``Domain.initial_hparams``), if it has them.
     """
     if method in BASELINE_METHODS and (config.pbt.exploit != "none" or config.pbt.explore != "none"
                                        or config.pbt.explore_every_ready):
         raise ConfigError(f"a {method} run cannot exploit or explore (exploit={config.pbt.exploit!r}, explore="
                           f"{config.pbt.explore!r}); build its config with baselines.baseline_config")
     task_domain = load_domain(module)
-    spec = TaskSpec(module, config)
-    space = with_priors(spec.build().space, config.pbt.priors)
-    store = prepare_run_dir(Path(out), domain or module, method, config, initial_hparams, space,
+    if initial_hparams is None and method == "pbt":
+        initial_hparams = task_domain.initial(config)
+    store = prepare_run_dir(Path(out), domain or module, method, config, initial_hparams,
+                            task_domain.search_space(config),
                             force=force, resume=resume, metric=task_domain.metric, module=module)
-    return store, spec
+    return store, TaskSpec(module, config)
 
 
 def run_experiment(
-    module: str, config: Any, out: Path | str, *, listeners: Sequence[Listener] = (), **options: Any
+    module: str, config: Any, out: Path | str, *, listeners: Sequence[Listener] = (),
+    watch: Callable[[Store], AbstractContextManager[Sequence[Listener]]] | None = None, **options: Any
 ) -> Store:
     """Run (or, with ``resume=True``, continue) a population of ``module``'s task with ``config``; return its store.
+    ``watch(store)``, if given, is entered once the store is open and held while the run trains; the listeners it
+    gives join ``listeners`` (a progress display or a logger, which read the store, is made this way).
     ``options`` are ``open_experiment``'s: ``method``, ``domain``, ``initial_hparams``, ``force``, ``resume``."""
     store, spec = open_experiment(module, config, out, **options)
     try:
-        Controller(store, spec, listeners).run()
+        with nullcontext(()) if watch is None else watch(store) as watching:
+            Controller(store, spec, [*listeners, *watching]).run()
     finally:
         if store.lock is not None:  # the run is over: the store stays open for reading, the directory is free
             store.lock.release()

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from pbt.space import ConfigError, HParams
+from pbt.space import ConfigError, HParams, Prior, with_priors
 from pbt.task import Task
 
 Command = tuple[str, Callable[[list[str]], int]]  # (help, main(argv) -> exit code)
@@ -38,7 +38,8 @@ class Domain:
             it. None: the task takes the profile's config object as it is.
         profiles: Named configs (``smoke``, ``cpu``, ``paper``); the first is the default.
         metric: What the score means (tables, figures); higher is better.
-        initial_hparams: ``(config) -> list[dict] | None``, a fixed initial population instead of prior samples.
+        initial_hparams: ``(config) -> list[dict] | None``, a fixed initial population instead of prior samples;
+            a PBT run given none starts from it (``pbt.controller.open_experiment``), a baseline never does.
         prepare: ``(config) -> Any``, one-time set-up (decode data, train an auxiliary model), run once in the
             controller's process before any worker starts.
         estimate: ``(config) -> {name: text}``, the cost a ``--dry-run`` prints.
@@ -63,9 +64,13 @@ class Domain:
     def initial(self, config: Any) -> list[HParams] | None:
         return None if self.initial_hparams is None else self.initial_hparams(config)
 
+    def search_space(self, config: Any) -> dict[str, Prior]:
+        """The run's search space: the task's priors with ``config.pbt.priors`` applied. The one place it is
+        resolved, so the controller, the run directory and grid search all search the same space."""
+        return with_priors(self.make_task(config).space, config.pbt.priors)
+
     def default_profile(self) -> str | None:
         return "cpu" if "cpu" in self.profiles else next(iter(self.profiles), None)
-
 
 
 def import_module(ref: str) -> ModuleType:

@@ -215,8 +215,9 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> str:
     """Run ``write(tmp)``, fsync it, rename it over ``path`` and return its SHA-256.
 
     A reader sees either no file or the complete file, never a partial one, even if the process is killed mid-write.
+    The temporary name keeps ``path``'s suffix, for writers that add their own (``np.save``).
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
         write(tmp)
         with open(tmp, "rb") as f:

@@ -8,23 +8,28 @@
         print(results.best.score, baseline.best.score)
 
 Each returns the run's ``pbt.results.Results`` (best member, its checkpoint, its schedule, the member table). The
-library's own entry point, ``pbt.controller.run_experiment``, stays plain: no progress, no W&B, only listeners.
+library's own entry points, ``pbt.controller.run_experiment`` and ``baselines.random_search`` / ``grid_search``, stay
+plain: no progress, no W&B, only listeners; these three are them with both.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from baselines import baseline_config
-from pbt.controller import Controller, Listener, open_experiment
+import baselines
+from pbt.controller import Listener, run_experiment
 from pbt.domain import Domain, load
 from pbt.results import Results
 from pbt.space import ConfigError
+from pbt.store import Store
+from repro.listeners import run_listeners
 
 # CLI flags in the core's messages, as the Python arguments a caller of this module passes
 _ARGUMENTS = {"--resume": "resume=True", "--force": "force=True", "--out": "out", "--max-failures": "max_failures",
@@ -78,49 +83,46 @@ def run(
         quiet: No progress display.
         wandb: Log every member to Weights & Biases (offline unless ``WANDB_MODE`` says otherwise).
         listeners: More ``(member, scores, events)`` callbacks, called after every commit.
-        initial_hparams: A fixed initial population instead of prior samples.
+        initial_hparams: A fixed initial population instead of the domain's own (``Domain.initial_hparams``) or
+            prior samples.
 
     Ctrl-C stops the run cleanly and says how to resume it (``SystemExit`` 130, no traceback).
     """
-    from repro.cli import run_listeners
-
-    ref = _module_ref(task)
-    domain = load(ref)
-    try:
-        store, spec = open_experiment(ref, config, out, method, ref, initial_hparams, force, resume)
-    except ConfigError as exc:
-        raise _pythonic(exc) from None
-    flags = _Flags(quiet=quiet, wandb=wandb, wandb_project=wandb_project)
-    try:
-        with run_listeners(flags, store, config.pbt, domain.metric, f"{ref} {method}", figures=True) as shown:
-            Controller(store, spec, [*shown, *listeners]).run()
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: continue with run(..., resume=True) or `pbt-repro resume {out}`", file=sys.stderr)
-        raise SystemExit(130) from None
-    finally:
-        store.close()
-    return Results(out)
+    return _run_with_display(partial(run_experiment, method=method), method, task, config, out, resume=resume,
+                             force=force, quiet=quiet, wandb=wandb, wandb_project=wandb_project, listeners=listeners,
+                             initial_hparams=initial_hparams)
 
 
 def random_search(task: str | ModuleType | Domain, config: Any, out: Path | str, **options: Any) -> Results:
-    """Random search at the compute of ``config``: the same population, budget and seed (so the same initial
-    draws as PBT), exploit and explore off. Takes ``run``'s options."""
-    domain = load(_module_ref(task))
-    baseline, _ = baseline_config(domain, config, "random_search")
-    return run(task, baseline, out, method="random_search", **options)
+    """``baselines.random_search`` with progress and W&B: random search at the compute of ``config`` (the same
+    population, budget and seed, so the same initial draws as PBT; exploit and explore off). Takes ``run``'s
+    options."""
+    return _run_with_display(baselines.random_search, "random_search", task, config, out, **options)
 
 
 def grid_search(task: str | ModuleType | Domain, config: Any, out: Path | str, grid_points: int = 2,
                 **options: Any) -> Results:
-    """Grid search over the priors (``--priors`` included), ``grid_points`` values per hyperparameter; the population
-    is the grid's size. Takes ``run``'s options."""
-    domain = load(_module_ref(task))
-    baseline, initial = baseline_config(domain, config, "grid_search", grid_points)
-    return run(task, baseline, out, method="grid_search", initial_hparams=initial, **options)
+    """``baselines.grid_search`` with progress and W&B: grid search over the priors (``config.pbt.priors``
+    included), ``grid_points`` values per hyperparameter; the population is the grid's size. Takes ``run``'s
+    options."""
+    return _run_with_display(baselines.grid_search, "grid_search", task, config, out, grid_points=grid_points,
+                             **options)
 
 
-class _Flags:
-    """The listener options ``repro.cli.run_listeners`` reads from parsed flags, given as Python arguments."""
-
-    def __init__(self, quiet: bool, wandb: bool, wandb_project: str):
-        self.quiet, self.wandb, self.wandb_project, self.wandb_entity = quiet, wandb, wandb_project, None
+def _run_with_display(runner: Callable[..., Store], method: str, task: str | ModuleType | Domain, config: Any,
+                      out: Path | str, *, quiet: bool = False, wandb: bool = False, wandb_project: str = "pbt-repro",
+                      **options: Any) -> Results:
+    """``runner(module, config, out, watch=..., **options)`` (``run_experiment`` or a baseline) with progress and
+    W&B, errors in Python's words and one line on Ctrl-C; the run's results."""
+    try:
+        ref = _module_ref(task)
+        watch = partial(run_listeners, metric=load(ref).metric, title=f"{ref} {method}", quiet=quiet, wandb=wandb,
+                        wandb_project=wandb_project, figures=True)
+        runner(ref, config, out, watch=watch, **options).close()
+    except ConfigError as exc:
+        raise _pythonic(exc) from None
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: continue with {method if method != 'pbt' else 'run'}(..., resume=True) or "
+              f"`pbt-repro resume {shlex.quote(str(out))}`", file=sys.stderr)
+        raise SystemExit(130) from None
+    return Results(out)

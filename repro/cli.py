@@ -16,12 +16,11 @@ nested ``PBTConfig``), so every setting a profile has can be overridden, and not
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
+import shlex
 import sqlite3
 import sys
 import traceback
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from pbt.domain import Domain
 from pbt.space import ConfigError
 from repro.domains import label, load_domain, registered, stored_config, stored_domain
 from repro.flags import add_config_flags, config_from_args, flag_name
+from repro.listeners import run_listeners, wandb_logger
 
 PROG = "pbt-repro"
 
@@ -42,6 +42,21 @@ def domains() -> dict[str, str]:
 # -- commands ---------------------------------------------------------------------------------------------------
 
 
+def domain_usage(command: str, synopsis: str, argv: list[str]) -> int | None:
+    """The usage of a command whose first argument is a DOMAIN, printed when ``argv`` does not start with one: the
+    exit code to return then (0 for --help), else None."""
+    if argv and not argv[0].startswith("-"):
+        return None
+    print(f"usage: {PROG} {command} DOMAIN {synopsis}\n"
+          f"domains: {', '.join(domains())}; see `{PROG} {command} DOMAIN --help` for its flags")
+    return 0 if argv and argv[0] in ("-h", "--help") else 2
+
+
+def add_profile_flag(parser: argparse.ArgumentParser, domain: Domain) -> None:
+    parser.add_argument("--profile", default=domain.default_profile(),
+                        help=f"named settings: {', '.join(domain.profiles)} (default {domain.default_profile()})")
+
+
 def _run_parser(command: str, name: str, domain: Domain) -> argparse.ArgumentParser:
     what = "PBT" if command == "run" else "a baseline (random search, or grid search) at the same compute"
     parser = argparse.ArgumentParser(
@@ -49,8 +64,7 @@ def _run_parser(command: str, name: str, domain: Domain) -> argparse.ArgumentPar
         description=f"Train a {name} population with {what}. Metric: {domain.metric}. "
                     f"Defaults come from --profile; any flag below overrides one setting.",
     )
-    parser.add_argument("--profile", default=domain.default_profile(),
-                        help=f"named settings: {', '.join(domain.profiles)} (default {domain.default_profile()})")
+    add_profile_flag(parser, domain)
     parser.add_argument("--out", type=Path, help="run directory (default runs/DOMAIN-METHOD-PROFILE-sSEED)")
     parser.add_argument("--force", action="store_true", help="delete --out first if it already holds something")
     parser.add_argument("--resume", action="store_true", help="continue --out if it holds the same run")
@@ -67,18 +81,16 @@ def _run_parser(command: str, name: str, domain: Domain) -> argparse.ArgumentPar
 
 
 def cmd_run(command: str, argv: list[str]) -> int:
-    if not argv or argv[0].startswith("-"):
-        print(f"usage: {PROG} {command} DOMAIN [--profile smoke|cpu|paper] [flags]\n"
-              f"domains: {', '.join(domains())}; see `{PROG} {command} DOMAIN --help` for its flags")
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    if (code := domain_usage(command, "[--profile smoke|cpu|paper] [flags]", argv)) is not None:
+        return code
     name = argv[0]
     domain = load_domain(name)
     args = _run_parser(command, name, domain).parse_args(argv[1:])
     config = config_from_args(domain, args.profile, args, args.config_file)
     from baselines import baseline_config
-    from pbt.controller import Controller, open_experiment
+    from pbt.controller import open_experiment
 
-    method, initial = "pbt", domain.initial(config)
+    method, initial = "pbt", None  # a PBT run starts from the domain's initial hyperparameters (open_experiment)
     if command == "baseline":
         method = "grid_search" if args.method == "grid" else "random_search"
         config, initial = baseline_config(domain, config, method, args.grid_points)
@@ -89,9 +101,26 @@ def cmd_run(command: str, argv: list[str]) -> int:
         return 0
     out = args.out or Path("runs") / f"{label(name)}-{method}-{args.profile}-s{config.pbt.seed}"
     store, spec = open_experiment(domain.module, config, out, method, name, initial, args.force, args.resume)
-    with run_listeners(args, store, config.pbt, domain.metric, f"{name} {method}", figures=True) as listeners:
-        Controller(store, spec, listeners).run()
-    print_summary(store.run_dir)
+    return train(args, store, spec, domain.metric, f"{name} {method}")
+
+
+def train(args: argparse.Namespace, store: Any, spec: Any, metric: str, title: str) -> int:
+    """Train the opened run of ``store`` to its end with the listeners the flags ask for, close it and print its
+    members. Ctrl-C stops it with one line that says how to continue it (exit code 130)."""
+    from pbt.controller import Controller
+
+    try:
+        with run_listeners(store, metric, title, figures=True, **listener_options(args)) as shown:
+            Controller(store, spec, shown).run()
+        # read back as `status` does while the run's own connection is still open, so a store damaged from outside
+        # (its WAL deleted) is reported in one line; closing first would quietly fold that WAL back in
+        print_summary(store.run_dir)
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted; continue with `{PROG} resume {shlex.quote(str(store.run_dir))}`",
+              file=sys.stderr)
+        return 130
+    finally:
+        store.close()
     return 0
 
 
@@ -104,45 +133,10 @@ def add_listener_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wandb-entity", default=None, help="W&B entity (default: your account's)")
 
 
-@contextlib.contextmanager
-def run_listeners(args: argparse.Namespace, store: Any, cfg: Any, metric: str, title: str, group: str | None = None,
-                  figures: bool = False, wandb_dir: Path | None = None) -> Iterator[list[Any]]:
-    """The listeners a command's flags ask for: progress (live on a terminal, plain lines otherwise, none with
-    --quiet) and, with --wandb, W&B logging; with ``figures``, the run's own figures are logged to W&B at the end."""
-    from repro.progress import progress_listeners
-
-    with progress_listeners(store, cfg, args.quiet, title, metric) as listeners:
-        logger = wandb_logger(args, store, group, wandb_dir)
-        if logger is not None:
-            listeners = [*listeners, logger]
-        try:
-            yield listeners
-            if logger is not None and figures:
-                logger.log_figures(run_figures(store.run_dir), name="figures")
-        finally:
-            if logger is not None:
-                logger.close()
-
-
-def wandb_logger(args: Any, store: Any, group: str | None, directory: Path | None) -> Any:
-    """The W&B logger the flags ask for (``--wandb``), or None: the one place a logger is made."""
-    if not getattr(args, "wandb", False):
-        return None
-    from repro.wandb_log import WandbLogger
-
-    return WandbLogger(store.run_dir, store.meta(), args.wandb_project, args.wandb_entity, group, directory)
-
-
-def run_figures(run_dir: Path) -> list[Path]:
-    """Draw one run's figures into ``RUN_DIR/figures`` (for W&B); a failure to draw is reported, not raised."""
-    from repro.compare import compare
-
-    try:
-        comparison = compare([run_dir], run_dir / "figures")
-    except Exception as exc:  # noqa: BLE001 - the run itself has finished; figures are a convenience
-        print(f"{PROG}: could not draw the run's figures: {exc}", file=sys.stderr)
-        return []
-    return [run_dir / "figures" / f for files in comparison.figures.values() for f in files if f.endswith(".png")]
+def listener_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``repro.listeners.run_listeners``'s options, from the flags ``add_listener_flags`` adds."""
+    return {"quiet": args.quiet, "wandb": args.wandb, "wandb_project": args.wandb_project,
+            "wandb_entity": args.wandb_entity}
 
 
 def cmd_resume(argv: list[str]) -> int:
@@ -154,7 +148,7 @@ def cmd_resume(argv: list[str]) -> int:
     parser.add_argument("--ray-address", help="Ray cluster to continue on (--executor ray)")
     add_listener_flags(parser)
     args = parser.parse_args(argv)
-    from pbt.controller import Controller, open_experiment
+    from pbt.controller import open_experiment
 
     store = open_run(args.run_dir)
     meta = store.meta()
@@ -165,28 +159,19 @@ def cmd_resume(argv: list[str]) -> int:
     config = replace_fields(stored_config(domain, meta), execution)
     # through the same door as run --resume: it takes the run's lock (one owner at a time) and checks the config
     store, spec = open_experiment(domain.module, config, args.run_dir, meta["method"], meta["domain"], resume=True)
-    try:
-        with run_listeners(args, store, config.pbt, domain.metric, f"{meta['domain']} {meta['method']}",
-                           figures=True) as listeners:
-            Controller(store, spec, listeners).run()
-    finally:
-        store.close()
-    print_summary(args.run_dir)
-    return 0
+    return train(args, store, spec, domain.metric, f"{meta['domain']} {meta['method']}")
 
 
 def cmd_reproduce(argv: list[str]) -> int:
-    if not argv or argv[0].startswith("-"):
-        print(f"usage: {PROG} reproduce DOMAIN [--profile smoke|cpu|paper] [--seeds K] [--out DIR] [flags]\n"
-              f"domains: {', '.join(domains())}; see `{PROG} reproduce DOMAIN --help` for its flags")
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    if (code := domain_usage("reproduce", "[--profile smoke|cpu|paper] [--seeds K] [--out DIR] [flags]",
+                             argv)) is not None:
+        return code
     name = argv[0]
     domain = load_domain(name)
     parser = argparse.ArgumentParser(prog=f"{PROG} reproduce {name}", description=(
         f"PBT, then random search at the same compute, then the comparison and a results folder, for {name} "
         f"(metric: {domain.metric}). Running the same command again continues where a killed run stopped."))
-    parser.add_argument("--profile", default=domain.default_profile(),
-                        help=f"named settings: {', '.join(domain.profiles)} (default {domain.default_profile()})")
+    add_profile_flag(parser, domain)
     parser.add_argument("--seeds", type=int, default=1, help="seeds per arm, counting up from --seed (default 1)")
     parser.add_argument("--out", type=Path, help="results folder (default runs/DOMAIN-PROFILE/results)")
     parser.add_argument("--runs", type=Path, help="where the run directories go (default runs/DOMAIN-PROFILE)")
@@ -210,13 +195,17 @@ def cmd_reproduce(argv: list[str]) -> int:
 
     def listeners_for(arm: str, seed: int, store: Any) -> Any:
         group = f"{label(name)}-{args.profile}-{arm}-s{seed}"
-        return run_listeners(args, store, store_config(domain, store).pbt, domain.metric, f"{name} {arm} seed {seed}",
-                             group=group, wandb_dir=runs)
+        return run_listeners(store, domain.metric, f"{name} {arm} seed {seed}", group=group, wandb_dir=runs,
+                             **listener_options(args))
 
     out = args.out or runs / "results"
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
-    summary = reproduce(domain, config, args.profile, args.seeds, out, runs, args.force, listeners_for,
-                        command=" ".join([PROG, "reproduce", *argv]), arms=arms, figure_seed=args.figure_seed)
+    try:
+        summary = reproduce(domain, config, args.profile, args.seeds, out, runs, args.force, listeners_for,
+                            command=" ".join([PROG, "reproduce", *argv]), arms=arms, figure_seed=args.figure_seed)
+    except KeyboardInterrupt:  # every run of a reproduction is opened with resume: the same command continues it
+        print(f"\n{PROG}: interrupted; run the same command again to continue where it stopped", file=sys.stderr)
+        return 130
     if summary is None:
         print(f"trained the {' and '.join(arms)} run(s) in {runs}; run reproduce again with both arms to compare")
         return 0
@@ -224,19 +213,14 @@ def cmd_reproduce(argv: list[str]) -> int:
     print(f"{summary['metric']}: PBT best final {fmt(summary['pbt']['best_final'])}, random search best final "
           f"{fmt(summary['random_search']['best_final'])}\nwrote {out / 'summary.json'}, {out / 'README.md'} and "
           f"the figures in {out}")
-    first = Path(summary["provenance"]["runs"]["pbt"][0])
-    store = open_run(first)
-    logger = wandb_logger(args, store, f"{label(name)}-{args.profile}-pbt-s{config.pbt.seed}", runs)
-    store.close()
-    if logger is not None:  # the comparison's figures, beside the first PBT run's members
+    if args.wandb:  # the comparison's figures, beside the first PBT run's members
+        store = open_run(Path(summary["provenance"]["runs"]["pbt"][0]))
+        logger = wandb_logger(store, args.wandb_project, args.wandb_entity,
+                              f"{label(name)}-{args.profile}-pbt-s{config.pbt.seed}", runs)
+        store.close()
         logger.log_figures([out / f for files in summary["figures"].values() for f in files if f.endswith(".png")])
         logger.close()
     return 0
-
-
-def store_config(domain: Domain, store: Any) -> Any:
-    """The domain config a run directory was made with."""
-    return stored_config(domain, store.meta())
 
 
 def cmd_compare(argv: list[str]) -> int:
@@ -394,8 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     except RunFailed as exc:
         print(f"{PROG}: run stopped: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"\n{PROG}: interrupted; continue with `{PROG} resume DIR`", file=sys.stderr)
+    except KeyboardInterrupt:  # outside a run's training (those say how to continue themselves)
+        print(f"\n{PROG}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from pbt.config import PBTConfig
 from pbt.domain import Domain
-from pbt.executor import cpu_count
+from pbt.executor import concurrency, cpu_count
 from pbt.space import ConfigError
 
 
@@ -26,23 +26,21 @@ def local_capacity() -> dict[str, float]:
 def plan(domain: Domain, config: Any, capacity: dict[str, float] | None = None) -> str:
     """A printable plan for ``config``; raises ``ConfigError`` when the capacity cannot hold one member."""
     cfg: PBTConfig = config.pbt
-    if capacity is None:
-        if cfg.executor == "ray":
-            from pbt.ray_executor import cluster_capacity, connect
+    if cfg.executor == "ray":
+        from pbt.ray_executor import cluster_capacity, connect, slots_for  # importing it does not import Ray
 
+        if capacity is None:
             connect(cfg.ray_address)
             capacity = cluster_capacity()
-        else:
-            capacity = local_capacity()
-    cpus = cfg.cpus_per_member if cfg.executor == "ray" else 1.0
-    gpus = cfg.gpus_per_member if cfg.executor == "ray" else 0.0
-    from pbt.ray_executor import slots_for  # pure arithmetic; importing it does not import Ray
-
-    probe = PBTConfig(**{**cfg.__dict__, "cpus_per_member": cpus, "gpus_per_member": gpus})
-    try:
-        slots = slots_for(probe, cfg.population, capacity)
-    except ConfigError as exc:
-        raise ConfigError(f"cluster too small: {exc}") from None
+        cpus, gpus = cfg.cpus_per_member, cfg.gpus_per_member
+        try:
+            slots = slots_for(cfg, cfg.population, capacity)
+        except ConfigError as exc:
+            raise ConfigError(f"cluster too small: {exc}") from None
+    else:  # what the executor itself will run: a serial run trains one member at a time, whatever --workers says
+        capacity = capacity or local_capacity()
+        cpus, gpus = 1.0, 0.0
+        slots = concurrency(cfg, cfg.population)
     lines = [
         f"plan: {cfg.population} members x {cfg.budget_steps:,} steps = {cfg.population * cfg.budget_steps:,} steps "
         f"(ready every {cfg.ready_every:,}; exploit {cfg.exploit}, explore {cfg.explore})",

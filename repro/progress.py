@@ -192,17 +192,22 @@ def progress_listeners(store: Store, cfg: PBTConfig, quiet: bool = False, title:
         yield [view]
 
 
-def member_table(store: Store) -> str:
-    """The members of a run, once: step, latest score, state and hyperparameters (``*`` marks the best)."""
+def stored_pbt_config(meta: dict[str, Any]) -> PBTConfig:
+    """The PBT settings a run's store records (``PBTConfig``'s defaults for a run written by another version)."""
     from pbt.config import from_dict
     from pbt.space import ConfigError
 
+    try:
+        return from_dict(PBTConfig, meta.get("config", {}).get("pbt", {}))
+    except (ConfigError, TypeError):
+        return PBTConfig()
+
+
+def member_table(store: Store) -> str:
+    """The members of a run, once: step, latest score, state and hyperparameters (``*`` marks the best)."""
     meta = store.meta()
     compute = store.compute()
-    try:
-        cfg = from_dict(PBTConfig, meta.get("config", {}).get("pbt", {}))
-    except (ConfigError, TypeError):  # a run written by another version: its states are estimated with defaults
-        cfg = PBTConfig()
+    cfg = stored_pbt_config(meta)
     state, why = store.state()  # running only while its owner lives: a killed run reads as interrupted
     lines = [
         f"run {store.run_dir}: {meta.get('domain')} / {meta.get('method')} — {state}{f' ({why})' if why else ''}, "

@@ -60,21 +60,21 @@ PAIRED_NOTE = ("Means over seeds, with the 95% t-interval over seeds in brackets
                "seeds where PBT's number is better (lower for FID), of the seeds both arms have.")
 
 
-def arm_configs(domain: Domain, config: Any, seed: int) -> dict[str, tuple[Any, list | None]]:
-    """The PBT and random-search configs (and initial populations) of one seed."""
+def arm_configs(domain: Domain, config: Any, seed: int) -> dict[str, Any]:
+    """The PBT and random-search configs of one seed (the PBT arm starts from the domain's initial hyperparameters,
+    if it has them: ``open_experiment`` takes them; random search draws from the priors)."""
     from baselines import baseline_config
 
     pbt_config = dataclasses.replace(config, pbt=dataclasses.replace(config.pbt, seed=seed))
-    return {"pbt": (pbt_config, domain.initial(pbt_config)),
-            "random_search": baseline_config(domain, pbt_config, "random_search")}
+    return {"pbt": pbt_config, "random_search": baseline_config(domain, pbt_config, "random_search")[0]}
 
 
-def run_arm(domain: Domain, name: str, arm: str, config: Any, initial: list | None, run_dir: Path,
-            force: bool, listeners_for: Callable[[Store], Any] | None = None) -> None:
+def run_arm(domain: Domain, name: str, arm: str, config: Any, run_dir: Path, force: bool,
+            listeners_for: Callable[[Store], Any] | None = None) -> None:
     """Run (or continue) one arm's run directory to completion, then record the domain's ``extra_results`` for it
     (once: a store that already holds them is left as it is)."""
     try:
-        store, spec = open_experiment(domain.module, config, run_dir, arm, name, initial, force, resume=True)
+        store, spec = open_experiment(domain.module, config, run_dir, arm, name, force=force, resume=True)
     except ConfigError as exc:
         raise ConfigError(f"{exc} (reproduce: pass --runs DIR for another folder, or --force to start over)") from exc
     try:
@@ -377,11 +377,11 @@ def reproduce(
     configs: dict[str, Any] = {}
     for arm in [a for a in ARMS if a in arms]:  # the PBT arm first, then random search
         for seed in seed_list:
-            arm_config, initial = arm_configs(domain, config, seed)[arm]
+            arm_config = arm_configs(domain, config, seed)[arm]
             configs.setdefault(arm, arm_config)
             run_dir = runs / f"{arm}-s{seed}"
             hook = None if listeners_for is None else (lambda store, a=arm, s=seed: listeners_for(a, s, store))
-            run_arm(domain, name, arm, arm_config, initial, run_dir, force, hook)
+            run_arm(domain, name, arm, arm_config, run_dir, force, hook)
             dirs[arm].append(run_dir)
     if set(arms) != set(ARMS):
         return None

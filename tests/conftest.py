@@ -1,5 +1,8 @@
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -33,3 +36,33 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def interrupt_training():
+    """``interrupt(command, run_dir, cwd)``: start ``command`` in its own process group, wait until ``run_dir`` has
+    trained some steps, then send SIGINT to the whole group, as Ctrl-C in a terminal does; the finished process."""
+    from pbt.results import Results
+
+    def interrupt(command: list[str], run_dir: Path, cwd: Path) -> subprocess.CompletedProcess:
+        env = dict(os.environ, PYTHONPATH=str(REPO), WANDB_MODE="disabled")
+        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (run_dir / "pbt.sqlite").is_file() and any(row["step"] > 0 for row in Results(run_dir).table()):
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, f"ended before it could be interrupted: {proc.communicate()}"
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        return subprocess.CompletedProcess(command, proc.returncode, out, err)
+
+    return interrupt
+
+
+def only_line(text: str) -> str:
+    """The one non-blank line of ``text`` (fails if there are more or none)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 1, text
+    return lines[0]

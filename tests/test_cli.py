@@ -1,5 +1,8 @@
+import dataclasses
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -8,6 +11,7 @@ import time
 import pytest
 
 from pbt.store import Store, verify_checkpoint
+from tests.conftest import only_line
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -136,6 +140,20 @@ def test_dry_run_prints_the_plan_and_trains_nothing(cli_env, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("executor, workers, expected", [("serial", 0, 1), ("serial", 4, 1), ("local", 3, 3),
+                                                        ("local", 16, 6)])
+def test_the_plan_trains_as_many_members_at_once_as_the_executor(executor, workers, expected):
+    import experiments.toy.task as toy
+    from pbt.executor import concurrency
+    from repro.plan import plan
+
+    config = toy.Config()
+    config.pbt = dataclasses.replace(config.pbt, population=6, executor=executor, workers=workers)
+    assert concurrency(config.pbt, 6) == expected
+    text = plan(toy.DOMAIN, config, capacity={"CPU": 64.0, "GPU": 0.0})  # a large machine changes nothing
+    assert f"-> {expected} members at a time" in text
+
+
 def test_resume_may_change_where_it_runs_but_not_what_it_computes(cli_env, tmp_path):
     run_dir = tmp_path / "run"
     cli(["run", "toy", "--executor", "serial", "--out", str(run_dir), "--quiet"], cli_env)
@@ -145,3 +163,16 @@ def test_resume_may_change_where_it_runs_but_not_what_it_computes(cli_env, tmp_p
     assert proc.returncode == 0
     proc = cli(["run", "toy", "--lr", "0.02", "--resume", "--out", str(run_dir)], cli_env, check=False)
     assert proc.returncode == 2 and "belongs to a different run (config.lr: 0.01 != 0.02)" in proc.stderr
+
+
+def test_ctrl_c_stops_a_run_with_one_line_whose_command_resumes_it(cli_env, tmp_path, interrupt_training):
+    run_dir = tmp_path / "toy run"
+    proc = interrupt_training([sys.executable, "-m", "repro.cli", "run", "toy", "--seconds-per-step", "0.02",
+                               "--out", str(run_dir)], run_dir, REPO_ROOT)
+    assert proc.returncode == 130
+    line = only_line(proc.stderr)
+    command = re.search(r"`(.*)`", line).group(1)
+    assert command == f"pbt-repro resume {shlex.quote(str(run_dir))}"  # the run's own directory, ready to paste
+    assert Store.open_existing(run_dir).meta()["status"] == "interrupted"
+    resumed = cli([*shlex.split(command)[1:], "--quiet"], cli_env)
+    assert "finished" in resumed.stdout

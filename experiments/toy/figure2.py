@@ -5,7 +5,8 @@
 Each variant runs the same two workers (h = (1, 0) and (0, 1), θ = (0.9, 0.9)) through the PBT core's serial,
 deterministic executor, once per seed, and writes into ``--out``: ``figure2.png`` (θ trajectories over the contours
 of Q, and Q against step, for seed 0), ``summary.json`` and ``summary.md`` (the best member's final Q per variant,
-mean and standard deviation over seeds) and the run stores under ``runs/``.
+mean and sample standard deviation over seeds, none from one seed, as ``repro.stats.mean_std`` gives everywhere
+else) and the run stores under ``runs/``.
 """
 
 from __future__ import annotations
@@ -116,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         "domain": "toy",
         "metric": "Q(θ) of the best worker after the last step",
         "variants": {
-            name: {"final_q_mean": statistics.fmean(v), "final_q_std": statistics.pstdev(v), "seeds": len(v),
-                   "final_q_per_seed": v}
+            name: {"final_q_mean": statistics.fmean(v), "final_q_std": statistics.stdev(v) if len(v) > 1 else None,
+                   "seeds": len(v), "final_q_per_seed": v}
             for name, v in results.items()
         },
         "config": {name: dataclasses.asdict(variant_config(name, 0, args.steps)) for name in VARIANTS},
@@ -127,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     rows = ["| variant | final Q (best worker), mean | std | seeds |", "|---|---|---|---|"]
-    rows += [f"| {VARIANTS[n][0]} | {v['final_q_mean']:.4f} | {v['final_q_std']:.4f} | {v['seeds']} |"
+    rows += [f"| {VARIANTS[n][0]} | {v['final_q_mean']:.4f} | "
+             f"{'–' if v['final_q_std'] is None else format(v['final_q_std'], '.4f')} | {v['seeds']} |"
              for n, v in summary["variants"].items()]
     (args.out / "summary.md").write_text(
         f"# Toy example (paper Figure 2)\n\n{args.steps} steps, 2 workers, {args.seeds} seeds. "

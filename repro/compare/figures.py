@@ -123,10 +123,10 @@ def log_scaled(run: Run) -> set[str] | None:
 
     try:
         domain = stored_domain(run.meta)
-        task_space = domain.make_task(stored_config(domain, run.meta)).space
+        space = domain.search_space(stored_config(domain, run.meta))
     except Exception:  # noqa: BLE001 - a run made by other code
         return None
-    return {name for name, prior in task_space.items() if isinstance(prior, LogUniform)}
+    return {name for name, prior in space.items() if isinstance(prior, LogUniform)}
 
 
 def _log_axis(name: str, values: Sequence[Any], logs: set[str] | None) -> bool:

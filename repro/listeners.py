@@ -1,0 +1,57 @@
+"""What a run shows and logs while it trains: progress (a live view on a terminal, plain lines otherwise, none when
+quiet) and, on request, Weights & Biases. The one wiring of both, for the command line and the Python API alike."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pbt.controller import Listener
+from pbt.store import Store
+
+
+@contextlib.contextmanager
+def run_listeners(store: Store, metric: str, title: str, *, quiet: bool = False, wandb: bool = False,
+                  wandb_project: str = "pbt-repro", wandb_entity: str | None = None, group: str | None = None,
+                  figures: bool = False, wandb_dir: Path | None = None) -> Iterator[list[Listener]]:
+    """The listeners of the opened run of ``store``: progress unless ``quiet``, and W&B logging with ``wandb`` (its
+    members grouped under ``group``, files under ``wandb_dir``); with ``figures``, the run's own figures are logged
+    to W&B when the ``with`` block ends without an error. The run's settings are read from its store, so a baseline
+    shows the population it really trains."""
+    from repro.progress import progress_listeners, stored_pbt_config
+
+    cfg = stored_pbt_config(store.meta())
+    with progress_listeners(store, cfg, quiet, title, metric) as listeners:
+        logger = wandb_logger(store, wandb_project, wandb_entity, group, wandb_dir) if wandb else None
+        if logger is not None:
+            listeners = [*listeners, logger]
+        try:
+            yield listeners
+            if logger is not None and figures:
+                logger.log_figures(run_figures(store.run_dir), name="figures")
+        finally:
+            if logger is not None:
+                logger.close()
+
+
+def wandb_logger(store: Store, project: str = "pbt-repro", entity: str | None = None, group: str | None = None,
+                 directory: Path | None = None) -> Any:
+    """A W&B logger of the run of ``store``: the one place a logger is made."""
+    from repro.wandb_log import WandbLogger
+
+    return WandbLogger(store.run_dir, store.meta(), project, entity, group, directory)
+
+
+def run_figures(run_dir: Path) -> list[Path]:
+    """Draw one run's figures into ``RUN_DIR/figures`` (for W&B); a failure to draw is reported, not raised."""
+    from repro.compare import compare
+
+    try:
+        comparison = compare([run_dir], run_dir / "figures")
+    except Exception as exc:  # noqa: BLE001 - the run itself has finished; figures are a convenience
+        print(f"could not draw the run's figures: {exc}", file=sys.stderr)
+        return []
+    return [run_dir / "figures" / f for files in comparison.figures.values() for f in files if f.endswith(".png")]
