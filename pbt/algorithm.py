@@ -18,6 +18,10 @@ ends, evaluating every ``eval_every`` steps, and writes its checkpoint. ``exploi
 what the other members have published, whether to copy one of them (weights *and* hyperparameters, by pointing at the
 donor's checkpoint file) and, only if it copied, perturbs or resamples the copied hyperparameters. Since the copied
 weights are the donor's, ``p ← eval(θ)`` is the donor's published score; it is not recomputed.
+
+Ablations of the copy (``PBTConfig.transfer``): ``weights`` copies θ (with its score and age) and keeps the copier's h;
+``hparams`` copies h and keeps the copier's θ, score and age (recorded as an ``exploit_hparams`` event, since no
+weights change hands).
 """
 
 from __future__ import annotations
@@ -167,11 +171,28 @@ def choose_donor(me: MemberRow, members: list[MemberRow], cfg: PBTConfig, rng: r
     return None
 
 
-def copy_member(me: MemberRow, donor: MemberRow) -> MemberRow:
+def copy_member(me: MemberRow, donor: MemberRow, transfer: str = "both") -> MemberRow:
     """θ' and h' of the donor, as ``me`` sees it (its state at ``me``'s step); the member keeps its own id, seed and
-    step count (the compute its slot has spent) and takes the copied weights' age."""
-    return replace(me, hparams=dict(donor.hparams), checkpoint=donor.checkpoint, checksum=donor.checksum,
-                   score=donor.score, samples=donor.samples, weight_age=donor.weight_age)
+    step count (the compute its slot has spent). The weights travel with what describes them (checkpoint, checksum,
+    score, samples, age); ``transfer`` says what is copied: ``both``, ``weights`` (``me`` keeps its h) or ``hparams``
+    (``me`` keeps its θ)."""
+    if transfer == "hparams":
+        return replace(me, hparams=dict(donor.hparams))
+    hparams = dict(donor.hparams) if transfer == "both" else dict(me.hparams)
+    return replace(me, hparams=hparams, checkpoint=donor.checkpoint, checksum=donor.checksum, score=donor.score,
+                   samples=donor.samples, weight_age=donor.weight_age)
+
+
+def copy_event(me: MemberRow, donor: MemberRow, transfer: str) -> Event:
+    """The record of ``me`` copying ``donor``: an ``exploit`` when the weights change hands (its ``weight_age`` the
+    copied weights' age, its ``new_hparams`` what ``me`` trains with next, the copier's own under ``weights``), an
+    ``exploit_hparams`` when only the hyperparameters do (the weights, and their age, stay ``me``'s own), so a lineage
+    follows weights only where they were copied."""
+    copied = copy_member(me, donor, transfer)
+    return Event(member=me.id, step=me.step, kind="exploit_hparams" if transfer == "hparams" else "exploit",
+                 donor=donor.id, donor_step=donor.step, old_hparams=me.hparams, new_hparams=copied.hparams,
+                 score=me.score, donor_score=donor.score, weight_age=copied.weight_age,
+                 message=None if transfer == "both" else f"transfer={transfer}")
 
 
 def explore_member(
@@ -199,10 +220,8 @@ def exploit_and_explore(
     events: list[Event] = []
     if donor_id is not None:
         donor = population[donor_id]
-        events.append(Event(member=me.id, step=me.step, kind="exploit", donor=donor.id, donor_step=donor.step,
-                            old_hparams=me.hparams, new_hparams=donor.hparams, score=me.score,
-                            donor_score=donor.score, weight_age=donor.weight_age))
-        me = copy_member(me, donor)
+        events.append(copy_event(me, donor, cfg.transfer))
+        me = copy_member(me, donor, cfg.transfer)
     if (donor_id is not None or cfg.explore_every_ready) and cfg.explore != "none":
         me, event = explore_member(me, space, cfg, rng)
         events.append(event)

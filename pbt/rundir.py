@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from pbt.config import EXECUTION_FIELDS, PBTConfig
+from pbt.config import EXECUTION_FIELDS, PBTConfig, from_dict
 from pbt.executor import cpu_count
 from pbt.space import ConfigError, HParams, describe, sample
 from pbt.store import LOCK_NAME, MemberRow, RunLock, Store
@@ -44,6 +44,15 @@ def machine() -> dict[str, Any]:
 
 def _config_dict(config: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config)))  # tuples become lists, as they are stored
+
+
+def _stored_config(config: Any, stored: Any) -> Any:
+    """A stored run's config as ``_config_dict`` gives it for ``config``'s class: a setting added after the run was
+    made reads as its default (a run made before ``transfer`` existed copied both), so the run still resumes."""
+    try:
+        return _config_dict(from_dict(type(config), stored))
+    except (ConfigError, TypeError):  # not this class's config at all: compared as it is, and refused
+        return stored
 
 
 def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -81,7 +90,8 @@ def prepare_run_dir(
         have = store.meta() if store is not None else {}
         untrained = store is not None and (not have.get("domain") or not store.trained_any())
         if store is not None and resume and not untrained:
-            diff = [d for d in _differences({k: have.get(k) for k in wanted}, wanted)
+            stored = {k: have.get(k) for k in wanted} | {"config": _stored_config(config, have.get("config"))}
+            diff = [d for d in _differences(stored, wanted)
                     if d.split(":")[0].removeprefix("config.pbt.") not in EXECUTION_FIELDS]
             if diff:
                 store.close()

@@ -33,8 +33,21 @@ class Run:
         return str(self.meta.get("domain", "?"))
 
     @property
-    def method(self) -> str:
+    def label(self) -> str:
+        """The method the run was stored as (``pbt``, ``random_search``, ``replay``, ...)."""
         return str(self.meta.get("method", "?"))
+
+    @property
+    def transfer(self) -> str:
+        """What the run's exploits copy (``PBTConfig.transfer``; ``both`` in stores made before it existed)."""
+        return str(self.meta.get("config", {}).get("pbt", {}).get("transfer", "both"))
+
+    @property
+    def method(self) -> str:
+        """The method as compared: the stored label, with a PBT run's copy ablation appended (``pbt-transfer-weights``)
+        so that runs which copy different things are never pooled into one arm."""
+        return f"pbt-transfer-{self.transfer}" if self.label == "pbt" and self.transfer != "both" else self.label
+
 
     @property
     def seed(self) -> int:
