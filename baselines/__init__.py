@@ -1,4 +1,5 @@
-"""Baselines at equal compute: random search and grid search, for any domain (a built-in one or a user's).
+"""Baselines at equal compute: random search and grid search, for any domain (a built-in one or a user's), and the
+replay of a PBT run's schedule (or of its final hyperparameters) from scratch.
 
 Both are the PBT driver with exploit and explore switched off (``exploit="none"``, ``explore="none"``): the same
 task, executor, store, population size and budget per member, so compute is counted the same way;
@@ -28,3 +29,14 @@ def baseline_config(domain: Domain, config: Any, method: str, grid_points: int =
         raise ConfigError(f"unknown baseline method {method!r}; choose random_search or grid_search")
     return dataclasses.replace(config, pbt=pbt), initial
 
+
+
+def replay_config(config: Any, population: int) -> Any:
+    """The config of a ``replay`` (or ``final``) run of a PBT run made with ``config``: the same settings (budget per
+    member, ready interval, seed, executor), ``population`` fresh members, exploit and explore off (the schedule sets
+    the hyperparameters). A member that fails is dropped, as in random search, rather than replaced by a copy of
+    another member's weights, which would make it something other than a replay."""
+    on_failure = "drop" if config.pbt.on_failure == "replace" else config.pbt.on_failure
+    pbt = dataclasses.replace(config.pbt, population=population, exploit="none", explore="none",
+                              explore_every_ready=False, on_failure=on_failure)
+    return dataclasses.replace(config, pbt=pbt)

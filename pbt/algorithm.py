@@ -21,7 +21,8 @@ weights are the donor's, ``p ← eval(θ)`` is the donor's published score; it i
 
 Ablations of the copy (``PBTConfig.transfer``): ``weights`` copies θ (with its score and age) and keeps the copier's h;
 ``hparams`` copies h and keeps the copier's θ, score and age (recorded as an ``exploit_hparams`` event, since no
-weights change hands).
+weights change hands). A run that replays a schedule (``follow_schedule``) neither exploits nor explores: at each ready
+point its hyperparameters become the schedule's value at the weights' age.
 """
 
 from __future__ import annotations
@@ -226,6 +227,49 @@ def exploit_and_explore(
         me, event = explore_member(me, space, cfg, rng)
         events.append(event)
     return me, events
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Hyperparameters as a function of the weights' age (the training they have received): ``changes`` holds
+    ``(age, hparams from that age on)`` in ascending ages, the first at age 0. A PBT run's discovered schedule
+    (``pbt.results.Results.discovered_schedule``), replayed from scratch."""
+
+    changes: tuple[tuple[int, HParams], ...]
+
+    def __post_init__(self) -> None:
+        ages = [age for age, _ in self.changes]
+        if not ages or ages[0] != 0 or ages != sorted(set(ages)):
+            raise ValueError(f"a schedule needs strictly ascending ages starting at 0, got {ages}")
+
+    def at(self, age: int) -> HParams:
+        """The hyperparameters in effect for weights of this age: those of the last change at or before it."""
+        return dict(next(h for start, h in reversed(self.changes) if start <= age))
+
+    def to_meta(self) -> list[dict[str, Any]]:
+        return [{"age": age, "hparams": dict(h)} for age, h in self.changes]
+
+    @classmethod
+    def from_meta(cls, changes: list[dict[str, Any]]) -> Schedule:
+        return cls(tuple((int(c["age"]), dict(c["hparams"])) for c in changes))
+
+
+def follow_schedule(me: MemberRow, schedule: Schedule) -> tuple[MemberRow, list[Event]]:
+    """The ready branch of a replay: the member's hyperparameters become the schedule's value at the age of its weights
+    (no exploit, no explore); a change is recorded as a ``schedule`` event (old → new), so its lineage shows it."""
+    new = schedule.at(me.weight_age)
+    if new == me.hparams:
+        return me, []
+    return replace(me, hparams=new), [Event(member=me.id, step=me.step, kind="schedule", old_hparams=me.hparams,
+                                            new_hparams=new, score=me.score, weight_age=me.weight_age)]
+
+
+def ready_decision(me: MemberRow, members: list[MemberRow], space: dict[str, Prior], cfg: PBTConfig,
+                   schedule: Schedule | None = None) -> tuple[MemberRow, list[Event]]:
+    """What a ready member does: follow the run's schedule when it replays one, else exploit and explore."""
+    if schedule is not None:
+        return follow_schedule(me, schedule)
+    return exploit_and_explore(me, members, space, cfg, cfg.seed)
 
 
 def after_interval(me: MemberRow, result: IntervalResult, cfg: PBTConfig) -> tuple[MemberRow, list[ScoreRow]]:

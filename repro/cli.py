@@ -9,6 +9,7 @@ nested ``PBTConfig``), so every setting a profile has can be overridden, and not
     pbt-repro status DIR                             # the members of a run, once
     pbt-repro reproduce DOMAIN --profile cpu [--seeds K] [--out DIR]   # PBT + random search + comparison + summary
     pbt-repro compare RUN_DIR [RUN_DIR ...] --out DIR [--allow-unequal]  # tables and figures from run stores
+    pbt-repro replay RUN_DIR [--member best] [--population K] [--final] --out DIR   # PBT's schedule from scratch
     pbt-repro report [--results results]             # regenerate results/README.md from results/*/summary.json
     pbt-repro DOMAIN COMMAND ...                     # a domain's own tools (e.g. rl play, translation translate)
 """
@@ -245,6 +246,12 @@ def cmd_compare(argv: list[str]) -> int:
     return compare_main(argv)
 
 
+def cmd_replay(argv: list[str]) -> int:
+    from repro.replay import main as replay_main
+
+    return replay_main(argv)
+
+
 def cmd_report(argv: list[str]) -> int:
     from repro.report import main as report_main
 
@@ -357,6 +364,8 @@ COMMANDS: dict[str, tuple[str, Any]] = {  # name: (help, main(argv) -> exit code
     "reproduce": ("PBT, random search at equal compute, comparison, summary: reproduce DOMAIN --profile ...",
                   cmd_reproduce),
     "compare": ("tables and figures from run directories: compare RUN_DIR ... --out DIR", cmd_compare),
+    "replay": ("fresh members on a finished PBT run's schedule (or its --final values): replay DIR --out DIR",
+               cmd_replay),
     "report": ("regenerate results/README.md from results/*/summary.json", cmd_report),
 }
 
