@@ -70,11 +70,11 @@ def arm_configs(domain: Domain, config: Any, seed: int) -> dict[str, tuple[Any, 
 
 
 def run_arm(domain: Domain, name: str, arm: str, config: Any, initial: list | None, run_dir: Path,
-            force: bool, listeners_for: Callable[[Store], Any] | None = None) -> None:
-    """Run (or continue) one arm's run directory to completion, then record the domain's ``extra_results`` for it
-    (once: a store that already holds them is left as it is)."""
+            force: bool, listeners_for: Callable[[Store], Any] | None = None, resume: bool = True) -> None:
+    """Run (or continue, with ``resume``) one arm's run directory to completion, then record the domain's
+    ``extra_results`` for it (once: a store that already holds them is left as it is)."""
     try:
-        store, spec = open_experiment(domain.module, config, run_dir, arm, name, initial, force, resume=True)
+        store, spec = open_experiment(domain.module, config, run_dir, arm, name, initial, force, resume=resume)
     except ConfigError as exc:
         raise ConfigError(f"{exc} (reproduce: pass --runs DIR for another folder, or --force to start over)") from exc
     try:
