@@ -256,7 +256,7 @@ def plot_study(study: str, results: Sequence[VariantResult], metric: str, out: P
         if ax is right:
             ax.axhline(0.0, color="0.5", linewidth=0.8, linestyle="--")
         ax.set(ylabel=title, xlim=(-0.6, len(results) - 0.2))
-        ax.tick_params(labelbottom=False)
+        ax.tick_params(axis="x", bottom=False, labelbottom=False)
         ax.grid(axis="y", alpha=0.3)
         names = ax.secondary_xaxis("bottom")  # variant names (the figures' shared saver formats x as numbers)
         names.set_xticks(positions, [r.variant.title + (" (ref.)" if r.variant.reference else "")
