@@ -151,6 +151,7 @@ class VariantResult:
     best_paired: PairedDifference | None
     mean_paired: PairedDifference | None
     wall_seconds: float  # its runs' wall times, summed
+    run_commits: tuple[str, ...]  # the commits its runs were trained at
 
     def to_dict(self) -> dict[str, Any]:
         def paired(p: PairedDifference | None) -> dict[str, Any] | None:
@@ -170,7 +171,8 @@ class VariantResult:
 
 def study_results(variants: Sequence[Variant], runs: dict[str, dict[int, Path]]) -> list[VariantResult]:
     """Read every variant's runs (``runs[variant.name][seed]``) and pair each variant with the reference by seed."""
-    rows = {v.name: {seed: run_row(load_run(d)) for seed, d in runs[v.name].items()} for v in variants}
+    loaded = {v.name: {seed: load_run(d) for seed, d in runs[v.name].items()} for v in variants}
+    rows = {name: {seed: run_row(run) for seed, run in by_seed.items()} for name, by_seed in loaded.items()}
     best = {name: {s: r.best_final for s, r in by_seed.items()} for name, by_seed in rows.items()}
     mean = {name: {s: r.mean_final for s, r in by_seed.items()} for name, by_seed in rows.items()}
     ref = next(v.name for v in variants if v.reference)
@@ -178,7 +180,8 @@ def study_results(variants: Sequence[Variant], runs: dict[str, dict[int, Path]])
                           mean_interval(mean[v.name].values()),
                           None if v.reference else paired_difference(best[v.name], best[ref]),
                           None if v.reference else paired_difference(mean[v.name], mean[ref]),
-                          sum(r.wall_seconds for r in rows[v.name].values()))
+                          sum(r.wall_seconds for r in rows[v.name].values()),
+                          tuple(sorted({str(run.meta.get("git_commit")) for run in loaded[v.name].values()})))
             for v in variants]
 
 
@@ -271,7 +274,7 @@ def provenance_text(p: dict[str, Any]) -> str:
     return (f"Made by `{p['command']}` at commit `{p['git_commit']}` on {p['date']}, on {m['processor']} with "
             f"{m['cpus']} CPUs ({m['platform']}, Python {m['python']}): {duration(p['wall_seconds'])} for this "
             f"invocation; the study's runs trained for {duration(p['runs_wall_seconds'])} in all (the sum of their "
-            "wall times, kept in their stores).")
+            f"wall times, kept in their stores) at commit {', '.join(f'`{c}`' for c in p['run_commits'])}.")
 
 
 def write_study(study: str, domain: str, metric: str, profile: str, config: Any, seeds: Sequence[int],
@@ -327,7 +330,8 @@ def run_study(domain: Domain, name: str, config: Any, profile: str, study: str, 
     provenance = {"command": command or f"pbt-repro study {name} --study {study} --seeds {len(seeds)} --out {out}",
                   "git_commit": commit, "machine": machine(), "date": started_at,
                   "wall_seconds": round(time.perf_counter() - t0, 2),
-                  "runs_wall_seconds": round(sum(r.wall_seconds for r in results), 2)}
+                  "runs_wall_seconds": round(sum(r.wall_seconds for r in results), 2),
+                  "run_commits": sorted({c for r in results for c in r.run_commits})}
     return write_study(study, name, metric, profile, config, seeds, results, out / study, provenance)
 
 

@@ -66,6 +66,7 @@ def test_study_all_writes_each_study_and_resumes(tmp_path: Path) -> None:
         assert [r["variant"] for r in rows] == [v["variant"] for v in variants]
         readme = (out / "README.md").read_text()
         assert table["provenance"]["git_commit"] in readme and "pbt-repro study toy --study all" in readme
+        assert table["provenance"]["run_commits"] and table["provenance"]["run_commits"][0] in readme
         assert f"![{name}]({name}.png)" in readme and "Seeds: 0, 1" in readme
     schedule = json.loads((tmp_path / "study" / "schedule" / "table.json").read_text())["variants"]
     replayed = Results(tmp_path / "study" / "runs" / "schedule-replay-s0")
