@@ -18,7 +18,8 @@ Reads finished or still-running run directories (it never trains anything) and w
   the run's seed.
 
 Runs of different domains are never compared; runs that planned different compute (population × steps per member)
-are refused unless ``allow_unequal``, and the table then says so. matplotlib is imported only to draw.
+are refused unless ``allow_unequal``, and the table then says so. A ``replay`` or ``final`` run (``pbt-repro replay``)
+is an extra arm, held to the same steps per member whatever its number of members. matplotlib is imported only to draw.
 
 The same stores give the same files, byte for byte: figures are saved without dates or version strings, and SVG ids
 come from a fixed salt.
@@ -102,7 +103,7 @@ def compare(run_dirs: Sequence[Path | str], out: Path | str, allow_unequal: bool
     """Compare runs and write the tables and figures into ``out`` (see the module docstring).
 
     Args:
-        run_dirs: Run directories (PBT, random search, grid search; any number of seeds each).
+        run_dirs: Run directories (PBT, random search, grid search, replays; any number of seeds each).
         out: Output directory; created if missing. Files of the same names are overwritten.
         allow_unequal: Compare runs that planned different compute (the table says so).
         metric: The score's name for labels; by default the domain module's ``METRIC``.
