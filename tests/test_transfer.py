@@ -104,3 +104,14 @@ def test_the_lineage_of_an_hparams_copy_shows_the_copied_values_on_the_members_o
     segments = results.schedule(copy.member)
     after = [s for s in segments if s.start == copy.step]
     assert after and after[0].hparams == copy.new_hparams and after[0].age_start == copy.step
+
+
+def test_reproduce_compares_a_copy_ablation_with_random_search(tmp_path: Path) -> None:
+    from repro.reproduce import reproduce
+
+    config = toy("weights")
+    config = dataclasses.replace(config, pbt=dataclasses.replace(config.pbt, population=2, budget_steps=24))
+    summary = reproduce("toy", config, "smoke", seeds=2, out=tmp_path / "out", runs=tmp_path / "runs")
+    assert summary is not None and summary["pbt"]["best_final"] is not None
+    assert summary["paired"]["best_final"]["n"] == 2 and "schedule" in summary["figures"]
+    assert "PBT, copying weights only" in (tmp_path / "out" / "comparison.md").read_text()

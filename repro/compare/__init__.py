@@ -85,8 +85,9 @@ def median_seed(best_by_seed: Mapping[int, float | None]) -> int | None:
 
 def figure_run(runs: Sequence[Run], seed: int | None = None) -> Run | None:
     """The PBT run the schedule, lineage and member-score figures show: the one of ``seed``, by default the median
-    seed by best final score (the first PBT run when none has a score yet); None without PBT runs."""
-    pbt_runs = [r for r in runs if r.method == "pbt"]
+    seed by best final score (the first PBT run when none has a score yet); None without PBT runs. Without a run of
+    PBT as the paper has it, a PBT run of a copy ablation is drawn."""
+    pbt_runs = [r for r in runs if r.method == "pbt"] or [r for r in runs if r.label == "pbt"]
     if seed is None:
         best = {r.seed: None if r.best_member is None else r.best_member.score for r in pbt_runs}
         seed = median_seed(best)

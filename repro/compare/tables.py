@@ -89,7 +89,11 @@ class Comparison:
     figure_seed: int | None = None  # the seed of the PBT run the schedule, lineage and member-score figures show
 
     def method_rows(self, method: str) -> list[Row]:
-        return [r for r in self.rows[: len(self.runs)] if r.method == method]
+        """The run rows of ``method``; when there are none, those of the runs stored under that label (``pbt``: a
+        reproduction of a copy ablation, ``pbt-transfer-weights``, against random search)."""
+        rows = self.rows[: len(self.runs)]
+        return ([r for r in rows if r.method == method]
+                or [r for r, run in zip(rows, self.runs) if run.label == method])
 
 
 def table_rows(runs: Sequence[Run]) -> list[Row]:
