@@ -177,7 +177,7 @@ def extra_paired(extras: dict[str, dict[str, Any]],
 
 def best_so_far_curves(comparison: Comparison, arm: str) -> dict[int, list[tuple[float, float]]]:
     """Each seed's ``(compute, best so far)`` curve for one arm (``progress_curve``), by seed."""
-    return {r.seed: list(zip(*progress_curve(r.scores)[:2])) for r in comparison.runs if r.method == arm}
+    return {r.seed: list(zip(*progress_curve(r.scores)[:2])) for r in comparison.runs if r.label == arm}
 
 
 def speed_summary(comparison: Comparison) -> dict[str, Any]:
@@ -368,7 +368,7 @@ def reproduce(
         "best_schedule": "best_schedule.json" if comparison.best_schedule else None,
     }
     extras = {arm: {str(r.seed): r.meta["extra_results"] for r in comparison.runs
-                     if r.method == arm and "extra_results" in r.meta} for arm in ARMS}
+                     if r.label == arm and "extra_results" in r.meta} for arm in ARMS}
     if any(extras.values()):
         summary["extra_results"] = extras
     summary["paired"] = paired_summary(comparison, extras)

@@ -114,4 +114,5 @@ def test_reproduce_compares_a_copy_ablation_with_random_search(tmp_path: Path) -
     summary = reproduce("toy", config, "smoke", seeds=2, out=tmp_path / "out", runs=tmp_path / "runs")
     assert summary is not None and summary["pbt"]["best_final"] is not None
     assert summary["paired"]["best_final"]["n"] == 2 and "schedule" in summary["figures"]
+    assert summary["trains_faster"]["n"] == 2
     assert "PBT, copying weights only" in (tmp_path / "out" / "comparison.md").read_text()
