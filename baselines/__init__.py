@@ -1,4 +1,5 @@
-"""Baselines at equal compute: random search and grid search, for any domain (a built-in one or a user's).
+"""Baselines at equal compute: random search and grid search, for any domain (a built-in one or a user's), and the
+replay of a PBT run's schedule (or of its final hyperparameters) from scratch.
 
     from baselines import random_search
 
@@ -49,3 +50,13 @@ def grid_search(module: str, config: Any, out: Path | str, grid_points: int = 2,
     population is the grid's size. Takes ``pbt.controller.run_experiment``'s arguments; returns the run's store."""
     baseline, initial = baseline_config(load(module), config, "grid_search", grid_points)
     return run_experiment(module, baseline, out, method="grid_search", initial_hparams=initial, **options)
+
+def replay_config(config: Any, population: int) -> Any:
+    """The config of a ``replay`` (or ``final``) run of a PBT run made with ``config``: the same settings (budget per
+    member, ready interval, seed, executor), ``population`` fresh members, exploit and explore off (the schedule sets
+    the hyperparameters). A member that fails is dropped, as in random search, rather than replaced by a copy of
+    another member's weights, which would make it something other than a replay."""
+    on_failure = "drop" if config.pbt.on_failure == "replace" else config.pbt.on_failure
+    pbt = dataclasses.replace(config.pbt, population=population, exploit="none", explore="none",
+                              explore_every_ready=False, on_failure=on_failure)
+    return dataclasses.replace(config, pbt=pbt)

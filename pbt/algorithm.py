@@ -18,6 +18,11 @@ ends, evaluating every ``eval_every`` steps, and writes its checkpoint. ``exploi
 what the other members have published, whether to copy one of them (weights *and* hyperparameters, by pointing at the
 donor's checkpoint file) and, only if it copied, perturbs or resamples the copied hyperparameters. Since the copied
 weights are the donor's, ``p ← eval(θ)`` is the donor's published score; it is not recomputed.
+
+Ablations of the copy (``PBTConfig.transfer``): ``weights`` copies θ (with its score and age) and keeps the copier's h;
+``hparams`` copies h and keeps the copier's θ, score and age (recorded as an ``exploit_hparams`` event, since no
+weights change hands). A run that replays a schedule (``follow_schedule``) neither exploits nor explores: at each ready
+point its hyperparameters become the schedule's value at the weights' age.
 """
 
 from __future__ import annotations
@@ -167,11 +172,28 @@ def choose_donor(me: MemberRow, members: list[MemberRow], cfg: PBTConfig, rng: r
     return None
 
 
-def copy_member(me: MemberRow, donor: MemberRow) -> MemberRow:
+def copy_member(me: MemberRow, donor: MemberRow, transfer: str = "both") -> MemberRow:
     """θ' and h' of the donor, as ``me`` sees it (its state at ``me``'s step); the member keeps its own id, seed and
-    step count (the compute its slot has spent) and takes the copied weights' age."""
-    return replace(me, hparams=dict(donor.hparams), checkpoint=donor.checkpoint, checksum=donor.checksum,
-                   score=donor.score, samples=donor.samples, weight_age=donor.weight_age)
+    step count (the compute its slot has spent). The weights travel with what describes them (checkpoint, checksum,
+    score, samples, age); ``transfer`` says what is copied: ``both``, ``weights`` (``me`` keeps its h) or ``hparams``
+    (``me`` keeps its θ)."""
+    if transfer == "hparams":
+        return replace(me, hparams=dict(donor.hparams))
+    hparams = dict(donor.hparams) if transfer == "both" else dict(me.hparams)
+    return replace(me, hparams=hparams, checkpoint=donor.checkpoint, checksum=donor.checksum, score=donor.score,
+                   samples=donor.samples, weight_age=donor.weight_age)
+
+
+def copy_event(me: MemberRow, donor: MemberRow, transfer: str) -> Event:
+    """The record of ``me`` copying ``donor``: an ``exploit`` when the weights change hands (its ``weight_age`` the
+    copied weights' age, its ``new_hparams`` what ``me`` trains with next, the copier's own under ``weights``), an
+    ``exploit_hparams`` when only the hyperparameters do (the weights, and their age, stay ``me``'s own), so a lineage
+    follows weights only where they were copied."""
+    copied = copy_member(me, donor, transfer)
+    return Event(member=me.id, step=me.step, kind="exploit_hparams" if transfer == "hparams" else "exploit",
+                 donor=donor.id, donor_step=donor.step, old_hparams=me.hparams, new_hparams=copied.hparams,
+                 score=me.score, donor_score=donor.score, weight_age=copied.weight_age,
+                 message=None if transfer == "both" else f"transfer={transfer}")
 
 
 def explore_member(
@@ -199,14 +221,55 @@ def exploit_and_explore(
     events: list[Event] = []
     if donor_id is not None:
         donor = population[donor_id]
-        events.append(Event(member=me.id, step=me.step, kind="exploit", donor=donor.id, donor_step=donor.step,
-                            old_hparams=me.hparams, new_hparams=donor.hparams, score=me.score,
-                            donor_score=donor.score, weight_age=donor.weight_age))
-        me = copy_member(me, donor)
+        events.append(copy_event(me, donor, cfg.transfer))
+        me = copy_member(me, donor, cfg.transfer)
     if (donor_id is not None or cfg.explore_every_ready) and cfg.explore != "none":
         me, event = explore_member(me, space, cfg, rng)
         events.append(event)
     return me, events
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Hyperparameters as a function of the weights' age (the training they have received): ``changes`` holds
+    ``(age, hparams from that age on)`` in ascending ages, the first at age 0. A PBT run's discovered schedule
+    (``pbt.results.Results.discovered_schedule``), replayed from scratch."""
+
+    changes: tuple[tuple[int, HParams], ...]
+
+    def __post_init__(self) -> None:
+        ages = [age for age, _ in self.changes]
+        if not ages or ages[0] != 0 or ages != sorted(set(ages)):
+            raise ValueError(f"a schedule needs strictly ascending ages starting at 0, got {ages}")
+
+    def at(self, age: int) -> HParams:
+        """The hyperparameters in effect for weights of this age: those of the last change at or before it."""
+        return dict(next(h for start, h in reversed(self.changes) if start <= age))
+
+    def to_meta(self) -> list[dict[str, Any]]:
+        return [{"age": age, "hparams": dict(h)} for age, h in self.changes]
+
+    @classmethod
+    def from_meta(cls, changes: list[dict[str, Any]]) -> Schedule:
+        return cls(tuple((int(c["age"]), dict(c["hparams"])) for c in changes))
+
+
+def follow_schedule(me: MemberRow, schedule: Schedule) -> tuple[MemberRow, list[Event]]:
+    """The ready branch of a replay: the member's hyperparameters become the schedule's value at the age of its weights
+    (no exploit, no explore); a change is recorded as a ``schedule`` event (old → new), so its lineage shows it."""
+    new = schedule.at(me.weight_age)
+    if new == me.hparams:
+        return me, []
+    return replace(me, hparams=new), [Event(member=me.id, step=me.step, kind="schedule", old_hparams=me.hparams,
+                                            new_hparams=new, score=me.score, weight_age=me.weight_age)]
+
+
+def ready_decision(me: MemberRow, members: list[MemberRow], space: dict[str, Prior], cfg: PBTConfig,
+                   schedule: Schedule | None = None) -> tuple[MemberRow, list[Event]]:
+    """What a ready member does: follow the run's schedule when it replays one, else exploit and explore."""
+    if schedule is not None:
+        return follow_schedule(me, schedule)
+    return exploit_and_explore(me, members, space, cfg, cfg.seed)
 
 
 def after_interval(me: MemberRow, result: IntervalResult, cfg: PBTConfig) -> tuple[MemberRow, list[ScoreRow]]:

@@ -63,6 +63,11 @@ class PBTConfig:
     explore_every_ready: bool = doc(
         "Ablation: explore at every ready event even without a copy (the toy's explore-only variant).", default=False
     )
+    transfer: Literal["both", "weights", "hparams"] = doc(
+        "What an exploit copies from the donor: both (its weights and hyperparameters, the paper's PBT), weights (the "
+        "copier keeps its own hyperparameters) or hparams (the copier keeps its own weights); the last two are "
+        "ablations. A failed member's replacement always copies both.", default="both"
+    )
     truncation_fraction: float = doc("Bottom fraction that copies from the top fraction.", default=0.2)
     ttest_alpha: float = doc("Significance level of Welch's t-test (assumption: the paper gives none).", default=0.05)
     ttest_window: int = doc("Number of recent score samples the t-test compares.", default=10)

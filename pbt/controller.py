@@ -22,7 +22,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pbt.algorithm import IntervalResult, Job, after_failure, after_interval, decision_rng, exploit_and_explore
+from pbt.algorithm import (
+    IntervalResult,
+    Job,
+    Schedule,
+    after_failure,
+    after_interval,
+    decision_rng,
+    ready_decision,
+)
 from pbt.config import PBTConfig
 from pbt.domain import load as load_domain
 from pbt.executor import Executor, LocalExecutor, SerialExecutor, TaskSpec, concurrency
@@ -49,6 +57,10 @@ class Controller:
         self.listeners = list(listeners)
         self.space = load_domain(spec.module).search_space(spec.config)
         self.members = store.members()
+        meta = store.meta()
+        self.schedule = Schedule.from_meta(meta["schedule"]) if meta.get("schedule") else None  # a replay's
+        if meta.get("method") in REPLAY_METHODS and self.schedule is None:
+            raise ConfigError(f"{store.run_dir} is a {meta['method']} run without the schedule it replays")
         self.round: dict[str, Any] | None = None  # the serial executor's round in progress
         self.decided: list[int] = []  # members whose decision changed nothing, not yet stored
         self.pruned_to = -1  # the step below which snapshots have been pruned
@@ -246,7 +258,7 @@ class Controller:
         me = self.members[member]
         if me.decision_due is None:
             return
-        new, events = exploit_and_explore(me, self._view(me), self.space, self.cfg, self.cfg.seed)
+        new, events = ready_decision(me, self._view(me), self.space, self.cfg, self.schedule)
         new = replace(new, decision_due=None)
         if events:
             self._publish(new, events=events)
@@ -261,6 +273,7 @@ class Controller:
 
 
 BASELINE_METHODS = ("random_search", "grid_search")  # the methods that neither exploit nor explore
+REPLAY_METHODS = ("replay", "final")  # fresh members following a finished PBT run's schedule (or its final values)
 
 
 def open_experiment(
@@ -272,24 +285,33 @@ def open_experiment(
     initial_hparams: list[HParams] | None = None,
     force: bool = False,
     resume: bool = False,
+    schedule: Schedule | None = None,
+    replay_of: dict[str, Any] | None = None,
 ) -> tuple[Store, TaskSpec]:
     """Create (or, with ``resume``, reopen) the run directory of ``module``'s task with ``config``.
 
     ``module`` is a task module (a dotted import path or a ``file.py`` path) that declares a ``pbt.domain.Domain``
     (or just ``make_task(config)``). A baseline method must come with a config that cannot exploit or explore
-    (``baselines.baseline_config`` makes one): a run's label and what it does always agree. A PBT run given no
+    (``baselines.baseline_config`` makes one): a run's label and what it does always agree. So must a run that
+    follows a ``schedule`` (a ``replay`` or ``final`` run, ``baselines.replay_config``), which is recorded in the
+    store (with ``replay_of``: the run and member it came from) so a resume follows it too. A PBT run given no
     ``initial_hparams`` starts from the domain's own (``Domain.initial_hparams``), if it has them.
     """
-    if method in BASELINE_METHODS and (config.pbt.exploit != "none" or config.pbt.explore != "none"
-                                       or config.pbt.explore_every_ready):
+    searches = config.pbt.exploit != "none" or config.pbt.explore != "none" or config.pbt.explore_every_ready
+    if (method in BASELINE_METHODS + REPLAY_METHODS or schedule is not None) and searches:
         raise ConfigError(f"a {method} run cannot exploit or explore (exploit={config.pbt.exploit!r}, explore="
-                          f"{config.pbt.explore!r}); build its config with baselines.baseline_config")
+                          f"{config.pbt.explore!r}); build its config with baselines.baseline_config or "
+                          "baselines.replay_config")
+    if method in REPLAY_METHODS and schedule is None and not resume:
+        raise ConfigError(f"a {method} run needs the schedule it follows")
     task_domain = load_domain(module)
     if initial_hparams is None and method == "pbt":
         initial_hparams = task_domain.initial(config)
     store = prepare_run_dir(Path(out), domain or module, method, config, initial_hparams,
                             task_domain.search_space(config),
-                            force=force, resume=resume, metric=task_domain.metric, module=module)
+                            force=force, resume=resume, metric=task_domain.metric, module=module,
+                            schedule=None if schedule is None else schedule.to_meta(),
+                            extra_meta=None if replay_of is None else {"replay_of": replay_of})
     return store, TaskSpec(module, config)
 
 

@@ -28,6 +28,9 @@ from pbt.space import HParams
 from pbt.store import Event
 
 COPY_KINDS = ("exploit", "replace")  # events after which a member continues from another member's weights
+# events that change a member's hyperparameters and not its weights (a copy of hyperparameters only, a replayed
+# schedule's change)
+HPARAM_KINDS = ("explore", "exploit_hparams", "schedule")
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ def _replay(initial: Sequence[HParams], events: Sequence[Event]) -> dict[int, _N
                                       parent_step=e.donor_step if e.donor_step is not None else e.step,
                                       parent_changes=len(donor.changes), changes=[(e.step, hparams)],
                                       start_age=e.weight_age)
-        elif e.kind == "explore" and e.new_hparams is not None:
+        elif e.kind in HPARAM_KINDS and e.new_hparams is not None:
             current[e.member].changes.append((e.step, dict(e.new_hparams)))
     return current
 
@@ -137,7 +140,7 @@ def hparam_history(member: int, initial: Sequence[HParams], events: Sequence[Eve
     """
     history = [(0, dict(initial[member]))]
     for e in events:
-        if e.member == member and e.new_hparams is not None and (e.kind == "explore" or e.kind in COPY_KINDS):
+        if e.member == member and e.new_hparams is not None and (e.kind in HPARAM_KINDS or e.kind in COPY_KINDS):
             history.append((e.step, dict(e.new_hparams)))
     return history
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pbt.lineage import Segment, lineage
+from pbt.algorithm import Schedule
+from pbt.lineage import Segment, lineage, training_spans
 from pbt.store import CKPT_DIR, Event, MemberRow, Store, verify_checkpoint
 
 COUNTED = ("pending", "done")  # members whose latest score counts (dropped and failed ones do not)
@@ -61,6 +62,22 @@ class Results:
         with the member that trained them, its step range and the weights' age at the start."""
         chosen = self.member(which)
         return lineage(chosen.id, self.meta["initial_hparams"], self.events, {m.id: m.step for m in self.members})
+
+    def discovered_schedule(self, which: int | str = "best", final: bool = False) -> Schedule:
+        """The member's schedule as a function of its weights' age (``schedule``'s segments placed by
+        ``training_spans``), to replay from scratch; with ``final``, the last hyperparameters its weights trained
+        with, held from age 0 on."""
+        segments = self.schedule(which)
+        if final:
+            return Schedule(((0, dict(segments[-1].hparams)),))
+        changes: list[tuple[int, dict[str, Any]]] = []
+        for segment, (age, _) in zip(segments, training_spans(segments)):
+            age = age if changes else 0
+            if changes and changes[-1][0] == age:  # superseded at the same age: the later values trained
+                changes.pop()
+            if not changes or changes[-1][1] != segment.hparams:
+                changes.append((age, dict(segment.hparams)))
+        return Schedule(tuple(changes))
 
     def table(self) -> list[dict[str, Any]]:
         """One row per member (``pandas.DataFrame(results.table())`` if you like)."""

@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from pbt.config import EXECUTION_FIELDS, PBTConfig
+from pbt.config import EXECUTION_FIELDS, PBTConfig, from_dict
 from pbt.executor import cpu_count
 from pbt.space import ConfigError, HParams, describe, sample
 from pbt.store import LOCK_NAME, MemberRow, RunLock, Store
@@ -46,6 +46,15 @@ def _config_dict(config: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config)))  # tuples become lists, as they are stored
 
 
+def _stored_config(config: Any, stored: Any) -> Any:
+    """A stored run's config as ``_config_dict`` gives it for ``config``'s class: a setting added after the run was
+    made reads as its default (a run made before ``transfer`` existed copied both), so the run still resumes."""
+    try:
+        return _config_dict(from_dict(type(config), stored))
+    except (ConfigError, TypeError):  # not this class's config at all: compared as it is, and refused
+        return stored
+
+
 def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         return [d for k in sorted(set(a) | set(b)) for d in _differences(a.get(k), b.get(k), f"{prefix}{k}.")]
@@ -55,6 +64,7 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
 def prepare_run_dir(
     out: Path, domain: str, method: str, config: Any, initial_hparams: list[HParams] | None, space: dict,
     force: bool = False, resume: bool = False, metric: str = "score", module: str | None = None,
+    schedule: list[dict[str, Any]] | None = None, extra_meta: dict[str, Any] | None = None,
 ) -> Store:
     """Create a new run directory, or reopen ``out`` when ``resume`` is set and it holds the same run; the store
     returned owns the directory (``store.lock``) until it is closed.
@@ -63,9 +73,13 @@ def prepare_run_dir(
     nothing else) is given. A directory whose run never trained a step is started over, so a run that failed at
     start-up (wrong data path, say) can be run again with corrected settings. Creation is atomic: the run is built
     in a hidden folder beside ``out`` and renamed into place, so a kill at any moment leaves nothing or a whole run.
+    ``schedule`` (a replay's, ``Schedule.to_meta``) is recorded in the metadata, where the controller reads it, and
+    must be the same to resume; ``extra_meta`` is recorded at creation and not compared.
     """
     pbt: PBTConfig = config.pbt
     wanted = {"domain": domain, "method": method, "config": _config_dict(config)}
+    if schedule is not None:  # a replay's schedule is part of what it computes: a resume must follow the same one
+        wanted["schedule"] = schedule
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out} is a file, not a run directory; choose another --out")
     if initial_hparams is not None and len(initial_hparams) != pbt.population:
@@ -81,7 +95,8 @@ def prepare_run_dir(
         have = store.meta() if store is not None else {}
         untrained = store is not None and (not have.get("domain") or not store.trained_any())
         if store is not None and resume and not untrained:
-            diff = [d for d in _differences({k: have.get(k) for k in wanted}, wanted)
+            stored = {k: have.get(k) for k in wanted} | {"config": _stored_config(config, have.get("config"))}
+            diff = [d for d in _differences(stored, wanted)
                     if d.split(":")[0].removeprefix("config.pbt.") not in EXECUTION_FIELDS]
             if diff:
                 store.close()
@@ -104,10 +119,10 @@ def prepare_run_dir(
     rng = random.Random(f"{pbt.seed}:init")  # shared by PBT and random search: same seed, same initial population
     hparams = initial_hparams or [sample(space, rng) for _ in range(pbt.population)]
     # the module (so a resume finds the task again) and the priors (so figures need not build the task) go with it
-    meta = dict(**wanted, metric=metric, module=module or domain, space={k: describe(p) for k, p in space.items()},
-                initial_hparams=hparams, seed=pbt.seed, git_commit=git_commit(),
-                machine=machine(), started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), wall_seconds=0.0,
-                status="running")
+    meta = dict(**wanted, **(extra_meta or {}), metric=metric, module=module or domain,
+                space={k: describe(p) for k, p in space.items()}, initial_hparams=hparams, seed=pbt.seed,
+                git_commit=git_commit(), machine=machine(),
+                started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), wall_seconds=0.0, status="running")
     members = [MemberRow(id=i, seed=pbt.seed + i, hparams=dict(h)) for i, h in enumerate(hparams)]
     built = _build_run(out, members, meta)
     if replace_old:

@@ -182,7 +182,7 @@ class ScoreRow:
 class Event:
     member: int
     step: int
-    kind: str  # exploit | explore | failure | replace | drop | retry
+    kind: str  # exploit | exploit_hparams | explore | schedule | failure | replace | drop | retry
     donor: int | None = None
     donor_step: int | None = None
     old_hparams: HParams | None = None

@@ -9,6 +9,8 @@ nested ``PBTConfig``), so every setting a profile has can be overridden, and not
     pbt-repro status DIR                             # the members of a run, once
     pbt-repro reproduce DOMAIN --profile cpu [--seeds K] [--out DIR]   # PBT + random search + comparison + summary
     pbt-repro compare RUN_DIR [RUN_DIR ...] --out DIR [--allow-unequal]  # tables and figures from run stores
+    pbt-repro replay RUN_DIR [--member best] [--population K] [--final] --out DIR   # PBT's schedule from scratch
+    pbt-repro study DOMAIN --study population|exploit|transfer|schedule|all --seeds K --out DIR  # §5's analysis
     pbt-repro report [--results results]             # regenerate results/README.md from results/*/summary.json
     pbt-repro DOMAIN COMMAND ...                     # a domain's own tools (e.g. rl play, translation translate)
 """
@@ -229,6 +231,18 @@ def cmd_compare(argv: list[str]) -> int:
     return compare_main(argv)
 
 
+def cmd_replay(argv: list[str]) -> int:
+    from repro.replay import main as replay_main
+
+    return replay_main(argv)
+
+
+def cmd_study(argv: list[str]) -> int:
+    from repro.study import main as study_main
+
+    return study_main(argv)
+
+
 def cmd_report(argv: list[str]) -> int:
     from repro.report import main as report_main
 
@@ -341,6 +355,10 @@ COMMANDS: dict[str, tuple[str, Any]] = {  # name: (help, main(argv) -> exit code
     "reproduce": ("PBT, random search at equal compute, comparison, summary: reproduce DOMAIN --profile ...",
                   cmd_reproduce),
     "compare": ("tables and figures from run directories: compare RUN_DIR ... --out DIR", cmd_compare),
+    "replay": ("fresh members on a finished PBT run's schedule (or its --final values): replay DIR --out DIR",
+               cmd_replay),
+    "study": ("the paper's analysis (population, exploit, transfer, schedule): study DOMAIN --study ... --out DIR",
+              cmd_study),
     "report": ("regenerate results/README.md from results/*/summary.json", cmd_report),
 }
 

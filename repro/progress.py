@@ -55,9 +55,11 @@ class Eta:
 
 
 def exploit_line(e: Event) -> str | None:
-    if e.kind == "exploit":
-        return (f"member {e.member} (score {fmt(e.score)}) copies member {e.donor} (score {fmt(e.donor_score)}) "
-                f"at step {e.step}")
+    if e.kind in ("exploit", "exploit_hparams"):
+        what = ("the hyperparameters of " if e.kind == "exploit_hparams" else
+                "the weights of " if e.message == "transfer=weights" else "")
+        return (f"member {e.member} (score {fmt(e.score)}) copies {what}member {e.donor} (score "
+                f"{fmt(e.donor_score)}) at step {e.step}")
     if e.kind == "failure":
         return f"member {e.member} failed at step {e.step}: {e.message}"
     if e.kind == "replace":

@@ -70,11 +70,11 @@ def arm_configs(domain: Domain, config: Any, seed: int) -> dict[str, Any]:
 
 
 def run_arm(domain: Domain, name: str, arm: str, config: Any, run_dir: Path, force: bool,
-            listeners_for: Callable[[Store], Any] | None = None) -> None:
-    """Run (or continue) one arm's run directory to completion, then record the domain's ``extra_results`` for it
-    (once: a store that already holds them is left as it is)."""
+            listeners_for: Callable[[Store], Any] | None = None, resume: bool = True) -> None:
+    """Run (or continue, with ``resume``) one arm's run directory to completion, then record the domain's
+    ``extra_results`` for it (once: a store that already holds them is left as it is)."""
     try:
-        store, spec = open_experiment(domain.module, config, run_dir, arm, name, force=force, resume=True)
+        store, spec = open_experiment(domain.module, config, run_dir, arm, name, force=force, resume=resume)
     except ConfigError as exc:
         raise ConfigError(f"{exc} (reproduce: pass --runs DIR for another folder, or --force to start over)") from exc
     try:
@@ -184,7 +184,7 @@ def extra_paired(extras: dict[str, dict[str, Any]],
 
 def best_so_far_curves(comparison: Comparison, arm: str) -> dict[int, list[tuple[float, float]]]:
     """Each seed's ``(compute, best so far)`` curve for one arm (``progress_curve``), by seed."""
-    return {r.seed: list(zip(*progress_curve(r.scores)[:2])) for r in comparison.runs if r.method == arm}
+    return {r.seed: list(zip(*progress_curve(r.scores)[:2])) for r in comparison.runs if r.label == arm}
 
 
 def speed_summary(comparison: Comparison) -> dict[str, Any]:
@@ -398,7 +398,7 @@ def reproduce(
         "best_schedule": "best_schedule.json" if comparison.best_schedule else None,
     }
     extras = {arm: {str(r.seed): r.meta["extra_results"] for r in comparison.runs
-                     if r.method == arm and "extra_results" in r.meta} for arm in ARMS}
+                     if r.label == arm and "extra_results" in r.meta} for arm in ARMS}
     if any(extras.values()):
         summary["extra_results"] = extras
     summary["paired"] = paired_summary(comparison, extras)

@@ -35,5 +35,5 @@ def test_compare_refuses_a_baseline_whose_events_show_exploits(tmp_path: Path) -
     assert store.events("exploit")
     run = load_run(tmp_path / "pbt")
     run.meta["method"] = "random_search"  # as a store written before labels were checked could say
-    with pytest.raises(ConfigError, match="labelled a baseline but its events show exploits"):
+    with pytest.raises(ConfigError, match="labelled a baseline or a replay but its events show exploits"):
         check_comparable([run])

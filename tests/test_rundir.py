@@ -110,8 +110,9 @@ def test_status_names_the_failure_of_a_stopped_run(tmp_path: Path) -> None:
 
 
 def test_a_store_of_the_previous_layout_still_resumes(tmp_path: Path) -> None:
-    """Stores written before weight ages, snapshots, pending decisions and the recorded module and priors: reopened,
-    they gain the new columns and finish (resumed where they stopped)."""
+    """Stores written before weight ages, snapshots, pending decisions, the recorded module and priors and the
+    ``transfer`` setting: reopened, they gain the new columns and finish (resumed where they stopped)."""
+    import json
     import sqlite3
 
     from repro.compare import compare
@@ -147,6 +148,9 @@ def test_a_store_of_the_previous_layout_still_resumes(tmp_path: Path) -> None:
             DROP TABLE snapshot;
             DELETE FROM meta WHERE key IN ('module', 'space', 'slots', 'serial_round', 'failure');
         """)
+        config = json.loads(db.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()[0])
+        del config["pbt"]["transfer"]  # made before copies could transfer less than both
+        db.execute("UPDATE meta SET value = ? WHERE key = 'config'", (json.dumps(config),))
     db.close()
     store = run_experiment(TOY, toy(steps=40), out, domain="toy", resume=True)
     members = store.members()

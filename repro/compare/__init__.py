@@ -22,7 +22,8 @@ Reads finished or still-running run directories (it never trains anything) and w
   the run's seed.
 
 Runs of different domains are never compared; runs that planned different compute (population × steps per member)
-are refused unless ``allow_unequal``, and the table then says so. matplotlib is imported only to draw.
+are refused unless ``allow_unequal``, and the table then says so. A ``replay`` or ``final`` run (``pbt-repro replay``)
+is an extra arm, held to the same steps per member whatever its number of members. matplotlib is imported only to draw.
 
 The same stores give the same files, byte for byte: figures are saved without dates or version strings, and SVG ids
 come from a fixed salt.
@@ -92,8 +93,9 @@ def median_seed(best_by_seed: Mapping[int, float | None]) -> int | None:
 
 def figure_run(runs: Sequence[Run], seed: int | None = None) -> Run | None:
     """The PBT run the schedule, lineage, member-score and greediness figures show: the one of ``seed``, by default
-    the median seed by best final score (the first PBT run when none has a score yet); None without PBT runs."""
-    pbt_runs = [r for r in runs if r.method == "pbt"]
+    the median seed by best final score (the first PBT run when none has a score yet); None without PBT runs. Without
+    a run of PBT as the paper has it, a PBT run of a copy ablation is drawn."""
+    pbt_runs = [r for r in runs if r.method == "pbt"] or [r for r in runs if r.label == "pbt"]
     if seed is None:
         best = {r.seed: None if r.best_member is None else r.best_member.score for r in pbt_runs}
         seed = median_seed(best)
@@ -110,7 +112,7 @@ def compare(run_dirs: Sequence[Path | str], out: Path | str, allow_unequal: bool
     """Compare runs and write the tables and figures into ``out`` (see the module docstring).
 
     Args:
-        run_dirs: Run directories (PBT, random search, grid search; any number of seeds each).
+        run_dirs: Run directories (PBT, random search, grid search, replays; any number of seeds each).
         out: Output directory; created if missing. Files of the same names are overwritten.
         allow_unequal: Compare runs that planned different compute (the table says so).
         metric: The score's name for labels; by default the domain module's ``METRIC``.

@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pbt.controller import BASELINE_METHODS, REPLAY_METHODS
 from pbt.diagnostics import Greediness, greediness
 from pbt.lineage import Segment, lineage
 from pbt.space import ConfigError
 from pbt.store import Event, MemberRow, ScoreRow, Store
 
 FINAL_STATES = ("pending", "done")  # members whose latest score counts as a final score (dropped/failed do not)
-BASELINE_METHODS = ("random_search", "grid_search")  # methods that never exploit or explore
+SEARCH_KINDS = ("exploit", "exploit_hparams", "explore")  # events only a search (PBT) makes
 
 
 @dataclass
@@ -34,8 +35,20 @@ class Run:
         return str(self.meta.get("domain", "?"))
 
     @property
-    def method(self) -> str:
+    def label(self) -> str:
+        """The method the run was stored as (``pbt``, ``random_search``, ``replay``, ...)."""
         return str(self.meta.get("method", "?"))
+
+    @property
+    def transfer(self) -> str:
+        """What the run's exploits copy (``PBTConfig.transfer``; ``both`` in stores made before it existed)."""
+        return str(self.meta.get("config", {}).get("pbt", {}).get("transfer", "both"))
+
+    @property
+    def method(self) -> str:
+        """The method as compared: the stored label, with a PBT run's copy ablation appended (``pbt-transfer-weights``)
+        so that runs which copy different things are never pooled into one arm."""
+        return f"pbt-transfer-{self.transfer}" if self.label == "pbt" and self.transfer != "both" else self.label
 
     @property
     def seed(self) -> int:
@@ -70,6 +83,11 @@ def domain_metric(run: Run) -> str:
 def check_comparable(runs: Sequence[Run], allow_unequal: bool = False) -> bool:
     """Raise ``ConfigError`` for runs of different domains, or of unequal planned compute unless ``allow_unequal``.
 
+    Searches (PBT, random and grid search) must plan the same compute (population × steps per member). A ``replay``
+    or ``final`` run (fresh members following a PBT run's schedule, as many as were asked for) is an extra arm held
+    to the same steps per member. A baseline or replay whose events show an exploit or explore is refused: its label
+    and what it did disagree.
+
     Returns:
         Whether every run planned the same compute.
     """
@@ -79,17 +97,21 @@ def check_comparable(runs: Sequence[Run], allow_unequal: bool = False) -> bool:
     if len(domains) > 1:
         raise ConfigError(f"cannot compare runs of different domains ({', '.join(domains)}): their scores measure "
                           "different things")
-    planned = {str(r.run_dir): r.compute["planned_steps"] for r in runs}
-    equal = len(set(planned.values())) == 1
-    if not equal and not allow_unequal:
-        plans = ", ".join(f"{d} plans {p}" for d, p in planned.items())
-        raise ConfigError(f"unequal compute (member-steps = population × steps per member): {plans}; pass "
-                          "--allow-unequal to compare anyway")
-    mislabelled = [f"{r.run_dir} ({r.method})" for r in runs
-                   if r.method in BASELINE_METHODS and any(e.kind in ("exploit", "explore") for e in r.events)]
+    searches = [r for r in runs if r.label not in REPLAY_METHODS] or list(runs)
+    for what, key, group in (("compute (member-steps = population × steps per member)", "planned_steps", searches),
+                             ("steps per member", "budget_steps", runs)):
+        planned = {str(r.run_dir): r.compute[key] for r in group}
+        if len(set(planned.values())) > 1 and not allow_unequal:
+            plans = ", ".join(f"{d} plans {p}" for d, p in planned.items())
+            raise ConfigError(f"unequal {what}: {plans}; pass --allow-unequal to compare anyway")
+    equal = (len({r.compute["planned_steps"] for r in searches}) == 1
+             and len({r.compute["budget_steps"] for r in runs}) == 1)
+    mislabelled = [f"{r.run_dir} ({r.label})" for r in runs
+                   if r.label in BASELINE_METHODS + REPLAY_METHODS
+                   and any(e.kind in SEARCH_KINDS for e in r.events)]
     if mislabelled:
-        raise ConfigError(f"{', '.join(mislabelled)}: labelled a baseline but its events show exploits or explores; "
-                          "its label and what it did disagree, so it is not compared")
+        raise ConfigError(f"{', '.join(mislabelled)}: labelled a baseline or a replay but its events show exploits "
+                          "or explores; its label and what it did disagree, so it is not compared")
     over = over_trained(runs)
     if over and not allow_unequal:
         raise ConfigError(f"{'; '.join(over)}: more training than any member of the comparison ran; pass "

@@ -13,7 +13,10 @@ from repro.compare.runs import Run, run_greediness
 from repro.stats import mean_std
 from repro.text import duration, fmt
 
-METHOD_TITLES = {"pbt": "PBT", "random_search": "random search", "grid_search": "grid search"}
+METHOD_TITLES = {"pbt": "PBT", "random_search": "random search", "grid_search": "grid search",
+                 "pbt-transfer-weights": "PBT, copying weights only", "pbt-transfer-hparams": "PBT, copying "
+                 "hyperparameters only", "replay": "PBT's schedule replayed from scratch",
+                 "final": "PBT's final hyperparameters from scratch"}
 
 # -- the table --------------------------------------------------------------------------------------------------
 
@@ -94,7 +97,11 @@ class Comparison:
     figure_seed: int | None = None  # the PBT run's seed the schedule, lineage, member-score and greediness figures show
 
     def method_rows(self, method: str) -> list[Row]:
-        return [r for r in self.rows[: len(self.runs)] if r.method == method]
+        """The run rows of ``method``; when there are none, those of the runs stored under that label (``pbt``: a
+        reproduction of a copy ablation, ``pbt-transfer-weights``, against random search)."""
+        rows = self.rows[: len(self.runs)]
+        return ([r for r in rows if r.method == method]
+                or [r for r, run in zip(rows, self.runs) if run.label == method])
 
 
 def table_rows(runs: Sequence[Run]) -> list[Row]:

@@ -1,0 +1,97 @@
+"""Replay a finished PBT run's discovered schedule from scratch, or train with its final hyperparameters held fixed.
+
+    pbt-repro replay RUN_DIR [--member best] [--population K] [--final] --out DIR [--resume]
+
+``replay`` trains ``K`` fresh members (default 1) with the run's own config (domain, budget per member, ready
+interval, seed, executor), exploit and explore off, and with the chosen member's lineage hyperparameters as a function
+of the weights' age (``pbt.results.Results.discovered_schedule``): each member starts with the schedule's values at
+age 0, and at every ready point takes its values at the age its weights have reached (``pbt.algorithm.follow_schedule``,
+recorded as ``schedule`` events). ``--final`` holds the member's final hyperparameters fixed from the start instead:
+the paper's "train from scratch with PBT's final hyperparameters". The run is labelled ``replay`` (or ``final``) and is
+an ordinary run directory: ``resume``, ``status`` and ``compare`` (as an extra arm beside the PBT run) work on it.
+The schedule is recorded in its store, so a resume follows it without the source run.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from baselines import replay_config
+from pbt.controller import Controller, open_experiment
+from pbt.results import Results
+from pbt.space import ConfigError
+from pbt.store import Store
+from repro.domains import stored_config, stored_domain
+
+
+def replay(source: Path | str, out: Path | str, member: str = "best", population: int = 1, final: bool = False,
+           resume: bool = False, force: bool = False,
+           listeners_for: Callable[[Store, Any], Any] | None = None) -> Store:
+    """Train (or, with ``resume``, continue) a replay of the finished PBT run ``source`` into ``out``.
+
+    Args:
+        source: A finished PBT run directory (its store is enough: no checkpoint is read).
+        out: The replay's run directory.
+        member: Whose schedule: a member id, or ``best`` (the highest final score).
+        population: How many fresh members follow it.
+        final: Hold the member's final hyperparameters fixed (method ``final``) instead of replaying its schedule.
+        resume: Continue ``out`` if it holds the same replay.
+        force: Replace the run ``out`` holds.
+        listeners_for: ``(store, config) -> context manager yielding listeners`` (progress, W&B).
+
+    Returns:
+        The replay's store, closed.
+    """
+    results = Results(source)
+    if results.meta.get("method") != "pbt":
+        raise ConfigError(f"{source} is a {results.meta.get('method')} run: only a PBT run has a discovered schedule "
+                          "to replay")
+    if results.state[0] != "finished":
+        raise ConfigError(f"{source} has not finished ({results.state[0]}): its schedule is not final yet")
+    chosen = results.member(member)
+    domain = stored_domain(results.meta)
+    config = replay_config(stored_config(domain, results.meta), population)
+    schedule = results.discovered_schedule(chosen.id, final=final)
+    method = "final" if final else "replay"
+    replay_of = {"run": str(source), "member": chosen.id, "score": chosen.score}
+    store, spec = open_experiment(domain.module, config, out, method, str(results.meta["domain"]),
+                                  [schedule.at(0) for _ in range(population)], force, resume, schedule, replay_of)
+    try:
+        if listeners_for is None:
+            Controller(store, spec).run()
+        else:
+            with listeners_for(store, config) as listeners:
+                Controller(store, spec, listeners).run()
+    finally:
+        store.close()
+    return store
+
+
+def main(argv: list[str] | None = None) -> int:
+    from repro.cli import add_listener_flags, print_summary, run_listeners
+
+    parser = argparse.ArgumentParser(prog="pbt-repro replay", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", type=Path, help="a finished PBT run directory")
+    parser.add_argument("--member", default="best", help="whose schedule: a member id or best (default)")
+    parser.add_argument("--population", type=int, default=1, help="fresh members that follow it (default 1)")
+    parser.add_argument("--final", action="store_true", help="hold the member's final hyperparameters fixed from the "
+                        "start instead of replaying its schedule (method final)")
+    parser.add_argument("--out", type=Path, required=True, help="the replay's run directory")
+    parser.add_argument("--resume", action="store_true", help="continue --out if it holds the same replay")
+    parser.add_argument("--force", action="store_true", help="replace the run --out holds")
+    add_listener_flags(parser)
+    args = parser.parse_args(argv)
+    if args.population < 1:
+        parser.error("--population must be >= 1")
+    method = "final" if args.final else "replay"
+
+    def listeners_for(store: Store, config: Any) -> Any:
+        return run_listeners(args, store, config.pbt, str(store.meta().get("metric", "score")),
+                             f"{args.run_dir} {method}", figures=True)
+
+    replay(args.run_dir, args.out, args.member, args.population, args.final, args.resume, args.force, listeners_for)
+    print_summary(args.out)
+    return 0

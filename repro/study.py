@@ -1,0 +1,382 @@
+"""The paper's analysis section (§5): studies of PBT's design choices at equal compute per member.
+
+    pbt-repro study DOMAIN --study population|exploit|transfer|schedule|all --profile P --seeds K [--seed S0]
+                    [--values V ...] --out DIR [setting flags]
+
+A study runs its variants for K seeds (S0, S0+1, ...). Each variant is the reference (PBT with the profile's
+settings, any setting flags applied) with one thing changed, and keeps its steps per member, ready interval and
+everything else:
+
+- ``population``: the population size (``--values``, default 2 4 8 16 32); reference: the profile's population;
+- ``exploit``: the exploit rule, truncation, ttest and tournament; reference: the profile's rule;
+- ``transfer``: what an exploit copies (``PBTConfig.transfer``), both, weights and hparams; reference: both;
+- ``schedule``: ``pbt`` (the reference), ``replay`` (the best member's discovered schedule, followed from scratch by as
+  many fresh members as PBT has: ``repro.replay``) and ``final`` (its final hyperparameters held fixed from scratch).
+
+Every run has its own directory under ``DIR/runs/`` (the reference run of a seed, ``pbt-sSEED``, is shared by all
+studies), and is opened with resume: running the same command again skips finished runs and continues unfinished
+ones. Each study then writes ``DIR/STUDY/``: ``table.md``, ``table.csv`` and ``table.json`` (per variant, the mean over
+seeds of the best member's final score and of the population's mean final score with 95% t-intervals, and the paired
+difference variant − reference by seed with its 95% t-interval and the seeds the variant won: ``repro.stats``), the
+figure ``STUDY.png`` / ``.svg``, and a ``README.md`` (config, seeds, commit, machine, wall time and the command that
+regenerates it; what follows its notes marker is kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import dataclasses
+import datetime as dt
+import io
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pbt.config import replace_fields
+from pbt.domain import Domain
+from pbt.rundir import git_commit, machine
+from pbt.space import ConfigError
+from pbt.store import Store
+from repro.compare import METHOD_TITLES, load_run, run_row
+from repro.stats import Interval, PairedDifference, fmt_interval, mean_interval, paired_difference
+from repro.text import duration
+
+STUDIES = ("population", "exploit", "transfer", "schedule")
+DEFAULT_VALUES = {"population": ("2", "4", "8", "16", "32"), "exploit": ("truncation", "ttest", "tournament"),
+                  "transfer": ("both", "weights", "hparams"), "schedule": ("pbt", "replay", "final")}
+FINDINGS = {  # what the paper (§5, as far as its sources say) found, for each study's README
+    "population": "With 10 or fewer members, variance is high and performance poor (PBT is greedy and gets stuck); "
+                  "with 20–40 members improvements are strong and consistent; larger populations help, with "
+                  "diminishing returns.",
+    "exploit": "Truncation selection (bottom 20% copy the top 20%) worked best; one source says it was more stable "
+               "than the binary tournament.",
+    "transfer": "Copying only the weights, or only the hyperparameters, is worse than copying both.",
+    "schedule": "Training from scratch with PBT's final hyperparameters is worse than PBT's online schedule; a "
+                "\"replay the discovered schedule from scratch\" experiment is recalled but unverified.",
+}
+VARIED = {"population": "the population size", "exploit": "the exploit rule", "transfer": "what an exploit copies",
+          "schedule": "how the hyperparameters are set (PBT online, its best member's schedule replayed from scratch, "
+                      "or its final hyperparameters from scratch)"}
+NOTES_MARKER = "<!-- notes: written by hand, kept when study rewrites this file -->"
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One arm of a study: the reference config with ``overrides`` applied (PBT settings), run as ``method``."""
+
+    study: str
+    name: str
+    overrides: dict[str, Any]
+    method: str = "pbt"  # pbt, or replay / final (of the seed's reference run)
+
+    @property
+    def reference(self) -> bool:
+        return self.method == "pbt" and not self.overrides
+
+    @property
+    def title(self) -> str:
+        if self.study == "population":
+            return f"population {self.name}"
+        if self.study == "transfer":
+            return {"both": "copy both", "weights": "copy weights only", "hparams": "copy hyperparameters only"}.get(
+                self.name, self.name)
+        return METHOD_TITLES.get(self.method, self.name) if self.study == "schedule" else self.name
+
+    def run_name(self, seed: int) -> str:
+        return f"pbt-s{seed}" if self.reference else f"{self.study}-{self.name}-s{seed}"
+
+
+def study_variants(study: str, config: Any, values: Sequence[str] | None = None) -> list[Variant]:
+    """The variants of ``study`` against the reference ``config``, the reference first (added if ``values`` leaves it
+    out); a value that equals the reference's setting is the reference."""
+    pbt = config.pbt
+    field = study  # the PBT setting a study other than schedule varies
+    reference = {"population": str(pbt.population), "exploit": pbt.exploit, "transfer": pbt.transfer,
+                 "schedule": "pbt"}.get(study)
+    if reference is None:
+        raise ConfigError(f"unknown study {study!r}; choose one of: {', '.join(STUDIES)}, all")
+    chosen = list(dict.fromkeys([reference, *(values or DEFAULT_VALUES[study])]))
+    variants = []
+    for value in chosen:
+        if study == "schedule":
+            if value not in DEFAULT_VALUES["schedule"]:
+                raise ConfigError(f"unknown schedule variant {value!r}; choose from pbt, replay, final")
+            variants.append(Variant(study, value, {}, method=value))
+            continue
+        setting = int(value) if study == "population" and value.lstrip("-").isdigit() else value
+        replace_fields(config, {field: setting})  # refused here, with the field's own message, if it is no value
+        variants.append(Variant(study, value, {} if value == reference else {field: setting}))
+    return variants
+
+
+RunHook = Callable[[str, Store, Any], Any]  # (title, store, config) -> context manager yielding listeners
+
+
+def run_variant(domain: Domain, name: str, variant: Variant, config: Any, seed: int, runs: Path,
+                force: bool, listeners_for: RunHook | None) -> Path:
+    """Run (or continue; a finished run is left as it is) one variant's run of ``seed``; return its directory. A
+    replay or final run follows the seed's reference run, which must exist."""
+    from repro.replay import replay
+    from repro.reproduce import run_arm
+
+    run_dir = runs / variant.run_name(seed)
+    title = f"{name} {variant.study} {variant.title} seed {seed}"
+    if variant.method == "pbt":
+        seeded = replace_fields(config, {"seed": seed, **variant.overrides})
+        hook = None if listeners_for is None else (lambda store: listeners_for(title, store, seeded))
+        run_arm(domain, name, "pbt", seeded, run_dir, force, hook, resume=not force)
+    else:
+        reference = runs / Variant(variant.study, "pbt", {}).run_name(seed)
+        hook = None if listeners_for is None else (lambda store, cfg: listeners_for(title, store, cfg))
+        replay(reference, run_dir, population=config.pbt.population, final=variant.method == "final",
+               resume=not force, force=force, listeners_for=hook)
+    return run_dir
+
+
+@dataclasses.dataclass(frozen=True)
+class VariantResult:
+    """A variant's numbers over seeds: each seed's best final and population mean final, their means with 95%
+    t-intervals, and the paired differences variant − reference (None for the reference itself)."""
+
+    variant: Variant
+    runs: dict[int, Path]
+    best: dict[int, float | None]
+    mean: dict[int, float | None]
+    best_interval: Interval
+    mean_interval: Interval
+    best_paired: PairedDifference | None
+    mean_paired: PairedDifference | None
+    wall_seconds: float  # its runs' wall times, summed
+    run_commits: tuple[str, ...]  # the commits its runs were trained at
+
+    def to_dict(self) -> dict[str, Any]:
+        def paired(p: PairedDifference | None) -> dict[str, Any] | None:
+            return None if p is None else {"variant": p.pbt.to_dict(), "reference": p.baseline.to_dict(),
+                                           "difference": p.difference.to_dict(), "wins": p.wins, "ties": p.ties,
+                                           "n": p.n}
+
+        return {"variant": self.variant.name, "title": self.variant.title, "reference": self.variant.reference,
+                "method": self.variant.method, "overrides": self.variant.overrides,
+                "runs": {str(s): str(d) for s, d in self.runs.items()},
+                "best_final_per_seed": {str(s): v for s, v in self.best.items()},
+                "population_mean_final_per_seed": {str(s): v for s, v in self.mean.items()},
+                "best_final": self.best_interval.to_dict(), "population_mean_final": self.mean_interval.to_dict(),
+                "best_final_vs_reference": paired(self.best_paired),
+                "population_mean_final_vs_reference": paired(self.mean_paired)}
+
+
+def study_results(variants: Sequence[Variant], runs: dict[str, dict[int, Path]]) -> list[VariantResult]:
+    """Read every variant's runs (``runs[variant.name][seed]``) and pair each variant with the reference by seed."""
+    loaded = {v.name: {seed: load_run(d) for seed, d in runs[v.name].items()} for v in variants}
+    rows = {name: {seed: run_row(run) for seed, run in by_seed.items()} for name, by_seed in loaded.items()}
+    best = {name: {s: r.best_final for s, r in by_seed.items()} for name, by_seed in rows.items()}
+    mean = {name: {s: r.mean_final for s, r in by_seed.items()} for name, by_seed in rows.items()}
+    ref = next(v.name for v in variants if v.reference)
+    return [VariantResult(v, runs[v.name], best[v.name], mean[v.name], mean_interval(best[v.name].values()),
+                          mean_interval(mean[v.name].values()),
+                          None if v.reference else paired_difference(best[v.name], best[ref]),
+                          None if v.reference else paired_difference(mean[v.name], mean[ref]),
+                          sum(r.wall_seconds for r in rows[v.name].values()),
+                          tuple(sorted({str(run.meta.get("git_commit")) for run in loaded[v.name].values()})))
+            for v in variants]
+
+
+# -- what a study writes -----------------------------------------------------------------------------------------
+
+
+def wins_text(p: PairedDifference | None) -> str:
+    if p is None:
+        return "reference"
+    return f"{p.wins}/{p.n}" + (f" ({p.ties} tied)" if p.ties else "")
+
+
+def markdown_table(results: Sequence[VariantResult]) -> str:
+    lines = ["| variant | seeds | best final | − reference (paired) | won | population mean final | − reference "
+             "(paired) | won |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        name = f"**{r.variant.title}** (reference)" if r.variant.reference else r.variant.title
+        diff = [("–" if p is None else fmt_interval(p.difference)) for p in (r.best_paired, r.mean_paired)]
+        lines.append(f"| {name} | {r.best_interval.n} | {fmt_interval(r.best_interval)} | {diff[0]} | "
+                     f"{wins_text(r.best_paired)} | {fmt_interval(r.mean_interval)} | {diff[1]} | "
+                     f"{wins_text(r.mean_paired)} |")
+    return "\n".join(lines) + "\n"
+
+
+TABLE_NOTE = ("Means over seeds with their 95% t-intervals in brackets. *− reference (paired)*: the mean over seeds of "
+              "the variant's number minus the reference run's number of the same seed, with its 95% paired "
+              "t-interval; *won*: the seeds where the variant's number is higher (ties said apart). *Best final*: the "
+              "best member's final score; *population mean final*: the mean of every member's final score.")
+
+
+def csv_table(results: Sequence[VariantResult]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    columns = ["variant", "reference", "method", "seeds"]
+    for key in ("best_final", "population_mean_final"):
+        columns += [f"{key}_mean", f"{key}_low", f"{key}_high", f"{key}_diff_mean", f"{key}_diff_low",
+                    f"{key}_diff_high", f"{key}_wins", f"{key}_ties"]
+    writer.writerow(columns)
+    blank = lambda v: "" if v is None else repr(v)  # noqa: E731 - repr keeps floats exact
+    for r in results:
+        row: list[Any] = [r.variant.name, r.variant.reference, r.variant.method, r.best_interval.n]
+        for interval, p in ((r.best_interval, r.best_paired), (r.mean_interval, r.mean_paired)):
+            d = None if p is None else p.difference
+            row += [blank(interval.mean), blank(interval.low), blank(interval.high),
+                    *(["", "", ""] if d is None else [blank(d.mean), blank(d.low), blank(d.high)]),
+                    "" if p is None else p.wins, "" if p is None else p.ties]
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
+def plot_study(study: str, results: Sequence[VariantResult], metric: str, out: Path) -> list[str]:
+    """Left: each variant's best final score per seed (dots) and its mean with the 95% t-interval; right: the paired
+    difference to the reference per seed and its mean with the 95% paired t-interval."""
+    from repro.compare.figures import _pyplot, _save
+
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    positions = list(range(len(results)))
+    for ax, values, intervals, title in (
+            (left, [r.best for r in results], [r.best_interval for r in results], f"best member's final {metric}"),
+            (right, [None if r.best_paired is None else {s: p - b for s, p, b in r.best_paired.per_seed}
+                     for r in results],
+             [None if r.best_paired is None else r.best_paired.difference for r in results],
+             "variant − reference, paired by seed")):
+        for x, per_seed, interval in zip(positions, values, intervals):
+            if per_seed is None or interval is None or interval.mean is None:
+                continue
+            points = [v for _, v in sorted(per_seed.items()) if v is not None]
+            offsets = [0.25 * (i / max(1, len(points) - 1) - 0.5) for i in range(len(points))]  # spread, not random
+            ax.scatter([x + o for o in offsets], points, s=14, color="tab:blue", alpha=0.6, linewidths=0)
+            low = interval.mean if interval.low is None else interval.low
+            high = interval.mean if interval.high is None else interval.high
+            ax.errorbar([x + 0.3], [interval.mean], yerr=[[interval.mean - low], [high - interval.mean]], fmt="o",
+                        color="black", capsize=4, markersize=5)
+        if ax is right:
+            ax.axhline(0.0, color="0.5", linewidth=0.8, linestyle="--")
+        ax.set(ylabel=title, xlim=(-0.6, len(results) - 0.2))
+        ax.tick_params(axis="x", bottom=False, labelbottom=False)
+        ax.grid(axis="y", alpha=0.3)
+        names = ax.secondary_xaxis("bottom")  # variant names (the figures' shared saver formats x as numbers)
+        names.set_xticks(positions, [r.variant.title + (" (ref.)" if r.variant.reference else "")
+                                     for r in results], rotation=20, ha="right", fontsize=8)
+    fig.suptitle(f"{study} study: dots are seeds; black: mean and 95% t-interval over seeds")
+    fig.tight_layout()
+    return _save(fig, out, study)
+
+
+def provenance_text(p: dict[str, Any]) -> str:
+    m = p["machine"]
+    return (f"Made by `{p['command']}` at commit `{p['git_commit']}` on {p['date']}, on {m['processor']} with "
+            f"{m['cpus']} CPUs ({m['platform']}, Python {m['python']}): {duration(p['wall_seconds'])} for this "
+            f"invocation; the study's runs trained for {duration(p['runs_wall_seconds'])} in all (the sum of their "
+            f"wall times, kept in their stores) at commit {', '.join(f'`{c}`' for c in p['run_commits'])}.")
+
+
+def write_study(study: str, domain: str, metric: str, profile: str, config: Any, seeds: Sequence[int],
+                results: Sequence[VariantResult], out: Path, provenance: dict[str, Any]) -> dict[str, Any]:
+    """Write ``out`` (``DIR/STUDY``): the table as markdown, CSV and JSON, the figure and the README."""
+    out.mkdir(parents=True, exist_ok=True)
+    figure = plot_study(study, results, metric, out)
+    pbt = config.pbt
+    table = {"study": study, "domain": domain, "metric": metric, "profile": profile, "seeds": list(seeds),
+             "varied": VARIED[study], "reference_config": dataclasses.asdict(config),
+             "variants": [r.to_dict() for r in results], "figure": figure, "provenance": provenance}
+    (out / "table.json").write_text(json.dumps(table, indent=2, ensure_ascii=False) + "\n")
+    (out / "table.md").write_text(markdown_table(results))
+    (out / "table.csv").write_text(csv_table(results))
+    png = next(f for f in figure if f.endswith(".png"))
+    lines = [f"# {domain}: the {study} study ({profile} profile)", "",
+             f"The paper: {FINDINGS[study]}", "",
+             f"Each variant differs from the reference (PBT with the profile's settings) only in {VARIED[study]}; "
+             f"every member trains {pbt.budget_steps} steps, ready every {pbt.ready_every}. Reference: population "
+             f"{pbt.population}, exploit {pbt.exploit}, explore {pbt.explore}, transfer {pbt.transfer}, executor "
+             f"{pbt.executor} (the full config is in `table.json`). Seeds: {', '.join(map(str, seeds))}.", "",
+             provenance_text(provenance), "", markdown_table(results), TABLE_NOTE, "", f"![{study}]({png})", "",
+             "Files: `table.md`, `table.csv`, `table.json` (with each seed's numbers and run directory), "
+             f"`{study}.png` / `.svg`. The runs are in `../runs/`.", ""]
+    readme = out / "README.md"
+    notes = readme.read_text().partition(NOTES_MARKER)[2] if readme.exists() else ""
+    readme.write_text("\n".join(lines) + (f"\n{NOTES_MARKER}{notes}" if notes else ""))
+    return table
+
+
+def run_study(domain: Domain, name: str, config: Any, profile: str, study: str, seeds: Sequence[int],
+              out: Path, values: Sequence[str] | None = None, force: bool = False,
+              listeners_for: RunHook | None = None, command: str | None = None,
+              trained: set[Path] | None = None) -> dict[str, Any]:
+    """Run (or continue) one study's runs into ``out/runs`` and write ``out/STUDY``; return its table.
+
+    ``trained``: run directories already handled by this invocation (``--study all`` shares the reference runs), so a
+    ``force`` replaces each run once."""
+    started_at, t0 = dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), time.perf_counter()
+    commit = git_commit()  # before this study rewrites its own files, which would mark the tree dirty
+    variants = study_variants(study, config, values)
+    trained = set() if trained is None else trained
+    runs: dict[str, dict[int, Path]] = {v.name: {} for v in variants}
+    for seed in seeds:
+        for v in variants:  # the reference first: replay and final follow its run
+            run_dir = out / "runs" / v.run_name(seed)
+            if run_dir not in trained:
+                run_variant(domain, name, v, config, seed, out / "runs", force, listeners_for)
+                trained.add(run_dir)
+            runs[v.name][seed] = run_dir
+    results = study_results(variants, runs)
+    metric = str(load_run(runs[variants[0].name][seeds[0]]).meta.get("metric") or domain.metric)
+    provenance = {"command": command or f"pbt-repro study {name} --study {study} --seeds {len(seeds)} --out {out}",
+                  "git_commit": commit, "machine": machine(), "date": started_at,
+                  "wall_seconds": round(time.perf_counter() - t0, 2),
+                  "runs_wall_seconds": round(sum(r.wall_seconds for r in results), 2),
+                  "run_commits": sorted({c for r in results for c in r.run_commits})}
+    return write_study(study, name, metric, profile, config, seeds, results, out / study, provenance)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from repro.cli import PROG, add_listener_flags, run_listeners
+    from repro.domains import load_domain
+    from repro.flags import add_config_flags, config_from_args
+
+    argv = list(argv or [])
+    if not argv or argv[0].startswith("-"):
+        print(f"usage: {PROG} study DOMAIN --study {'|'.join(STUDIES)}|all --seeds K --out DIR [flags]")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    name = argv[0]
+    domain = load_domain(name)
+    parser = argparse.ArgumentParser(prog=f"{PROG} study {name}", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--study", required=True, choices=(*STUDIES, "all"), help="what to vary (all: every study)")
+    parser.add_argument("--profile", default=domain.default_profile(),
+                        help=f"named settings: {', '.join(domain.profiles)} (default {domain.default_profile()})")
+    parser.add_argument("--seeds", type=int, default=10, help="seeds per variant, counting up from --seed (default 10)")
+    parser.add_argument("--values", nargs="+", help="the variants to run (default: population 2 4 8 16 32; exploit "
+                        "truncation ttest tournament; transfer both weights hparams; schedule pbt replay final)")
+    parser.add_argument("--out", type=Path, required=True, help="the study folder: runs/ and one folder per study")
+    parser.add_argument("--force", action="store_true", help="replace the study's runs and start over")
+    parser.add_argument("--config", dest="config_file", help="JSON file of setting overrides (unknown keys are errors)")
+    add_listener_flags(parser)
+    add_config_flags(parser, domain.profiles[domain.default_profile()])
+    args = parser.parse_args(argv[1:])
+    if args.seeds < 1:
+        parser.error("--seeds must be >= 1")
+    if args.study == "all" and args.values:
+        parser.error("--values picks one study's variants; give --study too")
+    config = config_from_args(domain, args.profile, args, args.config_file)
+    seeds = [config.pbt.seed + k for k in range(args.seeds)]
+
+    def listeners_for(title: str, store: Store, cfg: Any) -> Any:
+        if args.quiet:
+            return contextlib.nullcontext([])
+        return run_listeners(args, store, cfg.pbt, domain.metric, title)
+
+    trained: set[Path] = set()
+    command = " ".join([PROG, "study", *argv])
+    for study in STUDIES if args.study == "all" else (args.study,):
+        table = run_study(domain, name, config, args.profile, study, seeds, args.out, args.values, args.force,
+                          listeners_for, command, trained)
+        print(f"\n{study} study ({len(seeds)} seeds), {table['metric']}:\n"
+              + (args.out / study / "table.md").read_text())
+    print(f"wrote {', '.join(str(args.out / s) for s in (STUDIES if args.study == 'all' else (args.study,)))}")
+    return 0

@@ -1,0 +1,101 @@
+"""``pbt-repro study`` on the toy at smoke size: every study writes its table (markdown, CSV, JSON), figure and README,
+pairs each variant with the reference by seed, shares the reference runs, and resumes what a kill left."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+
+from pbt.config import replace_fields
+from pbt.results import Results
+from repro.domains import load_domain
+from repro.study import STUDIES, Variant, run_variant, study_variants
+from repro.study import main as study
+
+ARGS = ["toy", "--study", "all", "--seeds", "2", "--budget-steps", "12", "--quiet"]
+
+
+def test_study_all_writes_each_study_and_resumes(tmp_path: Path) -> None:
+    toy = load_domain("toy")
+    small = replace_fields(toy.profiles["smoke"], {"budget_steps": 12})
+
+    class Killed(BaseException):
+        pass
+
+    def kill_after(title: str, store: object, cfg: object) -> contextlib.AbstractContextManager:
+        def listener(member: object, scores: object, events: object) -> None:
+            raise Killed
+
+        return contextlib.nullcontext([listener])
+
+    reference = Variant("population", "2", {})
+    with pytest.raises(Killed):  # the reference run of seed 0 is killed at its first commit
+        run_variant(toy, "toy", reference, small, 0, tmp_path / "study" / "runs", False, kill_after)
+    assert Results(tmp_path / "study" / "runs" / "pbt-s0").state[0] != "finished"
+
+    assert study([*ARGS, "--out", str(tmp_path / "study")]) == 0
+    runs = sorted(p.name for p in (tmp_path / "study" / "runs").iterdir())
+    assert {"pbt-s0", "population-32-s1", "schedule-replay-s1", "transfer-hparams-s0"} <= set(runs)
+    assert not any(name.startswith(("population-2-", "exploit-truncation-", "transfer-both-")) for name in runs)
+    for name in STUDIES:
+        out = tmp_path / "study" / name
+        assert {p.name for p in out.iterdir()} == {"table.md", "table.csv", "table.json", f"{name}.png",
+                                                   f"{name}.svg", "README.md"}
+        table = json.loads((out / "table.json").read_text())
+        variants = table["variants"]
+        assert variants[0]["reference"] and all(not v["reference"] for v in variants[1:])
+        assert [v["variant"] for v in variants] == {"population": ["2", "4", "8", "16", "32"],
+                                                    "exploit": ["truncation", "ttest", "tournament"],
+                                                    "transfer": ["both", "weights", "hparams"],
+                                                    "schedule": ["pbt", "replay", "final"]}[name]
+        ref = variants[0]["best_final_per_seed"]
+        for v in variants[1:]:
+            paired = v["best_final_vs_reference"]
+            diffs = [v["best_final_per_seed"][s] - ref[s] for s in ("0", "1")]
+            assert paired["n"] == 2 and paired["difference"]["mean"] == pytest.approx(statistics.fmean(diffs))
+            assert paired["wins"] == sum(d > 0 for d in diffs)
+            assert v["best_final"]["low"] <= v["best_final"]["mean"] <= v["best_final"]["high"]
+        assert variants[0]["runs"] == {"0": str(tmp_path / "study" / "runs" / "pbt-s0"),
+                                       "1": str(tmp_path / "study" / "runs" / "pbt-s1")}
+        rows = list(csv.DictReader((out / "table.csv").open()))
+        assert [r["variant"] for r in rows] == [v["variant"] for v in variants]
+        readme = (out / "README.md").read_text()
+        assert table["provenance"]["git_commit"] in readme and "pbt-repro study toy --study all" in readme
+        assert table["provenance"]["run_commits"] and table["provenance"]["run_commits"][0] in readme
+        assert f"![{name}]({name}.png)" in readme and "Seeds: 0, 1" in readme
+    schedule = json.loads((tmp_path / "study" / "schedule" / "table.json").read_text())["variants"]
+    replayed = Results(tmp_path / "study" / "runs" / "schedule-replay-s0")
+    assert replayed.meta["replay_of"]["run"] == str(tmp_path / "study" / "runs" / "pbt-s0")
+    assert len(replayed.members) == 2  # as many fresh members as PBT has: equal compute per member and in all
+    assert schedule[1]["best_final_per_seed"] == schedule[0]["best_final_per_seed"]  # the toy retraces its lineage
+
+    # the killed reference was resumed to the same result a run made in one go has
+    run_variant(toy, "toy", reference, small, 0, tmp_path / "fresh", False, None)
+    resumed, whole = (Results(d / "pbt-s0").best for d in (tmp_path / "study" / "runs", tmp_path / "fresh"))
+    assert resumed is not None and whole is not None and resumed.score == whole.score
+
+    # again: nothing is trained (the stores are untouched), the tables are the same, hand-written notes are kept
+    stores = {p: p.read_bytes() for p in (tmp_path / "study" / "runs").rglob("pbt.sqlite")}
+    tables = {n: json.loads((tmp_path / "study" / n / "table.json").read_text())["variants"] for n in STUDIES}
+    readme = tmp_path / "study" / "exploit" / "README.md"
+    readme.write_text(readme.read_text() + "\n<!-- notes: written by hand, kept when study rewrites this file -->\n"
+                      "Mine.\n")
+    assert study([*ARGS, "--out", str(tmp_path / "study")]) == 0
+    assert {p: p.read_bytes() for p in (tmp_path / "study" / "runs").rglob("pbt.sqlite")} == stores
+    assert {n: json.loads((tmp_path / "study" / n / "table.json").read_text())["variants"] for n in STUDIES} == tables
+    assert readme.read_text().endswith("Mine.\n")
+
+
+def test_study_values_are_checked_and_the_reference_is_always_there() -> None:
+    config = load_domain("toy").profiles["smoke"]
+    assert [v.name for v in study_variants("population", config, ["8", "4"])] == ["2", "8", "4"]
+    assert [v.reference for v in study_variants("exploit", config, ["ttest", "truncation"])] == [True, False]
+    with pytest.raises(Exception, match="exploit must be one of"):
+        study_variants("exploit", config, ["best"])
+    with pytest.raises(Exception, match="population must be >= 2"):
+        study_variants("population", config, ["1"])
