@@ -71,7 +71,8 @@ def replay(source: Path | str, out: Path | str, member: str = "best", population
 
 
 def main(argv: list[str] | None = None) -> int:
-    from repro.cli import add_listener_flags, print_summary, run_listeners
+    from repro.cli import add_listener_flags, listener_options, print_summary
+    from repro.listeners import run_listeners
 
     parser = argparse.ArgumentParser(prog="pbt-repro replay", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path, help="a finished PBT run directory")
@@ -89,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     method = "final" if args.final else "replay"
 
     def listeners_for(store: Store, config: Any) -> Any:
-        return run_listeners(args, store, config.pbt, str(store.meta().get("metric", "score")),
-                             f"{args.run_dir} {method}", figures=True)
+        return run_listeners(store, str(store.meta().get("metric", "score")), f"{args.run_dir} {method}",
+                             figures=True, **listener_options(args))
 
     replay(args.run_dir, args.out, args.member, args.population, args.final, args.resume, args.force, listeners_for)
     print_summary(args.out)

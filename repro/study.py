@@ -25,7 +25,6 @@ regenerates it; what follows its notes marker is kept).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import dataclasses
 import datetime as dt
@@ -336,20 +335,21 @@ def run_study(domain: Domain, name: str, config: Any, profile: str, study: str, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from repro.cli import PROG, add_listener_flags, run_listeners
+    from repro.cli import PROG, add_listener_flags, add_profile_flag, domain_usage, listener_options
     from repro.domains import load_domain
     from repro.flags import add_config_flags, config_from_args
 
+    from repro.listeners import run_listeners
+
     argv = list(argv or [])
-    if not argv or argv[0].startswith("-"):
-        print(f"usage: {PROG} study DOMAIN --study {'|'.join(STUDIES)}|all --seeds K --out DIR [flags]")
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    usage = domain_usage("study", f"--study {'|'.join(STUDIES)}|all --seeds K --out DIR [flags]", argv)
+    if usage is not None:
+        return usage
     name = argv[0]
     domain = load_domain(name)
     parser = argparse.ArgumentParser(prog=f"{PROG} study {name}", description=__doc__.split("\n\n")[0])
     parser.add_argument("--study", required=True, choices=(*STUDIES, "all"), help="what to vary (all: every study)")
-    parser.add_argument("--profile", default=domain.default_profile(),
-                        help=f"named settings: {', '.join(domain.profiles)} (default {domain.default_profile()})")
+    add_profile_flag(parser, domain)
     parser.add_argument("--seeds", type=int, default=10, help="seeds per variant, counting up from --seed (default 10)")
     parser.add_argument("--values", nargs="+", help="the variants to run (default: population 2 4 8 16 32; exploit "
                         "truncation ttest tournament; transfer both weights hparams; schedule pbt replay final)")
@@ -367,9 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [config.pbt.seed + k for k in range(args.seeds)]
 
     def listeners_for(title: str, store: Store, cfg: Any) -> Any:
-        if args.quiet:
-            return contextlib.nullcontext([])
-        return run_listeners(args, store, cfg.pbt, domain.metric, title)
+        return run_listeners(store, domain.metric, title, **listener_options(args))
 
     trained: set[Path] = set()
     command = " ".join([PROG, "study", *argv])
