@@ -80,28 +80,71 @@ class RunBusy(ConfigError):
 class RunLock:
     """An exclusive ``flock`` on ``RUN_DIR/pbt.lock``, held by the one process that trains, resumes or deletes a run,
     for as long as it does. The kernel drops it when that process dies (kill -9 included), so a dead owner never
-    blocks a resume. The file holds the owner's PID, for messages; readers (status, compare) never take it."""
+    blocks a resume. The file holds the owner's PID, for messages; readers (status, compare) never take it.
+
+    A lock counts only on the file that is at ``RUN_DIR/pbt.lock`` once it is held: ``--force`` (or restarting a run
+    that never trained) moves the old run, lock file and all, out of the way, and a process that opened the old file
+    just before would otherwise own a run directory that is no longer there while the new run has another owner."""
 
     def __init__(self, run_dir: Path | str, wait: float = 1.0):
         self.path = Path(run_dir) / LOCK_NAME
-        try:
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except PermissionError as exc:
-            raise ConfigError(f"{run_dir} is not writable ({exc.strerror})") from exc
+        self.created = False  # whether this lock made the file (so a folder that is not a run keeps nothing of ours)
         deadline = time.monotonic() + wait  # a reader's momentary shared lock (RunLock.owner) is waited out
         while True:
-            try:
-                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    owner = self._pid()
-                    os.close(self.fd)
-                    raise RunBusy(f"{run_dir} is in use by process {owner or '?'} (it owns this run); wait for it "
-                                  "to end or stop it, then try again") from None
-                time.sleep(0.05)
+            fd = self._open()
+            if fd >= 0:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    if self._is_current(fd):
+                        break
+                except BlockingIOError:
+                    pass
+                os.close(fd)  # held by another process, or a file that has left the run directory: try again
+            if time.monotonic() >= deadline:
+                if fd < 0 and not self.path.parent.is_dir():
+                    raise ConfigError(f"{run_dir} was moved or deleted by another process; try again")
+                raise RunBusy(f"{run_dir} is in use by process {self._pid() or '?'} (it owns this run); wait for it "
+                              "to end or stop it, then try again")
+            time.sleep(0.05)
+        self.fd = fd
         os.ftruncate(self.fd, 0)
         os.write(self.fd, f"{os.getpid()}\n".encode())
+
+    def _open(self) -> int:
+        """A descriptor of the lock file (created if missing), or -1 while the run directory is missing (between
+        the two renames of a replacement)."""
+        self.created = False
+        try:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+                self.created = True
+                return fd
+            except FileExistsError:
+                return os.open(self.path, os.O_RDWR)
+        except FileNotFoundError:
+            return -1
+        except PermissionError as exc:
+            raise ConfigError(f"{self.path.parent} is not writable ({exc.strerror})") from exc
+
+    def _is_current(self, fd: int) -> bool:
+        """Whether the file locked through ``fd`` is still the one at ``self.path`` (not moved away or deleted)."""
+        try:
+            here = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        held = os.fstat(fd)
+        return (held.st_dev, held.st_ino) == (here.st_dev, here.st_ino)
+
+    def moved(self, run_dir: Path | str) -> None:
+        """The locked directory was renamed to ``run_dir`` (a new run put into place): the lock goes with it."""
+        self.path = Path(run_dir) / LOCK_NAME
+
+    def discard(self) -> None:
+        """Release, removing the lock file if this lock created it: a folder that turned out not to be a run is left
+        as it was. Safe while others wait on the file: a lock on a file no longer at its path does not count."""
+        if self.fd >= 0 and self.created:
+            self.path.unlink(missing_ok=True)
+        self.release()
 
     def _pid(self) -> int | None:
         try:
