@@ -152,6 +152,8 @@ def cmd_resume(argv: list[str]) -> int:
     parser.add_argument("--workers", type=int, help="worker processes or Ray slots (default: as the run was started)")
     parser.add_argument("--executor", choices=("local", "serial", "ray"), help="default: as the run was started")
     parser.add_argument("--ray-address", help="Ray cluster to continue on (--executor ray)")
+    parser.add_argument("--max-failures", type=int, help="failures a member may have before it stops the run (default: "
+                        "as the run was started); a larger value retries a member that stopped it")
     add_listener_flags(parser)
     args = parser.parse_args(argv)
     from pbt.controller import Controller, open_experiment
@@ -161,7 +163,8 @@ def cmd_resume(argv: list[str]) -> int:
     store.close()
     domain = stored_domain(meta)
     # where and how wide it runs may change on resume; what it computes may not
-    execution = {k: v for k in ("workers", "executor", "ray_address") if (v := getattr(args, k)) is not None}
+    execution = {k: v for k in ("workers", "executor", "ray_address", "max_failures")
+                 if (v := getattr(args, k)) is not None}
     config = replace_fields(stored_config(domain, meta), execution)
     # through the same door as run --resume: it takes the run's lock (one owner at a time) and checks the config
     store, spec = open_experiment(domain.module, config, args.run_dir, meta["method"], meta["domain"], resume=True)
