@@ -73,6 +73,10 @@ class CorruptCheckpoint(RuntimeError):
     """A checkpoint file is missing, truncated or does not match its recorded checksum."""
 
 
+class StoreDamaged(sqlite3.DatabaseError):
+    """The store's files were changed from outside while the run used them (its WAL file deleted or replaced)."""
+
+
 class RunBusy(ConfigError):
     """Another process owns the run directory."""
 
@@ -291,15 +295,49 @@ class Store:
         self.run_dir = Path(run_dir)
         self.checkpoint_dir = self.run_dir / CKPT_DIR
         self.path = self.run_dir / DB_NAME
+        self.wal_path = self.path.with_name(f"{DB_NAME}-wal")
         self.lock: RunLock | None = None  # held when this process owns the run (Controller, prepare_run_dir)
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # durable across process kills; WAL keeps commits atomic
+        self._connect()
         self.db.executescript(SCHEMA)
         for table, column, kind in MIGRATIONS:
             if column not in {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}:
                 self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+    def _connect(self) -> None:
+        self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # durable across process kills; WAL keeps commits atomic
+        self.wal = self._wal_identity()
+
+    def _wal_identity(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.wal_path)
+        except FileNotFoundError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _check_wal(self) -> None:
+        """Stop at the first write after the WAL file was deleted (or replaced) from outside. SQLite would go on
+        writing into the open, unlinked file, so the run would train on and its store end up claiming whatever it
+        last wrote while other processes saw another store. One stat per transaction; the open connection still
+        holds every commit, so they are checkpointed into the database file before stopping."""
+        now = self._wal_identity()
+        if now == self.wal:
+            return
+        if self.wal is None:  # not there when this connection opened: the first write made it
+            self.wal = now
+            return
+        what = "deleted" if now is None else "replaced"
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.db.close()
+            self._connect()  # a fresh WAL file, so the reason can still be recorded
+            saved = "every commit so far was saved into the database (`pbt-repro resume DIR` continues it)"
+        except sqlite3.Error:
+            saved = "its recent history may be lost"
+        raise StoreDamaged(f"{self.wal_path} was {what} from outside while the run used it, so the run stopped; "
+                           f"{saved}")
 
     @staticmethod
     def exists(run_dir: Path | str) -> bool:
@@ -352,6 +390,7 @@ class Store:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        self._check_wal()
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db

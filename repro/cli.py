@@ -404,8 +404,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def store_error(exc: sqlite3.Error) -> str:
     """One line on a SQLite error: which store (the ``Store`` whose method raised it), and what probably happened."""
-    from pbt.store import DB_NAME, Store
+    from pbt.store import DB_NAME, Store, StoreDamaged
 
+    if isinstance(exc, StoreDamaged):  # already says which file, what happened and what is left
+        return str(exc)
     path: Path | None = None
     for frame, _ in traceback.walk_tb(exc.__traceback__):
         owner = frame.f_locals.get("self")

@@ -198,7 +198,7 @@ def test_a_read_only_run_directory_is_one_line(cli_env):
         shutil.rmtree(base, ignore_errors=True)
 
 
-def test_a_wal_deleted_mid_run_is_one_line(cli_env, tmp_path):
+def test_a_wal_deleted_mid_run_stops_it_at_the_next_commit_with_one_line(cli_env, tmp_path):
     run_dir = tmp_path / "run"
     args = ["run", "toy", "--executor", "serial", "--budget-steps", "400", "--seconds-per-step", "0.01", "--out",
             str(run_dir), "--quiet"]
@@ -212,7 +212,17 @@ def test_a_wal_deleted_mid_run_is_one_line(cli_env, tmp_path):
     wal.unlink()
     _, stderr = proc.communicate(timeout=120)
     ended = subprocess.CompletedProcess(proc.args, proc.returncode, stderr=stderr)
-    assert_one_line_error(ended, str(run_dir / "pbt.sqlite"), "damaged from outside the run")
+    assert_one_line_error(ended, str(wal), "was deleted", "the run stopped")
+    from pbt.store import Store
+
+    store = Store.open_existing(run_dir)
+    used = store.compute()["used_steps"]
+    state, why = store.state()
+    store.close()
+    assert used < 400, f"the run trained on after its WAL was deleted ({used} of 800 steps)"
+    assert state == "failed" and "pbt.sqlite-wal was deleted" in why
+    status = cli(["status", str(run_dir)], cli_env)
+    assert status.returncode == 0 and "finished" not in status.stdout.splitlines()[0], status.stdout
 
 
 # -- item 8: refused up front ----------------------------------------------------------------------------------------
