@@ -10,6 +10,7 @@ import math
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -223,6 +224,22 @@ def test_a_wal_deleted_mid_run_stops_it_at_the_next_commit_with_one_line(cli_env
     assert state == "failed" and "pbt.sqlite-wal was deleted" in why
     status = cli(["status", str(run_dir)], cli_env)
     assert status.returncode == 0 and "finished" not in status.stdout.splitlines()[0], status.stdout
+
+
+def test_the_advice_on_a_damaged_store_fits_the_command(cli_env, tmp_path):
+    from repro.cli import store_error
+
+    run_dir = tmp_path / "run"
+    assert cli(["run", "toy", "--budget-steps", "200", "--out", str(run_dir), "--quiet"], cli_env).returncode == 0
+    store = run_dir / "pbt.sqlite"
+    store.write_bytes(store.read_bytes()[: store.stat().st_size // 2])  # malformed: no command can read it now
+    for command in ("status", "resume"):
+        proc = cli([command, str(run_dir)], cli_env)
+        assert_one_line_error(proc, str(store), "damaged from outside the run", "cannot be read")
+        assert "pbt-repro status" not in proc.stderr  # not the command that just failed, nor one that would
+    # a store that broke under a running command, and that status can still read: status is the advice
+    advice = store_error(sqlite3.OperationalError("disk I/O error"), "resume")
+    assert "`pbt-repro status DIR` shows what is left" in advice
 
 
 # -- item 8: refused up front ----------------------------------------------------------------------------------------
