@@ -86,7 +86,7 @@ def prepare_run_dir(
         raise ConfigError(f"population is {pbt.population} but {len(initial_hparams)} initial configurations given")
     replace_old = False
     if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()):
-        lock = RunLock(out)  # one owner at a time: refused at once while another process owns it
+        lock = RunLock(out)  # one owner at a time: refused within the lock's wait while another process owns it
         try:
             store = Store.open_existing(out) if Store.exists(out) else None
         except BaseException:
@@ -107,12 +107,15 @@ def prepare_run_dir(
         if store is not None:
             store.close()
         if not (force or untrained):
-            lock.release()
             what = "holds a run" if store is not None else "is not empty"
+            if store is not None:
+                lock.release()
+            else:
+                lock.discard()  # not a run: leave no lock file in it
             raise ConfigError(f"{out} {what}; use --resume to continue it or --force to replace it")
         if store is None:  # --force replaces runs only: never a folder of other files
             found = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME)
-            lock.release()
+            lock.discard()
             raise ConfigError(f"{out} holds files that are not a run ({', '.join(found[:3])}); --force only "
                               "replaces a run directory, so remove them yourself or choose another --out")
         replace_old = True
@@ -124,39 +127,51 @@ def prepare_run_dir(
                 git_commit=git_commit(), machine=machine(),
                 started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), wall_seconds=0.0, status="running")
     members = [MemberRow(id=i, seed=pbt.seed + i, hparams=dict(h)) for i, h in enumerate(hparams)]
-    built = _build_run(out, members, meta)
+    built, new_lock = _build_run(out, members, meta)
     if replace_old:
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.rename(out, old)  # the old run, lock and all, leaves; the new one takes its name
+        os.rename(out, old)  # the old run, lock and all, leaves; the new one, already locked by us, takes its name
         os.rename(built, out)
-        lock.release()
+        lock.release()  # a process waiting on the old file now gets a lock that does not count (RunLock retries)
         shutil.rmtree(old, ignore_errors=True)
     else:
         try:
             os.rename(built, out)  # replaces an empty directory; fails if another process got there first
         except OSError as exc:
+            new_lock.release()
             shutil.rmtree(built, ignore_errors=True)
             raise ConfigError(f"{out} was created by another process meanwhile; choose another --out") from exc
+    new_lock.moved(out)
     store = Store(out)
-    store.lock = RunLock(out)
+    store.lock = new_lock
     return store
 
 
-def _build_run(out: Path, members: list[MemberRow], meta: dict[str, Any]) -> Path:
-    """A complete new run in a hidden folder beside ``out`` (left-overs of creations killed earlier are removed)."""
+def _build_run(out: Path, members: list[MemberRow], meta: dict[str, Any]) -> tuple[Path, RunLock]:
+    """A complete new run in a hidden folder beside ``out``, and its lock, taken before anything is written, so the
+    run is owned from the moment it is renamed into place (left-overs of creations and replacements killed earlier
+    are removed)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out.parent.glob(f".{out.name}.creating-*"):
+    for stale in [*out.parent.glob(f".{out.name}.creating-*"), *out.parent.glob(f".{out.name}.old-*")]:
         pid = stale.name.rsplit("-", 1)[-1]
         if not pid.isdigit() or not Path(f"/proc/{pid}").exists():
             shutil.rmtree(stale, ignore_errors=True)
     built = out.with_name(f".{out.name}.creating-{os.getpid()}")
     shutil.rmtree(built, ignore_errors=True)
     try:
-        store = Store(built)
-    except (PermissionError, sqlite3.OperationalError) as exc:
+        built.mkdir()
+        lock = RunLock(built)
+    except PermissionError as exc:
         raise ConfigError(f"cannot create a run in {out.parent}: {exc}") from exc
     try:
-        store.initialise(members, meta)
-    finally:
-        store.close()
-    return built
+        store = Store(built)
+        try:
+            store.initialise(members, meta)
+        finally:
+            store.close()
+    except BaseException as exc:
+        lock.release()
+        if isinstance(exc, (PermissionError, sqlite3.OperationalError)):
+            raise ConfigError(f"cannot create a run in {out.parent}: {exc}") from exc
+        raise
+    return built, lock

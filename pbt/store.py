@@ -73,6 +73,10 @@ class CorruptCheckpoint(RuntimeError):
     """A checkpoint file is missing, truncated or does not match its recorded checksum."""
 
 
+class StoreDamaged(sqlite3.DatabaseError):
+    """The store's files were changed from outside while the run used them (its WAL file deleted or replaced)."""
+
+
 class RunBusy(ConfigError):
     """Another process owns the run directory."""
 
@@ -80,28 +84,71 @@ class RunBusy(ConfigError):
 class RunLock:
     """An exclusive ``flock`` on ``RUN_DIR/pbt.lock``, held by the one process that trains, resumes or deletes a run,
     for as long as it does. The kernel drops it when that process dies (kill -9 included), so a dead owner never
-    blocks a resume. The file holds the owner's PID, for messages; readers (status, compare) never take it."""
+    blocks a resume. The file holds the owner's PID, for messages; readers (status, compare) never take it.
+
+    A lock counts only on the file that is at ``RUN_DIR/pbt.lock`` once it is held: ``--force`` (or restarting a run
+    that never trained) moves the old run, lock file and all, out of the way, and a process that opened the old file
+    just before would otherwise own a run directory that is no longer there while the new run has another owner."""
 
     def __init__(self, run_dir: Path | str, wait: float = 1.0):
         self.path = Path(run_dir) / LOCK_NAME
-        try:
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except PermissionError as exc:
-            raise ConfigError(f"{run_dir} is not writable ({exc.strerror})") from exc
+        self.created = False  # whether this lock made the file (so a folder that is not a run keeps nothing of ours)
         deadline = time.monotonic() + wait  # a reader's momentary shared lock (RunLock.owner) is waited out
         while True:
-            try:
-                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    owner = self._pid()
-                    os.close(self.fd)
-                    raise RunBusy(f"{run_dir} is in use by process {owner or '?'} (it owns this run); wait for it "
-                                  "to end or stop it, then try again") from None
-                time.sleep(0.05)
+            fd = self._open()
+            if fd >= 0:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    if self._is_current(fd):
+                        break
+                except BlockingIOError:
+                    pass
+                os.close(fd)  # held by another process, or a file that has left the run directory: try again
+            if time.monotonic() >= deadline:
+                if fd < 0 and not self.path.parent.is_dir():
+                    raise ConfigError(f"{run_dir} was moved or deleted by another process; try again")
+                raise RunBusy(f"{run_dir} is in use by process {self._pid() or '?'} (it owns this run); wait for it "
+                              "to end or stop it, then try again")
+            time.sleep(0.05)
+        self.fd = fd
         os.ftruncate(self.fd, 0)
         os.write(self.fd, f"{os.getpid()}\n".encode())
+
+    def _open(self) -> int:
+        """A descriptor of the lock file (created if missing), or -1 while the run directory is missing (between
+        the two renames of a replacement)."""
+        self.created = False
+        try:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+                self.created = True
+                return fd
+            except FileExistsError:
+                return os.open(self.path, os.O_RDWR)
+        except FileNotFoundError:
+            return -1
+        except PermissionError as exc:
+            raise ConfigError(f"{self.path.parent} is not writable ({exc.strerror})") from exc
+
+    def _is_current(self, fd: int) -> bool:
+        """Whether the file locked through ``fd`` is still the one at ``self.path`` (not moved away or deleted)."""
+        try:
+            here = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        held = os.fstat(fd)
+        return (held.st_dev, held.st_ino) == (here.st_dev, here.st_ino)
+
+    def moved(self, run_dir: Path | str) -> None:
+        """The locked directory was renamed to ``run_dir`` (a new run put into place): the lock goes with it."""
+        self.path = Path(run_dir) / LOCK_NAME
+
+    def discard(self) -> None:
+        """Release, removing the lock file if this lock created it: a folder that turned out not to be a run is left
+        as it was. Safe while others wait on the file: a lock on a file no longer at its path does not count."""
+        if self.fd >= 0 and self.created:
+            self.path.unlink(missing_ok=True)
+        self.release()
 
     def _pid(self) -> int | None:
         try:
@@ -249,15 +296,49 @@ class Store:
         self.run_dir = Path(run_dir)
         self.checkpoint_dir = self.run_dir / CKPT_DIR
         self.path = self.run_dir / DB_NAME
+        self.wal_path = self.path.with_name(f"{DB_NAME}-wal")
         self.lock: RunLock | None = None  # held when this process owns the run (Controller, prepare_run_dir)
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # durable across process kills; WAL keeps commits atomic
+        self._connect()
         self.db.executescript(SCHEMA)
         for table, column, kind in MIGRATIONS:
             if column not in {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}:
                 self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+    def _connect(self) -> None:
+        self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # durable across process kills; WAL keeps commits atomic
+        self.wal = self._wal_identity()
+
+    def _wal_identity(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.wal_path)
+        except FileNotFoundError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _check_wal(self) -> None:
+        """Stop at the first write after the WAL file was deleted (or replaced) from outside. SQLite would go on
+        writing into the open, unlinked file, so the run would train on and its store end up claiming whatever it
+        last wrote while other processes saw another store. One stat per transaction; the open connection still
+        holds every commit, so they are checkpointed into the database file before stopping."""
+        now = self._wal_identity()
+        if now == self.wal:
+            return
+        if self.wal is None:  # not there when this connection opened: the first write made it
+            self.wal = now
+            return
+        what = "deleted" if now is None else "replaced"
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.db.close()
+            self._connect()  # a fresh WAL file, so the reason can still be recorded
+            saved = "every commit so far was saved into the database (`pbt-repro resume DIR` continues it)"
+        except sqlite3.Error:
+            saved = "its recent history may be lost"
+        raise StoreDamaged(f"{self.wal_path} was {what} from outside while the run used it, so the run stopped; "
+                           f"{saved}")
 
     @staticmethod
     def exists(run_dir: Path | str) -> bool:
@@ -310,6 +391,7 @@ class Store:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        self._check_wal()
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db

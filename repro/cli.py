@@ -148,6 +148,8 @@ def cmd_resume(argv: list[str]) -> int:
     parser.add_argument("--workers", type=int, help="worker processes or Ray slots (default: as the run was started)")
     parser.add_argument("--executor", choices=("local", "serial", "ray"), help="default: as the run was started")
     parser.add_argument("--ray-address", help="Ray cluster to continue on (--executor ray)")
+    parser.add_argument("--max-failures", type=int, help="failures a member may have before it stops the run (default: "
+                        "as the run was started); a larger value retries a member that stopped it")
     add_listener_flags(parser)
     args = parser.parse_args(argv)
     from pbt.controller import open_experiment
@@ -157,7 +159,8 @@ def cmd_resume(argv: list[str]) -> int:
     store.close()
     domain = stored_domain(meta)
     # where and how wide it runs may change on resume; what it computes may not
-    execution = {k: v for k in ("workers", "executor", "ray_address") if (v := getattr(args, k)) is not None}
+    execution = {k: v for k in ("workers", "executor", "ray_address", "max_failures")
+                 if (v := getattr(args, k)) is not None}
     config = replace_fields(stored_config(domain, meta), execution)
     # through the same door as run --resume: it takes the run's lock (one owner at a time) and checks the config
     store, spec = open_experiment(domain.module, config, args.run_dir, meta["method"], meta["domain"], resume=True)
@@ -387,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     except sqlite3.Error as exc:  # the run's store, written by this process and read by others, failed under us
-        print(f"{PROG}: error: {store_error(exc)}", file=sys.stderr)
+        print(f"{PROG}: error: {store_error(exc, command)}", file=sys.stderr)
         return 2
     except OSError as exc:  # a run directory or file that cannot be read or written (permissions, a full disk)
         print(f"{PROG}: error: {exc.strerror or exc}"
@@ -401,10 +404,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def store_error(exc: sqlite3.Error) -> str:
-    """One line on a SQLite error: which store (the ``Store`` whose method raised it), and what probably happened."""
-    from pbt.store import DB_NAME, Store
+def store_error(exc: sqlite3.Error, command: str) -> str:
+    """One line on a SQLite error: which store (the ``Store`` whose method raised it), what probably happened, and
+    what ``command``'s user can do next (never to run the command that just failed, nor one that would fail too)."""
+    from pbt.store import DB_NAME, Store, StoreDamaged
 
+    if isinstance(exc, StoreDamaged):  # already says which file, what happened and what is left
+        return str(exc)
     path: Path | None = None
     for frame, _ in traceback.walk_tb(exc.__traceback__):
         owner = frame.f_locals.get("self")
@@ -417,8 +423,27 @@ def store_error(exc: sqlite3.Error) -> str:
         return f"cannot write {where} ({text}): the run directory or its files are read-only"
     if "not a database" in text:
         return f"{where} is not a SQLite database ({text}): it was overwritten or is not a run's store"
-    return (f"{where} was damaged from outside the run ({text}): was its -wal or -shm file deleted, or the file "
-            f"replaced, while the run used it? Its recent history may be lost; `{PROG} status` shows what is left")
+    damaged = (f"{where} was damaged from outside the run ({text}): was its -wal or -shm file deleted, or the file "
+               "replaced, while the run used it?")
+    if command == "status" or (path is not None and not _readable(path)):
+        return f"{damaged} It cannot be read as it is, so the run's history is lost: start it again in another --out"
+    run_dir = path.parent if path is not None else "DIR"
+    return f"{damaged} Its recent history may be lost; `{PROG} status {run_dir}` shows what is left"
+
+
+def _readable(path: Path) -> bool:
+    """Whether another process could still read the store at ``path`` (what `status` would do)."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+    except sqlite3.Error:
+        return False
+    try:
+        return db.execute("PRAGMA quick_check").fetchone()[0] == "ok" and db.execute(
+            "SELECT value FROM meta WHERE key = 'domain'").fetchone() is not None
+    except sqlite3.Error:
+        return False
+    finally:
+        db.close()
 
 
 if __name__ == "__main__":

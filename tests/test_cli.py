@@ -176,3 +176,21 @@ def test_ctrl_c_stops_a_run_with_one_line_whose_command_resumes_it(cli_env, tmp_
     assert Store.open_existing(run_dir).meta()["status"] == "interrupted"
     resumed = cli([*shlex.split(command)[1:], "--quiet"], cli_env)
     assert "finished" in resumed.stdout
+
+
+def test_a_run_stopped_by_max_failures_resumes_with_a_larger_max_failures(cli_env, tmp_path):
+    run_dir = tmp_path / "run"
+    # member 0's second interval raises once (after a step was trained, so the run is not started over on resume; no
+    # exploit, which would hand member 0 another member's state); with --max-failures 0 that stops the run
+    stopped = cli(["run", "tests.fake_tasks", "--fail-member", "0", "--fail-at-step", "10", "--failure", "raise",
+                   "--marker-dir", str(tmp_path), "--exploit", "none", "--max-failures", "0", "--on-failure", "retry",
+                   "--out", str(run_dir), "--quiet"], cli_env, check=False)
+    assert stopped.returncode == 1, stopped.stderr
+    assert "member 0 failed 1 times (max_failures=0)" in stopped.stderr
+    refused = cli(["resume", str(run_dir), "--quiet"], cli_env, check=False)  # the same limit: it cannot go on
+    assert refused.returncode == 1 and "resume with a larger --max-failures" in refused.stderr
+    done = cli(["resume", str(run_dir), "--max-failures", "5", "--quiet"], cli_env)  # the hint, followed
+    assert "finished" in done.stdout
+    store = Store.open_existing(run_dir)
+    assert store.state()[0] == "finished" and all(m.status == "done" for m in store.members())
+    store.close()

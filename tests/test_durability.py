@@ -1,10 +1,16 @@
 """Durable decisions: a serial run killed at any point and resumed gives the same events and scores as an
 uninterrupted one, because a ready member's pending decision (and the serial round in progress) is stored in the
-same transaction as the interval that made it ready."""
+same transaction as the interval that made it ready. In async mode (worker processes), no ready decision is lost."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -74,4 +80,66 @@ def test_a_kill_between_an_interval_and_its_decision_keeps_the_decision(tmp_path
     due = [m for m in store.members() if m.decision_due is not None]
     assert due and due[0].step == config.pbt.ready_every and due[0].decision_due == 0
     assert store.meta()["serial_round"]["attempted"] == [0]
+    store.close()
+
+
+REPO = Path(__file__).resolve().parents[1]
+# Four members on two workers: a member made ready waits for a worker (while the other two train an interval, 0.4 s
+# here) before it decides, which is the window the kill aims at. Every decision explores (--explore-every-ready), so
+# each one leaves an event to find.
+ASYNC_RUN = ["run", "toy", "--executor", "local", "--workers", "2", "--population", "4", "--budget-steps", "40",
+             "--ready-every", "4", "--eval-every", "4", "--seconds-per-step", "0.1", "--exploit", "none",
+             "--explore-every-ready", "--quiet"]
+
+
+def cli_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def due_members(run_dir: Path) -> dict[int, int]:
+    """{member: its step} of the members whose ready decision is pending in the store (read-only, while it runs)."""
+    try:
+        db = sqlite3.connect(f"file:{run_dir / 'pbt.sqlite'}?mode=ro", uri=True, timeout=10)
+    except sqlite3.OperationalError:  # not created yet
+        return {}
+    try:
+        return dict(db.execute("SELECT id, step FROM member WHERE decision_due IS NOT NULL").fetchall())
+    except sqlite3.OperationalError:  # the run's creation is not in place yet
+        return {}
+    finally:
+        db.close()
+
+
+def test_async_run_killed_with_a_decision_pending_makes_it_on_resume(tmp_path: Path) -> None:
+    for attempt in range(5):  # a kill that comes after every pending decision was made is tried again
+        run_dir = tmp_path / f"run{attempt}"
+        proc = subprocess.Popen([sys.executable, "-m", "repro.cli", *ASYNC_RUN, "--out", str(run_dir)], cwd=REPO,
+                                env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        deadline = time.monotonic() + 120
+        while not due_members(run_dir) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert proc.poll() is None, f"the run ended before any member was ready: {proc.stderr.read()}"
+        os.killpg(proc.pid, signal.SIGKILL)  # the controller and its workers
+        proc.wait()
+        due = due_members(run_dir)  # committed with the interval that made the member ready: survives the kill
+        if due:
+            break
+    else:
+        pytest.fail("no kill landed while a decision was pending")
+    store = Store.open_existing(run_dir)
+    assert store.state()[0] == "interrupted"
+    explored_before = {(e.member, e.step) for e in store.events("explore")}
+    store.close()
+    assert not set(due.items()) & explored_before  # pending: not made yet
+    done = subprocess.run([sys.executable, "-m", "repro.cli", "resume", str(run_dir), "--quiet"], cwd=REPO,
+                          env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    store = Store.open_existing(run_dir)
+    explored = [(e.member, e.step) for e in store.events("explore")]
+    for member, step in due.items():
+        assert explored.count((member, step)) == 1, f"member {member}'s decision at step {step} was lost"
+    assert all(m.decision_due is None and m.status == "done" for m in store.members())
     store.close()

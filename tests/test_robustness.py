@@ -10,6 +10,7 @@ import math
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -198,7 +199,7 @@ def test_a_read_only_run_directory_is_one_line(cli_env):
         shutil.rmtree(base, ignore_errors=True)
 
 
-def test_a_wal_deleted_mid_run_is_one_line(cli_env, tmp_path):
+def test_a_wal_deleted_mid_run_stops_it_at_the_next_commit_with_one_line(cli_env, tmp_path):
     run_dir = tmp_path / "run"
     args = ["run", "toy", "--executor", "serial", "--budget-steps", "400", "--seconds-per-step", "0.01", "--out",
             str(run_dir), "--quiet"]
@@ -212,7 +213,33 @@ def test_a_wal_deleted_mid_run_is_one_line(cli_env, tmp_path):
     wal.unlink()
     _, stderr = proc.communicate(timeout=120)
     ended = subprocess.CompletedProcess(proc.args, proc.returncode, stderr=stderr)
-    assert_one_line_error(ended, str(run_dir / "pbt.sqlite"), "damaged from outside the run")
+    assert_one_line_error(ended, str(wal), "was deleted", "the run stopped")
+    from pbt.store import Store
+
+    store = Store.open_existing(run_dir)
+    used = store.compute()["used_steps"]
+    state, why = store.state()
+    store.close()
+    assert used < 400, f"the run trained on after its WAL was deleted ({used} of 800 steps)"
+    assert state == "failed" and "pbt.sqlite-wal was deleted" in why
+    status = cli(["status", str(run_dir)], cli_env)
+    assert status.returncode == 0 and "finished" not in status.stdout.splitlines()[0], status.stdout
+
+
+def test_the_advice_on_a_damaged_store_fits_the_command(cli_env, tmp_path):
+    from repro.cli import store_error
+
+    run_dir = tmp_path / "run"
+    assert cli(["run", "toy", "--budget-steps", "200", "--out", str(run_dir), "--quiet"], cli_env).returncode == 0
+    store = run_dir / "pbt.sqlite"
+    store.write_bytes(store.read_bytes()[: store.stat().st_size // 2])  # malformed: no command can read it now
+    for command in ("status", "resume"):
+        proc = cli([command, str(run_dir)], cli_env)
+        assert_one_line_error(proc, str(store), "damaged from outside the run", "cannot be read")
+        assert "pbt-repro status" not in proc.stderr  # not the command that just failed, nor one that would
+    # a store that broke under a running command, and that status can still read: status is the advice
+    advice = store_error(sqlite3.OperationalError("disk I/O error"), "resume")
+    assert "`pbt-repro status DIR` shows what is left" in advice
 
 
 # -- item 8: refused up front ----------------------------------------------------------------------------------------

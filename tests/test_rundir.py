@@ -4,6 +4,7 @@ and a status that tells a live run from a dead one."""
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,89 @@ def test_a_store_of_the_previous_layout_still_resumes(tmp_path: Path) -> None:
     store.close()
     comparison = compare([out], tmp_path / "figures")
     assert comparison.rows[0].best_final is not None and (tmp_path / "figures" / "schedule.png").is_file()
+
+
+def test_a_waiter_on_a_run_replaced_by_force_is_refused_not_made_a_second_owner(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process that opened ``pbt.lock`` just before ``--force`` moved the old run away gets the lock of the moved
+    file when the forcer lets it go: it must notice that file is no longer the run's, and find the new run owned."""
+    import threading
+
+    import pbt.rundir as rundir
+    import pbt.store as store_module
+
+    out = tmp_path / "run"
+    run_experiment(TOY, toy(steps=8), out, domain="toy").close()
+    blocked = threading.Event()
+    real_flock = store_module.fcntl.flock
+
+    def flock(fd: int, operation: int) -> None:
+        try:
+            real_flock(fd, operation)
+        except BlockingIOError:
+            if threading.current_thread().name == "waiter":
+                blocked.set()  # the waiter has the old lock file open and is waiting for it
+            raise
+
+    monkeypatch.setattr(store_module, "fcntl", type("fcntl", (), {"flock": staticmethod(flock), "LOCK_EX":
+                                                                 fcntl.LOCK_EX, "LOCK_SH": fcntl.LOCK_SH, "LOCK_NB":
+                                                                 fcntl.LOCK_NB}))
+    outcome: dict[str, object] = {}
+
+    def waiter() -> None:
+        try:
+            outcome["owner"] = prepare_run_dir(out, "toy", "pbt", toy(steps=8), None, SPACE, resume=True)
+        except RunBusy as exc:
+            outcome["busy"] = exc
+
+    thread = threading.Thread(target=waiter, name="waiter")
+    real_build = rundir._build_run
+
+    def build_while_a_waiter_waits(*args: object) -> object:
+        if threading.current_thread() is not thread:  # (a waiter wrongly made owner would rebuild the run too)
+            thread.start()  # the forcer holds the old run's lock now
+            assert blocked.wait(30), "the waiter never reached the lock"
+        return real_build(*args)
+
+    monkeypatch.setattr(rundir, "_build_run", build_while_a_waiter_waits)
+    forced = prepare_run_dir(out, "toy", "pbt", toy(steps=8), None, SPACE, force=True)
+    thread.join(60)
+    assert "owner" not in outcome, "two processes own the run"
+    assert "in use by process" in str(outcome["busy"])
+    assert forced.lock is not None and RunLock.owner(out) is not None
+    assert not forced.trained_any() and (out / LOCK_NAME).exists()
+    forced.close()
+    assert RunLock.owner(out) is None
+
+
+def test_a_new_run_is_owned_from_the_moment_it_appears(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The new run's lock is taken in the hidden folder it is built in, before it is renamed into place: there is
+    no moment at which another process could resume it."""
+    import os as os_module
+
+    import pbt.rundir as rundir
+
+    out = tmp_path / "run"
+    seen: list[int | None] = []
+    real_rename = os_module.rename
+
+    def rename(src: object, dst: object) -> None:
+        real_rename(src, dst)
+        if Path(dst) == out:
+            seen.append(RunLock.owner(out))  # the instant the run appears under its name
+
+    monkeypatch.setattr(rundir.os, "rename", rename)
+    store = prepare_run_dir(out, "toy", "pbt", toy(), None, SPACE)
+    monkeypatch.undo()
+    assert seen and seen[0] is not None, "the new run was visible without an owner"
+    store.close()
+
+
+@pytest.mark.parametrize("kwargs", [{"force": True}, {}, {"resume": True}])
+def test_a_refused_folder_that_is_not_a_run_keeps_no_lock_file(tmp_path: Path, kwargs: dict[str, bool]) -> None:
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError):
+        prepare_run_dir(notes, "toy", "pbt", toy(), None, SPACE, **kwargs)
+    assert sorted(p.name for p in notes.iterdir()) == ["notes.txt"]
