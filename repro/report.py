@@ -12,6 +12,10 @@ A summary with paired statistics (``summary["paired"]``, see ``repro.reproduce``
 t-interval over seeds and the difference PBT − random search paired by seed, with how many seeds PBT won; an older
 summary shows its means as before. Further results (test sets, FID, ...) are a table per domain, whether the summary
 gathers them per run (``extra_results``) or, as older ones do, in keys of their own beside the core ones.
+
+The paper's analysis section (§5) gets a row per finding of each ``results/*/analysis/findings.json`` (hand-written:
+the finding, the studies and variants that bear on it, the verdict; no numbers): the numbers come from those studies'
+``table.json`` (``pbt-repro study``), the verdict from the file.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pbt.space import ConfigError
 from repro.compare import FIGURES
 from repro.reproduce import (
     ARMS,
@@ -32,6 +37,7 @@ from repro.reproduce import (
     paired_table,
     shared_leaves,
 )
+from repro.study import wins_text
 from repro.text import duration, fmt
 
 # The paper's numbers, as the project's paper digest (paper.md) reconstructs them, with its confidence tags:
@@ -213,6 +219,84 @@ def greediness_lines(comparisons: list[tuple[str, dict[str, Any]]]) -> list[str]
     return lines
 
 
+def read_json(path: Path) -> Any:
+    """A JSON file report needs; one clear line (``ConfigError``) when it is missing or not JSON."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path} is missing") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not valid JSON: {exc}") from None
+
+
+def load_findings(path: Path) -> list[dict[str, Any]]:
+    """The findings of an analysis folder's hand-written ``findings.json``: each the paper's ``finding``, the
+    ``studies`` (study folder → the variants whose numbers bear on it) and the ``verdict``; refused in one line when
+    it is not that shape."""
+    findings = read_json(path)
+    findings = findings.get("findings") if isinstance(findings, dict) else None
+    ok = isinstance(findings, list) and findings and all(
+        isinstance(f, dict) and isinstance(f.get("finding"), str) and isinstance(f.get("verdict"), str)
+        and isinstance(f.get("studies"), dict) and f["studies"]
+        and all(isinstance(v, list) and all(isinstance(n, str) for n in v) for v in f["studies"].values())
+        for f in findings)
+    if not ok:
+        raise ConfigError(f'{path}: expected {{"findings": [{{"finding": TEXT, "studies": {{STUDY: [VARIANT, ...]}}, '
+                          f'"verdict": TEXT}}, ...]}}')
+    return findings
+
+
+def study_numbers(analysis: Path, study: str, names: list[str]) -> str:
+    """A study's numbers for a finding, from its ``table.json``: the reference's best final score, and each named
+    variant's with its paired difference to the reference and the seeds it won."""
+    path = analysis / study / "table.json"
+    table = read_json(path)
+    try:
+        variants = {v["variant"]: v for v in table["variants"]}
+        reference = next(v for v in variants.values() if v["reference"])
+        texts = [f"reference {reference['title']} {interval_text(reference['best_final'])}"]
+        for name in names:
+            if name not in variants:
+                raise ConfigError(f"{path} has no variant {name!r} (it has {', '.join(variants)}), which "
+                                  f"{analysis / 'findings.json'} names")
+            v, paired = variants[name], variants[name]["best_final_vs_reference"]
+            texts.append(f"{v['title']} {interval_text(v['best_final'])}, Δ {interval_text(paired['difference'])}, "
+                         f"won {wins_text(paired)}")
+    except (KeyError, TypeError, StopIteration) as exc:
+        raise ConfigError(f"{path} is not a study table (variants with their best_final, the reference and the "
+                          f"paired differences): {type(exc).__name__} {exc}") from None
+    return "; ".join(texts)
+
+
+def analysis_lines(results: Path) -> list[str]:
+    """The paper's analysis section: for every ``results/*/analysis/findings.json``, a row per paper finding with
+    the numbers of the studies it names and the verdict of that folder's hand-written reading."""
+    found = sorted(results.glob("*/analysis/findings.json"), key=lambda p: p.parent.parent.name)
+    if not found:
+        return []
+    lines = ["", "## The paper's analysis (§5)", "",
+             "Studies of PBT's design choices at equal compute per member (`pbt-repro study`). Numbers: the best "
+             "member's final score from each study's `table.json`: the reference's mean over seeds [95% t-interval], "
+             "each variant's, *Δ* = variant − reference paired by seed [95% paired t-interval], and the seeds the "
+             "variant won. The verdicts are those of the folder's hand-written reading, which gives the reasons and "
+             "caveats."]
+    for path in found:
+        analysis, folder = path.parent, path.parent.parent.name
+        lines += ["", f"### {folder}", "",
+                  f"The {folder} domain's studies; the reading: [{folder}/analysis/README.md]({folder}/analysis/"
+                  "README.md).", "", "| paper's finding | numbers (ours) | verdict | studies |", "|---|---|---|---|"]
+        for f in load_findings(path):
+            many = len(f["studies"]) > 1  # then each study's numbers are named
+            numbers = "<br>".join(f"*{study}*: " * many + study_numbers(analysis, study, names)
+                                  for study, names in f["studies"].items())
+            links = " · ".join(f"[{study}]({folder}/analysis/{study}/README.md)" for study in f["studies"])
+            lines.append(f"| {f['finding']} | {numbers} | **{f['verdict']}** | {links} |")
+    others = [d for d in results.glob("*/analysis") if d.is_dir() and d.parent.name != "toy"]
+    if not others:
+        lines += ["", "Only the toy's studies so far: the real-domain study (issue 19) is still to run."]
+    return lines
+
+
 def render(results: Path) -> str:
     """The text of ``results/README.md``."""
     summaries = load_summaries(results)
@@ -251,6 +335,7 @@ def render(results: Path) -> str:
         for name, v in s["variants"].items():
             lines.append(f"| {name} | {fmt(v.get('final_q_mean'))} | {fmt(v.get('final_q_std'))} | {v.get('seeds')} |")
         lines.append(f"\nCommit {_commit(s)}.")
+    lines += analysis_lines(results)
     lines += ["", "## Substitutes", "",
               "- Translation: Multi30k En→De replaces WMT14 En→De (the paper's data does not fit a CPU budget), with a "
               "smaller Transformer; the BLEU numbers are therefore not comparable in absolute terms.",

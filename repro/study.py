@@ -187,10 +187,12 @@ def study_results(variants: Sequence[Variant], runs: dict[str, dict[int, Path]])
 # -- what a study writes -----------------------------------------------------------------------------------------
 
 
-def wins_text(p: PairedDifference | None) -> str:
+def wins_text(p: PairedDifference | dict[str, Any] | None) -> str:
+    """The seeds a variant won, k/n (ties said apart), of a paired difference or its ``table.json`` form."""
     if p is None:
         return "reference"
-    return f"{p.wins}/{p.n}" + (f" ({p.ties} tied)" if p.ties else "")
+    wins, ties, n = (p["wins"], p["ties"], p["n"]) if isinstance(p, dict) else (p.wins, p.ties, p.n)
+    return f"{wins}/{n}" + (f" ({ties} tied)" if ties else "")
 
 
 def markdown_table(results: Sequence[VariantResult]) -> str:

@@ -3,6 +3,7 @@ import shutil
 
 import pytest
 
+from pbt.space import ConfigError
 from repro.report import PAPER, main, render
 from repro.stats import Interval, fmt_interval
 from tests.toy_extras import reproduce_toy
@@ -134,3 +135,86 @@ def test_older_further_results_become_tables_not_json(tmp_path):
     assert "| best_members.fid (lower is better) | 111.6 | 99.66 | 11.92 | 0/1 |" in further
     assert "- classifier_test_accuracy: 0.8575" in further and "- best_members.metric: `score`" in further
     assert "{" not in further and "member " not in further and "step" not in further and "seconds" not in further
+
+
+def study_table(study, reference, variants):
+    """A hand-made study ``table.json``: (name, title, best mean, difference mean, wins, ties) per variant."""
+    interval = lambda m: {"mean": m, "low": m - 0.5, "high": m + 0.5, "n": 4}  # noqa: E731
+    rows = [{"variant": reference[0], "title": reference[1], "reference": True, "best_final": interval(reference[2]),
+             "best_final_vs_reference": None}]
+    rows += [{"variant": name, "title": title, "reference": False, "best_final": interval(best),
+              "best_final_vs_reference": {"difference": interval(diff), "wins": wins, "ties": ties, "n": 4}}
+             for name, title, best, diff, wins, ties in variants]
+    return {"study": study, "domain": "toy", "metric": "Q", "variants": rows}
+
+
+def write_analysis(root, findings):
+    analysis = root / "toy" / "analysis"
+    for study, table in (("transfer", study_table("transfer", ("both", "copy both", 10.0),
+                                                  [("weights", "copy weights only", 8.25, -1.75, 1, 0),
+                                                   ("hparams", "copy hyperparameters only", 3.5, -6.5, 0, 0)])),
+                         ("schedule", study_table("schedule", ("pbt", "PBT", 10.0),
+                                                  [("replay", "replayed", 10.0, 0.0, 0, 4)]))):
+        (analysis / study).mkdir(parents=True)
+        (analysis / study / "table.json").write_text(json.dumps(table))
+    (analysis / "findings.json").write_text(findings if isinstance(findings, str) else json.dumps(findings))
+    return analysis
+
+
+FINDINGS = {"findings": [
+    {"finding": "copying both is best", "studies": {"transfer": ["weights", "hparams"]}, "verdict": "holds"},
+    {"finding": "replay is as good", "studies": {"schedule": ["replay"], "transfer": ["weights"]},
+     "verdict": "not testable here"}]}
+
+
+def test_the_analysis_section_has_a_row_per_finding_with_the_study_tables_numbers(tmp_path):
+    write_analysis(tmp_path, FINDINGS)
+    text = render(tmp_path)
+    section = text.partition("## The paper's analysis (§5)")[2].partition("\n## ")[0]
+    assert "[toy/analysis/README.md](toy/analysis/README.md)" in section
+    assert ("| copying both is best | reference copy both 10 [9.5, 10.5]; copy weights only 8.25 [7.75, 8.75], "
+            "Δ -1.75 [-2.25, -1.25], won 1/4; copy hyperparameters only 3.5 [3, 4], Δ -6.5 [-7, -6], won 0/4 | "
+            "**holds** | [transfer](toy/analysis/transfer/README.md) |") in section.splitlines()
+    two = next(line for line in section.splitlines() if line.startswith("| replay is as good"))
+    assert ("| *schedule*: reference PBT 10 [9.5, 10.5]; replayed 10 [9.5, 10.5], Δ 0 [-0.5, 0.5], won 0/4 (4 tied)"
+            "<br>*transfer*: reference copy both") in two
+    assert two.endswith("| **not testable here** | [schedule](toy/analysis/schedule/README.md) · "
+                        "[transfer](toy/analysis/transfer/README.md) |")
+    assert "the real-domain study (issue 19) is still to run" in section
+    (tmp_path / "rl" / "analysis").mkdir(parents=True)  # another domain's analysis: no longer "still to run"
+    assert "still to run" not in render(tmp_path)
+
+
+def test_the_committed_findings_match_their_study_tables():
+    from pathlib import Path
+
+    results = Path(__file__).resolve().parent.parent / "results"
+    section = render(results).partition("## The paper's analysis (§5)")[2]
+    table = json.loads((results / "toy" / "analysis" / "transfer" / "table.json").read_text())
+    weights = next(v for v in table["variants"] if v["variant"] == "weights")
+    assert fmt_interval(Interval(**weights["best_final_vs_reference"]["difference"])) in section
+    assert "**holds for hyperparameters only; weights only: same direction, interval includes 0**" in section
+
+
+@pytest.mark.parametrize("findings, error", [
+    ("{not json", "findings.json is not valid JSON"),
+    ({"findings": [{"finding": "x", "verdict": "holds"}]}, 'findings.json: expected {"findings": '),
+    ({"findings": [{"finding": "x", "studies": {"transfer": ["copy"]}, "verdict": "holds"}]},
+     "transfer/table.json has no variant 'copy' (it has both, weights, hparams)"),
+    ({"findings": [{"finding": "x", "studies": {"population": ["4"]}, "verdict": "holds"}]},
+     "population/table.json is missing"),
+])
+def test_a_malformed_analysis_is_one_clear_error(tmp_path, capsys, findings, error):
+    from repro.cli import main as cli_main
+
+    write_analysis(tmp_path, findings)
+    assert cli_main(["report", "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and error in err and "Traceback" not in err
+
+
+def test_a_table_json_without_its_variants_is_one_clear_error(tmp_path):
+    analysis = write_analysis(tmp_path, FINDINGS)
+    (analysis / "transfer" / "table.json").write_text(json.dumps({"study": "transfer"}))
+    with pytest.raises(ConfigError, match=r"transfer/table\.json is not a study table .*KeyError 'variants'"):
+        render(tmp_path)
