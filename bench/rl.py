@@ -1,4 +1,4 @@
-"""Throughput of the A2C-on-Atari experiment, measured side by side in one run (issue 5, "Performance").
+"""Throughput of the A2C-on-Atari experiment, measured side by side in one run.
 
 Prints four ratios and two absolute figures:
 

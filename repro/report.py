@@ -293,7 +293,7 @@ def analysis_lines(results: Path) -> list[str]:
             lines.append(f"| {f['finding']} | {numbers} | **{f['verdict']}** | {links} |")
     others = [d for d in results.glob("*/analysis") if d.is_dir() and d.parent.name != "toy"]
     if not others:
-        lines += ["", "Only the toy's studies so far: the real-domain study (issue 19) is still to run."]
+        lines += ["", "Only the toy's studies so far: the study on a real domain is still to run."]
     return lines
 
 

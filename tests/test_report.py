@@ -180,7 +180,7 @@ def test_the_analysis_section_has_a_row_per_finding_with_the_study_tables_number
             "<br>*transfer*: reference copy both") in two
     assert two.endswith("| **not testable here** | [schedule](toy/analysis/schedule/README.md) · "
                         "[transfer](toy/analysis/transfer/README.md) |")
-    assert "the real-domain study (issue 19) is still to run" in section
+    assert "the study on a real domain is still to run" in section
     (tmp_path / "rl" / "analysis").mkdir(parents=True)  # another domain's analysis: no longer "still to run"
     assert "still to run" not in render(tmp_path)
 
