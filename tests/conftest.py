@@ -46,8 +46,12 @@ def interrupt_training():
 
     def interrupt(command: list[str], run_dir: Path, cwd: Path) -> subprocess.CompletedProcess:
         env = dict(os.environ, PYTHONPATH=str(REPO), WANDB_MODE="disabled")
+        # A shell starts a background job with SIGINT ignored, and Python keeps an ignored SIGINT ignored (no
+        # KeyboardInterrupt): under a suite started in the background the run would never see Ctrl-C. A terminal's
+        # foreground job, which this stands for, has the default disposition.
         proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
+                                start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
             if (run_dir / "pbt.sqlite").is_file() and any(row["step"] > 0 for row in Results(run_dir).table()):
