@@ -322,7 +322,8 @@ def run_experiment(
     """Run (or, with ``resume=True``, continue) a population of ``module``'s task with ``config``; return its store.
     ``watch(store)``, if given, is entered once the store is open and held while the run trains; the listeners it
     gives join ``listeners`` (a progress display or a logger, which read the store, is made this way).
-    ``options`` are ``open_experiment``'s: ``method``, ``domain``, ``initial_hparams``, ``force``, ``resume``."""
+    ``options`` are ``open_experiment``'s: ``method``, ``domain``, ``initial_hparams``, ``force``, ``resume``,
+    ``schedule``, ``replay_of``."""
     store, spec = open_experiment(module, config, out, **options)
     try:
         with nullcontext(()) if watch is None else watch(store) as watching:

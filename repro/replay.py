@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from baselines import replay_config
-from pbt.controller import Controller, open_experiment
+from pbt.controller import run_experiment
 from pbt.results import Results
 from pbt.space import ConfigError
 from pbt.store import Store
@@ -57,16 +57,11 @@ def replay(source: Path | str, out: Path | str, member: str = "best", population
     schedule = results.discovered_schedule(chosen.id, final=final)
     method = "final" if final else "replay"
     replay_of = {"run": str(source), "member": chosen.id, "score": chosen.score}
-    store, spec = open_experiment(domain.module, config, out, method, str(results.meta["domain"]),
-                                  [schedule.at(0) for _ in range(population)], force, resume, schedule, replay_of)
-    try:
-        if listeners_for is None:
-            Controller(store, spec).run()
-        else:
-            with listeners_for(store, config) as listeners:
-                Controller(store, spec, listeners).run()
-    finally:
-        store.close()
+    store = run_experiment(domain.module, config, out, method=method, domain=str(results.meta["domain"]),
+                           initial_hparams=[schedule.at(0) for _ in range(population)], force=force, resume=resume,
+                           schedule=schedule, replay_of=replay_of,
+                           watch=None if listeners_for is None else lambda opened: listeners_for(opened, config))
+    store.close()
     return store
 
 

@@ -97,10 +97,10 @@ def arm_summary(rows: Sequence[Row], config: Any) -> dict[str, Any]:
     median, median_std = mean_std([r.median_final for r in rows])
     steps = [s for r in rows for s in r.coalescence_steps]
     lineages = [n for r in rows for n in r.lineages_at_end]
+    step_mean, coalesced = coalescence(steps)
     greediness = {} if not steps else {"greediness": {
-        "coalescence_step_per_seed": steps, "coalescence_step_mean": coalescence(steps)[0],
-        "coalesced_seeds": coalescence(steps)[1], "lineages_at_end_per_seed": lineages,
-        "lineages_at_end_mean": one_or_mean(lineages)}}
+        "coalescence_step_per_seed": steps, "coalescence_step_mean": step_mean, "coalesced_seeds": coalesced,
+        "lineages_at_end_per_seed": lineages, "lineages_at_end_mean": one_or_mean(lineages)}}
     return {
         "best_final": best, "best_final_std": best_std, "best_final_per_seed": [r.best_final for r in rows],
         "population_mean_final": mean, "population_mean_final_std": mean_std_,
@@ -309,8 +309,9 @@ def results_readme(summary: dict[str, Any], comparison: Comparison) -> str:
              PAIRED_NOTE, "", trains_faster_text(summary["trains_faster"])]
     greedy = greediness_text(summary["pbt"])
     if greedy:
-        lines += ["", f"Greediness: {greedy} Coalescence is the first step from which on every member's weights descend from one "
-                  "founding member through copies (the greediness figure shows it over time, the runs table per seed)."]
+        lines += ["", f"Greediness: {greedy} Coalescence is the first step from which on every member's weights "
+                  "descend from one founding member through copies (the greediness figure shows it over time, the "
+                  "runs table per seed)."]
     c = summary["pbt"]["compute"]
     lines += ["", f"Compute per arm: {c['population']} members × {c['steps_per_member']} steps × {c['runs']} "
               f"seed{'s' if c['runs'] > 1 else ''} = {c['planned_steps']:.6g} member-steps.", "", "## Runs", "",

@@ -340,7 +340,6 @@ def main(argv: list[str] | None = None) -> int:
     from repro.cli import PROG, add_listener_flags, add_profile_flag, domain_usage, listener_options
     from repro.domains import load_domain
     from repro.flags import add_config_flags, config_from_args
-
     from repro.listeners import run_listeners
 
     argv = list(argv or [])
