@@ -174,6 +174,8 @@ def test_compare_takes_replays_as_extra_arms_at_equal_steps_per_member(tmp_path:
     comparison = compare([tmp_path / d for d in ("pbt", "rs", "replay", "final")], tmp_path / "out", figures=False)
     assert comparison.equal_compute
     assert [r.method for r in comparison.rows[:4]] == ["pbt", "random_search", "replay", "final"]
+    # a replay copies nothing, so it has no greediness diagnostics (its one founder would read as "coalesced at 0")
+    assert [r.coalescence_steps for r in comparison.rows[1:4]] == [[], [], []]
     assert "PBT's schedule replayed from scratch" in (tmp_path / "out" / "comparison.md").read_text()
     run_experiment(TOY, toy(steps=8, exploit="none", explore="none"), tmp_path / "short", method="random_search",
                    domain="toy").close()

@@ -163,10 +163,10 @@ def best_lineage(run: Run) -> tuple[MemberRow, list[Segment]] | None:
 
 
 def run_greediness(run: Run) -> Greediness | None:
-    """The greediness diagnostics of a PBT run (``pbt.diagnostics``); None for a baseline, which copies nothing, and
-    for a store that lacks the initial hyperparameters or the ready interval they are rebuilt from."""
+    """The greediness diagnostics of a PBT run (``pbt.diagnostics``); None for a baseline or a replay, which copy
+    nothing, and for a store that lacks the initial hyperparameters or the ready interval they are rebuilt from."""
     initial = run.meta.get("initial_hparams") or []
     ready_every = run.meta.get("config", {}).get("pbt", {}).get("ready_every")
-    if run.method in BASELINE_METHODS or len(initial) != len(run.members) or not initial or not ready_every:
+    if run.method in BASELINE_METHODS + REPLAY_METHODS or len(initial) != len(run.members) or not initial or not ready_every:
         return None
     return greediness(initial, run.events, int(ready_every), max(m.step for m in run.members))
