@@ -35,6 +35,7 @@ from repro.reproduce import (
     interval_text,
     leaves,
     paired_table,
+    seed_setup_leaves,
     shared_leaves,
 )
 from repro.study import wins_text
@@ -176,29 +177,42 @@ def legacy_extras(summary: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], d
     return {arm: {"0": found} for arm, found in per_arm.items() if found}, shared
 
 
-def further_results(summary: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """A summary's further results: the paired statistics of each number that differs between runs (as
-    ``reproduce`` computes them), and the values that are the same in every run (settings, protocols)."""
+def further_results(summary: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, Any],
+                                                     dict[str, dict[int, Any]]]:
+    """A summary's further results: the paired statistics of each number that is an outcome (as ``reproduce``
+    computes them), the values that are the same in every run (settings, protocols), and those that are the same in
+    both arms of each seed (``seed_setup_leaves``), by seed."""
     legacy, shared = legacy_extras(summary)
     extras = summary.get("extra_results") or legacy
     same = {**leaves(shared), **shared_leaves(extras)}
-    return {k: v for k, v in extra_paired(extras, summary.get("paired")).items() if k not in same}, same
+    paired = {k: v for k, v in extra_paired(extras, summary.get("paired")).items() if k not in same}
+    return paired, same, seed_setup_leaves(extras)
 
 
 def further_results_lines(folder: str, summary: dict[str, Any]) -> list[str]:
     """One domain's further results: a table (rows: numbers; columns: PBT, random search, paired difference, wins),
     then the values the same in every run as a list; nothing when the summary has none."""
-    paired, same = further_results(summary)
-    if not paired and not same:
+    paired, same, per_seed = further_results(summary)
+    if not paired and not same and not per_seed:
         return []
     lines = [f"### {folder} ({summary.get('domain')})", ""]
     if paired:
         lines += paired_table(paired, {name: name for name in paired}) + [""]
     if same:
         lines += ["Same in every run:", ""]
-        lines += [f"- {name}: " + (f"`{v}`" if isinstance(v, str) else f"{v:.6g}") for name, v in same.items()]
+        lines += [f"- {name}: {value_text(v)}" for name, v in same.items()]
+        lines.append("")
+    if per_seed:
+        lines += ["Same in both arms of each seed (the seed's setup):", ""]
+        lines += [f"- {name}: " + ", ".join(f"{value_text(v)} (seed {s})" for s, v in by_seed.items())
+                  for name, by_seed in per_seed.items()]
         lines.append("")
     return lines
+
+
+def value_text(value: Any) -> str:
+    """A setting's value in the further results: texts as code, numbers to six significant digits."""
+    return f"`{value}`" if isinstance(value, str) else f"{value:.6g}"
 
 
 def greediness_lines(comparisons: list[tuple[str, dict[str, Any]]]) -> list[str]:

@@ -175,11 +175,12 @@ def paired_summary(comparison: Comparison, extras: dict[str, dict[str, Any]]) ->
 
 def extra_paired(extras: dict[str, dict[str, Any]],
                  paired: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
-    """The paired statistics of each number of ``extra_results`` that is not the same in every run
-    (``shared_leaves``): taken from ``paired`` (``summary["paired"]``) where it has them, else computed."""
-    shared, paired = shared_leaves(extras), paired or {}
+    """The paired statistics of each number of ``extra_results`` that is an outcome: not the same in every run
+    (``shared_leaves``) nor in both arms of each seed (``seed_setup_leaves``). Taken from ``paired``
+    (``summary["paired"]``) where it has them, else computed."""
+    setup, paired = {**shared_leaves(extras), **seed_setup_leaves(extras)}, paired or {}
     return {name: paired.get(name) or paired_metric(name, by_arm["pbt"], by_arm["random_search"])
-            for name, by_arm in extra_by_seed(extras).items() if name not in shared}
+            for name, by_arm in extra_by_seed(extras).items() if name not in setup}
 
 
 def best_so_far_curves(comparison: Comparison, arm: str) -> dict[int, list[tuple[float, float]]]:
@@ -201,6 +202,20 @@ def shared_leaves(extras: dict[str, dict[str, Any]]) -> dict[str, Any]:
         return {}
     runs = [leaves(extra) for arm in ARMS for extra in extras[arm].values()]
     return {k: v for k, v in runs[0].items() if all(k in other and other[k] == v for other in runs[1:])}
+
+
+def seed_setup_leaves(extras: dict[str, dict[str, Any]]) -> dict[str, dict[int, Any]]:
+    """The leaves of ``extra_results`` that differ between seeds but are the same in both arms of each seed, by
+    seed: the seed's setup (the classifier that the seed's machine trained, say), not an outcome, so a difference
+    of zero would say nothing. Empty unless both arms ran the same seeds."""
+    runs = {arm: {int(seed): leaves(extra) for seed, extra in extras.get(arm, {}).items()} for arm in ARMS}
+    seeds = sorted(runs["pbt"])
+    if not seeds or seeds != sorted(runs["random_search"]):
+        return {}
+    shared = shared_leaves(extras)
+    names = [k for k in runs["pbt"][seeds[0]] if k not in shared]
+    return {k: {s: runs["pbt"][s][k] for s in seeds} for k in names
+            if all(k in runs["pbt"][s] and runs["pbt"][s][k] == runs["random_search"][s].get(k) for s in seeds)}
 
 
 # -- the README --------------------------------------------------------------------------------------------------
@@ -280,7 +295,8 @@ def further_results(summary: dict[str, Any]) -> list[str]:
     if paired:
         lines += paired_table(paired, {name: name for name in paired}) + [
             "", "As above: means [95% t-interval over seeds], and the difference paired by seed. Numbers that are the "
-            "same in every run (settings) are only in the per-run table.", ""]
+            "same in every run (settings), or in both arms of each seed (the seed's setup), are only in the per-run "
+            "table.", ""]
     return lines + extra_results_table(extras)
 
 

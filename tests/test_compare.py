@@ -353,6 +353,9 @@ def test_the_readme_gives_the_paired_intervals_and_the_figures_seed(three_seeds)
     assert f"| fid (lower is better) | {fmt_interval(Interval(**fid['pbt']))} |" in readme
     assert "| test.beam_size |" not in readme.partition("### Per run")[0]  # a setting: only in the per-run table
     assert "| test.beam_size | 4 | 4 | 4 | 4 | 4 | 4 |" in readme
+    # the same in both arms of each seed (the seed's setup): no paired row with a difference of zero, per run only
+    assert "| scorer.accuracy |" not in readme.partition("### Per run")[0]
+    assert "| scorer.accuracy | 0.8 | 0.81 | 0.82 | 0.8 | 0.81 | 0.82 |" in readme
 
 
 def test_compare_twice_writes_byte_identical_files(toy_runs, tmp_path):
