@@ -191,7 +191,8 @@ def further_results(summary: dict[str, Any]) -> tuple[dict[str, dict[str, Any]],
 
 def further_results_lines(folder: str, summary: dict[str, Any]) -> list[str]:
     """One domain's further results: a table (rows: numbers; columns: PBT, random search, paired difference, wins),
-    then the values the same in every run as a list; nothing when the summary has none."""
+    then the values the same in every run as a list, and those the same in both arms of each seed, by seed; nothing
+    when the summary has none."""
     paired, same, per_seed = further_results(summary)
     if not paired and not same and not per_seed:
         return []
