@@ -1,7 +1,7 @@
 """The paper's analysis section (§5): studies of PBT's design choices at equal compute per member.
 
     pbt-repro study DOMAIN --study population|exploit|transfer|schedule|all --profile P --seeds K [--seed S0]
-                    [--values V ...] --out DIR [setting flags]
+                    [--values V ...] --out DIR [--dry-run] [setting flags]
 
 A study runs its variants for K seeds (S0, S0+1, ...). Each variant is the reference (PBT with the profile's
 settings, any setting flags applied) with one thing changed, and keeps its steps per member, ready interval and
@@ -336,6 +336,47 @@ def run_study(domain: Domain, name: str, config: Any, profile: str, study: str, 
     return write_study(study, name, metric, profile, config, seeds, results, out / study, provenance)
 
 
+def study_plan(domain: Domain, name: str, config: Any, studies: Sequence[str], seeds: Sequence[int], out: Path,
+               values: Sequence[str] | None = None, force: bool = False) -> str:
+    """``study --dry-run``: every run the studies would train (each seed's reference run once), which of them
+    ``out/runs`` already holds, and what the rest costs in member-steps and in runs of the reference's size; when some
+    runs have finished, the wall time of the rest extrapolated from theirs (same machine assumed)."""
+    pbt = config.pbt
+    reference_steps = pbt.population * pbt.budget_steps
+    lines, seen = [f"plan: study {name} ({', '.join(studies)}), {len(seeds)} seed(s) "
+                   f"({', '.join(str(s) for s in seeds)}), into {out}"], set()
+    to_train, done_steps, done_seconds = 0, 0, 0.0
+    for study in studies:
+        for v in study_variants(study, config, values):
+            population = int(v.overrides.get("population", pbt.population))
+            steps = population * pbt.budget_steps  # a replay or final run has the reference's population
+            for seed in seeds:
+                run_dir = out / "runs" / v.run_name(seed)
+                if run_dir in seen:
+                    continue
+                seen.add(run_dir)
+                status = "to train"
+                if Store.exists(run_dir) and not force:
+                    meta = load_run(run_dir).meta
+                    status = "finished" if meta.get("status") == "finished" else f"to continue ({meta.get('status')})"
+                    if status == "finished":
+                        done_steps += steps
+                        done_seconds += float(meta.get("wall_seconds") or 0.0)
+                to_train += steps if status != "finished" else 0
+                lines.append(f"  {run_dir.name:<24} {population} x {pbt.budget_steps:,} = {steps:,} steps, "
+                             f"{status:<10}  {study}: {v.title}")
+    lines.append(f"to train: {to_train:,} member-steps = {to_train / reference_steps:.2f} runs the size of the "
+                 f"reference ({pbt.population} x {pbt.budget_steps:,}); a continued run counts whole")
+    if done_steps and done_seconds:
+        hours = to_train * done_seconds / done_steps / 3600
+        lines.append(f"estimate from the {done_steps:,} finished member-steps here ({duration(done_seconds)}): about "
+                     f"{hours:.1f} h more on this machine")
+    if domain.estimate is not None:
+        for key, value in domain.estimate(config).items():
+            lines.append(f"estimate per reference run, {key}: {value}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     from repro.cli import PROG, add_listener_flags, add_profile_flag, domain_usage, listener_options
     from repro.domains import load_domain
@@ -356,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
                         "truncation ttest tournament; transfer both weights hparams; schedule pbt replay final)")
     parser.add_argument("--out", type=Path, required=True, help="the study folder: runs/ and one folder per study")
     parser.add_argument("--force", action="store_true", help="replace the study's runs and start over")
+    parser.add_argument("--dry-run", action="store_true", help="print the runs the study would train, which are "
+                        "already done, and their cost, then exit")
     parser.add_argument("--config", dest="config_file", help="JSON file of setting overrides (unknown keys are errors)")
     add_listener_flags(parser)
     add_config_flags(parser, domain.profiles[domain.default_profile()])
@@ -366,6 +409,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--values picks one study's variants; give --study too")
     config = config_from_args(domain, args.profile, args, args.config_file)
     seeds = [config.pbt.seed + k for k in range(args.seeds)]
+    if args.dry_run:
+        print(study_plan(domain, name, config, STUDIES if args.study == "all" else (args.study,), seeds, args.out,
+                         args.values, args.force))
+        return 0
 
     def listeners_for(title: str, store: Store, cfg: Any) -> Any:
         return run_listeners(store, domain.metric, title, **listener_options(args))

@@ -99,3 +99,23 @@ def test_study_values_are_checked_and_the_reference_is_always_there() -> None:
         study_variants("exploit", config, ["best"])
     with pytest.raises(Exception, match="population must be >= 2"):
         study_variants("population", config, ["1"])
+
+
+def test_study_dry_run_lists_each_run_once_trains_nothing_and_counts_what_is_left(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "study"
+    small = ["--seeds", "2", "--budget-steps", "12", "--quiet", "--out", str(out)]
+    assert study(["toy", "--study", "all", *small, "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert not out.exists()
+    names = [line.split()[0] for line in plan.splitlines() if line.startswith("  ")]
+    assert len(names) == len(set(names)) and names[:2] == ["pbt-s0", "pbt-s1"]  # the shared reference runs once
+    # 2 seeds of: the reference, population 4/8/16/32 ((4+8+16+32)/2 references' worth), 2 exploit, 2 transfer and
+    # 2 schedule variants
+    assert len(names) == 2 * (1 + 4 + 2 + 2 + 2) and "= 74.00 runs the size of the reference (2 x 12)" in plan
+
+    assert study(["toy", "--study", "population", "--values", "2", *small]) == 0  # trains the references only
+    capsys.readouterr()
+    assert study(["toy", "--study", "schedule", *small, "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert [line.split()[-3] for line in plan.splitlines() if line.startswith("  pbt-")] == ["finished", "finished"]
+    assert "to train: 96 member-steps = 4.00 runs" in plan and "h more on this machine" in plan
