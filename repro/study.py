@@ -40,7 +40,7 @@ from pbt.domain import Domain
 from pbt.rundir import git_commit, machine
 from pbt.space import ConfigError
 from pbt.store import Store
-from repro.compare import METHOD_TITLES, load_run, run_row
+from repro.compare import METHOD_TITLES, load_run, run_meta, run_row
 from repro.stats import Interval, PairedDifference, fmt_interval, mean_interval, paired_difference
 from repro.text import duration
 
@@ -357,7 +357,7 @@ def study_plan(domain: Domain, name: str, config: Any, studies: Sequence[str], s
                 seen.add(run_dir)
                 status = "to train"
                 if Store.exists(run_dir) and not force:
-                    meta = load_run(run_dir).meta
+                    meta = run_meta(run_dir)
                     status = "finished" if meta.get("status") == "finished" else f"to continue ({meta.get('status')})"
                     if status == "finished":
                         done_steps += steps

@@ -60,6 +60,7 @@ from repro.compare.runs import (
     over_trained,
     progress_curve,
     run_greediness,
+    run_meta,
 )
 from repro.compare.tables import (
     METHOD_TITLES,
@@ -79,7 +80,7 @@ from repro.compare.tables import (
 __all__ = ["FIGURES", "FINAL_STATES", "METHOD_TITLES", "Comparison", "Row", "Run", "aggregate_row", "best_lineage",
            "check_comparable", "coalescence", "compare", "csv_table", "domain_metric", "duration", "figure_run", "fmt",
            "load_run", "log_scaled", "markdown_table", "median_seed", "one_or_mean", "over_trained", "progress_curve",
-           "run_greediness", "run_row", "step_on_grid", "table_rows"]
+           "run_greediness", "run_meta", "run_row", "step_on_grid", "table_rows"]
 
 # -- the command ------------------------------------------------------------------------------------------------
 

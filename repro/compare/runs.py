@@ -75,6 +75,15 @@ def load_run(run_dir: Path | str) -> Run:
         store.close()
 
 
+def run_meta(run_dir: Path | str) -> dict[str, Any]:
+    """Only a run directory's metadata (status, wall time, commit): cheap where ``load_run`` reads every score."""
+    store = Store.open_existing(run_dir)
+    try:
+        return store.meta()
+    finally:
+        store.close()
+
+
 def domain_metric(run: Run) -> str:
     """What the run's score means, as recorded with it (``"score"`` for a store that does not say)."""
     return str(run.meta.get("metric") or "score")
