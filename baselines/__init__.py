@@ -51,6 +51,7 @@ def grid_search(module: str, config: Any, out: Path | str, grid_points: int = 2,
     baseline, initial = baseline_config(load(module), config, "grid_search", grid_points)
     return run_experiment(module, baseline, out, method="grid_search", initial_hparams=initial, **options)
 
+
 def replay_config(config: Any, population: int) -> Any:
     """The config of a ``replay`` (or ``final``) run of a PBT run made with ``config``: the same settings (budget per
     member, ready interval, seed, executor), ``population`` fresh members, exploit and explore off (the schedule sets

@@ -61,6 +61,25 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [f"{prefix[:-1]}: {a!r} != {b!r}"]
 
 
+def run_differences(meta: dict[str, Any], domain: str, method: str, config: Any,
+                    schedule: list[dict[str, Any]] | None = None) -> list[str]:
+    """What makes a stored run (its metadata) another run than ``method`` on ``domain`` with ``config`` (and a
+    replay's ``schedule``): each setting that differs, as ``name: stored != wanted``. Execution settings (workers,
+    ...) are left out: a resume may change them without changing what is computed."""
+    wanted = _identity(domain, method, config, schedule)
+    stored = {k: meta.get(k) for k in wanted} | {"config": _stored_config(config, meta.get("config"))}
+    return [d for d in _differences(stored, wanted)
+            if d.split(":")[0].removeprefix("config.pbt.") not in EXECUTION_FIELDS]
+
+
+def _identity(domain: str, method: str, config: Any, schedule: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """The metadata that says which run a store holds."""
+    wanted = {"domain": domain, "method": method, "config": _config_dict(config)}
+    if schedule is not None:  # a replay's schedule is part of what it computes: a resume must follow the same one
+        wanted["schedule"] = schedule
+    return wanted
+
+
 def prepare_run_dir(
     out: Path, domain: str, method: str, config: Any, initial_hparams: list[HParams] | None, space: dict,
     force: bool = False, resume: bool = False, metric: str = "score", module: str | None = None,
@@ -77,9 +96,7 @@ def prepare_run_dir(
     must be the same to resume; ``extra_meta`` is recorded at creation and not compared.
     """
     pbt: PBTConfig = config.pbt
-    wanted = {"domain": domain, "method": method, "config": _config_dict(config)}
-    if schedule is not None:  # a replay's schedule is part of what it computes: a resume must follow the same one
-        wanted["schedule"] = schedule
+    wanted = _identity(domain, method, config, schedule)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out} is a file, not a run directory; choose another --out")
     if initial_hparams is not None and len(initial_hparams) != pbt.population:
@@ -95,9 +112,7 @@ def prepare_run_dir(
         have = store.meta() if store is not None else {}
         untrained = store is not None and (not have.get("domain") or not store.trained_any())
         if store is not None and resume and not untrained:
-            stored = {k: have.get(k) for k in wanted} | {"config": _stored_config(config, have.get("config"))}
-            diff = [d for d in _differences(stored, wanted)
-                    if d.split(":")[0].removeprefix("config.pbt.") not in EXECUTION_FIELDS]
+            diff = run_differences(have, domain, method, config, schedule)
             if diff:
                 store.close()
                 lock.release()

@@ -35,9 +35,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from baselines import replay_config
 from pbt.config import replace_fields
 from pbt.domain import Domain
-from pbt.rundir import git_commit, machine
+from pbt.rundir import git_commit, machine, run_differences
 from pbt.space import ConfigError
 from pbt.store import Store
 from repro.compare import METHOD_TITLES, load_run, run_meta, run_row
@@ -112,6 +113,13 @@ def study_variants(study: str, config: Any, values: Sequence[str] | None = None)
     return variants
 
 
+def variant_config(variant: Variant, config: Any, seed: int) -> Any:
+    """The config of ``variant``'s run of ``seed``; a replay or final run takes its settings from the seed's
+    reference run (``baselines.replay_config``)."""
+    seeded = replace_fields(config, {"seed": seed, **variant.overrides})
+    return seeded if variant.method == "pbt" else replay_config(seeded, config.pbt.population)
+
+
 RunHook = Callable[[str, Store, Any], Any]  # (title, store, config) -> context manager yielding listeners
 
 
@@ -125,7 +133,7 @@ def run_variant(domain: Domain, name: str, variant: Variant, config: Any, seed: 
     run_dir = runs / variant.run_name(seed)
     title = f"{name} {variant.study} {variant.title} seed {seed}"
     if variant.method == "pbt":
-        seeded = replace_fields(config, {"seed": seed, **variant.overrides})
+        seeded = variant_config(variant, config, seed)
         hook = None if listeners_for is None else (lambda store: listeners_for(title, store, seeded))
         run_arm(domain, name, "pbt", seeded, run_dir, force, hook, resume=not force)
     else:
@@ -345,7 +353,7 @@ def study_plan(domain: Domain, name: str, config: Any, studies: Sequence[str], s
     reference_steps = pbt.population * pbt.budget_steps
     lines, seen = [f"plan: study {name} ({', '.join(studies)}), {len(seeds)} seed(s) "
                    f"({', '.join(str(s) for s in seeds)}), into {out}"], set()
-    to_train, done_steps, done_seconds = 0, 0, 0.0
+    to_train, done_steps, done_seconds, refused = 0, 0, 0.0, 0
     for study in studies:
         for v in study_variants(study, config, values):
             population = int(v.overrides.get("population", pbt.population))
@@ -355,16 +363,23 @@ def study_plan(domain: Domain, name: str, config: Any, studies: Sequence[str], s
                 if run_dir in seen:
                     continue
                 seen.add(run_dir)
-                status = "to train"
+                status, other = "to train", []
                 if Store.exists(run_dir) and not force:
                     meta = run_meta(run_dir)
-                    status = "finished" if meta.get("status") == "finished" else f"to continue ({meta.get('status')})"
+                    other = run_differences(meta, name, v.method, variant_config(v, config, seed))
+                    status = ("another run" if other else "finished" if meta.get("status") == "finished"
+                              else f"to continue ({meta.get('status')})")
                     if status == "finished":
                         done_steps += steps
                         done_seconds += float(meta.get("wall_seconds") or 0.0)
                 to_train += steps if status != "finished" else 0
-                lines.append(f"  {run_dir.name:<24} {population} x {pbt.budget_steps:,} = {steps:,} steps, "
-                             f"{status:<10}  {study}: {v.title}")
+                cost = f"{population} x {pbt.budget_steps:,} = {steps:,} steps,"
+                lines.append(f"  {run_dir.name:<24} {cost:<28} {status:<11}  {study}: {v.title}")
+                if other:
+                    refused += 1
+                    lines.append(f"    holds another run ({'; '.join(other[:2])}): the study would refuse it")
+    if refused:
+        lines.append(f"{refused} run folder(s) hold another run: choose another --out, or --force to replace them")
     lines.append(f"to train: {to_train:,} member-steps = {to_train / reference_steps:.2f} runs the size of the "
                  f"reference ({pbt.population} x {pbt.budget_steps:,}); a continued run counts whole")
     if done_steps and done_seconds:

@@ -107,7 +107,7 @@ def test_study_dry_run_lists_each_run_once_trains_nothing_and_counts_what_is_lef
     assert study(["toy", "--study", "all", *small, "--dry-run"]) == 0
     plan = capsys.readouterr().out
     assert not out.exists()
-    names = [line.split()[0] for line in plan.splitlines() if line.startswith("  ")]
+    names = [line.split()[0] for line in plan.splitlines() if line.startswith("  ") and line[2] != " "]
     assert len(names) == len(set(names)) and names[:2] == ["pbt-s0", "pbt-s1"]  # the shared reference runs once
     # 2 seeds of: the reference, population 4/8/16/32 ((4+8+16+32)/2 references' worth), 2 exploit, 2 transfer and
     # 2 schedule variants
@@ -119,3 +119,9 @@ def test_study_dry_run_lists_each_run_once_trains_nothing_and_counts_what_is_lef
     plan = capsys.readouterr().out
     assert [line.split()[-3] for line in plan.splitlines() if line.startswith("  pbt-")] == ["finished", "finished"]
     assert "to train: 96 member-steps = 4.00 runs" in plan and "h more on this machine" in plan
+    # at another budget the finished references are other runs, which the study would refuse: none counts as done
+    assert study(["toy", "--study", "schedule", *small, "--budget-steps", "6", "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert [line.split()[-4] for line in plan.splitlines() if line.startswith("  pbt-")] == ["another"] * 2
+    assert plan.count("holds another run (config.pbt.budget_steps: 12 != 6)") == 2
+    assert "to train: 72 member-steps = 6.00 runs" in plan and "h more on this machine" not in plan
