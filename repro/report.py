@@ -306,9 +306,14 @@ def analysis_lines(results: Path) -> list[str]:
                                   for study, names in f["studies"].items())
             links = " · ".join(f"[{study}]({folder}/analysis/{study}/README.md)" for study in f["studies"])
             lines.append(f"| {f['finding']} | {numbers} | **{f['verdict']}** | {links} |")
-    others = [d for d in results.glob("*/analysis") if d.is_dir() and d.parent.name != "toy"]
+    others = sorted(d for d in results.glob("*/analysis") if d.is_dir() and d.parent.name != "toy")
     if not others:
         lines += ["", "Only the toy's studies so far: the study on a real domain is still to run."]
+    for begun in (d for d in others if not (d / "findings.json").exists()):
+        # a real-domain study takes hours per run, so it is committed run by run before its tables exist
+        domain = begun.parent.name
+        lines += ["", f"The study on {domain} has begun: its finished runs are in [{domain}/analysis/runs]"
+                  f"({domain}/analysis/runs/README.md); its tables, verdicts and rows here come once every run is in."]
     return lines
 
 

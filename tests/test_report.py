@@ -185,7 +185,12 @@ def test_the_analysis_section_has_a_row_per_finding_with_the_study_tables_number
                         "[transfer](toy/analysis/transfer/README.md) |")
     assert "the study on a real domain is still to run" in section
     (tmp_path / "rl" / "analysis").mkdir(parents=True)  # another domain's analysis: no longer "still to run"
-    assert "still to run" not in render(tmp_path)
+    text = render(tmp_path)
+    assert "still to run" not in text
+    assert "The study on rl has begun: its finished runs are in [rl/analysis/runs](rl/analysis/runs/README.md)" in text
+    shutil.copytree(tmp_path / "toy" / "analysis", tmp_path / "rl" / "analysis", dirs_exist_ok=True)
+    text = render(tmp_path)  # once its findings are written, its rows say the rest
+    assert "has begun" not in text and "[rl/analysis/README.md](rl/analysis/README.md)" in text
 
 
 def test_the_committed_findings_match_their_study_tables():
