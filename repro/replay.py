@@ -9,12 +9,14 @@ age 0, and at every ready point takes its values at the age its weights have rea
 recorded as ``schedule`` events). ``--final`` holds the member's final hyperparameters fixed from the start instead:
 the paper's "train from scratch with PBT's final hyperparameters". The run is labelled ``replay`` (or ``final``) and is
 an ordinary run directory: ``resume``, ``status`` and ``compare`` (as an extra arm beside the PBT run) work on it.
-The schedule is recorded in its store, so a resume follows it without the source run.
+The schedule is recorded in its store, so a resume follows it without the source run; ``replay_of`` names the source
+relative to the replay's directory.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -56,7 +58,10 @@ def replay(source: Path | str, out: Path | str, member: str = "best", population
     config = replay_config(stored_config(domain, results.meta), population)
     schedule = results.discovered_schedule(chosen.id, final=final)
     method = "final" if final else "replay"
-    replay_of = {"run": str(source), "member": chosen.id, "score": chosen.score}
+    # the source's path relative to the replay's own directory: it stays true when the two move together, and a
+    # store never records where on a machine it was made
+    source_run = Path(os.path.relpath(Path(source).resolve(), Path(out).resolve())).as_posix()
+    replay_of = {"run": source_run, "member": chosen.id, "score": chosen.score}
     store = run_experiment(domain.module, config, out, method=method, domain=str(results.meta["domain"]),
                            initial_hparams=[schedule.at(0) for _ in range(population)], force=force, resume=resume,
                            schedule=schedule, replay_of=replay_of,

@@ -79,6 +79,7 @@ def test_replay_applies_the_recorded_hyperparameters_at_each_weight_age(tmp_path
     replay(tmp_path / "pbt", tmp_path / "replay", population=2)
     results = Results(tmp_path / "replay")
     assert results.meta["method"] == "replay" and results.meta["replay_of"]["member"] == 0
+    assert results.meta["replay_of"]["run"] == "../pbt"  # relative to the replay: no machine path in a store
     assert results.meta["schedule"] == [{"age": 0, "hparams": A}, {"age": 4, "hparams": C},
                                         {"age": 8, "hparams": D}]
     assert results.meta["initial_hparams"] == [A, A]

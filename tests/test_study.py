@@ -70,7 +70,7 @@ def test_study_all_writes_each_study_and_resumes(tmp_path: Path) -> None:
         assert f"![{name}]({name}.png)" in readme and "Seeds: 0, 1" in readme
     schedule = json.loads((tmp_path / "study" / "schedule" / "table.json").read_text())["variants"]
     replayed = Results(tmp_path / "study" / "runs" / "schedule-replay-s0")
-    assert replayed.meta["replay_of"]["run"] == str(tmp_path / "study" / "runs" / "pbt-s0")
+    assert replayed.meta["replay_of"]["run"] == "../pbt-s0"  # relative: no machine path in a committed store
     assert len(replayed.members) == 2  # as many fresh members as PBT has: equal compute per member and in all
     assert schedule[1]["best_final_per_seed"] == schedule[0]["best_final_per_seed"]  # the toy retraces its lineage
 
