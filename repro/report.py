@@ -261,24 +261,25 @@ def load_findings(path: Path) -> list[dict[str, Any]]:
     return findings
 
 
-def study_numbers(analysis: Path, study: str, names: list[str]) -> str:
-    """A study's numbers for a finding, from its ``table.json``: the reference's best final score, and each named
-    variant's with its paired difference to the reference and the seeds it won."""
+def study_numbers(analysis: Path, study: str, names: list[str], measure: str = "best_final") -> str:
+    """A study's numbers for a finding, from its ``table.json``: the reference's final score by ``measure`` (the
+    best member's, ``best_final``, or the population's mean, ``population_mean_final``), and each named variant's
+    with its paired difference to the reference and the seeds it won."""
     path = analysis / study / "table.json"
     table = read_json(path)
     try:
         variants = {v["variant"]: v for v in table["variants"]}
         reference = next(v for v in variants.values() if v["reference"])
-        texts = [f"reference {reference['title']} {interval_text(reference['best_final'])}"]
+        texts = [f"reference {reference['title']} {interval_text(reference[measure])}"]
         for name in names:
             if name not in variants:
                 raise ConfigError(f"{path} has no variant {name!r} (it has {', '.join(variants)}), which "
                                   f"{analysis / 'findings.json'} names")
-            v, paired = variants[name], variants[name]["best_final_vs_reference"]
-            texts.append(f"{v['title']} {interval_text(v['best_final'])}, Δ {interval_text(paired['difference'])}, "
+            v, paired = variants[name], variants[name][f"{measure}_vs_reference"]
+            texts.append(f"{v['title']} {interval_text(v[measure])}, Δ {interval_text(paired['difference'])}, "
                          f"won {wins_text(paired)}")
     except (KeyError, TypeError, StopIteration) as exc:
-        raise ConfigError(f"{path} is not a study table (variants with their best_final, the reference and the "
+        raise ConfigError(f"{path} is not a study table (variants with their {measure}, the reference and the "
                           f"paired differences): {type(exc).__name__} {exc}") from None
     return "; ".join(texts)
 
@@ -290,22 +291,25 @@ def analysis_lines(results: Path) -> list[str]:
     if not found:
         return []
     lines = ["", "## The paper's analysis (§5)", "",
-             "Studies of PBT's design choices at equal compute per member (`pbt-repro study`). Numbers: the best "
-             "member's final score from each study's `table.json`: the reference's mean over seeds [95% t-interval], "
-             "each variant's, *Δ* = variant − reference paired by seed [95% paired t-interval], and the seeds the "
-             "variant won. The verdicts are those of the folder's hand-written reading, which gives the reasons and "
-             "caveats."]
+             "Studies of PBT's design choices at equal compute per member (`pbt-repro study`). Numbers, from each "
+             "study's `table.json`, of the best member's final score and of the population's mean final score (a "
+             "copy-both population can lose its best member early, so its mean can carry a comparison the best "
+             "member does not): the reference's mean over seeds [95% t-interval], each variant's, *Δ* = variant − "
+             "reference paired by seed [95% paired t-interval], and the seeds the variant won. The verdicts are "
+             "those of the folder's hand-written reading, which gives the reasons and caveats."]
     for path in found:
         analysis, folder = path.parent, path.parent.parent.name
         lines += ["", f"### {folder}", "",
                   f"The {folder} domain's studies; the reading: [{folder}/analysis/README.md]({folder}/analysis/"
-                  "README.md).", "", "| paper's finding | numbers (ours) | verdict | studies |", "|---|---|---|---|"]
+                  "README.md).", "", "| paper's finding | best member (ours) | population mean (ours) | verdict | studies |",
+                  "|---|---|---|---|---|"]
         for f in load_findings(path):
             many = len(f["studies"]) > 1  # then each study's numbers are named
-            numbers = "<br>".join(f"*{study}*: " * many + study_numbers(analysis, study, names)
-                                  for study, names in f["studies"].items())
+            best, mean = ("<br>".join(f"*{study}*: " * many + study_numbers(analysis, study, names, measure)
+                                      for study, names in f["studies"].items())
+                          for measure in ("best_final", "population_mean_final"))
             links = " · ".join(f"[{study}]({folder}/analysis/{study}/README.md)" for study in f["studies"])
-            lines.append(f"| {f['finding']} | {numbers} | **{f['verdict']}** | {links} |")
+            lines.append(f"| {f['finding']} | {best} | {mean} | **{f['verdict']}** | {links} |")
     others = sorted(d for d in results.glob("*/analysis") if d.is_dir() and d.parent.name != "toy")
     if not others:
         lines += ["", "Only the toy's studies so far: the study on a real domain is still to run."]

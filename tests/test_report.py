@@ -141,12 +141,18 @@ def test_older_further_results_become_tables_not_json(tmp_path):
 
 
 def study_table(study, reference, variants):
-    """A hand-made study ``table.json``: (name, title, best mean, difference mean, wins, ties) per variant."""
+    """A hand-made study ``table.json``: (name, title, best mean, difference mean, wins, ties) per variant; the
+    population mean's numbers are the best member's minus 2 (its differences halved, one win fewer), so a row that
+    took one measure's numbers for the other's would show."""
     interval = lambda m: {"mean": m, "low": m - 0.5, "high": m + 0.5, "n": 4}  # noqa: E731
     rows = [{"variant": reference[0], "title": reference[1], "reference": True, "best_final": interval(reference[2]),
-             "best_final_vs_reference": None}]
+             "population_mean_final": interval(reference[2] - 2), "best_final_vs_reference": None,
+             "population_mean_final_vs_reference": None}]
     rows += [{"variant": name, "title": title, "reference": False, "best_final": interval(best),
-              "best_final_vs_reference": {"difference": interval(diff), "wins": wins, "ties": ties, "n": 4}}
+              "population_mean_final": interval(best - 2),
+              "best_final_vs_reference": {"difference": interval(diff), "wins": wins, "ties": ties, "n": 4},
+              "population_mean_final_vs_reference": {"difference": interval(diff / 2), "wins": max(wins - 1, 0),
+                                                     "ties": ties, "n": 4}}
              for name, title, best, diff, wins, ties in variants]
     return {"study": study, "domain": "toy", "metric": "Q", "variants": rows}
 
@@ -177,10 +183,14 @@ def test_the_analysis_section_has_a_row_per_finding_with_the_study_tables_number
     assert "[toy/analysis/README.md](toy/analysis/README.md)" in section
     assert ("| copying both is best | reference copy both 10 [9.5, 10.5]; copy weights only 8.25 [7.75, 8.75], "
             "Δ -1.75 [-2.25, -1.25], won 1/4; copy hyperparameters only 3.5 [3, 4], Δ -6.5 [-7, -6], won 0/4 | "
+            "reference copy both 8 [7.5, 8.5]; copy weights only 6.25 [5.75, 6.75], Δ -0.875 [-1.375, -0.375], "
+            "won 0/4; copy hyperparameters only 1.5 [1, 2], Δ -3.25 [-3.75, -2.75], won 0/4 | "
             "**holds** | [transfer](toy/analysis/transfer/README.md) |") in section.splitlines()
     two = next(line for line in section.splitlines() if line.startswith("| replay is as good"))
     assert ("| *schedule*: reference PBT 10 [9.5, 10.5]; replayed 10 [9.5, 10.5], Δ 0 [-0.5, 0.5], won 0/4 (4 tied)"
-            "<br>*transfer*: reference copy both") in two
+            "<br>*transfer*: reference copy both 10 [9.5, 10.5]; copy weights only 8.25") in two
+    assert ("| *schedule*: reference PBT 8 [7.5, 8.5]; replayed 8 [7.5, 8.5], Δ 0 [-0.5, 0.5], won 0/4 (4 tied)"
+            "<br>*transfer*: reference copy both 8 [7.5, 8.5]; copy weights only 6.25") in two
     assert two.endswith("| **not testable here** | [schedule](toy/analysis/schedule/README.md) · "
                         "[transfer](toy/analysis/transfer/README.md) |")
     assert "the study on a real domain is still to run" in section
@@ -200,7 +210,8 @@ def test_the_committed_findings_match_their_study_tables():
     section = render(results).partition("## The paper's analysis (§5)")[2]
     table = json.loads((results / "toy" / "analysis" / "transfer" / "table.json").read_text())
     weights = next(v for v in table["variants"] if v["variant"] == "weights")
-    assert fmt_interval(Interval(**weights["best_final_vs_reference"]["difference"])) in section
+    for measure in ("best_final", "population_mean_final"):
+        assert fmt_interval(Interval(**weights[f"{measure}_vs_reference"]["difference"])) in section
     assert "**holds for hyperparameters only; weights only: same direction, interval includes 0**" in section
 
 
