@@ -301,7 +301,8 @@ def analysis_lines(results: Path) -> list[str]:
         analysis, folder = path.parent, path.parent.parent.name
         lines += ["", f"### {folder}", "",
                   f"The {folder} domain's studies; the reading: [{folder}/analysis/README.md]({folder}/analysis/"
-                  "README.md).", "", "| paper's finding | best member (ours) | population mean (ours) | verdict | studies |",
+                  "README.md).", "",
+                  "| paper's finding | best member (ours) | population mean (ours) | verdict | studies |",
                   "|---|---|---|---|---|"]
         for f in load_findings(path):
             many = len(f["studies"]) > 1  # then each study's numbers are named
