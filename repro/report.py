@@ -261,27 +261,36 @@ def load_findings(path: Path) -> list[dict[str, Any]]:
     return findings
 
 
-def study_numbers(analysis: Path, study: str, names: list[str], measure: str = "best_final") -> str:
-    """A study's numbers for a finding, from its ``table.json``: the reference's final score by ``measure`` (the
-    best member's, ``best_final``, or the population's mean, ``population_mean_final``), and each named variant's
-    with its paired difference to the reference and the seeds it won."""
+# The two final scores each analysis row gives: the best member's and the population's mean.
+MEASURES = ("best_final", "population_mean_final")
+
+
+def study_numbers(analysis: Path, study: str, names: list[str]) -> tuple[str, ...]:
+    """A study's numbers for a finding, from one read of its ``table.json``, a text per measure of ``MEASURES``: the
+    reference's final score, and each named variant's with its paired difference to the reference and the seeds it
+    won."""
     path = analysis / study / "table.json"
     table = read_json(path)
     try:
         variants = {v["variant"]: v for v in table["variants"]}
         reference = next(v for v in variants.values() if v["reference"])
-        texts = [f"reference {reference['title']} {interval_text(reference[measure])}"]
         for name in names:
             if name not in variants:
                 raise ConfigError(f"{path} has no variant {name!r} (it has {', '.join(variants)}), which "
                                   f"{analysis / 'findings.json'} names")
-            v, paired = variants[name], variants[name][f"{measure}_vs_reference"]
-            texts.append(f"{v['title']} {interval_text(v[measure])}, Δ {interval_text(paired['difference'])}, "
-                         f"won {wins_text(paired)}")
+
+        def text(measure: str) -> str:
+            texts = [f"reference {reference['title']} {interval_text(reference[measure])}"]
+            for name in names:
+                v, paired = variants[name], variants[name][f"{measure}_vs_reference"]
+                texts.append(f"{v['title']} {interval_text(v[measure])}, Δ {interval_text(paired['difference'])}, "
+                             f"won {wins_text(paired)}")
+            return "; ".join(texts)
+
+        return tuple(text(measure) for measure in MEASURES)
     except (KeyError, TypeError, StopIteration) as exc:
-        raise ConfigError(f"{path} is not a study table (variants with their {measure}, the reference and the "
-                          f"paired differences): {type(exc).__name__} {exc}") from None
-    return "; ".join(texts)
+        raise ConfigError(f"{path} is not a study table (variants with their {' and '.join(MEASURES)}, the "
+                          f"reference and the paired differences): {type(exc).__name__} {exc}") from None
 
 
 def analysis_lines(results: Path) -> list[str]:
@@ -306,9 +315,9 @@ def analysis_lines(results: Path) -> list[str]:
                   "|---|---|---|---|---|"]
         for f in load_findings(path):
             many = len(f["studies"]) > 1  # then each study's numbers are named
-            best, mean = ("<br>".join(f"*{study}*: " * many + study_numbers(analysis, study, names, measure)
-                                      for study, names in f["studies"].items())
-                          for measure in ("best_final", "population_mean_final"))
+            numbers = {study: study_numbers(analysis, study, names) for study, names in f["studies"].items()}
+            best, mean = ("<br>".join(f"*{study}*: " * many + texts[i] for study, texts in numbers.items())
+                          for i in range(len(MEASURES)))
             links = " · ".join(f"[{study}]({folder}/analysis/{study}/README.md)" for study in f["studies"])
             lines.append(f"| {f['finding']} | {best} | {mean} | **{f['verdict']}** | {links} |")
     others = sorted(d for d in results.glob("*/analysis") if d.is_dir() and d.parent.name != "toy")
