@@ -5,7 +5,9 @@ next. Run directories themselves (creation, resume, ``force``, the lock) are ``p
 
 Fairness: the run emulates N members training in parallel at equal speed, so a member that decides at its step t
 sees every member that has trained further *as it was at step t* (its snapshot), and a copy takes exactly those
-weights. No member's weights ever receive more training than its own step count, which never exceeds the budget.
+weights. A member still running its interval towards t has no state at t yet, so the decision waits for it
+(``decision_due`` stays pending, and the worker goes to another member). Every member's weights therefore receive
+exactly the training of its own step count, never more and never less, and that never exceeds the budget.
 The snapshots others may still copy are kept on disk: a member never starts an interval more than ``MAX_LEAD``
 ready intervals ahead of the slowest member still training, so each member keeps at most ``MAX_LEAD + 2``
 checkpoints (its current one included).
@@ -64,6 +66,7 @@ class Controller:
         self.round: dict[str, Any] | None = None  # the serial executor's round in progress
         self.decided: list[int] = []  # members whose decision changed nothing, not yet stored
         self.pruned_to = -1  # the step below which snapshots have been pruned
+        self.waits = 0  # times a worker was left idle because every member it could run had a decision to wait on
         if [m.id for m in self.members] != list(range(len(self.members))):
             raise ConfigError(f"{store.run_dir}: member ids are not 0..N-1")
 
@@ -87,7 +90,14 @@ class Controller:
         if not training:
             return []
         horizon = min(m.step for m in training) // self.cfg.ready_every + MAX_LEAD
-        return [m for m in training if m.id not in in_flight and m.step // self.cfg.ready_every <= horizon]
+        return [m for m in training if m.id not in in_flight and m.step // self.cfg.ready_every <= horizon
+                and self._can_decide(m)]
+
+    def _can_decide(self, me: MemberRow) -> bool:
+        """A ready member at step t decides only once every member that will still train has published its state at
+        t: compared (and copied) any earlier, a member still running its interval towards t would be seen as it was
+        before it, and a copy of it would lose the difference. A member with no decision due can always run."""
+        return me.decision_due is None or all(m.step >= me.step for m in self._training())
 
     def _job(self, m: MemberRow) -> Job:
         steps = min(self.cfg.ready_every - m.steps_since_ready, self.cfg.budget_steps - m.step)
@@ -162,6 +172,8 @@ class Controller:
             for slot in executor.free_slots():
                 runnable = self._runnable(in_flight)
                 if not runnable:
+                    if any(m.id not in in_flight for m in self._training()):
+                        self.waits += 1  # a worker is free, but the members it could run wait for slower ones
                     break
                 # furthest behind first, counted in ready intervals; within one, a member this worker already holds
                 # in memory (reloading costs time, and an RL member would restart its games)
@@ -240,10 +252,16 @@ class Controller:
     def _view(self, me: MemberRow) -> list[MemberRow]:
         """The population as ``me`` sees it at its step: a member that has trained further is represented by its
         snapshot at ``me``'s step (score, samples, hyperparameters, weights and their age as they were then), so
-        what the decision compares is what a copy takes, and extra training never counts."""
+        what the decision compares is what a copy takes, and extra training never counts; a member behind it that
+        will still train is left out, so missing training never counts either."""
+        training = {m.id for m in self._training()}
         view = []
         for m in self.members:
-            if m.id != me.id and m.step > me.step:
+            if m.id != me.id and m.step < me.step and m.id in training:
+                # its state at me's step does not exist yet: never compared, never copied (the asynchronous loop
+                # waits for it, ``_can_decide``; this covers a failed member's replacement and a retried one)
+                m = replace(m, score=None, samples=(), checkpoint=None, checksum=None)
+            elif m.id != me.id and m.step > me.step:
                 snap = self.store.snapshot_at(m.id, me.step)
                 m = (replace(m, score=None, samples=(), checkpoint=None, checksum=None) if snap is None else
                      replace(m, step=snap.step, weight_age=snap.weight_age, hparams=dict(snap.hparams),

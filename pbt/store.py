@@ -550,8 +550,9 @@ class Store:
         """Compute planned and used: member-steps (committed) and wall seconds."""
         meta = self.meta()
         pbt = meta.get("config", {}).get("pbt", {})
-        used, most, oldest = self.db.execute(
-            "SELECT COALESCE(SUM(step), 0), COALESCE(MAX(step), 0), MAX(weight_age) FROM member").fetchone()
+        used, most, oldest, youngest = self.db.execute(
+            "SELECT COALESCE(SUM(step), 0), COALESCE(MAX(step), 0), MAX(weight_age), "
+            "MIN(CASE WHEN status = 'done' THEN weight_age END) FROM member").fetchone()
         return {
             "planned_steps": int(pbt.get("population", 0)) * int(pbt.get("budget_steps", 0)),
             "used_steps": int(used),  # what the members' slots trained: the compute spent
@@ -559,5 +560,7 @@ class Store:
             "max_member_steps": int(most),
             # the most training any member's weights received (None: a store written before weight ages were kept)
             "max_weight_age": None if oldest is None else int(oldest),
+            # the least training a finished member's weights received (below the budget: a copy lost training)
+            "min_weight_age": None if youngest is None else int(youngest),
             "wall_seconds": float(meta.get("wall_seconds", 0.0)),
         }

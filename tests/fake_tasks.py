@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,12 +24,17 @@ class Config:
     failure: str = doc("raise | nan | die | none", default="none")
     marker_dir: str = doc("Where failures are counted.", default="")
     overshoot: int = doc("Extra steps train takes beyond what is asked.", default=0)
+    seconds_per_step: float = doc("Base time a step takes; each train call takes 0.5x to 2x of it, seeded by the "
+                                  "member and its step, so intervals finish out of order.", default=0.0)
+    score: str = doc("total: x (more training scores higher) | rate: x per step taken (a member behind the others "
+                     "looks as good as one ahead)", default="total")
     pbt: PBTConfig = field(default_factory=lambda: PBTConfig(population=4, budget_steps=40, ready_every=10,
                                                              executor="serial", workers=1))
 
 
 class CountingTask:
-    """score = lr * steps taken: deterministic, so the member with the larger lr is always better."""
+    """score = lr * steps taken (or, with ``score="rate"``, per step): deterministic, so the member with the larger
+    lr is always better. The state counts the steps its weights trained, so a test can check them."""
 
     space = {"lr": LogUniform(0.01, 1.0)}
 
@@ -55,11 +62,16 @@ class CountingTask:
             os._exit(3)
         if misbehave and self.config.failure == "raise":
             raise RuntimeError("injected failure")
+        if self.config.seconds_per_step > 0:
+            uneven = 2.0 ** random.Random(f"{state['member_seed']}:{state['steps']}").uniform(-1.0, 1.0)
+            time.sleep(self.config.seconds_per_step * taken * uneven)
         state["x"] = float("nan") if misbehave else state["x"] + float(hparams["lr"]) * taken
         state["steps"] += taken
         return {"steps": taken}
 
     def evaluate(self, state: dict[str, Any]) -> float:
+        if self.config.score == "rate":
+            return state["x"] / max(state["steps"], 1)
         return state["x"]
 
     def save(self, state: dict[str, Any], path: Path) -> None:

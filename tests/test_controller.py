@@ -243,8 +243,15 @@ def test_a_ready_member_sees_members_ahead_at_its_own_step(tmp_path):
     assert (view[0].checkpoint, view[0].step, view[0].weight_age) == ("a", 10, 10)
     assert view[0].hparams == m0.hparams  # its hyperparameters then, not the ones it has moved on to
     assert view[2].checkpoint is None  # nothing published yet: nothing to copy
-    assert {m.id: m.score for m in controller._view(controller.members[0])} == {0: 2.0, 1: 1.5, 2: None}
+    # seen from member 0 at step 20, member 1 (at 10, still training) has no state at step 20 yet: never compared, and
+    # a decision of member 0's at 20 waits until it has one
+    assert {m.id: m.score for m in controller._view(controller.members[0])} == {0: 2.0, 1: None, 2: None}
     assert (store.checkpoint_dir / "a").exists()  # kept while member 1 (at step 10) may still copy it
+    ahead = dataclasses.replace(controller.members[0], decision_due=10)
+    assert not controller._can_decide(ahead) and controller._can_decide(me)
+    controller._publish(dataclasses.replace(me, step=20, weight_age=20))
+    controller._publish(dataclasses.replace(m2, step=20, weight_age=20, score=0.5, checkpoint="c", checksum="hc"))
+    assert controller._can_decide(ahead)
 
 
 def test_a_member_whose_checkpoint_is_corrupt_is_not_replaced_by_a_member_sharing_that_file():

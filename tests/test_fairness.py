@@ -8,17 +8,22 @@ can ever get.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import json
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from experiments.toy.task import Config as ToyConfig
+from pbt.config import PBTConfig
 from pbt.controller import MAX_LEAD, run_experiment
 from pbt.lineage import lineage, training_spans
 from pbt.space import ConfigError
 from pbt.store import Store
-from repro.compare import check_comparable, load_run
+from repro.compare import check_comparable, compare, load_run
+from tests.fake_tasks import Config as FakeConfig
 
 
 def toy_async(tmp_path: Path, seed: int, population: int = 8, workers: int = 2, steps: int = 200) -> Store:
@@ -76,3 +81,44 @@ def test_compare_refuses_a_run_whose_weights_trained_past_what_any_member_ran(tm
     with pytest.raises(ConfigError, match="more training than any member"):
         check_comparable([run])
     assert check_comparable([run], allow_unequal=True) is False
+
+
+def uneven_async(tmp_path: Path, population: int, seed: int, transfer: str) -> Store:
+    """Population on 2 workers whose intervals take 0.5x to 2x a base time (seeded), so members finish out of order
+    and a ready member often meets others still running their interval towards its step."""
+    cfg = FakeConfig(seconds_per_step=0.002, score="rate", pbt=PBTConfig(
+        population=population, budget_steps=100, ready_every=5, workers=2, executor="local", seed=seed,
+        exploit="truncation", explore="perturb", transfer=transfer))
+    return run_experiment("tests.fake_tasks", cfg, tmp_path / f"run-{population}-{seed}-{transfer}")
+
+
+@pytest.mark.parametrize("transfer", ["both", "weights"])
+@pytest.mark.parametrize(("population", "seed"), [(4, 0), (4, 1), (8, 0), (8, 1), (8, 2)])
+def test_a_copy_never_takes_weights_with_less_training_than_the_copiers_step(
+        tmp_path: Path, population: int, seed: int, transfer: str) -> None:
+    store = uneven_async(tmp_path, population, seed, transfer)
+    copies = [e for e in store.events() if e.kind in ("exploit", "replace")]
+    assert copies, "the run must exploit for the test to mean anything"
+    for e in copies:  # the invariant at every copy: the weights taken trained exactly as long as the copier has
+        assert (e.weight_age, e.donor_step) == (e.step, e.step), f"member {e.member} at step {e.step} copied " \
+            f"member {e.donor}'s weights of age {e.weight_age} (its state at step {e.donor_step})"
+    for m in store.members():  # and at the end, as the weights themselves count their training
+        assert m.status == "done" and m.weight_age == m.step == 100
+        trained = json.loads((store.checkpoint_dir / m.checkpoint).read_text())["steps"]
+        assert trained == m.step, f"member {m.id}'s final weights trained {trained} steps, not {m.step}"
+    assert store.compute()["min_weight_age"] == 100
+    store.close()
+
+
+def test_the_runs_table_shows_the_least_training_a_members_weights_received(tmp_path: Path) -> None:
+    store = toy_async(tmp_path, seed=0, population=4, steps=40)
+    run_dir = store.run_dir
+    store.close()
+    with sqlite3.connect(run_dir / "pbt.sqlite") as db:  # as a copy from a member that was behind left a store
+        db.execute("UPDATE member SET weight_age = 35 WHERE id = 2")
+    comparison = compare([run_dir], tmp_path / "cmp", figures=False)
+    assert (comparison.rows[0].max_weight_age, comparison.rows[0].min_weight_age) == (40, 35)
+    markdown = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "| oldest weights | youngest weights |" in markdown and "| 160 / 160 | 40 | 35 |" in markdown
+    row = next(csv.DictReader((tmp_path / "cmp" / "comparison.csv").open()))
+    assert (row["max_weight_age"], row["min_weight_age"]) == ("40", "35")

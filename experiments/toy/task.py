@@ -12,6 +12,7 @@ adds N(0, 0.1) noise to h (clipped to [0, 1]), learning rate 0.01, and Q is eval
 from __future__ import annotations
 
 import json
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,8 @@ class Config:
     theta_init: tuple[float, ...] = doc("Starting point θ of every member.", default=(0.9, 0.9))
     seconds_per_step: float = doc("Sleep this long per training step, to emulate a slow task (benchmarks, tests).",
                                   default=0.0)
+    uneven_time: bool = doc("Scale each train call's sleep by 0.5x to 2x, seeded by the member and its step, so "
+                            "members finish their intervals out of order (benchmarks).", default=False)
     pbt: PBTConfig = field(default_factory=lambda: PBTConfig(
         population=2, budget_steps=200, ready_every=4, eval_every=1, exploit="truncation", explore="noise",
         noise_std=0.1, executor="serial", workers=1, on_failure="retry"))
@@ -56,16 +59,19 @@ class ToyTask:
         self.config = config
 
     def make(self, hparams: HParams, seed: int) -> dict[str, Any]:
-        return {"theta": list(self.config.theta_init), "steps": 0}
+        return {"theta": list(self.config.theta_init), "steps": 0, "seed": seed}
 
     def train(self, state: dict[str, Any], hparams: HParams, steps: int) -> dict[str, float]:
         h = (float(hparams["h0"]), float(hparams["h1"]))
         theta = state["theta"]
+        pause = self.config.seconds_per_step
+        if pause and self.config.uneven_time:
+            pause *= 2.0 ** random.Random(f"{state.get('seed')}:{state['steps']}").uniform(-1.0, 1.0)
         for _ in range(steps):
             # gradient ascent on Q̂: dQ̂/dθ_i = −2·h_i·θ_i
             theta = [t - self.config.lr * 2.0 * hi * t for t, hi in zip(theta, h)]
-            if self.config.seconds_per_step:
-                time.sleep(self.config.seconds_per_step)
+            if pause:
+                time.sleep(pause)
         state["theta"] = theta
         state["steps"] += steps
         return {"surrogate": 1.2 - sum(hi * t * t for hi, t in zip(h, theta))}
@@ -79,7 +85,7 @@ class ToyTask:
 
     def load(self, path: Path) -> dict[str, Any]:
         state = json.loads(path.read_text())
-        if not isinstance(state, dict) or set(state) != {"theta", "steps"}:
+        if not isinstance(state, dict) or not {"theta", "steps"} <= set(state) <= {"theta", "steps", "seed"}:
             raise ValueError(f"{path} is not a toy checkpoint")
         return state
 

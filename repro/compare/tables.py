@@ -43,6 +43,7 @@ class Row:
     median_final_std: float | None = None
     per_seed_best: list[float] = field(default_factory=list)
     max_weight_age: int | None = None  # the most training any member's weights received (None: not recorded)
+    min_weight_age: int | None = None  # the least training a finished member's weights received
     # per PBT seed, from pbt.diagnostics (both empty for a baseline, which copies nothing):
     coalescence_steps: list[int | None] = field(default_factory=list)  # None: the seed never coalesced
     lineages_at_end: list[int] = field(default_factory=list)  # founding members whose weights survive
@@ -60,7 +61,7 @@ def run_row(run: Run) -> Row:
                median_final=statistics.median(finals) if finals else None,
                finished=f"{len(finals)}/{len(run.members)}", status=str(run.meta.get("status", "?")),
                per_seed_best=[] if best is None or best.score is None else [best.score],
-               max_weight_age=run.compute.get("max_weight_age"),
+               max_weight_age=run.compute.get("max_weight_age"), min_weight_age=run.compute.get("min_weight_age"),
                coalescence_steps=[] if greedy is None else [greedy.coalescence_step],
                lineages_at_end=[] if greedy is None else [greedy.lineages_at_end])
 
@@ -79,6 +80,7 @@ def aggregate_row(method: str, rows: Sequence[Row]) -> Row:
                status=", ".join(sorted({r.status for r in rows})), best_final_std=best_std, mean_final_std=mean_spread,
                median_final_std=median_std, per_seed_best=[v for r in rows for v in r.per_seed_best],
                max_weight_age=max((r.max_weight_age for r in rows if r.max_weight_age is not None), default=None),
+               min_weight_age=min((r.min_weight_age for r in rows if r.min_weight_age is not None), default=None),
                coalescence_steps=[s for r in rows for s in r.coalescence_steps],
                lineages_at_end=[n for r in rows for n in r.lineages_at_end])
 
@@ -140,29 +142,35 @@ def lineages_text(counts: Sequence[int]) -> str:
     return "—" if mean is None else f"{mean:.3g}"
 
 
+def age_text(age: int | None) -> str:
+    return "–" if age is None else f"{age:.6g}"
+
+
 def markdown_table(comparison: Comparison, intro: bool = True) -> str:
     lines = [f"Domain `{comparison.domain}`; metric: {comparison.metric} (higher is better); compute: member-steps "
              "(population × steps per member) and wall time."] if intro else []
     if not comparison.equal_compute:
         lines.append("\n**Unequal compute** (compared with `--allow-unequal`): the runs planned different budgets; "
                      "see the planned column.")
-    lines += ["", "| run | method | seed | population | steps used / planned | oldest weights | wall time | best final | "
+    lines += ["", "| run | method | seed | population | steps used / planned | oldest weights | youngest weights | "
+              "wall time | best final | "
               "population mean final | population median final | members counted | coalesced at step | "
               "lineages at end | status |",
-              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in comparison.rows:
         seeds = ", ".join(map(str, r.seeds))
         lines.append(
             f"| {r.label} | {METHOD_TITLES.get(r.method, r.method)} | {seeds} | {r.population} | "
             f"{r.used_steps:.6g} / {r.planned_steps:.6g} | "
-            f"{'–' if r.max_weight_age is None else f'{r.max_weight_age:.6g}'} | {duration(r.wall_seconds)} | "
+            f"{age_text(r.max_weight_age)} | {age_text(r.min_weight_age)} | {duration(r.wall_seconds)} | "
             f"{fmt(r.best_final, r.best_final_std)} | {fmt(r.mean_final, r.mean_final_std)} | "
             f"{fmt(r.median_final, r.median_final_std)} | {r.finished} | {coalescence_text(r.coalescence_steps)} | "
             f"{lineages_text(r.lineages_at_end)} | {r.status} |")
     lines.append("\nFinal scores are each member's latest score (its own: a member does not exploit at the end of its "
                  "budget); dropped or failed members are not counted. ± is the sample standard deviation over runs. "
                  "Oldest weights: the most training any member's weights received through their copies (at most "
-                 "the steps one member trains). Coalesced at step: the first step from which on every PBT member's "
+                 "the steps one member trains); youngest weights: the least training a finished member's weights "
+                 "received (its steps, unless a copy took weights that had trained less). Coalesced at step: the first step from which on every PBT member's "
                  "weights descend from one founding member, through copies (never: the run ended with several); "
                  "lineages at end: how many founding members' weights survive; over several seeds, the mean over "
                  "the seeds that coalesced (how many did) and the mean count; — for baselines, which copy nothing.")
@@ -171,7 +179,8 @@ def markdown_table(comparison: Comparison, intro: bool = True) -> str:
 
 CSV_COLUMNS = ("row", "label", "method", "domain", "seeds", "population", "used_steps", "planned_steps",
                "wall_seconds", "best_final", "best_final_std", "mean_final", "mean_final_std", "median_final",
-               "median_final_std", "members_counted", "status", "equal_compute", "max_weight_age", "coalescence_step",
+               "median_final_std", "members_counted", "status", "equal_compute", "max_weight_age", "min_weight_age",
+               "coalescence_step",
                "coalesced_seeds", "lineages_at_end")
 
 
@@ -185,7 +194,7 @@ def csv_table(comparison: Comparison) -> str:
                          " ".join(map(str, r.seeds)), r.population, r.used_steps, r.planned_steps,
                          round(r.wall_seconds, 3), blank(r.best_final), blank(r.best_final_std), blank(r.mean_final),
                          blank(r.mean_final_std), blank(r.median_final), blank(r.median_final_std), r.finished,
-                         r.status, comparison.equal_compute, blank(r.max_weight_age),
+                         r.status, comparison.equal_compute, blank(r.max_weight_age), blank(r.min_weight_age),
                          blank(coalescence(r.coalescence_steps)[0]), coalescence(r.coalescence_steps)[1],
                          blank(one_or_mean(r.lineages_at_end))])
     return buffer.getvalue()
