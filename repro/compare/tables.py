@@ -170,8 +170,9 @@ def markdown_table(comparison: Comparison, intro: bool = True) -> str:
                  "budget); dropped or failed members are not counted. ± is the sample standard deviation over runs. "
                  "Oldest weights: the most training any member's weights received through their copies (at most "
                  "the steps one member trains); youngest weights: the least training a finished member's weights "
-                 "received (its steps, unless a copy took weights that had trained less). Coalesced at step: the first step from which on every PBT member's "
-                 "weights descend from one founding member, through copies (never: the run ended with several); "
+                 "received (its steps, unless a copy took weights that had trained less). Coalesced at step: the "
+                 "first step from which on every PBT member's weights descend from one founding member, through "
+                 "copies (never: the run ended with several); "
                  "lineages at end: how many founding members' weights survive; over several seeds, the mean over "
                  "the seeds that coalesced (how many did) and the mean count; — for baselines, which copy nothing.")
     return "\n".join(lines) + "\n"
