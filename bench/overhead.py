@@ -23,6 +23,7 @@ from pathlib import Path
 
 from experiments.toy.task import SPACE, Config, initial_hparams, q
 from pbt.controller import Controller, open_experiment, run_experiment
+from pbt.store import StoreReader
 from pbt.space import sample
 
 STEPS, READY, LR = 200, 4, 0.01
@@ -95,10 +96,12 @@ def bench_controller(seconds_per_step: float, ready_every: int, uneven: bool) ->
         ready_every=ready_every, eval_every=ready_every))
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        store, spec = open_experiment("experiments.toy.task", cfg, Path(tmp) / "run", domain="toy")
-        controller = Controller(store, spec)
-        controller.run()
+        run_dir, spec = open_experiment("experiments.toy.task", cfg, Path(tmp) / "run", domain="toy")
+        with run_dir:
+            controller = Controller(run_dir.store, spec)
+            controller.run()
         wall = time.perf_counter() - t0
+        store = StoreReader(run_dir.path)
         exploits = len(store.events("exploit"))
         busy = sum(s.metrics.get(k, 0.0) for s in store.scores() for k in ("time/train_s", "time/eval_s", "time/io_s"))
         store.close()

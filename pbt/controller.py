@@ -36,9 +36,9 @@ from pbt.algorithm import (
 from pbt.config import PBTConfig
 from pbt.domain import load as load_domain
 from pbt.executor import Executor, LocalExecutor, SerialExecutor, TaskSpec, concurrency
-from pbt.rundir import prepare_run_dir
+from pbt.rundir import RunDir
 from pbt.space import ConfigError, HParams
-from pbt.store import Event, MemberRow, ScoreRow, Store
+from pbt.store import Event, LockLost, MemberRow, ScoreRow, Store, StoreReader
 
 Listener = Callable[[MemberRow, Sequence[ScoreRow], Sequence[Event]], None]
 
@@ -129,6 +129,8 @@ class Controller:
             self._flush_decisions()
             if not any(m.status == "done" for m in self.members):
                 raise RunFailed("no member finished: every member was dropped or failed")
+        except LockLost:
+            raise  # another process may own the run now: nothing more is written
         except Exception as exc:
             self._flush_decisions()
             why = str(exc) if isinstance(exc, RunFailed) else f"{type(exc).__name__}: {exc}"
@@ -228,7 +230,7 @@ class Controller:
         keep_from = min((m.step for m in self._training()), default=member.step)
         prune_all = keep_from != self.pruned_to
         self.pruned_to = keep_from
-        meta: dict[str, Any] = {"wall_seconds": self._wall()}
+        meta: dict[str, Any] = {"wall_seconds": self._wall(), "wall_at": time.time()}  # status adds time since
         if self.round is not None:
             meta["serial_round"] = self.round
         self.store.commit(member, scores, events, meta=meta, keep_from=keep_from, decided=self.decided,
@@ -305,7 +307,7 @@ def open_experiment(
     resume: bool = False,
     schedule: Schedule | None = None,
     replay_of: dict[str, Any] | None = None,
-) -> tuple[Store, TaskSpec]:
+) -> tuple[RunDir, TaskSpec]:
     """Create (or, with ``resume``, reopen) the run directory of ``module``'s task with ``config``.
 
     ``module`` is a task module (a dotted import path or a ``file.py`` path) that declares a ``pbt.domain.Domain``
@@ -325,29 +327,24 @@ def open_experiment(
     task_domain = load_domain(module)
     if initial_hparams is None and method == "pbt":
         initial_hparams = task_domain.initial(config)
-    store = prepare_run_dir(Path(out), domain or module, method, config, initial_hparams,
-                            task_domain.search_space(config),
-                            force=force, resume=resume, metric=task_domain.metric, module=module,
-                            schedule=None if schedule is None else schedule.to_meta(),
-                            extra_meta=None if replay_of is None else {"replay_of": replay_of})
-    return store, TaskSpec(module, config)
+    run_dir = RunDir.open(Path(out), domain or module, method, config, initial_hparams,
+                          task_domain.search_space(config), force=force, resume=resume, metric=task_domain.metric,
+                          module=module, schedule=None if schedule is None else schedule.to_meta(),
+                          extra_meta=None if replay_of is None else {"replay_of": replay_of})
+    return run_dir, TaskSpec(module, config)
 
 
 def run_experiment(
     module: str, config: Any, out: Path | str, *, listeners: Sequence[Listener] = (),
     watch: Callable[[Store], AbstractContextManager[Sequence[Listener]]] | None = None, **options: Any
-) -> Store:
-    """Run (or, with ``resume=True``, continue) a population of ``module``'s task with ``config``; return its store.
-    ``watch(store)``, if given, is entered once the store is open and held while the run trains; the listeners it
-    gives join ``listeners`` (a progress display or a logger, which read the store, is made this way).
-    ``options`` are ``open_experiment``'s: ``method``, ``domain``, ``initial_hparams``, ``force``, ``resume``,
-    ``schedule``, ``replay_of``."""
-    store, spec = open_experiment(module, config, out, **options)
-    try:
-        with nullcontext(()) if watch is None else watch(store) as watching:
-            Controller(store, spec, [*listeners, *watching]).run()
-    finally:
-        if store.lock is not None:  # the run is over: the store stays open for reading, the directory is free
-            store.lock.release()
-            store.lock = None
-    return store
+) -> StoreReader:
+    """Run (or continue, with ``resume=True``) a population of ``module``'s task with ``config``; return its store,
+    open for reading. ``watch(store)``, if given, is entered once the store is open and held while the run trains;
+    the listeners it gives join ``listeners`` (a progress display or a logger, which read the store, is made this
+    way). ``options`` are ``open_experiment``'s: ``method``, ``domain``, ``initial_hparams``, ``force``,
+    ``resume``, ``schedule``, ``replay_of``."""
+    run_dir, spec = open_experiment(module, config, out, **options)
+    with run_dir:
+        with nullcontext(()) if watch is None else watch(run_dir.store) as watching:
+            Controller(run_dir.store, spec, [*listeners, *watching]).run()
+    return StoreReader(run_dir.path)  # the run is over and the directory free; what it wrote stays readable

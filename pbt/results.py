@@ -16,30 +16,39 @@ from typing import Any
 
 from pbt.algorithm import Schedule
 from pbt.lineage import Segment, lineage, training_spans
-from pbt.store import CKPT_DIR, Event, MemberRow, Store, verify_checkpoint
+from pbt.store import CKPT_DIR, Event, MemberRow, ScoreRow, StoreReader, verify_checkpoint
 
 COUNTED = ("pending", "done")  # members whose latest score counts (dropped and failed ones do not)
 
 
 class Results:
-    """A snapshot of one run directory, read once."""
+    """A snapshot of one run directory, read once through a ``StoreReader`` (which writes nothing and imports no
+    code). The one place that says which members count (``COUNTED``) and which member is best."""
 
     def __init__(self, run_dir: Path | str):
         self.run_dir = Path(run_dir)
-        store = Store.open_existing(run_dir)
-        try:
+        with StoreReader.open_existing(run_dir) as store:
             self.meta: dict[str, Any] = store.meta()
             self.members: list[MemberRow] = store.members()
             self.events: list[Event] = store.events()
+            self.scores: list[ScoreRow] = store.scores()
+            self.compute: dict[str, Any] = store.compute()
             self.state = store.state()
-        finally:
-            store.close()
+
+    @property
+    def counted(self) -> list[MemberRow]:
+        """The members whose latest score counts: scored, and neither dropped nor failed."""
+        return [m for m in self.members if m.score is not None and m.status in COUNTED]
+
+    @property
+    def finals(self) -> list[float]:
+        """The latest score of every counted member (a finished run: each member's final score)."""
+        return [m.score for m in self.counted if m.score is not None]
 
     @property
     def best(self) -> MemberRow | None:
         """The member with the highest latest score (ties: the lowest id), or None before any score."""
-        scored = [m for m in self.members if m.score is not None and m.status in COUNTED]
-        return max(scored, key=lambda m: (m.score, -m.id)) if scored else None  # type: ignore[arg-type]
+        return best_of(self.members)
 
     def member(self, which: int | str = "best") -> MemberRow:
         """A member by id, or ``"best"``."""
@@ -83,6 +92,12 @@ class Results:
         """One row per member (``pandas.DataFrame(results.table())`` if you like)."""
         return [{"member": m.id, "step": m.step, "weight_age": m.weight_age, "score": m.score, "status": m.status,
                  "failures": m.failures, **{f"h/{k}": v for k, v in m.hparams.items()}} for m in self.members]
+
+
+def best_of(members: list[MemberRow]) -> MemberRow | None:
+    """The counted member with the highest latest score (ties: the lowest id), or None before any score."""
+    scored = [m for m in members if m.score is not None and m.status in COUNTED]
+    return max(scored, key=lambda m: (m.score, -m.id)) if scored else None  # type: ignore[arg-type]
 
 
 def saved_member(run_dir: Path | str, which: str = "best") -> tuple[dict[str, Any], MemberRow, Path]:

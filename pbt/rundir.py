@@ -20,7 +20,8 @@ from typing import Any
 from pbt.config import EXECUTION_FIELDS, PBTConfig, from_dict
 from pbt.executor import cpu_count
 from pbt.space import ConfigError, HParams, describe, sample
-from pbt.store import LOCK_NAME, MemberRow, RunLock, Store
+from pbt.store import (DB_NAME, LOCK_NAME, LockLost, MemberRow, NotARunStore, RunBusy, RunLock, Store, StoreReader,
+                       owner_identity, recorded_owner_alive)
 
 
 def git_commit() -> str:
@@ -80,86 +81,149 @@ def _identity(domain: str, method: str, config: Any, schedule: list[dict[str, An
     return wanted
 
 
-def prepare_run_dir(
-    out: Path, domain: str, method: str, config: Any, initial_hparams: list[HParams] | None, space: dict,
-    force: bool = False, resume: bool = False, metric: str = "score", module: str | None = None,
-    schedule: list[dict[str, Any]] | None = None, extra_meta: dict[str, Any] | None = None,
-) -> Store:
-    """Create a new run directory, or reopen ``out`` when ``resume`` is set and it holds the same run; the store
-    returned owns the directory (``store.lock``) until it is closed.
+class RunDir:
+    """A run directory's whole life, with its one owner: ``RunDir.open`` creates it (atomically), reopens it to
+    resume (lock, integrity check, config check) or replaces it (``force``), and hands out its ``store``; ``close``
+    gives it up. Nothing else takes or releases a run's lock. Reading a run needs none of this:
+    ``pbt.store.StoreReader`` (and ``pbt.results.Results`` on it) never writes.
 
-    Refuses a non-empty directory unless ``resume`` (the same run) or ``force`` (which replaces a run directory, and
-    nothing else) is given. A directory whose run never trained a step is started over, so a run that failed at
-    start-up (wrong data path, say) can be run again with corrected settings. Creation is atomic: the run is built
-    in a hidden folder beside ``out`` and renamed into place, so a kill at any moment leaves nothing or a whole run.
-    ``schedule`` (a replay's, ``Schedule.to_meta``) is recorded in the metadata, where the controller reads it, and
-    must be the same to resume; ``extra_meta`` is recorded at creation and not compared.
-    """
-    pbt: PBTConfig = config.pbt
-    wanted = _identity(domain, method, config, schedule)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out} is a file, not a run directory; choose another --out")
-    if initial_hparams is not None and len(initial_hparams) != pbt.population:
-        raise ConfigError(f"population is {pbt.population} but {len(initial_hparams)} initial configurations given")
-    replace_old = False
-    if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()):
-        lock = RunLock(out)  # one owner at a time: refused within the lock's wait while another process owns it
+    Ownership is checked twice: the ``flock`` on ``pbt.lock`` (dropped by the kernel when the owner dies), and the
+    owner's PID and start time in the store, so deleting the lock file lets no second owner in while the first is
+    alive; the first notices at its next commit that its lock file is gone or replaced and stops."""
+
+    def __init__(self, path: Path, lock: RunLock, store: Store):
+        self.path, self.lock, self.store = path, lock, store
+
+    def close(self) -> None:
+        """Give up the directory: record that no process owns it, close the store, and release the lock last, once
+        nothing more is written. (Recording fails only where the run already stopped for a reason of its own.)"""
         try:
-            store = Store.open_existing(out) if Store.exists(out) else None
+            self.store.set_meta(owner=None)
+        except (sqlite3.Error, OSError, LockLost):
+            pass
+        finally:
+            self.store.close()
+            self.lock.release()
+
+    def __enter__(self) -> RunDir:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @classmethod
+    def open(
+        cls, out: Path, domain: str, method: str, config: Any, initial_hparams: list[HParams] | None, space: dict,
+        force: bool = False, resume: bool = False, metric: str = "score", module: str | None = None,
+        schedule: list[dict[str, Any]] | None = None, extra_meta: dict[str, Any] | None = None,
+    ) -> RunDir:
+        """Create a new run directory, or reopen ``out`` when ``resume`` is set and it holds the same run.
+
+        Refuses a non-empty directory unless ``resume`` (the same run) or ``force`` (which replaces a run directory,
+        and nothing else) is given. A directory whose run never trained a step is started over, so a run that failed
+        at start-up (wrong data path, say) can be run again with corrected settings. Creation is atomic: the run is
+        built in a hidden folder beside ``out`` and renamed into place, so a kill at any moment leaves nothing or a
+        whole run. ``schedule`` (a replay's, ``Schedule.to_meta``) is recorded in the metadata, where the controller
+        reads it, and must be the same to resume; ``extra_meta`` is recorded at creation and not compared.
+        """
+        pbt: PBTConfig = config.pbt
+        if out.is_symlink() and out.is_dir():  # --force replaces the run the link points to, never the link
+            out = Path(os.path.realpath(out))
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"{out} is a file, not a run directory; choose another --out")
+        if initial_hparams is not None and len(initial_hparams) != pbt.population:
+            raise ConfigError(f"population is {pbt.population} but {len(initial_hparams)} initial configurations "
+                              "given")
+        for parent in Path(os.path.abspath(out)).parents:
+            if (parent / DB_NAME).is_file():
+                raise ConfigError(f"{out} is inside the run directory {parent}; choose an --out outside it")
+        lock = None
+        if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()):
+            lock = RunLock(out)  # one owner at a time: refused within the lock's wait while another process owns it
+            try:
+                found = _existing_run(out)
+                if found in ("trained", "untrained"):
+                    _refuse_a_live_owner(out)
+                if found in ("trained", "damaged") and resume:
+                    return cls._resume(out, lock, domain, method, config, schedule)
+                if found == "other" or (found != "untrained" and not force):
+                    what = "holds a run" if found != "other" else "is not empty"
+                    if found == "other" and force:
+                        names = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME)
+                        raise ConfigError(f"{out} holds files that are not a run ({', '.join(names[:3])}); --force "
+                                          "only replaces a run directory, so remove them yourself or choose another "
+                                          "--out")
+                    raise ConfigError(f"{out} {what}; use --resume to continue it or --force to replace it")
+            except BaseException:
+                lock.discard()  # refused: a lock file this made (a folder that is not a run, say) goes with it
+                raise
+        rng = random.Random(f"{pbt.seed}:init")  # shared by PBT and random search: same seed, same initial population
+        hparams = initial_hparams or [sample(space, rng) for _ in range(pbt.population)]
+        # the module (so a resume finds the task again) and the priors (so figures need not build the task) go with it
+        meta = dict(**_identity(domain, method, config, schedule), **(extra_meta or {}), metric=metric,
+                    module=module or domain, space={k: describe(p) for k, p in space.items()},
+                    initial_hparams=hparams, seed=pbt.seed, git_commit=git_commit(), machine=machine(),
+                    started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), wall_seconds=0.0,
+                    status="running", owner=owner_identity(os.getpid()))
+        members = [MemberRow(id=i, seed=pbt.seed + i, hparams=dict(h)) for i, h in enumerate(hparams)]
+        built, new_lock = _build_run(out, members, meta)
+        if lock is not None:  # an old run (or one that never trained) is replaced
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.rename(out, old)  # the old run, lock and all, leaves; the new one, already locked by us, takes its name
+            os.rename(built, out)
+            lock.release()  # a process waiting on the old file now gets a lock that does not count (RunLock retries)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            try:
+                os.rename(built, out)  # replaces an empty directory; fails if another process got there first
+            except OSError as exc:
+                new_lock.release()
+                shutil.rmtree(built, ignore_errors=True)
+                raise ConfigError(f"{out} was created by another process meanwhile; choose another --out") from exc
+        new_lock.moved(out)
+        return cls(out, new_lock, Store(out, guard=new_lock.verify))
+
+    @classmethod
+    def _resume(cls, out: Path, lock: RunLock, domain: str, method: str, config: Any,
+                schedule: list[dict[str, Any]] | None) -> RunDir:
+        """Reopen a run that trained, to continue it: same run, undamaged, and no other owner alive."""
+        with StoreReader(out) as reader:
+            reader.check_integrity()
+            have = reader.meta()
+        diff = run_differences(have, domain, method, config, schedule)
+        if diff:
+            raise ConfigError(f"{out} belongs to a different run ({'; '.join(diff[:3])}); choose another --out")
+        store = Store(out, guard=lock.verify)
+        try:
+            store.set_meta(owner=owner_identity(os.getpid()))
         except BaseException:
-            lock.release()
-            raise
-        have = store.meta() if store is not None else {}
-        untrained = store is not None and (not have.get("domain") or not store.trained_any())
-        if store is not None and resume and not untrained:
-            diff = run_differences(have, domain, method, config, schedule)
-            if diff:
-                store.close()
-                lock.release()
-                raise ConfigError(f"{out} belongs to a different run ({'; '.join(diff[:3])}); choose another --out")
-            store.lock = lock
-            return store
-        if store is not None:
             store.close()
-        if not (force or untrained):
-            what = "holds a run" if store is not None else "is not empty"
-            if store is not None:
-                lock.release()
-            else:
-                lock.discard()  # not a run: leave no lock file in it
-            raise ConfigError(f"{out} {what}; use --resume to continue it or --force to replace it")
-        if store is None:  # --force replaces runs only: never a folder of other files
-            found = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME)
-            lock.discard()
-            raise ConfigError(f"{out} holds files that are not a run ({', '.join(found[:3])}); --force only "
-                              "replaces a run directory, so remove them yourself or choose another --out")
-        replace_old = True
-    rng = random.Random(f"{pbt.seed}:init")  # shared by PBT and random search: same seed, same initial population
-    hparams = initial_hparams or [sample(space, rng) for _ in range(pbt.population)]
-    # the module (so a resume finds the task again) and the priors (so figures need not build the task) go with it
-    meta = dict(**wanted, **(extra_meta or {}), metric=metric, module=module or domain,
-                space={k: describe(p) for k, p in space.items()}, initial_hparams=hparams, seed=pbt.seed,
-                git_commit=git_commit(), machine=machine(),
-                started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), wall_seconds=0.0, status="running")
-    members = [MemberRow(id=i, seed=pbt.seed + i, hparams=dict(h)) for i, h in enumerate(hparams)]
-    built, new_lock = _build_run(out, members, meta)
-    if replace_old:
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.rename(out, old)  # the old run, lock and all, leaves; the new one, already locked by us, takes its name
-        os.rename(built, out)
-        lock.release()  # a process waiting on the old file now gets a lock that does not count (RunLock retries)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        try:
-            os.rename(built, out)  # replaces an empty directory; fails if another process got there first
-        except OSError as exc:
-            new_lock.release()
-            shutil.rmtree(built, ignore_errors=True)
-            raise ConfigError(f"{out} was created by another process meanwhile; choose another --out") from exc
-    new_lock.moved(out)
-    store = Store(out)
-    store.lock = new_lock
-    return store
+            raise
+        return cls(out, lock, store)
+
+
+def _refuse_a_live_owner(out: Path) -> None:
+    """Raise ``RunBusy`` when the process recorded as the run's owner is alive: its lock file was deleted (or
+    replaced), so the lock alone no longer keeps a second owner out."""
+    with StoreReader(out) as reader:
+        owner = reader.meta().get("owner") or {}
+    if owner.get("pid") != os.getpid() and recorded_owner_alive(owner):
+        raise RunBusy(f"{out} is in use by process {owner['pid']} (it owns this run, though its {LOCK_NAME} was "
+                      "deleted or replaced); wait for it to end or stop it, then try again")
+
+
+def _existing_run(out: Path) -> str:
+    """What ``out`` holds: ``trained`` (a run that trained), ``untrained`` (a run that never trained a step, or a
+    store whose creation never finished), ``damaged`` (a store that cannot be read) or ``other``."""
+    if not Store.exists(out):
+        return "other"
+    try:
+        with StoreReader(out) as reader:
+            return "trained" if reader.trained_any() else "untrained"
+    except NotARunStore:
+        return "untrained" if (out / DB_NAME).stat().st_size == 0 else "other"
+    except sqlite3.DatabaseError:
+        return "damaged"
 
 
 def _build_run(out: Path, members: list[MemberRow], meta: dict[str, Any]) -> tuple[Path, RunLock]:

@@ -22,6 +22,7 @@ import json
 import os
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,8 @@ MIGRATIONS = (("member", "weight_age", "INTEGER"), ("event", "weight_age", "INTE
               ("member", "decision_due", "INTEGER"))
 MEMBER_COLUMNS = ("id", "seed", "hparams", "step", "steps_since_ready", "score", "samples", "checkpoint", "checksum",
                   "status", "failures", "error", "weight_age", "decision_due")
+EVENT_COLUMNS = ("id", "time", "member", "step", "kind", "donor", "donor_step", "old_hparams", "new_hparams", "ops",
+                 "score", "donor_score", "message", "weight_age")
 MEMBER_INSERT = (f"INSERT OR REPLACE INTO member ({', '.join(MEMBER_COLUMNS)}) "
                  f"VALUES ({', '.join('?' * len(MEMBER_COLUMNS))})")
 
@@ -79,6 +82,31 @@ class StoreDamaged(sqlite3.DatabaseError):
 
 class RunBusy(ConfigError):
     """Another process owns the run directory."""
+
+
+class LockLost(ConfigError):
+    """The owner's lock file was deleted or replaced while it trained: it stops, since another process may own the
+    run now."""
+
+
+def process_start(pid: int) -> int | None:
+    """A process's start time in clock ticks since boot (Linux), or None when it is not running or unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def owner_identity(pid: int) -> dict[str, Any]:
+    """A process as the store records its owner: PID and start time (so a reused PID is not taken for it)."""
+    return {"pid": pid, "start": process_start(pid)}
+
+
+def recorded_owner_alive(owner: dict[str, Any]) -> bool:
+    """Whether the process recorded as a run's owner (``owner_identity``) is still running."""
+    pid = owner.get("pid")
+    return isinstance(pid, int) and owner.get("start") is not None and process_start(pid) == owner.get("start")
 
 
 class RunLock:
@@ -138,6 +166,13 @@ class RunLock:
             return False
         held = os.fstat(fd)
         return (held.st_dev, held.st_ino) == (here.st_dev, here.st_ino)
+
+    def verify(self) -> None:
+        """Raise ``LockLost`` unless the file at ``RUN_DIR/pbt.lock`` is still the one this process holds: deleted
+        or replaced, it no longer keeps a second owner out, so this one stops (at its next commit)."""
+        if self.fd < 0 or not self._is_current(self.fd):
+            raise LockLost(f"{self.path} was deleted or replaced while this process owned the run, so it stopped; "
+                           "what was committed is kept (`pbt-repro resume DIR` continues it)")
 
     def moved(self, run_dir: Path | str) -> None:
         """The locked directory was renamed to ``run_dir`` (a new run put into place): the lock goes with it."""
@@ -289,21 +324,208 @@ def verify_checkpoint(path: Path, checksum: str) -> None:
         raise CorruptCheckpoint(f"checkpoint {path} is corrupt: sha256 {actual[:12]}… != recorded {checksum[:12]}…")
 
 
-class Store:
-    """A run directory's database. Open one per process; connections are not shared across processes."""
+def check_store_file(path: Path) -> None:
+    """Refuse, in one line, a ``pbt.sqlite`` that is missing, empty or not a SQLite database (before SQLite opens it:
+    opening such a file for writing would turn it into a fresh, empty store)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path.parent} is not a run directory (no {DB_NAME} in it)") from None
+    if not head:
+        raise NotARunStore(f"{path} is empty: not a run's store (was the run's creation interrupted?)")
+    if head != b"SQLite format 3\x00":
+        raise NotARunStore(f"{path} is not a SQLite database: it was overwritten or is not a run's store")
+
+
+class NotARunStore(ConfigError):
+    """A file named ``pbt.sqlite`` that is not a run's store (empty, not SQLite, or without a run in it)."""
+
+class StoreReader:
+    """A run store opened for reading only: what ``status``, ``compare``, ``report``, ``replay`` and
+    ``pbt.results.Results`` use. It never writes: it creates no table, file or folder (not even SQLite's ``-wal`` and
+    ``-shm`` files where they are absent), and it opens a store on a read-only mount. Safe while the owner trains."""
 
     def __init__(self, run_dir: Path | str):
         self.run_dir = Path(run_dir)
         self.checkpoint_dir = self.run_dir / CKPT_DIR
         self.path = self.run_dir / DB_NAME
         self.wal_path = self.path.with_name(f"{DB_NAME}-wal")
-        self.lock: RunLock | None = None  # held when this process owns the run (Controller, prepare_run_dir)
+        check_store_file(self.path)
+        # a store that SQLite cannot read raises sqlite3.DatabaseError here, from this object (``repro.cli`` words it)
+        self.db = sqlite3.connect(self._read_only_uri(), uri=True, timeout=30.0, isolation_level=None)
+        self.columns = {t: {r[1] for r in self.db.execute(f"PRAGMA table_info({t})")} for t in ("member", "event")}
+        meta = self.meta() if "meta" in self._tables() else {}
+        if not meta.get("domain") or "config" not in meta or not self.columns["member"]:
+            self.db.close()
+            raise NotARunStore(f"{self.path} holds no run (no domain, config or members in it)")
+
+    def _read_only_uri(self) -> str:
+        """``immutable=1`` where nothing can be writing (no live owner and no ``-wal`` file, or a read-only
+        directory), so SQLite makes no ``-shm``/``-wal`` file; otherwise ``mode=ro``, which shares the owner's."""
+        live = self.wal_path.exists() or RunLock.owner(self.run_dir) is not None
+        writable = os.access(self.run_dir, os.W_OK)
+        mode = "mode=ro" if live and writable else "immutable=1"
+        return f"file:{urllib.parse.quote(str(self.path.resolve()))}?{mode}"
+
+    def _tables(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    def _select(self, table: str, columns: Sequence[str]) -> str:
+        """A column list for ``table``, with NULL for columns a store written before them lacks."""
+        have = self.columns.get(table) or set(columns)
+        return ", ".join(c if c in have else "NULL" for c in columns)
+
+    @staticmethod
+    def exists(run_dir: Path | str) -> bool:
+        return (Path(run_dir) / DB_NAME).is_file()
+
+    @staticmethod
+    def readable(run_dir: Path | str) -> bool:
+        """Whether another process could still read the run's store whole (what ``status`` would do)."""
+        try:
+            with StoreReader(run_dir) as reader:
+                reader.check_integrity()
+            return True
+        except (sqlite3.Error, OSError, ConfigError):
+            return False
+
+    @classmethod
+    def open_existing(cls, run_dir: Path | str) -> StoreReader:
+        if not cls.exists(run_dir):
+            raise FileNotFoundError(f"{run_dir} is not a run directory (no {DB_NAME} in it)")
+        return cls(run_dir)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> StoreReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def check_integrity(self) -> None:
+        """Raise ``sqlite3.DatabaseError`` naming what is damaged unless SQLite's ``quick_check`` passes (an owner
+        runs it before it trains on a store again)."""
+        problems = [r[0] for r in self.db.execute("PRAGMA quick_check(3)")]
+        if problems != ["ok"]:
+            found = "; ".join(" ".join(p.split()) for p in problems if not p.startswith("***"))
+            raise sqlite3.DatabaseError(f"quick_check: {found}")
+
+    def state(self) -> tuple[str, str]:
+        """What the run is doing, and why: ``running`` (its owner is alive), ``interrupted`` (stopped or killed; a
+        resume continues it), ``failed`` (the reason) or ``finished``. A run whose store says running but that no
+        live process owns was killed."""
+        meta = self.meta()
+        status = str(meta.get("status", "?"))
+        if status == "running":
+            owner = RunLock.owner(self.run_dir)
+            recorded = meta.get("owner") or {}
+            if owner is None and recorded_owner_alive(recorded):
+                return "running", f"owned by process {recorded['pid']} (its {LOCK_NAME} is missing or replaced)"
+            if owner is None:
+                return "interrupted", "no process owns it (it was killed); `pbt-repro resume DIR` continues it"
+            return "running", f"owned by process {owner}"
+        if status == "failed":
+            return "failed", str(meta.get("failure") or "reason not recorded")
+        if status == "interrupted":
+            return "interrupted", "`pbt-repro resume DIR` continues it"
+        return status, ""
+
+    def trained_any(self) -> bool:
+        """Whether any member has trained a step (a run that has not can be started over without loss)."""
+        return self.db.execute("SELECT 1 FROM score LIMIT 1").fetchone() is not None or \
+            self.db.execute("SELECT 1 FROM member WHERE step > 0 LIMIT 1").fetchone() is not None
+
+    def meta(self) -> dict[str, Any]:
+        return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
+
+    def members(self) -> list[MemberRow]:
+        rows = self.db.execute(f"SELECT {self._select('member', MEMBER_COLUMNS)} FROM member ORDER BY id").fetchall()
+        return [
+            MemberRow(id=r[0], seed=r[1], hparams=json.loads(r[2]), step=r[3], steps_since_ready=r[4], score=r[5],
+                      samples=tuple(json.loads(r[6])), checkpoint=r[7], checksum=r[8], status=r[9], failures=r[10],
+                      error=r[11], weight_age=r[3] if r[12] is None else r[12], decision_due=r[13])
+            for r in rows
+        ]
+
+    def snapshot_at(self, member: int, step: int) -> Snapshot | None:
+        """``member``'s published state as it was at ``step``: its last snapshot at or before it."""
+        r = self.db.execute("SELECT * FROM snapshot WHERE member = ? AND step <= ? ORDER BY step DESC LIMIT 1",
+                            (member, step)).fetchone()
+        return None if r is None else Snapshot(member=r[0], step=r[1], weight_age=r[2], hparams=json.loads(r[3]),
+                                               score=r[4], samples=tuple(json.loads(r[5])), checkpoint=r[6],
+                                               checksum=r[7])
+
+    def snapshots(self) -> list[Snapshot]:
+        """Every kept snapshot, by member and step."""
+        rows = self.db.execute("SELECT * FROM snapshot ORDER BY member, step").fetchall()
+        return [Snapshot(member=r[0], step=r[1], weight_age=r[2], hparams=json.loads(r[3]), score=r[4],
+                         samples=tuple(json.loads(r[5])), checkpoint=r[6], checksum=r[7]) for r in rows]
+
+    def checkpoint_path(self, member: MemberRow) -> Path | None:
+        return None if member.checkpoint is None else self.checkpoint_dir / member.checkpoint
+
+    def scores(self, member: int | None = None) -> list[ScoreRow]:
+        query, args = "SELECT * FROM score", ()
+        if member is not None:
+            query, args = query + " WHERE member = ?", (member,)
+        rows = self.db.execute(query + " ORDER BY time, member, step", args).fetchall()
+        return [ScoreRow(member=r[0], step=r[1], score=r[2], metrics=json.loads(r[3]), time=r[4]) for r in rows]
+
+    def events(self, kind: str | None = None) -> list[Event]:
+        query, args = "SELECT * FROM event", ()
+        if kind is not None:
+            query, args = query + " WHERE kind = ?", (kind,)
+        rows = self.db.execute(query.replace("*", self._select("event", EVENT_COLUMNS)) + " ORDER BY id",
+                               args).fetchall()
+        load = lambda v: None if v is None else json.loads(v)  # noqa: E731
+        return [
+            Event(time=r[1], member=r[2], step=r[3], kind=r[4], donor=r[5], donor_step=r[6], old_hparams=load(r[7]),
+                  new_hparams=load(r[8]), ops=load(r[9]), score=r[10], donor_score=r[11], message=r[12],
+                  weight_age=r[13])
+            for r in rows
+        ]
+
+    def compute(self) -> dict[str, Any]:
+        """Compute planned and used: member-steps (committed) and wall seconds."""
+        meta = self.meta()
+        pbt = meta.get("config", {}).get("pbt", {})
+        age = "weight_age" if "weight_age" in self.columns["member"] else "NULL"
+        used, most, oldest, youngest = self.db.execute(
+            f"SELECT COALESCE(SUM(step), 0), COALESCE(MAX(step), 0), MAX({age}), "
+            f"MIN(CASE WHEN status = 'done' THEN {age} END) FROM member").fetchone()
+        return {
+            "planned_steps": int(pbt.get("population", 0)) * int(pbt.get("budget_steps", 0)),
+            "used_steps": int(used),  # what the members' slots trained: the compute spent
+            "budget_steps": int(pbt.get("budget_steps", 0)),
+            "max_member_steps": int(most),
+            # the most training any member's weights received (None: a store written before weight ages were kept)
+            "max_weight_age": None if oldest is None else int(oldest),
+            # the least training a finished member's weights received (below the budget: a copy lost training)
+            "min_weight_age": None if youngest is None else int(youngest),
+            "wall_seconds": float(meta.get("wall_seconds", 0.0)),
+        }
+
+
+class Store(StoreReader):
+    """A run store opened by its owner, to write: only ``pbt.rundir.RunDir`` makes one, while it holds the run's
+    lock (``guard``, called before every transaction, stops the owner once the lock is no longer its own)."""
+
+    def __init__(self, run_dir: Path | str, guard: Callable[[], None] | None = None):
+        self.run_dir = Path(run_dir)
+        self.checkpoint_dir = self.run_dir / CKPT_DIR
+        self.path = self.run_dir / DB_NAME
+        self.wal_path = self.path.with_name(f"{DB_NAME}-wal")
+        self.guard = guard
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self._connect()
         self.db.executescript(SCHEMA)
         for table, column, kind in MIGRATIONS:
             if column not in {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}:
                 self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        self.columns = {t: {r[1] for r in self.db.execute(f"PRAGMA table_info({t})")} for t in ("member", "event")}
 
     def _connect(self) -> None:
         self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
@@ -340,22 +562,6 @@ class Store:
         raise StoreDamaged(f"{self.wal_path} was {what} from outside while the run used it, so the run stopped; "
                            f"{saved}")
 
-    @staticmethod
-    def exists(run_dir: Path | str) -> bool:
-        return (Path(run_dir) / DB_NAME).is_file()
-
-    @classmethod
-    def open_existing(cls, run_dir: Path | str) -> Store:
-        if not cls.exists(run_dir):
-            raise FileNotFoundError(f"{run_dir} is not a run directory (no {DB_NAME} in it)")
-        return cls(run_dir)
-
-    def close(self) -> None:
-        self.db.close()
-        if self.lock is not None:  # the owner's lock goes last, once nothing more is written
-            self.lock.release()
-            self.lock = None
-
     def initialise(self, members: list[MemberRow], meta: dict[str, Any]) -> None:
         """Write a new run's members and metadata in one transaction: a store holds all of a run or none of it."""
         with self.transaction() as db:
@@ -363,34 +569,14 @@ class Store:
                 self._write_member(db, row)
             db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.items()])
 
-    def state(self) -> tuple[str, str]:
-        """What the run is doing, and why: ``running`` (its owner is alive), ``interrupted`` (stopped or killed; a
-        resume continues it), ``failed`` (the reason) or ``finished``. A run whose store says running but that no
-        live process owns was killed."""
-        meta = self.meta()
-        status = str(meta.get("status", "?"))
-        if status == "running":
-            owner = RunLock.owner(self.run_dir)
-            if owner is None:
-                return "interrupted", "no process owns it (it was killed); `pbt-repro resume DIR` continues it"
-            return "running", f"owned by process {owner}"
-        if status == "failed":
-            return "failed", str(meta.get("failure") or "reason not recorded")
-        if status == "interrupted":
-            return "interrupted", "`pbt-repro resume DIR` continues it"
-        return status, ""
-
-    def trained_any(self) -> bool:
-        """Whether any member has trained a step (a run that has not can be started over without loss)."""
-        return self.db.execute("SELECT 1 FROM score LIMIT 1").fetchone() is not None or \
-            self.db.execute("SELECT 1 FROM member WHERE step > 0 LIMIT 1").fetchone() is not None
-
     def clear_decisions(self, members: Sequence[int]) -> None:
         with self.transaction() as db:
             db.executemany("UPDATE member SET decision_due = NULL WHERE id = ?", [(i,) for i in members])
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        if self.guard is not None:
+            self.guard()
         self._check_wal()
         self.db.execute("BEGIN IMMEDIATE")
         try:
@@ -400,16 +586,9 @@ class Store:
             raise
         self.db.execute("COMMIT")
 
-    # -- metadata -------------------------------------------------------------------------------------------------
-
     def set_meta(self, **values: Any) -> None:
         with self.transaction() as db:
             db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in values.items()])
-
-    def meta(self) -> dict[str, Any]:
-        return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
-
-    # -- members --------------------------------------------------------------------------------------------------
 
     def add_members(self, rows: list[MemberRow]) -> None:
         with self.transaction() as db:
@@ -428,29 +607,6 @@ class Store:
             db.execute("INSERT OR REPLACE INTO snapshot VALUES (?,?,?,?,?,?,?,?)",
                        (row.id, row.step, row.weight_age, _json(row.hparams), row.score, _json(list(row.samples)),
                         row.checkpoint, row.checksum))
-
-    def members(self) -> list[MemberRow]:
-        rows = self.db.execute(f"SELECT {', '.join(MEMBER_COLUMNS)} FROM member ORDER BY id").fetchall()
-        return [
-            MemberRow(id=r[0], seed=r[1], hparams=json.loads(r[2]), step=r[3], steps_since_ready=r[4], score=r[5],
-                      samples=tuple(json.loads(r[6])), checkpoint=r[7], checksum=r[8], status=r[9], failures=r[10],
-                      error=r[11], weight_age=r[3] if r[12] is None else r[12], decision_due=r[13])
-            for r in rows
-        ]
-
-    def snapshot_at(self, member: int, step: int) -> Snapshot | None:
-        """``member``'s published state as it was at ``step``: its last snapshot at or before it."""
-        r = self.db.execute("SELECT * FROM snapshot WHERE member = ? AND step <= ? ORDER BY step DESC LIMIT 1",
-                            (member, step)).fetchone()
-        return None if r is None else Snapshot(member=r[0], step=r[1], weight_age=r[2], hparams=json.loads(r[3]),
-                                               score=r[4], samples=tuple(json.loads(r[5])), checkpoint=r[6],
-                                               checksum=r[7])
-
-    def snapshots(self) -> list[Snapshot]:
-        """Every kept snapshot, by member and step."""
-        rows = self.db.execute("SELECT * FROM snapshot ORDER BY member, step").fetchall()
-        return [Snapshot(member=r[0], step=r[1], weight_age=r[2], hparams=json.loads(r[3]), score=r[4],
-                         samples=tuple(json.loads(r[5])), checkpoint=r[6], checksum=r[7]) for r in rows]
 
     def commit(
         self,
@@ -518,49 +674,3 @@ class Store:
                 path.unlink(missing_ok=True)
                 removed.append(path.name)
         return removed
-
-    def checkpoint_path(self, member: MemberRow) -> Path | None:
-        return None if member.checkpoint is None else self.checkpoint_dir / member.checkpoint
-
-    # -- history --------------------------------------------------------------------------------------------------
-
-    def scores(self, member: int | None = None) -> list[ScoreRow]:
-        query, args = "SELECT * FROM score", ()
-        if member is not None:
-            query, args = query + " WHERE member = ?", (member,)
-        rows = self.db.execute(query + " ORDER BY time, member, step", args).fetchall()
-        return [ScoreRow(member=r[0], step=r[1], score=r[2], metrics=json.loads(r[3]), time=r[4]) for r in rows]
-
-    def events(self, kind: str | None = None) -> list[Event]:
-        query, args = "SELECT * FROM event", ()
-        if kind is not None:
-            query, args = query + " WHERE kind = ?", (kind,)
-        rows = self.db.execute(query.replace("*", "id, time, member, step, kind, donor, donor_step, old_hparams, "
-                                                    "new_hparams, ops, score, donor_score, message, weight_age")
-                               + " ORDER BY id", args).fetchall()
-        load = lambda v: None if v is None else json.loads(v)  # noqa: E731
-        return [
-            Event(time=r[1], member=r[2], step=r[3], kind=r[4], donor=r[5], donor_step=r[6], old_hparams=load(r[7]),
-                  new_hparams=load(r[8]), ops=load(r[9]), score=r[10], donor_score=r[11], message=r[12],
-                  weight_age=r[13])
-            for r in rows
-        ]
-
-    def compute(self) -> dict[str, Any]:
-        """Compute planned and used: member-steps (committed) and wall seconds."""
-        meta = self.meta()
-        pbt = meta.get("config", {}).get("pbt", {})
-        used, most, oldest, youngest = self.db.execute(
-            "SELECT COALESCE(SUM(step), 0), COALESCE(MAX(step), 0), MAX(weight_age), "
-            "MIN(CASE WHEN status = 'done' THEN weight_age END) FROM member").fetchone()
-        return {
-            "planned_steps": int(pbt.get("population", 0)) * int(pbt.get("budget_steps", 0)),
-            "used_steps": int(used),  # what the members' slots trained: the compute spent
-            "budget_steps": int(pbt.get("budget_steps", 0)),
-            "max_member_steps": int(most),
-            # the most training any member's weights received (None: a store written before weight ages were kept)
-            "max_weight_age": None if oldest is None else int(oldest),
-            # the least training a finished member's weights received (below the budget: a copy lost training)
-            "min_weight_age": None if youngest is None else int(youngest),
-            "wall_seconds": float(meta.get("wall_seconds", 0.0)),
-        }

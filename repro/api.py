@@ -15,7 +15,6 @@ plain: no progress, no W&B, only listeners; these three are them with both.
 from __future__ import annotations
 
 import re
-import shlex
 import sys
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -28,7 +27,8 @@ from pbt.controller import Listener, run_experiment
 from pbt.domain import Domain, load
 from pbt.results import Results
 from pbt.space import ConfigError
-from pbt.store import Store
+from pbt.store import StoreReader
+from repro.domains import resume_command
 from repro.listeners import run_listeners
 
 # CLI flags in the core's messages, as the Python arguments a caller of this module passes
@@ -109,7 +109,7 @@ def grid_search(task: str | ModuleType | Domain, config: Any, out: Path | str, g
                              **options)
 
 
-def _run_with_display(runner: Callable[..., Store], method: str, task: str | ModuleType | Domain, config: Any,
+def _run_with_display(runner: Callable[..., StoreReader], method: str, task: str | ModuleType | Domain, config: Any,
                       out: Path | str, *, quiet: bool = False, wandb: bool = False, wandb_project: str = "pbt-repro",
                       **options: Any) -> Results:
     """``runner(module, config, out, watch=..., **options)`` (``run_experiment`` or a baseline) with progress and
@@ -123,6 +123,6 @@ def _run_with_display(runner: Callable[..., Store], method: str, task: str | Mod
         raise _pythonic(exc) from None
     except KeyboardInterrupt:
         print(f"\ninterrupted: continue with {method if method != 'pbt' else 'run'}(..., resume=True) or "
-              f"`pbt-repro resume {shlex.quote(str(out))}`", file=sys.stderr)
+              f"`{resume_command(out, {'domain': ref, 'module': ref})}`", file=sys.stderr)
         raise SystemExit(130) from None
     return Results(out)

@@ -5,7 +5,7 @@ nested ``PBTConfig``), so every setting a profile has can be overridden, and not
     pbt-repro toy --out DIR                          # Figure 2: PBT vs explore-only vs exploit-only vs grid
     pbt-repro run DOMAIN --profile cpu [--population N --workers W --seed S --out DIR --exploit ... --explore ...]
     pbt-repro baseline DOMAIN --profile cpu [...]    # random search (or --method grid) at equal compute
-    pbt-repro resume DIR                             # continue a killed run where it stopped
+    pbt-repro resume DIR [--task MODULE]             # continue a killed run where it stopped
     pbt-repro status DIR                             # the members of a run, once
     pbt-repro reproduce DOMAIN --profile cpu [--seeds K] [--out DIR]   # PBT + random search + comparison + summary
     pbt-repro compare RUN_DIR [RUN_DIR ...] --out DIR [--allow-unequal]  # tables and figures from run stores
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sqlite3
 import sys
 import traceback
@@ -30,7 +29,7 @@ from pbt.config import replace_fields
 from pbt.controller import RunFailed
 from pbt.domain import Domain
 from pbt.space import ConfigError
-from repro.domains import label, load_domain, registered, stored_config, stored_domain
+from repro.domains import label, load_domain, registered, resume_command, stored_config, stored_domain
 from repro.flags import add_config_flags, config_from_args, flag_name
 from repro.listeners import run_listeners, wandb_logger
 
@@ -102,15 +101,16 @@ def cmd_run(command: str, argv: list[str]) -> int:
         print(plan(domain, config))
         return 0
     out = args.out or Path("runs") / f"{label(name)}-{method}-{args.profile}-s{config.pbt.seed}"
-    store, spec = open_experiment(domain.module, config, out, method, name, initial, args.force, args.resume)
-    return train(args, store, spec, domain.metric, f"{name} {method}")
+    run_dir, spec = open_experiment(domain.module, config, out, method, name, initial, args.force, args.resume)
+    return train(args, run_dir, spec, domain.metric, f"{name} {method}")
 
 
-def train(args: argparse.Namespace, store: Any, spec: Any, metric: str, title: str) -> int:
-    """Train the opened run of ``store`` to its end with the listeners the flags ask for, close it and print its
-    members. Ctrl-C stops it with one line that says how to continue it (exit code 130)."""
+def train(args: argparse.Namespace, run_dir: Any, spec: Any, metric: str, title: str) -> int:
+    """Train the opened run (a ``pbt.rundir.RunDir``) to its end with the listeners the flags ask for, close it and
+    print its members. Ctrl-C stops it with one line that says how to continue it (exit code 130)."""
     from pbt.controller import Controller
 
+    store = run_dir.store
     try:
         with run_listeners(store, metric, title, figures=True, **listener_options(args)) as shown:
             Controller(store, spec, shown).run()
@@ -118,12 +118,18 @@ def train(args: argparse.Namespace, store: Any, spec: Any, metric: str, title: s
         # (its WAL deleted) is reported in one line; closing first would quietly fold that WAL back in
         print_summary(store.run_dir)
     except KeyboardInterrupt:
-        print(f"\n{PROG}: interrupted; continue with `{PROG} resume {shlex.quote(str(store.run_dir))}`",
+        print(f"\n{PROG}: interrupted; continue with `{resume_command(store.run_dir, store.meta())}`",
               file=sys.stderr)
         return 130
     finally:
-        store.close()
+        run_dir.close()
     return 0
+
+
+def add_task_flag(parser: argparse.ArgumentParser) -> None:
+    """``--task``: the module that continues a stored run of an unregistered task (never imported on the run's say)."""
+    parser.add_argument("--task", help="for a run of your own task: its module (mypkg.mytask) or file (path/to/task.py); "
+                        "a run directory's recorded module is never imported by itself")
 
 
 def add_listener_flags(parser: argparse.ArgumentParser) -> None:
@@ -150,21 +156,21 @@ def cmd_resume(argv: list[str]) -> int:
     parser.add_argument("--ray-address", help="Ray cluster to continue on (--executor ray)")
     parser.add_argument("--max-failures", type=int, help="failures a member may have before it stops the run (default: "
                         "as the run was started); a larger value retries a member that stopped it")
+    add_task_flag(parser)
     add_listener_flags(parser)
     args = parser.parse_args(argv)
     from pbt.controller import open_experiment
 
-    store = open_run(args.run_dir)
-    meta = store.meta()
-    store.close()
-    domain = stored_domain(meta)
+    with open_run(args.run_dir) as reader:
+        meta = reader.meta()
+    domain = stored_domain(meta, args.task)
     # where and how wide it runs may change on resume; what it computes may not
     execution = {k: v for k in ("workers", "executor", "ray_address", "max_failures")
                  if (v := getattr(args, k)) is not None}
     config = replace_fields(stored_config(domain, meta), execution)
     # through the same door as run --resume: it takes the run's lock (one owner at a time) and checks the config
-    store, spec = open_experiment(domain.module, config, args.run_dir, meta["method"], meta["domain"], resume=True)
-    return train(args, store, spec, domain.metric, f"{meta['domain']} {meta['method']}")
+    run_dir, spec = open_experiment(domain.module, config, args.run_dir, meta["method"], meta["domain"], resume=True)
+    return train(args, run_dir, spec, domain.metric, f"{meta['domain']} {meta['method']}")
 
 
 def cmd_reproduce(argv: list[str]) -> int:
@@ -253,24 +259,11 @@ def cmd_report(argv: list[str]) -> int:
 
 
 def open_run(run_dir: Path) -> Any:
-    """``Store.open_existing``, refusing with one line a ``pbt.sqlite`` that is empty, is not a SQLite database or
-    holds no run (opening such a file would write a fresh, empty store into it)."""
-    from pbt.store import DB_NAME, Store
+    """A run's store, open for reading (``pbt.store.StoreReader``: it refuses, in one line, a ``pbt.sqlite`` that is
+    empty, not a SQLite database or holds no run, and writes nothing)."""
+    from pbt.store import StoreReader
 
-    path = Path(run_dir) / DB_NAME
-    if path.is_file():
-        with open(path, "rb") as f:
-            head = f.read(16)
-        if not head:
-            raise ConfigError(f"{path} is empty: not a run's store (was the run's creation interrupted?)")
-        if head != b"SQLite format 3\x00":
-            raise ConfigError(f"{path} is not a SQLite database: it was overwritten or is not a run's store")
-    store = Store.open_existing(run_dir)
-    meta = store.meta()
-    if not meta.get("domain") or "config" not in meta:
-        store.close()
-        raise ConfigError(f"{path} holds no run (no domain or config in its metadata)")
-    return store
+    return StoreReader.open_existing(run_dir)
 
 
 def print_summary(run_dir: Path) -> None:
@@ -407,14 +400,14 @@ def main(argv: list[str] | None = None) -> int:
 def store_error(exc: sqlite3.Error, command: str) -> str:
     """One line on a SQLite error: which store (the ``Store`` whose method raised it), what probably happened, and
     what ``command``'s user can do next (never to run the command that just failed, nor one that would fail too)."""
-    from pbt.store import DB_NAME, Store, StoreDamaged
+    from pbt.store import DB_NAME, StoreDamaged, StoreReader
 
     if isinstance(exc, StoreDamaged):  # already says which file, what happened and what is left
         return str(exc)
     path: Path | None = None
     for frame, _ in traceback.walk_tb(exc.__traceback__):
         owner = frame.f_locals.get("self")
-        if isinstance(owner, Store):
+        if isinstance(owner, StoreReader):
             path = owner.path
     where = str(path) if path is not None else f"the run's store ({DB_NAME})"
     text = str(exc)
@@ -425,25 +418,10 @@ def store_error(exc: sqlite3.Error, command: str) -> str:
         return f"{where} is not a SQLite database ({text}): it was overwritten or is not a run's store"
     damaged = (f"{where} was damaged from outside the run ({text}): was its -wal or -shm file deleted, or the file "
                "replaced, while the run used it?")
-    if command == "status" or (path is not None and not _readable(path)):
+    if command == "status" or (path is not None and not StoreReader.readable(path.parent)):
         return f"{damaged} It cannot be read as it is, so the run's history is lost: start it again in another --out"
     run_dir = path.parent if path is not None else "DIR"
     return f"{damaged} Its recent history may be lost; `{PROG} status {run_dir}` shows what is left"
-
-
-def _readable(path: Path) -> bool:
-    """Whether another process could still read the store at ``path`` (what `status` would do)."""
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
-    except sqlite3.Error:
-        return False
-    try:
-        return db.execute("PRAGMA quick_check").fetchone()[0] == "ok" and db.execute(
-            "SELECT value FROM meta WHERE key = 'domain'").fetchone() is not None
-    except sqlite3.Error:
-        return False
-    finally:
-        db.close()
 
 
 if __name__ == "__main__":

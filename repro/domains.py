@@ -38,9 +38,19 @@ def label(name: str) -> str:
     return Path(name).stem if name.endswith(".py") else name
 
 
-def stored_domain(meta: dict[str, Any]) -> Domain:
-    """The domain a stored run was made with: its recorded module (a user's task too), else its registered name."""
-    return load(meta["module"]) if meta.get("module") else load_domain(str(meta["domain"]))
+def stored_domain(meta: dict[str, Any], task: str | None = None) -> Domain:
+    """The domain to continue (or replay) a stored run with: ``task`` when the user names one (a module or file they
+    trust), else the registered domain of the run's name. A run directory is data that people share, so the module
+    path recorded in it is never imported on its own say: a run of an unregistered task needs ``--task``."""
+    if task is not None:
+        return load_domain(task)
+    name = str(meta.get("domain"))
+    if name in registered():
+        return load_domain(name)
+    recorded = meta.get("module") or name
+    raise ConfigError(f"this run was made by the task module {recorded!r}, which is not a registered domain; a run "
+                      f"directory never makes this program import the code it names, so pass --task {recorded} if you "
+                      "trust that module")
 
 
 def stored_config(domain: Domain, meta: dict[str, Any]) -> Any:
@@ -48,3 +58,11 @@ def stored_config(domain: Domain, meta: dict[str, Any]) -> Any:
     if domain.config is None:
         raise ConfigError(f"{domain.module} declares no Config dataclass, so a stored run of it cannot be rebuilt")
     return from_dict(domain.config, meta["config"])
+
+
+def resume_command(run_dir: Path | str, meta: dict[str, Any]) -> str:
+    """The command that continues a stored run: with ``--task`` for a run of a task that is not registered."""
+    import shlex
+
+    task = "" if str(meta.get("domain")) in registered() else f" --task {shlex.quote(str(meta.get('module')))}"
+    return f"pbt-repro resume {shlex.quote(str(run_dir))}{task}"

@@ -17,11 +17,12 @@ from typing import Any, TextIO
 from pbt.config import PBTConfig
 from pbt.controller import Listener
 from pbt.executor import concurrency
-from pbt.store import Event, MemberRow, ScoreRow, Store
+from pbt.results import best_of
+from pbt.store import Event, MemberRow, ScoreRow, StoreReader
 from repro.text import duration, fmt, hparams_text
 
 
-def run_slots(store: Store, cfg: PBTConfig) -> int:
+def run_slots(store: StoreReader, cfg: PBTConfig) -> int:
     """How many members the run trains at once: what its controller recorded for its executor (a Ray cluster's
     slots included), else what a local executor would run."""
     recorded = store.meta().get("slots")
@@ -102,8 +103,8 @@ class PrintProgress:
             m.status != "pending" for m in self.members.values())
         if now - self.last >= self.every or finished:
             self.last = now
-            scored = [m.score for m in self.members.values() if m.score is not None and m.status != "dropped"]
-            best = max(scored) if scored else float("nan")
+            leader = best_of(list(self.members.values()))
+            best = leader.score if leader is not None and leader.score is not None else float("nan")
             self._print(f"{self.title}{self.done}/{self.total} steps ({100 * self.done / max(1, self.total):.0f}%), "
                         f"best score {fmt(best)}, ETA {self.eta.text(self.done)}")
 
@@ -145,8 +146,8 @@ class RichProgress:
 
         members = sorted(self.members.values(), key=lambda m: m.id)
         done = sum(m.step for m in members)
-        scored = [m for m in members if m.score is not None and m.status != "dropped"]
-        best = max(scored, key=lambda m: m.score).id if scored else None  # type: ignore[arg-type,return-value]
+        leader = best_of(members)
+        best = None if leader is None else leader.id
         head = Text.assemble((f"{self.title} ", "bold"), f"{done}/{self.total} steps "
                              f"({100 * done / max(1, self.total):.0f}%)  elapsed "
                              f"{duration(time.monotonic() - self.started)}  ETA {self.eta.text(done)}")
@@ -179,7 +180,7 @@ class RichProgress:
 
 
 @contextlib.contextmanager
-def progress_listeners(store: Store, cfg: PBTConfig, quiet: bool = False, title: str = "PBT",
+def progress_listeners(store: StoreReader, cfg: PBTConfig, quiet: bool = False, title: str = "PBT",
                        metric: str = "score") -> Iterator[list[Listener]]:
     """The progress listeners for a run of ``store``: a live view on a terminal, plain lines otherwise, none if
     ``quiet``. The live view is shown while the ``with`` block runs."""
@@ -205,21 +206,23 @@ def stored_pbt_config(meta: dict[str, Any]) -> PBTConfig:
         return PBTConfig()
 
 
-def member_table(store: Store) -> str:
+def member_table(store: StoreReader) -> str:
     """The members of a run, once: step, latest score, state and hyperparameters (``*`` marks the best)."""
     meta = store.meta()
     compute = store.compute()
     cfg = stored_pbt_config(meta)
     state, why = store.state()  # running only while its owner lives: a killed run reads as interrupted
+    wall = compute["wall_seconds"]
+    if state == "running" and isinstance(meta.get("wall_at"), (int, float)):  # the time since its last commit too
+        wall += max(0.0, time.time() - meta["wall_at"])
     lines = [
         f"run {store.run_dir}: {meta.get('domain')} / {meta.get('method')} — {state}{f' ({why})' if why else ''}, "
-        f"{compute['used_steps']}/{compute['planned_steps']} steps, {compute['wall_seconds']:.1f} s wall",
+        f"{compute['used_steps']}/{compute['planned_steps']} steps, {wall:.1f} s wall",
         f"{'member':>6} {'step':>10} {'score':>10} {'state':>8} {'fails':>5}  hyperparameters",
     ]
     members = store.members()
     states = member_states(members, run_slots(store, cfg), "interrupted" if state == "failed" else state)
-    best = max((m for m in members if m.score is not None and m.status != "dropped"), key=lambda m: m.score,  # type: ignore[arg-type,return-value]
-               default=None)
+    best = best_of(members)
     for m in members:
         mark = "*" if best is not None and m.id == best.id else " "
         score = "-" if m.score is None else fmt(m.score)

@@ -25,13 +25,13 @@ from baselines import replay_config
 from pbt.controller import run_experiment
 from pbt.results import Results
 from pbt.space import ConfigError
-from pbt.store import Store
+from pbt.store import StoreReader
 from repro.domains import stored_config, stored_domain
 
 
 def replay(source: Path | str, out: Path | str, member: str = "best", population: int = 1, final: bool = False,
            resume: bool = False, force: bool = False,
-           listeners_for: Callable[[Store, Any], Any] | None = None) -> Store:
+           listeners_for: Callable[[StoreReader, Any], Any] | None = None, task: str | None = None) -> StoreReader:
     """Train (or, with ``resume``, continue) a replay of the finished PBT run ``source`` into ``out``.
 
     Args:
@@ -43,6 +43,8 @@ def replay(source: Path | str, out: Path | str, member: str = "best", population
         resume: Continue ``out`` if it holds the same replay.
         force: Replace the run ``out`` holds.
         listeners_for: ``(store, config) -> context manager yielding listeners`` (progress, W&B).
+        task: For a run of an unregistered task, its module or file: the module the store records is never
+            imported on the store's say.
 
     Returns:
         The replay's store, closed.
@@ -54,7 +56,7 @@ def replay(source: Path | str, out: Path | str, member: str = "best", population
     if results.state[0] != "finished":
         raise ConfigError(f"{source} has not finished ({results.state[0]}): its schedule is not final yet")
     chosen = results.member(member)
-    domain = stored_domain(results.meta)
+    domain = stored_domain(results.meta, task)
     config = replay_config(stored_config(domain, results.meta), population)
     schedule = results.discovered_schedule(chosen.id, final=final)
     method = "final" if final else "replay"
@@ -71,7 +73,7 @@ def replay(source: Path | str, out: Path | str, member: str = "best", population
 
 
 def main(argv: list[str] | None = None) -> int:
-    from repro.cli import add_listener_flags, listener_options, print_summary
+    from repro.cli import add_listener_flags, add_task_flag, listener_options, print_summary
     from repro.listeners import run_listeners
 
     parser = argparse.ArgumentParser(prog="pbt-repro replay", description=__doc__.split("\n\n")[0])
@@ -83,16 +85,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="the replay's run directory")
     parser.add_argument("--resume", action="store_true", help="continue --out if it holds the same replay")
     parser.add_argument("--force", action="store_true", help="replace the run --out holds")
+    add_task_flag(parser)
     add_listener_flags(parser)
     args = parser.parse_args(argv)
     if args.population < 1:
         parser.error("--population must be >= 1")
     method = "final" if args.final else "replay"
 
-    def listeners_for(store: Store, config: Any) -> Any:
+    def listeners_for(store: StoreReader, config: Any) -> Any:
         return run_listeners(store, str(store.meta().get("metric", "score")), f"{args.run_dir} {method}",
                              figures=True, **listener_options(args))
 
-    replay(args.run_dir, args.out, args.member, args.population, args.final, args.resume, args.force, listeners_for)
+    replay(args.run_dir, args.out, args.member, args.population, args.final, args.resume, args.force, listeners_for,
+           args.task)
     print_summary(args.out)
     return 0

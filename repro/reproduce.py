@@ -74,10 +74,11 @@ def run_arm(domain: Domain, name: str, arm: str, config: Any, run_dir: Path, for
     """Run (or continue, with ``resume``) one arm's run directory to completion, then record the domain's
     ``extra_results`` for it (once: a store that already holds them is left as it is)."""
     try:
-        store, spec = open_experiment(domain.module, config, run_dir, arm, name, force=force, resume=resume)
+        opened, spec = open_experiment(domain.module, config, run_dir, arm, name, force=force, resume=resume)
     except ConfigError as exc:
         raise ConfigError(f"{exc} (reproduce: pass --runs DIR for another folder, or --force to start over)") from exc
-    try:
+    with opened:
+        store = opened.store
         if listeners_for is None:
             Controller(store, spec, []).run()
         else:
@@ -85,8 +86,6 @@ def run_arm(domain: Domain, name: str, arm: str, config: Any, run_dir: Path, for
                 Controller(store, spec, listeners).run()
         if domain.extra_results is not None and "extra_results" not in store.meta():
             store.set_meta(extra_results=dict(domain.extra_results(run_dir) or {}))
-    finally:
-        store.close()
 
 
 def arm_summary(rows: Sequence[Row], config: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from pbt.algorithm import Job, StateCache, run_interval
 from pbt.config import PBTConfig
 from pbt.controller import RunFailed, run_experiment
 from pbt.space import ConfigError
-from pbt.store import CorruptCheckpoint, Store, verify_checkpoint
+from pbt.store import CorruptCheckpoint, Store, StoreReader, verify_checkpoint
 from tests.fake_tasks import Config as FakeConfig
 from tests.fake_tasks import CountingTask
 
@@ -122,15 +122,15 @@ def test_member_failing_too_often_stops_the_run(tmp_path):
                                  failure="raise", fail_times=100)
     with pytest.raises(RunFailed, match="member 1 failed 3 times .*injected failure"):
         run_experiment(FAKE, config, tmp_path / "run")
-    store = Store.open_existing(tmp_path / "run")
+    store = StoreReader.open_existing(tmp_path / "run")
     assert store.members()[1].status == "failed"
     assert store.meta()["status"] == "failed" and "member 1 failed 3 times" in store.meta()["failure"]
     store.close()
     # resuming cannot make it succeed: it says so at once instead of finishing the others and reporting success
-    steps = sum(m.step for m in Store.open_existing(tmp_path / "run").members())
+    steps = sum(m.step for m in StoreReader.open_existing(tmp_path / "run").members())
     with pytest.raises(RunFailed, match="member 1 failed 3 times, more than max_failures=2.*--max-failures"):
         run_experiment(FAKE, config, tmp_path / "run", resume=True)
-    assert sum(m.step for m in Store.open_existing(tmp_path / "run").members()) == steps
+    assert sum(m.step for m in StoreReader.open_existing(tmp_path / "run").members()) == steps
     # a larger max_failures on resume retries the member (and it now succeeds: its injected failures are used up)
     for i in range(3, config.fail_times):
         (tmp_path / f"fail-{i}").write_text("x")
@@ -146,7 +146,7 @@ def test_a_run_in_which_every_member_was_dropped_fails(tmp_path):
                                  fail_times=100)
     with pytest.raises(RunFailed, match="no member finished"):
         run_experiment(FAKE, config, tmp_path / "run")
-    meta = Store.open_existing(tmp_path / "run").meta()
+    meta = StoreReader.open_existing(tmp_path / "run").meta()
     assert meta["status"] == "failed" and "no member finished" in meta["failure"]
 
 
@@ -192,7 +192,7 @@ def test_existing_run_dir_is_not_overwritten_and_resume_checks_the_config(tmp_pa
     again = run_experiment(FAKE, fake(tmp_path), out, resume=True)  # finished: nothing left to do
     assert all(m.status == "done" for m in again.members())
     run_experiment(FAKE, fake(tmp_path, population=3), out, force=True)
-    assert len(Store.open_existing(out).members()) == 3
+    assert len(StoreReader.open_existing(out).members()) == 3
 
 
 @pytest.mark.parametrize(
@@ -227,7 +227,8 @@ def test_a_ready_member_sees_members_ahead_at_its_own_step(tmp_path):
     and a copy must take the weights the comparison saw (the donor's snapshot at the copier's step)."""
     from pbt.controller import Controller, open_experiment
 
-    store, spec = open_experiment(FAKE, fake(tmp_path, population=3), tmp_path / "run")
+    run_dir, spec = open_experiment(FAKE, fake(tmp_path, population=3), tmp_path / "run")
+    store = run_dir.store
     controller = Controller(store, spec)
     controller.started = 0.0
     m0, m1, m2 = controller.members

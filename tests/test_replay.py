@@ -17,9 +17,9 @@ from pbt.algorithm import Schedule, follow_schedule
 from pbt.controller import open_experiment, run_experiment
 from pbt.lineage import training_spans
 from pbt.results import Results
-from pbt.rundir import prepare_run_dir
+from pbt.rundir import RunDir
 from pbt.space import ConfigError
-from pbt.store import Event, MemberRow, ScoreRow, Store
+from pbt.store import Event, MemberRow, ScoreRow, Store, StoreReader
 from repro.compare import compare
 from repro.replay import replay
 from tests.test_golden import run_log
@@ -51,7 +51,8 @@ def hand_made_run(out: Path) -> None:
     """A finished two-member PBT run of the toy, written by hand: member 1 copies member 0's weights at step 4 and
     explores to C; member 0 copies member 1 at step 8 and explores to D, and ends best. So the best lineage trains
     with A for ages 0-4, C for 4-8 and D for 8-12."""
-    store = prepare_run_dir(out, "toy", "pbt", toy(), [A, B], SPACE, module=TOY)
+    run_dir = RunDir.open(out, "toy", "pbt", toy(), [A, B], SPACE, module=TOY)
+    store = run_dir.store
     events = [Event(1, 4, "exploit", donor=0, donor_step=4, old_hparams=B, new_hparams=A, weight_age=4),
               Event(1, 4, "explore", old_hparams=A, new_hparams=C),
               Event(0, 8, "exploit", donor=1, donor_step=8, old_hparams=A, new_hparams=C, weight_age=8),
@@ -62,7 +63,7 @@ def hand_made_run(out: Path) -> None:
         row = dataclasses.replace(store.members()[member], step=12, weight_age=12, score=score, status="done")
         store.commit(row, scores=[ScoreRow(member, 12, score)])
     store.set_meta(status="finished")
-    store.close()
+    run_dir.close()
 
 
 def toy_q_after(segments: list[tuple[int, dict]], lr: float = 0.01) -> float:
@@ -111,14 +112,14 @@ def test_replaying_a_real_toy_run_retraces_its_best_lineage_score_for_score(tmp_
     pbt = Results(tmp_path / "pbt")
     assert any(e.kind == "exploit" for e in pbt.events)
     replay(tmp_path / "pbt", tmp_path / "replay")
-    store = Store.open_existing(tmp_path / "pbt")
+    store = StoreReader.open_existing(tmp_path / "pbt")
     by_member_step = {(s.member, s.step): s.score for s in store.scores()}
     store.close()
     segments = pbt.schedule()
     lineage_scores = {age_from + k: by_member_step[(s.member, s.start + k)]
                       for s, (age_from, age_to) in zip(segments, training_spans(segments))
                       for k in range(1, age_to - age_from + 1)}
-    replayed = Store.open_existing(tmp_path / "replay")
+    replayed = StoreReader.open_existing(tmp_path / "replay")
     assert {s.step: s.score for s in replayed.scores()} == lineage_scores
     replayed.close()
 
@@ -144,7 +145,7 @@ def test_a_killed_replay_resumes_to_the_same_result(tmp_path: Path) -> None:
             replay(tmp_path / "pbt", tmp_path / "killed", population=2, resume=True,
                    listeners_for=lambda store, config, n=n: contextlib.nullcontext([KillAfter(n)]))
     replay(tmp_path / "pbt", tmp_path / "killed", population=2, resume=True)
-    whole, killed = (Store.open_existing(tmp_path / name) for name in ("whole", "killed"))
+    whole, killed = (StoreReader.open_existing(tmp_path / name) for name in ("whole", "killed"))
     assert killed.meta()["status"] == "finished" and run_log(killed) == run_log(whole)
     assert any(e.kind == "schedule" for e in killed.events())
 
@@ -160,7 +161,7 @@ def test_a_replay_cannot_exploit_or_explore_and_needs_a_finished_pbt_run(tmp_pat
                    tmp_path / "rs", method="random_search", domain="toy").close()
     with pytest.raises(ConfigError, match="only a PBT run"):
         replay(tmp_path / "rs", tmp_path / "out")
-    store = prepare_run_dir(tmp_path / "unfinished", "toy", "pbt", toy(), [A, B], SPACE, module=TOY)
+    store = RunDir.open(tmp_path / "unfinished", "toy", "pbt", toy(), [A, B], SPACE, module=TOY)
     store.close()
     with pytest.raises(ConfigError, match="has not finished"):
         replay(tmp_path / "unfinished", tmp_path / "out")
@@ -182,7 +183,7 @@ def test_compare_takes_replays_as_extra_arms_at_equal_steps_per_member(tmp_path:
                    domain="toy").close()
     with pytest.raises(ConfigError, match="unequal"):
         compare([tmp_path / "pbt", tmp_path / "short"], tmp_path / "out2", figures=False)
-    store = Store.open_existing(tmp_path / "pbt")
+    store = Store(tmp_path / "pbt")  # edited by hand, as a test may: no owner, no lock
     store.set_meta(method="replay")  # a run labelled a replay whose events show exploits
     store.close()
     with pytest.raises(ConfigError, match="labelled a baseline or a replay"):
@@ -195,7 +196,7 @@ def test_the_replay_command_and_resume(tmp_path: Path, cli_env: dict, pbt_repro:
                            str(tmp_path / "replay"), "--quiet"], env=cli_env, capture_output=True, text=True)
     assert made.returncode == 0, made.stderr
     assert "toy / replay — finished" in made.stdout
-    store = Store.open_existing(tmp_path / "replay")
+    store = Store(tmp_path / "replay")  # edited by hand, as a test may: no owner, no lock
     store.set_meta(status="interrupted")  # resume goes through the stored schedule, without the source run
     store.close()
     (tmp_path / "pbt" / "pbt.sqlite").rename(tmp_path / "gone.sqlite")

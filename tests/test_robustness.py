@@ -192,11 +192,16 @@ def test_a_read_only_run_directory_is_one_line(cli_env):
         assert_one_line_error(cli(["run", "toy", "--out", str(base / "new"), "--quiet"], cli_env, user=user),
                               str(base))
     finally:
-        for root, dirs, _ in os.walk(base):
-            os.chmod(root, 0o755)
-            for d in dirs:
-                os.chmod(os.path.join(root, d), 0o755)
-        shutil.rmtree(base, ignore_errors=True)
+        remove_read_only_tree(base)
+
+
+def remove_read_only_tree(base: Path) -> None:
+    """Make a tree that a test made read-only writable again, and remove it."""
+    for root, dirs, _ in os.walk(base):
+        os.chmod(root, 0o755)
+        for d in dirs:
+            os.chmod(os.path.join(root, d), 0o755)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def test_a_wal_deleted_mid_run_stops_it_at_the_next_commit_with_one_line(cli_env, tmp_path):
@@ -214,9 +219,9 @@ def test_a_wal_deleted_mid_run_stops_it_at_the_next_commit_with_one_line(cli_env
     _, stderr = proc.communicate(timeout=120)
     ended = subprocess.CompletedProcess(proc.args, proc.returncode, stderr=stderr)
     assert_one_line_error(ended, str(wal), "was deleted", "the run stopped")
-    from pbt.store import Store
+    from pbt.store import Store, StoreReader
 
-    store = Store.open_existing(run_dir)
+    store = StoreReader.open_existing(run_dir)
     used = store.compute()["used_steps"]
     state, why = store.state()
     store.close()

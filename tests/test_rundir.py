@@ -12,9 +12,9 @@ import pytest
 from experiments.toy.task import SPACE
 from experiments.toy.task import Config as ToyConfig
 from pbt.controller import RunFailed, run_experiment
-from pbt.rundir import prepare_run_dir
+from pbt.rundir import RunDir
 from pbt.space import ConfigError
-from pbt.store import LOCK_NAME, RunBusy, RunLock, Store
+from pbt.store import LOCK_NAME, RunBusy, RunLock, Store, StoreReader
 
 TOY = "experiments.toy.task"
 
@@ -26,16 +26,16 @@ def toy(steps: int = 16, **fields: object) -> ToyConfig:
 
 def test_a_second_owner_is_refused_at_once_naming_the_first(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    store = prepare_run_dir(out, "toy", "pbt", toy(), None, SPACE)
-    assert store.lock is not None and RunLock.owner(out) is not None
+    store = RunDir.open(out, "toy", "pbt", toy(), None, SPACE)
+    assert store.lock.fd >= 0 and RunLock.owner(out) is not None
     for kwargs in ({"resume": True}, {"force": True}, {}):
         with pytest.raises(RunBusy, match=r"in use by process \d+"):
-            prepare_run_dir(out, "toy", "pbt", toy(), None, SPACE, **kwargs)
-    assert Store.open_existing(out).state()[0] == "running"  # readers still read it
+            RunDir.open(out, "toy", "pbt", toy(), None, SPACE, **kwargs)
+    assert StoreReader.open_existing(out).state()[0] == "running"  # readers still read it
     store.close()  # the owner is done: the lock is free
     assert RunLock.owner(out) is None
-    assert Store.open_existing(out).state()[0] == "interrupted"  # says running, but nobody owns it
-    prepare_run_dir(out, "toy", "pbt", toy(), None, SPACE, resume=True).close()
+    assert StoreReader.open_existing(out).state()[0] == "interrupted"  # says running, but nobody owns it
+    RunDir.open(out, "toy", "pbt", toy(), None, SPACE, resume=True).close()
 
 
 def test_force_replaces_a_run_or_an_empty_folder_and_nothing_else(tmp_path: Path) -> None:
@@ -43,18 +43,18 @@ def test_force_replaces_a_run_or_an_empty_folder_and_nothing_else(tmp_path: Path
     notes.mkdir()
     (notes / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match="not a run.*notes.txt.*--force only replaces a run"):
-        prepare_run_dir(notes, "toy", "pbt", toy(), None, SPACE, force=True)
+        RunDir.open(notes, "toy", "pbt", toy(), None, SPACE, force=True)
     assert (notes / "notes.txt").read_text() == "mine"
     empty = tmp_path / "empty"
     empty.mkdir()
-    prepare_run_dir(empty, "toy", "pbt", toy(), None, SPACE, force=True).close()
+    RunDir.open(empty, "toy", "pbt", toy(), None, SPACE, force=True).close()
     first = run_experiment(TOY, toy(), tmp_path / "run", domain="toy")
     first.close()
     again = run_experiment(TOY, toy(steps=8), tmp_path / "run", domain="toy", force=True)
     assert {m.step for m in again.members()} == {8} and again.meta()["status"] == "finished"
     assert not list(tmp_path.glob(".run.*"))  # no hidden left-overs beside it
     with pytest.raises(ConfigError, match="is a file"):
-        prepare_run_dir(notes / "notes.txt", "toy", "pbt", toy(), None, SPACE)
+        RunDir.open(notes / "notes.txt", "toy", "pbt", toy(), None, SPACE)
 
 
 def test_creation_is_atomic_a_kill_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -68,11 +68,11 @@ def test_creation_is_atomic_a_kill_leaves_nothing(tmp_path: Path, monkeypatch: p
 
     monkeypatch.setattr(Store, "initialise", killed)  # killed half-way through writing the new run
     with pytest.raises(Killed):
-        prepare_run_dir(out, "toy", "pbt", toy(), None, SPACE)
+        RunDir.open(out, "toy", "pbt", toy(), None, SPACE)
     monkeypatch.undo()
     assert not out.exists()  # nothing at the run's name; the half-built folder is hidden beside it
-    store = prepare_run_dir(out, "toy", "pbt", toy(), None, SPACE, resume=True)
-    assert store.meta()["domain"] == "toy" and len(store.members()) == 2
+    store = RunDir.open(out, "toy", "pbt", toy(), None, SPACE, resume=True)
+    assert store.store.meta()["domain"] == "toy" and len(store.store.members()) == 2
     store.close()
     assert [p.name for p in tmp_path.iterdir()] == ["run"]  # the killed creation's left-overs were cleared
 
@@ -90,7 +90,7 @@ def test_a_run_that_failed_before_training_can_start_again_with_other_settings(t
         patch.setattr(task, "DOMAIN", dataclasses.replace(task.DOMAIN, prepare=broken_prepare))
         with pytest.raises(FileNotFoundError):
             run_experiment(TOY, bad, out, domain="toy")
-    state, why = Store.open_existing(out).state()
+    state, why = StoreReader.open_existing(out).state()
     assert state == "failed" and "data not found" in why
     fixed = toy(lr=0.02)  # a different config: refused for a run that trained, accepted for one that never did
     store = run_experiment(TOY, fixed, out, domain="toy", resume=True)
@@ -105,7 +105,7 @@ def test_status_names_the_failure_of_a_stopped_run(tmp_path: Path) -> None:
     config = dataclasses.replace(fake(tmp_path, max_failures=0, on_failure="retry"), fail_member=0, failure="raise")
     with pytest.raises(RunFailed):
         run_experiment(FAKE, config, tmp_path / "run")
-    state, why = Store.open_existing(tmp_path / "run").state()
+    state, why = StoreReader.open_existing(tmp_path / "run").state()
     assert state == "failed" and "member 0 failed 1 times" in why and "injected failure" in why
     assert (tmp_path / "run" / LOCK_NAME).exists() and RunLock.owner(tmp_path / "run") is None
 
@@ -191,7 +191,7 @@ def test_a_waiter_on_a_run_replaced_by_force_is_refused_not_made_a_second_owner(
 
     def waiter() -> None:
         try:
-            outcome["owner"] = prepare_run_dir(out, "toy", "pbt", toy(steps=8), None, SPACE, resume=True)
+            outcome["owner"] = RunDir.open(out, "toy", "pbt", toy(steps=8), None, SPACE, resume=True)
         except RunBusy as exc:
             outcome["busy"] = exc
 
@@ -205,12 +205,12 @@ def test_a_waiter_on_a_run_replaced_by_force_is_refused_not_made_a_second_owner(
         return real_build(*args)
 
     monkeypatch.setattr(rundir, "_build_run", build_while_a_waiter_waits)
-    forced = prepare_run_dir(out, "toy", "pbt", toy(steps=8), None, SPACE, force=True)
+    forced = RunDir.open(out, "toy", "pbt", toy(steps=8), None, SPACE, force=True)
     thread.join(60)
     assert "owner" not in outcome, "two processes own the run"
     assert "in use by process" in str(outcome["busy"])
     assert forced.lock is not None and RunLock.owner(out) is not None
-    assert not forced.trained_any() and (out / LOCK_NAME).exists()
+    assert not forced.store.trained_any() and (out / LOCK_NAME).exists()
     forced.close()
     assert RunLock.owner(out) is None
 
@@ -232,7 +232,7 @@ def test_a_new_run_is_owned_from_the_moment_it_appears(tmp_path: Path, monkeypat
             seen.append(RunLock.owner(out))  # the instant the run appears under its name
 
     monkeypatch.setattr(rundir.os, "rename", rename)
-    store = prepare_run_dir(out, "toy", "pbt", toy(), None, SPACE)
+    store = RunDir.open(out, "toy", "pbt", toy(), None, SPACE)
     monkeypatch.undo()
     assert seen and seen[0] is not None, "the new run was visible without an owner"
     store.close()
@@ -244,5 +244,5 @@ def test_a_refused_folder_that_is_not_a_run_keeps_no_lock_file(tmp_path: Path, k
     notes.mkdir()
     (notes / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError):
-        prepare_run_dir(notes, "toy", "pbt", toy(), None, SPACE, **kwargs)
+        RunDir.open(notes, "toy", "pbt", toy(), None, SPACE, **kwargs)
     assert sorted(p.name for p in notes.iterdir()) == ["notes.txt"]

@@ -1,5 +1,5 @@
 """A user's own task module is as first-class as the built-in domains: every command takes it by module path (or a
-file path), a resume finds it again from the store, and the baselines and the comparison work on it unchanged."""
+file path), a resume finds it again when the user names it (``--task``), and the baselines and the comparison work on it unchanged."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pbt.store import Store
+from pbt.store import Store, StoreReader
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -83,16 +83,19 @@ def cli(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedP
 
 def test_a_user_module_works_with_every_command(user_code: Path) -> None:
     cli(["run", "mypkg.mytask", "--profile", "smoke", "--out", "pbt", "--quiet"], user_code)
-    store = Store.open_existing(user_code / "pbt")
+    store = StoreReader.open_existing(user_code / "pbt")
     assert store.meta()["module"] == "mypkg.mytask" and store.meta()["metric"] == "-x²"
     assert store.meta()["space"] == {"lr": "loguniform:0.01:0.5"} and store.events("exploit")
     store.close()
     cli(["baseline", "mypkg.mytask", "--profile", "smoke", "--out", "rs", "--quiet"], user_code)
-    rs = Store.open_existing(user_code / "rs")
+    rs = StoreReader.open_existing(user_code / "rs")
     assert rs.meta()["method"] == "random_search" and not rs.events("exploit")
     rs.close()
     assert "finished" in cli(["status", "pbt"], user_code).stdout
-    assert cli(["resume", "pbt", "--quiet"], user_code).returncode == 0  # found again from the store
+    # the store names its module, but no command imports code on a store's say: the user names it
+    refused = cli(["resume", "pbt", "--quiet"], user_code, check=False)
+    assert refused.returncode == 2 and "--task mypkg.mytask" in refused.stderr
+    assert cli(["resume", "pbt", "--task", "mypkg.mytask", "--quiet"], user_code).returncode == 0
     cli(["compare", "pbt", "rs", "--out", "cmp"], user_code)
     assert (user_code / "cmp" / "score_vs_compute.png").is_file()
     cli(["reproduce", "mypkg.mytask", "--profile", "smoke", "--seeds", "2", "--runs", "runs", "--out", "res",
@@ -104,8 +107,8 @@ def test_a_user_module_works_with_every_command(user_code: Path) -> None:
 
 def test_a_task_file_path_works_too(user_code: Path) -> None:
     cli(["run", "solo_task.py", "--out", "solo", "--population", "3", "--quiet"], user_code)
-    assert Store.open_existing(user_code / "solo").meta()["status"] == "finished"
-    assert cli(["resume", "solo", "--quiet"], user_code).returncode == 0
+    assert StoreReader.open_existing(user_code / "solo").meta()["status"] == "finished"
+    assert cli(["resume", "solo", "--task", "solo_task.py", "--quiet"], user_code).returncode == 0
     bad = cli(["run", "nosuch.module", "--quiet"], user_code, check=False)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "cannot import" in bad.stderr
 
@@ -121,7 +124,7 @@ def test_a_task_that_breaks_the_contract_stops_with_a_clear_message(user_code: P
 
         with pytest.raises(RunFailed, match=r"train\(\) must return a mapping of metrics .*got None"):
             run_experiment("mypkg.broken", module.Config(), user_code / "run")
-        failures = Store.open_existing(user_code / "run").events("failure")
+        failures = StoreReader.open_existing(user_code / "run").events("failure")
         assert len(failures) == 1  # not retried: every member would fail the same way
     finally:
         sys.path.remove(str(user_code))

@@ -4,7 +4,7 @@ import pytest
 
 import experiments.toy.task as toy
 from pbt.controller import run_experiment
-from pbt.store import Store
+from pbt.store import Store, StoreReader
 from repro.compare import compare
 from repro.wandb_log import WandbLogger, choose_mode
 
@@ -18,10 +18,10 @@ def test_offline_run_files_hold_the_logged_keys(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     run_dir = tmp_path / "run"
     config = toy_config()
-    from pbt.rundir import prepare_run_dir
+    from pbt.rundir import RunDir
 
-    prepare_run_dir(run_dir, "toy", "pbt", config, toy.initial_hparams(config), toy.SPACE).close()
-    meta = Store.open_existing(run_dir).meta()
+    RunDir.open(run_dir, "toy", "pbt", config, toy.initial_hparams(config), toy.SPACE).close()
+    meta = StoreReader.open_existing(run_dir).meta()
     logger = WandbLogger(run_dir, meta, project="pbt-test", group="toy-group", directory=tmp_path / "wb")
     store = run_experiment("experiments.toy.task", config, run_dir, domain="toy",
                            initial_hparams=toy.initial_hparams(config), resume=True, listeners=[logger])

@@ -51,7 +51,6 @@ from repro.compare.figures import (
     step_on_grid,
 )
 from repro.compare.runs import (
-    FINAL_STATES,
     Run,
     best_lineage,
     check_comparable,
@@ -77,7 +76,7 @@ from repro.compare.tables import (
     table_rows,
 )
 
-__all__ = ["FIGURES", "FINAL_STATES", "METHOD_TITLES", "Comparison", "Row", "Run", "aggregate_row", "best_lineage",
+__all__ = ["FIGURES", "METHOD_TITLES", "Comparison", "Row", "Run", "aggregate_row", "best_lineage",
            "check_comparable", "coalescence", "compare", "csv_table", "domain_metric", "duration", "figure_run", "fmt",
            "load_run", "log_scaled", "markdown_table", "median_seed", "one_or_mean", "over_trained", "progress_curve",
            "run_greediness", "run_meta", "run_row", "step_on_grid", "table_rows"]
@@ -165,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     comparison = compare(args.run_dirs, args.out, args.allow_unequal, figures=not args.no_figures, seed=args.seed)
     print(markdown_table(comparison))
-    files = [f for names in comparison.figures.values() for f in names]
-    print(f"wrote {args.out / 'comparison.md'}, {args.out / 'comparison.csv'} and {', '.join(files)} in {args.out}")
+    files = ["comparison.md", "comparison.csv", *(f for names in comparison.figures.values() for f in names)]
+    print(f"wrote {', '.join(files[:-1])} and {files[-1]} in {args.out}")
     if not args.no_figures and "schedule" not in comparison.figures:
         print("no PBT run given: the schedule, lineage, member-score and greediness figures need one")
     return 0

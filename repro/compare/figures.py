@@ -112,21 +112,13 @@ def plot_score_vs_compute(runs: Sequence[Run], metric: str, out: Path) -> list[s
 
 
 def log_scaled(run: Run) -> set[str] | None:
-    """The hyperparameters whose prior is log-uniform (drawn on a log axis), from the priors stored with the run. A
-    store written before priors were stored has its task built to find them; None when that fails too (values are
-    then drawn as they are)."""
+    """The hyperparameters whose prior is log-uniform (drawn on a log axis), from the priors stored with the run;
+    None for a store written before priors were stored (values are then drawn as they are). A reader never imports
+    the task module a store names: a shared run directory must not be able to run code."""
     space = run.meta.get("space")
     if isinstance(space, dict):
         return {name for name, prior in space.items() if str(prior).startswith("loguniform:")}
-    from pbt.space import LogUniform
-    from repro.domains import stored_config, stored_domain
-
-    try:
-        domain = stored_domain(run.meta)
-        space = domain.search_space(stored_config(domain, run.meta))
-    except Exception:  # noqa: BLE001 - a run made by other code
-        return None
-    return {name for name, prior in space.items() if isinstance(prior, LogUniform)}
+    return None
 
 
 def _log_axis(name: str, values: Sequence[Any], logs: set[str] | None) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,22 +12,15 @@ from pbt.controller import BASELINE_METHODS, REPLAY_METHODS
 from pbt.diagnostics import Greediness, greediness
 from pbt.lineage import Segment, lineage
 from pbt.space import ConfigError
-from pbt.store import Event, MemberRow, ScoreRow, Store
+from pbt.results import Results
+from pbt.store import MemberRow, ScoreRow, StoreReader
 
-FINAL_STATES = ("pending", "done")  # members whose latest score counts as a final score (dropped/failed do not)
 SEARCH_KINDS = ("exploit", "exploit_hparams", "explore")  # events only a search (PBT) makes
 
 
-@dataclass
-class Run:
-    """Everything ``compare`` needs from one run directory, read once (the store is closed afterwards)."""
-
-    run_dir: Path
-    meta: dict[str, Any]
-    members: list[MemberRow]
-    scores: list[ScoreRow]
-    events: list[Event]
-    compute: dict[str, Any]
+class Run(Results):
+    """Everything ``compare`` needs from one run directory, read once by ``pbt.results.Results`` (which decides which
+    members count and which is best), with how ``compare`` labels and pairs it."""
 
     @property
     def domain(self) -> str:
@@ -55,33 +47,19 @@ class Run:
         return int(self.meta.get("seed", self.meta.get("config", {}).get("pbt", {}).get("seed", 0)))
 
     @property
-    def finals(self) -> list[float]:
-        """The latest score of every member still in the population (a finished run: each member's final score)."""
-        return [m.score for m in self.members if m.score is not None and m.status in FINAL_STATES]
-
-    @property
     def best_member(self) -> MemberRow | None:
-        scored = [m for m in self.members if m.score is not None and m.status in FINAL_STATES]
-        return max(scored, key=lambda m: (m.score, -m.id)) if scored else None  # type: ignore[arg-type]
+        return self.best
 
 
 def load_run(run_dir: Path | str) -> Run:
     """Read a run directory's store into memory (safe while another process is still writing it)."""
-    store = Store.open_existing(run_dir)
-    try:
-        return Run(run_dir=Path(run_dir), meta=store.meta(), members=store.members(), scores=store.scores(),
-                   events=store.events(), compute=store.compute())
-    finally:
-        store.close()
+    return Run(run_dir)
 
 
 def run_meta(run_dir: Path | str) -> dict[str, Any]:
     """Only a run directory's metadata (status, wall time, commit): cheap where ``load_run`` reads every score."""
-    store = Store.open_existing(run_dir)
-    try:
+    with StoreReader.open_existing(run_dir) as store:
         return store.meta()
-    finally:
-        store.close()
 
 
 def domain_metric(run: Run) -> str:

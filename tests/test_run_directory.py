@@ -1,0 +1,247 @@
+"""A run directory as one object: readers that never write or run code, and an owner that checks what it opens.
+
+Each test here names the defect it pins (the numbers of the run-directory issue); each failed on the code before
+``pbt.rundir.RunDir`` and ``pbt.store.StoreReader``."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from pbt.rundir import RunDir
+from pbt.store import LOCK_NAME, RunLock, StoreReader
+from tests.test_robustness import _unprivileged_user, assert_one_line_error, cli, remove_read_only_tree
+
+REPO = Path(__file__).resolve().parents[1]
+TOY_RUN = ["run", "toy", "--budget-steps", "40", "--quiet"]
+
+
+def listing(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` with its bytes, but the lock file (whoever takes the lock writes its PID there):
+    what a reader, or a refused owner, must leave as it found it."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != LOCK_NAME}
+
+
+def toy_run(cli_env: dict[str, str], out: Path, *flags: str) -> Path:
+    done = cli([*TOY_RUN, "--out", str(out), *flags], cli_env)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def edit_meta(run_dir: Path, **values: object) -> None:
+    """Change a stored run's metadata by hand (as a crafted, shared run directory would arrive)."""
+    with sqlite3.connect(run_dir / "pbt.sqlite") as db:
+        for key, value in values.items():
+            if value is None:
+                db.execute("DELETE FROM meta WHERE key = ?", (key,))
+            else:
+                db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+    db.close()
+
+
+# -- 1: reading a run directory never runs code it names ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("domain", ["evil", "toy"])
+def test_a_crafted_run_directory_makes_no_command_import_the_module_it_names(domain, cli_env, tmp_path):
+    marker = tmp_path / "ran"
+    evil = tmp_path / "victim_code" / "evil.py"
+    evil.parent.mkdir()
+    evil.write_text(f"from pathlib import Path\nPath({str(marker)!r}).write_text('imported')\n")
+    victim = toy_run(cli_env, tmp_path / "victim")
+    edit_meta(victim, domain=domain, module=str(evil), space=None)  # no stored priors: nothing to fall back on
+    commands = [["compare", str(victim), "--out", str(tmp_path / "cmp")],
+                ["replay", str(victim), "--out", str(tmp_path / "replayed"), "--quiet"],
+                ["status", str(victim)]]
+    for command in commands:
+        cli(command, cli_env)
+        assert not marker.exists(), f"`{' '.join(command[:1])}` imported the module the store names"
+    edit_meta(victim, status="interrupted")
+    resumed = cli(["resume", str(victim), "--quiet"], cli_env)
+    assert not marker.exists(), "resume imported the module the store names"
+    if domain == "evil":  # not registered: resume asks for the module by name, and only then imports it
+        assert_one_line_error(resumed, "not a registered domain", f"--task {evil}")
+    else:  # a registered name resumes with the registered code, whatever module the store records
+        assert resumed.returncode == 0, resumed.stderr
+
+
+# -- 2: one owner, even after its lock file is deleted ---------------------------------------------------------------
+
+
+def test_deleting_the_lock_file_lets_no_second_owner_in_and_stops_the_first(cli_env, tmp_path):
+    run_dir = tmp_path / "run"
+    # intervals of about 3 s: the first owner is alive, between two commits, when the second one tries
+    args = ["run", "toy", "--executor", "serial", "--budget-steps", "2000", "--ready-every", "1000", "--eval-every",
+            "1000", "--seconds-per-step", "0.003", "--out", str(run_dir), "--quiet"]
+    first = subprocess.Popen([sys.executable, "-m", "repro.cli", *args], cwd=REPO, env=cli_env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (RunLock.owner(run_dir) and StoreReader.exists(run_dir)):
+            time.sleep(0.02)
+        assert first.poll() is None, "the run ended before its lock file could be deleted"
+        (run_dir / LOCK_NAME).unlink()
+        status = cli(["status", str(run_dir)], cli_env)
+        assert status.returncode == 0 and "running" in status.stdout.splitlines()[0], status.stdout
+        second = cli(["resume", str(run_dir), "--quiet"], cli_env)
+        assert_one_line_error(second, "in use by process", str(first.pid))
+        _, stderr = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    ended = subprocess.CompletedProcess(first.args, first.returncode, stderr=stderr)
+    assert_one_line_error(ended, LOCK_NAME, "deleted or replaced")
+    with StoreReader(run_dir) as store:
+        steps = [(s.member, s.step) for s in store.scores()]
+        assert len(steps) == len(set(steps)), "two owners wrote the same steps"
+        assert store.compute()["used_steps"] < 4000, "the first owner trained on after its lock file was deleted"
+    done = cli(["resume", str(run_dir), "--quiet"], cli_env)  # the first owner gone, the run continues
+    assert done.returncode == 0, done.stderr
+
+
+# -- 3: an owner checks the store before it trains on it ---------------------------------------------------------------
+
+
+def test_resume_refuses_a_damaged_store_and_leaves_it_as_it_was(cli_env, tmp_path):
+    run_dir = toy_run(cli_env, tmp_path / "run", "--budget-steps", "400")
+    edit_meta(run_dir, status="interrupted")
+    store = run_dir / "pbt.sqlite"
+    data = bytearray(store.read_bytes())
+    assert len(data) >= 4 * 4096
+    data[3 * 4096 + 8: 3 * 4096 + 72] = bytes(range(64))  # 64 bytes flipped inside a page's cell area
+    store.write_bytes(bytes(data))
+    db = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+    assert db.execute("PRAGMA quick_check").fetchone()[0] != "ok", "the flipped bytes must damage a page"
+    db.close()
+    before = listing(run_dir)
+    refused = cli(["resume", str(run_dir), "--quiet"], cli_env)
+    assert_one_line_error(refused, str(store), "quick_check")
+    assert listing(run_dir) == before
+
+
+# -- 8 and 9: readers never write, and read what they cannot write -----------------------------------------------------
+
+
+def test_status_and_compare_refuse_a_file_that_is_not_a_run_store_and_leave_it_alone(cli_env, tmp_path):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    db = sqlite3.connect(foreign / "pbt.sqlite")
+    db.execute("CREATE TABLE notes (text TEXT)")
+    db.execute("INSERT INTO notes VALUES ('mine')")
+    db.commit()
+    db.close()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "pbt.sqlite").write_bytes(b"")
+    for run_dir in (foreign, empty):
+        before = listing(run_dir)
+        assert_one_line_error(cli(["status", str(run_dir)], cli_env), str(run_dir / "pbt.sqlite"))
+        assert_one_line_error(cli(["compare", str(run_dir), "--out", str(tmp_path / "cmp")], cli_env),
+                              str(run_dir / "pbt.sqlite"))
+        assert listing(run_dir) == before and sorted(p.name for p in run_dir.iterdir()) == ["pbt.sqlite"]
+
+
+def test_reading_a_finished_run_creates_no_file(cli_env, tmp_path):
+    run_dir = toy_run(cli_env, tmp_path / "run")
+    before = listing(run_dir)
+    assert cli(["status", str(run_dir)], cli_env).returncode == 0
+    assert cli(["compare", str(run_dir), "--out", str(tmp_path / "cmp"), "--no-figures"], cli_env).returncode == 0
+    assert listing(run_dir) == before  # not even SQLite's -wal and -shm files
+
+
+def test_a_finished_run_on_a_read_only_directory_can_be_read(cli_env):
+    base = Path(tempfile.mkdtemp(prefix="pbt-ro-read-"))  # not under pytest's tmp_path: that one is private to us
+    try:
+        os.chmod(base, 0o755)
+        run_dir = toy_run(cli_env, base / "run")
+        out = base / "out"
+        out.mkdir()
+        os.chmod(out, 0o777)
+        user = _unprivileged_user()
+        for path in [run_dir / "checkpoints", run_dir]:
+            os.chmod(path, 0o555)
+        for path in run_dir.iterdir():
+            if path.is_file():
+                os.chmod(path, 0o444)
+        status = cli(["status", str(run_dir)], cli_env, user=user)
+        assert status.returncode == 0 and "finished" in status.stdout, status.stderr
+        compared = cli(["compare", str(run_dir), "--out", str(out / "cmp"), "--no-figures"], cli_env, user=user)
+        assert compared.returncode == 0, compared.stderr
+    finally:
+        remove_read_only_tree(base)
+
+
+# -- 10, 13: where a run may go, and the smaller ones -------------------------------------------------------------------
+
+
+def test_out_inside_another_run_is_refused(cli_env, tmp_path):
+    outer = toy_run(cli_env, tmp_path / "outer")
+    inner = outer / "checkpoints" / "inner"
+    assert_one_line_error(cli([*TOY_RUN, "--out", str(inner)], cli_env), "inside the run directory", str(outer))
+    assert not inner.exists()
+    edit_meta(outer, status="interrupted")
+    assert cli(["resume", str(outer), "--quiet"], cli_env).returncode == 0
+
+
+def test_force_on_a_symlinked_run_replaces_the_run_and_keeps_the_link(cli_env, tmp_path):
+    target = toy_run(cli_env, tmp_path / "target")
+    link = tmp_path / "link"
+    link.symlink_to(target, target_is_directory=True)
+    assert cli([*TOY_RUN, "--budget-steps", "8", "--out", str(link), "--force"], cli_env).returncode == 0
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    with StoreReader(target) as store:
+        assert store.compute()["budget_steps"] == 8
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "target"]  # no .link.old-PID left behind
+
+
+def test_compare_without_figures_says_what_it_wrote(cli_env, tmp_path):
+    run_dir = toy_run(cli_env, tmp_path / "run")
+    done = cli(["compare", str(run_dir), "--out", str(tmp_path / "cmp"), "--no-figures"], cli_env)
+    line = done.stdout.strip().splitlines()[-1]
+    assert "  " not in line and line.endswith(f"in {tmp_path / 'cmp'}") and "comparison.csv" in line
+
+
+def test_status_counts_the_wall_time_of_the_interval_in_progress(tmp_path):
+    from experiments.toy.task import SPACE
+    from experiments.toy.task import Config as ToyConfig
+    from repro.progress import member_table
+
+    run_dir = RunDir.open(tmp_path / "run", "toy", "pbt", ToyConfig(), None, SPACE)
+    try:
+        run_dir.store.set_meta(wall_seconds=5.0, wall_at=time.time() - 100.0)  # last commit 100 s ago, still training
+        with StoreReader(run_dir.path) as reader:
+            head = member_table(reader).splitlines()[0]
+    finally:
+        run_dir.close()
+    wall = float(head.rsplit(" s wall", 1)[0].rsplit(" ", 1)[1])
+    assert "running" in head and 105.0 <= wall < 110.0, head
+
+
+# -- the layout: one owner, one reader ------------------------------------------------------------------------------
+
+
+def test_only_the_run_directory_and_the_store_open_a_store_or_take_the_lock():
+    allowed = {"pbt/store.py", "pbt/rundir.py"}
+    found = []
+    for package in ("pbt", "repro", "baselines", "experiments", "bench"):
+        for path in sorted((REPO / package).rglob("*.py")):
+            rel = path.relative_to(REPO).as_posix()
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not isinstance(node, ast.Call) or rel in allowed:
+                    continue
+                func = node.func
+                name = getattr(func, "id", "") or getattr(func, "attr", "")
+                sqlite = isinstance(func, ast.Attribute) and getattr(func.value, "id", "") == "sqlite3"
+                if (sqlite and name == "connect") or name in ("RunLock", "Store"):  # a store opened, the lock taken
+                    found.append(f"{rel}:{node.lineno} calls {name}")
+    assert not found, found
