@@ -39,7 +39,7 @@ from pbt.config import PBTConfig
 from pbt.exploit import Published
 from pbt.space import HParams, Prior, explore, sample
 from pbt.store import CorruptCheckpoint, Event, MemberRow, ScoreRow, verify_checkpoint, write_atomic
-from pbt.task import Evaluation, Task, TaskContractError, checked_metrics, metrics_steps
+from pbt.task import Evaluation, Task, TaskContractError, checked_metrics, metrics_steps, step_unit
 
 
 @dataclass(frozen=True)
@@ -114,11 +114,12 @@ def run_interval(task: Task, job: Job, cache: StateCache) -> IntervalResult:
                 state = task.load(path)
         result.io_seconds += time.perf_counter() - t0
 
+        unit = step_unit(task)
         while result.steps < job.steps:
             chunk = min(job.eval_every, job.steps - result.steps)
             t0 = time.perf_counter()
             metrics = checked_metrics(task.train(state, dict(job.hparams), chunk))
-            result.steps += metrics_steps(metrics, chunk)
+            result.steps += metrics_steps(metrics, chunk, unit)
             t1 = time.perf_counter()
             evaluation = Evaluation.of(task.evaluate(state))
             t2 = time.perf_counter()

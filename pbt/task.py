@@ -40,7 +40,11 @@ class Evaluation:
 
 
 class Task(Protocol):
-    """What an experiment supplies. ``state`` is whatever the experiment needs (model, optimiser, env, RNG)."""
+    """What an experiment supplies. ``state`` is whatever the experiment needs (model, optimiser, env, RNG).
+
+    Optional attribute ``step_unit: int`` (default 1): the indivisible unit ``train`` takes steps in. A call asked
+    for ``steps`` may report fewer than ``step_unit`` steps more (a task that runs whole agent steps of ``4 *
+    num_envs`` frames declares that many); anything beyond is a task bug, and stops the run."""
 
     space: dict[str, Prior]
     """The hyperparameters PBT searches, with their priors (shared with random search)."""
@@ -50,8 +54,9 @@ class Task(Protocol):
         ...
 
     def train(self, state: Any, hparams: HParams, steps: int) -> Mapping[str, float]:
-        """Train for about ``steps`` steps with ``hparams`` (applied from the first step) and return metrics.
-        If it has to take more (whole unrolls, say), it reports the number actually taken as ``"steps"``."""
+        """Train for ``steps`` steps with ``hparams`` (applied from the first step) and return metrics. If it has
+        to take more (whole unrolls, say), it reports the number actually taken as ``"steps"``: fewer than
+        ``step_unit`` more than asked."""
         ...
 
     def evaluate(self, state: Any) -> float | Evaluation:
@@ -89,10 +94,30 @@ def checked_metrics(metrics: Any) -> Mapping[str, float]:
     return metrics
 
 
-def metrics_steps(metrics: Mapping[str, float], requested: int) -> int:
-    """The number of steps a ``train`` call took: its ``"steps"`` metric, or what was asked for."""
-    steps = int(metrics.get("steps", requested))
+def step_unit(task: Any) -> int:
+    """The task's ``step_unit`` (see ``Task``): 1 when it declares none."""
+    unit = getattr(task, "step_unit", 1)
+    if isinstance(unit, bool) or not isinstance(unit, int) or unit < 1:
+        raise TaskContractError(f"a task's step_unit must be a whole number >= 1, got {_shown(unit)}")
+    return unit
+
+
+def metrics_steps(metrics: Mapping[str, float], requested: int, unit: int = 1) -> int:
+    """The number of steps a ``train`` call took: its ``"steps"`` metric, or what was asked for; more than ``unit``
+    less one past what was asked is a task bug (``TaskContractError``), since the run would count, and the figures
+    draw, training that never happened."""
+    reported = metrics.get("steps", requested)
+    try:
+        steps = int(reported)
+    except (ValueError, OverflowError):  # NaN, infinity
+        steps = None
+    if steps is None or steps != reported:
+        raise TaskContractError(f"train() must report its steps as a whole number, got {_shown(reported)}")
     if steps < requested:
         raise ValueError(f"task.train took {steps} steps but {requested} were asked for")
+    if steps - requested >= unit:
+        raise TaskContractError(f"train() took {steps} steps when {requested} were asked for; the task's step_unit "
+                                f"({unit}) allows at most {requested + unit - 1} (a task that takes whole units of "
+                                "steps declares their size as step_unit)")
     return steps
 

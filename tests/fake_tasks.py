@@ -24,6 +24,8 @@ class Config:
     failure: str = doc("raise | nan | die | none", default="none")
     marker_dir: str = doc("Where failures are counted.", default="")
     overshoot: int = doc("Extra steps train takes beyond what is asked.", default=0)
+    step_unit: int = doc("The task's declared step_unit (0: one more than overshoot, so the overshoot is allowed).",
+                         default=0)
     seconds_per_step: float = doc("Base time a step takes; each train call takes 0.5x to 2x of it, seeded by the "
                                   "member and its step, so intervals finish out of order.", default=0.0)
     score: str = doc("total: x (more training scores higher) | rate: x per step taken (a member behind the others "
@@ -40,6 +42,7 @@ class CountingTask:
 
     def __init__(self, config: Config):
         self.config = config
+        self.step_unit = config.step_unit or config.overshoot + 1
 
     def make(self, hparams: HParams, seed: int) -> dict[str, Any]:
         return {"x": 0.0, "steps": 0, "member_seed": seed}

@@ -61,6 +61,25 @@ def test_ready_clock_counts_steps_since_last_ready_even_when_train_overshoots(tm
     assert all(m.step == 63 and m.status == "done" for m in store.members())
 
 
+def test_a_train_that_takes_a_step_unit_or_more_past_what_was_asked_stops_the_run(tmp_path):
+    """A task that reports a million steps on a 64-step budget is a task bug: the run stops at its first interval
+    instead of recording a member that trained 15 000 times its budget."""
+    config = dataclasses.replace(fake(tmp_path, population=2, budget_steps=64, ready_every=16), overshoot=10**6,
+                                 step_unit=1)
+    with pytest.raises(RunFailed, match=r"broke its contract: TaskContractError: train\(\) took 1000016 steps when 16 "
+                                        r"were asked for"):
+        run_experiment(FAKE, config, tmp_path / "run")
+    store = Store.open_existing(tmp_path / "run")
+    assert len(store.events("failure")) == 1 and all(m.step == 0 for m in store.members())
+    assert len(store.events("failure")[0].message.splitlines()) == 1
+    # an overshoot below the unit the task declares is how whole unrolls end: allowed
+    within = dataclasses.replace(config, overshoot=3, step_unit=4)
+    assert all(m.status == "done" and 64 <= m.step < 64 + 4
+               for m in run_experiment(FAKE, within, tmp_path / "within").members())
+    with pytest.raises(RunFailed, match=r"took 20 steps when 16 were asked for.*step_unit \(4\)"):
+        run_experiment(FAKE, dataclasses.replace(config, overshoot=4, step_unit=4), tmp_path / "over")
+
+
 def test_explore_happens_only_after_a_copy(tmp_path):
     store = run_experiment(FAKE, fake(tmp_path, population=4, budget_steps=100, ready_every=10), tmp_path / "run")
     events = store.events()
