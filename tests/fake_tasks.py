@@ -12,6 +12,7 @@ from typing import Any
 
 from pbt.config import PBTConfig, doc
 from pbt.space import HParams, LogUniform
+from pbt.task import Evaluation
 
 METRIC = "x"
 
@@ -28,6 +29,8 @@ class Config:
                          default=0)
     seconds_per_step: float = doc("Base time a step takes; each train call takes 0.5x to 2x of it, seeded by the "
                                   "member and its step, so intervals finish out of order.", default=0.0)
+    samples: str = doc("Evaluation samples: none (a plain score), numbers, text ('a', ...) or nan (one is NaN).",
+                       default="none")
     score: str = doc("total: x (more training scores higher) | rate: x per step taken (a member behind the others "
                      "looks as good as one ahead)", default="total")
     pbt: PBTConfig = field(default_factory=lambda: PBTConfig(population=4, budget_steps=40, ready_every=10,
@@ -72,10 +75,12 @@ class CountingTask:
         state["steps"] += taken
         return {"steps": taken}
 
-    def evaluate(self, state: dict[str, Any]) -> float:
-        if self.config.score == "rate":
-            return state["x"] / max(state["steps"], 1)
-        return state["x"]
+    def evaluate(self, state: dict[str, Any]) -> float | Evaluation:
+        score = state["x"] / max(state["steps"], 1) if self.config.score == "rate" else state["x"]
+        samples = {"none": None, "numbers": (score, score), "text": ("a", "b"), "nan": (score, float("nan"))}
+        if samples[self.config.samples] is None:
+            return score
+        return Evaluation(score=score, samples=samples[self.config.samples])  # type: ignore[arg-type]
 
     def save(self, state: dict[str, Any], path: Path) -> None:
         path.write_text(json.dumps(state))

@@ -80,6 +80,22 @@ def test_a_train_that_takes_a_step_unit_or_more_past_what_was_asked_stops_the_ru
         run_experiment(FAKE, dataclasses.replace(config, overshoot=4, step_unit=4), tmp_path / "over")
 
 
+@pytest.mark.parametrize("samples, message", [
+    ("text", r"evaluate\(\) samples must be numbers; sample 0 is str 'a'"),
+    ("nan", r"evaluate\(\) samples must be finite; sample 1 is nan"),
+])
+def test_evaluation_samples_that_are_not_finite_numbers_stop_the_run_in_one_line(tmp_path, samples, message):
+    """Under the t-test exploit, text samples ended in a 35-line traceback from inside the comparison."""
+    config = dataclasses.replace(fake(tmp_path, population=4, budget_steps=40, ready_every=10, exploit="ttest"),
+                                 samples=samples)
+    with pytest.raises(RunFailed, match=f"broke its contract: TaskContractError: {message}") as failed:
+        run_experiment(FAKE, config, tmp_path / "run")
+    assert len(str(failed.value).splitlines()) == 1
+    assert len(Store.open_existing(tmp_path / "run").events("failure")) == 1
+    numbers = dataclasses.replace(config, samples="numbers")  # and samples that are finite numbers are compared
+    assert all(m.status == "done" for m in run_experiment(FAKE, numbers, tmp_path / "numbers").members())
+
+
 def test_explore_happens_only_after_a_copy(tmp_path):
     store = run_experiment(FAKE, fake(tmp_path, population=4, budget_steps=100, ready_every=10), tmp_path / "run")
     events = store.events()
