@@ -97,8 +97,9 @@ class StateCache:
 
 
 def run_interval(task: Task, job: Job, cache: StateCache) -> IntervalResult:
-    """θ ← step(θ|h); p ← eval(θ), repeated until the member is ready; then save θ. Never raises: a failure is
-    returned as ``error`` (an exception in the task, or a score that is NaN or infinite)."""
+    """θ ← step(θ|h); p ← eval(θ), repeated until the member is ready; then save θ. Never raises but for Ctrl-C: a
+    failure is returned as ``error`` (an exception or ``sys.exit()`` in the task, or a score that is NaN or
+    infinite)."""
     result = IntervalResult(member=job.member)
     ckpt_dir = Path(job.checkpoint_dir)
     try:
@@ -136,13 +137,16 @@ def run_interval(task: Task, job: Job, cache: StateCache) -> IntervalResult:
         result.checkpoint = name
         cache.put(job.member, result.checksum, state)
         result.io_seconds += time.perf_counter() - t0
-    except Exception as exc:  # noqa: BLE001 - any task failure is recorded, never fatal to the run
+    # Any task failure is recorded, never fatal to the run: sys.exit() in task code too, which would otherwise end
+    # a serial run as if interrupted (a worker process would die of it, and its interval be retried). Ctrl-C is not.
+    except (Exception, SystemExit) as exc:  # noqa: BLE001
         cache.discard(job.member)
         result.corrupt_checkpoint = isinstance(exc, CorruptCheckpoint)
         result.task_bug = isinstance(exc, TaskContractError)
         tb = traceback.extract_tb(exc.__traceback__)
         where = f" ({Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
-        result.error = f"{type(exc).__name__}: {exc}{where}"
+        what = f"the task called sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else str(exc)
+        result.error = f"{type(exc).__name__}: {what}{where}"
     return result
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ class Config:
     fail_member: int = doc("Member whose interval misbehaves (-1: none).", default=-1)
     fail_at_step: int = doc("First step at which it misbehaves.", default=0)
     fail_times: int = doc("How many intervals misbehave (counted across processes in marker_dir).", default=1)
-    failure: str = doc("raise | nan | die | none", default="none")
+    failure: str = doc("raise | nan | die (the process ends) | exit (sys.exit(4)) | none", default="none")
     marker_dir: str = doc("Where failures are counted.", default="")
     overshoot: int = doc("Extra steps train takes beyond what is asked.", default=0)
     step_unit: int = doc("The task's declared step_unit (0: one more than overshoot, so the overshoot is allowed).",
@@ -66,6 +67,8 @@ class CountingTask:
         misbehave = self._misbehave_now(state)
         if misbehave and self.config.failure == "die":
             os._exit(3)
+        if misbehave and self.config.failure == "exit":
+            sys.exit(4)
         if misbehave and self.config.failure == "raise":
             raise RuntimeError("injected failure")
         if self.config.seconds_per_step > 0:

@@ -96,6 +96,17 @@ def test_evaluation_samples_that_are_not_finite_numbers_stop_the_run_in_one_line
     assert all(m.status == "done" for m in run_experiment(FAKE, numbers, tmp_path / "numbers").members())
 
 
+@pytest.mark.parametrize("executor", ["serial", "local"])
+def test_a_task_that_calls_sys_exit_is_a_member_failure(tmp_path, executor):
+    """In the serial executor, sys.exit(4) in train used to end the whole run (exit 4, no output, 'interrupted')."""
+    config = dataclasses.replace(fake(tmp_path, population=2, budget_steps=20, ready_every=10, executor=executor,
+                                      workers=2), failure="exit", fail_member=1, fail_at_step=10)
+    store = run_experiment(FAKE, config, tmp_path / "run")
+    assert store.meta()["status"] == "finished" and all(m.status == "done" for m in store.members())
+    (failure,) = store.events("failure")
+    assert failure.message.startswith("SystemExit: the task called sys.exit(4) (fake_tasks.py:")
+
+
 def test_explore_happens_only_after_a_copy(tmp_path):
     store = run_experiment(FAKE, fake(tmp_path, population=4, budget_steps=100, ready_every=10), tmp_path / "run")
     events = store.events()
