@@ -23,7 +23,8 @@ class Config:
     fail_member: int = doc("Member whose interval misbehaves (-1: none).", default=-1)
     fail_at_step: int = doc("First step at which it misbehaves.", default=0)
     fail_times: int = doc("How many intervals misbehave (counted across processes in marker_dir).", default=1)
-    failure: str = doc("raise | nan | die (the process ends) | exit (sys.exit(4)) | none", default="none")
+    failure: str = doc("raise | nan | die (the process ends) | exit (sys.exit(4)) | hang (train never returns) | none",
+                       default="none")
     marker_dir: str = doc("Where failures are counted.", default="")
     overshoot: int = doc("Extra steps train takes beyond what is asked.", default=0)
     step_unit: int = doc("The task's declared step_unit (0: one more than overshoot, so the overshoot is allowed).",
@@ -67,6 +68,8 @@ class CountingTask:
         misbehave = self._misbehave_now(state)
         if misbehave and self.config.failure == "die":
             os._exit(3)
+        while misbehave and self.config.failure == "hang":
+            time.sleep(60)
         if misbehave and self.config.failure == "exit":
             sys.exit(4)
         if misbehave and self.config.failure == "raise":

@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import time
 
 import pytest
 
@@ -105,6 +106,31 @@ def test_a_task_that_calls_sys_exit_is_a_member_failure(tmp_path, executor):
     assert store.meta()["status"] == "finished" and all(m.status == "done" for m in store.members())
     (failure,) = store.events("failure")
     assert failure.message.startswith("SystemExit: the task called sys.exit(4) (fake_tasks.py:")
+
+
+@pytest.mark.timeout(120)  # without the limit the run never ends
+def test_an_interval_past_interval_timeout_is_stopped_and_counted_as_a_failure(tmp_path):
+    config = dataclasses.replace(fake(tmp_path, population=2, budget_steps=30, ready_every=10, executor="local",
+                                      workers=2, interval_timeout=1.5, exploit="none"),
+                                 failure="hang", fail_member=1, fail_at_step=10)
+    started = time.monotonic()
+    store = run_experiment(FAKE, config, tmp_path / "run")
+    assert time.monotonic() - started < 60
+    assert store.meta()["status"] == "finished" and all(m.status == "done" for m in store.members())
+    (failure,) = store.events("failure")
+    assert failure.member == 1 and failure.message == "interval exceeded --interval-timeout 1.5 s"
+    assert store.members()[1].failures == 1
+    # an execution setting: the same run resumes with another limit
+    unlimited = dataclasses.replace(config, pbt=dataclasses.replace(config.pbt, interval_timeout=0))
+    assert run_experiment(FAKE, unlimited, tmp_path / "run", resume=True).meta()["status"] == "finished"
+
+
+def test_interval_timeout_is_refused_where_it_cannot_be_enforced():
+    with pytest.raises(ConfigError, match=r"^interval_timeout needs worker processes .*--executor serial"):
+        PBTConfig(executor="serial", interval_timeout=5)
+    with pytest.raises(ConfigError, match="interval_timeout must be >= 0"):
+        PBTConfig(interval_timeout=-1)
+    assert PBTConfig(executor="serial", interval_timeout=0).interval_timeout == 0.0
 
 
 def test_explore_happens_only_after_a_copy(tmp_path):
