@@ -97,9 +97,9 @@ class StateCache:
 
 
 def run_interval(task: Task, job: Job, cache: StateCache) -> IntervalResult:
-    """θ ← step(θ|h); p ← eval(θ), repeated until the member is ready; then save θ. Never raises but for Ctrl-C: a
-    failure is returned as ``error`` (an exception or ``sys.exit()`` in the task, or a score that is NaN or
-    infinite)."""
+    """θ ← step(θ|h); p ← eval(θ), repeated until the member is ready; then save θ. Never raises but for
+    Ctrl-C: a failure is returned as ``error`` (an exception or ``sys.exit()`` in the task, or a score that is NaN
+    or infinite)."""
     result = IntervalResult(member=job.member)
     ckpt_dir = Path(job.checkpoint_dir)
     try:
