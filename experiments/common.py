@@ -10,6 +10,7 @@ import hashlib
 import os
 import random
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -57,12 +58,27 @@ def weights_fingerprint(state_dict: dict[str, Any]) -> str:
     return digest.hexdigest()
 
 
-def load_checkpoint(path: Path, required: tuple[str, ...]) -> dict[str, Any]:
-    """``torch.load(weights_only=True)`` plus a check that the keys a member needs are there."""
+# Lines of torch's message around the reason a weights-only load failed: its advice to load with weights_only=False
+# (which would run whatever the file holds) and pointers to its documentation.
+TORCH_LOAD_ADVICE = ("weights_only", "Weights only load failed", "Please file an issue", "Check the documentation")
+
+
+def load_weights_only(path: Path, what: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU: a file that is not one (truncated, foreign, a pickle that
+    would run code) is refused with one line naming it and the reason, never with advice to load it unsafely."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a pickle not written by torch.save also gets a two-line protocol warning
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file: say which, not a pickle traceback
-        raise ValueError(f"{path} is not a readable checkpoint: {type(exc).__name__}: {exc}") from exc
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reason = next((line for line in lines if not any(text in line for text in TORCH_LOAD_ADVICE)), "unreadable")
+        raise ValueError(f"{path} is not a readable {what}: {type(exc).__name__}: {reason}") from exc
+
+
+def load_checkpoint(path: Path, required: tuple[str, ...]) -> dict[str, Any]:
+    """``load_weights_only`` plus a check that the keys a member needs are there."""
+    obj = load_weights_only(path)
     missing = [k for k in required if not isinstance(obj, dict) or k not in obj]
     if missing:
         raise ValueError(f"{path} is not a checkpoint of this experiment (missing {missing})")

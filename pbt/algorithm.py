@@ -39,7 +39,7 @@ from pbt.config import PBTConfig
 from pbt.exploit import Published
 from pbt.space import HParams, Prior, explore, sample
 from pbt.store import CorruptCheckpoint, Event, MemberRow, ScoreRow, verify_checkpoint, write_atomic
-from pbt.task import Evaluation, Task, TaskContractError, checked_metrics, metrics_steps
+from pbt.task import Evaluation, Task, TaskContractError, checked_metrics, metrics_steps, step_unit
 
 
 @dataclass(frozen=True)
@@ -97,8 +97,9 @@ class StateCache:
 
 
 def run_interval(task: Task, job: Job, cache: StateCache) -> IntervalResult:
-    """θ ← step(θ|h); p ← eval(θ), repeated until the member is ready; then save θ. Never raises: a failure is
-    returned as ``error`` (an exception in the task, or a score that is NaN or infinite)."""
+    """θ ← step(θ|h); p ← eval(θ), repeated until the member is ready; then save θ. Never raises but for
+    Ctrl-C: a failure is returned as ``error`` (an exception or ``sys.exit()`` in the task, or a score that is NaN
+    or infinite)."""
     result = IntervalResult(member=job.member)
     ckpt_dir = Path(job.checkpoint_dir)
     try:
@@ -114,11 +115,12 @@ def run_interval(task: Task, job: Job, cache: StateCache) -> IntervalResult:
                 state = task.load(path)
         result.io_seconds += time.perf_counter() - t0
 
+        unit = step_unit(task)
         while result.steps < job.steps:
             chunk = min(job.eval_every, job.steps - result.steps)
             t0 = time.perf_counter()
             metrics = checked_metrics(task.train(state, dict(job.hparams), chunk))
-            result.steps += metrics_steps(metrics, chunk)
+            result.steps += metrics_steps(metrics, chunk, unit)
             t1 = time.perf_counter()
             evaluation = Evaluation.of(task.evaluate(state))
             t2 = time.perf_counter()
@@ -135,13 +137,16 @@ def run_interval(task: Task, job: Job, cache: StateCache) -> IntervalResult:
         result.checkpoint = name
         cache.put(job.member, result.checksum, state)
         result.io_seconds += time.perf_counter() - t0
-    except Exception as exc:  # noqa: BLE001 - any task failure is recorded, never fatal to the run
+    # Any task failure is recorded, never fatal to the run: sys.exit() in task code too, which would otherwise end
+    # a serial run as if interrupted (a worker process would die of it, and its interval be retried). Ctrl-C is not.
+    except (Exception, SystemExit) as exc:  # noqa: BLE001
         cache.discard(job.member)
         result.corrupt_checkpoint = isinstance(exc, CorruptCheckpoint)
         result.task_bug = isinstance(exc, TaskContractError)
         tb = traceback.extract_tb(exc.__traceback__)
         where = f" ({Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
-        result.error = f"{type(exc).__name__}: {exc}{where}"
+        what = f"the task called sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else str(exc)
+        result.error = f"{type(exc).__name__}: {what}{where}"
     return result
 
 

@@ -43,7 +43,8 @@ def doc(text: str, *, variable_length: bool = False, **kwargs: Any) -> Any:
 
 
 # Where and how wide a run executes; they do not change what it computes, so a run may resume with other values.
-EXECUTION_FIELDS = ("workers", "executor", "ray_address", "cpus_per_member", "gpus_per_member", "max_failures")
+EXECUTION_FIELDS = ("workers", "executor", "ray_address", "cpus_per_member", "gpus_per_member", "max_failures",
+                    "interval_timeout")
 
 
 @dataclass
@@ -91,6 +92,11 @@ class PBTConfig:
         "What happens to a member whose interval fails: replace (copy a good member), retry, drop.", default="replace"
     )
     max_failures: int = doc("A member that fails more than this many times stops the run.", default=3)
+    interval_timeout: float = doc(
+        "Seconds one interval of a member may take (from when its worker is ready; on Ray, from when it is submitted) "
+        "before the worker is stopped and the interval counted as the member's failure; 0: no limit. Needs worker "
+        "processes (not --executor serial).",
+        default=0.0)
 
     def __post_init__(self) -> None:
         check_fields(self)  # types, finite floats, choices; then the ranges below
@@ -117,6 +123,11 @@ class PBTConfig:
             raise ConfigError(f"perturb_factors must be positive numbers, got {self.perturb_factors}")
         if self.noise_std < 0:
             raise ConfigError(f"noise_std must be >= 0, got {self.noise_std}")
+        if self.interval_timeout < 0:
+            raise ConfigError(f"interval_timeout must be >= 0 (0: no limit), got {self.interval_timeout}")
+        if self.interval_timeout and self.executor == "serial":  # a train call that never returns holds this process
+            raise ConfigError(f"interval_timeout needs worker processes to stop, which --executor serial does not "
+                              f"have; use --executor local, or --interval-timeout 0 (got {self.interval_timeout:g})")
         for text in self.priors:
             parse_prior(text)
 

@@ -79,7 +79,8 @@ class Controller:
 
             return RayExecutor(self.spec, population)
         workers = concurrency(self.cfg, population)
-        return LocalExecutor(self.spec, workers=workers, cache_size=math.ceil(population / workers))
+        return LocalExecutor(self.spec, workers=workers, cache_size=math.ceil(population / workers),
+                             interval_timeout=self.cfg.interval_timeout)
 
     def _training(self) -> list[MemberRow]:
         """Members that will still train (and decide): pending and short of their budget."""

@@ -6,8 +6,13 @@ hyperparameters alone leaves the weights' ancestry as it was. Three views of the
 
 - ``lineages_alive``: how many founders still have descendants, over time, and ``coalescence_step``: the first step
   from which on every member descends from one founder (None if that never happens);
-- ``hparam_spread``: the population's min, median and max of each numeric hyperparameter at each ready round;
-- ``replaced_per_round``: the fraction of the population whose weights were replaced in each ready round.
+- ``hparam_spread``: the population's min, median and max of each numeric hyperparameter at the start of each
+  ready round in which it may have changed;
+- ``replaced_per_round``: the fraction of the population whose weights were replaced in each ready round that had a
+  copy.
+
+Every list grows with the number of events, never with the number of steps: a stored run whose task claimed far more
+steps than it took (a million on a budget of 64) is read, and drawn, as fast as any other.
 
 Time axis: each event's own step, which is the step of the member that copied or explored. In a serial run all
 members' counters agree, so this is the population's common clock. In an asynchronous run they differ: "at step t"
@@ -21,7 +26,7 @@ Pure functions, no plotting: ``repro.compare`` draws what these return.
 >>> events = [Event(member=1, step=4, kind="exploit", donor=0, donor_step=4, new_hparams={"lr": 0.1})]
 >>> g = greediness([{"lr": 0.1}, {"lr": 0.5}], events, ready_every=4, end_step=12)
 >>> g.lineages_alive, g.coalescence_step, g.replaced
-([(0, 2), (4, 1)], 4, [(4, 0.5), (8, 0.0)])
+([(0, 2), (4, 1)], 4, [(4, 0.5)])
 """
 
 from __future__ import annotations
@@ -45,8 +50,8 @@ class Greediness:
     ready_every: int  # the length of a ready round, in steps
     lineages_alive: list[tuple[int, int]]  # (step, founders with descendants from then on), at 0 and at each change
     coalescence_step: int | None
-    replaced: list[tuple[int, float]]  # (first step of the ready round, copies in it / population), rounds 1, 2, ...
-    spread: dict[str, list[Spread]]  # per numeric hyperparameter, at step 0, each ready round and the end
+    replaced: list[tuple[int, float]]  # (first step of the ready round, copies in it / population), rounds with one
+    spread: dict[str, list[Spread]]  # per numeric hyperparameter, at step 0, each ready round with events, the end
 
     @property
     def lineages_at_end(self) -> int:
@@ -93,16 +98,15 @@ def coalescence_step(alive: Sequence[tuple[int, int]]) -> int | None:
     return alive[-1][0] if alive and alive[-1][1] == 1 else None
 
 
-def replaced_per_round(population: int, events: Sequence[Event], ready_every: int,
-                       end_step: int) -> list[tuple[int, float]]:
-    """Per ready round (1, 2, ... up to the last before ``end_step``, and any later one with a copy): its first step
-    and the fraction of the population that took another member's weights in it."""
+def replaced_per_round(population: int, events: Sequence[Event], ready_every: int) -> list[tuple[int, float]]:
+    """Per ready round with a copy, in order: its first step and the fraction of the population that took another
+    member's weights in it. A round without one is left out (its fraction is 0), so the list never grows with the
+    number of rounds."""
     counts: dict[int, int] = {}
     for e in events:
         if e.kind in COPY_KINDS and e.donor is not None:
             counts[e.step // ready_every] = counts.get(e.step // ready_every, 0) + 1
-    last = max([(end_step - 1) // ready_every, *counts])
-    return [(k * ready_every, counts.get(k, 0) / population) for k in range(1, last + 1)]
+    return [(k * ready_every, counts[k] / population) for k in sorted(counts)]
 
 
 def hparam_spread(initial: Sequence[HParams], events: Sequence[Event], steps: Sequence[int]) -> dict[str, list[Spread]]:
@@ -138,8 +142,10 @@ def greediness(initial: Sequence[HParams], events: Sequence[Event], ready_every:
     """
     population = len(initial)
     alive = lineages_alive(population, events)
-    rounds = [k * ready_every for k in range(1, (end_step - 1) // ready_every + 1)]
+    # the spread at each round start that follows an event; at any other round start it equals the row before it
+    rounds = {-(-e.step // ready_every) * ready_every for e in events}
     return Greediness(population=population, ready_every=ready_every, lineages_alive=alive,
                       coalescence_step=coalescence_step(alive),
-                      replaced=replaced_per_round(population, events, ready_every, end_step),
-                      spread=hparam_spread(initial, events, sorted({0, *rounds, end_step})))
+                      replaced=replaced_per_round(population, events, ready_every),
+                      spread=hparam_spread(initial, events, sorted({0, *(r for r in rounds if r < end_step),
+                                                                    end_step})))

@@ -16,6 +16,7 @@ import pickle
 import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,6 +25,7 @@ from pbt.domain import load
 from pbt.task import Task
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+WORKER_READY = "ready"  # a worker's first message: its task is built, so an interval's clock may start
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,10 @@ def _worker_main(conn: mpc.Connection, spec_bytes: bytes, threads: int, cache_si
     spec: TaskSpec = pickle.loads(spec_bytes)
     task = spec.build()
     cache = StateCache(cache_size)
+    try:
+        conn.send(WORKER_READY)
+    except OSError:
+        os._exit(0)
     while True:
         try:
             job = conn.recv()
@@ -165,16 +171,21 @@ class _Worker:
         child.close()
         self.job: Job | None = None
         self.cached: set[int] = set()
+        self.ready = False  # it has built its task (``WORKER_READY``)
+        self.started: float | None = None  # when its interval's clock started: submitted to a ready worker
 
 
 class LocalExecutor:
     """``workers`` processes on this machine, each running whole intervals. A worker that dies is replaced and its
-    interval reported as failed, so the run never hangs on it."""
+    interval reported as failed, so the run never hangs on it; so is one whose interval runs past
+    ``interval_timeout`` seconds (0: no limit), counted from when the worker is ready (its start-up, importing the
+    task's framework, does not count)."""
 
     lockstep = False
 
-    def __init__(self, spec: TaskSpec, workers: int, cache_size: int):
+    def __init__(self, spec: TaskSpec, workers: int, cache_size: int, interval_timeout: float = 0.0):
         self.spec = spec
+        self.interval_timeout = interval_timeout
         self.ctx = mp.get_context("spawn")  # fork is unsafe once a numerical library has started threads
         self.threads = max(1, cpu_count() // workers)
         self.cache_size = cache_size
@@ -203,31 +214,59 @@ class LocalExecutor:
         if not worker.process.is_alive():  # died between intervals
             worker = self._restart(worker)
         worker.job = job
+        worker.started = time.monotonic() if worker.ready else None
         worker.conn.send(job)
 
+    def _seconds_left(self, busy: list[_Worker]) -> float | None:
+        """Until the earliest running interval's deadline; None when there is none (no limit, or no clock started)."""
+        starts = [w.started for w in busy if w.started is not None]
+        if not self.interval_timeout or not starts:
+            return None
+        return max(0.0, min(starts) + self.interval_timeout - time.monotonic())
+
+    def _stop_overdue(self, busy: list[_Worker]) -> IntervalResult:
+        """Stop the worker whose interval has run past ``interval_timeout`` (the one started first), and report the
+        interval as the member's failure."""
+        worker = min((w for w in busy if w.started is not None), key=lambda w: w.started or 0.0)
+        job = worker.job
+        assert job is not None
+        self._restart(worker)
+        return IntervalResult(member=job.member,
+                              error=f"interval exceeded --interval-timeout {self.interval_timeout:g} s")
+
     def next_result(self) -> IntervalResult:
-        busy = {w.conn: w for w in self.workers if w.job is not None}
-        if not busy:
-            raise RuntimeError("next_result() called with no interval in flight")
-        sentinels = {w.process.sentinel: w for w in busy.values()}
-        ready = mpc.wait(list(busy) + list(sentinels))
-        dead = [sentinels[obj] for obj in ready if obj in sentinels]
-        for obj in ready:  # results first: a worker may have sent its result and then exited
-            if obj not in busy:
-                continue
-            worker = busy[obj]
-            try:
-                result: IntervalResult = worker.conn.recv()
-            except (EOFError, OSError):
-                dead.append(worker)
-                continue
-            worker.job = None
-            if result.error is None:
-                worker.cached.add(result.member)
-            else:
-                worker.cached.discard(result.member)
-            return result
-        worker = dead[0]
+        while True:
+            busy = {w.conn: w for w in self.workers if w.job is not None}
+            if not busy:
+                raise RuntimeError("next_result() called with no interval in flight")
+            sentinels = {w.process.sentinel: w for w in busy.values()}
+            ready = mpc.wait(list(busy) + list(sentinels), timeout=self._seconds_left(list(busy.values())))
+            if not ready:  # no result and no death before the earliest deadline
+                return self._stop_overdue(list(busy.values()))
+            dead = [sentinels[obj] for obj in ready if obj in sentinels]
+            for obj in ready:  # results first: a worker may have sent its result and then exited
+                if obj not in busy:
+                    continue
+                worker = busy[obj]
+                try:
+                    message = worker.conn.recv()
+                except (EOFError, OSError):
+                    dead.append(worker)
+                    continue
+                if message == WORKER_READY:  # its interval's clock starts now
+                    worker.ready, worker.started = True, time.monotonic()
+                    continue
+                result: IntervalResult = message
+                worker.job = None
+                if result.error is None:
+                    worker.cached.add(result.member)
+                else:
+                    worker.cached.discard(result.member)
+                return result
+            if dead:
+                return self._replace_dead(dead[0])
+
+    def _replace_dead(self, worker: _Worker) -> IntervalResult:
         job = worker.job
         assert job is not None
         worker.process.join(timeout=5.0)

@@ -9,7 +9,9 @@ where an object-store backend (fsspec, pyarrow) would slot in: fetch to a local 
 ``write_atomic``.
 
 A worker or node that dies mid-interval surfaces as an actor error: the actor is replaced and the member's interval
-is retried from its last checkpoint, counted against ``max_failures``.
+is retried from its last checkpoint, counted against ``max_failures``. An interval that runs past
+``interval_timeout`` has its actor killed and replaced, and counts as the member's failure; its clock starts when the
+interval is submitted, so a fresh actor's start-up counts towards its first interval.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import os
 import pickle
 import socket
+import time
 from typing import Any
 
 from pbt.algorithm import IntervalResult, Job, StateCache, run_interval
@@ -101,7 +104,9 @@ class RayExecutor:
         self.threads = max(1, int(cfg.cpus_per_member))
         self.actor_class = ray.remote(num_cpus=cfg.cpus_per_member, num_gpus=cfg.gpus_per_member)(_Slot)
         self.actors = [self._start() for _ in range(self.slots)]
+        self.interval_timeout = cfg.interval_timeout
         self.jobs: dict[int, Job] = {}  # slot -> job in flight
+        self.started: dict[int, float] = {}  # slot -> when its job was submitted
         self.refs: dict[Any, int] = {}  # object ref -> slot
         self.cached: list[set[int]] = [set() for _ in range(self.slots)]
 
@@ -116,21 +121,38 @@ class RayExecutor:
 
     def submit(self, slot: int, job: Job) -> None:
         self.jobs[slot] = job
+        self.started[slot] = time.monotonic()
         self.refs[self.actors[slot].run.remote(job)] = slot
+
+    def _replace_actor(self, slot: int) -> None:
+        self.ray.kill(self.actors[slot], no_restart=True)
+        self.actors[slot] = self._start()
+        self.cached[slot].clear()
 
     def next_result(self) -> IntervalResult:
         if not self.refs:
             raise RuntimeError("next_result() called with no interval in flight")
-        (ref,), _ = self.ray.wait(list(self.refs), num_returns=1)
+        seconds_left = None
+        if self.interval_timeout:
+            seconds_left = max(0.0, min(self.started.values()) + self.interval_timeout - time.monotonic())
+        done, _ = self.ray.wait(list(self.refs), num_returns=1, timeout=seconds_left)
+        if not done:  # the interval submitted first has run past interval_timeout
+            slot = min(self.jobs, key=lambda s: self.started[s])
+            del self.refs[next(ref for ref, s in self.refs.items() if s == slot)]
+            job = self.jobs.pop(slot)
+            del self.started[slot]
+            self._replace_actor(slot)
+            return IntervalResult(member=job.member,
+                                  error=f"interval exceeded --interval-timeout {self.interval_timeout:g} s")
+        (ref,) = done
         slot = self.refs.pop(ref)
         job = self.jobs.pop(slot)
+        del self.started[slot]
         try:
             result: IntervalResult = self.ray.get(ref)
         except (self.ray.exceptions.RayActorError, self.ray.exceptions.WorkerCrashedError,
                 self.ray.exceptions.NodeDiedError, self.ray.exceptions.ObjectLostError) as exc:
-            self.ray.kill(self.actors[slot], no_restart=True)
-            self.actors[slot] = self._start()
-            self.cached[slot].clear()
+            self._replace_actor(slot)
             return IntervalResult(member=job.member, error=f"Ray worker died: {type(exc).__name__}", worker_died=True)
         (self.cached[slot].add if result.error is None else self.cached[slot].discard)(result.member)
         return result

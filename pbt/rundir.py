@@ -19,7 +19,7 @@ from typing import Any
 
 from pbt.config import EXECUTION_FIELDS, PBTConfig, from_dict
 from pbt.executor import cpu_count
-from pbt.space import ConfigError, HParams, describe, sample
+from pbt.space import ConfigError, HParams, check_initial_hparams, describe, sample
 from pbt.store import (DB_NAME, LOCK_NAME, LockLost, MemberRow, NotARunStore, RunBusy, RunLock, Store, StoreReader,
                        owner_identity, recorded_owner_alive)
 
@@ -131,6 +131,8 @@ class RunDir:
             out = Path(os.path.realpath(out))
         if out.exists() and not out.is_dir():
             raise ConfigError(f"{out} is a file, not a run directory; choose another --out")
+        if initial_hparams is not None:  # before anything is created: a member must be able to start from them
+            check_initial_hparams(initial_hparams, space)
         if initial_hparams is not None and len(initial_hparams) != pbt.population:
             raise ConfigError(f"population is {pbt.population} but {len(initial_hparams)} initial configurations "
                               "given")

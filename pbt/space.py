@@ -17,6 +17,7 @@ Assumptions where the paper is silent (see ``../README.md``, "Assumptions"):
 from __future__ import annotations
 
 import math
+import numbers
 import random
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -215,6 +216,66 @@ def grid(space: dict[str, Prior], points_per_dim: int) -> list[HParams]:
     for name, prior in space.items():
         combos = [{**c, name: v} for c in combos for v in prior.grid(points_per_dim)]
     return combos
+
+
+ROUNDING = 1e-9  # relative to a prior's bounds: a log-spaced grid's end points miss them by this much at most
+
+
+def in_prior(prior: Prior, value: object) -> bool:
+    """Whether ``value`` is one a member may start from under ``prior``: a finite real number within its bounds (up
+    to rounding), a whole one for an integer prior, one of the choices of a categorical one. A prior of a kind this
+    module does not define accepts any value (its own methods will judge it)."""
+    if isinstance(prior, Categorical):
+        # True == 1: a flag is not the choice 1
+        return value in prior.choices and (not isinstance(value, bool) or any(c is value for c in prior.choices))
+    if not isinstance(prior, (Uniform, IntUniform)):
+        return True
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any float
+        return False
+    if not math.isfinite(number):
+        return False
+    if isinstance(prior, IntUniform):
+        return number.is_integer() and prior.low <= number <= prior.high
+    slack = ROUNDING * max(abs(prior.low), abs(prior.high))
+    return prior.low - slack <= number <= prior.high + slack
+
+
+def prior_range(prior: Prior) -> str:
+    """The values ``prior`` allows, in words: ``[0.001, 0.5] (loguniform)``, ``the whole numbers 5 to 50``."""
+    if isinstance(prior, Uniform):
+        return f"[{prior.low!r}, {prior.high!r}] ({'loguniform' if isinstance(prior, LogUniform) else 'uniform'})"
+    if isinstance(prior, IntUniform):
+        return f"the whole numbers {prior.low} to {prior.high}"
+    if isinstance(prior, Categorical):
+        return "one of " + ", ".join(map(str, prior.choices))
+    return describe(prior)
+
+
+def check_initial_hparams(population: object, space: dict[str, Prior]) -> None:
+    """Refuse, with a ``ConfigError`` naming the member, the hyperparameter and its prior's range, initial
+    hyperparameters a member could not start from: outside its prior (``in_prior``), missing, or unknown to the task
+    (an unknown key would spread to every member through exploits)."""
+    if not isinstance(population, (list, tuple)):
+        raise ConfigError(f"initial hyperparameters must be a list of dicts, one per member, got "
+                          f"{type(population).__name__} {repr(population)[:60]}")
+    for i, hparams in enumerate(population):
+        where = f"initial hyperparameters of member {i}"
+        if not isinstance(hparams, dict):
+            raise ConfigError(f"{where} must be a dict of hyperparameters ({', '.join(space)}), got "
+                              f"{type(hparams).__name__} {repr(hparams)[:60]}")
+        unknown = [name for name in hparams if name not in space]
+        if unknown:
+            raise ConfigError(f"{where}: {unknown[0]!r} is not a hyperparameter of this task (it has: "
+                              f"{', '.join(space)})")
+        for name, prior in space.items():
+            if name not in hparams:
+                raise ConfigError(f"{where}: {name} is missing (its prior: {prior_range(prior)})")
+            if not in_prior(prior, hparams[name]):
+                raise ConfigError(f"{where}: {name}={hparams[name]!r} is outside its prior {prior_range(prior)}")
 
 
 PRIOR_KINDS = {"loguniform": LogUniform, "uniform": Uniform, "int": IntUniform}

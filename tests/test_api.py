@@ -35,6 +35,29 @@ def test_run_starts_from_the_domains_own_initial_hyperparameters(tmp_path: Path)
     assert run(TOY, toy_config(), tmp_path / "given", quiet=True, initial_hparams=given).meta["initial_hparams"] == given
 
 
+@pytest.mark.parametrize("bad, message", [
+    ({"h0": 100, "h1": 0.5}, "h0=100 is outside its prior [0.0, 1.0] (uniform)"),
+    ({"h0": -1, "h1": 0.5}, "h0=-1 is outside its prior [0.0, 1.0] (uniform)"),
+    ({"h0": 1e308, "h1": 0.5}, "h0=1e+308 is outside its prior [0.0, 1.0] (uniform)"),
+    ({"h0": float("nan"), "h1": 0.5}, "h0=nan is outside its prior [0.0, 1.0] (uniform)"),
+    ({"h0": 0.5, "h1": 0.5, "lr": 0.1}, "'lr' is not a hyperparameter of this task (it has: h0, h1)"),
+    ({}, "h0 is missing (its prior: [0.0, 1.0] (uniform))"),
+    ("h0=0.5", "must be a dict of hyperparameters (h0, h1), got str 'h0=0.5'"),
+])
+def test_initial_hyperparameters_outside_the_space_are_refused_before_any_member_starts(bad, message,
+                                                                                         tmp_path: Path) -> None:
+    """They all used to train: out of range, with an unknown key that exploits spread, or as failures."""
+    from pbt.controller import run_experiment
+
+    with pytest.raises(ConfigError) as refused:
+        run(TOY, toy_config(), tmp_path / "api", quiet=True, initial_hparams=[{"h0": 0.5, "h1": 0.5}, bad])
+    assert only_line(str(refused.value)).startswith("initial hyperparameters of member 1") and message in str(
+        refused.value)
+    with pytest.raises(ConfigError, match="initial hyperparameters of member 1"):
+        run_experiment(TOY, toy_config(), tmp_path / "core", initial_hparams=[{"h0": 0.5, "h1": 0.5}, bad])
+    assert not (tmp_path / "api").exists() and not (tmp_path / "core").exists()
+
+
 def test_errors_name_python_arguments_not_flags(tmp_path: Path) -> None:
     run(TOY, toy_config(), tmp_path / "run", quiet=True)
     with pytest.raises(ConfigError) as refused:

@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import time
 
 import pytest
 
@@ -59,6 +60,77 @@ def test_ready_clock_counts_steps_since_last_ready_even_when_train_overshoots(tm
     assert steps_seen == [13, 26, 39, 52, 63]
     assert {step for _, step in explores} <= {13, 26, 39, 52}  # never at the end of the budget
     assert all(m.step == 63 and m.status == "done" for m in store.members())
+
+
+def test_a_train_that_takes_a_step_unit_or_more_past_what_was_asked_stops_the_run(tmp_path):
+    """A task that reports a million steps on a 64-step budget is a task bug: the run stops at its first interval
+    instead of recording a member that trained 15 000 times its budget."""
+    config = dataclasses.replace(fake(tmp_path, population=2, budget_steps=64, ready_every=16), overshoot=10**6,
+                                 step_unit=1)
+    with pytest.raises(RunFailed, match=r"broke its contract: TaskContractError: train\(\) took 1000016 steps when 16 "
+                                        r"were asked for"):
+        run_experiment(FAKE, config, tmp_path / "run")
+    store = Store.open_existing(tmp_path / "run")
+    assert len(store.events("failure")) == 1 and all(m.step == 0 for m in store.members())
+    assert len(store.events("failure")[0].message.splitlines()) == 1
+    # an overshoot below the unit the task declares is how whole unrolls end: allowed
+    within = dataclasses.replace(config, overshoot=3, step_unit=4)
+    assert all(m.status == "done" and 64 <= m.step < 64 + 4
+               for m in run_experiment(FAKE, within, tmp_path / "within").members())
+    with pytest.raises(RunFailed, match=r"took 20 steps when 16 were asked for.*step_unit \(4\)"):
+        run_experiment(FAKE, dataclasses.replace(config, overshoot=4, step_unit=4), tmp_path / "over")
+
+
+@pytest.mark.parametrize("samples, message", [
+    ("text", r"evaluate\(\) samples must be numbers; sample 0 is str 'a'"),
+    ("nan", r"evaluate\(\) samples must be finite; sample 1 is nan"),
+])
+def test_evaluation_samples_that_are_not_finite_numbers_stop_the_run_in_one_line(tmp_path, samples, message):
+    """Under the t-test exploit, text samples ended in a 35-line traceback from inside the comparison."""
+    config = dataclasses.replace(fake(tmp_path, population=4, budget_steps=40, ready_every=10, exploit="ttest"),
+                                 samples=samples)
+    with pytest.raises(RunFailed, match=f"broke its contract: TaskContractError: {message}") as failed:
+        run_experiment(FAKE, config, tmp_path / "run")
+    assert len(str(failed.value).splitlines()) == 1
+    assert len(Store.open_existing(tmp_path / "run").events("failure")) == 1
+    numbers = dataclasses.replace(config, samples="numbers")  # and samples that are finite numbers are compared
+    assert all(m.status == "done" for m in run_experiment(FAKE, numbers, tmp_path / "numbers").members())
+
+
+@pytest.mark.parametrize("executor", ["serial", "local"])
+def test_a_task_that_calls_sys_exit_is_a_member_failure(tmp_path, executor):
+    """In the serial executor, sys.exit(4) in train used to end the whole run (exit 4, no output, 'interrupted')."""
+    config = dataclasses.replace(fake(tmp_path, population=2, budget_steps=20, ready_every=10, executor=executor,
+                                      workers=2), failure="exit", fail_member=1, fail_at_step=10)
+    store = run_experiment(FAKE, config, tmp_path / "run")
+    assert store.meta()["status"] == "finished" and all(m.status == "done" for m in store.members())
+    (failure,) = store.events("failure")
+    assert failure.message.startswith("SystemExit: the task called sys.exit(4) (fake_tasks.py:")
+
+
+@pytest.mark.timeout(120)  # without the limit the run never ends
+def test_an_interval_past_interval_timeout_is_stopped_and_counted_as_a_failure(tmp_path):
+    config = dataclasses.replace(fake(tmp_path, population=2, budget_steps=30, ready_every=10, executor="local",
+                                      workers=2, interval_timeout=1.5, exploit="none"),
+                                 failure="hang", fail_member=1, fail_at_step=10)
+    started = time.monotonic()
+    store = run_experiment(FAKE, config, tmp_path / "run")
+    assert time.monotonic() - started < 60
+    assert store.meta()["status"] == "finished" and all(m.status == "done" for m in store.members())
+    (failure,) = store.events("failure")
+    assert failure.member == 1 and failure.message == "interval exceeded --interval-timeout 1.5 s"
+    assert store.members()[1].failures == 1
+    # an execution setting: the same run resumes with another limit
+    unlimited = dataclasses.replace(config, pbt=dataclasses.replace(config.pbt, interval_timeout=0))
+    assert run_experiment(FAKE, unlimited, tmp_path / "run", resume=True).meta()["status"] == "finished"
+
+
+def test_interval_timeout_is_refused_where_it_cannot_be_enforced():
+    with pytest.raises(ConfigError, match=r"^interval_timeout needs worker processes .*--executor serial"):
+        PBTConfig(executor="serial", interval_timeout=5)
+    with pytest.raises(ConfigError, match="interval_timeout must be >= 0"):
+        PBTConfig(interval_timeout=-1)
+    assert PBTConfig(executor="serial", interval_timeout=0).interval_timeout == 0.0
 
 
 def test_explore_happens_only_after_a_copy(tmp_path):

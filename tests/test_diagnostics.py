@@ -53,7 +53,7 @@ def test_a_population_that_never_coalesces():
     g = greediness([{"lr": 0.1}, {"lr": 0.2}, {"lr": 0.3}], events, ready_every=10, end_step=30)
     assert g.lineages_alive == [(0, 3), (10, 2)]
     assert g.coalescence_step is None and g.lineages_at_end == 2
-    assert g.replaced == [(10, pytest.approx(1 / 3)), (20, 0.0)]
+    assert g.replaced == [(10, pytest.approx(1 / 3))]  # round 2 (step 20) copied nothing
     # no copies at all (a baseline): every founder survives
     assert greediness([{"lr": 0.1}, {"lr": 0.2}], [], ready_every=10, end_step=30).lineages_alive == [(0, 2)]
 
@@ -80,3 +80,15 @@ def test_coalescence_is_the_last_change_to_one_founder_and_drops_count():
     assert coalescence_step([(0, 3), (10, 2), (25, 1)]) == 25
     events = [Event(member=1, step=10, kind="exploit", donor=0, donor_step=10), Event(member=2, step=20, kind="drop")]
     assert lineages_alive(3, events) == [(0, 3), (10, 2), (20, 1)]  # the dropped member's lineage ends with it
+
+
+def test_the_diagnostics_grow_with_the_events_and_members_not_with_the_steps():
+    """A stored run whose members claim 4 000 000 steps on a ready interval of 8 (a task bug that is refused now,
+    but such stores exist) must not give a row per ready round: the greediness figure drew 500 000 bars from them."""
+    events = [Event(member=1, step=8, kind="exploit", donor=0, donor_step=8, new_hparams={"lr": 0.1}),
+              Event(member=1, step=8, kind="explore", new_hparams={"lr": 0.12})]
+    g = greediness([{"lr": 0.1}, {"lr": 0.2}], events, ready_every=8, end_step=4_000_000)
+    assert g.replaced == [(8, 0.5)]  # a round without a copy has no bar to draw
+    assert g.spread["lr"] == [(0, 0.1, pytest.approx(0.15), 0.2), (8, 0.1, 0.11, 0.12),
+                              (4_000_000, 0.1, 0.11, 0.12)]
+    assert g.lineages_alive == [(0, 2), (8, 1)] and g.coalescence_step == 8

@@ -59,6 +59,18 @@ def test_worker_dying_mid_interval_is_retried_from_its_checkpoint(tmp_path):
     assert [s.step for s in store.scores(1)] == [10, 20, 30, 40]  # the lost interval was redone once
 
 
+@pytest.mark.timeout(180)  # without the limit the run never ends
+def test_an_interval_past_interval_timeout_has_its_actor_replaced(tmp_path):
+    cfg = FakeConfig(marker_dir=str(tmp_path), fail_member=1, fail_at_step=10, failure="hang")
+    # generous: on Ray the clock starts at submission, and an actor's start-up counts
+    cfg = dataclasses.replace(cfg, pbt=dataclasses.replace(cfg.pbt, executor="ray", workers=2, exploit="none",
+                                                           interval_timeout=8))
+    store = run_experiment("tests.fake_tasks", cfg, tmp_path / "run")
+    (failure,) = store.events("failure")
+    assert failure.member == 1 and failure.message == "interval exceeded --interval-timeout 8 s"
+    assert all(m.status == "done" and m.step == 40 for m in store.members())
+
+
 def test_bad_ray_address_fails_fast_with_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="is not auto or HOST:PORT"):
         check_address("nonsense")

@@ -228,6 +228,37 @@ def test_load_refuses_foreign_files(tmp_path: Path) -> None:
         a2c.make_task(tiny_config(game="pong")).load(tmp_path / "breakout.ckpt")
 
 
+class Payload:
+    """What a malicious checkpoint would run on load: here it only leaves a file behind."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "ran"))
+
+
+def test_a_malicious_checkpoint_is_refused_in_one_line(tmp_path: Path) -> None:
+    from pbt.algorithm import Job, StateCache, run_interval
+    from pbt.store import sha256_file
+
+    task = a2c.make_task(tiny_config())
+    path = tmp_path / "m001-s0000000100-0.ckpt"
+    torch.save({"format": a2c.CHECKPOINT_FORMAT, "model": Payload(tmp_path / "pwned")}, path)
+    with pytest.raises(ValueError) as refused:
+        task.load(path)
+    message = str(refused.value)
+    assert message.startswith(f"{path} is not a readable checkpoint: UnpicklingError: ") and "GLOBAL" in message
+    assert len(message.splitlines()) == 1 and "weights_only" not in message and not (tmp_path / "pwned").exists()
+    # and so is the member's recorded error
+    job = Job(member=1, seed=1, hparams=HPARAMS, start_step=100, steps=8, eval_every=8, checkpoint_dir=str(tmp_path),
+              checkpoint=path.name, checksum=sha256_file(path))
+    result = run_interval(task, job, StateCache(1))
+    assert result.error is not None and len(result.error.splitlines()) == 1 and "weights_only" not in result.error
+    assert result.error.startswith(f"ValueError: {path} is not a readable checkpoint: UnpicklingError: ")
+    assert not (tmp_path / "pwned").exists()
+
+
 def test_unknown_game_gives_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"unknown Atari game 'brekout' \(--game\); did you mean breakout"):
         a2c.make_task(tiny_config(game="brekout"))

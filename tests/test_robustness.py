@@ -258,6 +258,7 @@ def test_the_advice_on_a_damaged_store_fits_the_command(cli_env, tmp_path):
     (["--theta-init", "1", "2", "3"], "theta_init must have 2 values"),
     (["--theta-init", "nan", "1"], "theta_init[0] must be a finite number, got nan"),
     (["--priors", "h0=int:1.5:3"], "priors: h0: int bounds must be whole numbers"),
+    (["--interval-timeout", "5"], "interval_timeout needs worker processes to stop, which --executor serial does not"),
 ])
 def test_values_that_can_only_fail_later_are_refused_up_front(flags, message, cli_env, tmp_path):
     proc = cli(["run", "toy", *flags, "--out", str(tmp_path / "r"), "--quiet"], cli_env)

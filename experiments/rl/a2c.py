@@ -327,6 +327,7 @@ class A2CTask:
 
     def __init__(self, config: Config):
         self.config = config
+        self.step_unit = FRAMESKIP * config.num_envs  # frames come in whole agent steps: train overshoots by less
         self.game = rom_name(config.game)
         self.device = pick_device(config.device)
 
