@@ -27,6 +27,7 @@ point its hyperparameters become the schedule's value at the weights' age.
 
 from __future__ import annotations
 
+import errno
 import random
 import time
 import traceback
@@ -69,6 +70,7 @@ class IntervalResult:
     worker_died: bool = False
     corrupt_checkpoint: bool = False  # the interval could not even load its checkpoint: retrying it cannot help
     task_bug: bool = False  # a task method broke its contract (train returned None, say): the run stops at once
+    storage_error: bool = False  # the disk is full or failing (ENOSPC, EIO): the run stops, no member is to blame
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
     io_seconds: float = 0.0
@@ -143,11 +145,25 @@ def run_interval(task: Task, job: Job, cache: StateCache) -> IntervalResult:
         cache.discard(job.member)
         result.corrupt_checkpoint = isinstance(exc, CorruptCheckpoint)
         result.task_bug = isinstance(exc, TaskContractError)
+        result.storage_error = storage_failure(exc)
         tb = traceback.extract_tb(exc.__traceback__)
         where = f" ({Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
         what = f"the task called sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else str(exc)
         result.error = f"{type(exc).__name__}: {what}{where}"
     return result
+
+
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EIO)  # the disk, not the member: free space (or fix it), resume
+
+
+def storage_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it came from) says the disk is full or failing."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in STORAGE_ERRNOS:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def decision_rng(seed: int, member: int, step: int, purpose: str) -> random.Random:

@@ -247,6 +247,11 @@ class Controller:
             member, scores = after_interval(me, result, self.cfg)
             self._publish(member, scores)
             return
+        if result.storage_error:  # the disk, not the member: nothing is lost, no member is replaced or counted
+            text = result.error.lower()
+            what = "disk full" if "space" in text or "quota" in text else "disk error"
+            raise RunFailed(f"{what}: {result.error}; free space (or fix the disk) and resume: the interval of "
+                            f"member {me.id} runs again from its last checkpoint")
         outcome = after_failure(me, result, self._view(me), self.space, self.cfg)
         self._publish(outcome.member, events=outcome.events)
         if outcome.stop is not None:

@@ -16,6 +16,7 @@ transaction that publishes the member's new step, so a run killed at any moment 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -306,6 +307,14 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> str:
             os.fsync(f.fileno())
             checksum = _sha256(f)
         os.replace(tmp, path)
+    except Exception as exc:
+        # a writer such as torch.save reports a full disk in its own words: the free space at the moment it failed
+        # (the partial file still there) tells a full disk from a failure of the writer's own
+        full = _free_bytes(path.parent) < FULL_BELOW_BYTES
+        tmp.unlink(missing_ok=True)
+        if full and not (isinstance(exc, OSError) and exc.errno == errno.ENOSPC):
+            raise OSError(errno.ENOSPC, f"no space left on the device to write {path.name} ({exc})") from exc
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -313,6 +322,17 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> str:
     # deaths (kill -9, OOM) but may lose its last commits on power loss; a rename lost with them shows up as a
     # checksum mismatch on load, and the member is then replaced like any failed member.
     return checksum
+
+
+FULL_BELOW_BYTES = 1 << 20  # a file system with less room than this when a write failed was full
+
+
+def _free_bytes(folder: Path) -> int:
+    try:
+        stat = os.statvfs(folder)
+    except OSError:
+        return FULL_BELOW_BYTES  # unknown: not taken for full
+    return stat.f_bavail * stat.f_frsize
 
 
 def verify_checkpoint(path: Path, checksum: str) -> None:

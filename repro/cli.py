@@ -128,8 +128,8 @@ def train(args: argparse.Namespace, run_dir: Any, spec: Any, metric: str, title:
 
 def add_task_flag(parser: argparse.ArgumentParser) -> None:
     """``--task``: the module that continues a stored run of an unregistered task (never imported on the run's say)."""
-    parser.add_argument("--task", help="for a run of your own task: its module (mypkg.mytask) or file (path/to/task.py); "
-                        "a run directory's recorded module is never imported by itself")
+    parser.add_argument("--task", help="for a run of your own task: its module (mypkg.mytask) or file "
+                        "(path/to/task.py); a run directory's recorded module is never imported by itself")
 
 
 def add_listener_flags(parser: argparse.ArgumentParser) -> None:
@@ -414,6 +414,9 @@ def store_error(exc: sqlite3.Error, command: str) -> str:
     if "readonly" in text or "unable to open" in text or (path is not None and path.parent.is_dir() and not (
             os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK)))):
         return f"cannot write {where} ({text}): the run directory or its files are read-only"
+    if "disk is full" in text:  # SQLite rolled the transaction back: what was committed is all there
+        return (f"disk full: {where} could not be written ({text}); nothing committed was lost: free space and "
+                f"`{PROG} resume {path.parent if path is not None else 'DIR'}`")
     if "not a database" in text:
         return f"{where} is not a SQLite database ({text}): it was overwritten or is not a run's store"
     damaged = (f"{where} was damaged from outside the run ({text}): was its -wal or -shm file deleted, or the file "

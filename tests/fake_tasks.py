@@ -33,6 +33,7 @@ class Config:
                                   "member and its step, so intervals finish out of order.", default=0.0)
     samples: str = doc("Evaluation samples: none (a plain score), numbers, text ('a', ...) or nan (one is NaN).",
                        default="none")
+    checkpoint_bytes: int = doc("Padding each checkpoint carries (to fill a small disk).", default=0)
     score: str = doc("total: x (more training scores higher) | rate: x per step taken (a member behind the others "
                      "looks as good as one ahead)", default="total")
     pbt: PBTConfig = field(default_factory=lambda: PBTConfig(population=4, budget_steps=40, ready_every=10,
@@ -89,7 +90,7 @@ class CountingTask:
         return Evaluation(score=score, samples=samples[self.config.samples])  # type: ignore[arg-type]
 
     def save(self, state: dict[str, Any], path: Path) -> None:
-        path.write_text(json.dumps(state))
+        path.write_text(json.dumps(state) + "\n" + " " * self.config.checkpoint_bytes)
 
     def load(self, path: Path) -> dict[str, Any]:
         return json.loads(path.read_text())

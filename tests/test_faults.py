@@ -195,3 +195,46 @@ def test_status_tells_a_killed_run_from_a_live_one(tmp_path: Path) -> None:
     wait_gone(proc.pid)
     line = status()
     assert "— interrupted (no process owns it (it was killed)" in line and "running" not in line
+
+
+# -- a full disk stops the run; no member pays for it ---------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """An 8 MB tmpfs with 7 MB of ballast on it (remove the ballast to free space); skipped where none can be
+    mounted (mounting needs root)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({made.stderr.decode().strip() or 'mount failed'})")
+    try:
+        (mount / "ballast").write_bytes(b"\0" * (7 << 20))
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+@pytest.mark.parametrize("what_fills_it", ["checkpoints", "the store"])
+def test_a_full_disk_stops_the_run_in_one_line_replaces_no_member_and_resumes_once_freed(small_disk, what_fills_it):
+    run_dir = small_disk / "run"
+    if what_fills_it == "checkpoints":
+        sizes = ["--checkpoint-bytes", "100000", "--budget-steps", "400", "--ready-every", "10"]
+    else:  # tiny checkpoints, many score rows: the store's own writes meet the full disk
+        sizes = ["--budget-steps", "6000", "--ready-every", "2000", "--eval-every", "1"]
+    args = ["run", "tests.fake_tasks", "--executor", "local", "--workers", "2", "--population", "4", *sizes,
+            "--out", str(run_dir), "--quiet"]
+    stopped = subprocess.run([sys.executable, "-m", "repro.cli", *args], cwd=REPO, env=env(), capture_output=True,
+                             text=True, timeout=300)
+    lines = stopped.stderr.strip().splitlines()
+    assert stopped.returncode != 0 and len(lines) == 1 and "disk full" in lines[0], stopped.stderr
+    (small_disk / "ballast").unlink()
+    with StoreReader(run_dir) as store:  # everything committed is there, and no member was blamed
+        assert not [e for e in store.events() if e.kind in ("failure", "replace", "retry")]
+        assert all(m.failures == 0 for m in store.members())
+    resumed = subprocess.run([sys.executable, "-m", "repro.cli", "resume", str(run_dir), "--task", "tests.fake_tasks",
+                              "--quiet"], cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    with StoreReader(run_dir) as store:
+        assert store.state()[0] == "finished" and all(m.status == "done" for m in store.members())

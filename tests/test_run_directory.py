@@ -181,7 +181,7 @@ def test_a_finished_run_on_a_read_only_directory_can_be_read(cli_env):
         remove_read_only_tree(base)
 
 
-# -- 10, 13: where a run may go, and the smaller ones -------------------------------------------------------------------
+# -- 10, 13: where a run may go, and the smaller ones ---------------------------------------------------------------
 
 
 def test_out_inside_another_run_is_refused(cli_env, tmp_path):
