@@ -39,7 +39,8 @@ from pbt import exploit as exploit_rules
 from pbt.config import PBTConfig
 from pbt.exploit import Published
 from pbt.space import HParams, Prior, explore, sample
-from pbt.store import CorruptCheckpoint, Event, MemberRow, ScoreRow, verify_checkpoint, write_atomic
+from pbt.store import (COUNTED, CorruptCheckpoint, Event, EventKind, MemberRow, MemberStatus, ScoreRow,
+                       verify_checkpoint, write_atomic)
 from pbt.task import Evaluation, Task, TaskContractError, checked_metrics, metrics_steps, step_unit
 
 
@@ -177,7 +178,7 @@ def published(members: list[MemberRow]) -> list[Published]:
     return [
         Published(member=m.id, score=m.score, samples=m.samples)
         for m in members
-        if m.score is not None and m.checkpoint is not None and m.status in ("pending", "done")
+        if m.score is not None and m.checkpoint is not None and m.status in COUNTED
     ]
 
 
@@ -211,7 +212,8 @@ def copy_event(me: MemberRow, donor: MemberRow, transfer: str) -> Event:
     ``exploit_hparams`` when only the hyperparameters do (the weights, and their age, stay ``me``'s own), so a lineage
     follows weights only where they were copied."""
     copied = copy_member(me, donor, transfer)
-    return Event(member=me.id, step=me.step, kind="exploit_hparams" if transfer == "hparams" else "exploit",
+    kind = EventKind.EXPLOIT_HPARAMS if transfer == "hparams" else EventKind.EXPLOIT
+    return Event(member=me.id, step=me.step, kind=kind,
                  donor=donor.id, donor_step=donor.step, old_hparams=me.hparams, new_hparams=copied.hparams,
                  score=me.score, donor_score=donor.score, weight_age=copied.weight_age,
                  message=None if transfer == "both" else f"transfer={transfer}")
@@ -222,7 +224,7 @@ def explore_member(
 ) -> tuple[MemberRow, Event]:
     new_hparams, ops = explore(me.hparams, space, rng, cfg.explore, cfg.perturb_factors, cfg.resample_probability,
                                cfg.noise_std)
-    event = Event(member=me.id, step=me.step, kind="explore", old_hparams=me.hparams, new_hparams=new_hparams,
+    event = Event(member=me.id, step=me.step, kind=EventKind.EXPLORE, old_hparams=me.hparams, new_hparams=new_hparams,
                   ops=ops, score=me.score)
     return replace(me, hparams=new_hparams), event
 
@@ -281,7 +283,7 @@ def follow_schedule(me: MemberRow, schedule: Schedule) -> tuple[MemberRow, list[
     new = schedule.at(me.weight_age)
     if new == me.hparams:
         return me, []
-    return replace(me, hparams=new), [Event(member=me.id, step=me.step, kind="schedule", old_hparams=me.hparams,
+    return replace(me, hparams=new), [Event(member=me.id, step=me.step, kind=EventKind.SCHEDULE, old_hparams=me.hparams,
                                             new_hparams=new, score=me.score, weight_age=me.weight_age)]
 
 
@@ -316,7 +318,7 @@ def after_interval(me: MemberRow, result: IntervalResult, cfg: PBTConfig) -> tup
     finished = me.step + result.steps >= cfg.budget_steps
     member = replace(me, step=me.step + result.steps, steps_since_ready=0 if ready else since, score=last.score,
                      samples=tuple(samples), checkpoint=result.checkpoint, checksum=result.checksum, error=None,
-                     weight_age=me.weight_age + result.steps, status="done" if finished else me.status,
+                     weight_age=me.weight_age + result.steps, status=MemberStatus.DONE if finished else me.status,
                      decision_due=me.step if ready and not finished else None)
     return member, scores
 
@@ -339,12 +341,12 @@ def after_failure(me: MemberRow, result: IntervalResult, members: list[MemberRow
     from the member's last checkpoint (a dead worker is always retried; a corrupt checkpoint never is); ``drop``
     takes the member out."""
     failures = me.failures + 1
-    failure = Event(member=me.id, step=me.step, kind="failure", message=result.error)
+    failure = Event(member=me.id, step=me.step, kind=EventKind.FAILURE, message=result.error)
     if result.task_bug:
-        return FailureOutcome(replace(me, status="failed", failures=failures, error=result.error), [failure],
+        return FailureOutcome(replace(me, status=MemberStatus.FAILED, failures=failures, error=result.error), [failure],
                               stop=f"the task broke its contract: {result.error}")
     if failures > cfg.max_failures:
-        return FailureOutcome(replace(me, status="failed", failures=failures, error=result.error), [failure],
+        return FailureOutcome(replace(me, status=MemberStatus.FAILED, failures=failures, error=result.error), [failure],
                               stop=f"member {me.id} failed {failures} times (max_failures={cfg.max_failures}); last "
                                    f"error: {result.error}")
     me = replace(me, failures=failures, error=result.error)
@@ -356,13 +358,14 @@ def after_failure(me: MemberRow, result: IntervalResult, members: list[MemberRow
     donors = [p for p in published(members) if p.member != me.id
               and not (result.corrupt_checkpoint and members[p.member].checkpoint == me.checkpoint)]
     if action == "drop":
-        return FailureOutcome(replace(me, status="dropped"), [failure, Event(me.id, me.step, "drop")])
+        return FailureOutcome(replace(me, status=MemberStatus.DROPPED),
+                              [failure, Event(me.id, me.step, EventKind.DROP)])
     if action == "replace" and donors:
         donor = members[max(donors, key=lambda p: p.score).member]
         copied = copy_member(me, donor)
-        events = [failure, Event(member=me.id, step=me.step, kind="replace", donor=donor.id, donor_step=donor.step,
-                                 old_hparams=me.hparams, new_hparams=donor.hparams, donor_score=donor.score,
-                                 weight_age=donor.weight_age)]
+        events = [failure, Event(member=me.id, step=me.step, kind=EventKind.REPLACE, donor=donor.id,
+                                 donor_step=donor.step, old_hparams=me.hparams, new_hparams=donor.hparams,
+                                 donor_score=donor.score, weight_age=donor.weight_age)]
         if cfg.explore != "none":
             copied, explored = explore_member(copied, space, cfg, rng)
             events.append(explored)
@@ -372,4 +375,5 @@ def after_failure(me: MemberRow, result: IntervalResult, members: list[MemberRow
         me = replace(me, checkpoint=None, checksum=None, weight_age=0)
     if me.checkpoint is None and action == "replace":
         me = replace(me, hparams=sample(space, rng))
-    return FailureOutcome(me, [failure, Event(me.id, me.step, "retry", new_hparams=me.hparams, message=action)])
+    return FailureOutcome(me, [failure, Event(me.id, me.step, EventKind.RETRY, new_hparams=me.hparams,
+                                              message=action)])

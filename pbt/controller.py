@@ -38,7 +38,7 @@ from pbt.domain import load as load_domain
 from pbt.executor import Executor, LocalExecutor, SerialExecutor, TaskSpec, concurrency
 from pbt.rundir import RunDir
 from pbt.space import ConfigError, HParams
-from pbt.store import Event, LockLost, MemberRow, ScoreRow, Store, StoreReader
+from pbt.store import Event, EventKind, LockLost, MemberRow, MemberStatus, RunStatus, ScoreRow, Store, StoreReader
 
 Listener = Callable[[MemberRow, Sequence[ScoreRow], Sequence[Event]], None]
 
@@ -84,7 +84,7 @@ class Controller:
 
     def _training(self) -> list[MemberRow]:
         """Members that will still train (and decide): pending and short of their budget."""
-        return [m for m in self.members if m.status == "pending" and m.step < self.cfg.budget_steps]
+        return [m for m in self.members if m.status == MemberStatus.PENDING and m.step < self.cfg.budget_steps]
 
     def _runnable(self, in_flight: set[int]) -> list[MemberRow]:
         training = self._training()
@@ -112,11 +112,11 @@ class Controller:
         Raises ``RunFailed`` (the store then says ``failed`` and why) when a member failed more often than
         ``max_failures`` allows, now or in an earlier sitting, or when no member finished; any other error also
         marks the run ``failed``; an interruption (Ctrl-C, a signal) marks it ``interrupted``."""
-        if self.store.meta().get("status") == "finished" and not self._training():
+        if self.store.meta().get("status") == RunStatus.FINISHED and not self._training():
             return self.members  # nothing to do: a finished run's record (its wall time included) stays as it is
         self.store.remove_orphan_checkpoints()  # written by intervals a killed run never committed
         self.started = time.perf_counter() - float(self.store.meta().get("wall_seconds", 0.0))
-        self.store.set_meta(status="running", failure=None)
+        self.store.set_meta(status=RunStatus.RUNNING, failure=None)
         executor = None
         try:
             self._reopen_failed()
@@ -128,23 +128,23 @@ class Controller:
             else:
                 self._run_async(executor)
             self._flush_decisions()
-            if not any(m.status == "done" for m in self.members):
+            if not any(m.status == MemberStatus.DONE for m in self.members):
                 raise RunFailed("no member finished: every member was dropped or failed")
         except LockLost:
             raise  # another process may own the run now: nothing more is written
         except Exception as exc:
             self._flush_decisions()
             why = str(exc) if isinstance(exc, RunFailed) else f"{type(exc).__name__}: {exc}"
-            self.store.set_meta(status="failed", failure=why, wall_seconds=self._wall())
+            self.store.set_meta(status=RunStatus.FAILED, failure=why, wall_seconds=self._wall())
             raise
         except BaseException:
             self._flush_decisions()
-            self.store.set_meta(status="interrupted", wall_seconds=self._wall())
+            self.store.set_meta(status=RunStatus.INTERRUPTED, wall_seconds=self._wall())
             raise
         finally:
             if executor is not None:
                 executor.close()
-        self.store.set_meta(status="finished", wall_seconds=self._wall(),
+        self.store.set_meta(status=RunStatus.FINISHED, wall_seconds=self._wall(),
                             finished_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
         return self.members
 
@@ -152,14 +152,14 @@ class Controller:
         """A member that stopped an earlier sitting by failing too often is retried if ``max_failures`` now allows
         it (resumed with a larger ``--max-failures``); otherwise the run cannot finish, and says so at once."""
         for m in self.members:
-            if m.status != "failed":
+            if m.status != MemberStatus.FAILED:
                 continue
             if m.failures > self.cfg.max_failures:
                 raise RunFailed(f"member {m.id} failed {m.failures} times, more than max_failures="
                                 f"{self.cfg.max_failures} allows (last error: {m.error}); resume with a larger "
                                 "--max-failures to retry it")
-            self._publish(replace(m, status="pending"), events=[Event(
-                m.id, m.step, "retry", new_hparams=m.hparams,
+            self._publish(replace(m, status=MemberStatus.PENDING), events=[Event(
+                m.id, m.step, EventKind.RETRY, new_hparams=m.hparams,
                 message=f"resumed, max_failures={self.cfg.max_failures}")])
 
     def _run_async(self, executor: Executor) -> None:

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 from pbt.lineage import COPY_KINDS, hparam_history
 from pbt.space import HParams
-from pbt.store import Event
+from pbt.store import Event, EventKind
 
 Spread = tuple[int, float, float, float]  # (step, min, median, max) over the population
 
@@ -74,7 +74,7 @@ def founder_histories(population: int, events: Sequence[Event]) -> dict[int, lis
         if e.kind in COPY_KINDS and e.donor is not None:
             founder = _at(histories[e.donor], e.step if e.donor_step is None else e.donor_step)
             histories[e.member].append((e.step, founder))  # type: ignore[arg-type]
-        elif e.kind == "drop":
+        elif e.kind == EventKind.DROP:
             histories[e.member].append((e.step, None))
     return histories
 
@@ -114,7 +114,7 @@ def hparam_spread(initial: Sequence[HParams], events: Sequence[Event], steps: Se
     member trains with from its own step on (after its decision at that step). Dropped members are left out;
     categorical hyperparameters have no spread and are skipped."""
     histories = {m: hparam_history(m, initial, events) for m in range(len(initial))}
-    dropped = {e.member: e.step for e in events if e.kind == "drop"}
+    dropped = {e.member: e.step for e in events if e.kind == EventKind.DROP}
     names = sorted(initial[0]) if initial else []
     spread: dict[str, list[Spread]] = {}
     for name in names:

@@ -25,12 +25,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pbt.space import HParams
-from pbt.store import Event
+from pbt.store import Event, EventKind
 
-COPY_KINDS = ("exploit", "replace")  # events after which a member continues from another member's weights
+# events after which a member continues from another member's weights
+COPY_KINDS = (EventKind.EXPLOIT, EventKind.REPLACE)
 # events that change a member's hyperparameters and not its weights (a copy of hyperparameters only, a replayed
 # schedule's change)
-HPARAM_KINDS = ("explore", "exploit_hparams", "schedule")
+HPARAM_KINDS = (EventKind.EXPLORE, EventKind.EXPLOIT_HPARAMS, EventKind.SCHEDULE)
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ def copies(events: Sequence[Event]) -> list[Copy]:
 def lineage_copies(segments: Sequence[Segment]) -> list[Copy]:
     """The copies that join consecutive segments of a lineage (where the member changes: a member never copies
     its own weights)."""
-    return [Copy(member=b.member, step=b.start, donor=a.member, donor_step=a.end, kind="exploit")
+    return [Copy(member=b.member, step=b.start, donor=a.member, donor_step=a.end, kind=EventKind.EXPLOIT)
             for a, b in zip(segments, segments[1:]) if a.member != b.member]
 
 

@@ -16,9 +16,7 @@ from typing import Any
 
 from pbt.algorithm import Schedule
 from pbt.lineage import Segment, lineage, training_spans
-from pbt.store import CKPT_DIR, Event, MemberRow, ScoreRow, StoreReader, verify_checkpoint
-
-COUNTED = ("pending", "done")  # members whose latest score counts (dropped and failed ones do not)
+from pbt.store import CKPT_DIR, COUNTED, Event, MemberRow, ScoreRow, StoreReader, verify_checkpoint
 
 
 class Results:

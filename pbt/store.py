@@ -26,6 +26,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -217,6 +218,43 @@ class RunLock:
             os.close(fd)
 
 
+class MemberStatus(StrEnum):
+    """Where a member stands: still training, done with its budget, failed (it stopped the run) or dropped."""
+
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+    DROPPED = "dropped"
+
+
+# members whose latest score counts and who may be copied (dropped and failed ones neither count nor are copied)
+COUNTED = (MemberStatus.PENDING, MemberStatus.DONE)
+
+
+class EventKind(StrEnum):
+    """What an event records: a copy of weights and hyperparameters (``exploit``), of hyperparameters only
+    (``exploit_hparams``), an explore, a replay's schedule change, a failure and what followed it (``replace``,
+    ``drop``, ``retry``)."""
+
+    EXPLOIT = "exploit"
+    EXPLOIT_HPARAMS = "exploit_hparams"
+    EXPLORE = "explore"
+    SCHEDULE = "schedule"
+    FAILURE = "failure"
+    REPLACE = "replace"
+    DROP = "drop"
+    RETRY = "retry"
+
+
+class RunStatus(StrEnum):
+    """A run's stored status (``StoreReader.state`` tells a killed ``running`` run from a live one)."""
+
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
 @dataclass(frozen=True)
 class MemberRow:
     id: int
@@ -228,7 +266,7 @@ class MemberRow:
     samples: tuple[float, ...] = ()
     checkpoint: str | None = None
     checksum: str | None = None
-    status: str = "pending"  # pending | done | failed (stopped the run) | dropped
+    status: str = MemberStatus.PENDING
     failures: int = 0
     error: str | None = None
     weight_age: int = 0  # training steps the weights it holds received, through every copy (<= step)
@@ -265,7 +303,7 @@ class ScoreRow:
 class Event:
     member: int
     step: int
-    kind: str  # exploit | exploit_hparams | explore | schedule | failure | replace | drop | retry
+    kind: str  # an EventKind
     donor: int | None = None
     donor_step: int | None = None
     old_hparams: HParams | None = None
@@ -439,18 +477,18 @@ class StoreReader:
         live process owns was killed."""
         meta = self.meta()
         status = str(meta.get("status", "?"))
-        if status == "running":
+        if status == RunStatus.RUNNING:
             owner = RunLock.owner(self.run_dir)
             recorded = meta.get("owner") or {}
             if owner is None and recorded_owner_alive(recorded):
-                return "running", f"owned by process {recorded['pid']} (its {LOCK_NAME} is missing or replaced)"
+                return RunStatus.RUNNING, f"owned by process {recorded['pid']} (its {LOCK_NAME} is missing or replaced)"
             if owner is None:
-                return "interrupted", "no process owns it (it was killed); `pbt-repro resume DIR` continues it"
-            return "running", f"owned by process {owner}"
-        if status == "failed":
-            return "failed", str(meta.get("failure") or "reason not recorded")
-        if status == "interrupted":
-            return "interrupted", "`pbt-repro resume DIR` continues it"
+                return RunStatus.INTERRUPTED, "no process owns it (it was killed); `pbt-repro resume DIR` continues it"
+            return RunStatus.RUNNING, f"owned by process {owner}"
+        if status == RunStatus.FAILED:
+            return RunStatus.FAILED, str(meta.get("failure") or "reason not recorded")
+        if status == RunStatus.INTERRUPTED:
+            return RunStatus.INTERRUPTED, "`pbt-repro resume DIR` continues it"
         return status, ""
 
     def trained_any(self) -> bool:
@@ -515,7 +553,7 @@ class StoreReader:
         age = "weight_age" if "weight_age" in self.columns["member"] else "NULL"
         used, most, oldest, youngest = self.db.execute(
             f"SELECT COALESCE(SUM(step), 0), COALESCE(MAX(step), 0), MAX({age}), "
-            f"MIN(CASE WHEN status = 'done' THEN {age} END) FROM member").fetchone()
+            f"MIN(CASE WHEN status = '{MemberStatus.DONE}' THEN {age} END) FROM member").fetchone()
         return {
             "planned_steps": int(pbt.get("population", 0)) * int(pbt.get("budget_steps", 0)),
             "used_steps": int(used),  # what the members' slots trained: the compute spent

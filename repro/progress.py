@@ -18,7 +18,7 @@ from pbt.config import PBTConfig
 from pbt.controller import Listener
 from pbt.executor import concurrency
 from pbt.results import best_of
-from pbt.store import Event, MemberRow, ScoreRow, StoreReader
+from pbt.store import Event, EventKind, MemberRow, MemberStatus, ScoreRow, StoreReader
 from repro.text import duration, fmt, hparams_text
 
 
@@ -33,7 +33,7 @@ def member_states(members: Sequence[MemberRow], slots: int, run_status: str = "r
     """Each member's state as seen from the store: done, failed, dropped, or, for those still going, training (the
     members the controller runs next: the furthest behind, as many as it has workers) or waiting (for a worker).
     A run that is not running shows its unfinished members as stopped."""
-    states = {m.id: m.status if m.status in ("done", "failed", "dropped") else "waiting" for m in members}
+    states = {m.id: m.status if m.status != MemberStatus.PENDING else "waiting" for m in members}
     pending = sorted((m for m in members if states[m.id] == "waiting"), key=lambda m: (m.step, m.id))
     if run_status in ("interrupted", "finished"):
         return {i: "stopped" if s == "waiting" else s for i, s in states.items()}
@@ -56,16 +56,16 @@ class Eta:
 
 
 def exploit_line(e: Event) -> str | None:
-    if e.kind in ("exploit", "exploit_hparams"):
-        what = ("the hyperparameters of " if e.kind == "exploit_hparams" else
+    if e.kind in (EventKind.EXPLOIT, EventKind.EXPLOIT_HPARAMS):
+        what = ("the hyperparameters of " if e.kind == EventKind.EXPLOIT_HPARAMS else
                 "the weights of " if e.message == "transfer=weights" else "")
         return (f"member {e.member} (score {fmt(e.score)}) copies {what}member {e.donor} (score "
                 f"{fmt(e.donor_score)}) at step {e.step}")
-    if e.kind == "failure":
+    if e.kind == EventKind.FAILURE:
         return f"member {e.member} failed at step {e.step}: {e.message}"
-    if e.kind == "replace":
+    if e.kind == EventKind.REPLACE:
         return f"member {e.member} is replaced by a copy of member {e.donor} at step {e.step}"
-    if e.kind == "drop":
+    if e.kind == EventKind.DROP:
         return f"member {e.member} is dropped at step {e.step}"
     return None
 
@@ -100,7 +100,7 @@ class PrintProgress:
                 self._print(line)
         now = time.monotonic()
         finished = len(self.members) >= self.cfg.population and all(
-            m.status != "pending" for m in self.members.values())
+            m.status != MemberStatus.PENDING for m in self.members.values())
         if now - self.last >= self.every or finished:
             self.last = now
             leader = best_of(list(self.members.values()))

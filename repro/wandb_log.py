@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pbt.store import Event, MemberRow, ScoreRow
+from pbt.lineage import COPY_KINDS
+from pbt.store import Event, EventKind, MemberRow, MemberStatus, ScoreRow
 
 _announced: set[str] = set()  # offline folders already announced in this process
 
@@ -111,12 +112,12 @@ class WandbLogger:
             for e in events:
                 if e.new_hparams is not None:
                     run.config.update(e.new_hparams, allow_val_change=True)
-                if e.kind in ("exploit", "replace"):
+                if e.kind in COPY_KINDS:
                     run.log({"pbt/exploit": 1, "pbt/cloned_from": e.donor, "pbt/donor_step": e.donor_step,
                              "pbt/donor_score": e.donor_score}, step=e.step)
-                elif e.kind in ("failure", "drop"):
+                elif e.kind in (EventKind.FAILURE, EventKind.DROP):
                     run.log({f"pbt/{e.kind}": 1}, step=e.step)
-            if member.status != "pending":
+            if member.status != MemberStatus.PENDING:
                 run.summary.update({"final_score": member.score, "status": member.status, "final_step": member.step})
         except Exception as exc:  # noqa: BLE001 - logging never kills training
             self._fail(exc)

@@ -245,3 +245,22 @@ def test_only_the_run_directory_and_the_store_open_a_store_or_take_the_lock():
                 if (sqlite and name == "connect") or name in ("RunLock", "Store"):  # a store opened, the lock taken
                     found.append(f"{rel}:{node.lineno} calls {name}")
     assert not found, found
+
+
+def test_member_states_and_event_kinds_are_compared_as_typed_constants():
+    """``m.status == "done"`` or ``e.kind in ("exploit", ...)`` written out as strings, in any file, is how two
+    readers came to disagree on which members count; compare with ``MemberStatus`` / ``EventKind`` instead."""
+    found = []
+    for package in ("pbt", "repro", "baselines", "experiments"):
+        for path in sorted((REPO / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not isinstance(node, ast.Compare):
+                    continue
+                sides = [node.left, *node.comparators]
+                if not any(isinstance(s, ast.Attribute) and s.attr in ("kind", "status") for s in sides):
+                    continue
+                literals = [c for s in sides for c in ([s] if not isinstance(s, (ast.Tuple, ast.List, ast.Set))
+                                                       else s.elts) if isinstance(c, ast.Constant)]
+                if any(isinstance(c.value, str) for c in literals):
+                    found.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert not found, found

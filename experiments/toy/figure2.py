@@ -22,7 +22,7 @@ from pathlib import Path
 from experiments.toy.task import Config, initial_hparams, q
 from pbt.controller import run_experiment
 from pbt.rundir import git_commit, machine
-from pbt.store import Store
+from pbt.store import EventKind, StoreReader
 
 VARIANTS = {
     # name: (title, exploit, explore, explore at every ready)
@@ -41,7 +41,7 @@ def variant_config(name: str, seed: int, steps: int) -> Config:
     return dataclasses.replace(base, pbt=pbt)
 
 
-def trajectories(store: Store) -> dict[int, list[tuple[int, float, float, float]]]:
+def trajectories(store: StoreReader) -> dict[int, list[tuple[int, float, float, float]]]:
     """Per member: (step, θ0, θ1, Q) after every step, starting from θ_init at step 0."""
     theta0 = Config().theta_init
     out: dict[int, list[tuple[int, float, float, float]]] = {}
@@ -53,11 +53,11 @@ def trajectories(store: Store) -> dict[int, list[tuple[int, float, float, float]
     return out
 
 
-def final_best_q(store: Store) -> float:
+def final_best_q(store: StoreReader) -> float:
     return max(m.score for m in store.members() if m.score is not None)
 
 
-def plot(runs: dict[str, Store], path: Path) -> None:
+def plot(runs: dict[str, StoreReader], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,7 +76,7 @@ def plot(runs: dict[str, Store], path: Path) -> None:
             c = colours[member % len(colours)]
             top.plot(th0, th1, ".-", color=c, markersize=2, linewidth=0.8, label=f"worker {member}")
             bottom.plot(steps, qs, color=c, linewidth=1.2, label=f"worker {member}")
-        for e in store.events("exploit"):
+        for e in store.events(EventKind.EXPLOIT):
             bottom.axvline(e.step, color="0.85", linewidth=0.6, zorder=0)
         top.set(title=VARIANTS[name][0], xlabel="θ0", ylabel="θ1", xlim=(-0.05, 1.0), ylim=(-0.05, 1.0), aspect="equal")
         bottom.set(xlabel="step", ylabel="Q(θ)", ylim=(-0.5, 1.25))
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seeds and --steps must be >= 1")
     started, t0 = dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), time.perf_counter()
     results: dict[str, list[float]] = {}
-    seed0: dict[str, Store] = {}
+    seed0: dict[str, StoreReader] = {}
     for name in VARIANTS:
         results[name] = []
         for seed in range(args.seeds):

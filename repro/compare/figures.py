@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pbt.lineage import copies, hparam_history, lineage_copies, training_spans
+from pbt.store import EventKind
 from repro.compare.runs import Run, best_lineage, progress_curve, run_greediness
 from repro.compare.tables import METHOD_TITLES, fmt
 
@@ -222,7 +223,7 @@ def plot_member_scores(run: Run, metric: str, out: Path) -> list[str]:
         if rows:
             xs, ys = zip(*rows)
             ax.plot(xs, ys, color=cmap(m.id % cmap.N), linewidth=1.0, label=f"member {m.id}")
-    exploits = [e for e in run.events if e.kind == "exploit"]
+    exploits = [e for e in run.events if e.kind == EventKind.EXPLOIT]
     for e in exploits:
         colour = cmap(e.member % cmap.N)
         if e.score is not None and e.donor_score is not None:

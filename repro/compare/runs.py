@@ -13,9 +13,9 @@ from pbt.diagnostics import Greediness, greediness
 from pbt.lineage import Segment, lineage
 from pbt.space import ConfigError
 from pbt.results import Results
-from pbt.store import MemberRow, ScoreRow, StoreReader
+from pbt.store import EventKind, MemberRow, ScoreRow, StoreReader
 
-SEARCH_KINDS = ("exploit", "exploit_hparams", "explore")  # events only a search (PBT) makes
+SEARCH_KINDS = (EventKind.EXPLOIT, EventKind.EXPLOIT_HPARAMS, EventKind.EXPLORE)  # events only a search (PBT) makes
 
 
 class Run(Results):
