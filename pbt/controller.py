@@ -35,6 +35,7 @@ from pbt.algorithm import (
 )
 from pbt.config import PBTConfig
 from pbt.domain import load as load_domain
+from pbt.errors import Worded
 from pbt.executor import Executor, LocalExecutor, SerialExecutor, TaskSpec, concurrency
 from pbt.rundir import RunDir
 from pbt.space import ConfigError, HParams
@@ -45,8 +46,9 @@ Listener = Callable[[MemberRow, Sequence[ScoreRow], Sequence[Event]], None]
 MAX_LEAD = 2  # ready intervals a member may run ahead of the slowest one still training (bounds kept checkpoints)
 
 
-class RunFailed(RuntimeError):
-    """A member failed more often than ``max_failures`` allows."""
+class RunFailed(Worded, RuntimeError):
+    """A member (``member``) failed more often than ``max_failures`` allows, or no member finished; a setting the
+    message tells the user to change is ``⟨name⟩`` in it, written in the caller's words (``pbt.errors``)."""
 
 
 class Controller:
@@ -150,14 +152,14 @@ class Controller:
 
     def _reopen_failed(self) -> None:
         """A member that stopped an earlier sitting by failing too often is retried if ``max_failures`` now allows
-        it (resumed with a larger ``--max-failures``); otherwise the run cannot finish, and says so at once."""
+        it (resumed with a larger ``max_failures``); otherwise the run cannot finish, and says so at once."""
         for m in self.members:
             if m.status != MemberStatus.FAILED:
                 continue
             if m.failures > self.cfg.max_failures:
                 raise RunFailed(f"member {m.id} failed {m.failures} times, more than max_failures="
                                 f"{self.cfg.max_failures} allows (last error: {m.error}); resume with a larger "
-                                "--max-failures to retry it")
+                                "⟨pbt.max_failures⟩ to retry it", member=m.id, options=["pbt.max_failures"])
             self._publish(replace(m, status=MemberStatus.PENDING), events=[Event(
                 m.id, m.step, EventKind.RETRY, new_hparams=m.hparams,
                 message=f"resumed, max_failures={self.cfg.max_failures}")])
@@ -255,7 +257,7 @@ class Controller:
         outcome = after_failure(me, result, self._view(me), self.space, self.cfg)
         self._publish(outcome.member, events=outcome.events)
         if outcome.stop is not None:
-            raise RunFailed(outcome.stop)
+            raise RunFailed(outcome.stop, member=me.id)
 
     def _view(self, me: MemberRow) -> list[MemberRow]:
         """The population as ``me`` sees it at its step: a member that has trained further is represented by its

@@ -130,7 +130,8 @@ class RunDir:
         if out.is_symlink() and out.is_dir():  # --force replaces the run the link points to, never the link
             out = Path(os.path.realpath(out))
         if out.exists() and not out.is_dir():
-            raise ConfigError(f"{out} is a file, not a run directory; choose another --out")
+            raise ConfigError(f"{out} is a file, not a run directory; choose another ⟨out⟩", path=out,
+                              options=["out"])
         if initial_hparams is not None:  # before anything is created: a member must be able to start from them
             check_initial_hparams(initial_hparams, space)
         if initial_hparams is not None and len(initial_hparams) != pbt.population:
@@ -138,7 +139,8 @@ class RunDir:
                               "given")
         for parent in Path(os.path.abspath(out)).parents:
             if (parent / DB_NAME).is_file():
-                raise ConfigError(f"{out} is inside the run directory {parent}; choose an --out outside it")
+                raise ConfigError(f"{out} is inside the run directory {parent}; choose an ⟨out⟩ outside it",
+                                  path=out, options=["out"])
         lock = None
         if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()):
             lock = RunLock(out)  # one owner at a time: refused within the lock's wait while another process owns it
@@ -152,10 +154,11 @@ class RunDir:
                     what = "holds a run" if found != "other" else "is not empty"
                     if found == "other" and force:
                         names = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME)
-                        raise ConfigError(f"{out} holds files that are not a run ({', '.join(names[:3])}); --force "
+                        raise ConfigError(f"{out} holds files that are not a run ({', '.join(names[:3])}); ⟨force⟩ "
                                           "only replaces a run directory, so remove them yourself or choose another "
-                                          "--out")
-                    raise ConfigError(f"{out} {what}; use --resume to continue it or --force to replace it")
+                                          "⟨out⟩", path=out, options=["force", "out"])
+                    raise ConfigError(f"{out} {what}; use ⟨resume⟩ to continue it or ⟨force⟩ to replace it",
+                                      path=out, options=["resume", "force"])
             except BaseException:
                 lock.discard()  # refused: a lock file this made (a folder that is not a run, say) goes with it
                 raise
@@ -181,7 +184,8 @@ class RunDir:
             except OSError as exc:
                 new_lock.release()
                 shutil.rmtree(built, ignore_errors=True)
-                raise ConfigError(f"{out} was created by another process meanwhile; choose another --out") from exc
+                raise ConfigError(f"{out} was created by another process meanwhile; choose another ⟨out⟩", path=out,
+                                  options=["out"]) from exc
         new_lock.moved(out)
         return cls(out, new_lock, Store(out, guard=new_lock.verify))
 
@@ -194,7 +198,8 @@ class RunDir:
             have = reader.meta()
         diff = run_differences(have, domain, method, config, schedule)
         if diff:
-            raise ConfigError(f"{out} belongs to a different run ({'; '.join(diff[:3])}); choose another --out")
+            raise ConfigError(f"{out} belongs to a different run ({'; '.join(diff[:3])}); choose another ⟨out⟩",
+                              path=out, options=["out"])
         store = Store(out, guard=lock.verify)
         try:
             store.set_meta(owner=owner_identity(os.getpid()))
@@ -211,7 +216,7 @@ def _refuse_a_live_owner(out: Path) -> None:
         owner = reader.meta().get("owner") or {}
     if owner.get("pid") != os.getpid() and recorded_owner_alive(owner):
         raise RunBusy(f"{out} is in use by process {owner['pid']} (it owns this run, though its {LOCK_NAME} was "
-                      "deleted or replaced); wait for it to end or stop it, then try again")
+                      "deleted or replaced); wait for it to end or stop it, then try again", path=out)
 
 
 def _existing_run(out: Path) -> str:
@@ -243,7 +248,7 @@ def _build_run(out: Path, members: list[MemberRow], meta: dict[str, Any]) -> tup
         built.mkdir()
         lock = RunLock(built)
     except PermissionError as exc:
-        raise ConfigError(f"cannot create a run in {out.parent}: {exc}") from exc
+        raise ConfigError(f"cannot create a run in {out.parent}: {exc}", path=out.parent) from exc
     try:
         store = Store(built)
         try:
@@ -253,6 +258,6 @@ def _build_run(out: Path, members: list[MemberRow], meta: dict[str, Any]) -> tup
     except BaseException as exc:
         lock.release()
         if isinstance(exc, (PermissionError, sqlite3.OperationalError)):
-            raise ConfigError(f"cannot create a run in {out.parent}: {exc}") from exc
+            raise ConfigError(f"cannot create a run in {out.parent}: {exc}", path=out.parent) from exc
         raise
     return built, lock

@@ -22,13 +22,16 @@ import random
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from pbt.errors import Worded
+
 HValue = float | int | str
 HParams = dict[str, HValue]
 ExploreMode = Literal["perturb", "resample", "noise", "none"]
 
 
-class ConfigError(ValueError):
-    """A configuration value is invalid. The message names the field."""
+class ConfigError(Worded, ValueError):
+    """A setting, file or run directory the user must change, in one line naming it; a setting the message tells
+    them to change is ``⟨name⟩`` in it, written in the caller's words (``pbt.errors``)."""
 
 
 class Prior(Protocol):

@@ -136,9 +136,9 @@ class RunLock:
                 os.close(fd)  # held by another process, or a file that has left the run directory: try again
             if time.monotonic() >= deadline:
                 if fd < 0 and not self.path.parent.is_dir():
-                    raise ConfigError(f"{run_dir} was moved or deleted by another process; try again")
+                    raise ConfigError(f"{run_dir} was moved or deleted by another process; try again", path=run_dir)
                 raise RunBusy(f"{run_dir} is in use by process {self._pid() or '?'} (it owns this run); wait for it "
-                              "to end or stop it, then try again")
+                              "to end or stop it, then try again", path=run_dir)
             time.sleep(0.05)
         self.fd = fd
         os.ftruncate(self.fd, 0)
@@ -158,7 +158,7 @@ class RunLock:
         except FileNotFoundError:
             return -1
         except PermissionError as exc:
-            raise ConfigError(f"{self.path.parent} is not writable ({exc.strerror})") from exc
+            raise ConfigError(f"{self.path.parent} is not writable ({exc.strerror})", path=self.path.parent) from exc
 
     def _is_current(self, fd: int) -> bool:
         """Whether the file locked through ``fd`` is still the one at ``self.path`` (not moved away or deleted)."""
@@ -174,7 +174,7 @@ class RunLock:
         or replaced, it no longer keeps a second owner out, so this one stops (at its next commit)."""
         if self.fd < 0 or not self._is_current(self.fd):
             raise LockLost(f"{self.path} was deleted or replaced while this process owned the run, so it stopped; "
-                           "what was committed is kept (`pbt-repro resume DIR` continues it)")
+                           "what was committed is kept (`pbt-repro resume DIR` continues it)", path=self.path.parent)
 
     def moved(self, run_dir: Path | str) -> None:
         """The locked directory was renamed to ``run_dir`` (a new run put into place): the lock goes with it."""
@@ -391,9 +391,10 @@ def check_store_file(path: Path) -> None:
     except FileNotFoundError:
         raise FileNotFoundError(f"{path.parent} is not a run directory (no {DB_NAME} in it)") from None
     if not head:
-        raise NotARunStore(f"{path} is empty: not a run's store (was the run's creation interrupted?)")
+        raise NotARunStore(f"{path} is empty: not a run's store (was the run's creation interrupted?)", path=path)
     if head != b"SQLite format 3\x00":
-        raise NotARunStore(f"{path} is not a SQLite database: it was overwritten or is not a run's store")
+        raise NotARunStore(f"{path} is not a SQLite database: it was overwritten or is not a run's store",
+                           path=path)
 
 
 class NotARunStore(ConfigError):
@@ -416,7 +417,7 @@ class StoreReader:
         meta = self.meta() if "meta" in self._tables() else {}
         if not meta.get("domain") or "config" not in meta or not self.columns["member"]:
             self.db.close()
-            raise NotARunStore(f"{self.path} holds no run (no domain, config or members in it)")
+            raise NotARunStore(f"{self.path} holds no run (no domain, config or members in it)", path=self.path)
 
     def _read_only_uri(self) -> str:
         """``immutable=1`` where nothing can be writing (no live owner and no ``-wal`` file, or a read-only

@@ -14,7 +14,6 @@ plain: no progress, no W&B, only listeners; these three are them with both.
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -31,11 +30,6 @@ from pbt.store import StoreReader
 from repro.domains import resume_command
 from repro.listeners import run_listeners
 
-# CLI flags in the core's messages, as the Python arguments a caller of this module passes
-_ARGUMENTS = {"--resume": "resume=True", "--force": "force=True", "--out": "out", "--max-failures": "max_failures",
-              "--data-path": "config.data_path", "--data-dir": "config.data_dir"}
-
-
 def _module_ref(task: str | ModuleType | Domain) -> str:
     """What worker processes import to build the task: a module path, or the file of a script's own module."""
     if isinstance(task, Domain):
@@ -47,13 +41,6 @@ def _module_ref(task: str | ModuleType | Domain) -> str:
             return str(Path(str(task.__file__)).resolve())
         return task.__name__
     return task
-
-
-def _pythonic(exc: ConfigError) -> ConfigError:
-    text = str(exc)
-    for flag, argument in _ARGUMENTS.items():
-        text = re.sub(rf"{re.escape(flag)}\b", argument, text)
-    return ConfigError(text)
 
 
 def run(
@@ -113,14 +100,14 @@ def _run_with_display(runner: Callable[..., StoreReader], method: str, task: str
                       out: Path | str, *, quiet: bool = False, wandb: bool = False, wandb_project: str = "pbt-repro",
                       **options: Any) -> Results:
     """``runner(module, config, out, watch=..., **options)`` (``run_experiment`` or a baseline) with progress and
-    W&B, errors in Python's words and one line on Ctrl-C; the run's results."""
+    W&B and one line on Ctrl-C; the run's results. Errors are the library's: they name the settings to change as a
+    caller of this module sets them (``resume=True``, ``out``, ``config.data_path``; ``pbt.errors``), which are the
+    arguments of ``run_experiment`` that these take."""
     try:
         ref = _module_ref(task)
         watch = partial(run_listeners, metric=load(ref).metric, title=f"{ref} {method}", quiet=quiet, wandb=wandb,
                         wandb_project=wandb_project, figures=True)
         runner(ref, config, out, watch=watch, **options).close()
-    except ConfigError as exc:
-        raise _pythonic(exc) from None
     except KeyboardInterrupt:
         print(f"\ninterrupted: continue with {method if method != 'pbt' else 'run'}(..., resume=True) or "
               f"`{resume_command(out, {'domain': ref, 'module': ref})}`", file=sys.stderr)

@@ -28,6 +28,7 @@ from typing import Any
 from pbt.config import replace_fields
 from pbt.controller import RunFailed
 from pbt.domain import Domain
+from pbt.errors import Worded
 from pbt.space import ConfigError
 from repro.domains import label, load_domain, registered, resume_command, stored_config, stored_domain
 from repro.flags import add_config_flags, config_from_args, flag_name
@@ -323,8 +324,8 @@ def cmd_demo(argv: list[str]) -> int:
                            *flags])
             written.append(f"{domain}: {out / 'README.md'} (figures and summary.json beside it)")
         except (ConfigError, FileNotFoundError) as exc:
-            print(f"{PROG} demo: {domain} failed: {exc}", file=sys.stderr)
-            written.append(f"{domain}: FAILED ({exc})")
+            print(f"{PROG} demo: {domain} failed: {worded(exc)}", file=sys.stderr)
+            written.append(f"{domain}: FAILED ({worded(exc)})")
             code = 1
     print("\n" + "\n".join(written))
     return code
@@ -380,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except (ConfigError, FileNotFoundError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {worded(exc)}", file=sys.stderr)
         return 2
     except sqlite3.Error as exc:  # the run's store, written by this process and read by others, failed under us
         print(f"{PROG}: error: {store_error(exc, command)}", file=sys.stderr)
@@ -390,11 +391,19 @@ def main(argv: list[str] | None = None) -> int:
               + (f": {exc.filename}" if exc.filename else f" ({type(exc).__name__})"), file=sys.stderr)
         return 2
     except RunFailed as exc:
-        print(f"{PROG}: run stopped: {exc}", file=sys.stderr)
+        print(f"{PROG}: run stopped: {worded(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # outside a run's training (those say how to continue themselves)
         print(f"\n{PROG}: interrupted", file=sys.stderr)
         return 130
+
+
+def worded(exc: BaseException) -> str:
+    """An error in this program's words: a setting the library's message names (``pbt.errors``) is the flag that
+    sets it, ``resume`` ``--resume`` and ``pbt.max_failures`` ``--max-failures`` (config fields' flags are flat)."""
+    if isinstance(exc, Worded):
+        return exc.worded(lambda option: flag_name(option.rsplit(".", 1)[-1]))
+    return str(exc)
 
 
 def store_error(exc: sqlite3.Error, command: str) -> str:

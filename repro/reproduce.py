@@ -75,8 +75,9 @@ def run_arm(domain: Domain, name: str, arm: str, config: Any, run_dir: Path, for
     ``extra_results`` for it (once: a store that already holds them is left as it is)."""
     try:
         opened, spec = open_experiment(domain.module, config, run_dir, arm, name, force=force, resume=resume)
-    except ConfigError as exc:
-        raise ConfigError(f"{exc} (reproduce: pass --runs DIR for another folder, or --force to start over)") from exc
+    except ConfigError as exc:  # the library's settings stay named as settings, for the command line to word
+        raise ConfigError(f"{exc.message} (reproduce: pass --runs DIR for another folder, or ⟨force⟩ to start over)",
+                          path=exc.path, member=exc.member, options=dict.fromkeys([*exc.options, "force"])) from exc
     with opened:
         store = opened.store
         if listeners_for is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
 import sys
 import textwrap
 from pathlib import Path
@@ -17,6 +18,7 @@ from pbt.results import Results
 from pbt.space import ConfigError
 from pbt.store import CorruptCheckpoint
 from repro.api import grid_search, random_search, run
+from repro.cli import main
 from tests.conftest import only_line
 
 TOY = "experiments.toy.task"
@@ -67,6 +69,20 @@ def test_errors_name_python_arguments_not_flags(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as different:  # the baselines go through the same door
         random_search(TOY, toy_config(steps=12), tmp_path / "run", quiet=True, resume=True)
     assert "choose another out" in str(different.value) and "--out" not in str(different.value)
+
+
+def test_one_library_error_is_worded_with_flags_by_the_cli_and_with_arguments_by_the_api(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run {resume}"  # a path's braces are its own text, not a setting to word
+    run(TOY, toy_config(), out, quiet=True)
+    with pytest.raises(ConfigError) as refused:
+        run(TOY, toy_config(), out, quiet=True)
+    assert refused.value.path == out and refused.value.options == ("resume", "force")
+    assert str(refused.value) == f"{out} holds a run; use resume=True to continue it or force=True to replace it"
+    assert str(pickle.loads(pickle.dumps(refused.value))) == str(refused.value)  # the same on another process
+    assert main(["run", "toy", "--out", str(out), "--quiet"]) == 2
+    assert capsys.readouterr().err == (f"pbt-repro: error: {out} holds a run; use --resume to continue it or --force "
+                                       "to replace it\n")
 
 
 def test_random_search_draws_what_pbt_draws_and_never_exploits(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

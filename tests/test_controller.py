@@ -200,8 +200,10 @@ def test_member_failing_too_often_stops_the_run(tmp_path):
     store.close()
     # resuming cannot make it succeed: it says so at once instead of finishing the others and reporting success
     steps = sum(m.step for m in StoreReader.open_existing(tmp_path / "run").members())
-    with pytest.raises(RunFailed, match="member 1 failed 3 times, more than max_failures=2.*--max-failures"):
+    with pytest.raises(RunFailed, match="member 1 failed 3 times, more than max_failures=2.*config.pbt.max_failures"
+                       ) as refused:
         run_experiment(FAKE, config, tmp_path / "run", resume=True)
+    assert refused.value.member == 1 and refused.value.options == ("pbt.max_failures",)
     assert sum(m.step for m in StoreReader.open_existing(tmp_path / "run").members()) == steps
     # a larger max_failures on resume retries the member (and it now succeeds: its injected failures are used up)
     for i in range(3, config.fail_times):
@@ -257,7 +259,7 @@ def test_corrupt_checkpoint_is_detected(tmp_path):
 def test_existing_run_dir_is_not_overwritten_and_resume_checks_the_config(tmp_path):
     out = tmp_path / "run"
     run_experiment(FAKE, fake(tmp_path), out)
-    with pytest.raises(ConfigError, match="holds a run.*--resume.*--force"):
+    with pytest.raises(ConfigError, match="holds a run.*resume=True.*force=True"):
         run_experiment(FAKE, fake(tmp_path), out)
     with pytest.raises(ConfigError, match="belongs to a different run.*population"):
         run_experiment(FAKE, fake(tmp_path, population=3), out, resume=True)

@@ -19,7 +19,9 @@ from experiments.gan import data, dcgan, metrics
 from experiments.gan import tools as gan_tools
 from experiments.gan.dcgan import PROFILES, GanTask, Member, make_task
 from pbt.controller import run_experiment
+from pbt.space import ConfigError
 from pbt.store import sha256_file
+from repro.cli import worded
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -207,19 +209,21 @@ def test_load_rejects_foreign_or_mismatched_checkpoints(tmp_path: Path, config: 
         wider.load(tmp_path / "m.ckpt")
 
 
-def test_missing_data_gives_a_clear_error_naming_the_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_data_gives_a_clear_error_naming_the_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     missing = dataclasses.replace(PROFILES["smoke"], data_path=str(tmp_path / "nowhere"), cache_dir=str(tmp_path))
-    with pytest.raises(FileNotFoundError, match=r"--data-path.*PBT_CIFAR10"):
+    with pytest.raises(ConfigError, match=r"config\.data_path.*PBT_CIFAR10") as refused:
         data.load_cifar10(missing.data_path, missing.cache_dir)
-    # no path at all: the download is tried, and offline its failure names the flag and the variable
+    assert "from --data-path or $PBT_CIFAR10" in worded(refused.value)  # the command line names its flag
+    # no path at all: the download is tried, and offline its failure names the setting and the variable
     monkeypatch.delenv("PBT_CIFAR10", raising=False)
 
     def offline(root: Path, download: bool) -> dict:
         raise OSError("network is unreachable")
 
     monkeypatch.setattr(data, "_torchvision_cifar", offline)
-    with pytest.raises(RuntimeError, match=r"--data-path.*PBT_CIFAR10"):
+    with pytest.raises(ConfigError, match=r"config\.data_path.*PBT_CIFAR10") as offline_refused:
         data.load_cifar10("", str(tmp_path))
+    assert "pass --data-path or set $PBT_CIFAR10" in worded(offline_refused.value)
 
 
 def test_missing_fid_weights_give_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

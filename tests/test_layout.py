@@ -96,3 +96,9 @@ def test_domain_parts_are_read_only_by_the_domain_module() -> None:
                         and node.args[1].value in DOMAIN_PARTS):
                     bad.append(f"{path.relative_to(REPO)}:{node.lineno} getattr(..., {node.args[1].value!r})")
     assert not bad, bad
+
+
+def test_the_api_words_errors_without_rewriting_the_command_lines_text() -> None:
+    """Library errors name settings, which each caller words once (``pbt.errors``): the API no longer turns the
+    command line's flags into Python's words with regular expressions."""
+    assert not [name for name, _ in imports(REPO / "repro" / "api.py") if name.split(".")[0] in ("re", "regex")]

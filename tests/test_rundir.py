@@ -42,7 +42,7 @@ def test_force_replaces_a_run_or_an_empty_folder_and_nothing_else(tmp_path: Path
     notes = tmp_path / "notes"
     notes.mkdir()
     (notes / "notes.txt").write_text("mine")
-    with pytest.raises(ConfigError, match="not a run.*notes.txt.*--force only replaces a run"):
+    with pytest.raises(ConfigError, match="not a run.*notes.txt.*force=True only replaces a run"):
         RunDir.open(notes, "toy", "pbt", toy(), None, SPACE, force=True)
     assert (notes / "notes.txt").read_text() == "mine"
     empty = tmp_path / "empty"

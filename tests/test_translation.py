@@ -76,27 +76,27 @@ def test_bleu_of_references_is_100_and_of_empty_output_is_0() -> None:
     assert "tok:13a" in data.bleu_signature() and "nrefs:1" in data.bleu_signature()
 
 
-def test_missing_data_gives_a_clear_error_naming_the_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_missing_data_gives_a_clear_error_naming_the_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.delenv("PBT_MULTI30K_DIR", raising=False)
     monkeypatch.delenv("PBT_WMT14_DIR", raising=False)
-    with pytest.raises(ConfigError, match=r"--data-dir \(or \$PBT_MULTI30K_DIR\)"):
+    with pytest.raises(ConfigError, match=r"config\.data_dir \(or \$PBT_MULTI30K_DIR\)"):
         make_task(smoke_config(tmp_path, data_dir=str(tmp_path / "nowhere")))
     monkeypatch.setenv("PBT_MULTI30K_DIR", str(tmp_path / "nowhere"))
-    with pytest.raises(ConfigError, match=r"missing train\.en.*--data-dir"):
+    with pytest.raises(ConfigError, match=r"missing train\.en.*config\.data_dir"):
         make_task(smoke_config(tmp_path, data_dir=""))
     monkeypatch.delenv("PBT_MULTI30K_DIR")
-    with pytest.raises(ConfigError, match=r"--data-dir \(or set \$PBT_WMT14_DIR\)"):
+    with pytest.raises(ConfigError, match=r"config\.data_dir \(or set \$PBT_WMT14_DIR\)"):
         make_task(PROFILES["paper"])
 
     def offline(*args: object, **kwargs: object) -> None:
         raise OSError("network is unreachable")
 
     monkeypatch.setattr(urllib.request, "urlopen", offline)  # no flag, no variable: the download is tried, and fails
-    with pytest.raises(ConfigError, match=r"could not download Multi30k.*when offline pass --data-dir"):
+    with pytest.raises(ConfigError, match=r"could not download Multi30k.*when offline pass config\.data_dir"):
         make_task(smoke_config(tmp_path, data_dir=""))
 
-    # the same message reaches a user of the command line, as one line and exit status 2
+    # the same message reaches a user of the command line naming the flag, as one line and exit status 2
     from repro.cli import main
 
     assert main(["run", "translation", "--profile", "smoke", "--data-dir", str(tmp_path / "nowhere")]) == 2

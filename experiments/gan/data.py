@@ -17,6 +17,7 @@ import numpy as np
 
 from experiments import common
 from experiments.common import import_torchvision
+from pbt.space import ConfigError
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -61,7 +62,8 @@ def _torchvision_cifar(root: Path, download: bool) -> dict[str, np.ndarray]:
 
 def locate(data_path: str = "") -> tuple[str, Path | None]:
     """Which source to decode, from ``data_path`` (--data-path) or ``$PBT_CIFAR10``: ("jpg", archive),
-    ("torchvision", root), or ("download", None) when neither is set."""
+    ("torchvision", root), or ("download", None) when neither is set; a ``ConfigError`` naming the setting when the
+    path holds neither."""
     value = data_path or os.environ.get("PBT_CIFAR10", "")
     if not value:
         return "download", None
@@ -71,8 +73,9 @@ def locate(data_path: str = "") -> tuple[str, Path | None]:
             return "jpg", archive
     if (path / "cifar-10-batches-py").is_dir():
         return "torchvision", path
-    raise FileNotFoundError(f"CIFAR-10 not found at {path} (from --data-path or $PBT_CIFAR10): expected the "
-                            f"cifar10-jpg.tar.gz archive, a folder holding it, or the parent of cifar-10-batches-py")
+    raise ConfigError(f"CIFAR-10 not found at {path} (from ⟨data_path⟩ or $PBT_CIFAR10): expected the "
+                      f"cifar10-jpg.tar.gz archive, a folder holding it, or the parent of cifar-10-batches-py",
+                      path=path, options=["data_path"])
 
 
 def source(data_path: str = "") -> str:
@@ -99,9 +102,10 @@ def load_cifar10(data_path: str = "", cache_dir: str = "") -> dict[str, np.ndarr
                     try:
                         arrays = _torchvision_cifar(cache / "download", download=True)
                     except Exception as exc:  # offline: say how to point at a local copy
-                        raise RuntimeError(f"could not download CIFAR-10 ({type(exc).__name__}: {exc}); pass "
-                                           f"--data-path or set $PBT_CIFAR10 to a local copy (the cifar10-jpg.tar.gz "
-                                           f"archive or a cifar-10-batches-py parent folder)") from exc
+                        raise ConfigError(f"could not download CIFAR-10 ({type(exc).__name__}: {exc}); pass "
+                                          f"⟨data_path⟩ or set $PBT_CIFAR10 to a local copy (the cifar10-jpg.tar.gz "
+                                          f"archive or a cifar-10-batches-py parent folder)", path=cache / "download",
+                                          options=["data_path"]) from exc
                 folder.mkdir(parents=True, exist_ok=True)
                 for name in names:
                     common.write_atomic(folder / f"{name}.npy", lambda tmp, a=arrays[name]: np.save(tmp, a))

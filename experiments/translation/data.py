@@ -61,7 +61,7 @@ def split_files(dataset: str) -> list[str]:
 
 def resolve_data_dir(dataset: str, data_dir: str, cache_dir: Path) -> Path:
     """The folder holding ``dataset``'s text files: ``data_dir``, else its environment variable, else (Multi30k only)
-    a download into ``cache_dir``. Raises a one-line ``ConfigError`` naming the flag and the variable otherwise."""
+    a download into ``cache_dir``. Raises a one-line ``ConfigError`` naming the setting and the variable otherwise."""
     env = ENV_VARS[dataset]
     value = data_dir or os.environ.get(env, "")
     if value:
@@ -69,11 +69,12 @@ def resolve_data_dir(dataset: str, data_dir: str, cache_dir: Path) -> Path:
         missing = [name for name in split_files(dataset) if not (root / name).is_file()]
         if missing:
             raise ConfigError(f"{dataset} data not found in {root} (missing {', '.join(missing[:3])}); point "
-                              f"--data-dir (or ${env}) at a folder holding {{split}}.{{en,de}} text files")
+                              f"⟨data_dir⟩ (or ${env}) at a folder holding {{split}}.{{en,de}} text files", path=root,
+                              options=["data_dir"])
         return root
     if dataset == "wmt14":
-        raise ConfigError(f"WMT14 En-De is not downloaded automatically; pass --data-dir (or set ${env}) to a folder "
-                          f"holding {', '.join(split_files(dataset))}")
+        raise ConfigError(f"WMT14 En-De is not downloaded automatically; pass ⟨data_dir⟩ (or set ${env}) to a folder "
+                          f"holding {', '.join(split_files(dataset))}", options=["data_dir"])
     return download_multi30k(cache_dir / "multi30k")
 
 
@@ -89,10 +90,12 @@ def download_multi30k(root: Path) -> Path:
             with urllib.request.urlopen(url, timeout=60) as response:
                 text = gzip.decompress(response.read())
         except OSError as exc:
-            raise ConfigError(f"could not download Multi30k ({url}: {exc}); when offline pass --data-dir (or set "
-                              f"$PBT_MULTI30K_DIR) to a folder holding {{split}}.{{en,de}} text files") from exc
+            raise ConfigError(f"could not download Multi30k ({url}: {exc}); when offline pass ⟨data_dir⟩ (or set "
+                              f"$PBT_MULTI30K_DIR) to a folder holding {{split}}.{{en,de}} text files", path=target,
+                              options=["data_dir"]) from exc
         if hashlib.sha256(text).hexdigest() != sha:
-            raise ConfigError(f"downloaded {name} has an unexpected SHA-256; pass --data-dir to a checked copy")
+            raise ConfigError(f"downloaded {name} has an unexpected SHA-256; pass ⟨data_dir⟩ to a checked copy",
+                              path=target, options=["data_dir"])
         write_atomic(target, lambda tmp, data=text: tmp.write_bytes(data))
     return root
 
