@@ -91,14 +91,24 @@ class RunDir:
     owner's PID and start time in the store, so deleting the lock file lets no second owner in while the first is
     alive; the first notices at its next commit that its lock file is gone or replaced and stops."""
 
-    def __init__(self, path: Path, lock: RunLock, store: Store):
-        self.path, self.lock, self.store = path, lock, store
+    def __init__(self, path: Path, lock: RunLock, owner_recorded: bool):
+        self.path, self.lock, self.owner_recorded = path, lock, owner_recorded
+        self.store = Store(path, guard=self._before_write)
+
+    def _before_write(self) -> None:
+        """Before every transaction: stop unless the lock is still ours; before the first, record this process as
+        the owner (only then: reopening a finished run to read it leaves its store byte for byte as it was)."""
+        self.lock.verify()
+        if not self.owner_recorded:
+            self.owner_recorded = True
+            self.store.set_meta(owner=owner_identity(os.getpid()))
 
     def close(self) -> None:
         """Give up the directory: record that no process owns it, close the store, and release the lock last, once
         nothing more is written. (Recording fails only where the run already stopped for a reason of its own.)"""
         try:
-            self.store.set_meta(owner=None)
+            if self.owner_recorded:
+                self.store.set_meta(owner=None)
         except (sqlite3.Error, OSError, LockLost):
             pass
         finally:
@@ -187,7 +197,7 @@ class RunDir:
                 raise ConfigError(f"{out} was created by another process meanwhile; choose another ⟨out⟩", path=out,
                                   options=["out"]) from exc
         new_lock.moved(out)
-        return cls(out, new_lock, Store(out, guard=new_lock.verify))
+        return cls(out, new_lock, owner_recorded=True)
 
     @classmethod
     def _resume(cls, out: Path, lock: RunLock, domain: str, method: str, config: Any,
@@ -200,13 +210,7 @@ class RunDir:
         if diff:
             raise ConfigError(f"{out} belongs to a different run ({'; '.join(diff[:3])}); choose another ⟨out⟩",
                               path=out, options=["out"])
-        store = Store(out, guard=lock.verify)
-        try:
-            store.set_meta(owner=owner_identity(os.getpid()))
-        except BaseException:
-            store.close()
-            raise
-        return cls(out, lock, store)
+        return cls(out, lock, owner_recorded=False)
 
 
 def _refuse_a_live_owner(out: Path) -> None:
