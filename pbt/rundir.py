@@ -20,8 +20,8 @@ from typing import Any
 from pbt.config import EXECUTION_FIELDS, PBTConfig, from_dict
 from pbt.executor import cpu_count
 from pbt.space import ConfigError, HParams, check_initial_hparams, describe, sample
-from pbt.store import (DB_NAME, LOCK_NAME, LockLost, MemberRow, NotARunStore, RunBusy, RunLock, Store, StoreReader,
-                       owner_identity, recorded_owner_alive)
+from pbt.store import (DB_NAME, LOCK_NAME, LockLost, MemberRow, NotARunStore, RunBusy, RunLock, RunStatus, Store,
+                       StoreReader, owner_identity, recorded_owner_alive)
 
 
 def git_commit() -> str:
@@ -179,7 +179,7 @@ class RunDir:
                     module=module or domain, space={k: describe(p) for k, p in space.items()},
                     initial_hparams=hparams, seed=pbt.seed, git_commit=git_commit(), machine=machine(),
                     started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), wall_seconds=0.0,
-                    status="running", owner=owner_identity(os.getpid()))
+                    status=RunStatus.RUNNING, owner=owner_identity(os.getpid()))
         members = [MemberRow(id=i, seed=pbt.seed + i, hparams=dict(h)) for i, h in enumerate(hparams)]
         built, new_lock = _build_run(out, members, meta)
         if lock is not None:  # an old run (or one that never trained) is replaced
