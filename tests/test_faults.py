@@ -7,14 +7,18 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from pbt.store import RunLock, Store, StoreReader, verify_checkpoint
+from pbt.store import LOCK_NAME, RunLock, Store, StoreReader, verify_checkpoint
+from tests.test_robustness import _unprivileged_user, assert_one_line_error, cli, remove_read_only_tree
+from tests.test_run_directory import edit_meta, listing, toy_run
 
 REPO = Path(__file__).resolve().parents[1]
 BUDGET, READY, POPULATION = 160, 8, 4
@@ -238,3 +242,76 @@ def test_a_full_disk_stops_the_run_in_one_line_replaces_no_member_and_resumes_on
     assert resumed.returncode == 0, resumed.stderr
     with StoreReader(run_dir) as store:
         assert store.state()[0] == "finished" and all(m.status == "done" for m in store.members())
+
+
+# -- the run directory's owner: a deleted lock file, a damaged store, a read-only mount ------------------------------
+
+
+def test_deleting_the_lock_file_lets_no_second_owner_in_and_stops_the_first(cli_env, tmp_path):
+    run_dir = tmp_path / "run"
+    # intervals of about 3 s: the first owner is alive, between two commits, when the second one tries
+    args = ["run", "toy", "--executor", "serial", "--budget-steps", "2000", "--ready-every", "1000", "--eval-every",
+            "1000", "--seconds-per-step", "0.003", "--out", str(run_dir), "--quiet"]
+    first = subprocess.Popen([sys.executable, "-m", "repro.cli", *args], cwd=REPO, env=cli_env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (RunLock.owner(run_dir) and StoreReader.exists(run_dir)):
+            time.sleep(0.02)
+        assert first.poll() is None, "the run ended before its lock file could be deleted"
+        (run_dir / LOCK_NAME).unlink()
+        status = cli(["status", str(run_dir)], cli_env)
+        assert status.returncode == 0 and "running" in status.stdout.splitlines()[0], status.stdout
+        second = cli(["resume", str(run_dir), "--quiet"], cli_env)
+        assert_one_line_error(second, "in use by process", str(first.pid))
+        _, stderr = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    ended = subprocess.CompletedProcess(first.args, first.returncode, stderr=stderr)
+    assert_one_line_error(ended, LOCK_NAME, "deleted or replaced")
+    with StoreReader(run_dir) as store:
+        steps = [(s.member, s.step) for s in store.scores()]
+        assert len(steps) == len(set(steps)), "two owners wrote the same steps"
+        assert store.compute()["used_steps"] < 4000, "the first owner trained on after its lock file was deleted"
+    done = cli(["resume", str(run_dir), "--quiet"], cli_env)  # the first owner gone, the run continues
+    assert done.returncode == 0, done.stderr
+
+
+def test_resume_refuses_a_damaged_store_and_leaves_it_as_it_was(cli_env, tmp_path):
+    run_dir = toy_run(cli_env, tmp_path / "run", "--budget-steps", "400")
+    edit_meta(run_dir, status="interrupted")
+    store = run_dir / "pbt.sqlite"
+    data = bytearray(store.read_bytes())
+    assert len(data) >= 4 * 4096
+    data[3 * 4096 + 8: 3 * 4096 + 72] = bytes(range(64))  # 64 bytes flipped inside a page's cell area
+    store.write_bytes(bytes(data))
+    db = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+    assert db.execute("PRAGMA quick_check").fetchone()[0] != "ok", "the flipped bytes must damage a page"
+    db.close()
+    before = listing(run_dir)
+    refused = cli(["resume", str(run_dir), "--quiet"], cli_env)
+    assert_one_line_error(refused, str(store), "quick_check")
+    assert listing(run_dir) == before
+
+
+def test_a_finished_run_on_a_read_only_directory_can_be_read(cli_env):
+    base = Path(tempfile.mkdtemp(prefix="pbt-ro-read-"))  # not under pytest's tmp_path: that one is private to us
+    try:
+        os.chmod(base, 0o755)
+        run_dir = toy_run(cli_env, base / "run")
+        out = base / "out"
+        out.mkdir()
+        os.chmod(out, 0o777)
+        user = _unprivileged_user()
+        for path in [run_dir / "checkpoints", run_dir]:
+            os.chmod(path, 0o555)
+        for path in run_dir.iterdir():
+            if path.is_file():
+                os.chmod(path, 0o444)
+        status = cli(["status", str(run_dir)], cli_env, user=user)
+        assert status.returncode == 0 and "finished" in status.stdout, status.stderr
+        compared = cli(["compare", str(run_dir), "--out", str(out / "cmp"), "--no-figures"], cli_env, user=user)
+        assert compared.returncode == 0, compared.stderr
+    finally:
+        remove_read_only_tree(base)
