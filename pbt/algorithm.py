@@ -39,7 +39,7 @@ from pbt import exploit as exploit_rules
 from pbt.config import PBTConfig
 from pbt.exploit import Published
 from pbt.space import HParams, Prior, explore, sample
-from pbt.store import (COUNTED, CorruptCheckpoint, Event, EventKind, MemberRow, MemberStatus, ScoreRow,
+from pbt.store import (COUNTED, CorruptCheckpoint, Event, EventKind, IntervalRow, MemberRow, MemberStatus, ScoreRow,
                        verify_checkpoint, write_atomic)
 from pbt.task import Evaluation, Task, TaskContractError, checked_metrics, metrics_steps, step_unit
 
@@ -321,6 +321,15 @@ def after_interval(me: MemberRow, result: IntervalResult, cfg: PBTConfig) -> tup
                      weight_age=me.weight_age + result.steps, status=MemberStatus.DONE if finished else me.status,
                      decision_due=me.step if ready and not finished else None)
     return member, scores
+
+
+def interval_row(before: MemberRow, after: MemberRow) -> IntervalRow | None:
+    """The record of the interval that took ``before`` to ``after`` (``after_interval``), which PB2 learns from; None
+    when the weights it started from had no score (a fresh member, or one started over), so no change is known."""
+    if before.checkpoint is None or before.score is None or after.score is None:
+        return None
+    return IntervalRow(member=before.id, start_step=before.step, end_step=after.step, hparams=dict(before.hparams),
+                       start_score=before.score, end_score=after.score)
 
 
 @dataclass(frozen=True)

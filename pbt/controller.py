@@ -31,6 +31,7 @@ from pbt.algorithm import (
     after_failure,
     after_interval,
     decision_rng,
+    interval_row,
     ready_decision,
 )
 from pbt.config import PBTConfig
@@ -39,7 +40,8 @@ from pbt.errors import Worded
 from pbt.executor import Executor, LocalExecutor, SerialExecutor, TaskSpec, concurrency
 from pbt.rundir import RunDir
 from pbt.space import ConfigError, HParams
-from pbt.store import Event, EventKind, LockLost, MemberRow, MemberStatus, RunStatus, ScoreRow, Store, StoreReader
+from pbt.store import (Event, EventKind, IntervalRow, LockLost, MemberRow, MemberStatus, RunStatus, ScoreRow, Store,
+                       StoreReader)
 
 Listener = Callable[[MemberRow, Sequence[ScoreRow], Sequence[Event]], None]
 
@@ -226,7 +228,8 @@ class Controller:
     def _wall(self) -> float:
         return time.perf_counter() - self.started
 
-    def _publish(self, member: MemberRow, scores: Sequence[ScoreRow] = (), events: Sequence[Event] = ()) -> None:
+    def _publish(self, member: MemberRow, scores: Sequence[ScoreRow] = (), events: Sequence[Event] = (),
+                 interval: IntervalRow | None = None) -> None:
         self.members[member.id] = member
         # snapshots below the slowest member that will still decide can never be copied again (all members' pruned
         # when that step moves on, the publishing member's at every commit)
@@ -237,7 +240,7 @@ class Controller:
         if self.round is not None:
             meta["serial_round"] = self.round
         self.store.commit(member, scores, events, meta=meta, keep_from=keep_from, decided=self.decided,
-                          prune_all=prune_all)
+                          prune_all=prune_all, interval=interval)
         self.decided = []
         for listener in self.listeners:
             listener(member, scores, events)
@@ -247,7 +250,7 @@ class Controller:
         me = self.members[result.member]
         if result.error is None:
             member, scores = after_interval(me, result, self.cfg)
-            self._publish(member, scores)
+            self._publish(member, scores, interval=interval_row(me, member))
             return
         if result.storage_error:  # the disk, not the member: nothing is lost, no member is replaced or counted
             text = result.error.lower()
