@@ -19,6 +19,7 @@ from pbt.controller import run_experiment
 from pbt.space import Categorical, ConfigError, IntUniform, LogUniform, Uniform, in_prior, sample
 from pbt.store import EventKind, IntervalRow, StoreReader
 from repro.cli import main as cli_main
+from repro.compare import load_run
 from tests.conftest import only_line
 
 pytest.importorskip("sklearn")
@@ -160,6 +161,7 @@ def test_a_serial_toy_run_with_pb2_finishes_and_its_explores_carry_pb2s_ops(tmp_
     for e in explores:
         assert all(0.0 <= v <= 1.0 for v in e.new_hparams.values())
     store.close()
+    assert load_run(out).method == "pb2"  # compare never pools it with PBT's runs
 
 
 def test_a_missing_scikit_learn_is_one_line_naming_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
