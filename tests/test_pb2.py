@@ -13,11 +13,11 @@ import pytest
 
 from experiments.toy.task import Config as ToyConfig
 from pbt import pb2
-from pbt.algorithm import decision_rng
+from pbt.algorithm import IntervalResult, after_failure, decision_rng, ready_decision
 from pbt.config import PBTConfig
 from pbt.controller import run_experiment
 from pbt.space import Categorical, ConfigError, IntUniform, LogUniform, Uniform, in_prior, sample
-from pbt.store import EventKind, IntervalRow, StoreReader
+from pbt.store import EventKind, IntervalRow, MemberRow, StoreReader
 from repro.cli import main as cli_main
 from repro.compare import load_run
 from tests.conftest import only_line
@@ -116,6 +116,19 @@ def test_without_data_or_numeric_priors_pb2_explores_as_pbt() -> None:
     cfg = pb2_config(explore="perturb")
     new, ops = choose({"lr": 1e-3, "momentum": 0.5, "unroll": 10, "optimizer": "sgd"}, SPACE, [], cfg)
     assert set(ops.values()) <= {"* 0.8", "* 1.2"} and all(in_prior(SPACE[k], v) for k, v in new.items())
+
+
+def test_a_copy_and_a_failed_members_replacement_both_explore_with_pb2() -> None:
+    space = {"lr": LogUniform(1e-4, 1e-1)}
+    data = pb2.History(tuple(history(space, lambda h, rng: math.log10(h["lr"]) + rng.gauss(0, 0.05))))
+    me = MemberRow(id=0, seed=0, hparams={"lr": 1e-3}, step=4 * READY, score=0.0, checkpoint="a", checksum="a")
+    donor = MemberRow(id=1, seed=1, hparams={"lr": 2e-3}, step=4 * READY, score=1.0, checkpoint="b", checksum="b")
+    cfg = PBTConfig(population=2, ready_every=READY, strategy="pb2")
+    _, events = ready_decision(me, [me, donor], space, cfg, history=data)
+    outcome = after_failure(me, IntervalResult(member=0, error="boom"), [me, donor], space, cfg, data)
+    for explored in (events[-1], outcome.events[-1]):
+        assert explored.kind == EventKind.EXPLORE and explored.ops == {"lr": pb2.OP}
+        assert explored.old_hparams == donor.hparams and explored.new_hparams["lr"] > 1e-2
 
 
 @pytest.mark.parametrize("field, value, message", [("pb2_window", 0, "pb2_window must be > 0"),
