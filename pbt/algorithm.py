@@ -23,6 +23,10 @@ Ablations of the copy (``PBTConfig.transfer``): ``weights`` copies θ (with its 
 ``hparams`` copies h and keeps the copier's θ, score and age (recorded as an ``exploit_hparams`` event, since no
 weights change hands). A run that replays a schedule (``follow_schedule``) neither exploits nor explores: at each ready
 point its hyperparameters become the schedule's value at the weights' age.
+
+The explore step follows ``PBTConfig.strategy``: ``pbt`` perturbs or resamples (``pbt.space.explore``); ``pb2`` has a
+Gaussian-process bandit pick the copier's numeric hyperparameters (``pbt.pb2``) from the recent completed intervals
+the controller passes in (``pb2.History``, read from the store). The exploit rule is the same for both.
 """
 
 from __future__ import annotations
@@ -36,10 +40,11 @@ from pathlib import Path
 from typing import Any
 
 from pbt import exploit as exploit_rules
+from pbt import pb2
 from pbt.config import PBTConfig
 from pbt.exploit import Published
 from pbt.space import HParams, Prior, explore, sample
-from pbt.store import (COUNTED, CorruptCheckpoint, Event, EventKind, MemberRow, MemberStatus, ScoreRow,
+from pbt.store import (COUNTED, CorruptCheckpoint, Event, EventKind, IntervalRow, MemberRow, MemberStatus, ScoreRow,
                        verify_checkpoint, write_atomic)
 from pbt.task import Evaluation, Task, TaskContractError, checked_metrics, metrics_steps, step_unit
 
@@ -220,23 +225,30 @@ def copy_event(me: MemberRow, donor: MemberRow, transfer: str) -> Event:
 
 
 def explore_member(
-    me: MemberRow, space: dict[str, Prior], cfg: PBTConfig, rng: random.Random
+    me: MemberRow, space: dict[str, Prior], cfg: PBTConfig, rng: random.Random, history: pb2.History | None = None
 ) -> tuple[MemberRow, Event]:
-    new_hparams, ops = explore(me.hparams, space, rng, cfg.explore, cfg.perturb_factors, cfg.resample_probability,
-                               cfg.noise_std)
+    """The explore step of ``cfg.strategy``: PBT's explore rule (``pbt.space.explore``), or PB2's bandit
+    (``pbt.pb2.choose``), which learns from ``history``."""
+    if cfg.strategy == "pb2":
+        new_hparams, ops = pb2.choose(me.hparams, space, history or pb2.History(), me.step, cfg, rng)
+    else:
+        new_hparams, ops = explore(me.hparams, space, rng, cfg.explore, cfg.perturb_factors,
+                                   cfg.resample_probability, cfg.noise_std)
     event = Event(member=me.id, step=me.step, kind=EventKind.EXPLORE, old_hparams=me.hparams, new_hparams=new_hparams,
                   ops=ops, score=me.score)
     return replace(me, hparams=new_hparams), event
 
 
 def exploit_and_explore(
-    me: MemberRow, members: list[MemberRow], space: dict[str, Prior], cfg: PBTConfig, seed: int
+    me: MemberRow, members: list[MemberRow], space: dict[str, Prior], cfg: PBTConfig, seed: int,
+    history: pb2.History | None = None
 ) -> tuple[MemberRow, list[Event]]:
     """The ready branch of Algorithm 1 for member ``me`` (already updated with its latest interval).
 
     ``members`` is the population as ``me`` sees it: each member as it was at ``me``'s step (``Controller._view``),
-    so the copy takes exactly the weights the decision compared. Returns the member as it should be published and the
-    events that explain the change.
+    so the copy takes exactly the weights the decision compared; ``history`` is what PB2 learns from (its explore
+    step, ``cfg.strategy == "pb2"``). Returns the member as it should be published and the events that explain the
+    change.
     """
     rng = decision_rng(seed, me.id, me.step, "ready")
     population = [me if m.id == me.id else m for m in members]
@@ -247,7 +259,7 @@ def exploit_and_explore(
         events.append(copy_event(me, donor, cfg.transfer))
         me = copy_member(me, donor, cfg.transfer)
     if (donor_id is not None or cfg.explore_every_ready) and cfg.explore != "none":
-        me, event = explore_member(me, space, cfg, rng)
+        me, event = explore_member(me, space, cfg, rng, history)
         events.append(event)
     return me, events
 
@@ -288,11 +300,13 @@ def follow_schedule(me: MemberRow, schedule: Schedule) -> tuple[MemberRow, list[
 
 
 def ready_decision(me: MemberRow, members: list[MemberRow], space: dict[str, Prior], cfg: PBTConfig,
-                   schedule: Schedule | None = None) -> tuple[MemberRow, list[Event]]:
-    """What a ready member does: follow the run's schedule when it replays one, else exploit and explore."""
+                   schedule: Schedule | None = None,
+                   history: pb2.History | None = None) -> tuple[MemberRow, list[Event]]:
+    """What a ready member does: follow the run's schedule when it replays one, else exploit and explore (the
+    explore step by ``cfg.strategy``: PBT's, or PB2's, which learns from ``history``)."""
     if schedule is not None:
         return follow_schedule(me, schedule)
-    return exploit_and_explore(me, members, space, cfg, cfg.seed)
+    return exploit_and_explore(me, members, space, cfg, cfg.seed, history)
 
 
 def after_interval(me: MemberRow, result: IntervalResult, cfg: PBTConfig) -> tuple[MemberRow, list[ScoreRow]]:
@@ -323,6 +337,15 @@ def after_interval(me: MemberRow, result: IntervalResult, cfg: PBTConfig) -> tup
     return member, scores
 
 
+def interval_row(before: MemberRow, after: MemberRow) -> IntervalRow | None:
+    """The record of the interval that took ``before`` to ``after`` (``after_interval``), which PB2 learns from; None
+    when the weights it started from had no score (a fresh member, or one started over), so no change is known."""
+    if before.checkpoint is None or before.score is None or after.score is None:
+        return None
+    return IntervalRow(member=before.id, start_step=before.step, end_step=after.step, hparams=dict(before.hparams),
+                       start_score=before.score, end_score=after.score)
+
+
 @dataclass(frozen=True)
 class FailureOutcome:
     """What a failed interval leads to: the member's new state, the events that say why, and, when the run cannot
@@ -334,7 +357,7 @@ class FailureOutcome:
 
 
 def after_failure(me: MemberRow, result: IntervalResult, members: list[MemberRow], space: dict[str, Prior],
-                  cfg: PBTConfig) -> FailureOutcome:
+                  cfg: PBTConfig, history: pb2.History | None = None) -> FailureOutcome:
     """Failure replacement. A task that broke its contract stops the run (every member would fail the same way);
     so does a member that failed more than ``max_failures`` times. Otherwise, by ``on_failure``: ``replace`` copies
     the best published member (as ``me`` sees it, like an exploit) and explores; ``retry`` runs the interval again
@@ -367,7 +390,7 @@ def after_failure(me: MemberRow, result: IntervalResult, members: list[MemberRow
                                  donor_step=donor.step, old_hparams=me.hparams, new_hparams=donor.hparams,
                                  donor_score=donor.score, weight_age=donor.weight_age)]
         if cfg.explore != "none":
-            copied, explored = explore_member(copied, space, cfg, rng)
+            copied, explored = explore_member(copied, space, cfg, rng, history)
             events.append(explored)
         return FailureOutcome(copied, events)
     # retry the interval from the member's last checkpoint (or from scratch, with fresh hyperparameters)

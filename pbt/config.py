@@ -55,6 +55,11 @@ class PBTConfig:
     budget_steps: int = doc("Training steps per member (the task's unit: frames, gradient steps).", default=1000)
     ready_every: int = doc("A member is ready after this many steps since it was last ready.", default=100)
     eval_every: int = doc("Evaluate every this many steps (0: once per ready interval).", default=0)
+    strategy: Literal["pbt", "pb2"] = doc(
+        "How a copier's hyperparameters are explored: pbt (the explore rule) or pb2 (a time-varying Gaussian-process "
+        "bandit picks the numeric ones within their priors, Parker-Holder et al. 2020; categorical ones keep the "
+        "explore rule; explore none turns exploring off under either; pip install 'pbt-repro[pb2]'). The exploit rule "
+        "is the same.", default="pbt")
     exploit: Literal["truncation", "ttest", "tournament", "none"] = doc(
         "Exploit rule: truncation, ttest (Welch), tournament (binary), none.", default="truncation"
     )
@@ -76,6 +81,14 @@ class PBTConfig:
                                              variable_length=True)
     resample_probability: float = doc("Probability that resample redraws a value from its prior.", default=0.25)
     noise_std: float = doc("Standard deviation of the additive noise explore.", default=0.1)
+    pb2_window: int = doc(
+        "PB2: the GP learns from the intervals that started within this many ready intervals before the decision "
+        "(at most population x this points).", default=4)
+    pb2_kappa: float = doc(
+        "PB2: weight of the GP's standard deviation in its upper confidence bound, mean + kappa x std (score changes "
+        "standardised).", default=2.0)
+    pb2_candidates: int = doc(
+        "PB2: random points the upper confidence bound is computed at before the best one is refined.", default=256)
     priors: tuple[str, ...] = doc(
         "Replace search-space priors: NAME=loguniform:LOW:HIGH, NAME=uniform:LOW:HIGH, NAME=int:LOW:HIGH or "
         "NAME=choice:A,B.", default=())
@@ -101,7 +114,8 @@ class PBTConfig:
     def __post_init__(self) -> None:
         check_fields(self)  # types, finite floats, choices; then the ranges below
         positive = {"budget_steps": self.budget_steps, "ready_every": self.ready_every,
-                    "ttest_window": self.ttest_window}
+                    "ttest_window": self.ttest_window, "pb2_window": self.pb2_window,
+                    "pb2_candidates": self.pb2_candidates}
         for name, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{name} must be > 0, got {value}")
@@ -123,6 +137,8 @@ class PBTConfig:
             raise ConfigError(f"perturb_factors must be positive numbers, got {self.perturb_factors}")
         if self.noise_std < 0:
             raise ConfigError(f"noise_std must be >= 0, got {self.noise_std}")
+        if self.pb2_kappa < 0:
+            raise ConfigError(f"pb2_kappa must be >= 0, got {self.pb2_kappa}")
         if self.interval_timeout < 0:
             raise ConfigError(f"interval_timeout must be >= 0 (0: no limit), got {self.interval_timeout}")
         if self.interval_timeout and self.executor == "serial":  # a train call that never returns holds this process

@@ -24,6 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from pbt import pb2
 from pbt.algorithm import (
     IntervalResult,
     Job,
@@ -31,6 +32,7 @@ from pbt.algorithm import (
     after_failure,
     after_interval,
     decision_rng,
+    interval_row,
     ready_decision,
 )
 from pbt.config import PBTConfig
@@ -39,7 +41,8 @@ from pbt.errors import Worded
 from pbt.executor import Executor, LocalExecutor, SerialExecutor, TaskSpec, concurrency
 from pbt.rundir import RunDir
 from pbt.space import ConfigError, HParams
-from pbt.store import Event, EventKind, LockLost, MemberRow, MemberStatus, RunStatus, ScoreRow, Store, StoreReader
+from pbt.store import (Event, EventKind, IntervalRow, LockLost, MemberRow, MemberStatus, RunStatus, ScoreRow, Store,
+                       StoreReader)
 
 Listener = Callable[[MemberRow, Sequence[ScoreRow], Sequence[Event]], None]
 
@@ -226,7 +229,8 @@ class Controller:
     def _wall(self) -> float:
         return time.perf_counter() - self.started
 
-    def _publish(self, member: MemberRow, scores: Sequence[ScoreRow] = (), events: Sequence[Event] = ()) -> None:
+    def _publish(self, member: MemberRow, scores: Sequence[ScoreRow] = (), events: Sequence[Event] = (),
+                 interval: IntervalRow | None = None) -> None:
         self.members[member.id] = member
         # snapshots below the slowest member that will still decide can never be copied again (all members' pruned
         # when that step moves on, the publishing member's at every commit)
@@ -237,7 +241,7 @@ class Controller:
         if self.round is not None:
             meta["serial_round"] = self.round
         self.store.commit(member, scores, events, meta=meta, keep_from=keep_from, decided=self.decided,
-                          prune_all=prune_all)
+                          prune_all=prune_all, interval=interval)
         self.decided = []
         for listener in self.listeners:
             listener(member, scores, events)
@@ -247,14 +251,14 @@ class Controller:
         me = self.members[result.member]
         if result.error is None:
             member, scores = after_interval(me, result, self.cfg)
-            self._publish(member, scores)
+            self._publish(member, scores, interval=interval_row(me, member))
             return
         if result.storage_error:  # the disk, not the member: nothing is lost, no member is replaced or counted
             text = result.error.lower()
             what = "disk full" if "space" in text or "quota" in text else "disk error"
             raise RunFailed(f"{what}: {result.error}; free space (or fix the disk) and resume: the interval of "
                             f"member {me.id} runs again from its last checkpoint")
-        outcome = after_failure(me, result, self._view(me), self.space, self.cfg)
+        outcome = after_failure(me, result, self._view(me), self.space, self.cfg, self._history(me))
         self._publish(outcome.member, events=outcome.events)
         if outcome.stop is not None:
             raise RunFailed(outcome.stop, member=me.id)
@@ -280,13 +284,24 @@ class Controller:
             view.append(m)
         return view
 
+    def _history(self, me: MemberRow) -> pb2.History | None:
+        """What PB2's explore step learns from when ``me`` decides at its step, all from the store (so a resumed run
+        decides as an uninterrupted one): the completed intervals in its window, and the hyperparameters PB2 gave
+        other members at this step. None under PBT's explore, which needs none."""
+        if self.cfg.strategy != "pb2":
+            return None
+        since = me.step - self.cfg.pb2_window * self.cfg.ready_every
+        pending = [e.new_hparams for e in self.store.events(EventKind.EXPLORE, step=me.step)
+                   if e.member != me.id and e.new_hparams is not None and pb2.OP in (e.ops or {}).values()]
+        return pb2.History(intervals=tuple(self.store.intervals(since, me.step)), pending=tuple(pending))
+
     def _decide(self, member: int) -> None:
         """Make ``member``'s pending ready decision, if it has one. A decision that changes nothing is stored with
         the next commit (``decided``): until then nothing else has changed, so deciding again would decide the same."""
         me = self.members[member]
         if me.decision_due is None:
             return
-        new, events = ready_decision(me, self._view(me), self.space, self.cfg, self.schedule)
+        new, events = ready_decision(me, self._view(me), self.space, self.cfg, self.schedule, self._history(me))
         new = replace(new, decision_due=None)
         if events:
             self._publish(new, events=events)
@@ -332,6 +347,8 @@ def open_experiment(
                           "baselines.replay_config")
     if method in REPLAY_METHODS and schedule is None and not resume:
         raise ConfigError(f"a {method} run needs the schedule it follows")
+    if config.pbt.strategy == "pb2" and config.pbt.explore != "none":
+        pb2.require()  # before the run directory is made: one line, not a failure at the first ready decision
     task_domain = load_domain(module)
     if initial_hparams is None and method == "pbt":
         initial_hparams = task_domain.initial(config)

@@ -1,8 +1,9 @@
 """The population store: one SQLite database per run (WAL mode), plus checkpoint files beside it.
 
 It holds the run's metadata (config, seed, git commit, machine, times), every member's current hyperparameters,
-step, weight age, score and checkpoint, the full score history, and every exploit / explore / failure event. Lineages
-and hyperparameter schedules are rebuilt from the events afterwards. Only the controller writes; anyone may read.
+step, weight age, score and checkpoint, the full score history, every exploit / explore / failure event, and each
+completed interval's hyperparameters and score change (what PB2 learns from). Lineages and hyperparameter schedules are
+rebuilt from the events afterwards. Only the controller writes; anyone may read.
 
 A member's *step* counts the training its slot has done (compute); its *weight age* counts the training the weights it
 holds have received, through every copy. They differ after a copy, and the age never exceeds the step (a copy takes
@@ -60,7 +61,12 @@ CREATE TABLE IF NOT EXISTS snapshot (
     score REAL, samples TEXT NOT NULL, checkpoint TEXT NOT NULL, checksum TEXT NOT NULL,
     PRIMARY KEY (member, step)
 );
+CREATE TABLE IF NOT EXISTS ready_interval (
+    member INTEGER NOT NULL, start_step INTEGER NOT NULL, end_step INTEGER NOT NULL, hparams TEXT NOT NULL,
+    start_score REAL NOT NULL, end_score REAL NOT NULL, PRIMARY KEY (member, start_step)
+);
 CREATE INDEX IF NOT EXISTS score_member ON score (member, step);
+CREATE INDEX IF NOT EXISTS ready_interval_start ON ready_interval (start_step);
 """
 # Columns added after the first layout: a store written before them gets them on open (NULL: unknown, read as the
 # member's step, which is what the weights had then at most once copies were resolved at the copier's step).
@@ -300,6 +306,19 @@ class ScoreRow:
 
 
 @dataclass(frozen=True)
+class IntervalRow:
+    """One completed interval of one member: the hyperparameters it trained with, and the score of its weights
+    before it (the member's published score; a donor's, after a copy) and after it. What PB2 learns from."""
+
+    member: int
+    start_step: int
+    end_step: int
+    hparams: HParams
+    start_score: float
+    end_score: float
+
+
+@dataclass(frozen=True)
 class Event:
     member: int
     step: int
@@ -533,10 +552,12 @@ class StoreReader:
         rows = self.db.execute(query + " ORDER BY time, member, step", args).fetchall()
         return [ScoreRow(member=r[0], step=r[1], score=r[2], metrics=json.loads(r[3]), time=r[4]) for r in rows]
 
-    def events(self, kind: str | None = None) -> list[Event]:
-        query, args = "SELECT * FROM event", ()
-        if kind is not None:
-            query, args = query + " WHERE kind = ?", (kind,)
+    def events(self, kind: str | None = None, step: int | None = None) -> list[Event]:
+        """Every event in the order it was recorded; only those of ``kind``, or made at ``step``, when given."""
+        conditions = {"kind = ?": kind, "step = ?": step}
+        where = [c for c, v in conditions.items() if v is not None]
+        query = "SELECT * FROM event" + (" WHERE " + " AND ".join(where) if where else "")
+        args = tuple(v for v in conditions.values() if v is not None)
         rows = self.db.execute(query.replace("*", self._select("event", EVENT_COLUMNS)) + " ORDER BY id",
                                args).fetchall()
         load = lambda v: None if v is None else json.loads(v)  # noqa: E731
@@ -546,6 +567,17 @@ class StoreReader:
                   weight_age=r[13])
             for r in rows
         ]
+
+    def intervals(self, since: int, until: int) -> list[IntervalRow]:
+        """The completed intervals that started at or after step ``since`` and ended at or before step ``until``, by
+        start step and member (none in a store written before they were kept)."""
+        if "ready_interval" not in self._tables():
+            return []
+        rows = self.db.execute("SELECT member, start_step, end_step, hparams, start_score, end_score FROM "
+                               "ready_interval WHERE start_step >= ? AND end_step <= ? ORDER BY start_step, member",
+                               (since, until)).fetchall()
+        return [IntervalRow(member=r[0], start_step=r[1], end_step=r[2], hparams=json.loads(r[3]), start_score=r[4],
+                            end_score=r[5]) for r in rows]
 
     def compute(self) -> dict[str, Any]:
         """Compute planned and used: member-steps (committed) and wall seconds."""
@@ -685,6 +717,7 @@ class Store(StoreReader):
         keep_from: int | None = None,
         decided: Sequence[int] = (),
         prune_all: bool = True,
+        interval: IntervalRow | None = None,
     ) -> None:
         """Publish a member's new state with the scores and events that led to it (and any run metadata) in one
         transaction, then delete the checkpoints that nothing refers to any more.
@@ -694,7 +727,8 @@ class Store(StoreReader):
         the publishing member's snapshots change in a commit, so only they are pruned unless ``prune_all`` (when
         ``keep_from`` has moved on since the last commit).
         ``decided``: other members whose ready decision changed nothing; their pending decision is cleared here,
-        with the first change that follows it (until then, deciding again would decide the same)."""
+        with the first change that follows it (until then, deciding again would decide the same).
+        ``interval``: the completed interval that ``scores`` close, kept for PB2 (``IntervalRow``)."""
         prune = ("FROM snapshot WHERE step < (SELECT COALESCE(MAX(s.step), 0) FROM snapshot s "
                  "WHERE s.member = snapshot.member AND s.step <= ?)" + ("" if prune_all else " AND member = ?"))
         prune_args = (keep_from,) if prune_all else (keep_from, member.id)
@@ -714,6 +748,10 @@ class Store(StoreReader):
             if scores:
                 db.executemany("INSERT INTO score VALUES (?,?,?,?,?)",
                                [(s.member, s.step, s.score, _json(s.metrics), s.time) for s in scores])
+            if interval is not None:
+                db.execute("INSERT OR REPLACE INTO ready_interval VALUES (?,?,?,?,?,?)",
+                           (interval.member, interval.start_step, interval.end_step, _json(interval.hparams),
+                            interval.start_score, interval.end_score))
             if events:
                 db.executemany(
                     "INSERT INTO event (time, member, step, kind, donor, donor_step, old_hparams, new_hparams, ops, "

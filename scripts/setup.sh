@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv in this checkout and install pbt-repro into it with everything it needs.
 #   bash scripts/setup.sh          # runtime dependencies
-#   bash scripts/setup.sh --test   # plus the test tools and the optional Ray extra
+#   bash scripts/setup.sh --test   # plus the test tools (scikit-learn for PB2 among them) and the optional Ray extra
 # On a machine without an NVIDIA GPU, torch comes from PyTorch's CPU index when it is reachable, so no CUDA wheels
 # (several GB) are pulled; set PBT_TORCH_INDEX to choose another index.
 set -euo pipefail

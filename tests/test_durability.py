@@ -70,6 +70,21 @@ def test_serial_run_killed_anywhere_resumes_to_the_same_events_and_scores(tmp_pa
     assert run_log(run_with_kills(tmp_path / "many", config, [5, 1, 17, 2, 30])) == reference
 
 
+def test_serial_pb2_run_killed_anywhere_resumes_to_the_same_events_and_scores(tmp_path: Path) -> None:
+    """PB2 learns from the intervals and explores in the store, so a resumed run fits the same data (every member
+    explores at every ready point here, so each round's later deciders also see the values given earlier in it)."""
+    pytest.importorskip("sklearn")
+    config = toy_config(strategy="pb2", explore_every_ready=True)
+    counted: list[int] = []
+    reference = run_log(run_experiment(TOY, config, tmp_path / "whole", domain="toy",
+                                       listeners=[lambda *_: counted.append(1)]))
+    commits = len(counted)
+    assert sum(set((e["ops"] or {}).values()) == {"pb2"} for e in reference["events"]) > 20
+    for i, after in enumerate(range(5, commits, max(1, commits // 5))):
+        assert run_log(run_with_kills(tmp_path / f"killed-{i}", config, [after])) == reference, f"after {after}"
+    assert run_log(run_with_kills(tmp_path / "many", config, [7, 1, 23, 2, 40])) == reference
+
+
 def test_a_kill_between_an_interval_and_its_decision_keeps_the_decision(tmp_path: Path) -> None:
     config = toy_config()
     out = tmp_path / "run"

@@ -13,7 +13,8 @@ PACKAGES = ("pbt", "repro", "baselines", "experiments")
 ALLOWED = {"pbt": {"pbt"}, "experiments": {"pbt", "experiments"}, "baselines": {"pbt", "baselines"},
            "repro": set(PACKAGES)}
 LIBRARY_THIRD_PARTY = {"numpy", "scipy"}
-OPTIONAL_LAZY = {("pbt/ray_executor.py", "ray")}  # the Ray executor imports Ray only when it is used
+# optional extras, imported only where used: Ray by its executor, scikit-learn (and its threadpoolctl) by PB2
+OPTIONAL_LAZY = {("pbt/ray_executor.py", "ray"), ("pbt/pb2.py", "sklearn"), ("pbt/pb2.py", "threadpoolctl")}
 DOMAIN_PARTS = {"METRIC", "PROFILES", "Config", "make_task", "prepare", "estimate", "extra_results", "LOCAL_DATA",
                 "COMMANDS", "initial_hparams", "DOMAIN"}
 

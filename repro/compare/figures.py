@@ -15,7 +15,7 @@ from repro.compare.runs import Run, best_lineage, progress_curve, run_greediness
 from repro.compare.tables import METHOD_TITLES, fmt
 
 FIGURES = ("score_vs_compute", "schedule", "lineage_tree", "member_scores", "greediness")
-METHOD_COLOURS = {"pbt": "tab:blue", "random_search": "tab:orange", "grid_search": "tab:green"}
+METHOD_COLOURS = {"pbt": "tab:blue", "pb2": "tab:purple", "random_search": "tab:orange", "grid_search": "tab:green"}
 
 # -- figures ----------------------------------------------------------------------------------------------------
 

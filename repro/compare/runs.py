@@ -37,10 +37,20 @@ class Run(Results):
         return str(self.meta.get("config", {}).get("pbt", {}).get("transfer", "both"))
 
     @property
+    def strategy(self) -> str:
+        """How the run's explore step chose hyperparameters (``PBTConfig.strategy``; ``pbt`` in stores made before
+        it existed)."""
+        return str(self.meta.get("config", {}).get("pbt", {}).get("strategy", "pbt"))
+
+    @property
     def method(self) -> str:
-        """The method as compared: the stored label, with a PBT run's copy ablation appended (``pbt-transfer-weights``)
-        so that runs which copy different things are never pooled into one arm."""
-        return f"pbt-transfer-{self.transfer}" if self.label == "pbt" and self.transfer != "both" else self.label
+        """The method as compared: the stored label, ``pb2`` for a PBT run that explored with PB2, with a copy
+        ablation appended (``pbt-transfer-weights``), so that runs which explore or copy differently are never pooled
+        into one arm."""
+        if self.label != "pbt":
+            return self.label
+        method = "pb2" if self.strategy == "pb2" else "pbt"
+        return f"{method}-transfer-{self.transfer}" if self.transfer != "both" else method
 
     @property
     def seed(self) -> int:

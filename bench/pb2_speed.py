@@ -1,0 +1,79 @@
+"""How long one PB2 explore decision takes (fitting the GP and maximising the acquisition), at population 32 after 50
+ready rounds of synthetic history: a log-uniform, a uniform, an integer and a categorical hyperparameter, and six
+points already given to other members at the decision's step (a truncation round's copiers). The target is at most
+100 ms per decision; the GP sees only the ``pb2_window`` most recent rounds.
+
+    PYTHONPATH=. python bench/pb2_speed.py [--decisions 40] [--population 32] [--rounds 50] [--window W]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import statistics
+import time
+
+from pbt import pb2
+from pbt.algorithm import decision_rng
+from pbt.config import PBTConfig
+from pbt.space import Categorical, IntUniform, LogUniform, Uniform, sample
+from pbt.store import IntervalRow
+
+SPACE = {"lr": LogUniform(1e-5, 1e-1), "momentum": Uniform(0.0, 0.99), "unroll": IntUniform(5, 50),
+         "optimizer": Categorical(("adam", "sgd"))}
+READY_EVERY = 100
+
+
+def gain(hparams: dict, step: int, rng: random.Random) -> float:
+    """A score change per interval that peaks at an lr which falls as training goes on, plus noise."""
+    best_log_lr = -2.0 - 2.0 * step / (50 * READY_EVERY)
+    return (1.0 - (math.log10(hparams["lr"]) - best_log_lr) ** 2 / 4.0 + 0.2 * hparams["momentum"]
+            + rng.gauss(0.0, 0.1))
+
+
+def synthetic_history(population: int, rounds: int, seed: int) -> list[IntervalRow]:
+    rng = random.Random(seed)
+    members = [sample(SPACE, rng) for _ in range(population)]
+    scores = [0.0] * population
+    rows = []
+    for r in range(rounds):
+        for i, hparams in enumerate(members):
+            end = scores[i] + gain(hparams, r * READY_EVERY, rng)
+            rows.append(IntervalRow(member=i, start_step=r * READY_EVERY, end_step=(r + 1) * READY_EVERY,
+                                    hparams=dict(hparams), start_score=scores[i], end_score=end))
+            scores[i] = end
+        members = [sample(SPACE, rng) if rng.random() < 0.2 else h for h in members]
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--decisions", type=int, default=40)
+    parser.add_argument("--population", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=50)
+    parser.add_argument("--window", type=int, default=PBTConfig().pb2_window)
+    args = parser.parse_args()
+    cfg = PBTConfig(population=args.population, ready_every=READY_EVERY, strategy="pb2", pb2_window=args.window)
+    intervals = synthetic_history(args.population, args.rounds, seed=0)
+    step = args.rounds * READY_EVERY
+    rng = random.Random(1)
+    pending = tuple(sample(SPACE, rng) for _ in range(6))
+    history = pb2.History(intervals=tuple(intervals), pending=pending)
+    seen = len(pb2.window(intervals, step, cfg))
+    pb2.choose(sample(SPACE, rng), SPACE, history, step, cfg, decision_rng(0, -1, step, "ready"))  # imports, caches
+    times, cpu = [], []  # wall and CPU ms: on a busy machine the two part, and CPU time is what a decision costs
+    for member in range(args.decisions):
+        hparams = sample(SPACE, rng)
+        started, started_cpu = time.perf_counter(), time.process_time()
+        pb2.choose(hparams, SPACE, history, step, cfg, decision_rng(0, member, step, "ready"))
+        times.append((time.perf_counter() - started) * 1000)
+        cpu.append((time.process_time() - started_cpu) * 1000)
+    print(f"PB2 decision, population {args.population}, {args.rounds} rounds of history ({len(intervals)} intervals; "
+          f"window {cfg.pb2_window} rounds: {seen} points), {len(pending)} pending, {cfg.pb2_candidates} candidates: "
+          f"median {statistics.median(times):.1f} ms, max {max(times):.1f} ms (CPU: median "
+          f"{statistics.median(cpu):.1f} ms, max {max(cpu):.1f} ms) over {len(times)} decisions")
+
+
+if __name__ == "__main__":
+    main()
