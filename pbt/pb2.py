@@ -44,7 +44,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize
 
 from pbt.config import PBTConfig
 from pbt.space import ConfigError, HParams, HValue, IntUniform, LogUniform, Prior, Uniform, explore
@@ -241,6 +240,8 @@ def upper_confidence_bound(x: np.ndarray, y: np.ndarray, pending: np.ndarray, ka
 def maximise(ucb: Any, start: np.ndarray, candidates: int, rng: random.Random) -> np.ndarray:
     """The point of [0, 1]^d where ``ucb`` is highest, as found from ``candidates`` random points and ``start``,
     the best of them refined by L-BFGS-B within the box."""
+    from scipy.optimize import minimize  # here, not at import: it costs every worker process half a second
+
     draws = np.random.default_rng(rng.getrandbits(64)).random((candidates, len(start)))
     points = np.vstack([np.clip(start, 0.0, 1.0), draws])
     values = ucb(points)

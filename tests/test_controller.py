@@ -105,7 +105,8 @@ def test_a_task_that_calls_sys_exit_is_a_member_failure(tmp_path, executor):
     store = run_experiment(FAKE, config, tmp_path / "run")
     assert store.meta()["status"] == "finished" and all(m.status == "done" for m in store.members())
     (failure,) = store.events("failure")
-    assert failure.message.startswith("SystemExit: the task called sys.exit(4) (fake_tasks.py:")
+    # where it was raised follows: the task's file, or a library's that wraps sys.exit (W&B does once imported)
+    assert failure.message.startswith("SystemExit: the task called sys.exit(4) (")
 
 
 @pytest.mark.timeout(120)  # without the limit the run never ends
