@@ -37,10 +37,11 @@ import time
 import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pbt import exploit as exploit_rules
-from pbt import pb2
+if TYPE_CHECKING:  # PB2 (numpy, scikit-learn) is imported only by a run that explores with it
+    from pbt import pb2
 from pbt.config import PBTConfig
 from pbt.exploit import Published
 from pbt.space import HParams, Prior, explore, sample
@@ -230,6 +231,8 @@ def explore_member(
     """The explore step of ``cfg.strategy``: PBT's explore rule (``pbt.space.explore``), or PB2's bandit
     (``pbt.pb2.choose``), which learns from ``history``."""
     if cfg.strategy == "pb2":
+        from pbt import pb2
+
         new_hparams, ops = pb2.choose(me.hparams, space, history or pb2.History(), me.step, cfg, rng)
     else:
         new_hparams, ops = explore(me.hparams, space, rng, cfg.explore, cfg.perturb_factors,

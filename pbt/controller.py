@@ -22,9 +22,10 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pbt import pb2
+if TYPE_CHECKING:  # PB2 (numpy, scikit-learn) is imported only by a run that explores with it
+    from pbt import pb2
 from pbt.algorithm import (
     IntervalResult,
     Job,
@@ -290,6 +291,8 @@ class Controller:
         other members at this step. None under PBT's explore, which needs none."""
         if self.cfg.strategy != "pb2":
             return None
+        from pbt import pb2
+
         since = me.step - self.cfg.pb2_window * self.cfg.ready_every
         pending = [e.new_hparams for e in self.store.events(EventKind.EXPLORE, step=me.step)
                    if e.member != me.id and e.new_hparams is not None and pb2.OP in (e.ops or {}).values()]
@@ -348,6 +351,8 @@ def open_experiment(
     if method in REPLAY_METHODS and schedule is None and not resume:
         raise ConfigError(f"a {method} run needs the schedule it follows")
     if config.pbt.strategy == "pb2" and config.pbt.explore != "none":
+        from pbt import pb2
+
         pb2.require()  # before the run directory is made: one line, not a failure at the first ready decision
     task_domain = load_domain(module)
     if initial_hparams is None and method == "pbt":
