@@ -96,15 +96,18 @@ class Controller:
         training = self._training()
         if not training:
             return []
-        horizon = min(m.step for m in training) // self.cfg.ready_every + MAX_LEAD
+        slowest = min(m.step for m in training)
+        horizon = slowest // self.cfg.ready_every + MAX_LEAD
         return [m for m in training if m.id not in in_flight and m.step // self.cfg.ready_every <= horizon
-                and self._can_decide(m)]
+                and self._can_decide(m, slowest)]
 
-    def _can_decide(self, me: MemberRow) -> bool:
+    @staticmethod
+    def _can_decide(me: MemberRow, slowest: int) -> bool:
         """A ready member at step t decides only once every member that will still train has published its state at
-        t: compared (and copied) any earlier, a member still running its interval towards t would be seen as it was
-        before it, and a copy of it would lose the difference. A member with no decision due can always run."""
-        return me.decision_due is None or all(m.step >= me.step for m in self._training())
+        t (``slowest``, the lowest step among them, has reached t): compared (and copied) any earlier, a member still
+        running its interval towards t would be seen as it was before it, and a copy of it would lose the difference.
+        A member with no decision due can always run."""
+        return me.decision_due is None or slowest >= me.step
 
     def _job(self, m: MemberRow) -> Job:
         steps = min(self.cfg.ready_every - m.steps_since_ready, self.cfg.budget_steps - m.step)
@@ -252,7 +255,9 @@ class Controller:
         me = self.members[result.member]
         if result.error is None:
             member, scores = after_interval(me, result, self.cfg)
-            self._publish(member, scores, interval=interval_row(me, member))
+            # only PB2 learns from the record of an interval; other strategies do not pay for writing it
+            interval = interval_row(me, member) if self.cfg.strategy == "pb2" else None
+            self._publish(member, scores, interval=interval)
             return
         if result.storage_error:  # the disk, not the member: nothing is lost, no member is replaced or counted
             text = result.error.lower()

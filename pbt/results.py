@@ -25,7 +25,7 @@ class Results:
 
     def __init__(self, run_dir: Path | str):
         self.run_dir = Path(run_dir)
-        with StoreReader.open_existing(run_dir) as store:
+        with StoreReader(run_dir) as store:
             self.meta: dict[str, Any] = store.meta()
             self.members: list[MemberRow] = store.members()
             self.events: list[Event] = store.events()

@@ -155,11 +155,11 @@ class RunDir:
         if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()):
             lock = RunLock(out)  # one owner at a time: refused within the lock's wait while another process owns it
             try:
-                found = _existing_run(out)
+                found, stored = _existing_run(out, check=resume)  # the store is read once
                 if found in ("trained", "untrained"):
-                    _refuse_a_live_owner(out)
+                    _refuse_a_live_owner(out, stored)
                 if found in ("trained", "damaged") and resume:
-                    return cls._resume(out, lock, domain, method, config, schedule)
+                    return cls._resume(out, lock, domain, method, config, schedule, stored)
                 if found == "other" or (found != "untrained" and not force):
                     what = "holds a run" if found != "other" else "is not empty"
                     if found == "other" and force:
@@ -201,40 +201,45 @@ class RunDir:
 
     @classmethod
     def _resume(cls, out: Path, lock: RunLock, domain: str, method: str, config: Any,
-                schedule: list[dict[str, Any]] | None) -> RunDir:
-        """Reopen a run that trained, to continue it: same run, undamaged, and no other owner alive."""
-        with StoreReader(out) as reader:
-            reader.check_integrity()
-            have = reader.meta()
-        diff = run_differences(have, domain, method, config, schedule)
+                schedule: list[dict[str, Any]] | None, stored: dict[str, Any] | None) -> RunDir:
+        """Reopen a run that trained, to continue it: same run (``stored``: its metadata, None when its store is
+        damaged), undamaged, and no other owner alive."""
+        if stored is None:  # read again only to raise what is damaged (``repro.cli`` words it)
+            with StoreReader(out) as reader:
+                reader.check_integrity()
+                stored = reader.meta()
+        diff = run_differences(stored, domain, method, config, schedule)
         if diff:
             raise ConfigError(f"{out} belongs to a different run ({'; '.join(diff[:3])}); choose another ⟨out⟩",
                               path=out, options=["out"])
         return cls(out, lock, owner_recorded=False)
 
 
-def _refuse_a_live_owner(out: Path) -> None:
-    """Raise ``RunBusy`` when the process recorded as the run's owner is alive: its lock file was deleted (or
-    replaced), so the lock alone no longer keeps a second owner out."""
-    with StoreReader(out) as reader:
-        owner = reader.meta().get("owner") or {}
+def _refuse_a_live_owner(out: Path, stored: dict[str, Any] | None) -> None:
+    """Raise ``RunBusy`` when the process recorded as the run's owner (in ``stored``, the run's metadata) is alive:
+    its lock file was deleted (or replaced), so the lock alone no longer keeps a second owner out."""
+    owner = (stored or {}).get("owner") or {}
     if owner.get("pid") != os.getpid() and recorded_owner_alive(owner):
         raise RunBusy(f"{out} is in use by process {owner['pid']} (it owns this run, though its {LOCK_NAME} was "
                       "deleted or replaced); wait for it to end or stop it, then try again", path=out)
 
 
-def _existing_run(out: Path) -> str:
-    """What ``out`` holds: ``trained`` (a run that trained), ``untrained`` (a run that never trained a step, or a
-    store whose creation never finished), ``damaged`` (a store that cannot be read) or ``other``."""
+def _existing_run(out: Path, check: bool) -> tuple[str, dict[str, Any] | None]:
+    """What ``out`` holds, and its run's metadata (None unless a readable run): ``trained`` (a run that trained),
+    ``untrained`` (a run that never trained a step, or a store whose creation never finished), ``damaged`` (a store
+    that cannot be read, or with ``check``, a trained one that fails SQLite's integrity check) or ``other``."""
     if not Store.exists(out):
-        return "other"
+        return "other", None
     try:
         with StoreReader(out) as reader:
-            return "trained" if reader.trained_any() else "untrained"
+            trained = reader.trained_any()
+            if check and trained:  # a run that never trained is started over, damaged or not
+                reader.check_integrity()
+            return ("trained" if trained else "untrained"), reader.meta()
     except NotARunStore:
-        return "untrained" if (out / DB_NAME).stat().st_size == 0 else "other"
+        return ("untrained" if (out / DB_NAME).stat().st_size == 0 else "other"), None
     except sqlite3.DatabaseError:
-        return "damaged"
+        return "damaged", None
 
 
 def _build_run(out: Path, members: list[MemberRow], meta: dict[str, Any]) -> tuple[Path, RunLock]:

@@ -147,6 +147,8 @@ class RunLock:
                               "to end or stop it, then try again", path=run_dir)
             time.sleep(0.05)
         self.fd = fd
+        held = os.fstat(fd)
+        self.file_id = (held.st_dev, held.st_ino)  # what verify compares the path with (one stat per transaction)
         os.ftruncate(self.fd, 0)
         os.write(self.fd, f"{os.getpid()}\n".encode())
 
@@ -178,7 +180,12 @@ class RunLock:
     def verify(self) -> None:
         """Raise ``LockLost`` unless the file at ``RUN_DIR/pbt.lock`` is still the one this process holds: deleted
         or replaced, it no longer keeps a second owner out, so this one stops (at its next commit)."""
-        if self.fd < 0 or not self._is_current(self.fd):
+        try:
+            here = os.stat(self.path)
+            current = self.fd >= 0 and (here.st_dev, here.st_ino) == self.file_id
+        except FileNotFoundError:
+            current = False
+        if not current:
             raise LockLost(f"{self.path} was deleted or replaced while this process owned the run, so it stopped; "
                            "what was committed is kept (`pbt-repro resume DIR` continues it)", path=self.path.parent)
 
@@ -467,12 +474,6 @@ class StoreReader:
             return True
         except (sqlite3.Error, OSError, ConfigError):
             return False
-
-    @classmethod
-    def open_existing(cls, run_dir: Path | str) -> StoreReader:
-        if not cls.exists(run_dir):
-            raise FileNotFoundError(f"{run_dir} is not a run directory (no {DB_NAME} in it)")
-        return cls(run_dir)
 
     def close(self) -> None:
         self.db.close()

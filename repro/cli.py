@@ -264,7 +264,7 @@ def open_run(run_dir: Path) -> Any:
     empty, not a SQLite database or holds no run, and writes nothing)."""
     from pbt.store import StoreReader
 
-    return StoreReader.open_existing(run_dir)
+    return StoreReader(run_dir)
 
 
 def print_summary(run_dir: Path) -> None:

@@ -71,7 +71,7 @@ def test_run_baseline_status_and_refusal_to_overwrite(cli_env, tmp_path):
     out = cli(["run", "toy", "--seed", "2", "--out", str(run_dir), "--quiet"], cli_env).stdout
     assert "toy / pbt — finished" in out
     cli(["baseline", "toy", "--seed", "2", "--out", str(rs_dir), "--quiet"], cli_env)
-    rs = StoreReader.open_existing(rs_dir)
+    rs = StoreReader(rs_dir)
     assert rs.meta()["method"] == "random_search" and rs.events() == []
     assert rs.meta()["config"]["pbt"]["exploit"] == "none"
     status = cli(["status", str(run_dir)], cli_env).stdout
@@ -96,7 +96,7 @@ def test_kill_9_mid_run_then_resume_completes_every_member(cli_env, tmp_path):
     progressed = False
     while time.monotonic() < deadline and proc.poll() is None:  # poll the store until a few intervals committed
         if Store.exists(run_dir):
-            store = StoreReader.open_existing(run_dir)
+            store = StoreReader(run_dir)
             steps = sum(m.step for m in store.members())
             store.close()
             if steps >= 4 * 8 * 3:
@@ -113,14 +113,14 @@ def test_kill_9_mid_run_then_resume_completes_every_member(cli_env, tmp_path):
         time.sleep(0.05)
     assert not any(os.path.exists(f"/proc/{pid}") for pid in children), "workers outlived their controller"
 
-    store = StoreReader.open_existing(run_dir)
+    store = StoreReader(run_dir)
     assert store.meta()["status"] == "running"  # killed: it never wrote its end
     before = {m.id: m.step for m in store.members()}
     assert any(step < 80 for step in before.values())
     store.close()
 
     cli(["resume", str(run_dir), "--quiet"], cli_env)
-    store = StoreReader.open_existing(run_dir)
+    store = StoreReader(run_dir)
     members = store.members()
     assert len(members) == 4
     for m in members:
@@ -173,7 +173,7 @@ def test_ctrl_c_stops_a_run_with_one_line_whose_command_resumes_it(cli_env, tmp_
     line = only_line(proc.stderr)
     command = re.search(r"`(.*)`", line).group(1)
     assert command == f"pbt-repro resume {shlex.quote(str(run_dir))}"  # the run's own directory, ready to paste
-    assert StoreReader.open_existing(run_dir).meta()["status"] == "interrupted"
+    assert StoreReader(run_dir).meta()["status"] == "interrupted"
     resumed = cli([*shlex.split(command)[1:], "--quiet"], cli_env)
     assert "finished" in resumed.stdout
 
@@ -193,6 +193,6 @@ def test_a_run_stopped_by_max_failures_resumes_with_a_larger_max_failures(cli_en
     done = cli(["resume", str(run_dir), "--task", "tests.fake_tasks", "--max-failures", "5", "--quiet"],
                cli_env)  # the hint, followed
     assert "finished" in done.stdout
-    store = StoreReader.open_existing(run_dir)
+    store = StoreReader(run_dir)
     assert store.state()[0] == "finished" and all(m.status == "done" for m in store.members())
     store.close()

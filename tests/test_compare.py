@@ -59,7 +59,7 @@ def test_compare_writes_both_tables_and_all_the_figures(toy_runs, tmp_path):
     rows = list(csv.DictReader((out / "comparison.csv").open()))
     assert [r["method"] for r in rows] == ["pbt", "random_search"]
     for row, run_dir in zip(rows, (toy_runs["pbt"], toy_runs["rs"])):
-        store = StoreReader.open_existing(run_dir)
+        store = StoreReader(run_dir)
         scores = [m.score for m in store.members()]
         assert float(row["best_final"]) == max(scores)
         assert float(row["mean_final"]) == pytest.approx(statistics.fmean(scores))
@@ -71,7 +71,7 @@ def test_compare_writes_both_tables_and_all_the_figures(toy_runs, tmp_path):
     assert "Unequal" not in markdown
     # the lineage written as data ends at the best member's final step with its final hyperparameters
     schedule = json.loads((out / "best_schedule.json").read_text())
-    best = max(StoreReader.open_existing(toy_runs["pbt"]).members(), key=lambda m: (m.score, -m.id))
+    best = max(StoreReader(toy_runs["pbt"]).members(), key=lambda m: (m.score, -m.id))
     assert schedule["member"] == best.id and schedule["segments"][-1]["end"] == 60
     assert schedule["segments"][-1]["hparams"] == best.hparams
     assert comparison.best_schedule == schedule
@@ -84,7 +84,7 @@ def test_compare_reports_each_pbt_runs_coalescence_and_draws_the_greediness_figu
     comparison = compare([toy_runs["pbt"], toy_runs["pbt1"], toy_runs["rs"]], out)
     assert comparison.figures["greediness"] == ["greediness.png", "greediness.svg"]
     assert (out / "greediness.png").read_bytes()[:8] == PNG_MAGIC and (out / "greediness.png").stat().st_size > 1000
-    first = {name: min(e.step for e in StoreReader.open_existing(toy_runs[name]).events("exploit"))
+    first = {name: min(e.step for e in StoreReader(toy_runs[name]).events("exploit"))
              for name in ("pbt", "pbt1")}
     rows = list(csv.DictReader((out / "comparison.csv").open()))
     assert [(r["coalescence_step"], r["coalesced_seeds"], r["lineages_at_end"]) for r in rows] == [
@@ -172,7 +172,7 @@ def test_reproduce_writes_a_results_folder_resumes_and_merges_extra_results(tmp_
     assert sorted(calls) == ["pbt-s0", "pbt-s1", "random_search-s0", "random_search-s1"]
     assert on_disk["extra_results"]["pbt"]["1"] == {"member": 1, "test_score": {"a": 1.0}}
     assert on_disk["extra_results"]["random_search"]["0"]["test_score"] == {"a": 0.5}
-    assert StoreReader.open_existing(tmp_path / "runs" / "pbt-s1").meta()["extra_results"]["test_score"] == {"a": 1.0}
+    assert StoreReader(tmp_path / "runs" / "pbt-s1").meta()["extra_results"]["test_score"] == {"a": 1.0}
     p = on_disk["provenance"]
     assert set(p) >= {"config", "seeds", "git_commit", "machine", "date", "wall_seconds", "command"}
     assert p["config"]["random_search"]["pbt"]["exploit"] == "none" and p["seeds"] == [0, 1]
@@ -192,7 +192,7 @@ def test_reproduce_writes_a_results_folder_resumes_and_merges_extra_results(tmp_
     # rerunning continues instead of retraining: finished runs are left as they are, and so are the hand-written
     # notes at the end of the README, while the generated part is rewritten
     (out / "README.md").write_text("stale\n" + NOTES_MARKER + "\n## Discussion\nPBT won.\n")
-    before = {d.name: len(StoreReader.open_existing(d).scores()) for d in (tmp_path / "runs").iterdir()}
+    before = {d.name: len(StoreReader(d).scores()) for d in (tmp_path / "runs").iterdir()}
     committed = {f: f.stat().st_mtime_ns for f in out.iterdir()}
 
     def commit_of_tree():  # the results folder is tracked: once reproduce rewrites a file, git calls the tree dirty
@@ -203,7 +203,7 @@ def test_reproduce_writes_a_results_folder_resumes_and_merges_extra_results(tmp_
     reproduce("toy", config, "smoke", seeds=2, out=out, runs=tmp_path / "runs")
     assert commit_of_tree() == "c0ffee+dirty"  # the fake can tell
     assert json.loads((out / "summary.json").read_text())["provenance"]["git_commit"] == "c0ffee"
-    after = {d.name: len(StoreReader.open_existing(d).scores()) for d in (tmp_path / "runs").iterdir()}
+    after = {d.name: len(StoreReader(d).scores()) for d in (tmp_path / "runs").iterdir()}
     assert before == after and len(before) == 4 and len(calls) == 4  # and no extra results computed again
     # comparing the same stores again gives the same statistics and the same figure files, byte for byte (reopening
     # a finished run adds to its wall time, so the compute and provenance are left out)
@@ -246,7 +246,7 @@ def test_reproduce_can_run_one_arm_now_and_compare_later(tmp_path):
     runs, out = tmp_path / "runs", tmp_path / "results"
     assert reproduce("toy", config, "smoke", out=out, runs=runs, arms=["pbt"]) is None
     assert sorted(d.name for d in runs.iterdir()) == ["pbt-s0"] and not out.exists()
-    scores = len(StoreReader.open_existing(runs / "pbt-s0").scores())
+    scores = len(StoreReader(runs / "pbt-s0").scores())
     summary = reproduce("toy", config, "smoke", out=out, runs=runs)
     assert summary is not None and summary["pbt"]["seeds"] == [0] == summary["random_search"]["seeds"]
     # one seed: means without intervals
@@ -255,7 +255,7 @@ def test_reproduce_can_run_one_arm_now_and_compare_later(tmp_path):
                                   "high": None, "n": 1}
     row = next(line for line in (out / "README.md").read_text().splitlines() if line.startswith("| best member's"))
     assert "[" not in row and row.endswith(f"| {best['wins']}/1 |")
-    assert len(StoreReader.open_existing(runs / "pbt-s0").scores()) == scores  # the finished arm was not retrained
+    assert len(StoreReader(runs / "pbt-s0").scores()) == scores  # the finished arm was not retrained
     with pytest.raises(ConfigError, match="unknown arm"):
         reproduce("toy", config, "smoke", out=out, runs=runs, arms=["grid"])
 
@@ -271,7 +271,7 @@ def three_seeds(tmp_path_factory):
     finals = {}
     for arm in ("pbt", "random_search"):
         for seed in (0, 1, 2):
-            scores = [m.score for m in StoreReader.open_existing(root / "runs" / f"{arm}-s{seed}").members()]
+            scores = [m.score for m in StoreReader(root / "runs" / f"{arm}-s{seed}").members()]
             finals[arm, seed] = (max(scores), statistics.fmean(scores))
     return root, summary, finals
 

@@ -11,7 +11,7 @@ from pbt.algorithm import Job, StateCache, run_interval
 from pbt.config import PBTConfig
 from pbt.controller import RunFailed, run_experiment
 from pbt.space import ConfigError
-from pbt.store import CorruptCheckpoint, Store, StoreReader, verify_checkpoint
+from pbt.store import CorruptCheckpoint, StoreReader, verify_checkpoint
 from tests.fake_tasks import Config as FakeConfig
 from tests.fake_tasks import CountingTask
 
@@ -70,7 +70,7 @@ def test_a_train_that_takes_a_step_unit_or_more_past_what_was_asked_stops_the_ru
     with pytest.raises(RunFailed, match=r"broke its contract: TaskContractError: train\(\) took 1000016 steps when 16 "
                                         r"were asked for"):
         run_experiment(FAKE, config, tmp_path / "run")
-    store = Store.open_existing(tmp_path / "run")
+    store = StoreReader(tmp_path / "run")
     assert len(store.events("failure")) == 1 and all(m.step == 0 for m in store.members())
     assert len(store.events("failure")[0].message.splitlines()) == 1
     # an overshoot below the unit the task declares is how whole unrolls end: allowed
@@ -92,7 +92,7 @@ def test_evaluation_samples_that_are_not_finite_numbers_stop_the_run_in_one_line
     with pytest.raises(RunFailed, match=f"broke its contract: TaskContractError: {message}") as failed:
         run_experiment(FAKE, config, tmp_path / "run")
     assert len(str(failed.value).splitlines()) == 1
-    assert len(Store.open_existing(tmp_path / "run").events("failure")) == 1
+    assert len(StoreReader(tmp_path / "run").events("failure")) == 1
     numbers = dataclasses.replace(config, samples="numbers")  # and samples that are finite numbers are compared
     assert all(m.status == "done" for m in run_experiment(FAKE, numbers, tmp_path / "numbers").members())
 
@@ -195,17 +195,17 @@ def test_member_failing_too_often_stops_the_run(tmp_path):
                                  failure="raise", fail_times=100)
     with pytest.raises(RunFailed, match="member 1 failed 3 times .*injected failure"):
         run_experiment(FAKE, config, tmp_path / "run")
-    store = StoreReader.open_existing(tmp_path / "run")
+    store = StoreReader(tmp_path / "run")
     assert store.members()[1].status == "failed"
     assert store.meta()["status"] == "failed" and "member 1 failed 3 times" in store.meta()["failure"]
     store.close()
     # resuming cannot make it succeed: it says so at once instead of finishing the others and reporting success
-    steps = sum(m.step for m in StoreReader.open_existing(tmp_path / "run").members())
+    steps = sum(m.step for m in StoreReader(tmp_path / "run").members())
     with pytest.raises(RunFailed, match="member 1 failed 3 times, more than max_failures=2.*config.pbt.max_failures"
                        ) as refused:
         run_experiment(FAKE, config, tmp_path / "run", resume=True)
     assert refused.value.member == 1 and refused.value.options == ("pbt.max_failures",)
-    assert sum(m.step for m in StoreReader.open_existing(tmp_path / "run").members()) == steps
+    assert sum(m.step for m in StoreReader(tmp_path / "run").members()) == steps
     # a larger max_failures on resume retries the member (and it now succeeds: its injected failures are used up)
     for i in range(3, config.fail_times):
         (tmp_path / f"fail-{i}").write_text("x")
@@ -221,7 +221,7 @@ def test_a_run_in_which_every_member_was_dropped_fails(tmp_path):
                                  fail_times=100)
     with pytest.raises(RunFailed, match="no member finished"):
         run_experiment(FAKE, config, tmp_path / "run")
-    meta = StoreReader.open_existing(tmp_path / "run").meta()
+    meta = StoreReader(tmp_path / "run").meta()
     assert meta["status"] == "failed" and "no member finished" in meta["failure"]
 
 
@@ -267,7 +267,7 @@ def test_existing_run_dir_is_not_overwritten_and_resume_checks_the_config(tmp_pa
     again = run_experiment(FAKE, fake(tmp_path), out, resume=True)  # finished: nothing left to do
     assert all(m.status == "done" for m in again.members())
     run_experiment(FAKE, fake(tmp_path, population=3), out, force=True)
-    assert len(StoreReader.open_existing(out).members()) == 3
+    assert len(StoreReader(out).members()) == 3
 
 
 @pytest.mark.parametrize(
@@ -323,11 +323,12 @@ def test_a_ready_member_sees_members_ahead_at_its_own_step(tmp_path):
     # a decision of member 0's at 20 waits until it has one
     assert {m.id: m.score for m in controller._view(controller.members[0])} == {0: 2.0, 1: None, 2: None}
     assert (store.checkpoint_dir / "a").exists()  # kept while member 1 (at step 10) may still copy it
-    ahead = dataclasses.replace(controller.members[0], decision_due=10)
-    assert not controller._can_decide(ahead) and controller._can_decide(me)
+    controller.members[0] = ahead = dataclasses.replace(controller.members[0], decision_due=20)
+    assert [m.id for m in controller._runnable(set())] == [1, 2]  # member 0's decision at 20 waits
     controller._publish(dataclasses.replace(me, step=20, weight_age=20))
     controller._publish(dataclasses.replace(m2, step=20, weight_age=20, score=0.5, checkpoint="c", checksum="hc"))
-    assert controller._can_decide(ahead)
+    controller.members[0] = ahead
+    assert 0 in [m.id for m in controller._runnable(set())]
 
 
 def test_a_member_whose_checkpoint_is_corrupt_is_not_replaced_by_a_member_sharing_that_file():

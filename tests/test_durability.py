@@ -50,7 +50,7 @@ def run_with_kills(out: Path, config: ToyConfig, kills: list[int]) -> Store:
     for after in kills:
         with pytest.raises(Killed):
             run_experiment(TOY, config, out, domain="toy", resume=True, listeners=[killer(after)])
-        assert StoreReader.open_existing(out).meta()["status"] == "interrupted"
+        assert StoreReader(out).meta()["status"] == "interrupted"
     return run_experiment(TOY, config, out, domain="toy", resume=True)
 
 
@@ -91,7 +91,7 @@ def test_a_kill_between_an_interval_and_its_decision_keeps_the_decision(tmp_path
     # the first publish of a member made ready by its interval: stop right there
     with pytest.raises(Killed):
         run_experiment(TOY, config, out, domain="toy", listeners=[killer(1)])
-    store = StoreReader.open_existing(out)
+    store = StoreReader(out)
     due = [m for m in store.members() if m.decision_due is not None]
     assert due and due[0].step == config.pbt.ready_every and due[0].decision_due == 0
     assert store.meta()["serial_round"]["attempted"] == [0]
@@ -144,7 +144,7 @@ def test_async_run_killed_with_a_decision_pending_makes_it_on_resume(tmp_path: P
             break
     else:
         pytest.fail("no kill landed while a decision was pending")
-    store = StoreReader.open_existing(run_dir)
+    store = StoreReader(run_dir)
     assert store.state()[0] == "interrupted"
     explored_before = {(e.member, e.step) for e in store.events("explore")}
     store.close()
@@ -152,7 +152,7 @@ def test_async_run_killed_with_a_decision_pending_makes_it_on_resume(tmp_path: P
     done = subprocess.run([sys.executable, "-m", "repro.cli", "resume", str(run_dir), "--quiet"], cwd=REPO,
                           env=cli_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    store = StoreReader.open_existing(run_dir)
+    store = StoreReader(run_dir)
     explored = [(e.member, e.step) for e in store.events("explore")]
     for member, step in due.items():
         assert explored.count((member, step)) == 1, f"member {member}'s decision at step {step} was lost"

@@ -68,7 +68,7 @@ def children(pid: int) -> list[int]:
 
 
 def check_invariants(run_dir: Path, finished: bool) -> None:
-    store = StoreReader.open_existing(run_dir)
+    store = StoreReader(run_dir)
     try:
         members = store.members()
         assert len(members) == POPULATION
@@ -110,7 +110,7 @@ def test_random_kill_9_of_controller_group_or_worker_then_resume_until_done(tmp_
         wait_gone(proc.pid)
         if Store.exists(run_dir):
             check_invariants(run_dir, finished=False)
-            state, _ = StoreReader.open_existing(run_dir).state()
+            state, _ = StoreReader(run_dir).state()
             assert state in ("interrupted", "finished")  # a dead run never claims to be running
     else:
         pytest.fail("the run did not finish in 30 sittings")
@@ -158,12 +158,12 @@ def test_a_corrupt_checkpoint_is_replaced_and_a_corrupt_store_refused(tmp_path: 
     proc = start([*RUN, "--exploit", "none", "--out", str(run_dir)])
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if Store.exists(run_dir) and all(m.checkpoint for m in StoreReader.open_existing(run_dir).members()):
+        if Store.exists(run_dir) and all(m.checkpoint for m in StoreReader(run_dir).members()):
             break
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    store = StoreReader.open_existing(run_dir)
+    store = StoreReader(run_dir)
     victim = next(m for m in store.members() if m.step < BUDGET)
     path = store.checkpoint_path(victim)
     store.close()
@@ -172,7 +172,7 @@ def test_a_corrupt_checkpoint_is_replaced_and_a_corrupt_store_refused(tmp_path: 
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     check_invariants(run_dir, finished=True)
-    failures = StoreReader.open_existing(run_dir).events("failure")
+    failures = StoreReader(run_dir).events("failure")
     assert any("CorruptCheckpoint" in (e.message or "") and e.member == victim.id for e in failures)
 
     (run_dir / "pbt.sqlite").write_bytes(b"this is not a database" * 100)

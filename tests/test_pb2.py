@@ -165,7 +165,7 @@ def test_a_serial_toy_run_with_pb2_finishes_and_its_explores_carry_pb2s_ops(tmp_
     code = cli_main(["run", "toy", "--executor", "serial", "--workers", "1", "--population", "6", "--budget-steps",
                      "40", "--strategy", "pb2", "--explore", "perturb", "--quiet", "--out", str(out)])
     assert code == 0, capsys.readouterr().err
-    store = StoreReader.open_existing(out)
+    store = StoreReader(out)
     assert store.meta()["status"] == "finished" and all(m.status == "done" for m in store.members())
     explores = store.events(EventKind.EXPLORE)
     first_ready = 4  # nothing to learn from yet: the fresh members' first intervals have no starting score
@@ -192,3 +192,10 @@ def test_a_missing_scikit_learn_is_one_line_naming_the_extra(tmp_path: Path, mon
     # PBT's own explore needs no scikit-learn
     run_experiment("experiments.toy.task", dataclasses.replace(toy_pb2(), pbt=dataclasses.replace(
         toy_pb2().pbt, strategy="pbt", budget_steps=8)), tmp_path / "pbt", domain="toy")
+
+
+def test_only_a_pb2_run_keeps_the_record_of_its_intervals(tmp_path: Path) -> None:
+    config = toy_pb2()
+    config = dataclasses.replace(config, pbt=dataclasses.replace(config.pbt, strategy="pbt"))
+    store = run_experiment("experiments.toy.task", config, tmp_path / "run", domain="toy")
+    assert store.events(EventKind.EXPLOIT) and store.intervals(0, 40) == []

@@ -112,14 +112,14 @@ def test_replaying_a_real_toy_run_retraces_its_best_lineage_score_for_score(tmp_
     pbt = Results(tmp_path / "pbt")
     assert any(e.kind == "exploit" for e in pbt.events)
     replay(tmp_path / "pbt", tmp_path / "replay")
-    store = StoreReader.open_existing(tmp_path / "pbt")
+    store = StoreReader(tmp_path / "pbt")
     by_member_step = {(s.member, s.step): s.score for s in store.scores()}
     store.close()
     segments = pbt.schedule()
     lineage_scores = {age_from + k: by_member_step[(s.member, s.start + k)]
                       for s, (age_from, age_to) in zip(segments, training_spans(segments))
                       for k in range(1, age_to - age_from + 1)}
-    replayed = StoreReader.open_existing(tmp_path / "replay")
+    replayed = StoreReader(tmp_path / "replay")
     assert {s.step: s.score for s in replayed.scores()} == lineage_scores
     replayed.close()
 
@@ -145,7 +145,7 @@ def test_a_killed_replay_resumes_to_the_same_result(tmp_path: Path) -> None:
             replay(tmp_path / "pbt", tmp_path / "killed", population=2, resume=True,
                    listeners_for=lambda store, config, n=n: contextlib.nullcontext([KillAfter(n)]))
     replay(tmp_path / "pbt", tmp_path / "killed", population=2, resume=True)
-    whole, killed = (StoreReader.open_existing(tmp_path / name) for name in ("whole", "killed"))
+    whole, killed = (StoreReader(tmp_path / name) for name in ("whole", "killed"))
     assert killed.meta()["status"] == "finished" and run_log(killed) == run_log(whole)
     assert any(e.kind == "schedule" for e in killed.events())
 

@@ -221,7 +221,7 @@ def test_a_wal_deleted_mid_run_stops_it_at_the_next_commit_with_one_line(cli_env
     assert_one_line_error(ended, str(wal), "was deleted", "the run stopped")
     from pbt.store import Store, StoreReader
 
-    store = StoreReader.open_existing(run_dir)
+    store = StoreReader(run_dir)
     used = store.compute()["used_steps"]
     state, why = store.state()
     store.close()

@@ -31,10 +31,10 @@ def test_a_second_owner_is_refused_at_once_naming_the_first(tmp_path: Path) -> N
     for kwargs in ({"resume": True}, {"force": True}, {}):
         with pytest.raises(RunBusy, match=r"in use by process \d+"):
             RunDir.open(out, "toy", "pbt", toy(), None, SPACE, **kwargs)
-    assert StoreReader.open_existing(out).state()[0] == "running"  # readers still read it
+    assert StoreReader(out).state()[0] == "running"  # readers still read it
     store.close()  # the owner is done: the lock is free
     assert RunLock.owner(out) is None
-    assert StoreReader.open_existing(out).state()[0] == "interrupted"  # says running, but nobody owns it
+    assert StoreReader(out).state()[0] == "interrupted"  # says running, but nobody owns it
     RunDir.open(out, "toy", "pbt", toy(), None, SPACE, resume=True).close()
 
 
@@ -90,7 +90,7 @@ def test_a_run_that_failed_before_training_can_start_again_with_other_settings(t
         patch.setattr(task, "DOMAIN", dataclasses.replace(task.DOMAIN, prepare=broken_prepare))
         with pytest.raises(FileNotFoundError):
             run_experiment(TOY, bad, out, domain="toy")
-    state, why = StoreReader.open_existing(out).state()
+    state, why = StoreReader(out).state()
     assert state == "failed" and "data not found" in why
     fixed = toy(lr=0.02)  # a different config: refused for a run that trained, accepted for one that never did
     store = run_experiment(TOY, fixed, out, domain="toy", resume=True)
@@ -105,7 +105,7 @@ def test_status_names_the_failure_of_a_stopped_run(tmp_path: Path) -> None:
     config = dataclasses.replace(fake(tmp_path, max_failures=0, on_failure="retry"), fail_member=0, failure="raise")
     with pytest.raises(RunFailed):
         run_experiment(FAKE, config, tmp_path / "run")
-    state, why = StoreReader.open_existing(tmp_path / "run").state()
+    state, why = StoreReader(tmp_path / "run").state()
     assert state == "failed" and "member 0 failed 1 times" in why and "injected failure" in why
     assert (tmp_path / "run" / LOCK_NAME).exists() and RunLock.owner(tmp_path / "run") is None
 

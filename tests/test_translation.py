@@ -186,7 +186,7 @@ def test_smoke_profile_runs_from_the_command_line(tmp_path: Path, cache_dir: Pat
     out = tmp_path / "run"
     assert main(["run", "translation", "--profile", "smoke", "--data-dir", str(MULTI30K), "--cache-dir",
                  str(cache_dir), "--out", str(out), "--quiet"]) == 0
-    store = StoreReader.open_existing(out)
+    store = StoreReader(out)
     assert store.meta()["status"] == "finished"
     assert all(m.status == "done" and len(m.samples) == 10 for m in store.members())
     assert len(store.scores()) == 4 * 4  # 4 members x 4 ready intervals, one evaluation each

@@ -83,12 +83,12 @@ def cli(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedP
 
 def test_a_user_module_works_with_every_command(user_code: Path) -> None:
     cli(["run", "mypkg.mytask", "--profile", "smoke", "--out", "pbt", "--quiet"], user_code)
-    store = StoreReader.open_existing(user_code / "pbt")
+    store = StoreReader(user_code / "pbt")
     assert store.meta()["module"] == "mypkg.mytask" and store.meta()["metric"] == "-x²"
     assert store.meta()["space"] == {"lr": "loguniform:0.01:0.5"} and store.events("exploit")
     store.close()
     cli(["baseline", "mypkg.mytask", "--profile", "smoke", "--out", "rs", "--quiet"], user_code)
-    rs = StoreReader.open_existing(user_code / "rs")
+    rs = StoreReader(user_code / "rs")
     assert rs.meta()["method"] == "random_search" and not rs.events("exploit")
     rs.close()
     assert "finished" in cli(["status", "pbt"], user_code).stdout
@@ -107,7 +107,7 @@ def test_a_user_module_works_with_every_command(user_code: Path) -> None:
 
 def test_a_task_file_path_works_too(user_code: Path) -> None:
     cli(["run", "solo_task.py", "--out", "solo", "--population", "3", "--quiet"], user_code)
-    assert StoreReader.open_existing(user_code / "solo").meta()["status"] == "finished"
+    assert StoreReader(user_code / "solo").meta()["status"] == "finished"
     assert cli(["resume", "solo", "--task", "solo_task.py", "--quiet"], user_code).returncode == 0
     bad = cli(["run", "nosuch.module", "--quiet"], user_code, check=False)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "cannot import" in bad.stderr
@@ -124,7 +124,7 @@ def test_a_task_that_breaks_the_contract_stops_with_a_clear_message(user_code: P
 
         with pytest.raises(RunFailed, match=r"train\(\) must return a mapping of metrics .*got None"):
             run_experiment("mypkg.broken", module.Config(), user_code / "run")
-        failures = StoreReader.open_existing(user_code / "run").events("failure")
+        failures = StoreReader(user_code / "run").events("failure")
         assert len(failures) == 1  # not retried: every member would fail the same way
     finally:
         sys.path.remove(str(user_code))

@@ -21,7 +21,7 @@ def test_offline_run_files_hold_the_logged_keys(tmp_path, monkeypatch):
     from pbt.rundir import RunDir
 
     RunDir.open(run_dir, "toy", "pbt", config, toy.initial_hparams(config), toy.SPACE).close()
-    meta = StoreReader.open_existing(run_dir).meta()
+    meta = StoreReader(run_dir).meta()
     logger = WandbLogger(run_dir, meta, project="pbt-test", group="toy-group", directory=tmp_path / "wb")
     store = run_experiment("experiments.toy.task", config, run_dir, domain="toy",
                            initial_hparams=toy.initial_hparams(config), resume=True, listeners=[logger])

@@ -68,7 +68,7 @@ def load_run(run_dir: Path | str) -> Run:
 
 def run_meta(run_dir: Path | str) -> dict[str, Any]:
     """Only a run directory's metadata (status, wall time, commit): cheap where ``load_run`` reads every score."""
-    with StoreReader.open_existing(run_dir) as store:
+    with StoreReader(run_dir) as store:
         return store.meta()
 
 
