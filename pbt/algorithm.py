@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pbt import exploit as exploit_rules
-if TYPE_CHECKING:  # PB2 (numpy, scikit-learn) is imported only by a run that explores with it
-    from pbt import pb2
+if TYPE_CHECKING:  # PB2 (numpy, scikit-learn) and FIRE (scipy) are imported only by a run that uses them
+    from pbt import fire, pb2
 from pbt.config import PBTConfig
 from pbt.exploit import Published
 from pbt.space import HParams, Prior, explore, sample
@@ -304,11 +304,17 @@ def follow_schedule(me: MemberRow, schedule: Schedule) -> tuple[MemberRow, list[
 
 def ready_decision(me: MemberRow, members: list[MemberRow], space: dict[str, Prior], cfg: PBTConfig,
                    schedule: Schedule | None = None,
-                   history: pb2.History | None = None) -> tuple[MemberRow, list[Event]]:
-    """What a ready member does: follow the run's schedule when it replays one, else exploit and explore (the
-    explore step by ``cfg.strategy``: PBT's, or PB2's, which learns from ``history``)."""
+                   history: pb2.History | fire.History | None = None) -> tuple[MemberRow, list[Event]]:
+    """What a ready member does: follow the run's schedule when it replays one; else, by ``cfg.strategy``, exploit
+    and explore (PBT's explore step, or PB2's, which learns from ``history``), or FIRE PBT's decision for the member's
+    sub-population (``pbt.fire``, from ``history``)."""
     if schedule is not None:
         return follow_schedule(me, schedule)
+    if cfg.strategy == "fire":
+        from pbt import fire
+
+        rng = decision_rng(cfg.seed, me.id, me.step, "ready")
+        return fire.decide(me, members, space, cfg, history or fire.History(), rng)
     return exploit_and_explore(me, members, space, cfg, cfg.seed, history)
 
 

@@ -55,11 +55,12 @@ class PBTConfig:
     budget_steps: int = doc("Training steps per member (the task's unit: frames, gradient steps).", default=1000)
     ready_every: int = doc("A member is ready after this many steps since it was last ready.", default=100)
     eval_every: int = doc("Evaluate every this many steps (0: once per ready interval).", default=0)
-    strategy: Literal["pbt", "pb2"] = doc(
-        "How a copier's hyperparameters are explored: pbt (the explore rule) or pb2 (a time-varying Gaussian-process "
-        "bandit picks the numeric ones within their priors, Parker-Holder et al. 2020; categorical ones keep the "
-        "explore rule; explore none turns exploring off under either; pip install 'pbt-repro[pb2]'). The exploit rule "
-        "is the same.", default="pbt")
+    strategy: Literal["pbt", "pb2", "fire"] = doc(
+        "pbt: the paper's exploit and explore rules. pb2: the same exploit, but a time-varying Gaussian-process "
+        "bandit picks a copier's numeric hyperparameters within their priors (Parker-Holder et al. 2020; categorical "
+        "ones keep the explore rule; pip install 'pbt-repro[pb2]'). fire: FIRE PBT (Dalibard & Jaderberg 2021): "
+        "greedy members, parents judged on how fast their weights improve, and evaluators that measure it "
+        "(at least 4 members besides the evaluators). explore none turns exploring off under each.", default="pbt")
     exploit: Literal["truncation", "ttest", "tournament", "none"] = doc(
         "Exploit rule: truncation, ttest (Welch), tournament (binary), none.", default="truncation"
     )
@@ -89,6 +90,14 @@ class PBTConfig:
         "standardised).", default=2.0)
     pb2_candidates: int = doc(
         "PB2: random points the upper confidence bound is computed at before the best one is refined.", default=256)
+    fire_evaluators: int = doc(
+        "FIRE: the last this many members are evaluators; the others are halved into greedy members and parents "
+        "(population 8: 3 greedy, 3 parents, 2 evaluators).", default=2)
+    fire_max_eval_steps: int = doc(
+        "FIRE: an evaluator whose curve has not met its child's after this many steps stops (0: three ready "
+        "intervals).", default=0)
+    fire_p_value: float = doc(
+        "FIRE: significance of the binomial test that an evaluator's curve beats its child's.", default=0.01)
     priors: tuple[str, ...] = doc(
         "Replace search-space priors: NAME=loguniform:LOW:HIGH, NAME=uniform:LOW:HIGH, NAME=int:LOW:HIGH or "
         "NAME=choice:A,B.", default=())
@@ -139,6 +148,13 @@ class PBTConfig:
             raise ConfigError(f"noise_std must be >= 0, got {self.noise_std}")
         if self.pb2_kappa < 0:
             raise ConfigError(f"pb2_kappa must be >= 0, got {self.pb2_kappa}")
+        if self.strategy == "fire":
+            if self.fire_evaluators < 1 or self.population - self.fire_evaluators < 4:
+                raise ConfigError(f"strategy fire needs fire_evaluators >= 1 and at least 4 other members (2 greedy, 2 "
+                                  f"parents), got population {self.population} with fire_evaluators "
+                                  f"{self.fire_evaluators}")
+            if self.fire_max_eval_steps < 0 or not 0.0 < self.fire_p_value < 1.0:
+                raise ConfigError("fire_max_eval_steps must be >= 0 and fire_p_value in (0, 1)")
         if self.interval_timeout < 0:
             raise ConfigError(f"interval_timeout must be >= 0 (0: no limit), got {self.interval_timeout}")
         if self.interval_timeout and self.executor == "serial":  # a train call that never returns holds this process

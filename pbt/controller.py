@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # PB2 (numpy, scikit-learn) is imported only by a run that explores with it
-    from pbt import pb2
+    from pbt import fire, pb2
 from pbt.algorithm import (
     IntervalResult,
     Job,
@@ -40,6 +40,7 @@ from pbt.config import PBTConfig
 from pbt.domain import load as load_domain
 from pbt.errors import Worded
 from pbt.executor import Executor, LocalExecutor, SerialExecutor, TaskSpec, concurrency
+from pbt.fire import decides_last
 from pbt.rundir import RunDir
 from pbt.space import ConfigError, HParams
 from pbt.store import (Event, EventKind, IntervalRow, LockLost, MemberRow, MemberStatus, RunStatus, ScoreRow, Store,
@@ -98,16 +99,21 @@ class Controller:
             return []
         slowest = min(m.step for m in training)
         horizon = slowest // self.cfg.ready_every + MAX_LEAD
+        # steps at which a member that decides before FIRE's evaluators still has its decision to make
+        undecided = {m.step for m in training if m.decision_due is not None and not decides_last(m.id, self.cfg)}
         return [m for m in training if m.id not in in_flight and m.step // self.cfg.ready_every <= horizon
-                and self._can_decide(m, slowest)]
+                and self._can_decide(m, slowest, undecided)]
 
-    @staticmethod
-    def _can_decide(me: MemberRow, slowest: int) -> bool:
+    def _can_decide(self, me: MemberRow, slowest: int, undecided: set[int]) -> bool:
         """A ready member at step t decides only once every member that will still train has published its state at
         t (``slowest``, the lowest step among them, has reached t): compared (and copied) any earlier, a member still
         running its interval towards t would be seen as it was before it, and a copy of it would lose the difference.
-        A member with no decision due can always run."""
-        return me.decision_due is None or slowest >= me.step
+        A FIRE evaluator also waits for the other members' decisions at t (``undecided``: the steps where one is still
+        to come), whose outcome (its child adopting its weights) it acts on. A member with no decision due can always
+        run."""
+        if me.decision_due is None:
+            return True
+        return slowest >= me.step and not (decides_last(me.id, self.cfg) and me.step in undecided)
 
     def _job(self, m: MemberRow) -> Job:
         steps = min(self.cfg.ready_every - m.steps_since_ready, self.cfg.budget_steps - m.step)
@@ -225,6 +231,7 @@ class Controller:
             if self.round["order"] is None:
                 order = [m.id for m in self.members if m.decision_due == low]
                 decision_rng(self.cfg.seed, -1, low, "order").shuffle(order)
+                order.sort(key=lambda i: decides_last(i, self.cfg))  # FIRE's evaluators after the others
                 self.round["order"] = order
             for member in self.round["order"]:
                 self._decide(member)
@@ -290,10 +297,14 @@ class Controller:
             view.append(m)
         return view
 
-    def _history(self, me: MemberRow) -> pb2.History | None:
-        """What PB2's explore step learns from when ``me`` decides at its step, all from the store (so a resumed run
-        decides as an uninterrupted one): the completed intervals in its window, and the hyperparameters PB2 gave
-        other members at this step. None under PBT's explore, which needs none."""
+    def _history(self, me: MemberRow) -> pb2.History | fire.History | None:
+        """What the strategy learns from when ``me`` decides at its step, all from the store (so a resumed run
+        decides as an uninterrupted one). PB2: the completed intervals in its window, and the hyperparameters PB2 gave
+        other members at this step. FIRE: the copies and scores so far (``fire.read_history``). PBT needs none."""
+        if self.cfg.strategy == "fire":
+            from pbt import fire
+
+            return fire.read_history(self.store, me.step)
         if self.cfg.strategy != "pb2":
             return None
         from pbt import pb2

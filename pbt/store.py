@@ -553,6 +553,14 @@ class StoreReader:
         rows = self.db.execute(query + " ORDER BY time, member, step", args).fetchall()
         return [ScoreRow(member=r[0], step=r[1], score=r[2], metrics=json.loads(r[3]), time=r[4]) for r in rows]
 
+    def score_curves(self, until: int) -> dict[int, tuple[tuple[int, float], ...]]:
+        """Each member's (step, score) points up to step ``until``, in ascending steps (without their metrics)."""
+        curves: dict[int, list[tuple[int, float]]] = {}
+        for member, step, score in self.db.execute("SELECT member, step, score FROM score WHERE step <= ? "
+                                                   "ORDER BY member, step, time", (until,)):
+            curves.setdefault(member, []).append((step, score))
+        return {m: tuple(c) for m, c in curves.items()}
+
     def events(self, kind: str | None = None, step: int | None = None) -> list[Event]:
         """Every event in the order it was recorded; only those of ``kind``, or made at ``step``, when given."""
         conditions = {"kind = ?": kind, "step = ?": step}

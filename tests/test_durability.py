@@ -85,6 +85,20 @@ def test_serial_pb2_run_killed_anywhere_resumes_to_the_same_events_and_scores(tm
     assert run_log(run_with_kills(tmp_path / "many", config, [7, 1, 23, 2, 40])) == reference
 
 
+def test_serial_fire_run_killed_anywhere_resumes_to_the_same_events_and_scores(tmp_path: Path) -> None:
+    """FIRE's assignments, curves and copies are read from the store's events and scores, and its evaluators decide
+    last in every round, also in a resumed one."""
+    config = toy_config(strategy="fire", fire_evaluators=2)
+    counted: list[int] = []
+    reference = run_log(run_experiment(TOY, config, tmp_path / "whole", domain="toy",
+                                       listeners=[lambda *_: counted.append(1)]))
+    commits = len(counted)
+    assert sum((e["ops"] or {}).get("fire") == "evaluate" for e in reference["events"]) > 5
+    for i, after in enumerate(range(5, commits, max(1, commits // 5))):
+        assert run_log(run_with_kills(tmp_path / f"killed-{i}", config, [after])) == reference, f"after {after}"
+    assert run_log(run_with_kills(tmp_path / "many", config, [7, 1, 23, 2, 40])) == reference
+
+
 def test_a_kill_between_an_interval_and_its_decision_keeps_the_decision(tmp_path: Path) -> None:
     config = toy_config()
     out = tmp_path / "run"

@@ -134,7 +134,7 @@ def test_a_copy_and_a_failed_members_replacement_both_explore_with_pb2() -> None
 @pytest.mark.parametrize("field, value, message", [("pb2_window", 0, "pb2_window must be > 0"),
                                                    ("pb2_candidates", 0, "pb2_candidates must be > 0"),
                                                    ("pb2_kappa", -1.0, "pb2_kappa must be >= 0"),
-                                                   ("strategy", "fire", "strategy must be one of pbt, pb2")])
+                                                   ("strategy", "greedy", "strategy must be one of pbt, pb2, fire")])
 def test_pb2_settings_are_checked(field: str, value: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         PBTConfig(**{field: value})  # type: ignore[arg-type]

@@ -38,18 +38,18 @@ class Run(Results):
 
     @property
     def strategy(self) -> str:
-        """How the run's explore step chose hyperparameters (``PBTConfig.strategy``; ``pbt`` in stores made before
+        """How the run decided its copies and hyperparameters (``PBTConfig.strategy``; ``pbt`` in stores made before
         it existed)."""
         return str(self.meta.get("config", {}).get("pbt", {}).get("strategy", "pbt"))
 
     @property
     def method(self) -> str:
-        """The method as compared: the stored label, ``pb2`` for a PBT run that explored with PB2, with a copy
-        ablation appended (``pbt-transfer-weights``), so that runs which explore or copy differently are never pooled
-        into one arm."""
+        """The method as compared: the stored label, or for a PBT run its strategy (``pbt``, ``pb2``, ``fire``), with
+        a copy ablation appended (``pbt-transfer-weights``), so that runs which decide or copy differently are never
+        pooled into one arm."""
         if self.label != "pbt":
             return self.label
-        method = "pb2" if self.strategy == "pb2" else "pbt"
+        method = self.strategy
         return f"{method}-transfer-{self.transfer}" if self.transfer != "both" else method
 
     @property

@@ -13,7 +13,7 @@ from repro.compare.runs import Run, run_greediness
 from repro.stats import mean_std
 from repro.text import duration, fmt
 
-METHOD_TITLES = {"pbt": "PBT", "pb2": "PB2", "random_search": "random search", "grid_search": "grid search",
+METHOD_TITLES = {"pbt": "PBT", "pb2": "PB2", "fire": "FIRE PBT", "random_search": "random search", "grid_search": "grid search",
                  "pbt-transfer-weights": "PBT, copying weights only", "pbt-transfer-hparams": "PBT, copying "
                  "hyperparameters only", "replay": "PBT's schedule replayed from scratch",
                  "final": "PBT's final hyperparameters from scratch"}
