@@ -17,6 +17,7 @@ their domain is used, so the CLI starts fast and ``pbt`` never imports torch. Th
 
 DOMAINS = {
     "toy": "experiments.toy.task",
+    "toy_deceptive": "experiments.toy_deceptive.task",
     "rl": "experiments.rl",
     "translation": "experiments.translation",
     "gan": "experiments.gan",

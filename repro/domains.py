@@ -1,7 +1,7 @@
 """The registry: the built-in domains by name (``experiments.DOMAINS``), and a user's task module by its path.
 
-Every command takes a domain the same way: ``toy``, ``rl``, ``translation``, ``gan``, or ``mypkg.mytask`` (a dotted
-import path), or ``path/to/task.py``. Each resolves to a ``pbt.domain.Domain``.
+Every command takes a domain the same way: ``toy``, ``toy_deceptive``, ``rl``, ``translation``, ``gan``, or
+``mypkg.mytask`` (a dotted import path), or ``path/to/task.py``. Each resolves to a ``pbt.domain.Domain``.
 """
 
 from __future__ import annotations

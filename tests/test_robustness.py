@@ -271,7 +271,7 @@ def _float_fields(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls) if hints[f.name] is float]
 
 
-@pytest.mark.parametrize("domain", ["toy", "rl", "translation", "gan"])
+@pytest.mark.parametrize("domain", ["toy", "toy_deceptive", "rl", "translation", "gan"])
 def test_every_float_setting_refuses_nan_and_inf(domain):
     from experiments import DOMAINS
 
