@@ -25,12 +25,16 @@ from pbt.space import ConfigError, HParams, grid
 from pbt.store import Store
 
 
-def baseline_config(domain: Domain, config: Any, method: str, grid_points: int = 2) -> tuple[Any, list[HParams] | None]:
-    """The config (and, for grid search, the initial population) of ``method`` at the compute of ``config``."""
+def baseline_config(domain: Domain | None, config: Any, method: str,
+                    grid_points: int = 2) -> tuple[Any, list[HParams] | None]:
+    """The config (and, for grid search, the initial population) of ``method`` at the compute of ``config`` (only
+    grid search needs the ``domain``, for its search space)."""
     pbt = dataclasses.replace(config.pbt, exploit="none", explore="none", explore_every_ready=False,
                               on_failure="drop")
     initial = None
     if method == "grid_search":
+        if domain is None:
+            raise ConfigError("grid search needs the domain, whose search space it spans")
         initial = grid(domain.search_space(config), grid_points)
         pbt = dataclasses.replace(pbt, population=len(initial))
     elif method != "random_search":

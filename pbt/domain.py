@@ -46,6 +46,8 @@ class Domain:
         extra_results: ``(run_dir) -> dict``, a finished run's further numbers (test sets), recorded in its store.
         local_data: ``{config field: path under a data root}``, so ``demo`` can point the task at local copies.
         tools: ``{name: (help, main(argv) -> int)}``, reachable as ``pbt-repro DOMAIN name ...``.
+        known_schedules: ``(config) -> {name: pbt.algorithm.Schedule}``, schedules known in closed form (a toy's
+            greedy and best ones), which the strategy study measures each run's discovered schedule against.
         module: Where it was loaded from (set by ``load``): what worker processes and a resume import again.
     """
 
@@ -59,6 +61,7 @@ class Domain:
     extra_results: Callable[[Path], Mapping[str, Any]] | None = None
     local_data: Mapping[str, str] = dataclasses.field(default_factory=dict)
     tools: Mapping[str, Command] = dataclasses.field(default_factory=dict)
+    known_schedules: Callable[[Any], Mapping[str, Any]] | None = None
     module: str = ""
 
     def initial(self, config: Any) -> list[HParams] | None:

@@ -1,7 +1,8 @@
-"""The paper's analysis section (§5): studies of PBT's design choices at equal compute per member.
+"""The paper's analysis section (§5): studies of PBT's design choices at equal compute per member, and one beyond it
+(strategies that are less greedy than PBT).
 
-    pbt-repro study DOMAIN --study population|exploit|transfer|schedule|all --profile P --seeds K [--seed S0]
-                    [--values V ...] --out DIR [--dry-run] [setting flags]
+    pbt-repro study DOMAIN --study population|exploit|transfer|schedule|strategy|all --profile P --seeds K
+                    [--seed S0] [--values V ...] --out DIR [--dry-run] [setting flags]
 
 A study runs its variants for K seeds (S0, S0+1, ...). Each variant is the reference (PBT with the profile's
 settings, any setting flags applied) with one thing changed, and keeps its steps per member, ready interval and
@@ -11,7 +12,11 @@ everything else:
 - ``exploit``: the exploit rule, truncation, ttest and tournament; reference: the profile's rule;
 - ``transfer``: what an exploit copies (``PBTConfig.transfer``), both, weights and hparams; reference: both;
 - ``schedule``: ``pbt`` (the reference), ``replay`` (the best member's discovered schedule, followed from scratch by as
-  many fresh members as PBT has: ``repro.replay``) and ``final`` (its final hyperparameters held fixed from scratch).
+  many fresh members as PBT has: ``repro.replay``) and ``final`` (its final hyperparameters held fixed from scratch);
+- ``strategy`` (not in ``all``): ``pbt`` (the reference), ``tournament`` (the binary tournament exploit), ``pb2``,
+  ``fire`` (``PBTConfig.strategy``) and ``random_search`` (the baseline at the same member-steps). Its table adds, for
+  a domain that knows its best (and greedy) schedules in closed form (``Domain.known_schedules``: the toys), each
+  variant's distance from them and how often its population coalesced, and a figure of the schedules.
 
 Every run has its own directory under ``DIR/runs/`` (the reference run of a seed, ``pbt-sSEED``, is shared by all
 studies), and is opened with resume: running the same command again skips finished runs and continues unfinished
@@ -30,12 +35,14 @@ import dataclasses
 import datetime as dt
 import io
 import json
+import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from baselines import replay_config
+from baselines import baseline_config, replay_config
+from pbt.algorithm import Schedule
 from pbt.config import replace_fields
 from pbt.domain import Domain
 from pbt.rundir import git_commit, machine, run_differences
@@ -45,9 +52,16 @@ from repro.compare import METHOD_TITLES, load_run, run_meta, run_row
 from repro.stats import Interval, PairedDifference, fmt_interval, mean_interval, paired_difference
 from repro.text import duration
 
-STUDIES = ("population", "exploit", "transfer", "schedule")
+PAPER_STUDIES = ("population", "exploit", "transfer", "schedule")  # the paper's §5; ``--study all`` runs these
+STUDIES = (*PAPER_STUDIES, "strategy")
 DEFAULT_VALUES = {"population": ("2", "4", "8", "16", "32"), "exploit": ("truncation", "ttest", "tournament"),
-                  "transfer": ("both", "weights", "hparams"), "schedule": ("pbt", "replay", "final")}
+                  "transfer": ("both", "weights", "hparams"), "schedule": ("pbt", "replay", "final"),
+                  "strategy": ("pbt", "tournament", "pb2", "fire", "random_search")}
+# the strategy study's variants: the PBT settings each changes, or the baseline it runs instead
+STRATEGIES = {"pbt": {}, "tournament": {"exploit": "tournament"}, "pb2": {"strategy": "pb2"},
+              "fire": {"strategy": "fire"}, "random_search": {}}
+STRATEGY_TITLES = {"pbt": "PBT (reference's exploit)", "tournament": "PBT, binary tournament", "pb2": "PB2",
+                   "fire": "FIRE PBT", "random_search": "random search"}
 FINDINGS = {  # what the paper (§5, as far as its sources say) found, for each study's README
     "population": "With 10 or fewer members, variance is high and performance poor (PBT is greedy and gets stuck); "
                   "with 20–40 members improvements are strong and consistent; larger populations help, with "
@@ -57,10 +71,15 @@ FINDINGS = {  # what the paper (§5, as far as its sources say) found, for each 
     "transfer": "Copying only the weights, or only the hyperparameters, is worse than copying both.",
     "schedule": "Training from scratch with PBT's final hyperparameters is worse than PBT's online schedule; a "
                 "\"replay the discovered schedule from scratch\" experiment is recalled but unverified.",
+    "strategy": "(Not in the paper.) FIRE PBT (Dalibard & Jaderberg 2021) was proposed because PBT's selection is "
+                "greedy; \"To Be Greedy, or Not to Be\" (Chebykin et al., TMLR 2025) found no PBT variant "
+                "consistently better, and that PB2 optimises the greedy objective even harder.",
 }
 VARIED = {"population": "the population size", "exploit": "the exploit rule", "transfer": "what an exploit copies",
           "schedule": "how the hyperparameters are set (PBT online, its best member's schedule replayed from scratch, "
-                      "or its final hyperparameters from scratch)"}
+                      "or its final hyperparameters from scratch)",
+          "strategy": "the strategy (PBT with the binary tournament, PB2, FIRE PBT) or random search in its place, at "
+                      "the same member-steps"}
 NOTES_MARKER = "<!-- notes: written by hand, kept when study rewrites this file -->"
 
 
@@ -71,7 +90,7 @@ class Variant:
     study: str
     name: str
     overrides: dict[str, Any]
-    method: str = "pbt"  # pbt, or replay / final (of the seed's reference run)
+    method: str = "pbt"  # pbt, random_search, or replay / final (of the seed's reference run)
 
     @property
     def reference(self) -> bool:
@@ -84,6 +103,8 @@ class Variant:
         if self.study == "transfer":
             return {"both": "copy both", "weights": "copy weights only", "hparams": "copy hyperparameters only"}.get(
                 self.name, self.name)
+        if self.study == "strategy":
+            return STRATEGY_TITLES.get(self.name, self.name)
         return METHOD_TITLES.get(self.method, self.name) if self.study == "schedule" else self.name
 
     def run_name(self, seed: int) -> str:
@@ -96,7 +117,7 @@ def study_variants(study: str, config: Any, values: Sequence[str] | None = None)
     pbt = config.pbt
     field = study  # the PBT setting a study other than schedule varies
     reference = {"population": str(pbt.population), "exploit": pbt.exploit, "transfer": pbt.transfer,
-                 "schedule": "pbt"}.get(study)
+                 "schedule": "pbt", "strategy": "pbt"}.get(study)
     if reference is None:
         raise ConfigError(f"unknown study {study!r}; choose one of: {', '.join(STUDIES)}, all")
     chosen = list(dict.fromkeys([reference, *(values or DEFAULT_VALUES[study])]))
@@ -107,6 +128,13 @@ def study_variants(study: str, config: Any, values: Sequence[str] | None = None)
                 raise ConfigError(f"unknown schedule variant {value!r}; choose from pbt, replay, final")
             variants.append(Variant(study, value, {}, method=value))
             continue
+        if study == "strategy":
+            if value not in STRATEGIES:
+                raise ConfigError(f"unknown strategy variant {value!r}; choose from {', '.join(STRATEGIES)}")
+            replace_fields(config, STRATEGIES[value])  # refused here (FIRE's population, say) before any run
+            variants.append(Variant(study, value, STRATEGIES[value],
+                                    method="random_search" if value == "random_search" else "pbt"))
+            continue
         setting = int(value) if study == "population" and value.lstrip("-").isdigit() else value
         replace_fields(config, {field: setting})  # refused here, with the field's own message, if it is no value
         variants.append(Variant(study, value, {} if value == reference else {field: setting}))
@@ -115,9 +143,11 @@ def study_variants(study: str, config: Any, values: Sequence[str] | None = None)
 
 def variant_config(variant: Variant, config: Any, seed: int) -> Any:
     """The config of ``variant``'s run of ``seed``; a replay or final run takes its settings from the seed's
-    reference run (``baselines.replay_config``)."""
+    reference run (``baselines.replay_config``), random search the reference's compute (``baseline_config``)."""
     seeded = replace_fields(config, {"seed": seed, **variant.overrides})
-    return seeded if variant.method == "pbt" else replay_config(seeded, config.pbt.population)
+    if variant.method == "random_search":
+        return baseline_config(None, seeded, "random_search")[0]
+    return replay_config(seeded, config.pbt.population) if variant.method in ("replay", "final") else seeded
 
 
 RunHook = Callable[[str, Store, Any], Any]  # (title, store, config) -> context manager yielding listeners
@@ -132,10 +162,10 @@ def run_variant(domain: Domain, name: str, variant: Variant, config: Any, seed: 
 
     run_dir = runs / variant.run_name(seed)
     title = f"{name} {variant.study} {variant.title} seed {seed}"
-    if variant.method == "pbt":
+    if variant.method in ("pbt", "random_search"):
         seeded = variant_config(variant, config, seed)
         hook = None if listeners_for is None else (lambda store: listeners_for(title, store, seeded))
-        run_arm(domain, name, "pbt", seeded, run_dir, force, hook, resume=not force)
+        run_arm(domain, name, variant.method, seeded, run_dir, force, hook, resume=not force)
     else:
         reference = runs / Variant(variant.study, "pbt", {}).run_name(seed)
         hook = None if listeners_for is None else (lambda store, cfg: listeners_for(title, store, cfg))
@@ -159,6 +189,9 @@ class VariantResult:
     mean_paired: PairedDifference | None
     wall_seconds: float  # its runs' wall times, summed
     run_commits: tuple[str, ...]  # the commits its runs were trained at
+    coalescence: dict[int, int | None] = dataclasses.field(default_factory=dict)  # seed -> step (None: never)
+    distances: dict[str, dict[int, float]] = dataclasses.field(default_factory=dict)  # known schedule -> seed -> d
+    schedules: dict[int, list[tuple[int, dict[str, Any]]]] = dataclasses.field(default_factory=dict)  # best's
 
     def to_dict(self) -> dict[str, Any]:
         def paired(p: PairedDifference | None) -> dict[str, Any] | None:
@@ -173,22 +206,47 @@ class VariantResult:
                 "population_mean_final_per_seed": {str(s): v for s, v in self.mean.items()},
                 "best_final": self.best_interval.to_dict(), "population_mean_final": self.mean_interval.to_dict(),
                 "best_final_vs_reference": paired(self.best_paired),
-                "population_mean_final_vs_reference": paired(self.mean_paired)}
+                "population_mean_final_vs_reference": paired(self.mean_paired),
+                "coalescence_step_per_seed": {str(s): v for s, v in self.coalescence.items()},
+                "best_schedule_distance_per_seed": {k: {str(s): v for s, v in d.items()}
+                                                    for k, d in self.distances.items()},
+                "best_schedule_per_seed": {str(s): [[age, h] for age, h in c] for s, c in self.schedules.items()}}
 
 
-def study_results(variants: Sequence[Variant], runs: dict[str, dict[int, Path]]) -> list[VariantResult]:
-    """Read every variant's runs (``runs[variant.name][seed]``) and pair each variant with the reference by seed."""
+def schedule_distance(schedule: Schedule, known: Schedule, steps: int) -> float:
+    """How far ``schedule`` is from ``known``: the mean over the training steps (weight ages 0 to steps − 1) of the
+    mean absolute difference of the numeric hyperparameters ``known`` sets."""
+    total = 0.0
+    for age in range(steps):
+        have, want = schedule.at(age), known.at(age)
+        total += statistics.fmean(abs(float(have[k]) - float(v)) for k, v in want.items())
+    return total / steps
+
+
+def study_results(variants: Sequence[Variant], runs: dict[str, dict[int, Path]],
+                  known: Mapping[str, Schedule] | None = None) -> list[VariantResult]:
+    """Read every variant's runs (``runs[variant.name][seed]``) and pair each variant with the reference by seed;
+    with ``known`` schedules (``Domain.known_schedules``), measure each run's best member's discovered schedule
+    against them."""
     loaded = {v.name: {seed: load_run(d) for seed, d in runs[v.name].items()} for v in variants}
     rows = {name: {seed: run_row(run) for seed, run in by_seed.items()} for name, by_seed in loaded.items()}
     best = {name: {s: r.best_final for s, r in by_seed.items()} for name, by_seed in rows.items()}
     mean = {name: {s: r.mean_final for s, r in by_seed.items()} for name, by_seed in rows.items()}
     ref = next(v.name for v in variants if v.reference)
+    schedules = {name: {seed: run.discovered_schedule() for seed, run in by_seed.items() if run.best is not None}
+                 for name, by_seed in loaded.items()}
     return [VariantResult(v, runs[v.name], best[v.name], mean[v.name], mean_interval(best[v.name].values()),
                           mean_interval(mean[v.name].values()),
                           None if v.reference else paired_difference(best[v.name], best[ref]),
                           None if v.reference else paired_difference(mean[v.name], mean[ref]),
                           sum(r.wall_seconds for r in rows[v.name].values()),
-                          tuple(sorted({str(run.meta.get("git_commit")) for run in loaded[v.name].values()})))
+                          tuple(sorted({str(run.meta.get("git_commit")) for run in loaded[v.name].values()})),
+                          coalescence={s: (r.coalescence_steps or [None])[0] for s, r in rows[v.name].items()},
+                          distances={k: {s: schedule_distance(sch, schedule, loaded[v.name][s].compute["budget_steps"])
+                                         for s, sch in schedules[v.name].items()} for k, schedule in
+                                     (known or {}).items()},
+                          schedules={s: [(age, dict(h)) for age, h in sch.changes]
+                                     for s, sch in schedules[v.name].items()})
             for v in variants]
 
 
@@ -213,6 +271,53 @@ def markdown_table(results: Sequence[VariantResult]) -> str:
                      f"{wins_text(r.best_paired)} | {fmt_interval(r.mean_interval)} | {diff[1]} | "
                      f"{wins_text(r.mean_paired)} |")
     return "\n".join(lines) + "\n"
+
+
+def greed_table(results: Sequence[VariantResult]) -> str:
+    """The strategy study's second table: how far each variant's best schedules are from the known ones, and how
+    often and when its population coalesced to one founding lineage."""
+    known = sorted({k for r in results for k in r.distances})
+    lines = ["| variant | " + "".join(f"best schedule's distance from the {k} one | " for k in known)
+             + "coalesced seeds | mean coalescence step |", "|---|" + "---:|" * (len(known) + 2)]
+    for r in results:
+        cells = [fmt_interval(mean_interval(r.distances[k].values())) for k in known]
+        steps = [v for v in r.coalescence.values() if v is not None]
+        mean_step = f"{statistics.fmean(steps):.4g}" if steps else "never"
+        coalesced = f"{len(steps)}/{len(r.coalescence)}" if r.variant.method != "random_search" else "— (no copies)"
+        lines.append(f"| {r.variant.title} | " + "".join(f"{c} | " for c in cells) + f"{coalesced} | "
+                     f"{mean_step if r.variant.method != 'random_search' else '—'} |")
+    return "\n".join(lines) + "\n"
+
+
+GREED_NOTE = ("*Distance*: the mean over training steps of the absolute difference between the hyperparameters of "
+              "the best member's discovered schedule (by the age of its weights) and the known schedule's, averaged "
+              "over the hyperparameters the known one sets; mean over seeds with its 95% t-interval. *Coalesced*: the "
+              "seeds whose population came to descend from one founding member, and the mean step at which it did.")
+
+
+def plot_schedules(results: Sequence[VariantResult], known: Mapping[str, Schedule], steps: int, out: Path) -> list[str]:
+    """One panel per variant: each seed's best schedule (the first hyperparameter the known schedules set) against
+    the known schedules."""
+    from repro.compare.figures import _pyplot, _save
+
+    plt = _pyplot()
+    name = next(iter(next(iter(known.values())).changes[0][1]))
+    fig, axes = plt.subplots(1, len(results), figsize=(3.2 * len(results), 3.4), sharey=True, squeeze=False)
+    ages = list(range(0, steps + 1, max(1, steps // 200)))
+    for ax, r in zip(axes[0], results):
+        for changes in r.schedules.values():
+            schedule = Schedule(tuple((age, h) for age, h in changes))
+            ax.plot(ages, [float(schedule.at(a)[name]) for a in ages], color="tab:blue", alpha=0.45, linewidth=1)
+        for (label, schedule), style in zip(known.items(), ("--", ":", "-.")):
+            ax.plot(ages, [float(schedule.at(a)[name]) for a in ages], color="black", linestyle=style,
+                    linewidth=1.6, label=label)
+        ax.set(title=r.variant.title, xlabel="weights' age (steps)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(name)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("best member's schedule of each seed (blue) against the known schedules (black)")
+    fig.tight_layout()
+    return _save(fig, out, "schedules")
 
 
 TABLE_NOTE = ("Means over seeds with their 95% t-intervals in brackets. *− reference (paired)*: the mean over seeds of "
@@ -287,16 +392,21 @@ def provenance_text(p: dict[str, Any]) -> str:
 
 
 def write_study(study: str, domain: str, metric: str, profile: str, config: Any, seeds: Sequence[int],
-                results: Sequence[VariantResult], out: Path, provenance: dict[str, Any]) -> dict[str, Any]:
-    """Write ``out`` (``DIR/STUDY``): the table as markdown, CSV and JSON, the figure and the README."""
+                results: Sequence[VariantResult], out: Path, provenance: dict[str, Any],
+                known: Mapping[str, Schedule] | None = None) -> dict[str, Any]:
+    """Write ``out`` (``DIR/STUDY``): the table as markdown, CSV and JSON, the figure and the README; the strategy
+    study adds how greedy each variant was (``greed_table``) and, with ``known`` schedules, their figure."""
     out.mkdir(parents=True, exist_ok=True)
     figure = plot_study(study, results, metric, out)
+    if study == "strategy" and known:
+        figure += plot_schedules(results, known, config.pbt.budget_steps, out)
     pbt = config.pbt
     table = {"study": study, "domain": domain, "metric": metric, "profile": profile, "seeds": list(seeds),
              "varied": VARIED[study], "reference_config": dataclasses.asdict(config),
              "variants": [r.to_dict() for r in results], "figure": figure, "provenance": provenance}
     (out / "table.json").write_text(json.dumps(table, indent=2, ensure_ascii=False) + "\n")
-    (out / "table.md").write_text(markdown_table(results))
+    greed = ["", greed_table(results), GREED_NOTE, ""] if study == "strategy" else []
+    (out / "table.md").write_text(markdown_table(results) + "\n".join(greed))
     (out / "table.csv").write_text(csv_table(results))
     png = next(f for f in figure if f.endswith(".png"))
     lines = [f"# {domain}: the {study} study ({profile} profile)", "",
@@ -305,7 +415,8 @@ def write_study(study: str, domain: str, metric: str, profile: str, config: Any,
              f"every member trains {pbt.budget_steps} steps, ready every {pbt.ready_every}. Reference: population "
              f"{pbt.population}, exploit {pbt.exploit}, explore {pbt.explore}, transfer {pbt.transfer}, executor "
              f"{pbt.executor} (the full config is in `table.json`). Seeds: {', '.join(map(str, seeds))}.", "",
-             provenance_text(provenance), "", markdown_table(results), TABLE_NOTE, "", f"![{study}]({png})", "",
+             provenance_text(provenance), "", markdown_table(results), TABLE_NOTE, *greed, "", f"![{study}]({png})",
+             *(["![schedules](schedules.png)", ""] if study == "strategy" and known else []), "",
              "Files: `table.md`, `table.csv`, `table.json` (with each seed's numbers and run directory), "
              f"`{study}.png` / `.svg`. The runs are in `../runs/`.", ""]
     readme = out / "README.md"
@@ -334,14 +445,15 @@ def run_study(domain: Domain, name: str, config: Any, profile: str, study: str, 
                 run_variant(domain, name, v, config, seed, out / "runs", force, listeners_for)
                 trained.add(run_dir)
             runs[v.name][seed] = run_dir
-    results = study_results(variants, runs)
+    known = None if domain.known_schedules is None else dict(domain.known_schedules(config))
+    results = study_results(variants, runs, known)
     metric = str(load_run(runs[variants[0].name][seeds[0]]).meta.get("metric") or domain.metric)
     provenance = {"command": command or f"pbt-repro study {name} --study {study} --seeds {len(seeds)} --out {out}",
                   "git_commit": commit, "machine": machine(), "date": started_at,
                   "wall_seconds": round(time.perf_counter() - t0, 2),
                   "runs_wall_seconds": round(sum(r.wall_seconds for r in results), 2),
                   "run_commits": sorted({c for r in results for c in r.run_commits})}
-    return write_study(study, name, metric, profile, config, seeds, results, out / study, provenance)
+    return write_study(study, name, metric, profile, config, seeds, results, out / study, provenance, known)
 
 
 def study_plan(domain: Domain, name: str, config: Any, studies: Sequence[str], seeds: Sequence[int], out: Path,
@@ -405,11 +517,13 @@ def main(argv: list[str] | None = None) -> int:
     name = argv[0]
     domain = load_domain(name)
     parser = argparse.ArgumentParser(prog=f"{PROG} study {name}", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--study", required=True, choices=(*STUDIES, "all"), help="what to vary (all: every study)")
+    parser.add_argument("--study", required=True, choices=(*STUDIES, "all"),
+                        help="what to vary (all: the paper's four, every study but strategy)")
     add_profile_flag(parser, domain)
     parser.add_argument("--seeds", type=int, default=10, help="seeds per variant, counting up from --seed (default 10)")
     parser.add_argument("--values", nargs="+", help="the variants to run (default: population 2 4 8 16 32; exploit "
-                        "truncation ttest tournament; transfer both weights hparams; schedule pbt replay final)")
+                        "truncation ttest tournament; transfer both weights hparams; schedule pbt replay final; "
+                        "strategy pbt tournament pb2 fire random_search)")
     parser.add_argument("--out", type=Path, required=True, help="the study folder: runs/ and one folder per study")
     parser.add_argument("--force", action="store_true", help="replace the study's runs and start over")
     parser.add_argument("--dry-run", action="store_true", help="print the runs the study would train, which are "
@@ -425,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     config = config_from_args(domain, args.profile, args, args.config_file)
     seeds = [config.pbt.seed + k for k in range(args.seeds)]
     if args.dry_run:
-        print(study_plan(domain, name, config, STUDIES if args.study == "all" else (args.study,), seeds, args.out,
+        print(study_plan(domain, name, config, PAPER_STUDIES if args.study == "all" else (args.study,), seeds, args.out,
                          args.values, args.force))
         return 0
 
@@ -434,10 +548,10 @@ def main(argv: list[str] | None = None) -> int:
 
     trained: set[Path] = set()
     command = " ".join([PROG, "study", *argv])
-    for study in STUDIES if args.study == "all" else (args.study,):
+    for study in PAPER_STUDIES if args.study == "all" else (args.study,):
         table = run_study(domain, name, config, args.profile, study, seeds, args.out, args.values, args.force,
                           listeners_for, command, trained)
         print(f"\n{study} study ({len(seeds)} seeds), {table['metric']}:\n"
               + (args.out / study / "table.md").read_text())
-    print(f"wrote {', '.join(str(args.out / s) for s in (STUDIES if args.study == 'all' else (args.study,)))}")
+    print(f"wrote {', '.join(str(args.out / s) for s in (PAPER_STUDIES if args.study == 'all' else (args.study,)))}")
     return 0

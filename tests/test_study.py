@@ -14,7 +14,7 @@ import pytest
 from pbt.config import replace_fields
 from pbt.results import Results
 from repro.domains import load_domain
-from repro.study import STUDIES, Variant, run_variant, study_variants
+from repro.study import PAPER_STUDIES, Variant, run_variant, study_variants
 from repro.study import main as study
 
 ARGS = ["toy", "--study", "all", "--seeds", "2", "--budget-steps", "12", "--quiet"]
@@ -42,7 +42,7 @@ def test_study_all_writes_each_study_and_resumes(tmp_path: Path) -> None:
     runs = sorted(p.name for p in (tmp_path / "study" / "runs").iterdir())
     assert {"pbt-s0", "population-32-s1", "schedule-replay-s1", "transfer-hparams-s0"} <= set(runs)
     assert not any(name.startswith(("population-2-", "exploit-truncation-", "transfer-both-")) for name in runs)
-    for name in STUDIES:
+    for name in PAPER_STUDIES:
         out = tmp_path / "study" / name
         assert {p.name for p in out.iterdir()} == {"table.md", "table.csv", "table.json", f"{name}.png",
                                                    f"{name}.svg", "README.md"}
@@ -81,13 +81,13 @@ def test_study_all_writes_each_study_and_resumes(tmp_path: Path) -> None:
 
     # again: nothing is trained (the stores are untouched), the tables are the same, hand-written notes are kept
     stores = {p: p.read_bytes() for p in (tmp_path / "study" / "runs").rglob("pbt.sqlite")}
-    tables = {n: json.loads((tmp_path / "study" / n / "table.json").read_text())["variants"] for n in STUDIES}
+    tables = {n: json.loads((tmp_path / "study" / n / "table.json").read_text())["variants"] for n in PAPER_STUDIES}
     readme = tmp_path / "study" / "exploit" / "README.md"
     readme.write_text(readme.read_text() + "\n<!-- notes: written by hand, kept when study rewrites this file -->\n"
                       "Mine.\n")
     assert study([*ARGS, "--out", str(tmp_path / "study")]) == 0
     assert {p: p.read_bytes() for p in (tmp_path / "study" / "runs").rglob("pbt.sqlite")} == stores
-    assert {n: json.loads((tmp_path / "study" / n / "table.json").read_text())["variants"] for n in STUDIES} == tables
+    assert {n: json.loads((tmp_path / "study" / n / "table.json").read_text())["variants"] for n in PAPER_STUDIES} == tables
     assert readme.read_text().endswith("Mine.\n")
 
 
@@ -125,3 +125,35 @@ def test_study_dry_run_lists_each_run_once_trains_nothing_and_counts_what_is_lef
     assert [line.split()[-4] for line in plan.splitlines() if line.startswith("  pbt-")] == ["another"] * 2
     assert plan.count("holds another run (config.pbt.budget_steps: 12 != 6)") == 2
     assert "to train: 72 member-steps = 6.00 runs" in plan and "h more on this machine" not in plan
+
+
+def test_the_strategy_study_measures_each_variants_schedules_against_the_known_ones(tmp_path: Path) -> None:
+    pytest.importorskip("sklearn")
+    out = tmp_path / "study"
+    args = ["toy", "--study", "strategy", "--seeds", "2", "--budget-steps", "16", "--population", "6", "--quiet"]
+    assert study([*args, "--out", str(out)]) == 0
+    table = json.loads((out / "strategy" / "table.json").read_text())
+    assert [v["variant"] for v in table["variants"]] == ["pbt", "tournament", "pb2", "fire", "random_search"]
+    runs = {v["variant"]: Results(Path(v["runs"]["0"])) for v in table["variants"]}
+    assert runs["fire"].meta["config"]["pbt"]["strategy"] == "fire" and runs["random_search"].meta["method"] == \
+        "random_search"
+    for v in table["variants"]:
+        distances = v["best_schedule_distance_per_seed"]["best"]
+        for seed, d in distances.items():  # h = (1, 1) is the toy's best schedule: the distance is the mean |h - 1|
+            schedule = Results(Path(v["runs"][seed])).discovered_schedule()
+            expected = statistics.fmean(statistics.fmean(abs(float(x) - 1.0) for x in schedule.at(age).values())
+                                        for age in range(16))
+            assert d == pytest.approx(expected) and 0.0 <= d <= 1.0
+    assert table["variants"][-1]["coalescence_step_per_seed"] == {"0": None, "1": None}  # random search never copies
+    readme = (out / "strategy" / "README.md").read_text()
+    assert "best schedule's distance from the best one" in readme and "![schedules](schedules.png)" in readme
+    assert (out / "strategy" / "schedules.png").stat().st_size > 0
+
+
+def test_a_strategy_the_population_cannot_hold_is_refused_before_any_run(tmp_path: Path, capsys) -> None:
+    from repro.cli import main as cli
+
+    assert cli(["study", "toy", "--study", "strategy", "--seeds", "1", "--out", str(tmp_path / "s")]) == 2
+    error = capsys.readouterr().err
+    assert "strategy fire needs" in error and len(error.strip().splitlines()) == 1
+    assert not (tmp_path / "s").exists()

@@ -63,6 +63,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from pbt.algorithm import Schedule
 from pbt.config import PBTConfig, doc
 from pbt.domain import Domain
 from pbt.space import ConfigError, HParams, Uniform
@@ -237,4 +238,14 @@ def best_final_objective(config: Config) -> float:
     return _closed_form(lambda k: 2.0 - target(k, config), config)
 
 
-DOMAIN = Domain(make_task=make_task, config=Config, profiles=PROFILES, metric=METRIC, initial_hparams=initial_hparams)
+def known_schedules(config: Config) -> dict[str, Schedule]:
+    """The greedy and the best schedule as ``Schedule``s (a change at each segment's first step)."""
+    def changes(per_step_h: list[float]) -> Schedule:
+        kept = [(step, {"h": h}) for step, h in enumerate(per_step_h) if step == 0 or h != per_step_h[step - 1]]
+        return Schedule(tuple(kept))
+
+    return {"greedy": changes(greedy_schedule(config)), "best": changes(best_schedule(config))}
+
+
+DOMAIN = Domain(make_task=make_task, config=Config, profiles=PROFILES, metric=METRIC, initial_hparams=initial_hparams,
+                known_schedules=known_schedules)
