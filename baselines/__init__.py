@@ -29,8 +29,8 @@ def baseline_config(domain: Domain | None, config: Any, method: str,
                     grid_points: int = 2) -> tuple[Any, list[HParams] | None]:
     """The config (and, for grid search, the initial population) of ``method`` at the compute of ``config`` (only
     grid search needs the ``domain``, for its search space)."""
-    pbt = dataclasses.replace(config.pbt, exploit="none", explore="none", explore_every_ready=False,
-                              on_failure="drop")
+    pbt = dataclasses.replace(config.pbt, strategy="pbt", exploit="none", explore="none", explore_every_ready=False,
+                              on_failure="drop")  # no strategy: nothing is copied or explored
     initial = None
     if method == "grid_search":
         if domain is None:
@@ -59,9 +59,9 @@ def grid_search(module: str, config: Any, out: Path | str, grid_points: int = 2,
 def replay_config(config: Any, population: int) -> Any:
     """The config of a ``replay`` (or ``final``) run of a PBT run made with ``config``: the same settings (budget per
     member, ready interval, seed, executor), ``population`` fresh members, exploit and explore off (the schedule sets
-    the hyperparameters). A member that fails is dropped, as in random search, rather than replaced by a copy of
+    the hyperparameters), whatever the strategy that found the schedule. A member that fails is dropped, as in random search, rather than replaced by a copy of
     another member's weights, which would make it something other than a replay."""
     on_failure = "drop" if config.pbt.on_failure == "replace" else config.pbt.on_failure
-    pbt = dataclasses.replace(config.pbt, population=population, exploit="none", explore="none",
-                              explore_every_ready=False, on_failure=on_failure)
+    pbt = dataclasses.replace(config.pbt, population=population, strategy="pbt", exploit="none", explore="none",
+                              explore_every_ready=False, on_failure=on_failure)  # a PB2 or FIRE run replays alike
     return dataclasses.replace(config, pbt=pbt)

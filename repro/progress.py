@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
+from pbt import fire
 from pbt.config import PBTConfig
 from pbt.controller import Listener
 from pbt.executor import concurrency
@@ -215,10 +216,14 @@ def member_table(store: StoreReader) -> str:
     wall = compute["wall_seconds"]
     if state == "running" and isinstance(meta.get("wall_at"), (int, float)):  # the time since its last commit too
         wall += max(0.0, time.time() - meta["wall_at"])
+    method = meta.get("method")
+    strategy = cfg.strategy if method == "pbt" else None
+    roles = fire.split(cfg) if strategy == "fire" else None  # FIRE's members say which sub-population they are in
     lines = [
-        f"run {store.run_dir}: {meta.get('domain')} / {meta.get('method')} — {state}{f' ({why})' if why else ''}, "
+        f"run {store.run_dir}: {meta.get('domain')} / {strategy or method} — {state}{f' ({why})' if why else ''}, "
         f"{compute['used_steps']}/{compute['planned_steps']} steps, {wall:.1f} s wall",
-        f"{'member':>6} {'step':>10} {'score':>10} {'state':>8} {'fails':>5}  hyperparameters",
+        f"{'member':>6} {'step':>10} {'score':>10} {'state':>8} {'fails':>5}  {'role':<9}  hyperparameters"
+        if roles else f"{'member':>6} {'step':>10} {'score':>10} {'state':>8} {'fails':>5}  hyperparameters",
     ]
     members = store.members()
     states = member_states(members, run_slots(store, cfg), "interrupted" if state == "failed" else state)
@@ -226,6 +231,7 @@ def member_table(store: StoreReader) -> str:
     for m in members:
         mark = "*" if best is not None and m.id == best.id else " "
         score = "-" if m.score is None else fmt(m.score)
-        lines.append(f"{m.id:>5}{mark} {m.step:>10} {score:>10} {states[m.id]:>8} {m.failures:>5}  "
+        role = f"{roles.role(m.id):<9}  " if roles else ""
+        lines.append(f"{m.id:>5}{mark} {m.step:>10} {score:>10} {states[m.id]:>8} {m.failures:>5}  {role}"
                      f"{hparams_text(m.hparams)}")
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from pbt.config import PBTConfig
 from pbt.controller import run_experiment
 from pbt.space import ConfigError, LogUniform
 from pbt.store import Event, EventKind, MemberRow, StoreReader
+from repro.progress import member_table
 from tests.fake_tasks import Config as FakeConfig
 
 
@@ -87,8 +88,8 @@ def test_a_greedy_member_adopts_the_weights_of_an_evaluator_whose_curve_beats_it
 
 def toy_fire(**pbt: object) -> ToyConfig:
     base = ToyConfig()
-    return dataclasses.replace(base, pbt=dataclasses.replace(base.pbt, population=8, strategy="fire",
-                                                             explore="perturb", budget_steps=80, **pbt))
+    settings = {"population": 8, "strategy": "fire", "explore": "perturb", "budget_steps": 80, **pbt}
+    return dataclasses.replace(base, pbt=dataclasses.replace(base.pbt, **settings))
 
 
 def test_a_fire_run_copies_within_its_roles_at_the_copiers_step_and_spends_the_same_compute(tmp_path: Path) -> None:
@@ -110,6 +111,9 @@ def test_a_fire_run_copies_within_its_roles_at_the_copiers_step_and_spends_the_s
         assert m.status == "done" and m.step == m.weight_age == 80
         assert json.loads((store.checkpoint_dir / m.checkpoint).read_text())["steps"] == 80
     assert store.compute()["used_steps"] == 8 * 80  # evaluators' training counts: the same member-steps as PBT
+    table = member_table(StoreReader(store.run_dir)).splitlines()  # status: the strategy, and each member's role
+    assert "toy / fire — finished" in table[0]
+    assert [line.split()[5] for line in table[2:]] == ["greedy"] * 3 + ["parent"] * 3 + ["evaluator"] * 2
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -133,3 +137,29 @@ def test_an_async_fire_run_with_uneven_intervals_copies_only_states_at_the_copie
     for m in store.members():
         assert m.weight_age == m.step == 60
     StoreReader(store.run_dir).close()
+
+
+def test_a_fire_runs_best_schedule_replays_score_for_score(tmp_path: Path) -> None:
+    """A replay follows the best member's discovered schedule from scratch; FIRE's copies (an evaluator taking a
+    parent's weights with a greedy member's hyperparameters, a greedy member adopting an evaluator's weights) are
+    part of that lineage, so on the deterministic toy the replay retraces the best member's scores exactly."""
+    from pbt.lineage import training_spans
+    from pbt.results import Results
+    from repro.replay import replay
+
+    config = toy_fire(seed=1, budget_steps=60, population=6)
+    run_experiment("experiments.toy.task", config, tmp_path / "fire", domain="toy").close()
+    source = Results(tmp_path / "fire")
+    replay(tmp_path / "fire", tmp_path / "replay", population=2)
+    replayed = Results(tmp_path / "replay")
+    assert replayed.meta["config"]["pbt"]["strategy"] == "pbt"
+    assert all(e.kind == "schedule" for e in replayed.events)  # it only follows the schedule
+    by_member_step = {(s.member, s.step): s.score for s in StoreReader(tmp_path / "fire").scores()}
+    segments = source.schedule()
+    # the best member's weights came from a parent, through an evaluator, adopted by a greedy member
+    roles = fire.split(config.pbt)
+    assert [roles.role(s.member) for s in segments][:4] == ["parent", "parent", "evaluator", "greedy"]
+    lineage_scores = {age_from + k: by_member_step[(s.member, s.start + k)]
+                      for s, (age_from, age_to) in zip(segments, training_spans(segments))
+                      for k in range(1, age_to - age_from + 1)}
+    assert {s.step: s.score for s in StoreReader(tmp_path / "replay").scores() if s.member == 0} == lineage_scores
