@@ -38,7 +38,8 @@ from pbt.space import ConfigError
 from pbt.store import Store
 from repro.compare import Comparison, Row, coalescence, compare, markdown_table, one_or_mean, progress_curve
 from repro.domains import label, load_domain, registered
-from repro.stats import Interval, fmt_interval, mean_std, paired_difference, trains_faster
+from repro.stats import (Interval, fmt_interval, interquartile_mean, mean_std, paired_difference,
+                         probability_of_improvement, sign_flip_p, trains_faster)
 from repro.text import duration, fmt
 
 ARMS = ("pbt", "random_search")
@@ -53,11 +54,17 @@ SCORE_METRICS = {"best_final": ("best_final", "best member's final score"),
 # Numbers of extra_results where lower is better, by the last part of their dotted name.
 LOWER_IS_BETTER = frozenset({"fid"})
 
-PAIRED_HEADER = ["| | PBT | random search | PBT − random search (paired) | PBT won |", "|---|---:|---:|---:|---:|"]
+PAIRED_HEADER = ["| | PBT | random search | PBT − random search (paired) | PBT won | sign-flip p | P(PBT better) | "
+                 "IQM PBT | IQM random search |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
 PAIRED_NOTE = ("Means over seeds, with the 95% t-interval over seeds in brackets (none with one seed). The difference "
                "is paired by seed (a seed's PBT and random-search runs start from the same seed): the mean of the "
                "per-seed differences PBT − random search, with its 95% paired t-interval over seeds. *PBT won*: the "
-               "seeds where PBT's number is better (lower for FID), of the seeds both arms have.")
+               "seeds where PBT's number is better (lower for FID), of the seeds both arms have. *Sign-flip p*: the "
+               "exact two-sided sign-flip test of the paired differences (its smallest possible value is 2/2^n: "
+               "0.031 with 6 seeds, 0.25 with 3, so it cannot reach 0.05 below 6). *P(PBT better)*: the probability "
+               "that a PBT run beats a random-search run, over all pairs of their runs (ties half), and *IQM*: the "
+               "mean of the middle half of the seeds, each with a 95% percentile-bootstrap interval, as rliable "
+               "computes them (here with scipy).")
 
 
 def arm_configs(domain: Domain, config: Any, seed: int) -> dict[str, Any]:
@@ -146,7 +153,15 @@ def paired_metric(name: str, pbt: dict[int, float | None], baseline: dict[int, f
     result = paired_difference(pbt, baseline)
     higher = higher_is_better(name)
     wins = result.wins if higher else sum(p < b for _, p, b in result.per_seed)
-    return result.to_dict() | {"wins": wins, "higher_is_better": higher}
+    sign = 1.0 if higher else -1.0  # P(PBT better): for a lower-is-better number, that PBT's is lower
+    better = probability_of_improvement([sign * p for _, p, _ in result.per_seed],
+                                        [sign * b for _, _, b in result.per_seed])
+    return result.to_dict() | {
+        "wins": wins, "higher_is_better": higher,
+        "sign_flip_p": sign_flip_p([p - b for _, p, b in result.per_seed]),
+        "probability_of_improvement": better.to_dict(),
+        "iqm": {"pbt": interquartile_mean(p for _, p, _ in result.per_seed).to_dict(),
+                "baseline": interquartile_mean(b for _, _, b in result.per_seed).to_dict()}}
 
 
 def extra_by_seed(extras: dict[str, dict[str, Any]]) -> dict[str, dict[str, dict[int, float]]]:
@@ -229,8 +244,12 @@ def interval_text(interval: dict[str, Any] | None) -> str:
 def paired_row(title: str, paired: dict[str, Any]) -> str:
     """One table row: PBT mean [interval], random search mean [interval], the paired difference [interval], wins."""
     better = "" if paired.get("higher_is_better", True) else " (lower is better)"
+    p = paired.get("sign_flip_p")
+    iqm = paired.get("iqm") or {}
     return (f"| {title}{better} | {interval_text(paired['pbt'])} | {interval_text(paired['baseline'])} | "
-            f"{interval_text(paired['difference'])} | {paired['wins']}/{paired['n']} |")
+            f"{interval_text(paired['difference'])} | {paired['wins']}/{paired['n']} | "
+            f"{'–' if p is None else f'{p:.3g}'} | {interval_text(paired.get('probability_of_improvement'))} | "
+            f"{interval_text(iqm.get('pbt'))} | {interval_text(iqm.get('baseline'))} |")
 
 
 def paired_table(paired: dict[str, dict[str, Any]], names: dict[str, str]) -> list[str]:

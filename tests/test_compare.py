@@ -16,7 +16,7 @@ from pbt.space import ConfigError
 from pbt.store import ScoreRow, Store, StoreReader
 from repro.compare import FIGURES, compare, load_run, median_seed, progress_curve, step_on_grid
 from repro.reproduce import NOTES_MARKER, reproduce
-from repro.stats import Interval, fmt_interval
+from repro.stats import Interval, fmt_interval, sign_flip_p
 from tests.conftest import REPO
 from tests.fake_tasks import Config as FakeConfig
 from tests.toy_extras import reproduce_toy
@@ -185,7 +185,7 @@ def test_reproduce_writes_a_results_folder_resumes_and_merges_extra_results(tmp_
     greediness = on_disk["pbt"]["greediness"]
     assert "greediness" not in on_disk["random_search"] and len(greediness["coalescence_step_per_seed"]) == 2
     assert "![greediness](greediness.png)" in readme and "Greediness: PBT's population" in readme
-    assert "| test_score.a | 1 [1, 1] | 0.5 [0.5, 0.5] | 0.5 [0.5, 0.5] | 2/2 |" in readme  # paired, over 2 seeds
+    assert "| test_score.a | 1 [1, 1] | 0.5 [0.5, 0.5] | 0.5 [0.5, 0.5] | 2/2 | 0.5 | 1 [1, 1] | 1 [1, 1] | 0.5 [0.5, 0.5] |" in readme  # paired, over 2 seeds
     figures = {f.name: f.read_bytes() for f in out.iterdir() if f.suffix in (".png", ".svg")}
     figures["best_schedule.json"] = (out / "best_schedule.json").read_bytes()
 
@@ -254,7 +254,7 @@ def test_reproduce_can_run_one_arm_now_and_compare_later(tmp_path):
     assert best["difference"] == {"mean": pytest.approx(best["pbt"]["mean"] - best["baseline"]["mean"]), "low": None,
                                   "high": None, "n": 1}
     row = next(line for line in (out / "README.md").read_text().splitlines() if line.startswith("| best member's"))
-    assert "[" not in row and row.endswith(f"| {best['wins']}/1 |")
+    assert "[" not in row and f"| {best['wins']}/1 | 1 |" in row  # one seed: sign-flip p is 1
     assert len(StoreReader(runs / "pbt-s0").scores()) == scores  # the finished arm was not retrained
     with pytest.raises(ConfigError, match="unknown arm"):
         reproduce("toy", config, "smoke", out=out, runs=runs, arms=["grid"])
@@ -299,6 +299,13 @@ def test_paired_statistics_match_ttest_rel_on_the_stores(three_seeds):
     assert fid["wins"] == best["wins"] == q["wins"]
     assert fid["difference"]["mean"] == pytest.approx(-best["difference"]["mean"])
     assert summary["paired"]["test.beam_size"]["difference"]["mean"] == 0.0
+    # the robust statistics: P(PBT better) counts a lower FID as better, the sign-flip test is of the differences
+    pbt, rs = ([row[i] for row in best["per_seed"]] for i in (1, 2))
+    assert best["probability_of_improvement"]["mean"] == pytest.approx(
+        statistics.fmean((p > r) + 0.5 * (p == r) for p in pbt for r in rs))
+    assert fid["probability_of_improvement"]["mean"] == best["probability_of_improvement"]["mean"]
+    assert best["sign_flip_p"] == fid["sign_flip_p"] == sign_flip_p([p - r for p, r in zip(pbt, rs)])
+    assert best["iqm"]["pbt"]["mean"] == pytest.approx(sps.trim_mean(pbt, 0.25))
 
 
 def test_trains_faster_fractions(three_seeds):

@@ -139,3 +139,50 @@ def test_fmt_interval():
     assert fmt_interval(Interval(None, None, None, 0)) == "–"
     # std 1.25, sem 0.625, t(0.975, 3) = 3.182: 2.625 +- 1.989
     assert fmt_interval(mean_interval([1.0, 2.5, 4.0, 3.0]), digits=3) == "2.62 [0.636, 4.61]"
+
+
+def test_probability_of_improvement_is_mann_whitney_u_over_the_pairs_with_a_bootstrap_interval() -> None:
+    from scipy.stats import mannwhitneyu
+
+    from repro.stats import probability_of_improvement
+
+    x, y = [1.0, 2.0, 3.0, 5.0], [0.0, 2.0, 4.0]
+    found = probability_of_improvement(x, y)
+    # by hand: 1 beats 0; 2 beats 0, ties 2; 3 beats 0, 2; 5 beats all three: 1 + 1.5 + 2 + 3 = 7.5 of 12 pairs
+    assert found.mean == pytest.approx(7.5 / 12) == pytest.approx(mannwhitneyu(x, y).statistic / 12)
+    assert 0.0 <= found.low <= found.mean <= found.high <= 1.0 and found.n == 4
+    assert probability_of_improvement([2.0, 3.0], [0.0, 1.0]) == probability_of_improvement([2.0, 3.0], [0.0, 1.0])
+    assert probability_of_improvement([2.0, 3.0], [0.0, 1.0]).mean == 1.0
+    assert probability_of_improvement([1.0], [0.0]).low is None  # one run per arm: nothing to resample
+
+
+def test_the_interquartile_mean_cuts_a_quarter_from_each_end() -> None:
+    from scipy.stats import trim_mean
+
+    from repro.stats import interquartile_mean
+
+    assert interquartile_mean(range(1, 9)).mean == 4.5  # 3, 4, 5, 6
+    six = [10.0, 1.0, 2.0, 3.0, 4.0, -50.0]  # one cut from each end: -50 and 10
+    assert interquartile_mean(six).mean == pytest.approx(2.5) == pytest.approx(trim_mean(six, 0.25))
+    found = interquartile_mean(six)
+    assert found.low <= found.mean <= found.high
+
+
+@pytest.mark.parametrize("differences", [[1.0] * 6, [1.0, -1.0, 2.0, 0.5, 3.0, 1.0], [0.3, -0.2, 0.1],
+                                         [2.0, -2.0, 0.0, 1.0]])
+def test_the_sign_flip_test_is_the_exact_paired_permutation_test(differences: list[float]) -> None:
+    import numpy as np
+    from scipy.stats import permutation_test
+
+    from repro.stats import sign_flip_p
+
+    reference = permutation_test((np.asarray(differences),), np.mean, permutation_type="samples",
+                                 n_resamples=np.inf, alternative="two-sided").pvalue
+    assert sign_flip_p(differences) == pytest.approx(reference)
+
+
+def test_with_six_seeds_the_sign_flip_test_cannot_go_below_2_in_64() -> None:
+    from repro.stats import sign_flip_p
+
+    assert sign_flip_p([0.1, 0.2, 0.3, 0.4, 0.5, 0.6]) == 2 / 64
+    assert sign_flip_p([0.1, 0.2, 0.3]) == 2 / 8 and sign_flip_p([]) is None
