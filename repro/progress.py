@@ -207,6 +207,13 @@ def stored_pbt_config(meta: dict[str, Any]) -> PBTConfig:
         return PBTConfig()
 
 
+def strategy_and_roles(meta: dict[str, Any]) -> tuple[str | None, fire.Split | None]:
+    """A PBT run's strategy (None for a baseline) and, for FIRE PBT, which sub-population each member is in."""
+    cfg = stored_pbt_config(meta)
+    strategy = cfg.strategy if meta.get("method") == "pbt" else None
+    return strategy, (fire.split(cfg) if strategy == "fire" else None)
+
+
 def member_table(store: StoreReader) -> str:
     """The members of a run, once: step, latest score, state and hyperparameters (``*`` marks the best)."""
     meta = store.meta()
@@ -217,8 +224,7 @@ def member_table(store: StoreReader) -> str:
     if state == "running" and isinstance(meta.get("wall_at"), (int, float)):  # the time since its last commit too
         wall += max(0.0, time.time() - meta["wall_at"])
     method = meta.get("method")
-    strategy = cfg.strategy if method == "pbt" else None
-    roles = fire.split(cfg) if strategy == "fire" else None  # FIRE's members say which sub-population they are in
+    strategy, roles = strategy_and_roles(meta)  # FIRE's members say which sub-population they are in
     lines = [
         f"run {store.run_dir}: {meta.get('domain')} / {strategy or method} — {state}{f' ({why})' if why else ''}, "
         f"{compute['used_steps']}/{compute['planned_steps']} steps, {wall:.1f} s wall",

@@ -54,8 +54,8 @@ SCORE_METRICS = {"best_final": ("best_final", "best member's final score"),
 # Numbers of extra_results where lower is better, by the last part of their dotted name.
 LOWER_IS_BETTER = frozenset({"fid"})
 
-PAIRED_HEADER = ["| | PBT | random search | PBT − random search (paired) | PBT won | sign-flip p | P(PBT better) | "
-                 "IQM PBT | IQM random search |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+PAIRED_HEADER = "| | PBT | random search | PBT − random search (paired) | PBT won |"
+ROBUST_HEADER = " sign-flip p | P(PBT better) | IQM PBT | IQM random search |"  # in summaries since these were added
 PAIRED_NOTE = ("Means over seeds, with the 95% t-interval over seeds in brackets (none with one seed). The difference "
                "is paired by seed (a seed's PBT and random-search runs start from the same seed): the mean of the "
                "per-seed differences PBT − random search, with its 95% paired t-interval over seeds. *PBT won*: the "
@@ -244,17 +244,24 @@ def interval_text(interval: dict[str, Any] | None) -> str:
 def paired_row(title: str, paired: dict[str, Any]) -> str:
     """One table row: PBT mean [interval], random search mean [interval], the paired difference [interval], wins."""
     better = "" if paired.get("higher_is_better", True) else " (lower is better)"
-    p = paired.get("sign_flip_p")
-    iqm = paired.get("iqm") or {}
-    return (f"| {title}{better} | {interval_text(paired['pbt'])} | {interval_text(paired['baseline'])} | "
-            f"{interval_text(paired['difference'])} | {paired['wins']}/{paired['n']} | "
-            f"{'–' if p is None else f'{p:.3g}'} | {interval_text(paired.get('probability_of_improvement'))} | "
-            f"{interval_text(iqm.get('pbt'))} | {interval_text(iqm.get('baseline'))} |")
+    row = (f"| {title}{better} | {interval_text(paired['pbt'])} | {interval_text(paired['baseline'])} | "
+           f"{interval_text(paired['difference'])} | {paired['wins']}/{paired['n']} |")
+    if "sign_flip_p" not in paired:  # a summary written before the robust measures were added
+        return row
+    iqm = paired["iqm"]
+    return (f"{row} {paired['sign_flip_p']:.3g} | {interval_text(paired['probability_of_improvement'])} | "
+            f"{interval_text(iqm['pbt'])} | {interval_text(iqm['baseline'])} |")
 
 
 def paired_table(paired: dict[str, dict[str, Any]], names: dict[str, str]) -> list[str]:
-    """The paired statistics of ``names`` (summary key -> row title) as a markdown table."""
-    return PAIRED_HEADER + [paired_row(title, paired[key]) for key, title in names.items() if key in paired]
+    """The paired statistics of ``names`` (summary key -> row title) as a markdown table; the robust measures'
+    columns only where the summary has them."""
+    rows = [paired[key] | {"title": title} for key, title in names.items() if key in paired]
+    robust = bool(rows) and all("sign_flip_p" in row for row in rows)
+    header = PAIRED_HEADER + (ROBUST_HEADER if robust else "")
+    return [header, "|---" + "|---:" * (header.count("|") - 2) + "|"] + [
+        paired_row(row["title"], row if robust else {k: v for k, v in row.items() if k != "sign_flip_p"})
+        for row in rows]
 
 
 def trains_faster_text(speed: dict[str, Any]) -> str:

@@ -3,8 +3,9 @@
 A member's run holds its hyperparameters as config (updated whenever an exploit or explore changes them), and logs,
 against the member's step, its score, the training and evaluation metrics, the hyperparameters in effect
 (``hparams/<name>``, so the schedule shows up as a chart) and its exploit events (``pbt/exploit``,
-``pbt/cloned_from``, ``pbt/donor_step``, ``pbt/donor_score``). ``log_figures`` adds the comparison figures as images
-at the end.
+``pbt/cloned_from``, ``pbt/donor_step``, ``pbt/donor_score``; under FIRE PBT also which kind of copy it was,
+``pbt/fire_exploit``, ``pbt/fire_evaluate`` or ``pbt/fire_adopt``). Its config names the strategy and, under FIRE PBT,
+the member's sub-population (``fire_role``). ``log_figures`` adds the comparison figures as images at the end.
 
 Without a configured API key the runs are written offline (one line says so, with the ``wandb sync`` command to
 upload them later). Logging never stops training: the first error is reported in one line and logging is switched
@@ -21,6 +22,7 @@ from typing import Any
 
 from pbt.lineage import COPY_KINDS
 from pbt.store import Event, EventKind, MemberRow, MemberStatus, ScoreRow
+from repro.progress import strategy_and_roles
 
 _announced: set[str] = set()  # offline folders already announced in this process
 
@@ -93,9 +95,12 @@ class WandbLogger:
     def _member_run(self, member: MemberRow) -> Any:
         run = self.runs.get(member.id)
         if run is None:
+            strategy, roles = strategy_and_roles(self.meta)
             config = {**member.hparams, "member": member.id, "seed": member.seed, "domain": self.meta.get("domain"),
-                      "method": self.meta.get("method"), "run_dir": str(self.run_dir),
+                      "method": self.meta.get("method"), "strategy": strategy, "run_dir": str(self.run_dir),
                       "run_config": self.meta.get("config", {})}
+            if roles:
+                config["fire_role"] = roles.role(member.id)
             run = self.runs[member.id] = self._init(f"{self.group}/member-{member.id}", config, "member")
             if len(self.runs) == 1 and self.mode == "online" and run.project_url:
                 _say(f"logging the members of {self.group} to {run.project_url}")
@@ -113,8 +118,10 @@ class WandbLogger:
                 if e.new_hparams is not None:
                     run.config.update(e.new_hparams, allow_val_change=True)
                 if e.kind in COPY_KINDS:
+                    fire_copy = (e.ops or {}).get("fire")
                     run.log({"pbt/exploit": 1, "pbt/cloned_from": e.donor, "pbt/donor_step": e.donor_step,
-                             "pbt/donor_score": e.donor_score}, step=e.step)
+                             "pbt/donor_score": e.donor_score, **({f"pbt/fire_{fire_copy}": 1} if fire_copy else {})},
+                            step=e.step)
                 elif e.kind in (EventKind.FAILURE, EventKind.DROP):
                     run.log({f"pbt/{e.kind}": 1}, step=e.step)
             if member.status != MemberStatus.PENDING:

@@ -30,8 +30,8 @@ def schema(store):
 
 def toy(executor, **overrides):
     cfg = ToyConfig()
-    return dataclasses.replace(cfg, pbt=dataclasses.replace(cfg.pbt, executor=executor, workers=2, population=4,
-                                                            budget_steps=40, **overrides))
+    settings = {"executor": executor, "workers": 2, "population": 4, "budget_steps": 40, **overrides}
+    return dataclasses.replace(cfg, pbt=dataclasses.replace(cfg.pbt, **settings))
 
 
 def test_toy_on_ray_gives_the_same_kind_of_results_as_local(tmp_path):
@@ -46,6 +46,20 @@ def test_toy_on_ray_gives_the_same_kind_of_results_as_local(tmp_path):
     # same seed, same initial population and same first interval, whichever executor ran it
     first = lambda store: {s.member: s.score for s in store.scores() if s.step == 4}  # noqa: E731
     assert first(ray_store) == pytest.approx(first(local_store))
+
+
+@pytest.mark.parametrize("strategy", ["pb2", "fire"])
+def test_pb2_and_fire_run_on_ray_copying_only_states_at_the_copiers_step(tmp_path, strategy):
+    store = run_experiment("experiments.toy.task", toy("ray", population=8, strategy=strategy, explore="perturb"),
+                           tmp_path / "run", domain="toy")
+    copies = store.events("exploit")
+    assert copies and all((e.weight_age, e.donor_step) == (e.step, e.step) for e in copies)
+    assert all(m.status == "done" and m.step == m.weight_age == 40 for m in store.members())
+    assert store.compute()["used_steps"] == 8 * 40
+    if strategy == "fire":  # evaluators take parents' weights, and decide after the other members of their step
+        assert any(e.ops["fire"] == "evaluate" for e in copies)
+    else:  # after the first ready round (no data yet), PB2's bandit chose the copiers' new values
+        assert any("pb2" in (e.ops or {}).values() for e in store.events("explore"))
 
 
 def test_worker_dying_mid_interval_is_retried_from_its_checkpoint(tmp_path):

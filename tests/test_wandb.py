@@ -6,6 +6,7 @@ import experiments.toy.task as toy
 from pbt.controller import run_experiment
 from pbt.store import Store, StoreReader
 from repro.compare import compare
+from pbt import fire
 from repro.wandb_log import WandbLogger, choose_mode
 
 
@@ -76,3 +77,43 @@ def test_offline_is_the_default_without_an_api_key(tmp_path, monkeypatch, capsys
     assert len(err) == 1 and f"wandb sync {tmp_path / 'wandb'}/offline-run-*" in err[0]
     monkeypatch.setenv("WANDB_MODE", "disabled")
     assert choose_mode(fake, tmp_path) == "disabled"
+
+
+def test_a_fire_runs_members_say_their_strategy_role_and_kind_of_copy(tmp_path):
+    class Config(dict):
+        def update(self, new, allow_val_change=False):
+            super().update(new)
+
+    class FakeRun:
+        def __init__(self, config):
+            self.config, self.logged, self.summary, self.project_url = Config(config), [], {}, None
+
+        def log(self, values, step):
+            self.logged.append(values)
+
+    runs = {}
+
+    class FakeWandb:
+        Settings = dict
+
+        @staticmethod
+        def init(name, config, **kwargs):
+            runs[name] = FakeRun(config)
+            return runs[name]
+
+    base = toy.Config()
+    config = dataclasses.replace(base, pbt=dataclasses.replace(base.pbt, population=8, strategy="fire",
+                                                               explore="perturb", budget_steps=80, seed=1))
+    logger = WandbLogger(tmp_path / "run", {"domain": "toy", "method": "pbt", "config": dataclasses.asdict(config)},
+                         group="g", directory=tmp_path / "wb")
+    logger.wandb, logger.mode = FakeWandb, "offline"
+    run_experiment("experiments.toy.task", config, tmp_path / "run", domain="toy", listeners=[logger])
+    assert not logger.failed
+    roles = fire.split(config.pbt)
+    for member in range(8):
+        run = runs[f"g/member-{member}"]
+        assert (run.config["strategy"], run.config["fire_role"]) == ("fire", roles.role(member))
+    copies = {key: member for member in range(8) for values in runs[f"g/member-{member}"].logged
+              for key in values if key.startswith("pbt/fire_")}
+    assert copies.get("pbt/fire_evaluate") in roles.evaluators  # an evaluator took a parent's weights
+    assert "pbt/fire_exploit" in copies
