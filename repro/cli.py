@@ -193,7 +193,10 @@ def cmd_reproduce(argv: list[str]) -> int:
                         help="the PBT seed the schedule, lineage, member-score and greediness figures show (default: "
                              "the median seed by best final score)")
     parser.add_argument("--arms", default="pbt,random_search",
-                        help="arms to run now, comma-separated (default both; with one, nothing is compared yet)")
+                        help="arms to run now, comma-separated: pbt, random_search, and the strategy arms pb2 and "
+                             "fire (PBT with that --strategy at the same member-steps). Both of pbt and random_search "
+                             "(the default) compare them, with every finished strategy run of these seeds in --runs; "
+                             "otherwise nothing is compared yet")
     add_listener_flags(parser)
     add_config_flags(parser, domain.profiles[domain.default_profile()])
     args = parser.parse_args(argv[1:])
@@ -219,7 +222,8 @@ def cmd_reproduce(argv: list[str]) -> int:
         print(f"\n{PROG}: interrupted; run the same command again to continue where it stopped", file=sys.stderr)
         return 130
     if summary is None:
-        print(f"trained the {' and '.join(arms)} run(s) in {runs}; run reproduce again with both arms to compare")
+        print(f"trained the {' and '.join(arms)} run(s) in {runs}; run reproduce again with --arms "
+              "pbt,random_search to compare")
         return 0
     print((out / "comparison.md").read_text())
     print(f"{summary['metric']}: PBT best final {fmt(summary['pbt']['best_final'])}, random search best final "

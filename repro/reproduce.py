@@ -8,6 +8,11 @@ into ``RUNS/random_search-s<s>``. Every run is opened with ``resume``, so runnin
 a killed run where it stopped and skips finished ones. Then ``compare`` writes the tables and figures into ``OUT``,
 with ``summary.json`` (the format every domain shares; ``pbt-repro report`` reads it) and a short ``README.md``.
 
+A strategy arm (``--arms fire`` or ``pb2``) runs PBT with that ``PBTConfig.strategy`` into ``RUNS/fire-s<s>``, at the
+same member-steps. Its runs may come in a later sitting, on some of the seeds only: whenever both main arms are
+compared, every finished strategy run of the seeds in ``RUNS`` is compared with them (``summary["strategies"]``: the
+arm's summary with its paired statistics against PBT and against random search).
+
 A domain module may define ``extra_results(run_dir) -> dict`` (test BLEU, FID, ... of the run's best member). It is
 called once per run, as soon as the run has finished and while its checkpoints still exist, and what it returns is
 recorded in the run's own store (metadata ``extra_results``), so a committed store without its checkpoints keeps
@@ -35,14 +40,17 @@ from pbt.controller import Controller, open_experiment
 from pbt.domain import Domain
 from pbt.rundir import git_commit, machine
 from pbt.space import ConfigError
-from pbt.store import Store
-from repro.compare import Comparison, Row, coalescence, compare, markdown_table, one_or_mean, progress_curve
+from pbt.store import RunStatus, Store, StoreReader
+from repro.compare import (METHOD_TITLES, Comparison, Row, coalescence, compare, markdown_table, one_or_mean,
+                           progress_curve)
 from repro.domains import label, load_domain, registered
 from repro.stats import (Interval, fmt_interval, interquartile_mean, mean_std, paired_difference,
                          probability_of_improvement, sign_flip_p, trains_faster)
 from repro.text import duration, fmt
 
 ARMS = ("pbt", "random_search")
+# PBT with another strategy (``PBTConfig.strategy``) at the same member-steps, compared with both arms above.
+STRATEGY_ARMS = ("pb2", "fire")
 # Everything below this line in a results README is the authors' reading of the run; reproduce keeps it.
 NOTES_MARKER = "<!-- notes: written by hand, kept when reproduce rewrites this file -->"
 CORE_KEYS = ("domain", "metric", "profile", "pbt", "random_search", "equal_compute", "figures", "tables",
@@ -54,8 +62,15 @@ SCORE_METRICS = {"best_final": ("best_final", "best member's final score"),
 # Numbers of extra_results where lower is better, by the last part of their dotted name.
 LOWER_IS_BETTER = frozenset({"fid"})
 
-PAIRED_HEADER = "| | PBT | random search | PBT − random search (paired) | PBT won |"
-ROBUST_HEADER = " sign-flip p | P(PBT better) | IQM PBT | IQM random search |"  # in summaries since these were added
+def paired_header(first: str = "PBT", second: str = "random search", robust: bool = True) -> list[str]:
+    """The paired table's header: the robust measures' columns only where the summary has them (since they were
+    added)."""
+    header = f"| | {first} | {second} | {first} − {second} (paired) | {first} won |"
+    if robust:
+        header += f" sign-flip p | P({first} better) | IQM {first} | IQM {second} |"
+    return [header, "|---" + "|---:" * (header.count("|") - 2) + "|"]
+
+
 PAIRED_NOTE = ("Means over seeds, with the 95% t-interval over seeds in brackets (none with one seed). The difference "
                "is paired by seed (a seed's PBT and random-search runs start from the same seed): the mean of the "
                "per-seed differences PBT − random search, with its 95% paired t-interval over seeds. *PBT won*: the "
@@ -67,13 +82,26 @@ PAIRED_NOTE = ("Means over seeds, with the 95% t-interval over seeds in brackets
                "computes them (here with scipy).")
 
 
-def arm_configs(domain: Domain, config: Any, seed: int) -> dict[str, Any]:
-    """The PBT and random-search configs of one seed (the PBT arm starts from the domain's initial hyperparameters,
-    if it has them: ``open_experiment`` takes them; random search draws from the priors)."""
+def arm_config(domain: Domain, config: Any, seed: int, arm: str) -> Any:
+    """One arm's config for one seed: PBT's is ``config`` with the seed (it starts from the domain's initial
+    hyperparameters, if it has them: ``open_experiment`` takes them), a strategy arm's is PBT's with that strategy,
+    and random search draws from the priors."""
     from baselines import baseline_config
 
     pbt_config = dataclasses.replace(config, pbt=dataclasses.replace(config.pbt, seed=seed))
-    return {"pbt": pbt_config, "random_search": baseline_config(domain, pbt_config, "random_search")[0]}
+    if arm == "random_search":
+        return baseline_config(domain, pbt_config, "random_search")[0]
+    if arm in STRATEGY_ARMS:
+        return dataclasses.replace(pbt_config, pbt=dataclasses.replace(pbt_config.pbt, strategy=arm))
+    return pbt_config
+
+
+def finished_run(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a finished run (read only)."""
+    if not (run_dir / "pbt.sqlite").exists():
+        return False
+    with StoreReader(run_dir) as reader:
+        return reader.meta().get("status") == RunStatus.FINISHED
 
 
 def run_arm(domain: Domain, name: str, arm: str, config: Any, run_dir: Path, force: bool,
@@ -168,10 +196,10 @@ def extra_by_seed(extras: dict[str, dict[str, Any]]) -> dict[str, dict[str, dict
     """Every number of the runs' ``extra_results`` (``{arm: {seed: extra}}``), as ``{name: {arm: {seed: value}}}``,
     names in the order they first appear."""
     found: dict[str, dict[str, dict[int, float]]] = {}
-    for arm in ARMS:
-        for seed, extra in sorted(extras.get(arm, {}).items(), key=lambda item: int(item[0])):
+    for arm in extras:
+        for seed, extra in sorted(extras[arm].items(), key=lambda item: int(item[0])):
             for name, value in numeric_leaves(extra).items():
-                found.setdefault(name, {a: {} for a in ARMS})[arm][int(seed)] = value
+                found.setdefault(name, {a: {} for a in (*ARMS, *extras)})[arm][int(seed)] = value
     return found
 
 
@@ -200,13 +228,33 @@ def extra_paired(extras: dict[str, dict[str, Any]],
 
 def best_so_far_curves(comparison: Comparison, arm: str) -> dict[int, list[tuple[float, float]]]:
     """Each seed's ``(compute, best so far)`` curve for one arm (``progress_curve``), by seed."""
-    return {r.seed: list(zip(*progress_curve(r.scores)[:2])) for r in comparison.runs if r.label == arm}
+    return {r.seed: list(zip(*progress_curve(r.scores)[:2])) for r in comparison.method_runs(arm)}
 
 
 def speed_summary(comparison: Comparison) -> dict[str, Any]:
     """``summary["trains_faster"]``: ``trains_faster`` on the arms' best-so-far curves against compute."""
     pbt, baseline = (best_so_far_curves(comparison, arm) for arm in ARMS)
     return trains_faster(pbt, baseline).to_dict()
+
+
+def strategy_summary(comparison: Comparison, arm: str, config: Any, extras: dict[str, dict[str, Any]],
+                     outcomes: Sequence[str]) -> dict[str, Any]:
+    """A strategy arm's summary (``arm_summary``) with its paired statistics (``paired_metric``, the strategy
+    first) against PBT (``vs_pbt``) and against random search (``vs_random_search``), over the seeds both have: the
+    scores, then the numbers of ``extra_results`` in ``outcomes``."""
+    def by_seed(method: str, attr: str) -> dict[int, float | None]:
+        return {row.seeds[0]: getattr(row, attr) for row in comparison.method_rows(method)}
+
+    found = extra_by_seed(extras)
+    versus = {}
+    for other in ARMS:
+        paired = {key: paired_metric(key, by_seed(arm, attr), by_seed(other, attr))
+                  for key, (attr, _) in SCORE_METRICS.items()}
+        for name in outcomes:
+            if name in found:
+                paired.setdefault(name, paired_metric(name, found[name][arm], found[name][other]))
+        versus[f"vs_{other}"] = paired
+    return arm_summary(comparison.method_rows(arm), config) | versus
 
 
 def shared_leaves(extras: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -253,13 +301,13 @@ def paired_row(title: str, paired: dict[str, Any]) -> str:
             f"{interval_text(iqm['pbt'])} | {interval_text(iqm['baseline'])} |")
 
 
-def paired_table(paired: dict[str, dict[str, Any]], names: dict[str, str]) -> list[str]:
-    """The paired statistics of ``names`` (summary key -> row title) as a markdown table; the robust measures'
-    columns only where the summary has them."""
+def paired_table(paired: dict[str, dict[str, Any]], names: dict[str, str], first: str = "PBT",
+                 second: str = "random search") -> list[str]:
+    """The paired statistics of ``names`` (summary key -> row title) as a markdown table, ``first`` − ``second``;
+    the robust measures' columns only where the summary has them."""
     rows = [paired[key] | {"title": title} for key, title in names.items() if key in paired]
     robust = bool(rows) and all("sign_flip_p" in row for row in rows)
-    header = PAIRED_HEADER + (ROBUST_HEADER if robust else "")
-    return [header, "|---" + "|---:" * (header.count("|") - 2) + "|"] + [
+    return paired_header(first, second, robust) + [
         paired_row(row["title"], row if robust else {k: v for k, v in row.items() if k != "sign_flip_p"})
         for row in rows]
 
@@ -297,14 +345,14 @@ def greediness_text(arm: dict[str, Any]) -> str | None:
 
 def extra_results_table(extras: dict[str, dict[str, Any]]) -> list[str]:
     """The domain's per-run results (test sets, FID, ...) as one table: a row per number, a column per arm and seed."""
-    columns = [(arm, seed) for arm in ARMS for seed in sorted(extras.get(arm, {}), key=int)]
+    columns = [(arm, seed) for arm in (*ARMS, *STRATEGY_ARMS) for seed in sorted(extras.get(arm, {}), key=int)]
     if not columns:
         return []
     values = {c: numeric_leaves(extras[c[0]][c[1]]) for c in columns}
     names = list(dict.fromkeys(k for c in columns for k in values[c]))
-    titles = {"pbt": "PBT", "random_search": "random search"}
     lines = ["### Per run", "",
-             "| | " + " | ".join(f"{titles[a]} s{s} (member {extras[a][s].get('member', '?')})" for a, s in columns)
+             "| | " + " | ".join(f"{METHOD_TITLES[a]} s{s} (member {extras[a][s].get('member', '?')})"
+                                for a, s in columns)
              + " |", "|---|" + "---:|" * len(columns)]
     lines += [f"| {name} | " + " | ".join(fmt(values[c].get(name)) for c in columns) + " |" for name in names]
     return lines + [""]
@@ -340,6 +388,25 @@ def figure_captions(seed: int | None) -> dict[str, str]:
                           "hyperparameter's spread over the population (min–max band, median)"}
 
 
+def strategy_lines(summary: dict[str, Any]) -> list[str]:
+    """A section per strategy arm: its paired statistics against PBT and against random search, and its greediness."""
+    lines = []
+    for arm, result in summary.get("strategies", {}).items():
+        title, seeds = METHOD_TITLES[arm], result["seeds"]
+        names = {k: t for k, (_, t) in SCORE_METRICS.items()} | {
+            name: name for name in result["vs_pbt"] if name not in SCORE_METRICS}
+        lines += ["", f"## {title}, the strategy arm ({len(seeds)} seed{'s' if len(seeds) > 1 else ''}: "
+                  f"{', '.join(map(str, seeds))})", "",
+                  f"PBT with `--strategy {arm}` at the same member-steps, paired by seed with each arm over the seeds "
+                  "both have (as above).", ""]
+        for other in ARMS:
+            lines += [*paired_table(result[f"vs_{other}"], names, title, METHOD_TITLES[other]), ""]
+        greedy = greediness_text(result)
+        if greedy:
+            lines.append(f"Greediness: {greedy.replace('PBT', title, 1)}")
+    return lines
+
+
 def results_readme(summary: dict[str, Any], comparison: Comparison) -> str:
     """The results folder's README: the paired statistics, trains faster, the runs, the figures, further results."""
     p = summary["provenance"]
@@ -354,6 +421,7 @@ def results_readme(summary: dict[str, Any], comparison: Comparison) -> str:
         lines += ["", f"Greediness: {greedy} Coalescence is the first step from which on every member's weights "
                   "descend from one founding member through copies (the greediness figure shows it over time, the "
                   "runs table per seed)."]
+    lines += strategy_lines(summary)
     c = summary["pbt"]["compute"]
     lines += ["", f"Compute per arm: {c['population']} members × {c['steps_per_member']} steps × {c['runs']} "
               f"seed{'s' if c['runs'] > 1 else ''} = {c['planned_steps']:.6g} member-steps.", "", "## Runs", "",
@@ -404,9 +472,10 @@ def reproduce(
     Returns:
         The summary written to ``OUT/summary.json``.
     """
-    unknown = sorted(set(arms) - set(ARMS))
+    unknown = sorted(set(arms) - set(ARMS) - set(STRATEGY_ARMS))
     if unknown or not arms:
-        raise ConfigError(f"unknown arm(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(ARMS)}")
+        raise ConfigError(f"unknown arm(s) {', '.join(unknown) or '(none)'}; choose from "
+                          f"{', '.join(ARMS + STRATEGY_ARMS)}")
     if isinstance(domain, str):
         name, domain = domain, load_domain(domain)
     else:
@@ -418,18 +487,22 @@ def reproduce(
     seed_list = [config.pbt.seed + k for k in range(seeds)]
     dirs: dict[str, list[Path]] = {arm: [] for arm in ARMS}
     configs: dict[str, Any] = {}
-    for arm in [a for a in ARMS if a in arms]:  # the PBT arm first, then random search
+    for arm in [a for a in ARMS + STRATEGY_ARMS if a in arms]:  # PBT first, then random search, then a strategy
         for seed in seed_list:
-            arm_config = arm_configs(domain, config, seed)[arm]
-            configs.setdefault(arm, arm_config)
+            seeded = arm_config(domain, config, seed, arm)
+            configs.setdefault(arm, seeded)
             run_dir = runs / f"{arm}-s{seed}"
             hook = None if listeners_for is None else (lambda store, a=arm, s=seed: listeners_for(a, s, store))
-            run_arm(domain, name, arm, arm_config, run_dir, force, hook)
-            dirs[arm].append(run_dir)
-    if set(arms) != set(ARMS):
+            run_arm(domain, name, arm, seeded, run_dir, force, hook)
+            dirs.setdefault(arm, []).append(run_dir)
+    if not set(ARMS) <= set(arms):
         return None
-    comparison = compare(dirs["pbt"] + dirs["random_search"], out, metric=domain.metric,
-                         seed=figure_seed)
+    for arm in (a for a in STRATEGY_ARMS if a not in arms):  # a strategy arm run earlier, on some of these seeds
+        finished = [d for d in (runs / f"{arm}-s{seed}" for seed in seed_list) if finished_run(d)]
+        if finished:
+            dirs[arm] = finished
+            configs[arm] = arm_config(domain, config, config.pbt.seed, arm)
+    comparison = compare([d for ds in dirs.values() for d in ds], out, metric=domain.metric, seed=figure_seed)
     summary: dict[str, Any] = {
         "domain": name,
         "metric": comparison.metric,
@@ -440,11 +513,16 @@ def reproduce(
         "tables": ["comparison.md", "comparison.csv"],
         "best_schedule": "best_schedule.json" if comparison.best_schedule else None,
     }
-    extras = {arm: {str(r.seed): r.meta["extra_results"] for r in comparison.runs
-                     if r.label == arm and "extra_results" in r.meta} for arm in ARMS}
+    extras = {arm: {str(r.seed): r.meta["extra_results"] for r in comparison.method_runs(arm)
+                    if "extra_results" in r.meta} for arm in dirs}
     if any(extras.values()):
         summary["extra_results"] = extras
     summary["paired"] = paired_summary(comparison, extras)
+    strategies = [arm for arm in STRATEGY_ARMS if arm in dirs]
+    if strategies:
+        outcomes = list(extra_paired(extras))
+        summary["strategies"] = {arm: strategy_summary(comparison, arm, configs[arm], extras, outcomes)
+                                 for arm in strategies}
     summary["trains_faster"] = speed_summary(comparison)
     summary["figure_seed"] = comparison.figure_seed
     summary["provenance"] = {

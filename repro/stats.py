@@ -91,11 +91,12 @@ BOOTSTRAP_RESAMPLES = 10_000  # percentile-bootstrap resamples (rliable's defaul
 
 def _bootstrap(samples: tuple[np.ndarray, ...], statistic, confidence: float) -> tuple[float | None, float | None]:
     """A percentile-bootstrap interval of ``statistic`` (scipy.stats.bootstrap), each sample resampled on its own,
-    seeded so a summary is the same every time it is made; None where a sample has fewer than two values."""
+    seeded so a summary is the same every time it is made; None where a sample has fewer than two values.
+    ``statistic(*samples, axis)`` is vectorized: it reduces along ``axis`` (all resamples at once, in numpy)."""
     if any(x.size < 2 for x in samples):
         return None, None
     found = stats.bootstrap(samples, statistic, n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=confidence,
-                            method="percentile", vectorized=False, rng=np.random.default_rng(0))
+                            method="percentile", vectorized=True, rng=np.random.default_rng(0))
     return float(found.confidence_interval.low), float(found.confidence_interval.high)
 
 
@@ -110,11 +111,12 @@ def probability_of_improvement(a: Iterable[float | None], b: Iterable[float | No
     if not xs.size or not ys.size:
         return Interval(None, None, None, int(xs.size))
 
-    def poi(x: np.ndarray, y: np.ndarray) -> float:
-        return float(((x[:, None] > y[None, :]) + 0.5 * (x[:, None] == y[None, :])).mean())
+    def poi(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+        x, y = np.moveaxis(x, axis, -1)[..., :, None], np.moveaxis(y, axis, -1)[..., None, :]
+        return ((x > y) + 0.5 * (x == y)).mean(axis=(-2, -1))
 
     low, high = _bootstrap((xs, ys), poi, confidence)
-    return Interval(poi(xs, ys), low, high, int(xs.size))
+    return Interval(float(poi(xs, ys)), low, high, int(xs.size))
 
 
 def interquartile_mean(values: Iterable[float | None], confidence: float = 0.95) -> Interval:
@@ -123,9 +125,9 @@ def interquartile_mean(values: Iterable[float | None], confidence: float = 0.95)
     xs = np.asarray([float(v) for v in values if v is not None])
     if not xs.size:
         return Interval(None, None, None, 0)
-    iqm = lambda x: float(stats.trim_mean(x, 0.25))  # noqa: E731
+    iqm = lambda x, axis=-1: stats.trim_mean(x, 0.25, axis=axis)  # noqa: E731
     low, high = _bootstrap((xs,), iqm, confidence)
-    return Interval(iqm(xs), low, high, int(xs.size))
+    return Interval(float(iqm(xs)), low, high, int(xs.size))
 
 
 def sign_flip_p(differences: Sequence[float]) -> float | None:

@@ -380,3 +380,28 @@ def test_compare_twice_writes_byte_identical_files(toy_runs, tmp_path):
 def test_step_on_grid_holds_each_value_until_the_next_point():
     got = step_on_grid([10, 20, 20, 40], [1.0, 2.0, 3.0, 5.0], np.array([0.0, 10.0, 15.0, 20.0, 39.0, 40.0, 50.0]))
     np.testing.assert_array_equal(got, [np.nan, 1.0, 1.0, 3.0, 3.0, 5.0, 5.0])
+
+
+def test_a_strategy_arm_run_earlier_is_compared_with_both_arms_paired_by_seed(tmp_path):
+    config = toy_config(steps=40, population=8)
+    runs, out = tmp_path / "runs", tmp_path / "results"
+    assert reproduce("toy", config, "smoke", seeds=2, out=out, runs=runs, arms=["fire"]) is None
+    assert sorted(d.name for d in runs.iterdir()) == ["fire-s0", "fire-s1"]
+    summary = reproduce("toy", config, "smoke", seeds=2, out=out, runs=runs)  # finds the finished FIRE runs
+    fire = summary["strategies"]["fire"]
+    assert fire["seeds"] == summary["pbt"]["seeds"] == summary["random_search"]["seeds"] == [0, 1]
+    assert fire["compute"]["steps"] == summary["pbt"]["compute"]["steps"] == 2 * 8 * 40
+    assert StoreReader(runs / "fire-s0").meta()["config"]["pbt"]["strategy"] == "fire"
+    for other in ("pbt", "random_search"):
+        paired = fire[f"vs_{other}"]["best_final"]
+        differences = [f - o for f, o in zip(fire["best_final_per_seed"], summary[other]["best_final_per_seed"])]
+        assert paired["n"] == 2 and paired["difference"]["mean"] == pytest.approx(statistics.fmean(differences))
+        assert paired["wins"] == sum(d > 0 for d in differences)
+    # the FIRE runs are stored as PBT runs: they count in neither PBT's numbers nor its trains-faster curves
+    assert len(summary["pbt"]["best_final_per_seed"]) == 2 and summary["trains_faster"]["n"] == 2
+    readme = (out / "README.md").read_text()
+    assert "## FIRE PBT, the strategy arm (2 seeds: 0, 1)" in readme
+    assert "| | FIRE PBT | PBT | FIRE PBT − PBT (paired) | FIRE PBT won | sign-flip p | P(FIRE PBT better) |" in readme
+    assert "| | FIRE PBT | random search | FIRE PBT − random search (paired) |" in readme
+    with pytest.raises(ConfigError, match="choose from pbt, random_search, pb2, fire"):
+        reproduce("toy", config, "smoke", out=out, runs=runs, arms=["pbt2"])

@@ -98,12 +98,15 @@ class Comparison:
     best_schedule: dict[str, Any] | None
     figure_seed: int | None = None  # the PBT run's seed the schedule, lineage, member-score and greediness figures show
 
+    def method_runs(self, method: str) -> list[Run]:
+        """The runs of ``method``; when there are none, the runs stored under that label (``pbt``: a reproduction of
+        a copy ablation, ``pbt-transfer-weights``, against random search)."""
+        return [r for r in self.runs if r.method == method] or [r for r in self.runs if r.label == method]
+
     def method_rows(self, method: str) -> list[Row]:
-        """The run rows of ``method``; when there are none, those of the runs stored under that label (``pbt``: a
-        reproduction of a copy ablation, ``pbt-transfer-weights``, against random search)."""
-        rows = self.rows[: len(self.runs)]
-        return ([r for r in rows if r.method == method]
-                or [r for r, run in zip(rows, self.runs) if run.label == method])
+        """The run rows of ``method_runs(method)``."""
+        chosen = {id(run) for run in self.method_runs(method)}
+        return [row for row, run in zip(self.rows, self.runs) if id(run) in chosen]
 
 
 def table_rows(runs: Sequence[Run]) -> list[Row]:
