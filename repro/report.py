@@ -2,11 +2,11 @@
 
     pbt-repro report [--results results]
 
-The reproduction table puts the paper's number (with the confidence the project's paper digest gives it) beside
-ours: PBT, random search at equal compute, the metric, the compute budget and the commit, and marks each substitute
-(Multi30k for WMT14, a CIFAR-10-classifier score for the ImageNet Inception Score, A2C on one Atari game for FuN).
-The file is generated, never edited by hand: the same summaries give a byte-identical file (nothing in it depends on
-the clock, the machine or the order the directory is listed in).
+The reproduction table puts the paper's number (with the confidence the project's paper digest, ``docs/paper.md``, gives
+it) beside ours: PBT, random search at equal compute, the metric, the compute budget and the commit, and marks each
+substitute (Multi30k for WMT14, a CIFAR-10-classifier score for the ImageNet Inception Score, A2C on one Atari game for
+FuN). The file is generated, never edited by hand: the same summaries give a byte-identical file (nothing in it depends
+on the clock, the machine or the order the directory is listed in).
 
 A summary with paired statistics (``summary["paired"]``, see ``repro.reproduce``) shows each arm's mean with its 95%
 t-interval over seeds and the difference PBT − random search paired by seed, with how many seeds PBT won; an older
@@ -41,32 +41,32 @@ from repro.reproduce import (
 from repro.study import wins_text
 from repro.text import duration, fmt
 
-# The paper's numbers, as the project's paper digest (paper.md) reconstructs them, with its confidence tags:
+# The paper's numbers, as the project's paper digest (docs/paper.md) reconstructs them, with its confidence tags:
 # [Q] quote, [S2] two secondary sources agree, [S] one secondary source, [U] unverified. Baseline → PBT.
 PAPER: dict[str, dict[str, str]] = {
     "toy": {
-        # paper.md §2 (Figure 2): exact Q values NOT FOUND; the qualitative result is tagged [S].
+        # docs/paper.md §2 (Figure 2): exact Q values NOT FOUND; the qualitative result is tagged [S].
         "number": "no number given; PBT reaches the optimum Q = 1.2 fastest, grid search stalls (Figure 2)",
         "confidence": "[S]; exact values NOT FOUND",
-        "source": "paper.md §2",
+        "source": "docs/paper.md §2",
     },
     "rl": {
-        # paper.md §3.1 and §5: FuN on Atari, human-normalised, 147% → 181%, single source [U].
+        # docs/paper.md §3.1 and §5: FuN on Atari, human-normalised, 147% → 181%, single source [U].
         "number": "FuN on Atari, human-normalised score: 147% → 181%",
         "confidence": "[U]",
-        "source": "paper.md §3.1, §5",
+        "source": "docs/paper.md §3.1, §5",
     },
     "translation": {
-        # paper.md §3.2 and §5: validation BLEU (newstest2012) 23.71 → 24.23 [S2]; test BLEU 22.30 → 22.65 [S].
+        # docs/paper.md §3.2 and §5: validation BLEU (newstest2012) 23.71 → 24.23 [S2]; test BLEU 22.30 → 22.65 [S].
         "number": "WMT14 En→De BLEU, validation (newstest2012): 23.71 → 24.23; test: 22.30 → 22.65",
         "confidence": "validation [S2], test [S]",
-        "source": "paper.md §3.2, §5",
+        "source": "docs/paper.md §3.2, §5",
     },
     "gan": {
-        # paper.md §3.3 and §5: CIFAR Inception 6.39 → 6.80 [U]; ImageNet Inception 6.45 → 6.89 [U] (recollection).
+        # docs/paper.md §3.3 and §5: CIFAR Inception 6.39 → 6.80 [U]; ImageNet Inception 6.45 → 6.89 [U] (recollection).
         "number": "CIFAR-10 Inception score (CIFAR classifier): 6.39 → 6.80; ImageNet Inception score: 6.45 → 6.89",
         "confidence": "[U], [U] (recollection)",
-        "source": "paper.md §3.3, §5",
+        "source": "docs/paper.md §3.3, §5",
     },
 }
 
