@@ -203,16 +203,19 @@ def extra_by_seed(extras: dict[str, dict[str, Any]]) -> dict[str, dict[str, dict
     return found
 
 
-def paired_summary(comparison: Comparison, extras: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """``summary["paired"]``: the paired statistics (``paired_metric``) of the runs' scores, then of every number of
-    their ``extra_results``; a name of both kinds keeps the score."""
+def paired_summary(comparison: Comparison, extras: dict[str, dict[str, Any]], first: str = "pbt",
+                   second: str = "random_search", names: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+    """``summary["paired"]``: the paired statistics (``paired_metric``, ``first`` − ``second``) of the runs' scores,
+    then of every number of their ``extra_results`` (of those in ``names`` when given); a name of both kinds keeps
+    the score."""
     def by_seed(arm: str, attr: str) -> dict[int, float | None]:
         return {row.seeds[0]: getattr(row, attr) for row in comparison.method_rows(arm)}
 
-    paired = {key: paired_metric(key, by_seed("pbt", attr), by_seed("random_search", attr))
+    paired = {key: paired_metric(key, by_seed(first, attr), by_seed(second, attr))
               for key, (attr, _) in SCORE_METRICS.items()}
     for name, by_arm in extra_by_seed(extras).items():
-        paired.setdefault(name, paired_metric(name, by_arm["pbt"], by_arm["random_search"]))
+        if names is None or name in names:
+            paired.setdefault(name, paired_metric(name, by_arm[first], by_arm[second]))
     return paired
 
 
@@ -239,22 +242,11 @@ def speed_summary(comparison: Comparison) -> dict[str, Any]:
 
 def strategy_summary(comparison: Comparison, arm: str, config: Any, extras: dict[str, dict[str, Any]],
                      outcomes: Sequence[str]) -> dict[str, Any]:
-    """A strategy arm's summary (``arm_summary``) with its paired statistics (``paired_metric``, the strategy
+    """A strategy arm's summary (``arm_summary``) with its paired statistics (``paired_summary``, the strategy
     first) against PBT (``vs_pbt``) and against random search (``vs_random_search``), over the seeds both have: the
     scores, then the numbers of ``extra_results`` in ``outcomes``."""
-    def by_seed(method: str, attr: str) -> dict[int, float | None]:
-        return {row.seeds[0]: getattr(row, attr) for row in comparison.method_rows(method)}
-
-    found = extra_by_seed(extras)
-    versus = {}
-    for other in ARMS:
-        paired = {key: paired_metric(key, by_seed(arm, attr), by_seed(other, attr))
-                  for key, (attr, _) in SCORE_METRICS.items()}
-        for name in outcomes:
-            if name in found:
-                paired.setdefault(name, paired_metric(name, found[name][arm], found[name][other]))
-        versus[f"vs_{other}"] = paired
-    return arm_summary(comparison.method_rows(arm), config) | versus
+    return arm_summary(comparison.method_rows(arm), config) | {
+        f"vs_{other}": paired_summary(comparison, extras, arm, other, outcomes) for other in ARMS}
 
 
 def shared_leaves(extras: dict[str, dict[str, Any]]) -> dict[str, Any]:
