@@ -75,6 +75,8 @@ def _sklearn() -> Any:
 
 @functools.cache
 def _blas_threads() -> Any:
+    _sklearn()  # a controller limits only the BLAS libraries loaded when it is made: scikit-learn's and scipy's too
+    import scipy.optimize  # noqa: F401
     from threadpoolctl import ThreadpoolController  # installed with scikit-learn
 
     return ThreadpoolController()
