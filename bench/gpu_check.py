@@ -21,7 +21,7 @@ from pathlib import Path
 from pbt.config import replace_fields
 from pbt.controller import run_experiment
 from pbt.rundir import git_commit, machine
-from repro.cli import data_root
+from repro.commands.demo import data_root
 from repro.domains import load_domain
 
 # domain: (steps per member at scale 1, the train metric that measures throughput, its unit)

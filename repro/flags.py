@@ -1,4 +1,7 @@
-"""The command line generated from a config dataclass: one flag per field (of the config and of its nested
+"""The command line's shared parts, each written once: the program's name, the flags several commands take, the usage
+of a command whose first argument is a DOMAIN, and errors in the flags' words.
+
+And the command line generated from a config dataclass: one flag per field (of the config and of its nested
 dataclasses, ``pbt: PBTConfig`` first), typed from the annotation, with the field's help text and the profile's value;
 and a config rebuilt from a profile, a ``--config`` JSON file and the flags given. Nothing is declared twice."""
 
@@ -14,11 +17,80 @@ from typing import Any
 
 from pbt.config import replace_fields
 from pbt.domain import Domain
+from pbt.errors import Worded
 from pbt.space import ConfigError
+from repro.domains import registered
+
+PROG = "pbt-repro"
 
 
 def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def worded(exc: BaseException) -> str:
+    """An error in this program's words: a setting the library's message names (``pbt.errors``) is the flag that
+    sets it, ``resume`` ``--resume`` and ``pbt.max_failures`` ``--max-failures`` (config fields' flags are flat)."""
+    if isinstance(exc, Worded):
+        return exc.worded(lambda option: flag_name(option.rsplit(".", 1)[-1]))
+    return str(exc)
+
+
+# -- flags that several commands take --------------------------------------------------------------------------
+
+
+def domain_usage(command: str, synopsis: str, argv: list[str]) -> int | None:
+    """The usage of a command whose first argument is a DOMAIN, printed when ``argv`` does not start with one: the
+    exit code to return then (0 for --help), else None."""
+    if argv and not argv[0].startswith("-"):
+        return None
+    print(f"usage: {PROG} {command} DOMAIN {synopsis}\n"
+          f"domains: {', '.join(registered())}; see `{PROG} {command} DOMAIN --help` for its flags")
+    return 0 if argv and argv[0] in ("-h", "--help") else 2
+
+
+def add_profile_flag(parser: argparse.ArgumentParser, domain: Domain) -> None:
+    parser.add_argument("--profile", default=domain.default_profile(),
+                        help=f"named settings: {', '.join(domain.profiles)} (default {domain.default_profile()})")
+
+
+def add_config_file_flag(parser: argparse.ArgumentParser) -> None:
+    """``--config``: a JSON file of settings, read by ``config_from_args``."""
+    parser.add_argument("--config", dest="config_file", help="JSON file of setting overrides (unknown keys are errors)")
+
+
+def add_task_flag(parser: argparse.ArgumentParser) -> None:
+    """``--task``: the module that continues a stored run of an unregistered task (never imported on the run's say)."""
+    parser.add_argument("--task", help="for a run of your own task: its module (mypkg.mytask) or file "
+                        "(path/to/task.py); a run directory's recorded module is never imported by itself")
+
+
+def add_listener_flags(parser: argparse.ArgumentParser) -> None:
+    """``--quiet`` and the Weights & Biases flags shared by the commands that train."""
+    parser.add_argument("--quiet", action="store_true", help="no progress display")
+    parser.add_argument("--wandb", action="store_true", help="log each member to Weights & Biases (offline when no "
+                        "API key is configured), grouped by run")
+    parser.add_argument("--wandb-project", default="pbt-repro", help="W&B project (default pbt-repro)")
+    parser.add_argument("--wandb-entity", default=None, help="W&B entity (default: your account's)")
+
+
+def listener_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``repro.listeners.run_listeners``'s options, from the flags ``add_listener_flags`` adds."""
+    return {"quiet": args.quiet, "wandb": args.wandb, "wandb_project": args.wandb_project,
+            "wandb_entity": args.wandb_entity}
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str],
+               at_least_one: tuple[str, ...] = ()) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, refusing as argparse refuses a count of ``at_least_one`` (``seeds``) below 1."""
+    args = parser.parse_args(argv)
+    for name in at_least_one:
+        if getattr(args, name) < 1:
+            parser.error(f"{flag_name(name)} must be >= 1")
+    return args
+
+
+# -- flags generated from a config dataclass -------------------------------------------------------------------
 
 
 def _add_field(parser: argparse.ArgumentParser, f: dataclasses.Field, hint: Any, default: Any) -> None:

@@ -11,6 +11,9 @@ from typing import Any
 
 from pbt.controller import Listener
 from pbt.store import Store
+from repro.compare import compare
+from repro.progress import progress_listeners, stored_pbt_config
+from repro.wandb_log import WandbLogger
 
 
 @contextlib.contextmanager
@@ -21,8 +24,6 @@ def run_listeners(store: Store, metric: str, title: str, *, quiet: bool = False,
     members grouped under ``group``, files under ``wandb_dir``); with ``figures``, the run's own figures are logged
     to W&B when the ``with`` block ends without an error. The run's settings are read from its store, so a baseline
     shows the population it really trains."""
-    from repro.progress import progress_listeners, stored_pbt_config
-
     cfg = stored_pbt_config(store.meta())
     with progress_listeners(store, cfg, quiet, title, metric) as listeners:
         logger = wandb_logger(store, wandb_project, wandb_entity, group, wandb_dir) if wandb else None
@@ -40,15 +41,11 @@ def run_listeners(store: Store, metric: str, title: str, *, quiet: bool = False,
 def wandb_logger(store: Store, project: str = "pbt-repro", entity: str | None = None, group: str | None = None,
                  directory: Path | None = None) -> Any:
     """A W&B logger of the run of ``store``: the one place a logger is made."""
-    from repro.wandb_log import WandbLogger
-
     return WandbLogger(store.run_dir, store.meta(), project, entity, group, directory)
 
 
 def run_figures(run_dir: Path) -> list[Path]:
     """Draw one run's figures into ``RUN_DIR/figures`` (for W&B); a failure to draw is reported, not raised."""
-    from repro.compare import compare
-
     try:
         comparison = compare([run_dir], run_dir / "figures")
     except Exception as exc:  # noqa: BLE001 - the run itself has finished; figures are a convenience

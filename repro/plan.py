@@ -9,6 +9,7 @@ from typing import Any
 from pbt.config import PBTConfig
 from pbt.domain import Domain
 from pbt.executor import concurrency, cpu_count
+from pbt.ray_executor import cluster_capacity, connect, slots_for
 from pbt.space import ConfigError
 
 
@@ -27,8 +28,6 @@ def plan(domain: Domain, config: Any, capacity: dict[str, float] | None = None) 
     """A printable plan for ``config``; raises ``ConfigError`` when the capacity cannot hold one member."""
     cfg: PBTConfig = config.pbt
     if cfg.executor == "ray":
-        from pbt.ray_executor import cluster_capacity, connect, slots_for  # importing it does not import Ray
-
         if capacity is None:
             connect(cfg.ray_address)
             capacity = cluster_capacity()

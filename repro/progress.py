@@ -15,10 +15,11 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
 from pbt import fire
-from pbt.config import PBTConfig
+from pbt.config import PBTConfig, from_dict
 from pbt.controller import Listener
 from pbt.executor import concurrency
 from pbt.results import best_of
+from pbt.space import ConfigError
 from pbt.store import Event, EventKind, MemberRow, MemberStatus, ScoreRow, StoreReader
 from repro.text import duration, fmt, hparams_text
 
@@ -198,9 +199,6 @@ def progress_listeners(store: StoreReader, cfg: PBTConfig, quiet: bool = False, 
 
 def stored_pbt_config(meta: dict[str, Any]) -> PBTConfig:
     """The PBT settings a run's store records (``PBTConfig``'s defaults for a run written by another version)."""
-    from pbt.config import from_dict
-    from pbt.space import ConfigError
-
     try:
         return from_dict(PBTConfig, meta.get("config", {}).get("pbt", {}))
     except (ConfigError, TypeError):

@@ -15,7 +15,6 @@ relative to the replay's directory.
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -71,32 +70,3 @@ def replay(source: Path | str, out: Path | str, member: str = "best", population
     store.close()
     return store
 
-
-def main(argv: list[str] | None = None) -> int:
-    from repro.cli import add_listener_flags, add_task_flag, listener_options, print_summary
-    from repro.listeners import run_listeners
-
-    parser = argparse.ArgumentParser(prog="pbt-repro replay", description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dir", type=Path, help="a finished PBT run directory")
-    parser.add_argument("--member", default="best", help="whose schedule: a member id or best (default)")
-    parser.add_argument("--population", type=int, default=1, help="fresh members that follow it (default 1)")
-    parser.add_argument("--final", action="store_true", help="hold the member's final hyperparameters fixed from the "
-                        "start instead of replaying its schedule (method final)")
-    parser.add_argument("--out", type=Path, required=True, help="the replay's run directory")
-    parser.add_argument("--resume", action="store_true", help="continue --out if it holds the same replay")
-    parser.add_argument("--force", action="store_true", help="replace the run --out holds")
-    add_task_flag(parser)
-    add_listener_flags(parser)
-    args = parser.parse_args(argv)
-    if args.population < 1:
-        parser.error("--population must be >= 1")
-    method = "final" if args.final else "replay"
-
-    def listeners_for(store: StoreReader, config: Any) -> Any:
-        return run_listeners(store, str(store.meta().get("metric", "score")), f"{args.run_dir} {method}",
-                             figures=True, **listener_options(args))
-
-    replay(args.run_dir, args.out, args.member, args.population, args.final, args.resume, args.force, listeners_for,
-           args.task)
-    print_summary(args.out)
-    return 0

@@ -20,7 +20,6 @@ the finding, the studies and variants that bear on it, the verdict; no numbers):
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -381,14 +380,3 @@ def render(results: Path) -> str:
               "- The toy: PBT against random search over the toy's prior, beside the Figure 2 reproduction.", ""]
     return "\n".join(lines)
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pbt-repro report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--results", type=Path, default=Path("results"), help="the results folder (default results)")
-    args = parser.parse_args(argv)
-    if not args.results.is_dir():
-        raise FileNotFoundError(f"{args.results} is not a folder")
-    text = render(args.results)
-    (args.results / "README.md").write_text(text)
-    print(f"wrote {args.results / 'README.md'} from {len(load_summaries(args.results))} summaries")
-    return 0

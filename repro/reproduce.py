@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from baselines import baseline_config
 from pbt.controller import Controller, open_experiment
 from pbt.domain import Domain
 from pbt.rundir import git_commit, machine
@@ -86,8 +87,6 @@ def arm_config(domain: Domain, config: Any, seed: int, arm: str) -> Any:
     """One arm's config for one seed: PBT's is ``config`` with the seed (it starts from the domain's initial
     hyperparameters, if it has them: ``open_experiment`` takes them), a strategy arm's is PBT's with that strategy,
     and random search draws from the priors."""
-    from baselines import baseline_config
-
     pbt_config = dataclasses.replace(config, pbt=dataclasses.replace(config.pbt, seed=seed))
     if arm == "random_search":
         return baseline_config(domain, pbt_config, "random_search")[0]

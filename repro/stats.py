@@ -13,7 +13,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import stats
 
 Curve = Sequence[tuple[float, float]]
 
@@ -47,6 +46,8 @@ def mean_interval(values: Iterable[float | None], confidence: float = 0.95) -> I
     std = float(xs.std(ddof=1))
     if std == 0.0:
         return Interval(mean, mean, mean, n)
+    from scipy import stats  # here, not at the top: it takes seconds to import, and most commands need none of it
+
     half = float(stats.t.ppf((1.0 + confidence) / 2.0, n - 1)) * std / math.sqrt(n)
     return Interval(mean, mean - half, mean + half, n)
 
@@ -95,6 +96,8 @@ def _bootstrap(samples: tuple[np.ndarray, ...], statistic, confidence: float) ->
     ``statistic(*samples, axis)`` is vectorized: it reduces along ``axis`` (all resamples at once, in numpy)."""
     if any(x.size < 2 for x in samples):
         return None, None
+    from scipy import stats  # as in mean_interval
+
     found = stats.bootstrap(samples, statistic, n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=confidence,
                             method="percentile", vectorized=True, rng=np.random.default_rng(0))
     return float(found.confidence_interval.low), float(found.confidence_interval.high)
@@ -125,6 +128,8 @@ def interquartile_mean(values: Iterable[float | None], confidence: float = 0.95)
     xs = np.asarray([float(v) for v in values if v is not None])
     if not xs.size:
         return Interval(None, None, None, 0)
+    from scipy import stats  # as in mean_interval
+
     iqm = lambda x, axis=-1: stats.trim_mean(x, 0.25, axis=axis)  # noqa: E731
     low, high = _bootstrap((xs,), iqm, confidence)
     return Interval(float(iqm(xs)), low, high, int(xs.size))

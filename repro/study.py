@@ -29,7 +29,6 @@ regenerates it; what follows its notes marker is kept).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import datetime as dt
@@ -49,6 +48,9 @@ from pbt.rundir import git_commit, machine, run_differences
 from pbt.space import ConfigError
 from pbt.store import Store
 from repro.compare import METHOD_TITLES, load_run, run_meta, run_row
+from repro.compare.figures import pyplot, save_figure
+from repro.replay import replay
+from repro.reproduce import run_arm
 from repro.stats import Interval, PairedDifference, fmt_interval, mean_interval, paired_difference
 from repro.text import duration
 
@@ -157,9 +159,6 @@ def run_variant(domain: Domain, name: str, variant: Variant, config: Any, seed: 
                 force: bool, listeners_for: RunHook | None) -> Path:
     """Run (or continue; a finished run is left as it is) one variant's run of ``seed``; return its directory. A
     replay or final run follows the seed's reference run, which must exist."""
-    from repro.replay import replay
-    from repro.reproduce import run_arm
-
     run_dir = runs / variant.run_name(seed)
     title = f"{name} {variant.study} {variant.title} seed {seed}"
     if variant.method in ("pbt", "random_search"):
@@ -298,9 +297,7 @@ GREED_NOTE = ("*Distance*: the mean over training steps of the absolute differen
 def plot_schedules(results: Sequence[VariantResult], known: Mapping[str, Schedule], steps: int, out: Path) -> list[str]:
     """One panel per variant: each seed's best schedule (the first hyperparameter the known schedules set) against
     the known schedules."""
-    from repro.compare.figures import _pyplot, _save
-
-    plt = _pyplot()
+    plt = pyplot()
     name = next(iter(next(iter(known.values())).changes[0][1]))
     fig, axes = plt.subplots(1, len(results), figsize=(3.2 * len(results), 3.4), sharey=True, squeeze=False)
     ages = list(range(0, steps + 1, max(1, steps // 200)))
@@ -317,7 +314,7 @@ def plot_schedules(results: Sequence[VariantResult], known: Mapping[str, Schedul
     axes[0][0].legend(fontsize=8)
     fig.suptitle("best member's schedule of each seed (blue) against the known schedules (black)")
     fig.tight_layout()
-    return _save(fig, out, "schedules")
+    return save_figure(fig, out, "schedules")
 
 
 TABLE_NOTE = ("Means over seeds with their 95% t-intervals in brackets. *− reference (paired)*: the mean over seeds of "
@@ -349,9 +346,7 @@ def csv_table(results: Sequence[VariantResult]) -> str:
 def plot_study(study: str, results: Sequence[VariantResult], metric: str, out: Path) -> list[str]:
     """Left: each variant's best final score per seed (dots) and its mean with the 95% t-interval; right: the paired
     difference to the reference per seed and its mean with the 95% paired t-interval."""
-    from repro.compare.figures import _pyplot, _save
-
-    plt = _pyplot()
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
     positions = list(range(len(results)))
     for ax, values, intervals, title in (
@@ -380,7 +375,7 @@ def plot_study(study: str, results: Sequence[VariantResult], metric: str, out: P
                                      for r in results], rotation=20, ha="right", fontsize=8)
     fig.suptitle(f"{study} study: dots are seeds; black: mean and 95% t-interval over seeds")
     fig.tight_layout()
-    return _save(fig, out, study)
+    return save_figure(fig, out, study)
 
 
 def provenance_text(p: dict[str, Any]) -> str:
@@ -503,55 +498,3 @@ def study_plan(domain: Domain, name: str, config: Any, studies: Sequence[str], s
             lines.append(f"estimate per reference run, {key}: {value}")
     return "\n".join(lines)
 
-
-def main(argv: list[str] | None = None) -> int:
-    from repro.cli import PROG, add_listener_flags, add_profile_flag, domain_usage, listener_options
-    from repro.domains import load_domain
-    from repro.flags import add_config_flags, config_from_args
-    from repro.listeners import run_listeners
-
-    argv = list(argv or [])
-    usage = domain_usage("study", f"--study {'|'.join(STUDIES)}|all --seeds K --out DIR [flags]", argv)
-    if usage is not None:
-        return usage
-    name = argv[0]
-    domain = load_domain(name)
-    parser = argparse.ArgumentParser(prog=f"{PROG} study {name}", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--study", required=True, choices=(*STUDIES, "all"),
-                        help="what to vary (all: the paper's four, every study but strategy)")
-    add_profile_flag(parser, domain)
-    parser.add_argument("--seeds", type=int, default=10, help="seeds per variant, counting up from --seed (default 10)")
-    parser.add_argument("--values", nargs="+", help="the variants to run (default: population 2 4 8 16 32; exploit "
-                        "truncation ttest tournament; transfer both weights hparams; schedule pbt replay final; "
-                        "strategy pbt tournament pb2 fire random_search)")
-    parser.add_argument("--out", type=Path, required=True, help="the study folder: runs/ and one folder per study")
-    parser.add_argument("--force", action="store_true", help="replace the study's runs and start over")
-    parser.add_argument("--dry-run", action="store_true", help="print the runs the study would train, which are "
-                        "already done, and their cost, then exit")
-    parser.add_argument("--config", dest="config_file", help="JSON file of setting overrides (unknown keys are errors)")
-    add_listener_flags(parser)
-    add_config_flags(parser, domain.profiles[domain.default_profile()])
-    args = parser.parse_args(argv[1:])
-    if args.seeds < 1:
-        parser.error("--seeds must be >= 1")
-    if args.study == "all" and args.values:
-        parser.error("--values picks one study's variants; give --study too")
-    config = config_from_args(domain, args.profile, args, args.config_file)
-    seeds = [config.pbt.seed + k for k in range(args.seeds)]
-    if args.dry_run:
-        print(study_plan(domain, name, config, PAPER_STUDIES if args.study == "all" else (args.study,), seeds, args.out,
-                         args.values, args.force))
-        return 0
-
-    def listeners_for(title: str, store: Store, cfg: Any) -> Any:
-        return run_listeners(store, domain.metric, title, **listener_options(args))
-
-    trained: set[Path] = set()
-    command = " ".join([PROG, "study", *argv])
-    for study in PAPER_STUDIES if args.study == "all" else (args.study,):
-        table = run_study(domain, name, config, args.profile, study, seeds, args.out, args.values, args.force,
-                          listeners_for, command, trained)
-        print(f"\n{study} study ({len(seeds)} seeds), {table['metric']}:\n"
-              + (args.out / study / "table.md").read_text())
-    print(f"wrote {', '.join(str(args.out / s) for s in (PAPER_STUDIES if args.study == 'all' else (args.study,)))}")
-    return 0

@@ -21,7 +21,7 @@ from experiments.gan.dcgan import PROFILES, GanTask, Member, make_task
 from pbt.controller import run_experiment
 from pbt.space import ConfigError
 from pbt.store import sha256_file
-from repro.cli import worded
+from repro.flags import worded
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

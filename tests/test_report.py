@@ -4,7 +4,8 @@ import shutil
 import pytest
 
 from pbt.space import ConfigError
-from repro.report import PAPER, main, render
+from repro.commands.report import main
+from repro.report import PAPER, render
 from repro.stats import Interval, fmt_interval
 from tests.toy_extras import reproduce_toy
 

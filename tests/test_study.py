@@ -13,9 +13,9 @@ import pytest
 
 from pbt.config import replace_fields
 from pbt.results import Results
+from repro.commands.study import main as study
 from repro.domains import load_domain
 from repro.study import PAPER_STUDIES, Variant, run_variant, study_variants
-from repro.study import main as study
 
 ARGS = ["toy", "--study", "all", "--seeds", "2", "--budget-steps", "12", "--quiet"]
 

@@ -32,7 +32,6 @@ come from a fixed salt.
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
@@ -81,7 +80,7 @@ __all__ = ["FIGURES", "METHOD_TITLES", "Comparison", "Row", "Run", "aggregate_ro
            "load_run", "log_scaled", "markdown_table", "median_seed", "one_or_mean", "over_trained", "progress_curve",
            "run_greediness", "run_meta", "run_row", "step_on_grid", "table_rows"]
 
-# -- the command ------------------------------------------------------------------------------------------------
+# -- the comparison ----------------------------------------------------------------------------------------------------
 
 
 def median_seed(best_by_seed: Mapping[int, float | None]) -> int | None:
@@ -150,23 +149,4 @@ def compare(run_dirs: Sequence[Path | str], out: Path | str, allow_unequal: bool
     (out / "comparison.md").write_text(markdown_table(comparison))
     (out / "comparison.csv").write_text(csv_table(comparison))
     return comparison
-
-
-def main(argv: list[str] | None = None) -> int:
-
-    parser = argparse.ArgumentParser(prog="pbt-repro compare", description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dirs", nargs="+", type=Path, help="run directories (finished or still running)")
-    parser.add_argument("--out", type=Path, required=True, help="where the tables and figures go")
-    parser.add_argument("--allow-unequal", action="store_true", help="compare runs that planned different compute")
-    parser.add_argument("--no-figures", action="store_true", help="write the tables only")
-    parser.add_argument("--seed", type=int, default=None, help="the PBT run (by seed) the schedule, lineage, "
-                        "member-score and greediness figures show (default: the median seed by best final score)")
-    args = parser.parse_args(argv)
-    comparison = compare(args.run_dirs, args.out, args.allow_unequal, figures=not args.no_figures, seed=args.seed)
-    print(markdown_table(comparison))
-    files = ["comparison.md", "comparison.csv", *(f for names in comparison.figures.values() for f in names)]
-    print(f"wrote {', '.join(files[:-1])} and {files[-1]} in {args.out}")
-    if not args.no_figures and "schedule" not in comparison.figures:
-        print("no PBT run given: the schedule, lineage, member-score and greediness figures need one")
-    return 0
 

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pbt.lineage import copies, hparam_history, lineage_copies, training_spans
 from pbt.store import EventKind
 from repro.compare.runs import Run, best_lineage, progress_curve, run_greediness
@@ -20,7 +22,8 @@ METHOD_COLOURS = {"pbt": "tab:blue", "pb2": "tab:purple", "random_search": "tab:
 # -- figures ----------------------------------------------------------------------------------------------------
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib's pyplot, drawing to files (imported on first use: only drawing needs it), with stable SVG ids."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -30,19 +33,21 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, out: Path, name: str) -> list[str]:
+def save_figure(fig: Any, out: Path, name: str) -> list[str]:
+    """Write ``fig`` as ``out/NAME.png`` and ``.svg`` (the same figure gives the same bytes), close it and return the
+    two file names."""
     from matplotlib.ticker import EngFormatter
 
     for ax in fig.axes:  # every x axis counts steps: 2.5M reads better than 2.5 with a detached "1e6"
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))
-    # no date and no matplotlib version in the files: the same runs give the same bytes (svg.hashsalt: _pyplot)
+    # no date and no matplotlib version in the files: the same runs give the same bytes (svg.hashsalt: pyplot)
     metadata = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None}}
     written = []
     for ext in ("png", "svg"):
         path = out / f"{name}.{ext}"
         fig.savefig(path, dpi=120, metadata=metadata[ext])
         written.append(path.name)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return written
 
 
@@ -50,8 +55,6 @@ def step_on_grid(xs: Sequence[float], ys: Sequence[float], grid: Any) -> Any:
     """A step function given at sorted points ``xs`` (a run's best so far), sampled at ``grid``: the value of the last
     point at or before each x, NaN before the first point (no score yet), the final value after the last one (a run
     that has stopped keeps its best so far). This puts seeds with different x points onto one grid to average."""
-    import numpy as np
-
     index = np.searchsorted(np.asarray(xs, dtype=float), grid, side="right") - 1
     values = np.asarray(ys, dtype=float)[np.clip(index, 0, None)]
     values[index < 0] = np.nan
@@ -72,9 +75,7 @@ def plot_score_vs_compute(runs: Sequence[Run], metric: str, out: Path) -> list[s
     """Per method: the best-so-far curve's mean over seeds (on a common grid of 200 compute points), the min–max band
     over seeds and each seed as a thin step line; dashed, the population median's mean over seeds. Where a seed has
     no score yet, the mean and band are left out (they are always over every seed of the method)."""
-    import numpy as np
-
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
     curves = _method_curves(runs)
     top = max((xs[-1] for group in curves.values() for xs, _, _ in group), default=0)
@@ -109,7 +110,7 @@ def plot_score_vs_compute(runs: Sequence[Run], metric: str, out: Path) -> list[s
     if curves:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, out, "score_vs_compute")
+    return save_figure(fig, out, "score_vs_compute")
 
 
 def log_scaled(run: Run) -> set[str] | None:
@@ -140,13 +141,13 @@ def _numeric(values: Sequence[Any]) -> tuple[list[float], list[str] | None]:
 
 
 def plot_schedule(run: Run, metric: str, out: Path) -> list[str]:
-    plt = _pyplot()
+    plt = pyplot()
     found = best_lineage(run)
     names = sorted(run.members[0].hparams) if run.members else []
     fig, axes = plt.subplots(max(1, len(names)), 1, figsize=(8, 2.4 * max(1, len(names))), sharex=True, squeeze=False)
     if found is None or not names:
         axes[0][0].text(0.5, 0.5, "no scored member yet", ha="center", transform=axes[0][0].transAxes)
-        return _save(fig, out, "schedule")
+        return save_figure(fig, out, "schedule")
     best, segments = found
     spans = training_spans(segments)
     logs = log_scaled(run)
@@ -184,11 +185,11 @@ def plot_schedule(run: Run, metric: str, out: Path) -> list[str]:
              "followed back through its lineage (red); each member's own values in grey; dotted lines: copies")
     fig.suptitle(textwrap.fill(title, 110), fontsize=10)
     fig.tight_layout()
-    return _save(fig, out, "schedule")
+    return save_figure(fig, out, "schedule")
 
 
 def plot_lineage_tree(run: Run, metric: str, out: Path) -> list[str]:
-    plt = _pyplot()
+    plt = pyplot()
     n = len(run.members)
     fig, ax = plt.subplots(figsize=(9, max(3.0, 0.28 * n + 1.5)))
     for m in run.members:
@@ -211,11 +212,11 @@ def plot_lineage_tree(run: Run, metric: str, out: Path) -> list[str]:
         ax.set_yticks(range(n))
     ax.invert_yaxis()
     fig.tight_layout()
-    return _save(fig, out, "lineage_tree")
+    return save_figure(fig, out, "lineage_tree")
 
 
 def plot_member_scores(run: Run, metric: str, out: Path) -> list[str]:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
     cmap = plt.get_cmap("tab20" if len(run.members) > 10 else "tab10")
     for m in run.members:
@@ -237,14 +238,14 @@ def plot_member_scores(run: Run, metric: str, out: Path) -> list[str]:
     if 0 < len(ax.get_lines()) and len(run.members) <= 20:
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    return _save(fig, out, "member_scores")
+    return save_figure(fig, out, "member_scores")
 
 
 def plot_greediness(run: Run, metric: str, out: Path) -> list[str]:
     """How greedy the run was (``pbt.diagnostics``), in one figure: the founding lineages alive over time with the
     coalescence step, the fraction of the population replaced in each ready round, and each numeric
     hyperparameter's min–max band and median over the population (on a log axis for a log-uniform prior)."""
-    plt = _pyplot()
+    plt = pyplot()
     found = run_greediness(run)
     names = sorted(found.spread) if found is not None else []
     fig, axes = plt.subplots(2 + len(names), 1, figsize=(8, 2.2 * (2 + len(names)) + 0.6), sharex=True,
@@ -253,7 +254,7 @@ def plot_greediness(run: Run, metric: str, out: Path) -> list[str]:
     if found is None:
         axes[0].text(0.5, 0.5, "no diagnostics: not a PBT run, or a store without its initial hyperparameters",
                      ha="center", transform=axes[0].transAxes)
-        return _save(fig, out, "greediness")
+        return save_figure(fig, out, "greediness")
     end = max(m.step for m in run.members)
     steps, alive = zip(*found.lineages_alive)
     axes[0].step([*steps, end], [*alive, alive[-1]], where="post", color="tab:blue", linewidth=1.6)
@@ -287,4 +288,4 @@ def plot_greediness(run: Run, metric: str, out: Path) -> list[str]:
              "population's spread of each hyperparameter")
     fig.suptitle(textwrap.fill(title, 110), fontsize=10)
     fig.tight_layout()
-    return _save(fig, out, "greediness")
+    return save_figure(fig, out, "greediness")
