@@ -119,6 +119,23 @@ def _difference(paired: dict[str, Any] | None) -> str:
                      for name, key in (("best", "best_final"), ("mean", "population_mean_final")))
 
 
+def verdict(folder: str, summary: dict[str, Any]) -> str:
+    """One line: the best member's final score, PBT − random search paired by seed, with its interval, the seeds PBT
+    won, and what the interval says (a difference only when it excludes zero)."""
+    paired = summary.get("paired", {}).get("best_final")
+    head = f"{folder} ({summary.get('profile', '?')} profile, {summary.get('metric')})"
+    if not paired:
+        return f"{head}: no paired seeds yet"
+    difference = paired["difference"]
+    higher = paired.get("higher_is_better", True)
+    if difference.get("low") is None or difference["low"] <= 0 <= difference["high"]:
+        reading = "no clear difference"
+    else:
+        reading = "PBT better" if (difference["mean"] > 0) == higher else "random search better"
+    return (f"{head}: best member PBT − random search {interval_text(difference)}, PBT won "
+            f"{paired['wins']}/{paired['n']} seeds: {reading}")
+
+
 def _commit(summary: dict[str, Any]) -> str:
     commit = str(summary.get("provenance", {}).get("git_commit", "unknown"))
     head, _, dirty = commit.partition("+")

@@ -238,3 +238,34 @@ def test_a_table_json_without_its_variants_is_one_clear_error(tmp_path):
     (analysis / "transfer" / "table.json").write_text(json.dumps({"study": "transfer"}))
     with pytest.raises(ConfigError, match=r"transfer/table\.json is not a study table .*KeyError 'variants'"):
         render(tmp_path)
+
+
+def _verdict_summary(low: float, high: float, higher_is_better: bool = True) -> dict:
+    difference = {"mean": (low + high) / 2, "low": low, "high": high, "n": 3}
+    return {"domain": "gan", "profile": "cpu", "metric": "FID", "paired": {"best_final": {
+        "difference": difference, "wins": 2, "n": 3, "higher_is_better": higher_is_better}}}
+
+
+@pytest.mark.parametrize("low, high, higher, reading", [
+    (0.5, 1.5, True, "PBT better"), (-1.5, -0.5, True, "random search better"),
+    (-1.5, -0.5, False, "PBT better"), (-0.5, 1.5, True, "no clear difference")])
+def test_a_verdict_names_a_difference_only_where_its_interval_excludes_zero(low, high, higher, reading):
+    from repro.report import verdict
+
+    line = verdict("gan", _verdict_summary(low, high, higher))
+    assert line.startswith("gan (cpu profile, FID): best member PBT − random search ")
+    assert line.endswith(f"PBT won 2/3 seeds: {reading}")
+
+
+def test_the_demo_ends_saying_smoke_numbers_check_wiring_with_the_committed_verdicts(tmp_path):
+    from repro.commands.demo import RESULTS, closing_lines
+
+    (tmp_path / "translation").mkdir()
+    (tmp_path / "translation" / "summary.json").write_text(json.dumps(_verdict_summary(2.0, 3.0)))
+    lines = closing_lines(tmp_path)
+    assert "only check that everything is wired together" in lines[0]
+    assert lines[2].strip().startswith("translation (cpu profile") and lines[2].endswith("PBT better")
+    assert lines[-1].startswith("A real comparison: pbt-repro reproduce DOMAIN --profile cpu")
+    assert len(closing_lines(tmp_path / "absent")) == 2  # an installation without results/ still says what to run
+    committed = [line for line in closing_lines(RESULTS) if line.startswith("  ")]
+    assert {line.split()[0] for line in committed} >= {"rl", "gan", "translation"}  # a line per committed domain
