@@ -40,13 +40,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pbt import exploit as exploit_rules
+
 if TYPE_CHECKING:  # PB2 (numpy, scikit-learn) and FIRE (scipy) are imported only by a run that uses them
     from pbt import fire, pb2
+from pbt.checkpoints import CorruptCheckpoint, verify_checkpoint, write_atomic
 from pbt.config import PBTConfig
 from pbt.exploit import Published
+from pbt.rows import COUNTED, Event, EventKind, IntervalRow, MemberRow, MemberStatus, ScoreRow
 from pbt.space import HParams, Prior, explore, sample
-from pbt.store import (COUNTED, CorruptCheckpoint, Event, EventKind, IntervalRow, MemberRow, MemberStatus, ScoreRow,
-                       verify_checkpoint, write_atomic)
 from pbt.task import Evaluation, Task, TaskContractError, checked_metrics, metrics_steps, step_unit
 
 

@@ -41,10 +41,12 @@ from pbt.domain import load as load_domain
 from pbt.errors import Worded
 from pbt.executor import Executor, LocalExecutor, SerialExecutor, TaskSpec, concurrency
 from pbt.fire import decides_last
+from pbt.lock import LockLost
+from pbt.rows import Event, EventKind, IntervalRow, MemberRow, MemberStatus, RunStatus, ScoreRow
 from pbt.rundir import RunDir
 from pbt.space import ConfigError, HParams
-from pbt.store import (Event, EventKind, IntervalRow, LockLost, MemberRow, MemberStatus, RunStatus, ScoreRow, Store,
-                       StoreReader)
+from pbt.store import StoreReader
+from pbt.store_writer import Store
 
 Listener = Callable[[MemberRow, Sequence[ScoreRow], Sequence[Event]], None]
 

@@ -51,7 +51,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from pbt.config import PBTConfig
-from pbt.store import Event, EventKind, MemberRow, StoreReader
+from pbt.rows import Event, EventKind, MemberRow
+from pbt.store import StoreReader
 
 OP = "fire"  # the key of a FIRE copy's ``ops``: what the copy was (EVALUATE, ADOPT or a sub-population's exploit)
 EVALUATE, ADOPT, EXPLOIT = "evaluate", "adopt", "exploit"

@@ -413,7 +413,8 @@ def worded(exc: BaseException) -> str:
 def store_error(exc: sqlite3.Error, command: str) -> str:
     """One line on a SQLite error: which store (the ``Store`` whose method raised it), what probably happened, and
     what ``command``'s user can do next (never to run the command that just failed, nor one that would fail too)."""
-    from pbt.store import DB_NAME, StoreDamaged, StoreReader
+    from pbt.store import DB_NAME, StoreReader
+    from pbt.store_writer import StoreDamaged
 
     if isinstance(exc, StoreDamaged):  # already says which file, what happened and what is left
         return str(exc)

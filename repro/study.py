@@ -47,7 +47,7 @@ from pbt.config import replace_fields
 from pbt.domain import Domain
 from pbt.rundir import git_commit, machine, run_differences
 from pbt.space import ConfigError
-from pbt.store import Store
+from pbt.store_writer import Store
 from repro.compare import METHOD_TITLES, load_run, run_meta, run_row
 from repro.stats import Interval, PairedDifference, fmt_interval, mean_interval, paired_difference
 from repro.text import duration

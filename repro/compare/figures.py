@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pbt.lineage import copies, hparam_history, lineage_copies, training_spans
-from pbt.store import EventKind
+from pbt.rows import EventKind
 from repro.compare.runs import Run, best_lineage, progress_curve, run_greediness
 from repro.compare.tables import METHOD_TITLES, fmt
 
