@@ -22,9 +22,9 @@ import socket
 import time
 from typing import Any
 
-from pbt.algorithm import IntervalResult, Job, StateCache, run_interval
 from pbt.config import PBTConfig
 from pbt.executor import THREAD_ENV_VARS, TaskSpec
+from pbt.interval import IntervalResult, Job, StateCache, run_interval
 from pbt.space import ConfigError
 
 

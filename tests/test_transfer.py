@@ -10,9 +10,10 @@ import pytest
 
 from experiments.toy.task import SPACE
 from experiments.toy.task import Config as ToyConfig
-from pbt.algorithm import IntervalResult, after_failure, exploit_and_explore
+from pbt.algorithm import after_failure, exploit_and_explore
 from pbt.config import PBTConfig
 from pbt.controller import run_experiment
+from pbt.interval import IntervalResult
 from pbt.results import Results
 from pbt.rows import MemberRow
 
