@@ -22,7 +22,7 @@ from typing import Any
 from pbt.controller import run_experiment
 from pbt.domain import Domain, load
 from pbt.space import ConfigError, HParams, grid
-from pbt.store import Store
+from pbt.store_writer import Store
 
 
 def baseline_config(domain: Domain | None, config: Any, method: str,

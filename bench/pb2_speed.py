@@ -17,8 +17,8 @@ import time
 from pbt import pb2
 from pbt.algorithm import decision_rng
 from pbt.config import PBTConfig
+from pbt.rows import IntervalRow
 from pbt.space import Categorical, IntUniform, LogUniform, Uniform, sample
-from pbt.store import IntervalRow
 
 SPACE = {"lr": LogUniform(1e-5, 1e-1), "momentum": Uniform(0.0, 0.99), "unroll": IntUniform(5, 50),
          "optimizer": Categorical(("adam", "sgd"))}

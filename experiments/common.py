@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pbt import store
+from pbt import checkpoints
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -108,10 +108,10 @@ _KEEP_ALIVE: list[Any] = []
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """``pbt.store.write_atomic`` into a folder it makes first if need be: a reader (another worker, a later run)
+    """``pbt.checkpoints.write_atomic`` into a folder it makes first if need be: a reader (another worker, a later run)
     sees the whole file or none."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    store.write_atomic(path, write)
+    checkpoints.write_atomic(path, write)
 
 
 def cache_root(domain: str, cache_dir: str = "") -> Path:

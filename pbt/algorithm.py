@@ -2,7 +2,7 @@
 
     for each member (asynchronously, in parallel):
         while not end of training:
-            θ ← step(θ | h); p ← eval(θ)                  # run_interval: in a worker, until the member is ready
+            θ ← step(θ | h); p ← eval(θ)                  # pbt.interval: in a worker, until the member is ready
             if ready(p, t, P):
                 h', θ' ← exploit(h, θ, p, P)              # exploit_and_explore: in the controller, against the
                 if θ ≠ θ': h, θ ← explore(h', θ', P)      #   latest published state of the others
@@ -13,8 +13,7 @@ The decisions, in the order a member meets them: ``after_interval`` (the ready r
 exploit once the budget is spent), ``exploit_and_explore`` (exploit, copy, explore; against the population as the
 member sees it at its step), and ``after_failure`` (replace, retry or drop, and when the run must stop).
 
-``run_interval`` trains a member until it is ready (``ready_every`` steps since it was last ready) or its budget
-ends, evaluating every ``eval_every`` steps, and writes its checkpoint. ``exploit_and_explore`` then decides, from
+Once an interval (``pbt.interval.run_interval``) has made a member ready, ``exploit_and_explore`` decides, from
 what the other members have published, whether to copy one of them (weights *and* hyperparameters, by pointing at the
 donor's checkpoint file) and, only if it copied, perturbs or resamples the copied hyperparameters. Since the copied
 weights are the donor's, ``p ← eval(θ)`` is the donor's published score; it is not recomputed.
@@ -26,151 +25,29 @@ point its hyperparameters become the schedule's value at the weights' age.
 
 The explore step follows ``PBTConfig.strategy``: ``pbt`` perturbs or resamples (``pbt.space.explore``); ``pb2`` has a
 Gaussian-process bandit pick the copier's numeric hyperparameters (``pbt.pb2``) from the recent completed intervals
-the controller passes in (``pb2.History``, read from the store). The exploit rule is the same for both.
+the controller passes in (``pb2.History``, read from the store). The exploit rule is the same for both. FIRE PBT
+(``pbt.fire``) makes a ready decision of its own from the same steps (``choose_donor``, ``copy_member``,
+``copy_event``, ``explore_member``); the controller calls it in place of ``ready_decision``.
+
+Nothing here reads or writes a file or the store: each decision is a function of what it is given, and returns the
+member's new state and the events that explain it.
 """
 
 from __future__ import annotations
 
-import errno
 import random
-import time
-import traceback
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from pbt import exploit as exploit_rules
-if TYPE_CHECKING:  # PB2 (numpy, scikit-learn) and FIRE (scipy) are imported only by a run that uses them
-    from pbt import fire, pb2
 from pbt.config import PBTConfig
 from pbt.exploit import Published
+from pbt.interval import IntervalResult
+from pbt.rows import COUNTED, Event, EventKind, IntervalRow, MemberRow, MemberStatus, ScoreRow
 from pbt.space import HParams, Prior, explore, sample
-from pbt.store import (COUNTED, CorruptCheckpoint, Event, EventKind, IntervalRow, MemberRow, MemberStatus, ScoreRow,
-                       verify_checkpoint, write_atomic)
-from pbt.task import Evaluation, Task, TaskContractError, checked_metrics, metrics_steps, step_unit
 
-
-@dataclass(frozen=True)
-class Job:
-    """One ready interval of one member, as sent to a worker."""
-
-    member: int
-    seed: int
-    hparams: HParams
-    start_step: int
-    steps: int
-    eval_every: int
-    checkpoint_dir: str
-    checkpoint: str | None  # file name in checkpoint_dir; None: make a fresh member
-    checksum: str | None
-
-
-@dataclass
-class IntervalResult:
-    member: int
-    steps: int = 0
-    evals: list[tuple[int, Evaluation]] = field(default_factory=list)
-    metrics: dict[str, float] = field(default_factory=dict)
-    checkpoint: str | None = None
-    checksum: str | None = None
-    error: str | None = None
-    worker_died: bool = False
-    corrupt_checkpoint: bool = False  # the interval could not even load its checkpoint: retrying it cannot help
-    task_bug: bool = False  # a task method broke its contract (train returned None, say): the run stops at once
-    storage_error: bool = False  # the disk is full or failing (ENOSPC, EIO): the run stops, no member is to blame
-    train_seconds: float = 0.0
-    eval_seconds: float = 0.0
-    io_seconds: float = 0.0
-
-
-class StateCache:
-    """A worker's in-memory member states, keyed by the checksum of the checkpoint each one equals, so a member
-    that comes back to the same worker un-copied is not reloaded from disk."""
-
-    def __init__(self, capacity: int):
-        self.capacity = max(1, capacity)
-        self.states: dict[int, tuple[str, Any]] = {}
-
-    def get(self, member: int, checksum: str | None) -> Any | None:
-        hit = self.states.get(member)
-        return hit[1] if hit is not None and checksum is not None and hit[0] == checksum else None
-
-    def put(self, member: int, checksum: str, state: Any) -> None:
-        self.states.pop(member, None)
-        self.states[member] = (checksum, state)
-        while len(self.states) > self.capacity:  # drop the least recently stored
-            del self.states[next(iter(self.states))]
-
-    def discard(self, member: int) -> None:
-        self.states.pop(member, None)
-
-
-def run_interval(task: Task, job: Job, cache: StateCache) -> IntervalResult:
-    """θ ← step(θ|h); p ← eval(θ), repeated until the member is ready; then save θ. Never raises but for
-    Ctrl-C: a failure is returned as ``error`` (an exception or ``sys.exit()`` in the task, or a score that is NaN
-    or infinite)."""
-    result = IntervalResult(member=job.member)
-    ckpt_dir = Path(job.checkpoint_dir)
-    try:
-        t0 = time.perf_counter()
-        state = cache.get(job.member, job.checksum)
-        if state is None:
-            cache.discard(job.member)
-            if job.checkpoint is None:
-                state = task.make(dict(job.hparams), job.seed)
-            else:
-                path = ckpt_dir / job.checkpoint
-                verify_checkpoint(path, job.checksum or "")
-                state = task.load(path)
-        result.io_seconds += time.perf_counter() - t0
-
-        unit = step_unit(task)
-        while result.steps < job.steps:
-            chunk = min(job.eval_every, job.steps - result.steps)
-            t0 = time.perf_counter()
-            metrics = checked_metrics(task.train(state, dict(job.hparams), chunk))
-            result.steps += metrics_steps(metrics, chunk, unit)
-            t1 = time.perf_counter()
-            evaluation = Evaluation.of(task.evaluate(state))
-            t2 = time.perf_counter()
-            result.train_seconds += t1 - t0
-            result.eval_seconds += t2 - t1
-            result.metrics = {f"train/{k}": float(v) for k, v in metrics.items()}
-            result.evals.append((job.start_step + result.steps, evaluation))
-            if not evaluation.finite:
-                raise FloatingPointError(f"score is {evaluation.score} at step {job.start_step + result.steps}")
-
-        t0 = time.perf_counter()
-        name = f"m{job.member:03d}-s{job.start_step + result.steps:010d}-{random.getrandbits(32):08x}.ckpt"
-        result.checksum = write_atomic(ckpt_dir / name, lambda tmp: task.save(state, tmp))
-        result.checkpoint = name
-        cache.put(job.member, result.checksum, state)
-        result.io_seconds += time.perf_counter() - t0
-    # Any task failure is recorded, never fatal to the run: sys.exit() in task code too, which would otherwise end
-    # a serial run as if interrupted (a worker process would die of it, and its interval be retried). Ctrl-C is not.
-    except (Exception, SystemExit) as exc:  # noqa: BLE001
-        cache.discard(job.member)
-        result.corrupt_checkpoint = isinstance(exc, CorruptCheckpoint)
-        result.task_bug = isinstance(exc, TaskContractError)
-        result.storage_error = storage_failure(exc)
-        tb = traceback.extract_tb(exc.__traceback__)
-        where = f" ({Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
-        what = f"the task called sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else str(exc)
-        result.error = f"{type(exc).__name__}: {what}{where}"
-    return result
-
-
-STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EIO)  # the disk, not the member: free space (or fix it), resume
-
-
-def storage_failure(exc: BaseException) -> bool:
-    """Whether ``exc`` (or an exception it came from) says the disk is full or failing."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.errno in STORAGE_ERRNOS:
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+if TYPE_CHECKING:  # PB2 (numpy, scikit-learn) is imported only by a run that uses it
+    from pbt import pb2
 
 
 def decision_rng(seed: int, member: int, step: int, purpose: str) -> random.Random:
@@ -304,17 +181,11 @@ def follow_schedule(me: MemberRow, schedule: Schedule) -> tuple[MemberRow, list[
 
 def ready_decision(me: MemberRow, members: list[MemberRow], space: dict[str, Prior], cfg: PBTConfig,
                    schedule: Schedule | None = None,
-                   history: pb2.History | fire.History | None = None) -> tuple[MemberRow, list[Event]]:
-    """What a ready member does: follow the run's schedule when it replays one; else, by ``cfg.strategy``, exploit
-    and explore (PBT's explore step, or PB2's, which learns from ``history``), or FIRE PBT's decision for the member's
-    sub-population (``pbt.fire``, from ``history``)."""
+                   history: pb2.History | None = None) -> tuple[MemberRow, list[Event]]:
+    """What a ready member does: follow the run's schedule when it replays one; else exploit and explore (PBT's
+    explore step, or PB2's, which learns from ``history``). FIRE PBT decides with ``pbt.fire.decide`` instead."""
     if schedule is not None:
         return follow_schedule(me, schedule)
-    if cfg.strategy == "fire":
-        from pbt import fire
-
-        rng = decision_rng(cfg.seed, me.id, me.step, "ready")
-        return fire.decide(me, members, space, cfg, history or fire.History(), rng)
     return exploit_and_explore(me, members, space, cfg, cfg.seed, history)
 
 

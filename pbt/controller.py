@@ -25,26 +25,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # PB2 (numpy, scikit-learn) is imported only by a run that explores with it
-    from pbt import fire, pb2
-from pbt.algorithm import (
-    IntervalResult,
-    Job,
-    Schedule,
-    after_failure,
-    after_interval,
-    decision_rng,
-    interval_row,
-    ready_decision,
-)
+    from pbt import pb2
+from pbt import fire
+from pbt.algorithm import Schedule, after_failure, after_interval, decision_rng, interval_row, ready_decision
 from pbt.config import PBTConfig
 from pbt.domain import load as load_domain
 from pbt.errors import Worded
 from pbt.executor import Executor, LocalExecutor, SerialExecutor, TaskSpec, concurrency
-from pbt.fire import decides_last
+from pbt.interval import IntervalResult, Job
+from pbt.lock import LockLost
+from pbt.rows import Event, EventKind, IntervalRow, MemberRow, MemberStatus, RunStatus, ScoreRow
 from pbt.rundir import RunDir
 from pbt.space import ConfigError, HParams
-from pbt.store import (Event, EventKind, IntervalRow, LockLost, MemberRow, MemberStatus, RunStatus, ScoreRow, Store,
-                       StoreReader)
+from pbt.store import StoreReader
+from pbt.store_writer import Store
 
 Listener = Callable[[MemberRow, Sequence[ScoreRow], Sequence[Event]], None]
 
@@ -100,7 +94,7 @@ class Controller:
         slowest = min(m.step for m in training)
         horizon = slowest // self.cfg.ready_every + MAX_LEAD
         # steps at which a member that decides before FIRE's evaluators still has its decision to make
-        undecided = {m.step for m in training if m.decision_due is not None and not decides_last(m.id, self.cfg)}
+        undecided = {m.step for m in training if m.decision_due is not None and not fire.decides_last(m.id, self.cfg)}
         return [m for m in training if m.id not in in_flight and m.step // self.cfg.ready_every <= horizon
                 and self._can_decide(m, slowest, undecided)]
 
@@ -113,7 +107,7 @@ class Controller:
         run."""
         if me.decision_due is None:
             return True
-        return slowest >= me.step and not (decides_last(me.id, self.cfg) and me.step in undecided)
+        return slowest >= me.step and not (fire.decides_last(me.id, self.cfg) and me.step in undecided)
 
     def _job(self, m: MemberRow) -> Job:
         steps = min(self.cfg.ready_every - m.steps_since_ready, self.cfg.budget_steps - m.step)
@@ -231,7 +225,7 @@ class Controller:
             if self.round["order"] is None:
                 order = [m.id for m in self.members if m.decision_due == low]
                 decision_rng(self.cfg.seed, -1, low, "order").shuffle(order)
-                order.sort(key=lambda i: decides_last(i, self.cfg))  # FIRE's evaluators after the others
+                order.sort(key=lambda i: fire.decides_last(i, self.cfg))  # FIRE's evaluators after the others
                 self.round["order"] = order
             for member in self.round["order"]:
                 self._decide(member)
@@ -300,11 +294,10 @@ class Controller:
     def _history(self, me: MemberRow) -> pb2.History | fire.History | None:
         """What the strategy learns from when ``me`` decides at its step, all from the store (so a resumed run
         decides as an uninterrupted one). PB2: the completed intervals in its window, and the hyperparameters PB2 gave
-        other members at this step. FIRE: the copies and scores so far (``fire.read_history``). PBT needs none."""
+        other members at this step. FIRE: the copies of weights and the scores so far. PBT needs none."""
         if self.cfg.strategy == "fire":
-            from pbt import fire
-
-            return fire.read_history(self.store, me.step)
+            copies = tuple(e for e in self.store.events(EventKind.EXPLOIT) if e.step <= me.step)
+            return fire.History(copies=copies, scores=self.store.score_curves(until=me.step))
         if self.cfg.strategy != "pb2":
             return None
         from pbt import pb2
@@ -320,7 +313,12 @@ class Controller:
         me = self.members[member]
         if me.decision_due is None:
             return
-        new, events = ready_decision(me, self._view(me), self.space, self.cfg, self.schedule, self._history(me))
+        view, history = self._view(me), self._history(me)
+        if self.cfg.strategy == "fire" and self.schedule is None:  # FIRE PBT's ready decision replaces Algorithm 1's
+            rng = decision_rng(self.cfg.seed, me.id, me.step, "ready")
+            new, events = fire.decide(me, view, self.space, self.cfg, history, rng)
+        else:
+            new, events = ready_decision(me, view, self.space, self.cfg, self.schedule, history)
         new = replace(new, decision_due=None)
         if events:
             self._publish(new, events=events)

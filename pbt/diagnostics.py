@@ -36,8 +36,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pbt.lineage import COPY_KINDS, hparam_history
+from pbt.rows import Event, EventKind
 from pbt.space import HParams
-from pbt.store import Event, EventKind
 
 Spread = tuple[int, float, float, float]  # (step, min, median, max) over the population
 

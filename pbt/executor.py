@@ -20,8 +20,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pbt.algorithm import IntervalResult, Job, StateCache, run_interval
 from pbt.domain import load
+from pbt.interval import IntervalResult, Job, StateCache, run_interval
 from pbt.task import Task
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")

@@ -41,6 +41,9 @@ the other members at the same step (``decides_last``), so an evaluator that succ
 its child adopts at t.
 
 The best member of a run is chosen, as for every strategy, by the final score over the whole population.
+
+``decide`` is FIRE's ready decision, made from Algorithm 1's steps (``pbt.algorithm``: the exploit rule, the copy, the
+explore step); the controller calls it in place of ``pbt.algorithm.ready_decision``.
 """
 
 from __future__ import annotations
@@ -50,8 +53,9 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from pbt.algorithm import choose_donor, copy_event, copy_member, explore_member
 from pbt.config import PBTConfig
-from pbt.store import Event, EventKind, MemberRow, StoreReader
+from pbt.rows import Event, MemberRow
 
 OP = "fire"  # the key of a FIRE copy's ``ops``: what the copy was (EVALUATE, ADOPT or a sub-population's exploit)
 EVALUATE, ADOPT, EXPLOIT = "evaluate", "adopt", "exploit"
@@ -101,7 +105,7 @@ class Assignment:
 
 @dataclass(frozen=True)
 class History:
-    """What FIRE decides from at step t, read from the store (``read_history``): every copy of weights up to t (in
+    """What FIRE decides from at step t, read from the store (by the controller): every copy of weights up to t (in
     the order made) and every member's scores up to t."""
 
     copies: tuple[Event, ...] = ()
@@ -247,8 +251,6 @@ def parent_fitness(history: History, parents: Sequence[int], assignments: dict[i
 def decide(me: MemberRow, members: list[MemberRow], space: dict, cfg: PBTConfig, history: History,
            rng: random.Random) -> tuple[MemberRow, list[Event]]:
     """FIRE's ready decision for ``me`` at its step, against the population as it sees it (``members``)."""
-    from pbt.algorithm import choose_donor, copy_event, copy_member, explore_member
-
     roles = split(cfg)
     role = roles.role(me.id)
     population = [me if m.id == me.id else m for m in members]
@@ -308,9 +310,3 @@ def decide(me: MemberRow, members: list[MemberRow], space: dict, cfg: PBTConfig,
                     "child": child.id}, message=f"fire: evaluates parent {parent.id} with the hyperparameters of "
                     f"member {child.id} ({reason})")
     return replace(copy_member(me, parent, "both"), hparams=dict(child.hparams)), [event]
-
-
-def read_history(store: StoreReader, step: int) -> History:
-    """FIRE's ``History`` for a decision at ``step``, from the run's store."""
-    copies = tuple(e for e in store.events(EventKind.EXPLOIT) if e.step <= step)
-    return History(copies=copies, scores=store.score_curves(until=step))

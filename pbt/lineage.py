@@ -24,8 +24,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from pbt.rows import Event, EventKind
 from pbt.space import HParams
-from pbt.store import Event, EventKind
 
 # events after which a member continues from another member's weights
 COPY_KINDS = (EventKind.EXPLOIT, EventKind.REPLACE)

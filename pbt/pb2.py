@@ -46,8 +46,8 @@ from typing import Any
 import numpy as np
 
 from pbt.config import PBTConfig
+from pbt.rows import IntervalRow
 from pbt.space import ConfigError, HParams, HValue, IntUniform, LogUniform, Prior, Uniform, explore
-from pbt.store import IntervalRow
 
 OP = "pb2"  # what an explore event's ops say of a hyperparameter PB2 chose
 INSTALL = "pip install 'pbt-repro[pb2]'"

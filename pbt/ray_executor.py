@@ -4,7 +4,7 @@ Each slot is a Ray actor that reserves ``cpus_per_member`` CPUs and ``gpus_per_m
 runs whole intervals, keeping recently run members in memory. The controller and its SQLite store stay with the
 driver, so a killed driver resumes with ``pbt-repro resume`` like a local run. Checkpoints are files in the run
 directory, which must therefore be on storage every node can reach (a shared filesystem). All checkpoint I/O goes
-through ``pbt.store.write_atomic`` / ``verify_checkpoint`` and ``Task.save`` / ``Task.load`` on a path, which is
+through ``pbt.checkpoints.write_atomic`` / ``verify_checkpoint`` and ``Task.save`` / ``Task.load`` on a path, which is
 where an object-store backend (fsspec, pyarrow) would slot in: fetch to a local path before ``load``, upload after
 ``write_atomic``.
 
@@ -22,9 +22,9 @@ import socket
 import time
 from typing import Any
 
-from pbt.algorithm import IntervalResult, Job, StateCache, run_interval
 from pbt.config import PBTConfig
 from pbt.executor import THREAD_ENV_VARS, TaskSpec
+from pbt.interval import IntervalResult, Job, StateCache, run_interval
 from pbt.space import ConfigError
 
 

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from pbt.algorithm import Schedule
+from pbt.checkpoints import verify_checkpoint
 from pbt.lineage import Segment, lineage, training_spans
-from pbt.store import CKPT_DIR, COUNTED, Event, MemberRow, ScoreRow, StoreReader, verify_checkpoint
+from pbt.rows import COUNTED, Event, MemberRow, ScoreRow
+from pbt.store import CKPT_DIR, StoreReader
 
 
 class Results:

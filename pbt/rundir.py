@@ -19,9 +19,11 @@ from typing import Any
 
 from pbt.config import EXECUTION_FIELDS, PBTConfig, from_dict
 from pbt.executor import cpu_count
+from pbt.lock import LOCK_NAME, LockLost, RunBusy, RunLock, owner_identity, recorded_owner_alive
+from pbt.rows import MemberRow, RunStatus
 from pbt.space import ConfigError, HParams, check_initial_hparams, describe, sample
-from pbt.store import (DB_NAME, LOCK_NAME, LockLost, MemberRow, NotARunStore, RunBusy, RunLock, RunStatus, Store,
-                       StoreReader, owner_identity, recorded_owner_alive)
+from pbt.store import DB_NAME, NotARunStore, StoreReader
+from pbt.store_writer import Store
 
 
 def git_commit() -> str:

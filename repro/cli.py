@@ -26,7 +26,8 @@ from pathlib import Path
 
 from pbt.controller import RunFailed
 from pbt.space import ConfigError
-from pbt.store import DB_NAME, StoreDamaged, StoreReader
+from pbt.store import DB_NAME, StoreReader
+from pbt.store_writer import StoreDamaged
 from repro.commands import compare, demo, replay, report, reproduce, resume, run, status, study, tools, toy
 from repro.domains import registered
 from repro.flags import PROG, worded

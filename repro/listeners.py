@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pbt.controller import Listener
-from pbt.store import Store
+from pbt.store_writer import Store
 from repro.compare import compare
 from repro.progress import progress_listeners, stored_pbt_config
 from repro.wandb_log import WandbLogger

@@ -19,8 +19,9 @@ from pbt.config import PBTConfig, from_dict
 from pbt.controller import Listener
 from pbt.executor import concurrency
 from pbt.results import best_of
+from pbt.rows import Event, EventKind, MemberRow, MemberStatus, ScoreRow
 from pbt.space import ConfigError
-from pbt.store import Event, EventKind, MemberRow, MemberStatus, ScoreRow, StoreReader
+from pbt.store import StoreReader
 from repro.text import duration, fmt, hparams_text
 
 

@@ -39,9 +39,11 @@ from typing import Any
 from baselines import baseline_config
 from pbt.controller import Controller, open_experiment
 from pbt.domain import Domain
+from pbt.rows import RunStatus
 from pbt.rundir import git_commit, machine
 from pbt.space import ConfigError
-from pbt.store import RunStatus, Store, StoreReader
+from pbt.store import StoreReader
+from pbt.store_writer import Store
 from repro.compare import (METHOD_TITLES, Comparison, Row, coalescence, compare, markdown_table, one_or_mean,
                            progress_curve)
 from repro.domains import label, load_domain, registered

@@ -46,7 +46,7 @@ from pbt.config import replace_fields
 from pbt.domain import Domain
 from pbt.rundir import git_commit, machine, run_differences
 from pbt.space import ConfigError
-from pbt.store import Store
+from pbt.store_writer import Store
 from repro.compare import METHOD_TITLES, load_run, run_meta, run_row
 from repro.compare.figures import pyplot, save_figure
 from repro.replay import replay

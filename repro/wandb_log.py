@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pbt.lineage import COPY_KINDS
-from pbt.store import Event, EventKind, MemberRow, MemberStatus, ScoreRow
+from pbt.rows import Event, EventKind, MemberRow, MemberStatus, ScoreRow
 from repro.progress import strategy_and_roles
 
 _announced: set[str] = set()  # offline folders already announced in this process

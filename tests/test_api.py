@@ -14,9 +14,9 @@ import pytest
 
 import baselines
 import experiments.toy.task as toy
+from pbt.checkpoints import CorruptCheckpoint
 from pbt.results import Results
 from pbt.space import ConfigError
-from pbt.store import CorruptCheckpoint
 from repro.api import grid_search, random_search, run
 from repro.cli import main
 from tests.conftest import only_line

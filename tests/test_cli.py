@@ -10,7 +10,9 @@ import time
 
 import pytest
 
-from pbt.store import Store, StoreReader, verify_checkpoint
+from pbt.checkpoints import verify_checkpoint
+from pbt.store import StoreReader
+from pbt.store_writer import Store
 from tests.conftest import only_line
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -12,8 +12,9 @@ from scipy import stats as sps
 import experiments.toy.task as toy
 from baselines import baseline_config
 from pbt.controller import run_experiment
+from pbt.rows import ScoreRow
 from pbt.space import ConfigError
-from pbt.store import ScoreRow, Store, StoreReader
+from pbt.store import StoreReader
 from repro.compare import FIGURES, compare, load_run, median_seed, progress_curve, step_on_grid
 from repro.reproduce import NOTES_MARKER, reproduce
 from repro.stats import Interval, fmt_interval, sign_flip_p

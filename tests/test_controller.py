@@ -7,11 +7,12 @@ import pytest
 from experiments.toy.figure2 import final_best_q, variant_config
 from experiments.toy.task import Config as ToyConfig
 from experiments.toy.task import initial_hparams
-from pbt.algorithm import Job, StateCache, run_interval
+from pbt.checkpoints import CorruptCheckpoint, verify_checkpoint
 from pbt.config import PBTConfig
 from pbt.controller import RunFailed, run_experiment
+from pbt.interval import Job, StateCache, run_interval
 from pbt.space import ConfigError
-from pbt.store import CorruptCheckpoint, StoreReader, verify_checkpoint
+from pbt.store import StoreReader
 from tests.fake_tasks import Config as FakeConfig
 from tests.fake_tasks import CountingTask
 
@@ -332,8 +333,9 @@ def test_a_ready_member_sees_members_ahead_at_its_own_step(tmp_path):
 
 
 def test_a_member_whose_checkpoint_is_corrupt_is_not_replaced_by_a_member_sharing_that_file():
-    from pbt.algorithm import IntervalResult, after_failure
-    from pbt.store import MemberRow
+    from pbt.algorithm import after_failure
+    from pbt.interval import IntervalResult
+    from pbt.rows import MemberRow
 
     cfg = PBTConfig(population=3, budget_steps=40, ready_every=10, explore="none")
     shared = dict(checkpoint="bad.ckpt", checksum="x", step=10, weight_age=10)

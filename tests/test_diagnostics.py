@@ -1,7 +1,7 @@
 import pytest
 
 from pbt.diagnostics import coalescence_step, founder_histories, greediness, lineages_alive
-from pbt.store import Event
+from pbt.rows import Event
 
 INITIAL = [{"lr": 0.1, "opt": "adam"}, {"lr": 0.2, "opt": "sgd"}, {"lr": 0.4, "opt": "adam"},
            {"lr": 0.8, "opt": "sgd"}]

@@ -17,7 +17,8 @@ import pytest
 
 from experiments.toy.task import Config as ToyConfig
 from pbt.controller import run_experiment
-from pbt.store import Store, StoreReader
+from pbt.store import StoreReader
+from pbt.store_writer import Store
 from tests.test_golden import run_log
 
 TOY = "experiments.toy.task"

@@ -21,7 +21,8 @@ from pbt.config import PBTConfig
 from pbt.controller import MAX_LEAD, run_experiment
 from pbt.lineage import lineage, training_spans
 from pbt.space import ConfigError
-from pbt.store import Store, StoreReader
+from pbt.store import StoreReader
+from pbt.store_writer import Store
 from repro.compare import check_comparable, compare, load_run
 from tests.fake_tasks import Config as FakeConfig
 

@@ -16,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from pbt.store import LOCK_NAME, RunLock, Store, StoreReader, verify_checkpoint
+from pbt.checkpoints import verify_checkpoint
+from pbt.lock import LOCK_NAME, RunLock
+from pbt.store import StoreReader
+from pbt.store_writer import Store
 from tests.test_robustness import _unprivileged_user, assert_one_line_error, cli, remove_read_only_tree
 from tests.test_run_directory import edit_meta, listing, toy_run
 

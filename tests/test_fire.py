@@ -14,8 +14,9 @@ from experiments.toy.task import Config as ToyConfig
 from pbt import fire
 from pbt.config import PBTConfig
 from pbt.controller import run_experiment
+from pbt.rows import Event, EventKind, MemberRow
 from pbt.space import ConfigError, LogUniform
-from pbt.store import Event, EventKind, MemberRow, StoreReader
+from pbt.store import StoreReader
 from repro.progress import member_table
 from tests.fake_tasks import Config as FakeConfig
 

@@ -18,9 +18,9 @@ import torch
 from experiments.gan import data, dcgan, metrics
 from experiments.gan import tools as gan_tools
 from experiments.gan.dcgan import PROFILES, GanTask, Member, make_task
+from pbt.checkpoints import sha256_file
 from pbt.controller import run_experiment
 from pbt.space import ConfigError
-from pbt.store import sha256_file
 from repro.flags import worded
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -21,7 +21,8 @@ from experiments.toy.figure2 import variant_config
 from experiments.toy.task import Config as ToyConfig
 from experiments.toy.task import initial_hparams
 from pbt.controller import run_experiment
-from pbt.store import Store, StoreReader
+from pbt.store import StoreReader
+from pbt.store_writer import Store
 
 GOLDEN = Path(__file__).with_name("golden")
 MULTI30K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "multi30k"

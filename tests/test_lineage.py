@@ -4,7 +4,7 @@ from experiments.toy.figure2 import variant_config
 from experiments.toy.task import initial_hparams
 from pbt.controller import run_experiment
 from pbt.lineage import ancestors, copies, hparam_history, lineage, lineage_copies
-from pbt.store import Event
+from pbt.rows import Event
 
 INITIAL = [{"lr": 0.1}, {"lr": 0.2}, {"lr": 0.3}]
 FINAL = {0: 40, 1: 40, 2: 40}

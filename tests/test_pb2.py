@@ -13,11 +13,13 @@ import pytest
 
 from experiments.toy.task import Config as ToyConfig
 from pbt import pb2
-from pbt.algorithm import IntervalResult, after_failure, decision_rng, ready_decision
+from pbt.algorithm import after_failure, decision_rng, ready_decision
 from pbt.config import PBTConfig
 from pbt.controller import run_experiment
+from pbt.interval import IntervalResult
+from pbt.rows import EventKind, IntervalRow, MemberRow
 from pbt.space import Categorical, ConfigError, IntUniform, LogUniform, Uniform, in_prior, sample
-from pbt.store import EventKind, IntervalRow, MemberRow, StoreReader
+from pbt.store import StoreReader
 from repro.cli import main as cli_main
 from repro.compare import load_run
 from tests.conftest import only_line

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 from pbt.config import PBTConfig
-from pbt.store import Event, MemberRow
+from pbt.rows import Event, MemberRow
 from repro.progress import PrintProgress, RichProgress, member_states
 from tests.conftest import REPO
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pbt.store import Store, StoreReader
+from pbt.store import StoreReader
 from repro.docs import with_table
 
 REPO = Path(__file__).resolve().parents[1]

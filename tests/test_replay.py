@@ -17,9 +17,11 @@ from pbt.algorithm import Schedule, follow_schedule
 from pbt.controller import open_experiment, run_experiment
 from pbt.lineage import training_spans
 from pbt.results import Results
+from pbt.rows import Event, MemberRow, ScoreRow
 from pbt.rundir import RunDir
 from pbt.space import ConfigError
-from pbt.store import Event, MemberRow, ScoreRow, Store, StoreReader
+from pbt.store import StoreReader
+from pbt.store_writer import Store
 from repro.compare import compare
 from repro.replay import replay
 from tests.test_golden import run_log

@@ -239,8 +239,8 @@ class Payload:
 
 
 def test_a_malicious_checkpoint_is_refused_in_one_line(tmp_path: Path) -> None:
-    from pbt.algorithm import Job, StateCache, run_interval
-    from pbt.store import sha256_file
+    from pbt.checkpoints import sha256_file
+    from pbt.interval import Job, StateCache, run_interval
 
     task = a2c.make_task(tiny_config())
     path = tmp_path / "m001-s0000000100-0.ckpt"

@@ -219,7 +219,7 @@ def test_a_wal_deleted_mid_run_stops_it_at_the_next_commit_with_one_line(cli_env
     _, stderr = proc.communicate(timeout=120)
     ended = subprocess.CompletedProcess(proc.args, proc.returncode, stderr=stderr)
     assert_one_line_error(ended, str(wal), "was deleted", "the run stopped")
-    from pbt.store import Store, StoreReader
+    from pbt.store import StoreReader
 
     store = StoreReader(run_dir)
     used = store.compute()["used_steps"]

@@ -12,9 +12,11 @@ import pytest
 from experiments.toy.task import SPACE
 from experiments.toy.task import Config as ToyConfig
 from pbt.controller import RunFailed, run_experiment
+from pbt.lock import LOCK_NAME, RunBusy, RunLock
 from pbt.rundir import RunDir
 from pbt.space import ConfigError
-from pbt.store import LOCK_NAME, RunBusy, RunLock, Store, StoreReader
+from pbt.store import StoreReader
+from pbt.store_writer import Store
 
 TOY = "experiments.toy.task"
 
@@ -168,13 +170,13 @@ def test_a_waiter_on_a_run_replaced_by_force_is_refused_not_made_a_second_owner(
     file when the forcer lets it go: it must notice that file is no longer the run's, and find the new run owned."""
     import threading
 
+    import pbt.lock as lock_module
     import pbt.rundir as rundir
-    import pbt.store as store_module
 
     out = tmp_path / "run"
     run_experiment(TOY, toy(steps=8), out, domain="toy").close()
     blocked = threading.Event()
-    real_flock = store_module.fcntl.flock
+    real_flock = lock_module.fcntl.flock
 
     def flock(fd: int, operation: int) -> None:
         try:
@@ -184,7 +186,7 @@ def test_a_waiter_on_a_run_replaced_by_force_is_refused_not_made_a_second_owner(
                 blocked.set()  # the waiter has the old lock file open and is waiting for it
             raise
 
-    monkeypatch.setattr(store_module, "fcntl", type("fcntl", (), {"flock": staticmethod(flock), "LOCK_EX":
+    monkeypatch.setattr(lock_module, "fcntl", type("fcntl", (), {"flock": staticmethod(flock), "LOCK_EX":
                                                                  fcntl.LOCK_EX, "LOCK_SH": fcntl.LOCK_SH, "LOCK_NB":
                                                                  fcntl.LOCK_NB}))
     outcome: dict[str, object] = {}

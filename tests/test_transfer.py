@@ -10,11 +10,12 @@ import pytest
 
 from experiments.toy.task import SPACE
 from experiments.toy.task import Config as ToyConfig
-from pbt.algorithm import IntervalResult, after_failure, exploit_and_explore
+from pbt.algorithm import after_failure, exploit_and_explore
 from pbt.config import PBTConfig
 from pbt.controller import run_experiment
+from pbt.interval import IntervalResult
 from pbt.results import Results
-from pbt.store import MemberRow
+from pbt.rows import MemberRow
 
 ME = MemberRow(id=0, seed=0, hparams={"h0": 0.1, "h1": 0.2}, step=8, score=0.1, samples=(0.05, 0.1),
                checkpoint="mine.ckpt", checksum="mine", weight_age=8)

@@ -25,7 +25,7 @@ from experiments.translation.transformer import (
 from pbt.config import replace_fields
 from pbt.controller import run_experiment
 from pbt.space import ConfigError
-from pbt.store import Store, StoreReader
+from pbt.store import StoreReader
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pbt.store import Store, StoreReader
+from pbt.store import StoreReader
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,7 @@ import pytest
 
 import experiments.toy.task as toy
 from pbt.controller import run_experiment
-from pbt.store import Store, StoreReader
+from pbt.store import StoreReader
 from repro.compare import compare
 from pbt import fire
 from repro.wandb_log import WandbLogger, choose_mode

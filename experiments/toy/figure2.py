@@ -21,8 +21,9 @@ from pathlib import Path
 
 from experiments.toy.task import Config, initial_hparams, q
 from pbt.controller import run_experiment
+from pbt.rows import EventKind
 from pbt.rundir import git_commit, machine
-from pbt.store import EventKind, StoreReader
+from pbt.store import StoreReader
 
 VARIANTS = {
     # name: (title, exploit, explore, explore at every ready)

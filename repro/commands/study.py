@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pbt.domain import Domain
-from pbt.store import Store
+from pbt.store_writer import Store
 import repro.study
 from repro.domains import load_domain
 from repro.flags import (PROG, add_config_file_flag, add_config_flags, add_listener_flags, add_profile_flag,

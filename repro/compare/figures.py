@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from pbt.lineage import copies, hparam_history, lineage_copies, training_spans
-from pbt.store import EventKind
+from pbt.rows import EventKind
 from repro.compare.runs import Run, best_lineage, progress_curve, run_greediness
 from repro.compare.tables import METHOD_TITLES, fmt
 

@@ -13,7 +13,8 @@ from pbt.diagnostics import Greediness, greediness
 from pbt.lineage import Segment, lineage
 from pbt.space import ConfigError
 from pbt.results import Results
-from pbt.store import EventKind, MemberRow, ScoreRow, StoreReader
+from pbt.rows import EventKind, MemberRow, ScoreRow
+from pbt.store import StoreReader
 
 SEARCH_KINDS = (EventKind.EXPLOIT, EventKind.EXPLOIT_HPARAMS, EventKind.EXPLORE)  # events only a search (PBT) makes
 
