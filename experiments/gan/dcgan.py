@@ -1,8 +1,8 @@
 """The paper's GAN experiment (section 4.3), scaled down: a DCGAN (Radford et al. 2016) on CIFAR-10 at 32x32 with the
 non-saturating loss, one discriminator step per generator step and Adam. PBT searches the discriminator and the
 generator learning rates independently and selects members on the CIFAR-10 classifier score (Inception-score variant),
-computed from a CIFAR-10 classifier this suite trains itself (``metrics.py``), as the paper did. FID and, when the user
-supplies the weights, the ImageNet Inception Score are reporting metrics only (``report`` command).
+computed from a CIFAR-10 classifier this suite trains itself (``classifier.py``), as the paper did. FID and, when the
+user supplies the weights, the ImageNet Inception Score are reporting metrics only (``report`` command).
 
 One step is one generator step (and the one discriminator step before it) on a batch of ``batch_size`` real images.
 Every ``train`` call writes both learning rates into their optimisers, so a member that has just copied another and

@@ -86,11 +86,9 @@ class ToyTask:
 
     def load(self, path: Path) -> dict[str, Any]:
         state = json.loads(path.read_text())
-        tag = state.pop("format", None) if isinstance(state, dict) else None
-        if not isinstance(state, dict) or not {"theta", "steps"} <= set(state) <= {"theta", "steps", "seed"}:
-            raise ValueError(f"{path} is not a toy checkpoint")
-        if tag != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path} is not a toy checkpoint (format {tag!r}, not {CHECKPOINT_FORMAT!r})")
+        if (not isinstance(state, dict) or state.pop("format", None) != CHECKPOINT_FORMAT
+                or not {"theta", "steps"} <= set(state) <= {"theta", "steps", "seed"}):
+            raise ValueError(f"{path} is not a toy checkpoint ({CHECKPOINT_FORMAT})")
         return state
 
 
