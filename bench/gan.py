@@ -30,7 +30,8 @@ import torch
 # bench/ is the script's folder, so on sys.path
 from pairing import POPULATION_WORKERS, executor_against_bare, one_member_rows, population_run
 
-from experiments.gan.dcgan import PROFILES, Config, make_task, prepare
+from experiments.gan.classifier import prepare
+from experiments.gan.dcgan import PROFILES, Config, make_task
 from pbt.executor import cpu_count
 
 MODULE = "experiments.gan.dcgan"

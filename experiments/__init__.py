@@ -1,5 +1,6 @@
-"""The experiments PBT is reproduced on. Each domain declares, once, a ``pbt.domain.Domain`` (in its package's
-``__init__``, joining the training code and the after-run tools; the toy's in its one module):
+"""The experiments PBT is reproduced on. Each domain declares, once, a ``pbt.domain.Domain`` in its package's
+``__init__``, which joins the training code (one module, read top to bottom: config and profiles, model, data, one
+train step, evaluate, the task) and the after-run tools (``tools.py``, where there are any):
 
     DOMAIN = Domain(make_task=make_task, config=Config, profiles=PROFILES, metric=METRIC,
                     prepare=..., estimate=..., extra_results=..., local_data=..., tools=...)
@@ -16,8 +17,8 @@ their domain is used, so the CLI starts fast and ``pbt`` never imports torch. Th
 """
 
 DOMAINS = {
-    "toy": "experiments.toy.task",
-    "toy_deceptive": "experiments.toy_deceptive.task",
+    "toy": "experiments.toy",
+    "toy_deceptive": "experiments.toy_deceptive",
     "rl": "experiments.rl",
     "translation": "experiments.translation",
     "gan": "experiments.gan",

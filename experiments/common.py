@@ -76,12 +76,16 @@ def load_weights_only(path: Path, what: str = "checkpoint") -> Any:
         raise ValueError(f"{path} is not a readable {what}: {type(exc).__name__}: {reason}") from exc
 
 
-def load_checkpoint(path: Path, required: tuple[str, ...]) -> dict[str, Any]:
-    """``load_weights_only`` plus a check that the keys a member needs are there."""
+def load_checkpoint(path: Path, required: tuple[str, ...], checkpoint_format: str = "") -> dict[str, Any]:
+    """``load_weights_only`` plus a check that the keys a member needs are there and, given ``checkpoint_format``,
+    that the file's ``format`` tag is that one (an experiment's ``CHECKPOINT_FORMAT``)."""
     obj = load_weights_only(path)
-    missing = [k for k in required if not isinstance(obj, dict) or k not in obj]
+    keys = (*required, "format") if checkpoint_format else required
+    missing = [k for k in keys if not isinstance(obj, dict) or k not in obj]
     if missing:
         raise ValueError(f"{path} is not a checkpoint of this experiment (missing {missing})")
+    if checkpoint_format and obj["format"] != checkpoint_format:
+        raise ValueError(f"{path} is a {obj['format']!r} checkpoint, not {checkpoint_format!r}")
     return obj
 
 

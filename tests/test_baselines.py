@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import experiments.toy as toy_package
 import experiments.toy.task as toy
 from baselines import baseline_config
 from pbt.controller import open_experiment, run_experiment
@@ -17,7 +18,7 @@ from repro.compare import check_comparable, load_run
 def test_grid_search_honours_the_priors() -> None:
     config = dataclasses.replace(toy.Config(), pbt=dataclasses.replace(toy.Config().pbt,
                                                                        priors=("h0=uniform:0.4:0.6",)))
-    _, initial = baseline_config(toy.DOMAIN, config, "grid_search", grid_points=2)
+    _, initial = baseline_config(toy_package.DOMAIN, config, "grid_search", grid_points=2)
     assert initial is not None and sorted({h["h0"] for h in initial}) == [0.4, 0.6]
     assert sorted({h["h1"] for h in initial}) == [0.0, 1.0]  # the task's own prior where none is given
 
@@ -25,7 +26,7 @@ def test_grid_search_honours_the_priors() -> None:
 def test_a_random_search_run_cannot_exploit(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="random_search run cannot exploit"):
         open_experiment("experiments.toy.task", toy.Config(), tmp_path / "rs", method="random_search")
-    config, _ = baseline_config(toy.DOMAIN, toy.Config(), "random_search")
+    config, _ = baseline_config(toy_package.DOMAIN, toy.Config(), "random_search")
     store = run_experiment("experiments.toy.task", config, tmp_path / "rs", method="random_search", domain="toy")
     assert not store.events("exploit") and not store.events("explore")
 

@@ -145,6 +145,7 @@ def test_dry_run_prints_the_plan_and_trains_nothing(cli_env, tmp_path):
 @pytest.mark.parametrize("executor, workers, expected", [("serial", 0, 1), ("serial", 4, 1), ("local", 3, 3),
                                                         ("local", 16, 6)])
 def test_the_plan_trains_as_many_members_at_once_as_the_executor(executor, workers, expected):
+    import experiments.toy as toy_package
     import experiments.toy.task as toy
     from pbt.executor import concurrency
     from repro.plan import plan
@@ -152,7 +153,7 @@ def test_the_plan_trains_as_many_members_at_once_as_the_executor(executor, worke
     config = toy.Config()
     config.pbt = dataclasses.replace(config.pbt, population=6, executor=executor, workers=workers)
     assert concurrency(config.pbt, 6) == expected
-    text = plan(toy.DOMAIN, config, capacity={"CPU": 64.0, "GPU": 0.0})  # a large machine changes nothing
+    text = plan(toy_package.DOMAIN, config, capacity={"CPU": 64.0, "GPU": 0.0})  # a large machine changes nothing
     assert f"-> {expected} members at a time" in text
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
+import experiments.toy as toy_package
 import experiments.toy.task as toy
 from baselines import baseline_config
 from pbt.controller import run_experiment
@@ -155,7 +156,7 @@ def test_reproduce_writes_a_results_folder_resumes_and_merges_extra_results(tmp_
         (run_dir / "extra.txt").write_text("x")
         return {"member": 1, "test_score": {"a": 1.0 if run_dir.name.startswith("pbt") else 0.5}}
 
-    monkeypatch.setattr(toy, "DOMAIN", dataclasses.replace(toy.DOMAIN, extra_results=extra_results))
+    monkeypatch.setattr(toy_package, "DOMAIN", dataclasses.replace(toy_package.DOMAIN, extra_results=extra_results))
     config = toy_config(steps=40)
     summary = reproduce("toy", config, "smoke", seeds=2, out=tmp_path / "results", runs=tmp_path / "runs")
     out = tmp_path / "results"

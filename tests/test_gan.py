@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from experiments.gan import classifier as gan_classifier
 from experiments.gan import data, dcgan, metrics
 from experiments.gan import tools as gan_tools
 from experiments.gan.dcgan import PROFILES, GanTask, Member, make_task
@@ -37,7 +38,7 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> dcgan.Config:
     torch.set_num_threads(1)
     cfg = dataclasses.replace(PROFILES["smoke"], data_path=str(CIFAR10),
                               cache_dir=str(tmp_path_factory.mktemp("gan-cache")))
-    dcgan.prepare(cfg, log=lambda _: None)
+    gan_classifier.prepare(cfg, log=lambda _: None)
     return cfg
 
 
@@ -128,12 +129,12 @@ def test_smoke_through_pbt_copies_both_networks_and_both_optimisers(
 
 
 def test_classifier_score_is_about_1_for_noise_and_clearly_higher_for_real_images(config: dcgan.Config) -> None:
-    classifier = dcgan.load_classifier(config, torch.device("cpu"))
+    classifier = gan_classifier.load_classifier(config, torch.device("cpu"))
     cifar = data.load_cifar10(config.data_path, config.cache_dir)
     real = torch.from_numpy(np.array(cifar["test_images"][::10]))  # 1000 images, 100 of each class
     noise = torch.randint(0, 256, (1000, 32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    real_score, real_splits = metrics.classifier_score(metrics.classifier_logits(classifier, real), 5)
-    noise_score, _ = metrics.classifier_score(metrics.classifier_logits(classifier, noise), 5)
+    real_score, real_splits = metrics.classifier_score(gan_classifier.classifier_logits(classifier, real), 5)
+    noise_score, _ = metrics.classifier_score(gan_classifier.classifier_logits(classifier, noise), 5)
     assert len(real_splits) == 5
     # the smoke classifier is barely trained, and what it learns differs between CPUs (1.16 for noise on one where
     # the cpu profile's classifier gives 1.00): near 1 for noise, and real images clearly above it
@@ -291,3 +292,22 @@ def test_checkpoint_bytes_and_weights_fingerprint_do_not_depend_on_where_they_we
     assert weights_fingerprint(loaded) == weights_fingerprint(state)
     changed = {**state, "b": torch.tensor([0.0, 0.0, 1e-7])}
     assert weights_fingerprint(changed) != weights_fingerprint(state)
+
+
+def test_a_classifier_cached_before_is_found_and_used_without_training_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The cpu profile's classifier that scored the committed seed-3 runs (fingerprint fcf1f94e...), put where a
+    # cache keeps it: its file name, content and fingerprint must be accepted as they are, never retrained.
+    committed = Path(__file__).resolve().parents[1] / "results" / "gan" / "runs" / "classifier-fcf1f94e.pt"
+    config = dataclasses.replace(PROFILES["cpu"], data_path=str(CIFAR10), cache_dir=str(tmp_path), device="cpu")
+    path = gan_classifier.classifier_path(config)
+    assert path == tmp_path / "classifier-jpg-w32-e8-b256-n0.pt"  # the name the results record
+    path.write_bytes(committed.read_bytes())
+    monkeypatch.setattr(gan_classifier, "train_and_cache_classifier", lambda *args: pytest.fail("trained again"))
+    info = gan_classifier.prepare(config)
+    assert info["weights_sha256"].startswith("fcf1f94e") and info["test_accuracy"] == pytest.approx(0.8522, abs=1e-4)
+    model = gan_classifier.load_classifier(config, torch.device("cpu"))  # a strict load: every weight has its place
+    saved = torch.load(committed, weights_only=True)["model"]
+    assert all(torch.equal(model.state_dict()[name].cpu(), saved[name]) for name in saved)
+    assert path.read_bytes() == committed.read_bytes()

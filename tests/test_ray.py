@@ -96,7 +96,7 @@ def test_bad_ray_address_fails_fast_with_a_clear_error(tmp_path):
 
 
 def test_dry_run_plan_and_too_small_cluster():
-    import experiments.toy.task as toy_module
+    import experiments.toy as toy_module
 
     cfg = toy("ray", cpus_per_member=1.0)
     text = plan(toy_module.DOMAIN, cfg)

@@ -86,10 +86,10 @@ def test_a_run_that_failed_before_training_can_start_again_with_other_settings(t
     def broken_prepare(config: object) -> None:
         raise FileNotFoundError("data not found at /nowhere (from --data-path)")
 
-    import experiments.toy.task as task
+    import experiments.toy as toy_package
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(task, "DOMAIN", dataclasses.replace(task.DOMAIN, prepare=broken_prepare))
+        patch.setattr(toy_package, "DOMAIN", dataclasses.replace(toy_package.DOMAIN, prepare=broken_prepare))
         with pytest.raises(FileNotFoundError):
             run_experiment(TOY, bad, out, domain="toy")
     state, why = StoreReader(out).state()

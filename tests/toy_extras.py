@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+import experiments.toy as toy_package
 import experiments.toy.task as toy
 from repro.compare import load_run
 from repro.reproduce import reproduce
@@ -29,7 +30,7 @@ def reproduce_toy(root: Path, seeds: int = 3, steps: int = 24) -> dict[str, Any]
     base = toy.Config()
     config = dataclasses.replace(base, pbt=dataclasses.replace(base.pbt, budget_steps=steps))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(toy, "DOMAIN", dataclasses.replace(toy.DOMAIN, extra_results=extra_results))
+        patch.setattr(toy_package, "DOMAIN", dataclasses.replace(toy_package.DOMAIN, extra_results=extra_results))
         summary = reproduce("toy", config, "smoke", seeds=seeds, out=root / "results", runs=root / "runs")
     assert summary is not None
     return summary

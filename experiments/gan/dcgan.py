@@ -1,8 +1,8 @@
 """The paper's GAN experiment (section 4.3), scaled down: a DCGAN (Radford et al. 2016) on CIFAR-10 at 32x32 with the
 non-saturating loss, one discriminator step per generator step and Adam. PBT searches the discriminator and the
 generator learning rates independently and selects members on the CIFAR-10 classifier score (Inception-score variant),
-computed from a CIFAR-10 classifier this suite trains itself (``metrics.py``), as the paper did. FID and, when the user
-supplies the weights, the ImageNet Inception Score are reporting metrics only (``report`` command).
+computed from a CIFAR-10 classifier this suite trains itself (``classifier.py``), as the paper did. FID and, when the
+user supplies the weights, the ImageNet Inception Score are reporting metrics only (``report`` command).
 
 One step is one generator step (and the one discriminator step before it) on a batch of ``batch_size`` real images.
 Every ``train`` call writes both learning rates into their optimisers, so a member that has just copied another and
@@ -12,26 +12,21 @@ are in ``README.md`` beside this file.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from experiments.common import (
-    load_checkpoint,
-    pick_device,
-    save_checkpoint,
-    seed_everything,
-    weights_fingerprint,
-    write_atomic,
-)
+from experiments.common import load_checkpoint, pick_device, save_checkpoint, seed_everything
 from experiments.gan import data, metrics
+from experiments.gan.classifier import CifarClassifier, classifier_logits, load_classifier
 from pbt.config import PBTConfig, doc
 from pbt.space import HParams, LogUniform
 from pbt.task import Evaluation
@@ -40,8 +35,8 @@ METRIC = "CIFAR-10 classifier score (Inception-score variant)"
 # Assumption (the paper's priors are not known): two decades around DCGAN's 2e-4, wide enough that some members of a
 # random population learn far too slowly or too fast; explore's x0.5 / x2.0 is clipped to these bounds.
 SPACE = {"lr_d": LogUniform(1e-5, 2e-3), "lr_g": LogUniform(1e-5, 2e-3)}
-CHECKPOINT_KEYS = ("format", "generator", "discriminator", "opt_g", "opt_d", "step", "rng", "widths")
-FORMAT = "pbt-repro/gan-dcgan/1"
+CHECKPOINT_FORMAT = "pbt-repro/gan-dcgan/1"
+CHECKPOINT_KEYS = ("generator", "discriminator", "opt_g", "opt_d", "step", "rng", "widths")
 EVAL_SEED = 20171127  # fixed latent bank: every member and every evaluation scores images from the same z
 
 
@@ -95,67 +90,7 @@ PROFILES = {
 }
 
 
-# -- the CIFAR-10 classifier behind the selection score ------------------------------------------------------------
-
-
-def classifier_path(config: Config) -> Path:
-    """The cached classifier's file, named after the data source and every setting that changes its training."""
-    settings = f"w{config.classifier_width}-e{config.classifier_epochs}-b{config.classifier_batch}"
-    name = f"classifier-{data.source(config.data_path)}-{settings}-n{config.classifier_images}.pt"
-    return data.cache_root(config.cache_dir) / name
-
-
-def train_and_cache_classifier(config: Config, path: Path, log: Any = print) -> None:
-    """Train the classifier on (a fixed random subset of) CIFAR-10 train, record its test accuracy and the scale of
-    its score (real test images should score high, uniform noise about 1), and write it to ``path``."""
-    cifar = data.load_cifar10(config.data_path, config.cache_dir)
-    subset = np.random.default_rng(0).permutation(len(cifar["train_images"]))
-    subset = np.sort(subset[: config.classifier_images] if config.classifier_images else subset)
-    log(f"training the CIFAR-10 classifier ({len(subset)} images, {config.classifier_epochs} epochs); it is cached "
-        f"at {path}")
-    model, info = metrics.train_classifier(
-        torch.from_numpy(cifar["train_images"][subset]), torch.from_numpy(cifar["train_labels"][subset]),
-        torch.from_numpy(np.array(cifar["test_images"])), torch.from_numpy(np.array(cifar["test_labels"])),
-        width=config.classifier_width, epochs=config.classifier_epochs, batch_size=config.classifier_batch,
-        device=pick_device(config.device), log=log)
-    n = min(config.score_samples, len(cifar["test_images"]))  # the selection protocol's sample and split counts
-    real = torch.from_numpy(cifar["test_images"][np.sort(np.random.default_rng(0).permutation(10_000)[:n])])
-    noise = torch.randint(0, 256, real.shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    for name, images in (("test_images_score", real), ("uniform_noise_score", noise)):
-        info[name] = metrics.classifier_score(metrics.classifier_logits(model, images), config.score_splits)[0]
-    log(f"classifier test accuracy {info['test_accuracy']:.4f}; CIFAR-10 classifier score (Inception-score variant) "
-        f"of {n} test images {info['test_images_score']:.3f}, of uniform noise {info['uniform_noise_score']:.3f}")
-    write_atomic(path, lambda tmp: save_checkpoint({"model": model.state_dict(), "info": info}, tmp))
-
-
-def prepare(config: Config, log: Any = print) -> dict[str, float]:
-    """Decode the data and train the classifier unless they are cached; return the classifier's info. Cheap when both
-    are cached. Best called once before a run (``train-classifier``), so that workers do not wait for it inside their
-    first evaluation; if they do, a lock makes one of them train it while the others wait."""
-    path = classifier_path(config)
-    if not path.is_file():
-        with data.cache_lock(data.cache_root(config.cache_dir), "classifier"):
-            if not path.is_file():  # another process may have trained it while we waited
-                train_and_cache_classifier(config, path, log)
-    saved = load_checkpoint(path, required=("model", "info"))
-    # the fingerprint of the weights themselves, so results scored by different sittings show they used one classifier
-    return {**saved["info"], "weights_sha256": weights_fingerprint(saved["model"])}
-
-
-_CLASSIFIERS: dict[tuple[Path, str], metrics.CifarClassifier] = {}  # one per process
-
-
-def load_classifier(config: Config, device: torch.device) -> metrics.CifarClassifier:
-    path = classifier_path(config)
-    if (path, str(device)) not in _CLASSIFIERS:
-        prepare(config)
-        model = metrics.CifarClassifier(config.classifier_width)
-        model.load_state_dict(load_checkpoint(path, required=("model", "info"))["model"])
-        _CLASSIFIERS[(path, str(device))] = model.to(device).to(memory_format=torch.channels_last).eval()
-    return _CLASSIFIERS[(path, str(device))]
-
-
-# -- model ----------------------------------------------------------------------------------------------------------
+# -- model -------------------------------------------------------------------------------------------------------------
 
 
 class Generator(nn.Module):
@@ -212,7 +147,80 @@ class Member:
     step: int = 0
 
 
-# -- training and evaluation ----------------------------------------------------------------------------------------
+# -- data --------------------------------------------------------------------------------------------------------------
+
+
+def load_images(config: Config, device: torch.device) -> np.ndarray | torch.Tensor:
+    """CIFAR-10's training images, uint8 (N, 32, 32, 3): memory-mapped on the CPU (worker processes share the pages),
+    copied to the device otherwise."""
+    images = data.load_cifar10(config.data_path, config.cache_dir)["train_images"]
+    return torch.from_numpy(np.array(images)).to(device) if device.type != "cpu" else images
+
+
+def real_batch(images: np.ndarray | torch.Tensor, batch_size: int, rng: torch.Generator,
+               device: torch.device) -> torch.Tensor:
+    """A batch of training images drawn uniformly (with replacement), float (B, 3, 32, 32) in [-1, 1]."""
+    idx = torch.randint(0, len(images), (batch_size,), generator=rng)
+    if isinstance(images, np.ndarray):
+        batch = torch.from_numpy(images[np.sort(idx.numpy())])  # (B, 32, 32, 3) uint8
+    else:
+        batch = images[idx.to(device)]
+    return batch.to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+# -- one train step ----------------------------------------------------------------------------------------------------
+
+
+def train_step(member: Member, b_real: torch.Tensor, z: torch.Tensor, ones: torch.Tensor,
+               zeros: torch.Tensor) -> torch.Tensor:
+    """One discriminator step, then one generator step on the same fakes. Returns (loss_d, loss_g, D(x), D(G(z))),
+    left on the device."""
+    b_fake = member.generator(z)  # (B, 3, 32, 32)
+
+    # (1) discriminator: maximise log D(x) + log(1 - D(G(z)))
+    d_real = member.discriminator(b_real)  # (B,) logits
+    d_fake = member.discriminator(b_fake.detach())
+    loss_d = F.binary_cross_entropy_with_logits(d_real, ones) + F.binary_cross_entropy_with_logits(d_fake, zeros)
+    member.opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    member.opt_d.step()
+
+    # (2) generator, non-saturating: maximise log D(G(z)) on the same fakes, against the updated D
+    loss_g = F.binary_cross_entropy_with_logits(member.discriminator(b_fake), ones)
+    member.opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    member.opt_g.step()
+
+    return torch.stack([loss_d.detach(), loss_g.detach(), torch.sigmoid(d_real.detach()).mean(),
+                        torch.sigmoid(d_fake.detach()).mean()])
+
+
+# -- evaluate ----------------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def sample(generator: Generator, z: torch.Tensor, device: torch.device, batch_size: int = 500) -> torch.Tensor:
+    """uint8 images (N, 3, 32, 32) from latents z (N, z_dim), with the generator in eval mode (running BN stats,
+    so sampling never changes the member)."""
+    generator.eval()
+    out = [to_uint8(generator(z[i : i + batch_size].to(device))).cpu() for i in range(0, len(z), batch_size)]
+    generator.train()
+    return torch.cat(out)
+
+
+def evaluate(member: Member, latents: torch.Tensor, classifier: CifarClassifier, splits: int,
+             device: torch.device) -> Evaluation:
+    """The CIFAR-10 classifier score of the images of ``latents``, with the score of each of ``splits`` equal parts
+    as the samples the t-test compares."""
+    images = sample(member.generator, latents, device)  # (N, 3, 32, 32) uint8
+    score, per_split = metrics.classifier_score(classifier_logits(classifier, images), splits)
+    # the per-pixel spread across samples: near 0 when the generator has collapsed to a few images
+    spread = images.float().std(0).mean().item() / 127.5
+    return Evaluation(score=score, samples=tuple(per_split),
+                      metrics={"classifier_score_std": float(np.std(per_split)), "sample_spread": spread})
+
+
+# -- the task ----------------------------------------------------------------------------------------------------------
 
 
 class GanTask:
@@ -221,21 +229,8 @@ class GanTask:
     def __init__(self, config: Config):
         self.config = config
         self.device = pick_device(config.device)
-        self._images: np.ndarray | torch.Tensor | None = None
+        self._images: np.ndarray | torch.Tensor | None = None  # loaded on first use, so building a task stays cheap
         self._latents: torch.Tensor | None = None
-
-    def real_batch(self, rng: torch.Generator) -> torch.Tensor:
-        """A batch of training images drawn uniformly (with replacement), float (B, 3, 32, 32) in [-1, 1]."""
-        if self._images is None:  # loaded on first use, so building a task stays cheap
-            # memory-mapped on the CPU: worker processes share the pages
-            images = data.load_cifar10(self.config.data_path, self.config.cache_dir)["train_images"]
-            self._images = torch.from_numpy(np.array(images)).to(self.device) if self.device.type != "cpu" else images
-        idx = torch.randint(0, len(self._images), (self.config.batch_size,), generator=rng)
-        if isinstance(self._images, np.ndarray):
-            batch = torch.from_numpy(self._images[np.sort(idx.numpy())])  # (B, 32, 32, 3) uint8
-        else:
-            batch = self._images[idx.to(self.device)]
-        return batch.to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1
 
     def _build(self, seed: int) -> Member:
         cfg = self.config
@@ -252,6 +247,8 @@ class GanTask:
 
     def train(self, member: Member, hparams: HParams, steps: int) -> dict[str, float]:
         cfg, device = self.config, self.device
+        if self._images is None:
+            self._images = load_images(cfg, device)
         for group in member.opt_d.param_groups:  # the hyperparameters PBT may have just changed
             group["lr"] = float(hparams["lr_d"])
         for group in member.opt_g.param_groups:
@@ -263,27 +260,9 @@ class GanTask:
         totals = torch.zeros(4, device=device)
         started = time.perf_counter()
         for _ in range(steps):
-            b_real = self.real_batch(member.rng)  # (B, 3, 32, 32)
+            b_real = real_batch(self._images, cfg.batch_size, member.rng, device)  # (B, 3, 32, 32)
             z = torch.randn(cfg.batch_size, cfg.z_dim, generator=member.rng).to(device)  # (B, z_dim)
-            b_fake = member.generator(z)  # (B, 3, 32, 32)
-
-            # (1) discriminator: maximise log D(x) + log(1 - D(G(z)))
-            d_real = member.discriminator(b_real)  # (B,) logits
-            d_fake = member.discriminator(b_fake.detach())
-            loss_d = (F.binary_cross_entropy_with_logits(d_real, ones)
-                      + F.binary_cross_entropy_with_logits(d_fake, zeros))
-            member.opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            member.opt_d.step()
-
-            # (2) generator, non-saturating: maximise log D(G(z)) on the same fakes, against the updated D
-            loss_g = F.binary_cross_entropy_with_logits(member.discriminator(b_fake), ones)
-            member.opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            member.opt_g.step()
-
-            totals += torch.stack([loss_d.detach(), loss_g.detach(), torch.sigmoid(d_real.detach()).mean(),
-                                   torch.sigmoid(d_fake.detach()).mean()])
+            totals += train_step(member, b_real, z, ones, zeros)
         member.step += steps
         seconds = time.perf_counter() - started
         mean = (totals / max(steps, 1)).cpu().tolist()
@@ -299,42 +278,26 @@ class GanTask:
             self._latents = torch.randn(self.config.score_samples, self.config.z_dim, generator=rng)
         return self._latents
 
-    @torch.no_grad()
-    def sample(self, member: Member, z: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-        """uint8 images (N, 3, 32, 32) from latents z (N, z_dim), with the generator in eval mode (running BN stats,
-        so sampling never changes the member)."""
-        member.generator.eval()
-        out = [to_uint8(member.generator(z[i : i + batch_size].to(self.device))).cpu()
-               for i in range(0, len(z), batch_size)]
-        member.generator.train()
-        return torch.cat(out)
-
     def evaluate(self, member: Member) -> Evaluation:
-        cfg = self.config
         started = time.perf_counter()
-        images = self.sample(member, self.latents())  # (N, 3, 32, 32) uint8
-        logits = metrics.classifier_logits(load_classifier(cfg, self.device), images)
-        score, per_split = metrics.classifier_score(logits, cfg.score_splits)
-        # the per-pixel spread across samples: near 0 when the generator has collapsed to a few images
-        spread = images.float().std(0).mean().item() / 127.5
-        return Evaluation(score=score, samples=tuple(per_split),
-                          metrics={"classifier_score_std": float(np.std(per_split)), "sample_spread": spread,
-                                   "score_seconds": time.perf_counter() - started})
+        evaluation = evaluate(member, self.latents(), load_classifier(self.config, self.device),
+                              self.config.score_splits, self.device)
+        return dataclasses.replace(evaluation, metrics={**evaluation.metrics,
+                                                        "score_seconds": time.perf_counter() - started})
 
     def save(self, member: Member, path: Path) -> None:
         cfg = self.config
-        save_checkpoint({"format": FORMAT, "generator": member.generator.state_dict(),
+        save_checkpoint({"format": CHECKPOINT_FORMAT, "generator": member.generator.state_dict(),
                          "discriminator": member.discriminator.state_dict(), "opt_g": member.opt_g.state_dict(),
                          "opt_d": member.opt_d.state_dict(), "step": member.step, "rng": member.rng.get_state(),
                          "widths": [cfg.z_dim, cfg.g_width, cfg.d_width]}, path)
 
     def load(self, path: Path) -> Member:
-        ckpt = load_checkpoint(path, required=CHECKPOINT_KEYS)
+        ckpt = load_checkpoint(path, CHECKPOINT_KEYS, CHECKPOINT_FORMAT)
         cfg = self.config
-        if ckpt["format"] != FORMAT or list(ckpt["widths"]) != [cfg.z_dim, cfg.g_width, cfg.d_width]:
-            raise ValueError(f"{path} is a {ckpt['format']} checkpoint with (z_dim, g_width, d_width) = "
-                             f"{list(ckpt['widths'])}; this config needs {FORMAT} with "
-                             f"{[cfg.z_dim, cfg.g_width, cfg.d_width]}")
+        if list(ckpt["widths"]) != [cfg.z_dim, cfg.g_width, cfg.d_width]:
+            raise ValueError(f"{path} holds networks of (z_dim, g_width, d_width) = {list(ckpt['widths'])}; this "
+                             f"config needs {[cfg.z_dim, cfg.g_width, cfg.d_width]}")
         member = self._build(0)
         member.generator.load_state_dict(ckpt["generator"])
         member.discriminator.load_state_dict(ckpt["discriminator"])
@@ -343,6 +306,10 @@ class GanTask:
         member.rng.set_state(ckpt["rng"])
         member.step = int(ckpt["step"])
         return member
+
+
+def make_task(config: Config) -> GanTask:
+    return GanTask(config)
 
 
 # config field -> path under a local data root (``pbt-repro demo --data-dir``)
@@ -356,6 +323,3 @@ def estimate(config: Config) -> dict[str, str]:
     return {"gpu_hours": f"about {hours:.1f} (at ~3 ms per step on one GPU, estimated)",
             "cpu_hours_here": f"about {config.pbt.population * config.pbt.budget_steps * 64 / 680 / 3600:.1f} at 680 img/s"}
 
-
-def make_task(config: Config) -> GanTask:
-    return GanTask(config)

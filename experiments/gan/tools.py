@@ -15,17 +15,8 @@ import torch
 
 from experiments.common import import_torchvision, open_saved_member, write_atomic
 from experiments.gan import data, metrics
-from experiments.gan.dcgan import (
-    EVAL_SEED,
-    METRIC,
-    PROFILES,
-    Config,
-    GanTask,
-    Member,
-    classifier_path,
-    make_task,
-    prepare,
-)
+from experiments.gan.classifier import classifier_path, prepare
+from experiments.gan.dcgan import EVAL_SEED, METRIC, PROFILES, Config, GanTask, Member, make_task, sample
 
 
 def open_member(run_dir: Path, which: str = "best", overrides: dict[str, str] | None = None
@@ -71,7 +62,7 @@ def report(task: GanTask, member: Member, grid: Path | None = None, fid: bool = 
         "classifier_score_protocol": f"{cfg.score_samples} samples, {cfg.score_splits} splits, fixed latents",
         "classifier": prepare(cfg), "metric": METRIC}
     z = torch.randn(max(cfg.fid_samples, 100), cfg.z_dim, generator=torch.Generator().manual_seed(EVAL_SEED + 1))
-    images = task.sample(member, z)  # (N, 3, 32, 32) uint8
+    images = sample(member.generator, z, task.device)  # (N, 3, 32, 32) uint8
     if grid is not None:
         save_grid(images[:100], grid)
         result["samples_png"] = grid.name
@@ -142,7 +133,7 @@ def samples_command(argv: list[str]) -> int:
     task, member, member_id, _ = open_member(args.run_dir, args.member, _overrides(args))
     out = args.out or args.run_dir / "report"
     z = torch.randn(100, task.config.z_dim, generator=torch.Generator().manual_seed(EVAL_SEED + 1))
-    save_grid(task.sample(member, z), out / f"samples-member{member_id}.png")
+    save_grid(sample(member.generator, z, task.device), out / f"samples-member{member_id}.png")
     print(out / f"samples-member{member_id}.png")
     return 0
 

@@ -97,49 +97,7 @@ PROFILES = {
 }
 
 
-def rom_name(game: str) -> str:
-    """The ALE ROM name of ``game``: ``breakout``, ``Breakout``, ``ALE/Breakout-v5`` and
-    ``BreakoutNoFrameskip-v4`` all give ``breakout``. Raises ``ConfigError`` for an unknown game."""
-    from ale_py import roms  # the ROMs ship inside the ale-py wheel
-
-    name = re.sub(r"(NoFrameskip|Deterministic)?-v\d+$", "", game.split("/")[-1])
-    name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
-    known = roms.get_all_rom_ids()
-    if name not in known:
-        close = difflib.get_close_matches(name, known, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; known games include {', '.join(known[:6])}, ..."
-        raise ConfigError(f"unknown Atari game {game!r} (--game){hint}")
-    return name
-
-
-class VectorEnv(Protocol):
-    """The part of ``ale_py.vector_env.AtariVectorEnv`` this module uses (tests substitute a fake)."""
-
-    def reset(self, *, seed: int | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]: ...
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]: ...
-    def close(self) -> None: ...
-
-
-def make_env(game: str, num_envs: int, threads: int, max_episode_frames: int) -> VectorEnv:
-    """ALE's native vector env: 84x84 grey, frameskip 4 with max-pooling, 4 stacked frames, up to 30 no-op starts,
-    FIRE on reset. Rewards come back unclipped (the score needs them); the learner clips its own copy."""
-    from ale_py.vector_env import AtariVectorEnv
-
-    return AtariVectorEnv(game, num_envs, num_threads=threads, frameskip=FRAMESKIP, stack_num=4, img_height=84,
-                          img_width=84, grayscale=True, noop_max=30, reward_clipping=False,
-                          max_num_frames_per_episode=max_episode_frames,
-                          autoreset_mode="SameStep")  # a finished game's next observation is the new game's first
-
-
-@functools.cache
-def num_actions(game: str) -> int:
-    """Size of the game's minimal action set, without starting an emulator thread pool."""
-    from ale_py import ALEInterface, LoggerMode, roms
-
-    ALEInterface.setLoggerMode(LoggerMode.Error)
-    ale = ALEInterface()
-    ale.loadROM(roms.get_rom_path(game))
-    return len(ale.getMinimalActionSet())
+# -- model -------------------------------------------------------------------------------------------------------------
 
 
 class NatureCNN(nn.Module):
@@ -203,6 +161,54 @@ def new_member(game: str, config: Config, seed: int, device: torch.device) -> Me
     return Member(model=model, optimizer=optimizer, generator=generator, game=game)
 
 
+# -- data: the games and one unroll of them ----------------------------------------------------------------------------
+
+
+def rom_name(game: str) -> str:
+    """The ALE ROM name of ``game``: ``breakout``, ``Breakout``, ``ALE/Breakout-v5`` and
+    ``BreakoutNoFrameskip-v4`` all give ``breakout``. Raises ``ConfigError`` for an unknown game."""
+    from ale_py import roms  # the ROMs ship inside the ale-py wheel
+
+    name = re.sub(r"(NoFrameskip|Deterministic)?-v\d+$", "", game.split("/")[-1])
+    name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+    known = roms.get_all_rom_ids()
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; known games include {', '.join(known[:6])}, ..."
+        raise ConfigError(f"unknown Atari game {game!r} (--game){hint}")
+    return name
+
+
+class VectorEnv(Protocol):
+    """The part of ``ale_py.vector_env.AtariVectorEnv`` this module uses (tests substitute a fake)."""
+
+    def reset(self, *, seed: int | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]: ...
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]: ...
+    def close(self) -> None: ...
+
+
+def make_env(game: str, num_envs: int, threads: int, max_episode_frames: int) -> VectorEnv:
+    """ALE's native vector env: 84x84 grey, frameskip 4 with max-pooling, 4 stacked frames, up to 30 no-op starts,
+    FIRE on reset. Rewards come back unclipped (the score needs them); the learner clips its own copy."""
+    from ale_py.vector_env import AtariVectorEnv
+
+    return AtariVectorEnv(game, num_envs, num_threads=threads, frameskip=FRAMESKIP, stack_num=4, img_height=84,
+                          img_width=84, grayscale=True, noop_max=30, reward_clipping=False,
+                          max_num_frames_per_episode=max_episode_frames,
+                          autoreset_mode="SameStep")  # a finished game's next observation is the new game's first
+
+
+@functools.cache
+def num_actions(game: str) -> int:
+    """Size of the game's minimal action set, without starting an emulator thread pool."""
+    from ale_py import ALEInterface, LoggerMode, roms
+
+    ALEInterface.setLoggerMode(LoggerMode.Error)
+    ale = ALEInterface()
+    ale.loadROM(roms.get_rom_path(game))
+    return len(ale.getMinimalActionSet())
+
+
 def start_games(member: Member, config: Config) -> None:
     """Start the member's games with a fresh seed from its generator (at the first ``train``, and after a load)."""
     threads = config.env_threads or torch.get_num_threads()
@@ -211,6 +217,52 @@ def start_games(member: Member, config: Config) -> None:
     member.obs, info = member.env.reset(seed=seed)
     member.lives = np.asarray(info["lives"]).copy()
     member.game_score = np.zeros(config.num_envs)
+
+
+@dataclass
+class Unroll:
+    """One unroll's buffers, (T, N, ...) for up to ``unroll_length`` agent steps of ``num_envs`` games; an unroll of
+    ``length`` steps fills the first ``length``."""
+
+    obs: torch.Tensor  # (T, N, 4, 84, 84) uint8
+    actions: torch.Tensor  # (T, N)
+    rewards: torch.Tensor  # (T, N) clipped
+    dones: torch.Tensor  # (T, N) 1.0 where the episode (for learning) ended at step t
+
+    @classmethod
+    def empty(cls, steps: int, envs: int) -> Unroll:
+        return cls(obs=torch.empty((steps, envs, 4, 84, 84), dtype=torch.uint8),
+                   actions=torch.empty((steps, envs), dtype=torch.long),
+                   rewards=torch.empty((steps, envs)), dones=torch.empty((steps, envs)))
+
+
+def collect_unroll(member: Member, config: Config, unroll: Unroll, length: int, device: torch.device) -> None:
+    """Play ``length`` agent steps of the member's games with its current policy into the buffers, recording every
+    finished game's unclipped score."""
+    assert member.env is not None and member.obs is not None and member.lives is not None
+    assert member.game_score is not None
+    for t in range(length):
+        unroll.obs[t] = torch.from_numpy(member.obs)
+        with torch.no_grad():
+            logits, _ = member.model(unroll.obs[t].to(device))  # (N, A)
+        probs = F.softmax(logits, dim=-1).cpu()
+        actions = torch.multinomial(probs, 1, generator=member.generator).squeeze(1)  # (N,)
+        member.obs, reward, terminated, truncated, info = member.env.step(actions.numpy())
+        game_over = np.logical_or(terminated, truncated)
+        lives = np.asarray(info["lives"])
+        life_lost = (lives < member.lives) & ~game_over
+        member.lives = lives.copy()
+        member.game_score += reward
+        for i in np.flatnonzero(game_over):  # the score is the whole game's, unclipped
+            member.scores.append(float(member.game_score[i]))
+            member.game_score[i] = 0.0
+            member.episodes += 1
+        unroll.actions[t] = actions
+        unroll.rewards[t] = torch.from_numpy(np.clip(reward, -1.0, 1.0))  # the learner sees clipped rewards
+        unroll.dones[t] = torch.from_numpy(game_over | life_lost if config.life_loss_terminal else game_over)
+
+
+# -- one train step ----------------------------------------------------------------------------------------------------
 
 
 def n_step_returns(rewards: torch.Tensor, dones: torch.Tensor, bootstrap: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -231,83 +283,36 @@ def n_step_returns(rewards: torch.Tensor, dones: torch.Tensor, bootstrap: torch.
     return returns
 
 
-def train_member(
-    member: Member, config: Config, hparams: HParams, frames: int, device: torch.device
-) -> dict[str, float]:
-    """Take ``frames`` emulator frames (rounded up to whole agent steps of ``FRAMESKIP * num_envs`` frames) in
-    unrolls of ``unroll_length`` agent steps, the last one shortened to fit; one RMSprop update per unroll."""
-    if member.env is None:
-        start_games(member, config)
-    assert member.obs is not None and member.lives is not None and member.game_score is not None
-    # Hyperparameters come from the caller at every call: PBT may have changed any of them since the last one.
-    for group in member.optimizer.param_groups:
-        group["lr"] = float(hparams["lr"])
-    entropy_cost = float(hparams["entropy_cost"])
-    unroll, envs = int(hparams["unroll_length"]), config.num_envs
-    agent_steps = max(1, math.ceil(frames / (envs * FRAMESKIP)))  # overshoots by less than one agent step
-    lengths = [unroll] * (agent_steps // unroll) + ([agent_steps % unroll] if agent_steps % unroll else [])
-    updates = len(lengths)
-
-    obs_buf = torch.empty((unroll, envs, 4, 84, 84), dtype=torch.uint8)
-    action_buf = torch.empty((unroll, envs), dtype=torch.long)
-    reward_buf = torch.empty((unroll, envs))
-    done_buf = torch.empty((unroll, envs))
-    totals = torch.zeros(4, device=device)  # policy loss, value loss, entropy, gradient norm, summed over updates
-    start, episodes_before = time.perf_counter(), member.episodes
-    model = member.model
-    for length in lengths:
-        # collect one unroll with the current policy (the buffers' first ``length`` steps)
-        for t in range(length):
-            obs_buf[t] = torch.from_numpy(member.obs)
-            with torch.no_grad():
-                logits, _ = model(obs_buf[t].to(device))  # (N, A)
-            probs = F.softmax(logits, dim=-1).cpu()
-            actions = torch.multinomial(probs, 1, generator=member.generator).squeeze(1)  # (N,)
-            member.obs, reward, terminated, truncated, info = member.env.step(actions.numpy())
-            game_over = np.logical_or(terminated, truncated)
-            lives = np.asarray(info["lives"])
-            life_lost = (lives < member.lives) & ~game_over
-            member.lives = lives.copy()
-            member.game_score += reward
-            for i in np.flatnonzero(game_over):  # the score is the whole game's, unclipped
-                member.scores.append(float(member.game_score[i]))
-                member.game_score[i] = 0.0
-                member.episodes += 1
-            action_buf[t] = actions
-            reward_buf[t] = torch.from_numpy(np.clip(reward, -1.0, 1.0))  # the learner sees clipped rewards
-            done_buf[t] = torch.from_numpy(game_over | life_lost if config.life_loss_terminal else game_over)
-
-        # one A2C update on the unroll: policy gradient with the n-step advantage, value regression, entropy bonus
-        with torch.no_grad():
-            _, bootstrap = model(torch.from_numpy(member.obs).to(device))  # (N,)
-        returns = n_step_returns(reward_buf[:length].to(device), done_buf[:length].to(device), bootstrap,
-                                 config.gamma)  # (T, N), T = length
-        logits, values = model(obs_buf[:length].view(length * envs, 4, 84, 84).to(device))  # (T*N, A), (T*N,)
-        returns = returns.view(-1)  # (T*N,)
-        log_probs = F.log_softmax(logits, dim=-1)  # (T*N, A)
-        taken = log_probs.gather(1, action_buf[:length].reshape(-1, 1).to(device)).squeeze(1)  # (T*N,)
-        advantages = (returns - values).detach()
-        policy_loss = -(advantages * taken).mean()
-        value_loss = F.mse_loss(values, returns)
-        entropy = -(log_probs.exp() * log_probs).sum(-1).mean()
-        loss = policy_loss + config.value_cost * value_loss - entropy_cost * entropy
-        member.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-        member.optimizer.step()
-        member.updates += 1
-        totals += torch.stack([policy_loss, value_loss, entropy, grad_norm]).detach()  # no sync with the device
-
-    taken_frames = agent_steps * envs * FRAMESKIP
-    member.frames += taken_frames
-    seconds = time.perf_counter() - start
-    means = dict(zip(("policy_loss", "value_loss", "entropy", "grad_norm"), (totals / updates).tolist()))
-    return {"steps": taken_frames, **means, "frames_per_s": taken_frames / max(seconds, 1e-9),
-            "episodes": member.episodes - episodes_before, "updates": updates,
-            "torch_threads": torch.get_num_threads()}
+def train_step(member: Member, config: Config, unroll: Unroll, length: int, entropy_cost: float,
+               device: torch.device) -> torch.Tensor:
+    """One A2C update on the unroll's first ``length`` steps: policy gradient with the n-step advantage, value
+    regression, entropy bonus. Returns (policy loss, value loss, entropy, gradient norm), left on the device."""
+    envs, model = config.num_envs, member.model
+    with torch.no_grad():
+        _, bootstrap = model(torch.from_numpy(member.obs).to(device))  # (N,)
+    returns = n_step_returns(unroll.rewards[:length].to(device), unroll.dones[:length].to(device), bootstrap,
+                             config.gamma)  # (T, N), T = length
+    logits, values = model(unroll.obs[:length].view(length * envs, 4, 84, 84).to(device))  # (T*N, A), (T*N,)
+    returns = returns.view(-1)  # (T*N,)
+    log_probs = F.log_softmax(logits, dim=-1)  # (T*N, A)
+    taken = log_probs.gather(1, unroll.actions[:length].reshape(-1, 1).to(device)).squeeze(1)  # (T*N,)
+    advantages = (returns - values).detach()
+    policy_loss = -(advantages * taken).mean()
+    value_loss = F.mse_loss(values, returns)
+    entropy = -(log_probs.exp() * log_probs).sum(-1).mean()
+    loss = policy_loss + config.value_cost * value_loss - entropy_cost * entropy
+    member.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+    member.optimizer.step()
+    member.updates += 1
+    return torch.stack([policy_loss, value_loss, entropy, grad_norm]).detach()  # no sync with the device
 
 
-def evaluate_member(member: Member, window: int) -> Evaluation:
+# -- evaluate ----------------------------------------------------------------------------------------------------------
+
+
+def evaluate(member: Member, window: int) -> Evaluation:
     """The mean unclipped score of the last ``window`` finished games (the samples the t-test compares); with none
     finished yet, the mean score so far of the games in progress (0.0 before the first step)."""
     recent = tuple(list(member.scores)[-window:])
@@ -318,6 +323,9 @@ def evaluate_member(member: Member, window: int) -> Evaluation:
     return Evaluation(score=score, samples=recent,
                       metrics={"episodes": float(member.episodes), "frames": float(member.frames),
                                "finished_in_window": float(len(recent))})
+
+
+# -- the task ----------------------------------------------------------------------------------------------------------
 
 
 class A2CTask:
@@ -334,29 +342,54 @@ class A2CTask:
     def make(self, hparams: HParams, seed: int) -> Member:
         return new_member(self.game, self.config, seed, self.device)
 
-    def train(self, state: Member, hparams: HParams, steps: int) -> dict[str, float]:
-        return train_member(state, self.config, hparams, steps, self.device)
+    def train(self, member: Member, hparams: HParams, steps: int) -> dict[str, float]:
+        """Take ``steps`` emulator frames (rounded up to whole agent steps of ``FRAMESKIP * num_envs`` frames) in
+        unrolls of ``unroll_length`` agent steps, the last one shortened to fit; one RMSprop update per unroll."""
+        config, device = self.config, self.device
+        if member.env is None:
+            start_games(member, config)
+        # Hyperparameters come from the caller at every call: PBT may have changed any of them since the last one.
+        for group in member.optimizer.param_groups:
+            group["lr"] = float(hparams["lr"])
+        entropy_cost = float(hparams["entropy_cost"])
+        unroll_length, envs = int(hparams["unroll_length"]), config.num_envs
+        agent_steps = max(1, math.ceil(steps / (envs * FRAMESKIP)))  # overshoots by less than one agent step
+        lengths = [unroll_length] * (agent_steps // unroll_length)
+        lengths += [agent_steps % unroll_length] if agent_steps % unroll_length else []
 
-    def evaluate(self, state: Member) -> Evaluation:
-        return evaluate_member(state, self.config.score_window)
+        unroll = Unroll.empty(unroll_length, envs)
+        totals = torch.zeros(4, device=device)  # policy loss, value loss, entropy, gradient norm, summed over updates
+        start, episodes_before = time.perf_counter(), member.episodes
+        for length in lengths:
+            collect_unroll(member, config, unroll, length, device)
+            totals += train_step(member, config, unroll, length, entropy_cost, device)
 
-    def save(self, state: Member, path: Path) -> None:
+        taken_frames = agent_steps * envs * FRAMESKIP
+        member.frames += taken_frames
+        seconds = time.perf_counter() - start
+        means = dict(zip(("policy_loss", "value_loss", "entropy", "grad_norm"), (totals / len(lengths)).tolist()))
+        return {"steps": taken_frames, **means, "frames_per_s": taken_frames / max(seconds, 1e-9),
+                "episodes": member.episodes - episodes_before, "updates": len(lengths),
+                "torch_threads": torch.get_num_threads()}
+
+    def evaluate(self, member: Member) -> Evaluation:
+        return evaluate(member, self.config.score_window)
+
+    def save(self, member: Member, path: Path) -> None:
         save_checkpoint({
             "format": CHECKPOINT_FORMAT,
-            "game": state.game,
-            "model": {k: v.cpu() for k, v in state.model.state_dict().items()},
-            "optimizer": state.optimizer.state_dict(),
-            "generator": state.generator.get_state(),
-            "scores": torch.tensor(list(state.scores), dtype=torch.float64),
-            "frames": state.frames,
-            "updates": state.updates,
-            "episodes": state.episodes,
+            "game": member.game,
+            "model": {k: v.cpu() for k, v in member.model.state_dict().items()},
+            "optimizer": member.optimizer.state_dict(),
+            "generator": member.generator.get_state(),
+            "scores": torch.tensor(list(member.scores), dtype=torch.float64),
+            "frames": member.frames,
+            "updates": member.updates,
+            "episodes": member.episodes,
         }, path)
 
     def load(self, path: Path) -> Member:
-        ckpt = load_checkpoint(path, required=("format", "game", "model", "optimizer", "generator", "scores"))
-        if ckpt["format"] != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path} is a {ckpt['format']!r} checkpoint, not {CHECKPOINT_FORMAT!r}")
+        ckpt = load_checkpoint(path, ("game", "model", "optimizer", "generator", "scores"), CHECKPOINT_FORMAT)
         if ckpt["game"] != self.game:
             raise ValueError(f"{path} holds a {ckpt['game']} agent but this run plays {self.game}")
         member = new_member(self.game, self.config, 0, self.device)
@@ -368,6 +401,10 @@ class A2CTask:
         return member
 
 
+def make_task(config: Config) -> A2CTask:
+    return A2CTask(config)
+
+
 def estimate(config: Config) -> dict[str, str]:
     """The ``--dry-run`` cost estimate (README "paper"): ~150k frames/s on a 16-core machine with one GPU, from CPU
     measurements of the emulator, not a GPU measurement."""
@@ -375,6 +412,3 @@ def estimate(config: Config) -> dict[str, str]:
     return {"frames": f"{frames:.3g}", "gpu_hours": f"about {frames / 150e3 / 3600:.0f} (one 16-core machine with one GPU, "
             "estimated)", "cpu_hours_here": f"about {frames / 4.6e3 / 3600:.0f} at 4.6k frames/s on 2 cores"}
 
-
-def make_task(config: Config) -> A2CTask:
-    return A2CTask(config)

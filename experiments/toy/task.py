@@ -20,11 +20,11 @@ from typing import Any
 
 from pbt.algorithm import Schedule
 from pbt.config import PBTConfig, doc
-from pbt.domain import Domain
 from pbt.space import HParams, Uniform
 from pbt.task import Evaluation
 
 METRIC = "Q(θ)"
+CHECKPOINT_FORMAT = "pbt-repro/toy/1"
 SPACE = {"h0": Uniform(0.0, 1.0), "h1": Uniform(0.0, 1.0)}
 
 
@@ -82,12 +82,13 @@ class ToyTask:
         return Evaluation(score=q(theta), metrics={"theta0": theta[0], "theta1": theta[1]})
 
     def save(self, state: dict[str, Any], path: Path) -> None:
-        path.write_text(json.dumps(state))
+        path.write_text(json.dumps({"format": CHECKPOINT_FORMAT, **state}))
 
     def load(self, path: Path) -> dict[str, Any]:
         state = json.loads(path.read_text())
-        if not isinstance(state, dict) or not {"theta", "steps"} <= set(state) <= {"theta", "steps", "seed"}:
-            raise ValueError(f"{path} is not a toy checkpoint")
+        if (not isinstance(state, dict) or state.pop("format", None) != CHECKPOINT_FORMAT
+                or not {"theta", "steps"} <= set(state) <= {"theta", "steps", "seed"}):
+            raise ValueError(f"{path} is not a toy checkpoint ({CHECKPOINT_FORMAT})")
         return state
 
 
@@ -99,7 +100,3 @@ def known_schedules(config: Config) -> dict[str, Schedule]:
     """h = (1, 1) throughout: every step then shrinks both coordinates as fast as the surrogate allows, so it is
     the best schedule over any single ready interval and at the end (greed costs nothing on this toy)."""
     return {"best": Schedule(((0, {"h0": 1.0, "h1": 1.0}),))}
-
-
-DOMAIN = Domain(make_task=make_task, config=Config, profiles=PROFILES, metric=METRIC, initial_hparams=initial_hparams,
-                known_schedules=known_schedules)

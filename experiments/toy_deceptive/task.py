@@ -65,11 +65,11 @@ from typing import Any
 
 from pbt.algorithm import Schedule
 from pbt.config import PBTConfig, doc
-from pbt.domain import Domain
 from pbt.space import ConfigError, HParams, Uniform
 from pbt.task import Evaluation
 
 METRIC = "Q(θ)"
+CHECKPOINT_FORMAT = "pbt-repro/toy-deceptive/1"
 SPACE = {"h": Uniform(1e-4, 1.1)}  # the reference's bounds; the floor keeps h off 0, where ×2 could never lift it
 STATE_KEYS = {"theta", "steps", "history"}
 
@@ -153,15 +153,18 @@ class ToyDeceptiveTask:
                           metrics={"theta": state["theta"], "penalty": self.penalty(state["history"])})
 
     def save(self, state: dict[str, Any], path: Path) -> None:
-        path.write_text(json.dumps(state))
+        path.write_text(json.dumps({"format": CHECKPOINT_FORMAT, **state}))
 
     def load(self, path: Path) -> dict[str, Any]:
         state = json.loads(path.read_text())
+        tag = state.pop("format", None) if isinstance(state, dict) else None
         if not isinstance(state, dict) or set(state) != STATE_KEYS:
             raise ValueError(f"{path} is not a deceptive-toy checkpoint (keys {sorted(STATE_KEYS)})")
         begun = math.ceil(state["steps"] / self.config.segment_steps) if isinstance(state["steps"], int) else -1
         if not isinstance(state["history"], list) or len(state["history"]) != begun:
             raise ValueError(f"{path} is not a deceptive-toy checkpoint: its h history does not match its steps")
+        if tag != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path} is not a deceptive-toy checkpoint (format {tag!r}, not {CHECKPOINT_FORMAT!r})")
         return state
 
 
@@ -245,7 +248,3 @@ def known_schedules(config: Config) -> dict[str, Schedule]:
         return Schedule(tuple(kept))
 
     return {"greedy": changes(greedy_schedule(config)), "best": changes(best_schedule(config))}
-
-
-DOMAIN = Domain(make_task=make_task, config=Config, profiles=PROFILES, metric=METRIC, initial_hparams=initial_hparams,
-                known_schedules=known_schedules)

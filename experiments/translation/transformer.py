@@ -28,6 +28,7 @@ from pbt.space import HParams, LogUniform, Uniform
 from pbt.task import Evaluation
 
 METRIC = "BLEU"
+CHECKPOINT_FORMAT = "pbt-repro/translation-transformer/1"
 SPACE = {
     "lr": LogUniform(3e-5, 3e-3),
     "attention_dropout": Uniform(0.0, 0.5),
@@ -81,7 +82,7 @@ PROFILES = {
 }
 
 
-# -- model ------------------------------------------------------------------------------------------------------------
+# -- model -------------------------------------------------------------------------------------------------------------
 # Three dropout classes, so that each PBT hyperparameter finds exactly its own modules (``apply_dropout``).
 
 
@@ -214,7 +215,59 @@ def apply_dropout(model: nn.Module, hparams: HParams) -> None:
             module.p = float(hparams[rates[type(module)]])
 
 
-# -- decoding ---------------------------------------------------------------------------------------------------------
+@dataclass
+class Member:
+    """A member's full training state; all of it goes into its checkpoint."""
+
+    model: Transformer
+    optimizer: torch.optim.Adam
+    shuffle: torch.Generator  # draws each epoch's batch order
+    dropout_rng: torch.Tensor  # torch's global RNG state while this member trains (dropout masks)
+    hparams: HParams
+    step: int = 0
+    epoch: int = 0
+    cursor: int = 0
+    order: list[int] = field(default_factory=list)
+
+
+# -- data --------------------------------------------------------------------------------------------------------------
+
+
+def next_batch(member: Member, batches: list[list[int]], train_src: list[list[int]], train_tgt: list[list[int]],
+               device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The member's next batch in its epoch's order (a new epoch draws a new order of the same batches): source,
+    target input and target output ids."""
+    if member.cursor >= len(member.order):  # a new epoch: same batches, new order
+        member.order = torch.randperm(len(batches), generator=member.shuffle).tolist()
+        member.cursor, member.epoch = 0, member.epoch + 1
+    batch = batches[member.order[member.cursor]]
+    member.cursor += 1
+    src = data.pad([train_src[i] for i in batch])  # (B, S)
+    tgt = data.pad([train_tgt[i] for i in batch], bos=True)  # (B, T+1): BOS y1 .. yn EOS
+    return src.to(device), tgt[:, :-1].to(device), tgt[:, 1:].to(device)
+
+
+# -- one train step ----------------------------------------------------------------------------------------------------
+
+
+def train_step(member: Member, src: torch.Tensor, tgt_in: torch.Tensor, tgt_out: torch.Tensor, config: Config,
+               device: torch.device) -> tuple[float, int]:
+    """One Adam step on one batch. Returns the batch's summed loss and its number of target tokens."""
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        logits = member.model(src, tgt_in)  # (B, T, V)
+    loss = F.cross_entropy(logits.float().flatten(0, 1), tgt_out.flatten(), ignore_index=data.PAD,
+                           label_smoothing=config.label_smoothing)
+    member.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if config.grad_clip > 0:
+        nn.utils.clip_grad_norm_(member.model.parameters(), config.grad_clip)
+    member.optimizer.step()
+    member.step += 1
+    n = int((tgt_out != data.PAD).sum())
+    return float(loss.detach()) * n, n
+
+
+# -- evaluate: decoding and BLEU ---------------------------------------------------------------------------------------
 
 
 @torch.no_grad()
@@ -267,23 +320,17 @@ def translate(model: Transformer, tokenizer: Tokenizer, sentences: list[str], be
             hypotheses[i] = data.decode(tokenizer, ids)
     return hypotheses
 
+def evaluate(model: Transformer, tokenizer: Tokenizer, src: list[str], ref: list[str], config: Config,
+             device: torch.device) -> Evaluation:
+    """Greedy-decoded corpus BLEU of ``src`` against ``ref``, with the BLEU of ``bleu_chunks`` fixed slices as the
+    samples that Welch's t-test compares."""
+    hypotheses = translate(model, tokenizer, src, 1, config.max_len, config.eval_max_tokens, device)
+    score = data.bleu(hypotheses, ref)
+    return Evaluation(score=score.score, samples=data.chunk_bleus(hypotheses, ref, config.bleu_chunks),
+                      metrics={"bleu": score.score, "bp": score.bp, "sys_len": score.sys_len})
 
-# -- the PBT task -----------------------------------------------------------------------------------------------------
 
-
-@dataclass
-class Member:
-    """A member's full training state; all of it goes into its checkpoint."""
-
-    model: Transformer
-    optimizer: torch.optim.Adam
-    shuffle: torch.Generator  # draws each epoch's batch order
-    dropout_rng: torch.Tensor  # torch's global RNG state while this member trains (dropout masks)
-    hparams: HParams
-    step: int = 0
-    epoch: int = 0
-    cursor: int = 0
-    order: list[int] = field(default_factory=list)
+# -- the task ----------------------------------------------------------------------------------------------------------
 
 
 class TranslationTask:
@@ -327,16 +374,6 @@ class TranslationTask:
     def make(self, hparams: HParams, seed: int) -> Member:
         return self._build(hparams, seed_everything(seed))  # initial weights and batch order drawn from the seed
 
-    def _next_batch(self, member: Member) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if member.cursor >= len(member.order):  # a new epoch: same batches, new order
-            member.order = torch.randperm(len(self.batches), generator=member.shuffle).tolist()
-            member.cursor, member.epoch = 0, member.epoch + 1
-        batch = self.batches[member.order[member.cursor]]
-        member.cursor += 1
-        src = data.pad([self.train_src[i] for i in batch])  # (B, S)
-        tgt = data.pad([self.train_tgt[i] for i in batch], bos=True)  # (B, T+1): BOS y1 .. yn EOS
-        return src.to(self.device), tgt[:, :-1].to(self.device), tgt[:, 1:].to(self.device)
-
     def train(self, member: Member, hparams: HParams, steps: int) -> dict[str, float]:
         for group in member.optimizer.param_groups:  # hyperparameters apply from this step on (never baked in)
             group["lr"] = float(hparams["lr"])
@@ -346,19 +383,9 @@ class TranslationTask:
         torch.set_rng_state(member.dropout_rng)  # members sharing a process do not share dropout randomness
         started, total_loss, tokens = time.perf_counter(), 0.0, 0
         for _ in range(steps):
-            src, tgt_in, tgt_out = self._next_batch(member)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-                logits = member.model(src, tgt_in)  # (B, T, V)
-            loss = F.cross_entropy(logits.float().flatten(0, 1), tgt_out.flatten(), ignore_index=data.PAD,
-                                   label_smoothing=self.config.label_smoothing)
-            member.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.config.grad_clip > 0:
-                nn.utils.clip_grad_norm_(member.model.parameters(), self.config.grad_clip)
-            member.optimizer.step()
-            member.step += 1
-            n = int((tgt_out != data.PAD).sum())
-            total_loss, tokens = total_loss + float(loss.detach()) * n, tokens + n
+            src, tgt_in, tgt_out = next_batch(member, self.batches, self.train_src, self.train_tgt, self.device)
+            batch_loss, n = train_step(member, src, tgt_in, tgt_out, self.config, self.device)
+            total_loss, tokens = total_loss + batch_loss, tokens + n
         member.optimizer.zero_grad(set_to_none=True)  # a member waiting in a worker's cache holds no gradients
         member.dropout_rng = torch.get_rng_state()
         seconds = time.perf_counter() - started
@@ -367,24 +394,19 @@ class TranslationTask:
                 "epoch": epochs, "lr": float(hparams["lr"])}
 
     def evaluate(self, member: Member) -> Evaluation:
-        """Greedy-decoded corpus BLEU on the validation set, with the BLEU of ``bleu_chunks`` fixed slices as the
-        samples that Welch's t-test compares."""
-        cfg = self.config
-        hypotheses = translate(member.model, self.tokenizer, self.val_src, 1, cfg.max_len, cfg.eval_max_tokens,
-                               self.device)
-        score = data.bleu(hypotheses, self.val_ref)
-        return Evaluation(score=score.score, samples=data.chunk_bleus(hypotheses, self.val_ref, cfg.bleu_chunks),
-                          metrics={"bleu": score.score, "bp": score.bp, "sys_len": score.sys_len})
+        return evaluate(member.model, self.tokenizer, self.val_src, self.val_ref, self.config, self.device)
 
     def save(self, member: Member, path: Path) -> None:
-        save_checkpoint({"model": member.model.state_dict(), "optimizer": member.optimizer.state_dict(),
-                         "shuffle": member.shuffle.get_state(), "dropout_rng": member.dropout_rng,
-                         "hparams": member.hparams, "step": member.step, "epoch": member.epoch,
-                         "cursor": member.cursor, "order": torch.tensor(member.order, dtype=torch.long),
-                         "tokenizer": self.tokenizer.to_str()}, path)
+        save_checkpoint({"format": CHECKPOINT_FORMAT, "model": member.model.state_dict(),
+                         "optimizer": member.optimizer.state_dict(), "shuffle": member.shuffle.get_state(),
+                         "dropout_rng": member.dropout_rng, "hparams": member.hparams, "step": member.step,
+                         "epoch": member.epoch, "cursor": member.cursor,
+                         "order": torch.tensor(member.order, dtype=torch.long), "tokenizer": self.tokenizer.to_str()},
+                        path)
 
     def load(self, path: Path) -> Member:
-        ckpt = load_checkpoint(path, ("model", "optimizer", "shuffle", "dropout_rng", "hparams", "tokenizer"))
+        ckpt = load_checkpoint(path, ("model", "optimizer", "shuffle", "dropout_rng", "hparams", "tokenizer"),
+                               CHECKPOINT_FORMAT)
         if ckpt["tokenizer"] != self.tokenizer.to_str():
             raise ValueError(f"{path} was trained with a different tokeniser than this config builds")
         member = self._build(ckpt["hparams"], torch.Generator())
@@ -398,6 +420,10 @@ class TranslationTask:
         return member
 
 
+def make_task(config: Config) -> TranslationTask:
+    return TranslationTask(config)
+
+
 # config field -> path under a local data root (``pbt-repro demo --data-dir``)
 LOCAL_DATA = {"data_dir": "multi30k"}
 
@@ -407,7 +433,3 @@ def estimate(config: Config) -> dict[str, str]:
     steps, from FLOPs at 20 % of peak, within a factor of two; scaled by the member budget."""
     hours = 1.4 * config.pbt.population * config.pbt.budget_steps / 100_000 * (config.d_model / 512) ** 2
     return {"gpu_hours": f"about {hours:.1f} H100-hours (FLOP estimate, within a factor of two)"}
-
-
-def make_task(config: Config) -> TranslationTask:
-    return TranslationTask(config)
