@@ -19,18 +19,20 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from pbt.controller import run_experiment
 from pbt.domain import Domain, load
+from pbt.experiment import run_experiment
 from pbt.space import ConfigError, HParams, grid
 from pbt.store_writer import Store
 
 
-def baseline_config(domain: Domain | None, config: Any, method: str,
-                    grid_points: int = 2) -> tuple[Any, list[HParams] | None]:
+def baseline_config(
+    domain: Domain | None, config: Any, method: str, grid_points: int = 2
+) -> tuple[Any, list[HParams] | None]:
     """The config (and, for grid search, the initial population) of ``method`` at the compute of ``config`` (only
     grid search needs the ``domain``, for its search space)."""
-    pbt = dataclasses.replace(config.pbt, strategy="pbt", exploit="none", explore="none", explore_every_ready=False,
-                              on_failure="drop")  # no strategy: nothing is copied or explored
+    pbt = dataclasses.replace(
+        config.pbt, strategy="pbt", exploit="none", explore="none", explore_every_ready=False, on_failure="drop"
+    )  # no strategy: nothing is copied or explored
     initial = None
     if method == "grid_search":
         if domain is None:
@@ -44,14 +46,14 @@ def baseline_config(domain: Domain | None, config: Any, method: str,
 
 def random_search(module: str, config: Any, out: Path | str, **options: Any) -> Store:
     """Random search at the compute of ``config``: the same population, budget and seed (so the same initial draws
-    as PBT), exploit and explore off. Takes ``pbt.controller.run_experiment``'s arguments; returns the run's store."""
+    as PBT), exploit and explore off. Takes ``pbt.experiment.run_experiment``'s arguments; returns the run's store."""
     baseline, _ = baseline_config(load(module), config, "random_search")
     return run_experiment(module, baseline, out, method="random_search", **options)
 
 
 def grid_search(module: str, config: Any, out: Path | str, grid_points: int = 2, **options: Any) -> Store:
     """Grid search over the priors (``config.pbt.priors`` included), ``grid_points`` values per hyperparameter; the
-    population is the grid's size. Takes ``pbt.controller.run_experiment``'s arguments; returns the run's store."""
+    population is the grid's size. Takes ``pbt.experiment.run_experiment``'s arguments; returns the run's store."""
     baseline, initial = baseline_config(load(module), config, "grid_search", grid_points)
     return run_experiment(module, baseline, out, method="grid_search", initial_hparams=initial, **options)
 
@@ -62,6 +64,13 @@ def replay_config(config: Any, population: int) -> Any:
     the hyperparameters), whatever the strategy that found the schedule. A member that fails is dropped, as in random search, rather than replaced by a copy of
     another member's weights, which would make it something other than a replay."""
     on_failure = "drop" if config.pbt.on_failure == "replace" else config.pbt.on_failure
-    pbt = dataclasses.replace(config.pbt, population=population, strategy="pbt", exploit="none", explore="none",
-                              explore_every_ready=False, on_failure=on_failure)  # a PB2 or FIRE run replays alike
+    pbt = dataclasses.replace(
+        config.pbt,
+        population=population,
+        strategy="pbt",
+        exploit="none",
+        explore="none",
+        explore_every_ready=False,
+        on_failure=on_failure,
+    )  # a PB2 or FIRE run replays alike
     return dataclasses.replace(config, pbt=pbt)

@@ -68,11 +68,17 @@ def scoring_share(config: Config, intervals: int, ready_every: int, out: Path) -
     steps = sum(r["train/steps"] for r in rows)
     per_eval, per_step = eval_s / len(rows), train_s / steps
     profile_ready = PROFILES["cpu"].pbt.ready_every
-    return {"wall_s": wall, "share_of_wall": eval_s / (POPULATION_WORKERS * wall),
-            "share_of_busy": eval_s / (eval_s + train_s),
-            "eval_s": per_eval, "images_per_s_total": steps * config.batch_size / wall,
-            "projected_share": per_eval / (per_eval + per_step * profile_ready), "profile_ready": profile_ready,
-            "peak_rss_gb": memory.peak_rss / 1e9, "peak_pss_gb": memory.peak_pss / 1e9}
+    return {
+        "wall_s": wall,
+        "share_of_wall": eval_s / (POPULATION_WORKERS * wall),
+        "share_of_busy": eval_s / (eval_s + train_s),
+        "eval_s": per_eval,
+        "images_per_s_total": steps * config.batch_size / wall,
+        "projected_share": per_eval / (per_eval + per_step * profile_ready),
+        "profile_ready": profile_ready,
+        "peak_rss_gb": memory.peak_rss / 1e9,
+        "peak_pss_gb": memory.peak_pss / 1e9,
+    }
 
 
 def main() -> None:
@@ -83,8 +89,14 @@ def main() -> None:
     parser.add_argument("--ready", type=int, default=100, help="ready interval in (b), steps (the profile's is 500)")
     parser.add_argument("--quick", action="store_true", help="tiny budgets: checks that the script runs")
     args = parser.parse_args()
-    config = dataclasses.replace(PROFILES["cpu"], data_path=args.data_path, cache_dir=args.cache_dir, device="cpu",
-                                 classifier_epochs=1, classifier_images=2000)
+    config = dataclasses.replace(
+        PROFILES["cpu"],
+        data_path=args.data_path,
+        cache_dir=args.cache_dir,
+        device="cpu",
+        classifier_epochs=1,
+        classifier_images=2000,
+    )
     steps, ready = (20, 10) if args.quick else (200, 50)
     if args.quick:
         args.intervals, args.ready = 1, 10
@@ -92,18 +104,26 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         # (b) first, while this process holds no model, so that (c) measures the PBT run alone
-        print(f"(b, c) population 8 on 2 workers, {args.intervals} ready intervals of {args.ready} steps per member, "
-              f"batch {config.batch_size}, score on {config.score_samples} samples in {config.score_splits} splits")
+        print(
+            f"(b, c) population 8 on 2 workers, {args.intervals} ready intervals of {args.ready} steps per member, "
+            f"batch {config.batch_size}, score on {config.score_samples} samples in {config.score_splits} splits"
+        )
         r = scoring_share(config, args.intervals, args.ready, Path(tmp) / "b")
-        print(f"    wall {r['wall_s']:.0f} s, {r['images_per_s_total']:.0f} img/s in all; scoring "
-              f"{100 * r['share_of_wall']:.1f} % of worker wall time ({100 * r['share_of_busy']:.1f} % of busy time, "
-              f"{r['eval_s']:.1f} s per score); projected at the cpu profile's ready interval of {r['profile_ready']} "
-              f"steps: {100 * r['projected_share']:.1f} %")
-        print(f"    peak memory of the process tree: PSS {r['peak_pss_gb']:.2f} GB "
-              f"(RSS summed {r['peak_rss_gb']:.2f} GB)")
+        print(
+            f"    wall {r['wall_s']:.0f} s, {r['images_per_s_total']:.0f} img/s in all; scoring "
+            f"{100 * r['share_of_wall']:.1f} % of worker wall time ({100 * r['share_of_busy']:.1f} % of busy time, "
+            f"{r['eval_s']:.1f} s per score); projected at the cpu profile's ready interval of {r['profile_ready']} "
+            f"steps: {100 * r['projected_share']:.1f} %"
+        )
+        print(
+            f"    peak memory of the process tree: PSS {r['peak_pss_gb']:.2f} GB (RSS summed {r['peak_rss_gb']:.2f} GB)"
+        )
         print(f"(a) one member, {steps} steps of {config.batch_size} images, {cpu_count()} threads")
-        executor_against_bare(lambda: bare_images_per_s(config, steps),
-                              lambda: executor_images_per_s(config, steps + ready, ready, Path(tmp) / "a"), "img")
+        executor_against_bare(
+            lambda: bare_images_per_s(config, steps),
+            lambda: executor_images_per_s(config, steps + ready, ready, Path(tmp) / "a"),
+            "img",
+        )
 
 
 if __name__ == "__main__":

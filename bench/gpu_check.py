@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from pbt.config import replace_fields
-from pbt.controller import run_experiment
+from pbt.experiment import run_experiment
 from pbt.rundir import git_commit, machine
 from repro.commands.demo import data_root
 from repro.domains import load_domain
@@ -44,8 +44,15 @@ def check(domain: str, device: str, scale: float, out: Path, data: Path | None) 
     task = load_domain(domain)
     steps, metric, unit = PLAN[domain]
     budget = max(2, int(steps * scale))
-    overrides = {"device": device, "population": 2, "workers": 1, "executor": "local", "budget_steps": budget,
-                 "ready_every": max(1, budget // 2), "eval_every": 0}
+    overrides = {
+        "device": device,
+        "population": 2,
+        "workers": 1,
+        "executor": "local",
+        "budget_steps": budget,
+        "ready_every": max(1, budget // 2),
+        "eval_every": 0,
+    }
     if data is not None:
         overrides |= {field: str(data / sub) for field, sub in task.local_data.items()}
     config = replace_fields(task.profiles["cpu"], overrides)
@@ -53,9 +60,14 @@ def check(domain: str, device: str, scale: float, out: Path, data: Path | None) 
     store = run_experiment(task.module, config, out / "runs" / domain, domain=domain, force=True)
     wall = time.perf_counter() - t0
     rates = [s.metrics[metric] for s in store.scores() if metric in s.metrics]
-    return {"unit": unit, "throughput_per_member": statistics.fmean(rates), "intervals": len(rates),
-            "steps_per_member": budget, "wall_seconds": round(wall, 1), "best_score": max(
-                m.score for m in store.members() if m.score is not None)}
+    return {
+        "unit": unit,
+        "throughput_per_member": statistics.fmean(rates),
+        "intervals": len(rates),
+        "steps_per_member": budget,
+        "wall_seconds": round(wall, 1),
+        "best_score": max(m.score for m in store.members() if m.score is not None),
+    }
 
 
 def main() -> None:
@@ -67,16 +79,24 @@ def main() -> None:
     parser.add_argument("--domains", nargs="+", default=list(PLAN))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    summary = {"device": device_name(args.device), "requested_device": args.device, "git_commit": git_commit(),
-               "machine": machine(), "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-               "domains": {}}
+    summary = {
+        "device": device_name(args.device),
+        "requested_device": args.device,
+        "git_commit": git_commit(),
+        "machine": machine(),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "domains": {},
+    }
     import torch
 
     summary["torch"] = torch.__version__
     for domain in args.domains:
         summary["domains"][domain] = result = check(domain, args.device, args.scale, args.out, data_root(args.data_dir))
-        print(f"{domain}: {result['throughput_per_member']:.0f} {result['unit']} per member on {summary['device']} "
-              f"({result['wall_seconds']} s)", flush=True)
+        print(
+            f"{domain}: {result['throughput_per_member']:.0f} {result['unit']} per member on {summary['device']} "
+            f"({result['wall_seconds']} s)",
+            flush=True,
+        )
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {args.out / 'summary.json'}")
 

@@ -22,9 +22,10 @@ import time
 from pathlib import Path
 
 from experiments.toy.task import SPACE, Config, initial_hparams, q
-from pbt.controller import Controller, open_experiment, run_experiment
-from pbt.store import StoreReader
+from pbt.controller import Controller
+from pbt.experiment import open_experiment, run_experiment
 from pbt.space import sample
+from pbt.store import StoreReader
 
 STEPS, READY, LR = 200, 4, 0.01
 
@@ -58,8 +59,9 @@ def plain_toy(population: int, seed: int) -> float:
 def core_toy(population: int, seed: int, out: Path) -> float:
     cfg = Config()
     cfg = dataclasses.replace(cfg, pbt=dataclasses.replace(cfg.pbt, population=population, seed=seed))
-    store = run_experiment("experiments.toy.task", cfg, out, domain="toy", initial_hparams=initial_hparams(cfg),
-                           force=True)
+    store = run_experiment(
+        "experiments.toy.task", cfg, out, domain="toy", initial_hparams=initial_hparams(cfg), force=True
+    )
     best = max(m.score for m in store.members())
     store.close()
     return best
@@ -79,10 +81,12 @@ def bench_toy(repeats: int) -> None:
     print(f"{'population':>10} {'core ms':>9} {'plain ms':>9} {'ratio':>7} {'core best Q':>12} {'plain best Q':>13}")
     with tempfile.TemporaryDirectory() as tmp:
         for population in (2, 16, 64):
-            core_t, core_q = timed(lambda r: core_toy(population, r, Path(tmp) / f"p{population}-{r}"), repeats)
-            plain_t, plain_q = timed(lambda r: plain_toy(population, r), repeats)
-            print(f"{population:>10} {core_t * 1e3:>9.1f} {plain_t * 1e3:>9.2f} {core_t / plain_t:>7.1f} "
-                  f"{core_q:>12.4f} {plain_q:>13.4f}")
+            core_t, core_q = timed(lambda r, n=population: core_toy(n, r, Path(tmp) / f"p{n}-{r}"), repeats)
+            plain_t, plain_q = timed(lambda r, n=population: plain_toy(n, r), repeats)
+            print(
+                f"{population:>10} {core_t * 1e3:>9.1f} {plain_t * 1e3:>9.2f} {core_t / plain_t:>7.1f} "
+                f"{core_q:>12.4f} {plain_q:>13.4f}"
+            )
 
 
 def bench_controller(seconds_per_step: float, ready_every: int, uneven: bool) -> None:
@@ -91,9 +95,18 @@ def bench_controller(seconds_per_step: float, ready_every: int, uneven: bool) ->
     a worker can find nothing it may run)."""
     population, workers, budget = 16, 2, ready_every * 4
     cfg = Config(seconds_per_step=seconds_per_step, uneven_time=uneven)
-    cfg = dataclasses.replace(cfg, pbt=dataclasses.replace(
-        cfg.pbt, population=population, workers=workers, executor="local", budget_steps=budget,
-        ready_every=ready_every, eval_every=ready_every))
+    cfg = dataclasses.replace(
+        cfg,
+        pbt=dataclasses.replace(
+            cfg.pbt,
+            population=population,
+            workers=workers,
+            executor="local",
+            budget_steps=budget,
+            ready_every=ready_every,
+            eval_every=ready_every,
+        ),
+    )
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         run_dir, spec = open_experiment("experiments.toy.task", cfg, Path(tmp) / "run", domain="toy")
@@ -107,10 +120,12 @@ def bench_controller(seconds_per_step: float, ready_every: int, uneven: bool) ->
         store.close()
     ideal = busy / workers  # the intervals' own time, spread evenly over the workers
     kind = "0.5x-2x uneven" if uneven else "even"
-    print(f"(b) sleeping task ({kind} intervals), population {population} on {workers} workers, ready interval "
-          f"{ready_every * seconds_per_step:.1f} s: wall {wall:.2f} s, ideal {ideal:.2f} s, overhead "
-          f"{100 * (wall / ideal - 1):.2f} %, idle workers {100 * (1 - busy / (wall * workers)):.2f} %, "
-          f"{controller.waits} waits for a slower member in {population * 3} ready decisions ({exploits} exploits)")
+    print(
+        f"(b) sleeping task ({kind} intervals), population {population} on {workers} workers, ready interval "
+        f"{ready_every * seconds_per_step:.1f} s: wall {wall:.2f} s, ideal {ideal:.2f} s, overhead "
+        f"{100 * (wall / ideal - 1):.2f} %, idle workers {100 * (1 - busy / (wall * workers)):.2f} %, "
+        f"{controller.waits} waits for a slower member in {population * 3} ready decisions ({exploits} exploits)"
+    )
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from peak_memory import PeakMemory
 
-from pbt.controller import run_experiment
+from pbt.experiment import run_experiment
 
 POPULATION_WORKERS = 2  # the cpu profiles' worker count; shares of wall time divide by it
 
@@ -29,28 +29,45 @@ def executor_against_bare(bare: Callable[[], float], executor: Callable[[], tupl
     train_rate, with_io_rate = executor()
     bare_2 = bare()
     baseline = (bare_1 + bare_2) / 2
-    print(f"    bare loop {baseline:.0f} {unit}/s (runs: {bare_1:.0f}, {bare_2:.0f}); executor: train calls "
-          f"{train_rate:.0f} {unit}/s, ratio {train_rate / baseline:.3f}; with checkpoint I/O {with_io_rate:.0f} "
-          f"{unit}/s, ratio {with_io_rate / baseline:.3f}")
+    print(
+        f"    bare loop {baseline:.0f} {unit}/s (runs: {bare_1:.0f}, {bare_2:.0f}); executor: train calls "
+        f"{train_rate:.0f} {unit}/s, ratio {train_rate / baseline:.3f}; with checkpoint I/O {with_io_rate:.0f} "
+        f"{unit}/s, ratio {with_io_rate / baseline:.3f}"
+    )
 
 
 def one_member_rows(module: str, config: Any, steps: int, ready_every: int, out: Path, domain: str) -> list[dict]:
     """Train one member through the PBT driver with one worker process, no exploit or explore. Returns the metrics of
     each interval but the first, which pays for process start, data loading and warm-up."""
-    pbt = dataclasses.replace(config.pbt, population=1, budget_steps=steps, ready_every=ready_every, exploit="none",
-                              explore="none", executor="local", workers=1)
+    pbt = dataclasses.replace(
+        config.pbt,
+        population=1,
+        budget_steps=steps,
+        ready_every=ready_every,
+        exploit="none",
+        explore="none",
+        executor="local",
+        workers=1,
+    )
     store = run_experiment(module, dataclasses.replace(config, pbt=pbt), out, domain=domain)
     rows = [r.metrics for r in store.scores()][1:]
     store.close()
     return rows
 
 
-def population_run(module: str, config: Any, intervals: int, ready_every: int, out: Path,
-                   domain: str) -> tuple[float, list[dict], PeakMemory]:
+def population_run(
+    module: str, config: Any, intervals: int, ready_every: int, out: Path, domain: str
+) -> tuple[float, list[dict], PeakMemory]:
     """Population 8 on 2 workers for ``intervals`` ready intervals of ``ready_every`` steps, watched by
     ``PeakMemory``. Returns (wall seconds, the metrics of every score row, the memory peaks)."""
-    pbt = dataclasses.replace(config.pbt, population=8, workers=POPULATION_WORKERS, executor="local",
-                              ready_every=ready_every, budget_steps=intervals * ready_every)
+    pbt = dataclasses.replace(
+        config.pbt,
+        population=8,
+        workers=POPULATION_WORKERS,
+        executor="local",
+        ready_every=ready_every,
+        budget_steps=intervals * ready_every,
+    )
     with PeakMemory() as memory:
         started = time.perf_counter()
         store = run_experiment(module, dataclasses.replace(config, pbt=pbt), out, domain=domain)

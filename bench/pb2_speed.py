@@ -20,16 +20,19 @@ from pbt.config import PBTConfig
 from pbt.rows import IntervalRow
 from pbt.space import Categorical, IntUniform, LogUniform, Uniform, sample
 
-SPACE = {"lr": LogUniform(1e-5, 1e-1), "momentum": Uniform(0.0, 0.99), "unroll": IntUniform(5, 50),
-         "optimizer": Categorical(("adam", "sgd"))}
+SPACE = {
+    "lr": LogUniform(1e-5, 1e-1),
+    "momentum": Uniform(0.0, 0.99),
+    "unroll": IntUniform(5, 50),
+    "optimizer": Categorical(("adam", "sgd")),
+}
 READY_EVERY = 100
 
 
 def gain(hparams: dict, step: int, rng: random.Random) -> float:
     """A score change per interval that peaks at an lr which falls as training goes on, plus noise."""
     best_log_lr = -2.0 - 2.0 * step / (50 * READY_EVERY)
-    return (1.0 - (math.log10(hparams["lr"]) - best_log_lr) ** 2 / 4.0 + 0.2 * hparams["momentum"]
-            + rng.gauss(0.0, 0.1))
+    return 1.0 - (math.log10(hparams["lr"]) - best_log_lr) ** 2 / 4.0 + 0.2 * hparams["momentum"] + rng.gauss(0.0, 0.1)
 
 
 def synthetic_history(population: int, rounds: int, seed: int) -> list[IntervalRow]:
@@ -40,8 +43,16 @@ def synthetic_history(population: int, rounds: int, seed: int) -> list[IntervalR
     for r in range(rounds):
         for i, hparams in enumerate(members):
             end = scores[i] + gain(hparams, r * READY_EVERY, rng)
-            rows.append(IntervalRow(member=i, start_step=r * READY_EVERY, end_step=(r + 1) * READY_EVERY,
-                                    hparams=dict(hparams), start_score=scores[i], end_score=end))
+            rows.append(
+                IntervalRow(
+                    member=i,
+                    start_step=r * READY_EVERY,
+                    end_step=(r + 1) * READY_EVERY,
+                    hparams=dict(hparams),
+                    start_score=scores[i],
+                    end_score=end,
+                )
+            )
             scores[i] = end
         members = [sample(SPACE, rng) if rng.random() < 0.2 else h for h in members]
     return rows
@@ -73,11 +84,13 @@ def main() -> None:
         pb2.choose(hparams, SPACE, history, step, cfg, decision_rng(0, member, step, "ready"))
         times.append((time.perf_counter() - started) * 1000)
         cpu.append((time.process_time() - started_cpu) * 1000)
-    print(f"PB2 decision, population {args.population}, {args.rounds} rounds of history ({len(intervals)} intervals; "
-          f"window {cfg.pb2_window} rounds: {seen} points), {len(pending)} pending, {cfg.pb2_candidates} candidates: "
-          f"median {statistics.median(times):.1f} ms, 90th percentile {percentile(times, 0.9):.1f} ms, max "
-          f"{max(times):.1f} ms (CPU: median {statistics.median(cpu):.1f} ms, 90th percentile "
-          f"{percentile(cpu, 0.9):.1f} ms, max {max(cpu):.1f} ms) over {len(times)} decisions")
+    print(
+        f"PB2 decision, population {args.population}, {args.rounds} rounds of history ({len(intervals)} intervals; "
+        f"window {cfg.pb2_window} rounds: {seen} points), {len(pending)} pending, {cfg.pb2_candidates} candidates: "
+        f"median {statistics.median(times):.1f} ms, 90th percentile {percentile(times, 0.9):.1f} ms, max "
+        f"{max(times):.1f} ms (CPU: median {statistics.median(cpu):.1f} ms, 90th percentile "
+        f"{percentile(cpu, 0.9):.1f} ms, max {max(cpu):.1f} ms) over {len(times)} decisions"
+    )
 
 
 if __name__ == "__main__":

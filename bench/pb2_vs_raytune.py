@@ -36,7 +36,7 @@ import numpy as np
 from vs_raytune import LR, READY, STEPS, toy_trainable
 
 from experiments.toy.task import SPACE, Config
-from pbt.controller import run_experiment
+from pbt.experiment import run_experiment
 from pbt.space import HParams, sample
 from repro.stats import fmt_interval, paired_difference
 
@@ -51,8 +51,12 @@ def starts(population: int, seed: int) -> list[HParams]:
 
 def our_config(population: int, seed: int, fraction: float) -> Config:
     cfg = Config()
-    return dataclasses.replace(cfg, pbt=dataclasses.replace(cfg.pbt, population=population, seed=seed, strategy="pb2",
-                                                            truncation_fraction=fraction))
+    return dataclasses.replace(
+        cfg,
+        pbt=dataclasses.replace(
+            cfg.pbt, population=population, seed=seed, strategy="pb2", truncation_fraction=fraction
+        ),
+    )
 
 
 def group_size(population: int, fraction: float) -> int:
@@ -71,9 +75,16 @@ def ray_quantile(population: int, fraction: float) -> float:
 
 def ray_settings(population: int, fraction: float, synch: bool) -> dict[str, Any]:
     """The keyword arguments of Ray Tune's ``PB2`` here; the rest of its constructor is at its defaults."""
-    return {"time_attr": "training_iteration", "perturbation_interval": READY, "hyperparam_bounds": BOUNDS,
-            "quantile_fraction": ray_quantile(population, fraction), "synch": synch, "log_config": True,
-            "require_attrs": True, "custom_explore_fn": None}
+    return {
+        "time_attr": "training_iteration",
+        "perturbation_interval": READY,
+        "hyperparam_bounds": BOUNDS,
+        "quantile_fraction": ray_quantile(population, fraction),
+        "synch": synch,
+        "log_config": True,
+        "require_attrs": True,
+        "custom_explore_fn": None,
+    }
 
 
 def ours_pb2(population: int, seed: int, fraction: float, out: Path) -> dict[str, float]:
@@ -97,30 +108,43 @@ def ray_pb2(population: int, seed: int, fraction: float, synch: bool, storage: P
     scheduler = PB2(**ray_settings(population, fraction, synch))
     tuner = tune.Tuner(
         tune.with_resources(toy_trainable, {"cpu": 1}),
-        param_space={"start": tune.grid_search(starts(population, seed)),  # one trial per starting point
-                     "h0": tune.sample_from(lambda spec: spec.config.start["h0"]),
-                     "h1": tune.sample_from(lambda spec: spec.config.start["h1"])},
+        param_space={
+            "start": tune.grid_search(starts(population, seed)),  # one trial per starting point
+            "h0": tune.sample_from(lambda spec: spec.config.start["h0"]),
+            "h1": tune.sample_from(lambda spec: spec.config.start["h1"]),
+        },
         tune_config=tune.TuneConfig(scheduler=scheduler, metric="q", mode="max", num_samples=1, reuse_actors=True),
         run_config=tune.RunConfig(storage_path=str(storage), verbose=0, stop={"step": STEPS}),
     )
     t0 = time.perf_counter()
     results = tuner.fit()
     wall = time.perf_counter() - t0
-    return {"q": max(r.metrics.get("q", float("-inf")) for r in results), "wall_s": wall,
-            "exploits": int(getattr(scheduler, "_num_perturbations", -1))}
+    return {
+        "q": max(r.metrics.get("q", float("-inf")) for r in results),
+        "wall_s": wall,
+        "exploits": int(getattr(scheduler, "_num_perturbations", -1)),
+    }
 
 
 def print_settings(population: int, fraction: float, synch: bool) -> dict[str, Any]:
     import ray
 
     cfg = our_config(population, 0, fraction)
-    ours = {**{k: v for k, v in dataclasses.asdict(cfg).items() if k != "pbt"},
-            **{k: v for k, v in dataclasses.asdict(cfg.pbt).items() if k != "seed"}}
+    ours = {
+        **{k: v for k, v in dataclasses.asdict(cfg).items() if k != "pbt"},
+        **{k: v for k, v in dataclasses.asdict(cfg.pbt).items() if k != "seed"},
+    }
     ray_fixed = {
-        "version": ray.__version__, "trainable": "vs_raytune.toy_trainable (reports every step, checkpoints at "
-        "every ready step)", "resources_per_trial": {"cpu": 1}, "num_samples": 1, "metric": "q", "mode": "max",
-        "reuse_actors": True, "stop": {"step": STEPS}, "ray.init": "num_cpus=2, include_dashboard=False, "
-        "log_to_driver=False", **ray_settings(population, fraction, synch),
+        "version": ray.__version__,
+        "trainable": "vs_raytune.toy_trainable (reports every step, checkpoints at every ready step)",
+        "resources_per_trial": {"cpu": 1},
+        "num_samples": 1,
+        "metric": "q",
+        "mode": "max",
+        "reuse_actors": True,
+        "stop": {"step": STEPS},
+        "ray.init": "num_cpus=2, include_dashboard=False, log_to_driver=False",
+        **ray_settings(population, fraction, synch),
         # What Ray Tune's PB2 fixes in its code (ray/tune/schedulers/pb2.py, pb2_utils.py), ours' counterparts aside:
         "kappa (not settable)": "UCB = mean + sqrt(0.2 + max(0, ln(0.4 n))) x variance (n points in the GP)",
         "data (not settable)": "every interval, up to the last 1000; from 200 on, the length is chosen by marginal "
@@ -130,13 +154,24 @@ def print_settings(population: int, fraction: float, synch: bool) -> dict[str, A
         "acquisition maximised by": "10 L-BFGS-B starts from uniform points (maxiter 200)",
         "first ready round (no data)": "the copier keeps the donor's h unchanged",
     }
-    print(textwrap.fill(f"toy: {STEPS} steps, ready every {READY}, lr {LR}, population {population}, initial h "
-                        f"uniform on {BOUNDS} with the seed (the same on both sides); exploit group "
-                        f"{group_size(population, fraction)} of {population} on both sides", 120,
-                        subsequent_indent="    "))
+    print(
+        textwrap.fill(
+            f"toy: {STEPS} steps, ready every {READY}, lr {LR}, population {population}, initial h "
+            f"uniform on {BOUNDS} with the seed (the same on both sides); exploit group "
+            f"{group_size(population, fraction)} of {population} on both sides",
+            120,
+            subsequent_indent="    ",
+        )
+    )
     for side, values in (("ours (strategy pb2)", ours), ("Ray Tune PB2", ray_fixed)):
-        print(textwrap.fill(f"{side}: " + "; ".join(f"{k}={v}" for k, v in values.items()), 120,
-                            subsequent_indent="    ", break_on_hyphens=False))
+        print(
+            textwrap.fill(
+                f"{side}: " + "; ".join(f"{k}={v}" for k, v in values.items()),
+                120,
+                subsequent_indent="    ",
+                break_on_hyphens=False,
+            )
+        )
     return {"ours": ours, "ray": ray_fixed}
 
 
@@ -144,9 +179,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=10, help="seeds 0..K-1, each run by both sides")
     parser.add_argument("--population", type=int, default=8, help="members on each side")
-    parser.add_argument("--truncation-fraction", type=float, default=Config().pbt.truncation_fraction,
-                        help="our exploit's bottom/top fraction; Ray Tune's quantile_fraction is set to the same "
-                        "group size")
+    parser.add_argument(
+        "--truncation-fraction",
+        type=float,
+        default=Config().pbt.truncation_fraction,
+        help="our exploit's bottom/top fraction; Ray Tune's quantile_fraction is set to the same group size",
+    )
     parser.add_argument("--synch", action="store_true", help="Ray Tune's synchronous mode (its default: off)")
     parser.add_argument("--json", type=Path, help="also write the settings and the numbers to this file")
     args = parser.parse_args()
@@ -161,27 +199,50 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
             ours[seed] = ours_pb2(args.population, seed, args.truncation_fraction, Path(tmp) / f"ours-{seed}")
-            theirs[seed] = ray_pb2(args.population, seed, args.truncation_fraction, args.synch,
-                                   Path(tmp) / f"ray-{seed}")
+            theirs[seed] = ray_pb2(
+                args.population, seed, args.truncation_fraction, args.synch, Path(tmp) / f"ray-{seed}"
+            )
             o, r = ours[seed], theirs[seed]
-            print(f"{seed:>4} | {o['q']:>9.6f} {o['wall_s']:>7.2f} {o['exploits']:>5} | {r['q']:>9.6f} "
-                  f"{r['wall_s']:>7.2f} {r['exploits']:>5} | {o['q'] - r['q']:>+10.6f}", flush=True)
+            print(
+                f"{seed:>4} | {o['q']:>9.6f} {o['wall_s']:>7.2f} {o['exploits']:>5} | {r['q']:>9.6f} "
+                f"{r['wall_s']:>7.2f} {r['exploits']:>5} | {o['q'] - r['q']:>+10.6f}",
+                flush=True,
+            )
     ray.shutdown()
     paired = paired_difference({s: v["q"] for s, v in ours.items()}, {s: v["q"] for s, v in theirs.items()})
     ratio = statistics.median(ours[s]["wall_s"] / theirs[s]["wall_s"] for s in ours)
     low, high = paired.difference.low, paired.difference.high
-    verdict = ("too few seeds for an interval" if low is None or high is None else
-               "ours worse (the interval is below 0)" if high < 0 else
-               "ours better (the interval is above 0)" if low > 0 else "no difference shown (the interval holds 0)")
-    print(f"best final Q over {paired.n} seeds: ours {fmt_interval(paired.pbt, 7)}, Ray "
-          f"{fmt_interval(paired.baseline, 7)}; ours - Ray {fmt_interval(paired.difference, 3)} (95 % t-interval): "
-          f"{verdict}; seeds won by ours {paired.wins}, tied {paired.ties}, lost {paired.n - paired.wins - paired.ties}"
-          f"; median wall ratio ours / Ray {ratio:.3f}")
+    verdict = (
+        "too few seeds for an interval"
+        if low is None or high is None
+        else "ours worse (the interval is below 0)"
+        if high < 0
+        else "ours better (the interval is above 0)"
+        if low > 0
+        else "no difference shown (the interval holds 0)"
+    )
+    print(
+        f"best final Q over {paired.n} seeds: ours {fmt_interval(paired.pbt, 7)}, Ray "
+        f"{fmt_interval(paired.baseline, 7)}; ours - Ray {fmt_interval(paired.difference, 3)} (95 % t-interval): "
+        f"{verdict}; seeds won by ours {paired.wins}, tied {paired.ties}, lost {paired.n - paired.wins - paired.ties}"
+        f"; median wall ratio ours / Ray {ratio:.3f}"
+    )
     if args.json:
-        args.json.write_text(json.dumps({
-            "settings": settings, "seeds": args.seeds, "population": args.population,
-            "per_seed": [{"seed": s, "ours": ours[s], "ray": theirs[s]} for s in sorted(ours)],
-            "paired": paired.to_dict(), "median_wall_ratio": ratio}, indent=1, default=str) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "settings": settings,
+                    "seeds": args.seeds,
+                    "population": args.population,
+                    "per_seed": [{"seed": s, "ours": ours[s], "ray": theirs[s]} for s in sorted(ours)],
+                    "paired": paired.to_dict(),
+                    "median_wall_ratio": ratio,
+                },
+                indent=1,
+                default=str,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

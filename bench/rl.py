@@ -29,13 +29,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-from peak_memory import PeakMemory  # noqa: E402  (bench/ is the script's folder, so on sys.path)
+import torch
+from peak_memory import PeakMemory
 
-from experiments.rl import a2c  # noqa: E402
-from pbt.config import PBTConfig  # noqa: E402
-from pbt.controller import run_experiment  # noqa: E402
-from pbt.executor import cpu_count  # noqa: E402
+from experiments.rl import a2c
+from pbt.config import PBTConfig
+from pbt.executor import cpu_count
+from pbt.experiment import run_experiment
 
 HPARAMS = {"lr": 7e-4, "entropy_cost": 0.01, "unroll_length": 5}
 
@@ -56,11 +56,24 @@ def bare_run(config: a2c.Config, frames: int, interval: int) -> float:
 def pbt_run(config: a2c.Config, population: int, workers: int, frames: int, interval: int, out: Path) -> float:
     """A PBT run through the local executor (worker start-up included): total frames/s of the population."""
     exploit = "truncation" if population > 1 else "none"
-    pbt = PBTConfig(population=population, budget_steps=frames, ready_every=interval, workers=workers,
-                    executor="local", exploit=exploit, explore="perturb" if population > 1 else "none")
+    pbt = PBTConfig(
+        population=population,
+        budget_steps=frames,
+        ready_every=interval,
+        workers=workers,
+        executor="local",
+        exploit=exploit,
+        explore="perturb" if population > 1 else "none",
+    )
     start = time.perf_counter()
-    store = run_experiment("experiments.rl.a2c", dataclasses.replace(config, pbt=pbt), out, domain="rl",
-                           initial_hparams=[dict(HPARAMS) for _ in range(population)], force=True)
+    store = run_experiment(
+        "experiments.rl.a2c",
+        dataclasses.replace(config, pbt=pbt),
+        out,
+        domain="rl",
+        initial_hparams=[dict(HPARAMS) for _ in range(population)],
+        force=True,
+    )
     seconds = time.perf_counter() - start
     used = store.compute()["used_steps"]
     store.close()
@@ -82,8 +95,15 @@ def sb3_run(game: str, frames: int) -> float | None:
     torch.set_num_threads(cpu_count())
     env_id = "".join(part.capitalize() for part in game.split("_")) + "NoFrameskip-v4"
     env = VecFrameStack(make_atari_env(env_id, n_envs=16, seed=0), n_stack=4)
-    model = A2C("CnnPolicy", env, ent_coef=0.01, vf_coef=0.25, seed=0, device="cpu",
-                policy_kwargs={"optimizer_class": RMSpropTFLike, "optimizer_kwargs": {"eps": 1e-5}})
+    model = A2C(
+        "CnnPolicy",
+        env,
+        ent_coef=0.01,
+        vf_coef=0.25,
+        seed=0,
+        device="cpu",
+        policy_kwargs={"optimizer_class": RMSpropTFLike, "optimizer_kwargs": {"eps": 1e-5}},
+    )
     model.learn(total_timesteps=16 * 5)  # warm-up: one update
     start = time.perf_counter()
     timesteps = frames // a2c.FRAMESKIP  # SB3 counts agent steps (summed over envs)
@@ -110,8 +130,10 @@ def main() -> int:
     per_member = max(8_000, int(args.member_frames * args.scale))
     interval = max(4_000, int(args.ready_every * args.scale))
     config = dataclasses.replace(a2c.PROFILES["cpu"], game=args.game, device="cpu")
-    print(f"cores {cpu_count()}, load average {os.getloadavg()[0]:.2f} at start; game {args.game}; "
-          f"single runs {single} frames, population {args.population} x {per_member} frames, ready every {interval}")
+    print(
+        f"cores {cpu_count()}, load average {os.getloadavg()[0]:.2f} at start; game {args.game}; "
+        f"single runs {single} frames, population {args.population} x {per_member} frames, ready every {interval}"
+    )
 
     results: dict[str, float | None] = {}
     with tempfile.TemporaryDirectory(prefix="bench-rl-") as tmp:
@@ -120,19 +142,25 @@ def main() -> int:
         results["executor_fps"] = pbt_run(config, 1, 1, single, interval, Path(tmp) / "one")
         print(f"one member under the executor:   {results['executor_fps']:8.0f} frames/s", flush=True)
         with PeakMemory() as rss:
-            results["population_fps"] = pbt_run(config, args.population, args.workers, per_member, interval,
-                                                Path(tmp) / "population")
+            results["population_fps"] = pbt_run(
+                config, args.population, args.workers, per_member, interval, Path(tmp) / "population"
+            )
         results["population_peak_rss_gib"] = rss.peak_rss / 2**30
-        print(f"population of {args.population} on {args.workers} workers: {results['population_fps']:8.0f} "
-              f"frames/s total, peak RSS {results['population_peak_rss_gib']:.2f} GiB", flush=True)
+        print(
+            f"population of {args.population} on {args.workers} workers: {results['population_fps']:8.0f} "
+            f"frames/s total, peak RSS {results['population_peak_rss_gib']:.2f} GiB",
+            flush=True,
+        )
     results["sb3_fps"] = None if args.skip_sb3 else sb3_run(args.game, single)
     if results["sb3_fps"] is not None:
         print(f"Stable-Baselines3 A2C (RL Zoo):  {results['sb3_fps']:8.0f} frames/s", flush=True)
 
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end (other work on the machine lowers every figure)")
     print(f"executor / bare loop              {results['executor_fps'] / results['bare_fps']:.2f}   (target >= 0.9)")
-    print(f"population {args.population} / single run        "
-          f"{results['population_fps'] / results['bare_fps']:.2f}   (target >= 0.9)")
+    print(
+        f"population {args.population} / single run        "
+        f"{results['population_fps'] / results['bare_fps']:.2f}   (target >= 0.9)"
+    )
     print(f"population total frames/s     {results['population_fps']:8.0f}   (target >= 4000 on 2 cores)")
     print(f"population peak RSS           {results['population_peak_rss_gib']:8.2f} GiB (target < 8)")
     if results["sb3_fps"] is not None:

@@ -62,10 +62,15 @@ def eval_share(config: Config, intervals: int, out: Path) -> dict[str, float]:
     eval_s = sum(r["time/eval_s"] for r in rows)
     busy_s = sum(r["time/train_s"] + r["time/eval_s"] + r["time/io_s"] for r in rows)
     tokens = sum(r["train/tgt_tokens"] for r in rows)
-    return {"wall_s": wall, "eval_share_of_wall": eval_s / (POPULATION_WORKERS * wall),
-            "eval_share_of_busy": eval_s / busy_s,
-            "eval_s_per_eval": eval_s / len(rows), "tokens_per_s_total": tokens / wall,
-            "peak_rss_gb": memory.peak_rss / 1e9, "peak_pss_gb": memory.peak_pss / 1e9}
+    return {
+        "wall_s": wall,
+        "eval_share_of_wall": eval_s / (POPULATION_WORKERS * wall),
+        "eval_share_of_busy": eval_s / busy_s,
+        "eval_s_per_eval": eval_s / len(rows),
+        "tokens_per_s_total": tokens / wall,
+        "peak_rss_gb": memory.peak_rss / 1e9,
+        "peak_pss_gb": memory.peak_pss / 1e9,
+    }
 
 
 def main() -> None:
@@ -83,18 +88,24 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         # (b) first, while this process holds no model or data, so that (c) measures the PBT run alone
-        print(f"(b, c) population 8 on 2 workers, {args.intervals} ready intervals of {config.pbt.ready_every} steps "
-              f"per member, validation subset {config.val_limit} sentences")
+        print(
+            f"(b, c) population 8 on 2 workers, {args.intervals} ready intervals of {config.pbt.ready_every} steps "
+            f"per member, validation subset {config.val_limit} sentences"
+        )
         result = eval_share(config, args.intervals, Path(tmp) / "b")
-        print(f"    wall {result['wall_s']:.0f} s, {result['tokens_per_s_total']:.0f} tgt tokens/s in all; BLEU "
-              f"evaluation {100 * result['eval_share_of_wall']:.1f} % of worker wall time "
-              f"({100 * result['eval_share_of_busy']:.1f} % of busy time, {result['eval_s_per_eval']:.1f} s per "
-              f"evaluation); peak memory of the process tree: PSS {result['peak_pss_gb']:.2f} GB "
-              f"(RSS summed {result['peak_rss_gb']:.2f} GB)")
+        print(
+            f"    wall {result['wall_s']:.0f} s, {result['tokens_per_s_total']:.0f} tgt tokens/s in all; BLEU "
+            f"evaluation {100 * result['eval_share_of_wall']:.1f} % of worker wall time "
+            f"({100 * result['eval_share_of_busy']:.1f} % of busy time, {result['eval_s_per_eval']:.1f} s per "
+            f"evaluation); peak memory of the process tree: PSS {result['peak_pss_gb']:.2f} GB "
+            f"(RSS summed {result['peak_rss_gb']:.2f} GB)"
+        )
         print(f"(a) one member, {steps} steps of {config.max_tokens}-token batches, {cpu_count()} threads")
-        executor_against_bare(lambda: bare_tokens_per_s(config, steps),
-                              lambda: executor_tokens_per_s(config, steps + ready, ready, Path(tmp) / "a"),
-                              "tgt tokens")
+        executor_against_bare(
+            lambda: bare_tokens_per_s(config, steps),
+            lambda: executor_tokens_per_s(config, steps + ready, ready, Path(tmp) / "a"),
+            "tgt tokens",
+        )
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from experiments.toy.task import SPACE, Config, initial_hparams, q
-from pbt.controller import run_experiment
+from pbt.experiment import run_experiment
 from pbt.space import sample
 
 STEPS, READY, LR, NOISE = 200, 4, 0.01, 0.1
@@ -69,28 +69,36 @@ def noise_explore(config: dict) -> dict:
     return config
 
 
-def raytune_toy(
-    population: int, synch: bool, seed: int, storage: Path, reuse_actors: bool
-) -> tuple[float, float, int]:
+def raytune_toy(population: int, synch: bool, seed: int, storage: Path, reuse_actors: bool) -> tuple[float, float, int]:
     from ray import tune
     from ray.tune.schedulers import PopulationBasedTraining
 
     random.seed(seed)  # the scheduler draws donors, and noise_explore its noise, from `random` in this process
     scheduler = PopulationBasedTraining(
-        time_attr="training_iteration", perturbation_interval=READY, synch=synch,
+        time_attr="training_iteration",
+        perturbation_interval=READY,
+        synch=synch,
         quantile_fraction=0.5 if population == 2 else 0.2,  # ours: bottom 20%, at least one member
         hyperparam_mutations={"h0": tune.uniform(0, 1), "h1": tune.uniform(0, 1)},
-        custom_explore_fn=noise_explore, resample_probability=0.0)
+        custom_explore_fn=noise_explore,
+        resample_probability=0.0,
+    )
     rng = random.Random(seed)
-    starts = ([{"h0": 1.0, "h1": 0.0}, {"h0": 0.0, "h1": 1.0}] if population == 2
-              else [sample(SPACE, rng) for _ in range(population)])
+    starts = (
+        [{"h0": 1.0, "h1": 0.0}, {"h0": 0.0, "h1": 1.0}]
+        if population == 2
+        else [sample(SPACE, rng) for _ in range(population)]
+    )
     tuner = tune.Tuner(
         tune.with_resources(toy_trainable, {"cpu": 1}),
-        param_space={"start": tune.grid_search(starts),  # one trial per starting point
-                     "h0": tune.sample_from(lambda spec: spec.config.start["h0"]),
-                     "h1": tune.sample_from(lambda spec: spec.config.start["h1"])},
-        tune_config=tune.TuneConfig(scheduler=scheduler, metric="q", mode="max", num_samples=1,
-                                    reuse_actors=reuse_actors),
+        param_space={
+            "start": tune.grid_search(starts),  # one trial per starting point
+            "h0": tune.sample_from(lambda spec: spec.config.start["h0"]),
+            "h1": tune.sample_from(lambda spec: spec.config.start["h1"]),
+        },
+        tune_config=tune.TuneConfig(
+            scheduler=scheduler, metric="q", mode="max", num_samples=1, reuse_actors=reuse_actors
+        ),
         run_config=tune.RunConfig(storage_path=str(storage), verbose=0, stop={"step": STEPS}),
     )
     t0 = time.perf_counter()
@@ -115,13 +123,23 @@ def sleepy_trainable(config: dict) -> None:
             tune.report({"score": step * config["lr"], "step": step}, checkpoint=tune.Checkpoint.from_directory(d))
 
 
-def overhead(reuse_actors: bool, population: int = 16, workers: int = 2, interval_s: float = 1.0,
-             intervals: int = 4) -> None:
+def overhead(
+    reuse_actors: bool, population: int = 16, workers: int = 2, interval_s: float = 1.0, intervals: int = 4
+) -> None:
     ideal = population * intervals * interval_s / workers
     cfg = Config(seconds_per_step=interval_s / 10)
-    cfg = dataclasses.replace(cfg, pbt=dataclasses.replace(cfg.pbt, population=population, workers=workers,
-                                                           executor="local", budget_steps=10 * intervals,
-                                                           ready_every=10, eval_every=10))
+    cfg = dataclasses.replace(
+        cfg,
+        pbt=dataclasses.replace(
+            cfg.pbt,
+            population=population,
+            workers=workers,
+            executor="local",
+            budget_steps=10 * intervals,
+            ready_every=10,
+            eval_every=10,
+        ),
+    )
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         run_experiment("experiments.toy.task", cfg, Path(tmp) / "run", domain="toy")
@@ -130,21 +148,27 @@ def overhead(reuse_actors: bool, population: int = 16, workers: int = 2, interva
         from ray import tune
         from ray.tune.schedulers import PopulationBasedTraining
 
-        scheduler = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=1,
-                                            hyperparam_mutations={"lr": tune.loguniform(0.01, 1.0)})
+        scheduler = PopulationBasedTraining(
+            time_attr="training_iteration",
+            perturbation_interval=1,
+            hyperparam_mutations={"lr": tune.loguniform(0.01, 1.0)},
+        )
         tuner = tune.Tuner(
             tune.with_resources(sleepy_trainable, {"cpu": 1}),
             param_space={"lr": tune.loguniform(0.01, 1.0), "budget": intervals, "seconds": interval_s},
-            tune_config=tune.TuneConfig(scheduler=scheduler, metric="score", mode="max", num_samples=population,
-                                        reuse_actors=reuse_actors),
+            tune_config=tune.TuneConfig(
+                scheduler=scheduler, metric="score", mode="max", num_samples=population, reuse_actors=reuse_actors
+            ),
             run_config=tune.RunConfig(storage_path=str(Path(tmp) / "ray"), verbose=0),
         )
         t0 = time.perf_counter()
         tuner.fit()
         theirs = time.perf_counter() - t0
-    print(f"(2) sleeping task, population {population} on {workers} CPUs, ready interval {interval_s:g} s, ideal "
-          f"{ideal:.1f} s: ours {ours:.2f} s (overhead {100 * (ours / ideal - 1):.2f} %), Ray Tune {theirs:.2f} s "
-          f"(overhead {100 * (theirs / ideal - 1):.1f} %)")
+    print(
+        f"(2) sleeping task, population {population} on {workers} CPUs, ready interval {interval_s:g} s, ideal "
+        f"{ideal:.1f} s: ours {ours:.2f} s (overhead {100 * (ours / ideal - 1):.2f} %), Ray Tune {theirs:.2f} s "
+        f"(overhead {100 * (theirs / ideal - 1):.1f} %)"
+    )
 
 
 def means(rows: list[tuple[float, float, int]]) -> tuple[float, ...]:
@@ -162,15 +186,21 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[2, 16, 32], help="toy populations (none: skip (1))")
     parser.add_argument("--seeds", type=int, default=1, help="runs per framework and size; the row shows means")
     parser.add_argument("--skip-sleep", action="store_true")
-    parser.add_argument("--no-reuse-actors", dest="reuse_actors", action="store_false",
-                        help="Ray Tune's default: every pause and restore of a trial starts a new actor")
+    parser.add_argument(
+        "--no-reuse-actors",
+        dest="reuse_actors",
+        action="store_false",
+        help="Ray Tune's default: every pause and restore of a trial starts a new actor",
+    )
     args = parser.parse_args()
     import ray
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     print(f"(1) toy, 200 steps, ready every 4; Ray Tune with reuse_actors={args.reuse_actors}")
-    print(f"{'pop':>4} {'ours s':>8} {'Q':>6} {'expl':>5} | {'async s':>8} {'Q':>6} {'expl':>5} | "
-          f"{'synch s':>8} {'Q':>6} {'expl':>5} | {'synch/ours':>10}")
+    print(
+        f"{'pop':>4} {'ours s':>8} {'Q':>6} {'expl':>5} | {'async s':>8} {'Q':>6} {'expl':>5} | "
+        f"{'synch s':>8} {'Q':>6} {'expl':>5} | {'synch/ours':>10}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         seeds = range(args.seeds)
         ours_rows = {n: [ours_toy(n, k, Path(tmp) / f"ours-{n}-{k}") for k in seeds] for n in args.sizes}
@@ -180,19 +210,29 @@ def main() -> None:
             a = [raytune_toy(n, False, k, Path(tmp) / f"async-{n}-{k}", args.reuse_actors) for k in seeds]
             s = [raytune_toy(n, True, k, Path(tmp) / f"synch-{n}-{k}", args.reuse_actors) for k in seeds]
             o, a_mean, s_mean = (means(rows) for rows in (ours_rows[n], a, s))
-            print(f"{n:>4} {o[0]:>8.3f} {o[1]:>6.4f} {o[2]:>5.0f} | {a_mean[0]:>8.1f} {a_mean[1]:>6.4f} "
-                  f"{a_mean[2]:>5.0f} | {s_mean[0]:>8.1f} {s_mean[1]:>6.4f} {s_mean[2]:>5.0f} | "
-                  f"{s_mean[0] / o[0]:>10.0f}x", flush=True)
+            print(
+                f"{n:>4} {o[0]:>8.3f} {o[1]:>6.4f} {o[2]:>5.0f} | {a_mean[0]:>8.1f} {a_mean[1]:>6.4f} "
+                f"{a_mean[2]:>5.0f} | {s_mean[0]:>8.1f} {s_mean[1]:>6.4f} {s_mean[2]:>5.0f} | "
+                f"{s_mean[0] / o[0]:>10.0f}x",
+                flush=True,
+            )
             if args.seeds > 1:
-                print("     final Q per seed: " + "; ".join(
-                    f"{name} " + " ".join(f"{row[1]:.4f}" for row in rows)
-                    for name, rows in (("ours", ours_rows[n]), ("async", a), ("synch", s))), flush=True)
+                print(
+                    "     final Q per seed: "
+                    + "; ".join(
+                        f"{name} " + " ".join(f"{row[1]:.4f}" for row in rows)
+                        for name, rows in (("ours", ours_rows[n]), ("async", a), ("synch", s))
+                    ),
+                    flush=True,
+                )
         if not args.skip_sleep:
             overhead(args.reuse_actors)
         ray.shutdown()
     theirs_rss = peak_rss_mib()
-    print(f"(3) peak RSS: ours {ours_rss[0]:.0f} MiB (driver, serial toy); with Ray Tune: driver "
-          f"{theirs_rss[0]:.0f} MiB, largest child {theirs_rss[1]:.0f} MiB")
+    print(
+        f"(3) peak RSS: ours {ours_rss[0]:.0f} MiB (driver, serial toy); with Ray Tune: driver "
+        f"{theirs_rss[0]:.0f} MiB, largest child {theirs_rss[1]:.0f} MiB"
+    )
 
 
 if __name__ == "__main__":

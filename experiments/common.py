@@ -140,8 +140,9 @@ def cache_lock(cache: Path, name: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def open_saved_member(run_dir: Path, which: str, config_class: type, make_task: Callable[[Any], Any],
-                      **overrides: Any) -> tuple[Any, Any, Any]:
+def open_saved_member(
+    run_dir: Path, which: str, config_class: type, make_task: Callable[[Any], Any], **overrides: Any
+) -> tuple[Any, Any, Any]:
     """A run's member ``which`` (an id, or ``best``) ready to use: ``(task, state, member row)``, the task built from
     the run's stored config with ``overrides`` (local paths, the device) applied where they are given."""
     from pbt.config import from_dict

@@ -1,9 +1,9 @@
 """Population Based Training (Jaderberg et al. 2017): a small library that trains a population of one task's members,
 copying the better members' weights and hyperparameters as it goes. It imports nothing outside itself but the
 standard library, numpy and scipy (Ray and scikit-learn only where a run asks for them), and the package itself
-imports nothing: import the module you need, ``from pbt.controller import run_experiment`` to start.
+imports nothing: import the module you need, ``from pbt.experiment import run_experiment`` to start.
 
-A run flows through it like this. ``controller.run_experiment`` has ``rundir`` create (or reopen) the run directory,
+A run flows through it like this. ``experiment.run_experiment`` has ``rundir`` create (or reopen) the run directory,
 whose store records the config and the first members. The controller then hands intervals to an executor; a worker
 trains the member with the task (``interval.run_interval``) and sends back a result. For each result the controller
 asks ``algorithm`` what follows (the ready rule, exploit and explore, a failure's replacement) and publishes the
@@ -34,9 +34,9 @@ The store and the run directory:
 The contract with a task: ``task`` (the ``Task`` interface a member is trained through) and ``domain`` (``Domain``,
 what a task module declares: how to make its task, its config and profiles, its metric).
 
-Running a population: ``controller`` (it schedules, and applies ``algorithm``'s decisions), ``interval`` (one
-member's interval, as a worker runs it), ``executor`` (intervals in this process or in worker processes) and
-``ray_executor`` (intervals on a Ray cluster).
+Running a population: ``experiment`` (``run_experiment``, the entry point), ``controller`` (it schedules, and
+applies ``algorithm``'s decisions), ``interval`` (one member's interval, as a worker runs it), ``executor`` (intervals
+in this process or in worker processes) and ``ray_executor`` (intervals on a Ray cluster).
 
 Errors: ``errors`` words a library error in its caller's terms (a command-line flag or a Python argument).
 """

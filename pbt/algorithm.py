@@ -85,8 +85,15 @@ def copy_member(me: MemberRow, donor: MemberRow, transfer: str = "both") -> Memb
     if transfer == "hparams":
         return replace(me, hparams=dict(donor.hparams))
     hparams = dict(donor.hparams) if transfer == "both" else dict(me.hparams)
-    return replace(me, hparams=hparams, checkpoint=donor.checkpoint, checksum=donor.checksum, score=donor.score,
-                   samples=donor.samples, weight_age=donor.weight_age)
+    return replace(
+        me,
+        hparams=hparams,
+        checkpoint=donor.checkpoint,
+        checksum=donor.checksum,
+        score=donor.score,
+        samples=donor.samples,
+        weight_age=donor.weight_age,
+    )
 
 
 def copy_event(me: MemberRow, donor: MemberRow, transfer: str) -> Event:
@@ -96,10 +103,19 @@ def copy_event(me: MemberRow, donor: MemberRow, transfer: str) -> Event:
     follows weights only where they were copied."""
     copied = copy_member(me, donor, transfer)
     kind = EventKind.EXPLOIT_HPARAMS if transfer == "hparams" else EventKind.EXPLOIT
-    return Event(member=me.id, step=me.step, kind=kind,
-                 donor=donor.id, donor_step=donor.step, old_hparams=me.hparams, new_hparams=copied.hparams,
-                 score=me.score, donor_score=donor.score, weight_age=copied.weight_age,
-                 message=None if transfer == "both" else f"transfer={transfer}")
+    return Event(
+        member=me.id,
+        step=me.step,
+        kind=kind,
+        donor=donor.id,
+        donor_step=donor.step,
+        old_hparams=me.hparams,
+        new_hparams=copied.hparams,
+        score=me.score,
+        donor_score=donor.score,
+        weight_age=copied.weight_age,
+        message=None if transfer == "both" else f"transfer={transfer}",
+    )
 
 
 def explore_member(
@@ -112,16 +128,28 @@ def explore_member(
 
         new_hparams, ops = pb2.choose(me.hparams, space, history or pb2.History(), me.step, cfg, rng)
     else:
-        new_hparams, ops = explore(me.hparams, space, rng, cfg.explore, cfg.perturb_factors,
-                                   cfg.resample_probability, cfg.noise_std)
-    event = Event(member=me.id, step=me.step, kind=EventKind.EXPLORE, old_hparams=me.hparams, new_hparams=new_hparams,
-                  ops=ops, score=me.score)
+        new_hparams, ops = explore(
+            me.hparams, space, rng, cfg.explore, cfg.perturb_factors, cfg.resample_probability, cfg.noise_std
+        )
+    event = Event(
+        member=me.id,
+        step=me.step,
+        kind=EventKind.EXPLORE,
+        old_hparams=me.hparams,
+        new_hparams=new_hparams,
+        ops=ops,
+        score=me.score,
+    )
     return replace(me, hparams=new_hparams), event
 
 
 def exploit_and_explore(
-    me: MemberRow, members: list[MemberRow], space: dict[str, Prior], cfg: PBTConfig, seed: int,
-    history: pb2.History | None = None
+    me: MemberRow,
+    members: list[MemberRow],
+    space: dict[str, Prior],
+    cfg: PBTConfig,
+    seed: int,
+    history: pb2.History | None = None,
 ) -> tuple[MemberRow, list[Event]]:
     """The ready branch of Algorithm 1 for member ``me`` (already updated with its latest interval).
 
@@ -175,13 +203,27 @@ def follow_schedule(me: MemberRow, schedule: Schedule) -> tuple[MemberRow, list[
     new = schedule.at(me.weight_age)
     if new == me.hparams:
         return me, []
-    return replace(me, hparams=new), [Event(member=me.id, step=me.step, kind=EventKind.SCHEDULE, old_hparams=me.hparams,
-                                            new_hparams=new, score=me.score, weight_age=me.weight_age)]
+    return replace(me, hparams=new), [
+        Event(
+            member=me.id,
+            step=me.step,
+            kind=EventKind.SCHEDULE,
+            old_hparams=me.hparams,
+            new_hparams=new,
+            score=me.score,
+            weight_age=me.weight_age,
+        )
+    ]
 
 
-def ready_decision(me: MemberRow, members: list[MemberRow], space: dict[str, Prior], cfg: PBTConfig,
-                   schedule: Schedule | None = None,
-                   history: pb2.History | None = None) -> tuple[MemberRow, list[Event]]:
+def ready_decision(
+    me: MemberRow,
+    members: list[MemberRow],
+    space: dict[str, Prior],
+    cfg: PBTConfig,
+    schedule: Schedule | None = None,
+    history: pb2.History | None = None,
+) -> tuple[MemberRow, list[Event]]:
     """What a ready member does: follow the run's schedule when it replays one; else exploit and explore (PBT's
     explore step, or PB2's, which learns from ``history``). FIRE PBT decides with ``pbt.fire.decide`` instead."""
     if schedule is not None:
@@ -200,20 +242,39 @@ def after_interval(me: MemberRow, result: IntervalResult, cfg: PBTConfig) -> tup
     # An evaluation that brings its own samples (episode returns, per-sentence BLEU) describes the current weights by
     # itself; otherwise the t-test's window is the recent scores.
     recent = me.samples + tuple(e.score for _, e in result.evals)
-    samples = last.samples[-cfg.ttest_window:] if last.samples else recent[-cfg.ttest_window:]
-    interval = {**result.metrics, "time/train_s": result.train_seconds, "time/eval_s": result.eval_seconds,
-                "time/io_s": result.io_seconds}
-    scores = [ScoreRow(member=me.id, step=step, score=ev.score,
-                       metrics={f"eval/{k}": float(v) for k, v in ev.metrics.items()}
-                       | (interval if i == len(result.evals) - 1 else {}))
-              for i, (step, ev) in enumerate(result.evals)]
+    samples = last.samples[-cfg.ttest_window :] if last.samples else recent[-cfg.ttest_window :]
+    interval = {
+        **result.metrics,
+        "time/train_s": result.train_seconds,
+        "time/eval_s": result.eval_seconds,
+        "time/io_s": result.io_seconds,
+    }
+    scores = [
+        ScoreRow(
+            member=me.id,
+            step=step,
+            score=ev.score,
+            metrics={f"eval/{k}": float(v) for k, v in ev.metrics.items()}
+            | (interval if i == len(result.evals) - 1 else {}),
+        )
+        for i, (step, ev) in enumerate(result.evals)
+    ]
     since = me.steps_since_ready + result.steps
     ready = since >= cfg.ready_every
     finished = me.step + result.steps >= cfg.budget_steps
-    member = replace(me, step=me.step + result.steps, steps_since_ready=0 if ready else since, score=last.score,
-                     samples=tuple(samples), checkpoint=result.checkpoint, checksum=result.checksum, error=None,
-                     weight_age=me.weight_age + result.steps, status=MemberStatus.DONE if finished else me.status,
-                     decision_due=me.step if ready and not finished else None)
+    member = replace(
+        me,
+        step=me.step + result.steps,
+        steps_since_ready=0 if ready else since,
+        score=last.score,
+        samples=tuple(samples),
+        checkpoint=result.checkpoint,
+        checksum=result.checksum,
+        error=None,
+        weight_age=me.weight_age + result.steps,
+        status=MemberStatus.DONE if finished else me.status,
+        decision_due=me.step if ready and not finished else None,
+    )
     return member, scores
 
 
@@ -222,8 +283,14 @@ def interval_row(before: MemberRow, after: MemberRow) -> IntervalRow | None:
     when the weights it started from had no score (a fresh member, or one started over), so no change is known."""
     if before.checkpoint is None or before.score is None or after.score is None:
         return None
-    return IntervalRow(member=before.id, start_step=before.step, end_step=after.step, hparams=dict(before.hparams),
-                       start_score=before.score, end_score=after.score)
+    return IntervalRow(
+        member=before.id,
+        start_step=before.step,
+        end_step=after.step,
+        hparams=dict(before.hparams),
+        start_score=before.score,
+        end_score=after.score,
+    )
 
 
 @dataclass(frozen=True)
@@ -236,8 +303,14 @@ class FailureOutcome:
     stop: str | None = None
 
 
-def after_failure(me: MemberRow, result: IntervalResult, members: list[MemberRow], space: dict[str, Prior],
-                  cfg: PBTConfig, history: pb2.History | None = None) -> FailureOutcome:
+def after_failure(
+    me: MemberRow,
+    result: IntervalResult,
+    members: list[MemberRow],
+    space: dict[str, Prior],
+    cfg: PBTConfig,
+    history: pb2.History | None = None,
+) -> FailureOutcome:
     """Failure replacement. A task that broke its contract stops the run (every member would fail the same way);
     so does a member that failed more than ``max_failures`` times. Otherwise, by ``on_failure``: ``replace`` copies
     the best published member (as ``me`` sees it, like an exploit) and explores; ``retry`` runs the interval again
@@ -246,29 +319,50 @@ def after_failure(me: MemberRow, result: IntervalResult, members: list[MemberRow
     failures = me.failures + 1
     failure = Event(member=me.id, step=me.step, kind=EventKind.FAILURE, message=result.error)
     if result.task_bug:
-        return FailureOutcome(replace(me, status=MemberStatus.FAILED, failures=failures, error=result.error), [failure],
-                              stop=f"the task broke its contract: {result.error}")
+        return FailureOutcome(
+            replace(me, status=MemberStatus.FAILED, failures=failures, error=result.error),
+            [failure],
+            stop=f"the task broke its contract: {result.error}",
+        )
     if failures > cfg.max_failures:
-        return FailureOutcome(replace(me, status=MemberStatus.FAILED, failures=failures, error=result.error), [failure],
-                              stop=f"member {me.id} failed {failures} times (max_failures={cfg.max_failures}); last "
-                                   f"error: {result.error}")
+        return FailureOutcome(
+            replace(me, status=MemberStatus.FAILED, failures=failures, error=result.error),
+            [failure],
+            stop=f"member {me.id} failed {failures} times (max_failures={cfg.max_failures}); last "
+            f"error: {result.error}",
+        )
     me = replace(me, failures=failures, error=result.error)
     action = "retry" if result.worker_died else cfg.on_failure
     if result.corrupt_checkpoint and action == "retry":  # its file is bad: start it again some other way
         action = "replace"
     rng = decision_rng(cfg.seed, me.id, me.step, f"failure{failures}")
     # a donor that points at the same corrupt file would hand the same failure on
-    donors = [p for p in published(members) if p.member != me.id
-              and not (result.corrupt_checkpoint and members[p.member].checkpoint == me.checkpoint)]
+    donors = [
+        p
+        for p in published(members)
+        if p.member != me.id and not (result.corrupt_checkpoint and members[p.member].checkpoint == me.checkpoint)
+    ]
     if action == "drop":
-        return FailureOutcome(replace(me, status=MemberStatus.DROPPED),
-                              [failure, Event(me.id, me.step, EventKind.DROP)])
+        return FailureOutcome(
+            replace(me, status=MemberStatus.DROPPED), [failure, Event(me.id, me.step, EventKind.DROP)]
+        )
     if action == "replace" and donors:
         donor = members[max(donors, key=lambda p: p.score).member]
         copied = copy_member(me, donor)
-        events = [failure, Event(member=me.id, step=me.step, kind=EventKind.REPLACE, donor=donor.id,
-                                 donor_step=donor.step, old_hparams=me.hparams, new_hparams=donor.hparams,
-                                 donor_score=donor.score, weight_age=donor.weight_age)]
+        events = [
+            failure,
+            Event(
+                member=me.id,
+                step=me.step,
+                kind=EventKind.REPLACE,
+                donor=donor.id,
+                donor_step=donor.step,
+                old_hparams=me.hparams,
+                new_hparams=donor.hparams,
+                donor_score=donor.score,
+                weight_age=donor.weight_age,
+            ),
+        ]
         if cfg.explore != "none":
             copied, explored = explore_member(copied, space, cfg, rng, history)
             events.append(explored)
@@ -278,5 +372,4 @@ def after_failure(me: MemberRow, result: IntervalResult, members: list[MemberRow
         me = replace(me, checkpoint=None, checksum=None, weight_age=0)
     if me.checkpoint is None and action == "replace":
         me = replace(me, hparams=sample(space, rng))
-    return FailureOutcome(me, [failure, Event(me.id, me.step, EventKind.RETRY, new_hparams=me.hparams,
-                                              message=action)])
+    return FailureOutcome(me, [failure, Event(me.id, me.step, EventKind.RETRY, new_hparams=me.hparams, message=action)])

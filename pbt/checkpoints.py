@@ -19,7 +19,6 @@ class CorruptCheckpoint(RuntimeError):
     """A checkpoint file is missing, truncated or does not match its recorded checksum."""
 
 
-
 def _sha256(f: BinaryIO) -> str:
     digest = hashlib.sha256()
     for block in iter(lambda: f.read(1 << 20), b""):
@@ -80,4 +79,3 @@ def verify_checkpoint(path: Path, checksum: str) -> None:
     actual = sha256_file(path)
     if actual != checksum:
         raise CorruptCheckpoint(f"checkpoint {path} is corrupt: sha256 {actual[:12]}… != recorded {checksum[:12]}…")
-

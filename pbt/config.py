@@ -43,8 +43,15 @@ def doc(text: str, *, variable_length: bool = False, **kwargs: Any) -> Any:
 
 
 # Where and how wide a run executes; they do not change what it computes, so a run may resume with other values.
-EXECUTION_FIELDS = ("workers", "executor", "ray_address", "cpus_per_member", "gpus_per_member", "max_failures",
-                    "interval_timeout")
+EXECUTION_FIELDS = (
+    "workers",
+    "executor",
+    "ray_address",
+    "cpus_per_member",
+    "gpus_per_member",
+    "max_failures",
+    "interval_timeout",
+)
 
 
 @dataclass
@@ -60,7 +67,9 @@ class PBTConfig:
         "bandit picks a copier's numeric hyperparameters within their priors (Parker-Holder et al. 2020; categorical "
         "ones keep the explore rule; pip install 'pbt-repro[pb2]'). fire: FIRE PBT (Dalibard & Jaderberg 2021): "
         "greedy members, parents judged on how fast their weights improve, and evaluators that measure it "
-        "(at least 4 members besides the evaluators). explore none turns exploring off under each.", default="pbt")
+        "(at least 4 members besides the evaluators). explore none turns exploring off under each.",
+        default="pbt",
+    )
     exploit: Literal["truncation", "ttest", "tournament", "none"] = doc(
         "Exploit rule: truncation, ttest (Welch), tournament (binary), none.", default="truncation"
     )
@@ -73,40 +82,56 @@ class PBTConfig:
     transfer: Literal["both", "weights", "hparams"] = doc(
         "What an exploit copies from the donor: both (its weights and hyperparameters, the paper's PBT), weights (the "
         "copier keeps its own hyperparameters) or hparams (the copier keeps its own weights); the last two are "
-        "ablations. A failed member's replacement always copies both.", default="both"
+        "ablations. A failed member's replacement always copies both.",
+        default="both",
     )
     truncation_fraction: float = doc("Bottom fraction that copies from the top fraction.", default=0.2)
     ttest_alpha: float = doc("Significance level of Welch's t-test (assumption: the paper gives none).", default=0.05)
     ttest_window: int = doc("Number of recent score samples the t-test compares.", default=10)
-    perturb_factors: tuple[float, ...] = doc("Factors perturb draws from, per hyperparameter.", default=(0.8, 1.2),
-                                             variable_length=True)
+    perturb_factors: tuple[float, ...] = doc(
+        "Factors perturb draws from, per hyperparameter.", default=(0.8, 1.2), variable_length=True
+    )
     resample_probability: float = doc("Probability that resample redraws a value from its prior.", default=0.25)
     noise_std: float = doc("Standard deviation of the additive noise explore.", default=0.1)
     pb2_window: int = doc(
         "PB2: the GP learns from the intervals that started within this many ready intervals before the decision "
-        "(at most population x this points).", default=4)
+        "(at most population x this points).",
+        default=4,
+    )
     pb2_kappa: float = doc(
         "PB2: weight of the GP's standard deviation in its upper confidence bound, mean + kappa x std (score changes "
-        "standardised).", default=2.0)
+        "standardised).",
+        default=2.0,
+    )
     pb2_candidates: int = doc(
-        "PB2: random points the upper confidence bound is computed at before the best one is refined.", default=256)
+        "PB2: random points the upper confidence bound is computed at before the best one is refined.", default=256
+    )
     fire_evaluators: int = doc(
         "FIRE: the last this many members are evaluators; the others are halved into greedy members and parents "
-        "(population 8: 3 greedy, 3 parents, 2 evaluators).", default=2)
+        "(population 8: 3 greedy, 3 parents, 2 evaluators).",
+        default=2,
+    )
     fire_max_eval_steps: int = doc(
         "FIRE: an evaluator whose curve has not met its child's after this many steps stops (0: three ready "
-        "intervals).", default=0)
+        "intervals).",
+        default=0,
+    )
     fire_p_value: float = doc(
-        "FIRE: significance of the binomial test that an evaluator's curve beats its child's.", default=0.01)
+        "FIRE: significance of the binomial test that an evaluator's curve beats its child's.", default=0.01
+    )
     priors: tuple[str, ...] = doc(
         "Replace search-space priors: NAME=loguniform:LOW:HIGH, NAME=uniform:LOW:HIGH, NAME=int:LOW:HIGH or "
-        "NAME=choice:A,B.", default=())
+        "NAME=choice:A,B.",
+        default=(),
+    )
     workers: int = doc("Worker processes (0: one per CPU core; 1 with --executor serial runs in-process).", default=0)
     executor: Literal["local", "serial", "ray"] = doc(
         "local: worker processes; serial: in-process, deterministic; ray: a Ray cluster (pip install pbt-repro[ray]).",
-        default="local")
-    ray_address: str = doc("Ray cluster to join with --executor ray: auto, HOST:PORT, or empty for a local one.",
-                           default="")
+        default="local",
+    )
+    ray_address: str = doc(
+        "Ray cluster to join with --executor ray: auto, HOST:PORT, or empty for a local one.", default=""
+    )
     cpus_per_member: float = doc("CPUs Ray reserves for each running member.", default=1.0)
     gpus_per_member: float = doc("GPUs Ray reserves for each running member (fractions share a GPU).", default=0.0)
     seed: int = doc("Seed of the run; member i is made with seed + i.", default=0)
@@ -118,13 +143,18 @@ class PBTConfig:
         "Seconds one interval of a member may take (from when its worker is ready; on Ray, from when it is submitted) "
         "before the worker is stopped and the interval counted as the member's failure; 0: no limit. Needs worker "
         "processes (not --executor serial).",
-        default=0.0)
+        default=0.0,
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)  # types, finite floats, choices; then the ranges below
-        positive = {"budget_steps": self.budget_steps, "ready_every": self.ready_every,
-                    "ttest_window": self.ttest_window, "pb2_window": self.pb2_window,
-                    "pb2_candidates": self.pb2_candidates}
+        positive = {
+            "budget_steps": self.budget_steps,
+            "ready_every": self.ready_every,
+            "ttest_window": self.ttest_window,
+            "pb2_window": self.pb2_window,
+            "pb2_candidates": self.pb2_candidates,
+        }
         for name, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{name} must be > 0, got {value}")
@@ -150,16 +180,20 @@ class PBTConfig:
             raise ConfigError(f"pb2_kappa must be >= 0, got {self.pb2_kappa}")
         if self.strategy == "fire":
             if self.fire_evaluators < 1 or self.population - self.fire_evaluators < 4:
-                raise ConfigError(f"strategy fire needs fire_evaluators >= 1 and at least 4 other members (2 greedy, 2 "
-                                  f"parents), got population {self.population} with fire_evaluators "
-                                  f"{self.fire_evaluators}")
+                raise ConfigError(
+                    f"strategy fire needs fire_evaluators >= 1 and at least 4 other members (2 greedy, 2 "
+                    f"parents), got population {self.population} with fire_evaluators "
+                    f"{self.fire_evaluators}"
+                )
             if self.fire_max_eval_steps < 0 or not 0.0 < self.fire_p_value < 1.0:
                 raise ConfigError("fire_max_eval_steps must be >= 0 and fire_p_value in (0, 1)")
         if self.interval_timeout < 0:
             raise ConfigError(f"interval_timeout must be >= 0 (0: no limit), got {self.interval_timeout}")
         if self.interval_timeout and self.executor == "serial":  # a train call that never returns holds this process
-            raise ConfigError(f"interval_timeout needs worker processes to stop, which --executor serial does not "
-                              f"have; use --executor local, or --interval-timeout 0 (got {self.interval_timeout:g})")
+            raise ConfigError(
+                f"interval_timeout needs worker processes to stop, which --executor serial does not "
+                f"have; use --executor local, or --interval-timeout 0 (got {self.interval_timeout:g})"
+            )
         for text in self.priors:
             parse_prior(text)
 
@@ -183,8 +217,11 @@ def _declared(cls: type) -> dict[str, tuple[Any, int | None]]:
         if typing.get_origin(hint) is tuple and args and args[-1] is not Ellipsis:
             length = len(args)  # tuple[float, float]
         elif typing.get_origin(hint) is tuple and not f.metadata.get("variable_length"):
-            default = f.default if f.default is not dataclasses.MISSING else (
-                f.default_factory() if f.default_factory is not dataclasses.MISSING else ())
+            default = (
+                f.default
+                if f.default is not dataclasses.MISSING
+                else (f.default_factory() if f.default_factory is not dataclasses.MISSING else ())
+            )
             length = len(default) if isinstance(default, tuple) and default else None
         out[f.name] = (hint, length)
     return out
@@ -267,8 +304,9 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     """Build dataclass ``cls`` from ``data``, refusing keys it does not declare (nested dataclasses included) and
     values that do not fit their field's declared type, length or range of finite numbers (module docstring)."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where[:-1] or 'config'} must be an object of settings ({{NAME: VALUE, ...}}), "
-                          f"got {data!r}")
+        raise ConfigError(
+            f"{where[:-1] or 'config'} must be an object of settings ({{NAME: VALUE, ...}}), got {data!r}"
+        )
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - names)
     if unknown:
@@ -280,8 +318,7 @@ def replace_fields(config: T, overrides: dict[str, Any]) -> T:
     """A copy of ``config`` with ``overrides`` applied; keys may be dotted (``pbt.population``) or name a field of
     the nested ``pbt`` config directly (``population``)."""
     if not isinstance(overrides, dict):
-        raise ConfigError(f"overrides must hold an object of settings (NAME: VALUE), got a "
-                          f"{type(overrides).__name__}")
+        raise ConfigError(f"overrides must hold an object of settings (NAME: VALUE), got a {type(overrides).__name__}")
     data = dataclasses.asdict(config)  # type: ignore[call-overload]
     own = {f.name for f in dataclasses.fields(config)}  # type: ignore[arg-type]
     for key, value in overrides.items():

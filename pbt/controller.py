@@ -19,9 +19,7 @@ import datetime as dt
 import math
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # PB2 (numpy, scikit-learn) is imported only by a run that explores with it
@@ -35,14 +33,16 @@ from pbt.executor import Executor, LocalExecutor, SerialExecutor, TaskSpec, conc
 from pbt.interval import IntervalResult, Job
 from pbt.lock import LockLost
 from pbt.rows import Event, EventKind, IntervalRow, MemberRow, MemberStatus, RunStatus, ScoreRow
-from pbt.rundir import RunDir
-from pbt.space import ConfigError, HParams
-from pbt.store import StoreReader
+from pbt.space import ConfigError
 from pbt.store_writer import Store
 
 Listener = Callable[[MemberRow, Sequence[ScoreRow], Sequence[Event]], None]
 
 MAX_LEAD = 2  # ready intervals a member may run ahead of the slowest one still training (bounds kept checkpoints)
+
+
+BASELINE_METHODS = ("random_search", "grid_search")  # the methods that neither exploit nor explore
+REPLAY_METHODS = ("replay", "final")  # fresh members following a finished PBT run's schedule (or its final values)
 
 
 class RunFailed(Worded, RuntimeError):
@@ -80,8 +80,12 @@ class Controller:
 
             return RayExecutor(self.spec, population)
         workers = concurrency(self.cfg, population)
-        return LocalExecutor(self.spec, workers=workers, cache_size=math.ceil(population / workers),
-                             interval_timeout=self.cfg.interval_timeout)
+        return LocalExecutor(
+            self.spec,
+            workers=workers,
+            cache_size=math.ceil(population / workers),
+            interval_timeout=self.cfg.interval_timeout,
+        )
 
     def _training(self) -> list[MemberRow]:
         """Members that will still train (and decide): pending and short of their budget."""
@@ -95,8 +99,13 @@ class Controller:
         horizon = slowest // self.cfg.ready_every + MAX_LEAD
         # steps at which a member that decides before FIRE's evaluators still has its decision to make
         undecided = {m.step for m in training if m.decision_due is not None and not fire.decides_last(m.id, self.cfg)}
-        return [m for m in training if m.id not in in_flight and m.step // self.cfg.ready_every <= horizon
-                and self._can_decide(m, slowest, undecided)]
+        return [
+            m
+            for m in training
+            if m.id not in in_flight
+            and m.step // self.cfg.ready_every <= horizon
+            and self._can_decide(m, slowest, undecided)
+        ]
 
     def _can_decide(self, me: MemberRow, slowest: int, undecided: set[int]) -> bool:
         """A ready member at step t decides only once every member that will still train has published its state at
@@ -111,9 +120,17 @@ class Controller:
 
     def _job(self, m: MemberRow) -> Job:
         steps = min(self.cfg.ready_every - m.steps_since_ready, self.cfg.budget_steps - m.step)
-        return Job(member=m.id, seed=m.seed, hparams=m.hparams, start_step=m.step, steps=steps,
-                   eval_every=self.cfg.interval_eval_every, checkpoint_dir=str(self.store.checkpoint_dir),
-                   checkpoint=m.checkpoint, checksum=m.checksum)
+        return Job(
+            member=m.id,
+            seed=m.seed,
+            hparams=m.hparams,
+            start_step=m.step,
+            steps=steps,
+            eval_every=self.cfg.interval_eval_every,
+            checkpoint_dir=str(self.store.checkpoint_dir),
+            checkpoint=m.checkpoint,
+            checksum=m.checksum,
+        )
 
     def run(self) -> list[MemberRow]:
         """Train every member to its budget; return the final population.
@@ -153,8 +170,11 @@ class Controller:
         finally:
             if executor is not None:
                 executor.close()
-        self.store.set_meta(status=RunStatus.FINISHED, wall_seconds=self._wall(),
-                            finished_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+        self.store.set_meta(
+            status=RunStatus.FINISHED,
+            wall_seconds=self._wall(),
+            finished_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        )
         return self.members
 
     def _reopen_failed(self) -> None:
@@ -164,12 +184,25 @@ class Controller:
             if m.status != MemberStatus.FAILED:
                 continue
             if m.failures > self.cfg.max_failures:
-                raise RunFailed(f"member {m.id} failed {m.failures} times, more than max_failures="
-                                f"{self.cfg.max_failures} allows (last error: {m.error}); resume with a larger "
-                                "⟨pbt.max_failures⟩ to retry it", member=m.id, options=["pbt.max_failures"])
-            self._publish(replace(m, status=MemberStatus.PENDING), events=[Event(
-                m.id, m.step, EventKind.RETRY, new_hparams=m.hparams,
-                message=f"resumed, max_failures={self.cfg.max_failures}")])
+                raise RunFailed(
+                    f"member {m.id} failed {m.failures} times, more than max_failures="
+                    f"{self.cfg.max_failures} allows (last error: {m.error}); resume with a larger "
+                    "⟨pbt.max_failures⟩ to retry it",
+                    member=m.id,
+                    options=["pbt.max_failures"],
+                )
+            self._publish(
+                replace(m, status=MemberStatus.PENDING),
+                events=[
+                    Event(
+                        m.id,
+                        m.step,
+                        EventKind.RETRY,
+                        new_hparams=m.hparams,
+                        message=f"resumed, max_failures={self.cfg.max_failures}",
+                    )
+                ],
+            )
 
     def _run_async(self, executor: Executor) -> None:
         """A ready member decides when it next gets a worker, against what the others have published by then.
@@ -189,8 +222,10 @@ class Controller:
                     break
                 # furthest behind first, counted in ready intervals; within one, a member this worker already holds
                 # in memory (reloading costs time, and an RL member would restart its games)
-                member = min(runnable, key=lambda m: (m.step // self.cfg.ready_every,
-                                                      not executor.cached_on(slot, m.id), m.step, m.id))
+                member = min(
+                    runnable,
+                    key=lambda m: (m.step // self.cfg.ready_every, not executor.cached_on(slot, m.id), m.step, m.id),
+                )
                 self._decide(member.id)
                 executor.submit(slot, self._job(self.members[member.id]))
                 in_flight.add(member.id)
@@ -217,8 +252,11 @@ class Controller:
                     return
                 self.round = {"low": min(m.step for m in runnable), "attempted": [], "order": None}
             low = self.round["low"]
-            for m in [m for m in self._training() if m.step == low and m.decision_due is None
-                      and m.id not in self.round["attempted"]]:
+            for m in [
+                m
+                for m in self._training()
+                if m.step == low and m.decision_due is None and m.id not in self.round["attempted"]
+            ]:
                 self.round["attempted"].append(m.id)
                 executor.submit(0, self._job(m))
                 self._record(executor.next_result())
@@ -234,8 +272,13 @@ class Controller:
     def _wall(self) -> float:
         return time.perf_counter() - self.started
 
-    def _publish(self, member: MemberRow, scores: Sequence[ScoreRow] = (), events: Sequence[Event] = (),
-                 interval: IntervalRow | None = None) -> None:
+    def _publish(
+        self,
+        member: MemberRow,
+        scores: Sequence[ScoreRow] = (),
+        events: Sequence[Event] = (),
+        interval: IntervalRow | None = None,
+    ) -> None:
         self.members[member.id] = member
         # snapshots below the slowest member that will still decide can never be copied again (all members' pruned
         # when that step moves on, the publishing member's at every commit)
@@ -245,8 +288,16 @@ class Controller:
         meta: dict[str, Any] = {"wall_seconds": self._wall(), "wall_at": time.time()}  # status adds time since
         if self.round is not None:
             meta["serial_round"] = self.round
-        self.store.commit(member, scores, events, meta=meta, keep_from=keep_from, decided=self.decided,
-                          prune_all=prune_all, interval=interval)
+        self.store.commit(
+            member,
+            scores,
+            events,
+            meta=meta,
+            keep_from=keep_from,
+            decided=self.decided,
+            prune_all=prune_all,
+            interval=interval,
+        )
         self.decided = []
         for listener in self.listeners:
             listener(member, scores, events)
@@ -263,8 +314,10 @@ class Controller:
         if result.storage_error:  # the disk, not the member: nothing is lost, no member is replaced or counted
             text = result.error.lower()
             what = "disk full" if "space" in text or "quota" in text else "disk error"
-            raise RunFailed(f"{what}: {result.error}; free space (or fix the disk) and resume: the interval of "
-                            f"member {me.id} runs again from its last checkpoint")
+            raise RunFailed(
+                f"{what}: {result.error}; free space (or fix the disk) and resume: the interval of "
+                f"member {me.id} runs again from its last checkpoint"
+            )
         outcome = after_failure(me, result, self._view(me), self.space, self.cfg, self._history(me))
         self._publish(outcome.member, events=outcome.events)
         if outcome.stop is not None:
@@ -284,10 +337,20 @@ class Controller:
                 m = replace(m, score=None, samples=(), checkpoint=None, checksum=None)
             elif m.id != me.id and m.step > me.step:
                 snap = self.store.snapshot_at(m.id, me.step)
-                m = (replace(m, score=None, samples=(), checkpoint=None, checksum=None) if snap is None else
-                     replace(m, step=snap.step, weight_age=snap.weight_age, hparams=dict(snap.hparams),
-                             score=snap.score, samples=snap.samples, checkpoint=snap.checkpoint,
-                             checksum=snap.checksum))
+                m = (
+                    replace(m, score=None, samples=(), checkpoint=None, checksum=None)
+                    if snap is None
+                    else replace(
+                        m,
+                        step=snap.step,
+                        weight_age=snap.weight_age,
+                        hparams=dict(snap.hparams),
+                        score=snap.score,
+                        samples=snap.samples,
+                        checkpoint=snap.checkpoint,
+                        checksum=snap.checksum,
+                    )
+                )
             view.append(m)
         return view
 
@@ -303,8 +366,11 @@ class Controller:
         from pbt import pb2
 
         since = me.step - self.cfg.pb2_window * self.cfg.ready_every
-        pending = [e.new_hparams for e in self.store.events(EventKind.EXPLORE, step=me.step)
-                   if e.member != me.id and e.new_hparams is not None and pb2.OP in (e.ops or {}).values()]
+        pending = [
+            e.new_hparams
+            for e in self.store.events(EventKind.EXPLORE, step=me.step)
+            if e.member != me.id and e.new_hparams is not None and pb2.OP in (e.ops or {}).values()
+        ]
         return pb2.History(intervals=tuple(self.store.intervals(since, me.step)), pending=tuple(pending))
 
     def _decide(self, member: int) -> None:
@@ -330,65 +396,3 @@ class Controller:
         if self.decided:
             self.store.clear_decisions(self.decided)
             self.decided = []
-
-
-BASELINE_METHODS = ("random_search", "grid_search")  # the methods that neither exploit nor explore
-REPLAY_METHODS = ("replay", "final")  # fresh members following a finished PBT run's schedule (or its final values)
-
-
-def open_experiment(
-    module: str,
-    config: Any,
-    out: Path | str,
-    method: str = "pbt",
-    domain: str | None = None,
-    initial_hparams: list[HParams] | None = None,
-    force: bool = False,
-    resume: bool = False,
-    schedule: Schedule | None = None,
-    replay_of: dict[str, Any] | None = None,
-) -> tuple[RunDir, TaskSpec]:
-    """Create (or, with ``resume``, reopen) the run directory of ``module``'s task with ``config``.
-
-    ``module`` is a task module (a dotted import path or a ``file.py`` path) that declares a ``pbt.domain.Domain``
-    (or just ``make_task(config)``). A baseline method must come with a config that cannot exploit or explore
-    (``baselines.baseline_config`` makes one): a run's label and what it does always agree. So must a run that
-    follows a ``schedule`` (a ``replay`` or ``final`` run, ``baselines.replay_config``), which is recorded in the
-    store (with ``replay_of``: the run and member it came from) so a resume follows it too. A PBT run given no
-    ``initial_hparams`` starts from the domain's own (``Domain.initial_hparams``), if it has them.
-    """
-    searches = config.pbt.exploit != "none" or config.pbt.explore != "none" or config.pbt.explore_every_ready
-    if (method in BASELINE_METHODS + REPLAY_METHODS or schedule is not None) and searches:
-        raise ConfigError(f"a {method} run cannot exploit or explore (exploit={config.pbt.exploit!r}, explore="
-                          f"{config.pbt.explore!r}); build its config with baselines.baseline_config or "
-                          "baselines.replay_config")
-    if method in REPLAY_METHODS and schedule is None and not resume:
-        raise ConfigError(f"a {method} run needs the schedule it follows")
-    if config.pbt.strategy == "pb2" and config.pbt.explore != "none":
-        from pbt import pb2
-
-        pb2.require()  # before the run directory is made: one line, not a failure at the first ready decision
-    task_domain = load_domain(module)
-    if initial_hparams is None and method == "pbt":
-        initial_hparams = task_domain.initial(config)
-    run_dir = RunDir.open(Path(out), domain or module, method, config, initial_hparams,
-                          task_domain.search_space(config), force=force, resume=resume, metric=task_domain.metric,
-                          module=module, schedule=None if schedule is None else schedule.to_meta(),
-                          extra_meta=None if replay_of is None else {"replay_of": replay_of})
-    return run_dir, TaskSpec(module, config)
-
-
-def run_experiment(
-    module: str, config: Any, out: Path | str, *, listeners: Sequence[Listener] = (),
-    watch: Callable[[Store], AbstractContextManager[Sequence[Listener]]] | None = None, **options: Any
-) -> StoreReader:
-    """Run (or continue, with ``resume=True``) a population of ``module``'s task with ``config``; return its store,
-    open for reading. ``watch(store)``, if given, is entered once the store is open and held while the run trains;
-    the listeners it gives join ``listeners`` (a progress display or a logger, which read the store, is made this
-    way). ``options`` are ``open_experiment``'s: ``method``, ``domain``, ``initial_hparams``, ``force``,
-    ``resume``, ``schedule``, ``replay_of``."""
-    run_dir, spec = open_experiment(module, config, out, **options)
-    with run_dir:
-        with nullcontext(()) if watch is None else watch(run_dir.store) as watching:
-            Controller(run_dir.store, spec, [*listeners, *watching]).run()
-    return StoreReader(run_dir.path)  # the run is over and the directory free; what it wrote stays readable

@@ -123,8 +123,11 @@ def hparam_spread(initial: Sequence[HParams], events: Sequence[Event], steps: Se
             continue
         rows: list[Spread] = []
         for step in steps:
-            now = [float(_at(history, step)[name]) for m, history in histories.items()  # type: ignore[index]
-                   if dropped.get(m, step + 1) > step]
+            now = [
+                float(_at(history, step)[name])
+                for m, history in histories.items()  # type: ignore[index]
+                if dropped.get(m, step + 1) > step
+            ]
             if now:
                 rows.append((step, min(now), statistics.median(now), max(now)))
         spread[name] = rows
@@ -144,8 +147,11 @@ def greediness(initial: Sequence[HParams], events: Sequence[Event], ready_every:
     alive = lineages_alive(population, events)
     # the spread at each round start that follows an event; at any other round start it equals the row before it
     rounds = {-(-e.step // ready_every) * ready_every for e in events}
-    return Greediness(population=population, ready_every=ready_every, lineages_alive=alive,
-                      coalescence_step=coalescence_step(alive),
-                      replaced=replaced_per_round(population, events, ready_every),
-                      spread=hparam_spread(initial, events, sorted({0, *(r for r in rounds if r < end_step),
-                                                                    end_step})))
+    return Greediness(
+        population=population,
+        ready_every=ready_every,
+        lineages_alive=alive,
+        coalescence_step=coalescence_step(alive),
+        replaced=replaced_per_round(population, events, ready_every),
+        spread=hparam_spread(initial, events, sorted({0, *(r for r in rounds if r < end_step), end_step})),
+    )

@@ -39,7 +39,7 @@ class Domain:
         profiles: Named configs (``smoke``, ``cpu``, ``paper``); the first is the default.
         metric: What the score means (tables, figures); higher is better.
         initial_hparams: ``(config) -> list[dict] | None``, a fixed initial population instead of prior samples;
-            a PBT run given none starts from it (``pbt.controller.open_experiment``), a baseline never does.
+            a PBT run given none starts from it (``pbt.experiment.open_experiment``), a baseline never does.
         prepare: ``(config) -> Any``, one-time set-up (decode data, train an auxiliary model), run once in the
             controller's process before any worker starts.
         estimate: ``(config) -> {name: text}``, the cost a ``--dry-run`` prints.
@@ -100,8 +100,10 @@ def import_module(ref: str) -> ModuleType:
         return importlib.import_module(ref)
     except ModuleNotFoundError as exc:
         if exc.name and ref.startswith(exc.name):  # the task module itself is missing, not one it imports
-            raise ConfigError(f"cannot import task module {ref!r} ({exc}); give a registered domain, an importable "
-                              "module path or a file.py path") from None
+            raise ConfigError(
+                f"cannot import task module {ref!r} ({exc}); give a registered domain, an importable "
+                "module path or a file.py path"
+            ) from None
         raise
 
 

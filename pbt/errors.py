@@ -26,8 +26,9 @@ class Worded(Exception):
     """An error whose message names settings as ``⟨name⟩`` (``options``), with what it concerns: ``path`` (the run
     directory or file) and ``member`` (the member's id), where it concerns one."""
 
-    def __init__(self, message: str, *, path: Path | str | None = None, member: int | None = None,
-                 options: Sequence[str] = ()):
+    def __init__(
+        self, message: str, *, path: Path | str | None = None, member: int | None = None, options: Sequence[str] = ()
+    ):
         super().__init__(message)
         self.message = message
         self.path = path

@@ -8,6 +8,7 @@ No worker outlives its controller, however the controller ends (SIGKILL included
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import multiprocessing as mp
 import multiprocessing.connection as mpc
@@ -113,16 +114,15 @@ def _die_with_parent(parent_pid: int | None) -> None:
     multiprocessing keeps open from the parent (its EOF is the parent's death) and ends the worker when it closes:
     the fallback where prctl is not available."""
     if sys.platform.startswith("linux"):
-        try:
+        with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
     parent = mp.parent_process()
     if parent_pid is None:  # started by a controller whose code predates the argument: the pid multiprocessing kept
         parent_pid = parent.pid if parent is not None else None
     if parent_pid is not None and os.getppid() != parent_pid:  # the controller died before the request above
         os._exit(0)
     if parent is not None and parent.sentinel is not None:
+
         def watch() -> None:
             mpc.wait([parent.sentinel])  # readable only at EOF: the controller is gone
             os._exit(0)
@@ -130,8 +130,9 @@ def _die_with_parent(parent_pid: int | None) -> None:
         threading.Thread(target=watch, name="pbt-parent-watchdog", daemon=True).start()
 
 
-def _worker_main(conn: mpc.Connection, spec_bytes: bytes, threads: int, cache_size: int,
-                 parent_pid: int | None = None) -> None:
+def _worker_main(
+    conn: mpc.Connection, spec_bytes: bytes, threads: int, cache_size: int, parent_pid: int | None = None
+) -> None:
     _die_with_parent(parent_pid)  # before anything else: importing the task may take seconds
     for var in THREAD_ENV_VARS:  # before the task imports its numerical library
         os.environ[var] = str(threads)
@@ -165,8 +166,9 @@ def _worker_main(conn: mpc.Connection, spec_bytes: bytes, threads: int, cache_si
 class _Worker:
     def __init__(self, ctx: Any, spec: TaskSpec, threads: int, cache_size: int):
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, daemon=True,
-                                   args=(child, pickle.dumps(spec), threads, cache_size, os.getpid()))
+        self.process = ctx.Process(
+            target=_worker_main, daemon=True, args=(child, pickle.dumps(spec), threads, cache_size, os.getpid())
+        )
         self.process.start()
         child.close()
         self.job: Job | None = None
@@ -231,8 +233,9 @@ class LocalExecutor:
         job = worker.job
         assert job is not None
         self._restart(worker)
-        return IntervalResult(member=job.member,
-                              error=f"interval exceeded --interval-timeout {self.interval_timeout:g} s")
+        return IntervalResult(
+            member=job.member, error=f"interval exceeded --interval-timeout {self.interval_timeout:g} s"
+        )
 
     def next_result(self) -> IntervalResult:
         while True:
@@ -276,10 +279,8 @@ class LocalExecutor:
 
     def close(self) -> None:
         for worker in self.workers:
-            try:
+            with contextlib.suppress(BrokenPipeError, OSError):
                 worker.conn.send(None)
-            except (BrokenPipeError, OSError):
-                pass
         for worker in self.workers:
             worker.process.join(timeout=5.0)
             if worker.process.is_alive():

@@ -146,15 +146,22 @@ class History:
         steps = [e.step for e in self.copies if e.member == parent]
         for i, e in enumerate(self.copies):
             if (e.ops or {}).get(OP) == EVALUATE and e.donor == parent:
-                ended = next((later.step for later in self.copies[i + 1:] if later.member == e.member
-                              and (later.ops or {}).get(OP) == EVALUATE), now)
+                ended = next(
+                    (
+                        later.step
+                        for later in self.copies[i + 1 :]
+                        if later.member == e.member and (later.ops or {}).get(OP) == EVALUATE
+                    ),
+                    now,
+                )
                 steps.append(ended)
         return max(steps, default=-1)
 
     def assignments_before(self, evaluator: int, step: int) -> int:
         """The start of ``evaluator``'s assignment in force at ``step``."""
-        starts = [e.step for e in self.copies if e.member == evaluator and (e.ops or {}).get(OP) == EVALUATE
-                  and e.step < step]
+        starts = [
+            e.step for e in self.copies if e.member == evaluator and (e.ops or {}).get(OP) == EVALUATE and e.step < step
+        ]
         return max(starts, default=0)
 
 
@@ -189,7 +196,7 @@ def best_score_difference(a: Curve, b: Curve) -> float:
     found = overlap(smooth(va), smooth(vb))
     if found is not None:
         i, j, n = found
-        return max(va[i:i + n]) - max(vb[j:j + n])
+        return max(va[i : i + n]) - max(vb[j : j + n])
     if min(va) <= max(vb):  # a is below b where they do not overlap
         return 0.0
     n = min(len(va), len(vb))  # a entirely above b: compare its progress from b's start
@@ -211,9 +218,9 @@ def binomial_p(a: Curve, b: Curve) -> float:
             return 2.0
         found = (0, 0, min(len(va), len(vb)))
     i, j, n = found
-    wins = sum(x > y for x, y in zip(va[i:i + n], vb[j:j + n]))
+    wins = sum(x > y for x, y in zip(va[i : i + n], vb[j : j + n]))
     # P(X >= wins) for X ~ Binomial(n, 1/2): scipy.stats.binomtest(wins, n, alternative="greater"), exactly
-    return sum(math.comb(n, k) for k in range(wins, n + 1)) / 2 ** n if n else 1.0
+    return sum(math.comb(n, k) for k in range(wins, n + 1)) / 2**n if n else 1.0
 
 
 def succeeded(assignment: Assignment, history: History, cfg: PBTConfig) -> bool:
@@ -242,14 +249,17 @@ def stop_reason(assignment: Assignment, step: int, history: History, cfg: PBTCon
 
 def parent_fitness(history: History, parents: Sequence[int], assignments: dict[int, Assignment]) -> dict[int, float]:
     """The fitness of each parent being evaluated: its evaluator's summed best-score differences over the others'."""
-    curves = {a.parent: history.curve(a.evaluator) for a in assignments.values()
-              if a.parent in parents and not history.copied_since(a.parent, a.start + 1)}
-    return {p: sum(best_score_difference(c, other) for q, other in curves.items() if q != p)
-            for p, c in curves.items()}
+    curves = {
+        a.parent: history.curve(a.evaluator)
+        for a in assignments.values()
+        if a.parent in parents and not history.copied_since(a.parent, a.start + 1)
+    }
+    return {p: sum(best_score_difference(c, other) for q, other in curves.items() if q != p) for p, c in curves.items()}
 
 
-def decide(me: MemberRow, members: list[MemberRow], space: dict, cfg: PBTConfig, history: History,
-           rng: random.Random) -> tuple[MemberRow, list[Event]]:
+def decide(
+    me: MemberRow, members: list[MemberRow], space: dict, cfg: PBTConfig, history: History, rng: random.Random
+) -> tuple[MemberRow, list[Event]]:
     """FIRE's ready decision for ``me`` at its step, against the population as it sees it (``members``)."""
     roles = split(cfg)
     role = roles.role(me.id)
@@ -268,14 +278,23 @@ def decide(me: MemberRow, members: list[MemberRow], space: dict, cfg: PBTConfig,
         donor = choose_donor(me, own, cfg, rng)
         if donor is not None:
             return exploit_from(population[donor])
-        winners = [a for a in history.assignments().values() if a.child == me.id and a.start < me.step
-                   and not history.copied_since(me.id, a.start + 1) and succeeded(a, history, cfg)]
+        winners = [
+            a
+            for a in history.assignments().values()
+            if a.child == me.id
+            and a.start < me.step
+            and not history.copied_since(me.id, a.start + 1)
+            and succeeded(a, history, cfg)
+        ]
         winners = [population[a.evaluator] for a in winners if population[a.evaluator].checkpoint is not None]
         if not winners:
             return me, []
         evaluator = max(winners, key=lambda m: (m.score if m.score is not None else -math.inf, -m.id))
-        event = replace(copy_event(me, evaluator, "weights"), ops={OP: ADOPT},
-                        message=f"fire: adopted the weights of evaluator {evaluator.id}")
+        event = replace(
+            copy_event(me, evaluator, "weights"),
+            ops={OP: ADOPT},
+            message=f"fire: adopted the weights of evaluator {evaluator.id}",
+        )
         return copy_member(me, evaluator, "weights"), [event]
 
     if role == "parent":
@@ -298,15 +317,22 @@ def decide(me: MemberRow, members: list[MemberRow], space: dict, cfg: PBTConfig,
         return me, []
     held = {a.parent for e, a in history.assignments().items() if e != me.id}
     free = [population[p] for p in roles.parents if p not in held and population[p].checkpoint is not None]
-    greedy = [m for m in population if m.id in roles.greedy and m.score is not None
-              and not any(e.member == m.id and e.step == me.step and (e.ops or {}).get(OP) == EXPLOIT
-                          for e in history.copies)]
+    greedy = [
+        m
+        for m in population
+        if m.id in roles.greedy
+        and m.score is not None
+        and not any(e.member == m.id and e.step == me.step and (e.ops or {}).get(OP) == EXPLOIT for e in history.copies)
+    ]
     if not free or not greedy:
         return me, []
 
     parent = max(free, key=lambda p: (me.step - history.last_touched(p.id, me.step), -p.id))
     child = max(greedy, key=lambda m: (m.score, -m.id))
-    event = replace(copy_event(me, parent, "both"), new_hparams=dict(child.hparams), ops={OP: EVALUATE,
-                    "child": child.id}, message=f"fire: evaluates parent {parent.id} with the hyperparameters of "
-                    f"member {child.id} ({reason})")
+    event = replace(
+        copy_event(me, parent, "both"),
+        new_hparams=dict(child.hparams),
+        ops={OP: EVALUATE, "child": child.id},
+        message=f"fire: evaluates parent {parent.id} with the hyperparameters of member {child.id} ({reason})",
+    )
     return replace(copy_member(me, parent, "both"), hparams=dict(child.hparams)), [event]

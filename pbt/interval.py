@@ -120,7 +120,7 @@ def run_interval(task: Task, job: Job, cache: StateCache) -> IntervalResult:
         result.io_seconds += time.perf_counter() - t0
     # Any task failure is recorded, never fatal to the run: sys.exit() in task code too, which would otherwise end
     # a serial run as if interrupted (a worker process would die of it, and its interval be retried). Ctrl-C is not.
-    except (Exception, SystemExit) as exc:  # noqa: BLE001
+    except (Exception, SystemExit) as exc:
         cache.discard(job.member)
         result.corrupt_checkpoint = isinstance(exc, CorruptCheckpoint)
         result.task_bug = isinstance(exc, TaskContractError)

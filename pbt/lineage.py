@@ -21,6 +21,7 @@ Pure functions, no plotting: ``repro.compare`` draws what these return.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -71,16 +72,22 @@ class _Node:
 
 def _replay(initial: Sequence[HParams], events: Sequence[Event]) -> dict[int, _Node]:
     """Each member's current life after all ``events``, linked back to the lives it was copied from."""
-    current = {i: _Node(member=i, parent=None, parent_step=0, parent_changes=0, changes=[(0, dict(h))])
-               for i, h in enumerate(initial)}
+    current = {
+        i: _Node(member=i, parent=None, parent_step=0, parent_changes=0, changes=[(0, dict(h))])
+        for i, h in enumerate(initial)
+    }
     for e in events:
         if e.kind in COPY_KINDS and e.donor is not None:
             donor = current[e.donor]
             hparams = dict(e.new_hparams) if e.new_hparams is not None else dict(donor.changes[-1][1])
-            current[e.member] = _Node(member=e.member, parent=donor,
-                                      parent_step=e.donor_step if e.donor_step is not None else e.step,
-                                      parent_changes=len(donor.changes), changes=[(e.step, hparams)],
-                                      start_age=e.weight_age)
+            current[e.member] = _Node(
+                member=e.member,
+                parent=donor,
+                parent_step=e.donor_step if e.donor_step is not None else e.step,
+                parent_changes=len(donor.changes),
+                changes=[(e.step, hparams)],
+                start_age=e.weight_age,
+            )
         elif e.kind in HPARAM_KINDS and e.new_hparams is not None:
             current[e.member].changes.append((e.step, dict(e.new_hparams)))
     return current
@@ -89,9 +96,16 @@ def _replay(initial: Sequence[HParams], events: Sequence[Event]) -> dict[int, _N
 def _segments(node: _Node, changes: Sequence[tuple[int, HParams]], end: int) -> list[Segment]:
     steps = [step for step, _ in changes[1:]] + [end]
     began = node.changes[0][0]
-    segments = [Segment(member=node.member, start=start, end=max(start, stop), hparams=h,
-                        age_start=None if node.start_age is None else node.start_age + start - began)
-                for (start, h), stop in zip(changes, steps)]
+    segments = [
+        Segment(
+            member=node.member,
+            start=start,
+            end=max(start, stop),
+            hparams=h,
+            age_start=None if node.start_age is None else node.start_age + start - began,
+        )
+        for (start, h), stop in zip(changes, steps)
+    ]
     # a change superseded at the same step (an exploit's copied values, explored at once) trained nothing
     return [s for s in segments if s.end > s.start] or segments[-1:]
 
@@ -122,16 +136,27 @@ def lineage(
 
 def copies(events: Sequence[Event]) -> list[Copy]:
     """Every exploit and replacement, in recorded order: the edges of the lineage tree."""
-    return [Copy(member=e.member, step=e.step, donor=e.donor,
-                 donor_step=e.donor_step if e.donor_step is not None else e.step, kind=e.kind)
-            for e in events if e.kind in COPY_KINDS and e.donor is not None]
+    return [
+        Copy(
+            member=e.member,
+            step=e.step,
+            donor=e.donor,
+            donor_step=e.donor_step if e.donor_step is not None else e.step,
+            kind=e.kind,
+        )
+        for e in events
+        if e.kind in COPY_KINDS and e.donor is not None
+    ]
 
 
 def lineage_copies(segments: Sequence[Segment]) -> list[Copy]:
     """The copies that join consecutive segments of a lineage (where the member changes: a member never copies
     its own weights)."""
-    return [Copy(member=b.member, step=b.start, donor=a.member, donor_step=a.end, kind=EventKind.EXPLOIT)
-            for a, b in zip(segments, segments[1:]) if a.member != b.member]
+    return [
+        Copy(member=b.member, step=b.start, donor=a.member, donor_step=a.end, kind=EventKind.EXPLOIT)
+        for a, b in itertools.pairwise(segments)
+        if a.member != b.member
+    ]
 
 
 def hparam_history(member: int, initial: Sequence[HParams], events: Sequence[Event]) -> list[tuple[int, HParams]]:

@@ -70,8 +70,11 @@ class RunLock:
             if time.monotonic() >= deadline:
                 if fd < 0 and not self.path.parent.is_dir():
                     raise ConfigError(f"{run_dir} was moved or deleted by another process; try again", path=run_dir)
-                raise RunBusy(f"{run_dir} is in use by process {self._pid() or '?'} (it owns this run); wait for it "
-                              "to end or stop it, then try again", path=run_dir)
+                raise RunBusy(
+                    f"{run_dir} is in use by process {self._pid() or '?'} (it owns this run); wait for it "
+                    "to end or stop it, then try again",
+                    path=run_dir,
+                )
             time.sleep(0.05)
         self.fd = fd
         held = os.fstat(fd)
@@ -113,8 +116,11 @@ class RunLock:
         except FileNotFoundError:
             current = False
         if not current:
-            raise LockLost(f"{self.path} was deleted or replaced while this process owned the run, so it stopped; "
-                           "what was committed is kept (`pbt-repro resume DIR` continues it)", path=self.path.parent)
+            raise LockLost(
+                f"{self.path} was deleted or replaced while this process owned the run, so it stopped; "
+                "what was committed is kept (`pbt-repro resume DIR` continues it)",
+                path=self.path.parent,
+            )
 
     def moved(self, run_dir: Path | str) -> None:
         """The locked directory was renamed to ``run_dir`` (a new run put into place): the lock goes with it."""

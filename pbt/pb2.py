@@ -136,13 +136,16 @@ def window(intervals: Sequence[IntervalRow], step: int, cfg: PBTConfig) -> list[
     return sorted(kept, key=lambda iv: (iv.start_step, iv.member))
 
 
-def training_data(history: History, dims: Sequence[Dimension], step: int,
-                  cfg: PBTConfig) -> tuple[np.ndarray, np.ndarray]:
+def training_data(
+    history: History, dims: Sequence[Dimension], step: int, cfg: PBTConfig
+) -> tuple[np.ndarray, np.ndarray]:
     """The GP's inputs (time in ready intervals before ``step``, then each searched hyperparameter in [0, 1]) and
     targets (score change per step, standardised and clipped) of the intervals in the window."""
     rows = [iv for iv in window(history.intervals, step, cfg) if all(d.name in iv.hparams for d in dims)]
-    x = np.array([[(iv.start_step - step) / cfg.ready_every, *(d.to_unit(iv.hparams[d.name]) for d in dims)]
-                  for iv in rows], dtype=float).reshape(len(rows), 1 + len(dims))
+    x = np.array(
+        [[(iv.start_step - step) / cfg.ready_every, *(d.to_unit(iv.hparams[d.name]) for d in dims)] for iv in rows],
+        dtype=float,
+    ).reshape(len(rows), 1 + len(dims))
     change = np.array([(iv.end_score - iv.start_score) / (iv.end_step - iv.start_step) for iv in rows], dtype=float)
     spread = change.std() if len(change) else 0.0
     y = np.zeros_like(change) if spread == 0.0 else np.clip((change - change.mean()) / spread, -CLIP_SD, CLIP_SD)
@@ -168,8 +171,10 @@ def _on_columns_kernel() -> type:
 
         @property
         def hyperparameters(self) -> list[Any]:
-            return [kernels.Hyperparameter(f"kernel__{h.name}", h.value_type, h.bounds, h.n_elements)
-                    for h in self.kernel.hyperparameters]
+            return [
+                kernels.Hyperparameter(f"kernel__{h.name}", h.value_type, h.bounds, h.n_elements)
+                for h in self.kernel.hyperparameters
+            ]
 
         @property
         def theta(self) -> np.ndarray:
@@ -207,21 +212,26 @@ def _kernel(dims: int) -> Any:
     _, kernels, _ = _sklearn()
     on_columns = _on_columns_kernel()
     signal = kernels.ConstantKernel(1.0, (1e-2, 1e2)) * on_columns(
-        kernels.Matern(length_scale=10.0, length_scale_bounds=(MIN_TIME_SCALE, 1e5), nu=0.5), (0,))
+        kernels.Matern(length_scale=10.0, length_scale_bounds=(MIN_TIME_SCALE, 1e5), nu=0.5), (0,)
+    )
     if dims:
-        signal = signal * on_columns(kernels.RBF(length_scale=0.5, length_scale_bounds=(0.05, 20.0)),
-                                     tuple(range(1, dims + 1)))
+        signal = signal * on_columns(
+            kernels.RBF(length_scale=0.5, length_scale_bounds=(0.05, 20.0)), tuple(range(1, dims + 1))
+        )
     return signal + kernels.WhiteKernel(noise_level=0.1, noise_level_bounds=(1e-5, 2.0))
 
 
-def upper_confidence_bound(x: np.ndarray, y: np.ndarray, pending: np.ndarray, kappa: float,
-                           rng: random.Random) -> Any:
+def upper_confidence_bound(x: np.ndarray, y: np.ndarray, pending: np.ndarray, kappa: float, rng: random.Random) -> Any:
     """Fit the GP to ``(x, y)`` and return ``ucb(u)``: μ + κ·σ of hyperparameter points ``u`` (rows in [0, 1]^d) at
     time 0. σ is the deviation of the function (the fitted noise left out), given also the ``pending`` points with
     their posterior mean as outcome (GP-BUCB's hallucinated observations: μ stays as it was, σ shrinks there)."""
     regressor, _, convergence_warning = _sklearn()
-    gp = regressor(kernel=_kernel(x.shape[1] - 1), alpha=1e-8, n_restarts_optimizer=GP_RESTARTS,
-                   random_state=np.random.RandomState(rng.getrandbits(32)))
+    gp = regressor(
+        kernel=_kernel(x.shape[1] - 1),
+        alpha=1e-8,
+        n_restarts_optimizer=GP_RESTARTS,
+        random_state=np.random.RandomState(rng.getrandbits(32)),
+    )
     with warnings.catch_warnings():  # a kernel parameter at its bound is an answer here (no drift in time, say)
         warnings.simplefilter("ignore", convergence_warning)
         gp.fit(x, y)
@@ -248,14 +258,20 @@ def maximise(ucb: Any, start: np.ndarray, candidates: int, rng: random.Random) -
     points = np.vstack([np.clip(start, 0.0, 1.0), draws])
     values = ucb(points)
     best = int(np.argmax(values))
-    refined = minimize(lambda u: -ucb(u[None, :])[0], points[best], method="L-BFGS-B",
-                       bounds=[(0.0, 1.0)] * len(start), options={"maxiter": REFINE_ITERATIONS})
+    refined = minimize(
+        lambda u: -ucb(u[None, :])[0],
+        points[best],
+        method="L-BFGS-B",
+        bounds=[(0.0, 1.0)] * len(start),
+        options={"maxiter": REFINE_ITERATIONS},
+    )
     u = np.clip(refined.x, 0.0, 1.0)
     return u if ucb(u[None, :])[0] > values[best] else points[best]
 
 
-def choose(hparams: HParams, space: dict[str, Prior], history: History, step: int, cfg: PBTConfig,
-           rng: random.Random) -> tuple[HParams, dict[str, str]]:
+def choose(
+    hparams: HParams, space: dict[str, Prior], history: History, step: int, cfg: PBTConfig, rng: random.Random
+) -> tuple[HParams, dict[str, str]]:
     """PB2's explore step for a member at ``step`` holding ``hparams`` (just copied): new values for the hyperparameters
     it searches, chosen by the GP bandit on ``history``; PBT's explore for the others (and for all of them while the
     window is empty). Returns the new hyperparameters and, per key, what was done (``"pb2"``, or PBT's ``"* 1.2"``)."""
@@ -263,12 +279,12 @@ def choose(hparams: HParams, space: dict[str, Prior], history: History, step: in
     others = {name: prior for name, prior in space.items() if name not in {d.name for d in dims}}
     x, y = training_data(history, dims, step, cfg)
     if not dims or not len(y):
-        return explore(hparams, space, rng, cfg.explore, cfg.perturb_factors, cfg.resample_probability,
-                       cfg.noise_std)
-    new, ops = explore(hparams, others, rng, cfg.explore, cfg.perturb_factors, cfg.resample_probability,
-                       cfg.noise_std)
-    pending = np.array([[0.0, *(d.to_unit(p[d.name]) for d in dims)] for p in history.pending
-                        if all(d.name in p for d in dims)], dtype=float).reshape(-1, 1 + len(dims))
+        return explore(hparams, space, rng, cfg.explore, cfg.perturb_factors, cfg.resample_probability, cfg.noise_std)
+    new, ops = explore(hparams, others, rng, cfg.explore, cfg.perturb_factors, cfg.resample_probability, cfg.noise_std)
+    pending = np.array(
+        [[0.0, *(d.to_unit(p[d.name]) for d in dims)] for p in history.pending if all(d.name in p for d in dims)],
+        dtype=float,
+    ).reshape(-1, 1 + len(dims))
     with one_blas_thread():
         ucb = upper_confidence_bound(x, y, pending, cfg.pb2_kappa, rng)
         best = maximise(ucb, np.array([d.to_unit(hparams[d.name]) for d in dims]), cfg.pb2_candidates, rng)

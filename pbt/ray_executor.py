@@ -53,8 +53,10 @@ def check_address(address: str, timeout: float = 3.0) -> None:
         with socket.create_connection((host, int(port)), timeout=timeout):
             pass
     except OSError as exc:
-        raise ConfigError(f"ray_address {address!r}: no Ray cluster answers there ({exc}); start one with "
-                          f"`ray start --head` or pass --ray-address auto") from None
+        raise ConfigError(
+            f"ray_address {address!r}: no Ray cluster answers there ({exc}); start one with "
+            f"`ray start --head` or pass --ray-address auto"
+        ) from None
 
 
 def connect(address: str) -> bool:
@@ -65,8 +67,13 @@ def connect(address: str) -> bool:
         return False
     check_address(address)
     try:
-        ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
-                 logging_level="ERROR", ignore_reinit_error=True)
+        ray.init(
+            address=address or None,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level="ERROR",
+            ignore_reinit_error=True,
+        )
     except ConnectionError as exc:
         raise ConfigError(f"ray_address {address!r}: {exc}") from None
     return True
@@ -81,17 +88,22 @@ def cluster_capacity() -> dict[str, float]:
 
 def slots_for(cfg: PBTConfig, population: int, capacity: dict[str, float]) -> int:
     """How many members can run at once on ``capacity``; an error when not even one fits."""
-    fits = [capacity["CPU"] // cfg.cpus_per_member if cfg.cpus_per_member else population,
-            capacity["GPU"] // cfg.gpus_per_member if cfg.gpus_per_member else population]
+    fits = [
+        capacity["CPU"] // cfg.cpus_per_member if cfg.cpus_per_member else population,
+        capacity["GPU"] // cfg.gpus_per_member if cfg.gpus_per_member else population,
+    ]
     slots = int(min(population, *fits, cfg.workers or population))
     if slots < 1:
-        raise ConfigError(f"the Ray cluster ({capacity['CPU']:g} CPUs, {capacity['GPU']:g} GPUs) cannot hold one "
-                          f"member ({cfg.cpus_per_member:g} CPUs, {cfg.gpus_per_member:g} GPUs)")
+        raise ConfigError(
+            f"the Ray cluster ({capacity['CPU']:g} CPUs, {capacity['GPU']:g} GPUs) cannot hold one "
+            f"member ({cfg.cpus_per_member:g} CPUs, {cfg.gpus_per_member:g} GPUs)"
+        )
     return slots
 
 
 class RayExecutor:
     lockstep = False
+
     def __init__(self, spec: TaskSpec, population: int):
         import ray
 
@@ -142,16 +154,21 @@ class RayExecutor:
             job = self.jobs.pop(slot)
             del self.started[slot]
             self._replace_actor(slot)
-            return IntervalResult(member=job.member,
-                                  error=f"interval exceeded --interval-timeout {self.interval_timeout:g} s")
+            return IntervalResult(
+                member=job.member, error=f"interval exceeded --interval-timeout {self.interval_timeout:g} s"
+            )
         (ref,) = done
         slot = self.refs.pop(ref)
         job = self.jobs.pop(slot)
         del self.started[slot]
         try:
             result: IntervalResult = self.ray.get(ref)
-        except (self.ray.exceptions.RayActorError, self.ray.exceptions.WorkerCrashedError,
-                self.ray.exceptions.NodeDiedError, self.ray.exceptions.ObjectLostError) as exc:
+        except (
+            self.ray.exceptions.RayActorError,
+            self.ray.exceptions.WorkerCrashedError,
+            self.ray.exceptions.NodeDiedError,
+            self.ray.exceptions.ObjectLostError,
+        ) as exc:
             self._replace_actor(slot)
             return IntervalResult(member=job.member, error=f"Ray worker died: {type(exc).__name__}", worker_died=True)
         (self.cached[slot].add if result.error is None else self.cached[slot].discard)(result.member)

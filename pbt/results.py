@@ -54,8 +54,9 @@ class Results:
         """A member by id, or ``"best"``."""
         chosen = self.best if which == "best" else next((m for m in self.members if str(m.id) == str(which)), None)
         if chosen is None:
-            raise ValueError(f"{self.run_dir} has no member {which!r} (members: "
-                             f"{', '.join(str(m.id) for m in self.members)})")
+            raise ValueError(
+                f"{self.run_dir} has no member {which!r} (members: {', '.join(str(m.id) for m in self.members)})"
+            )
         return chosen
 
     def checkpoint(self, member: MemberRow) -> Path:
@@ -90,8 +91,18 @@ class Results:
 
     def table(self) -> list[dict[str, Any]]:
         """One row per member (``pandas.DataFrame(results.table())`` if you like)."""
-        return [{"member": m.id, "step": m.step, "weight_age": m.weight_age, "score": m.score, "status": m.status,
-                 "failures": m.failures, **{f"h/{k}": v for k, v in m.hparams.items()}} for m in self.members]
+        return [
+            {
+                "member": m.id,
+                "step": m.step,
+                "weight_age": m.weight_age,
+                "score": m.score,
+                "status": m.status,
+                "failures": m.failures,
+                **{f"h/{k}": v for k, v in m.hparams.items()},
+            }
+            for m in self.members
+        ]
 
 
 def best_of(members: list[MemberRow]) -> MemberRow | None:

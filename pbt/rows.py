@@ -125,4 +125,3 @@ class Event:
     message: str | None = None
     time: float = field(default_factory=time.time)
     weight_age: int | None = None  # for a copy: the training steps the copied weights had received
-

@@ -33,16 +33,26 @@ def git_commit() -> str:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
         if head.returncode != 0:
             return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return head.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
 
 def machine() -> dict[str, Any]:
-    return {"node": platform.node(), "platform": platform.platform(), "processor": platform.machine(),
-            "cpus": cpu_count(), "python": platform.python_version()}
+    return {
+        "node": platform.node(),
+        "platform": platform.platform(),
+        "processor": platform.machine(),
+        "cpus": cpu_count(),
+        "python": platform.python_version(),
+    }
 
 
 def _config_dict(config: Any) -> dict[str, Any]:
@@ -64,15 +74,17 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [f"{prefix[:-1]}: {a!r} != {b!r}"]
 
 
-def run_differences(meta: dict[str, Any], domain: str, method: str, config: Any,
-                    schedule: list[dict[str, Any]] | None = None) -> list[str]:
+def run_differences(
+    meta: dict[str, Any], domain: str, method: str, config: Any, schedule: list[dict[str, Any]] | None = None
+) -> list[str]:
     """What makes a stored run (its metadata) another run than ``method`` on ``domain`` with ``config`` (and a
     replay's ``schedule``): each setting that differs, as ``name: stored != wanted``. Execution settings (workers,
     ...) are left out: a resume may change them without changing what is computed."""
     wanted = _identity(domain, method, config, schedule)
     stored = {k: meta.get(k) for k in wanted} | {"config": _stored_config(config, meta.get("config"))}
-    return [d for d in _differences(stored, wanted)
-            if d.split(":")[0].removeprefix("config.pbt.") not in EXECUTION_FIELDS]
+    return [
+        d for d in _differences(stored, wanted) if d.split(":")[0].removeprefix("config.pbt.") not in EXECUTION_FIELDS
+    ]
 
 
 def _identity(domain: str, method: str, config: Any, schedule: list[dict[str, Any]] | None) -> dict[str, Any]:
@@ -125,9 +137,19 @@ class RunDir:
 
     @classmethod
     def open(
-        cls, out: Path, domain: str, method: str, config: Any, initial_hparams: list[HParams] | None, space: dict,
-        force: bool = False, resume: bool = False, metric: str = "score", module: str | None = None,
-        schedule: list[dict[str, Any]] | None = None, extra_meta: dict[str, Any] | None = None,
+        cls,
+        out: Path,
+        domain: str,
+        method: str,
+        config: Any,
+        initial_hparams: list[HParams] | None,
+        space: dict,
+        force: bool = False,
+        resume: bool = False,
+        metric: str = "score",
+        module: str | None = None,
+        schedule: list[dict[str, Any]] | None = None,
+        extra_meta: dict[str, Any] | None = None,
     ) -> RunDir:
         """Create a new run directory, or reopen ``out`` when ``resume`` is set and it holds the same run.
 
@@ -142,17 +164,16 @@ class RunDir:
         if out.is_symlink() and out.is_dir():  # --force replaces the run the link points to, never the link
             out = Path(os.path.realpath(out))
         if out.exists() and not out.is_dir():
-            raise ConfigError(f"{out} is a file, not a run directory; choose another ⟨out⟩", path=out,
-                              options=["out"])
+            raise ConfigError(f"{out} is a file, not a run directory; choose another ⟨out⟩", path=out, options=["out"])
         if initial_hparams is not None:  # before anything is created: a member must be able to start from them
             check_initial_hparams(initial_hparams, space)
         if initial_hparams is not None and len(initial_hparams) != pbt.population:
-            raise ConfigError(f"population is {pbt.population} but {len(initial_hparams)} initial configurations "
-                              "given")
+            raise ConfigError(f"population is {pbt.population} but {len(initial_hparams)} initial configurations given")
         for parent in Path(os.path.abspath(out)).parents:
             if (parent / DB_NAME).is_file():
-                raise ConfigError(f"{out} is inside the run directory {parent}; choose an ⟨out⟩ outside it",
-                                  path=out, options=["out"])
+                raise ConfigError(
+                    f"{out} is inside the run directory {parent}; choose an ⟨out⟩ outside it", path=out, options=["out"]
+                )
         lock = None
         if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()):
             lock = RunLock(out)  # one owner at a time: refused within the lock's wait while another process owns it
@@ -166,22 +187,39 @@ class RunDir:
                     what = "holds a run" if found != "other" else "is not empty"
                     if found == "other" and force:
                         names = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME)
-                        raise ConfigError(f"{out} holds files that are not a run ({', '.join(names[:3])}); ⟨force⟩ "
-                                          "only replaces a run directory, so remove them yourself or choose another "
-                                          "⟨out⟩", path=out, options=["force", "out"])
-                    raise ConfigError(f"{out} {what}; use ⟨resume⟩ to continue it or ⟨force⟩ to replace it",
-                                      path=out, options=["resume", "force"])
+                        raise ConfigError(
+                            f"{out} holds files that are not a run ({', '.join(names[:3])}); ⟨force⟩ "
+                            "only replaces a run directory, so remove them yourself or choose another "
+                            "⟨out⟩",
+                            path=out,
+                            options=["force", "out"],
+                        )
+                    raise ConfigError(
+                        f"{out} {what}; use ⟨resume⟩ to continue it or ⟨force⟩ to replace it",
+                        path=out,
+                        options=["resume", "force"],
+                    )
             except BaseException:
                 lock.discard()  # refused: a lock file this made (a folder that is not a run, say) goes with it
                 raise
         rng = random.Random(f"{pbt.seed}:init")  # shared by PBT and random search: same seed, same initial population
         hparams = initial_hparams or [sample(space, rng) for _ in range(pbt.population)]
         # the module (so a resume finds the task again) and the priors (so figures need not build the task) go with it
-        meta = dict(**_identity(domain, method, config, schedule), **(extra_meta or {}), metric=metric,
-                    module=module or domain, space={k: describe(p) for k, p in space.items()},
-                    initial_hparams=hparams, seed=pbt.seed, git_commit=git_commit(), machine=machine(),
-                    started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), wall_seconds=0.0,
-                    status=RunStatus.RUNNING, owner=owner_identity(os.getpid()))
+        meta = dict(
+            **_identity(domain, method, config, schedule),
+            **(extra_meta or {}),
+            metric=metric,
+            module=module or domain,
+            space={k: describe(p) for k, p in space.items()},
+            initial_hparams=hparams,
+            seed=pbt.seed,
+            git_commit=git_commit(),
+            machine=machine(),
+            started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            wall_seconds=0.0,
+            status=RunStatus.RUNNING,
+            owner=owner_identity(os.getpid()),
+        )
         members = [MemberRow(id=i, seed=pbt.seed + i, hparams=dict(h)) for i, h in enumerate(hparams)]
         built, new_lock = _build_run(out, members, meta)
         if lock is not None:  # an old run (or one that never trained) is replaced
@@ -196,14 +234,23 @@ class RunDir:
             except OSError as exc:
                 new_lock.release()
                 shutil.rmtree(built, ignore_errors=True)
-                raise ConfigError(f"{out} was created by another process meanwhile; choose another ⟨out⟩", path=out,
-                                  options=["out"]) from exc
+                raise ConfigError(
+                    f"{out} was created by another process meanwhile; choose another ⟨out⟩", path=out, options=["out"]
+                ) from exc
         new_lock.moved(out)
         return cls(out, new_lock, owner_recorded=True)
 
     @classmethod
-    def _resume(cls, out: Path, lock: RunLock, domain: str, method: str, config: Any,
-                schedule: list[dict[str, Any]] | None, stored: dict[str, Any] | None) -> RunDir:
+    def _resume(
+        cls,
+        out: Path,
+        lock: RunLock,
+        domain: str,
+        method: str,
+        config: Any,
+        schedule: list[dict[str, Any]] | None,
+        stored: dict[str, Any] | None,
+    ) -> RunDir:
         """Reopen a run that trained, to continue it: same run (``stored``: its metadata, None when its store is
         damaged), undamaged, and no other owner alive."""
         if stored is None:  # read again only to raise what is damaged (``repro.cli`` words it)
@@ -212,8 +259,11 @@ class RunDir:
                 stored = reader.meta()
         diff = run_differences(stored, domain, method, config, schedule)
         if diff:
-            raise ConfigError(f"{out} belongs to a different run ({'; '.join(diff[:3])}); choose another ⟨out⟩",
-                              path=out, options=["out"])
+            raise ConfigError(
+                f"{out} belongs to a different run ({'; '.join(diff[:3])}); choose another ⟨out⟩",
+                path=out,
+                options=["out"],
+            )
         return cls(out, lock, owner_recorded=False)
 
 
@@ -222,8 +272,11 @@ def _refuse_a_live_owner(out: Path, stored: dict[str, Any] | None) -> None:
     its lock file was deleted (or replaced), so the lock alone no longer keeps a second owner out."""
     owner = (stored or {}).get("owner") or {}
     if owner.get("pid") != os.getpid() and recorded_owner_alive(owner):
-        raise RunBusy(f"{out} is in use by process {owner['pid']} (it owns this run, though its {LOCK_NAME} was "
-                      "deleted or replaced); wait for it to end or stop it, then try again", path=out)
+        raise RunBusy(
+            f"{out} is in use by process {owner['pid']} (it owns this run, though its {LOCK_NAME} was "
+            "deleted or replaced); wait for it to end or stop it, then try again",
+            path=out,
+        )
 
 
 def _existing_run(out: Path, check: bool) -> tuple[str, dict[str, Any] | None]:

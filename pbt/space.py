@@ -263,17 +263,22 @@ def check_initial_hparams(population: object, space: dict[str, Prior]) -> None:
     hyperparameters a member could not start from: outside its prior (``in_prior``), missing, or unknown to the task
     (an unknown key would spread to every member through exploits)."""
     if not isinstance(population, (list, tuple)):
-        raise ConfigError(f"initial hyperparameters must be a list of dicts, one per member, got "
-                          f"{type(population).__name__} {repr(population)[:60]}")
+        raise ConfigError(
+            f"initial hyperparameters must be a list of dicts, one per member, got "
+            f"{type(population).__name__} {repr(population)[:60]}"
+        )
     for i, hparams in enumerate(population):
         where = f"initial hyperparameters of member {i}"
         if not isinstance(hparams, dict):
-            raise ConfigError(f"{where} must be a dict of hyperparameters ({', '.join(space)}), got "
-                              f"{type(hparams).__name__} {repr(hparams)[:60]}")
+            raise ConfigError(
+                f"{where} must be a dict of hyperparameters ({', '.join(space)}), got "
+                f"{type(hparams).__name__} {repr(hparams)[:60]}"
+            )
         unknown = [name for name in hparams if name not in space]
         if unknown:
-            raise ConfigError(f"{where}: {unknown[0]!r} is not a hyperparameter of this task (it has: "
-                              f"{', '.join(space)})")
+            raise ConfigError(
+                f"{where}: {unknown[0]!r} is not a hyperparameter of this task (it has: {', '.join(space)})"
+            )
         for name, prior in space.items():
             if name not in hparams:
                 raise ConfigError(f"{where}: {name} is missing (its prior: {prior_range(prior)})")

@@ -61,12 +61,43 @@ CREATE INDEX IF NOT EXISTS ready_interval_start ON ready_interval (start_step);
 """
 # Columns added after the first layout: a store written before them gets them on open (NULL: unknown, read as the
 # member's step, which is what the weights had then at most once copies were resolved at the copier's step).
-MIGRATIONS = (("member", "weight_age", "INTEGER"), ("event", "weight_age", "INTEGER"),
-              ("member", "decision_due", "INTEGER"))
-MEMBER_COLUMNS = ("id", "seed", "hparams", "step", "steps_since_ready", "score", "samples", "checkpoint", "checksum",
-                  "status", "failures", "error", "weight_age", "decision_due")
-EVENT_COLUMNS = ("id", "time", "member", "step", "kind", "donor", "donor_step", "old_hparams", "new_hparams", "ops",
-                 "score", "donor_score", "message", "weight_age")
+MIGRATIONS = (
+    ("member", "weight_age", "INTEGER"),
+    ("event", "weight_age", "INTEGER"),
+    ("member", "decision_due", "INTEGER"),
+)
+MEMBER_COLUMNS = (
+    "id",
+    "seed",
+    "hparams",
+    "step",
+    "steps_since_ready",
+    "score",
+    "samples",
+    "checkpoint",
+    "checksum",
+    "status",
+    "failures",
+    "error",
+    "weight_age",
+    "decision_due",
+)
+EVENT_COLUMNS = (
+    "id",
+    "time",
+    "member",
+    "step",
+    "kind",
+    "donor",
+    "donor_step",
+    "old_hparams",
+    "new_hparams",
+    "ops",
+    "score",
+    "donor_score",
+    "message",
+    "weight_age",
+)
 
 
 def check_store_file(path: Path) -> None:
@@ -80,8 +111,7 @@ def check_store_file(path: Path) -> None:
     if not head:
         raise NotARunStore(f"{path} is empty: not a run's store (was the run's creation interrupted?)", path=path)
     if head != b"SQLite format 3\x00":
-        raise NotARunStore(f"{path} is not a SQLite database: it was overwritten or is not a run's store",
-                           path=path)
+        raise NotARunStore(f"{path} is not a SQLite database: it was overwritten or is not a run's store", path=path)
 
 
 class NotARunStore(ConfigError):
@@ -176,8 +206,10 @@ class StoreReader:
 
     def trained_any(self) -> bool:
         """Whether any member has trained a step (a run that has not can be started over without loss)."""
-        return self.db.execute("SELECT 1 FROM score LIMIT 1").fetchone() is not None or \
-            self.db.execute("SELECT 1 FROM member WHERE step > 0 LIMIT 1").fetchone() is not None
+        return (
+            self.db.execute("SELECT 1 FROM score LIMIT 1").fetchone() is not None
+            or self.db.execute("SELECT 1 FROM member WHERE step > 0 LIMIT 1").fetchone() is not None
+        )
 
     def meta(self) -> dict[str, Any]:
         return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
@@ -185,25 +217,36 @@ class StoreReader:
     def members(self) -> list[MemberRow]:
         rows = self.db.execute(f"SELECT {self._select('member', MEMBER_COLUMNS)} FROM member ORDER BY id").fetchall()
         return [
-            MemberRow(id=r[0], seed=r[1], hparams=json.loads(r[2]), step=r[3], steps_since_ready=r[4], score=r[5],
-                      samples=tuple(json.loads(r[6])), checkpoint=r[7], checksum=r[8], status=r[9], failures=r[10],
-                      error=r[11], weight_age=r[3] if r[12] is None else r[12], decision_due=r[13])
+            MemberRow(
+                id=r[0],
+                seed=r[1],
+                hparams=json.loads(r[2]),
+                step=r[3],
+                steps_since_ready=r[4],
+                score=r[5],
+                samples=tuple(json.loads(r[6])),
+                checkpoint=r[7],
+                checksum=r[8],
+                status=r[9],
+                failures=r[10],
+                error=r[11],
+                weight_age=r[3] if r[12] is None else r[12],
+                decision_due=r[13],
+            )
             for r in rows
         ]
 
     def snapshot_at(self, member: int, step: int) -> Snapshot | None:
         """``member``'s published state as it was at ``step``: its last snapshot at or before it."""
-        r = self.db.execute("SELECT * FROM snapshot WHERE member = ? AND step <= ? ORDER BY step DESC LIMIT 1",
-                            (member, step)).fetchone()
-        return None if r is None else Snapshot(member=r[0], step=r[1], weight_age=r[2], hparams=json.loads(r[3]),
-                                               score=r[4], samples=tuple(json.loads(r[5])), checkpoint=r[6],
-                                               checksum=r[7])
+        r = self.db.execute(
+            "SELECT * FROM snapshot WHERE member = ? AND step <= ? ORDER BY step DESC LIMIT 1", (member, step)
+        ).fetchone()
+        return None if r is None else _snapshot(r)
 
     def snapshots(self) -> list[Snapshot]:
         """Every kept snapshot, by member and step."""
         rows = self.db.execute("SELECT * FROM snapshot ORDER BY member, step").fetchall()
-        return [Snapshot(member=r[0], step=r[1], weight_age=r[2], hparams=json.loads(r[3]), score=r[4],
-                         samples=tuple(json.loads(r[5])), checkpoint=r[6], checksum=r[7]) for r in rows]
+        return [_snapshot(r) for r in rows]
 
     def checkpoint_path(self, member: MemberRow) -> Path | None:
         return None if member.checkpoint is None else self.checkpoint_dir / member.checkpoint
@@ -218,8 +261,9 @@ class StoreReader:
     def score_curves(self, until: int) -> dict[int, tuple[tuple[int, float], ...]]:
         """Each member's (step, score) points up to step ``until``, in ascending steps (without their metrics)."""
         curves: dict[int, list[tuple[int, float]]] = {}
-        for member, step, score in self.db.execute("SELECT member, step, score FROM score WHERE step <= ? "
-                                                   "ORDER BY member, step, time", (until,)):
+        for member, step, score in self.db.execute(
+            "SELECT member, step, score FROM score WHERE step <= ? ORDER BY member, step, time", (until,)
+        ):
             curves.setdefault(member, []).append((step, score))
         return {m: tuple(c) for m, c in curves.items()}
 
@@ -229,13 +273,26 @@ class StoreReader:
         where = [c for c, v in conditions.items() if v is not None]
         query = "SELECT * FROM event" + (" WHERE " + " AND ".join(where) if where else "")
         args = tuple(v for v in conditions.values() if v is not None)
-        rows = self.db.execute(query.replace("*", self._select("event", EVENT_COLUMNS)) + " ORDER BY id",
-                               args).fetchall()
+        rows = self.db.execute(
+            query.replace("*", self._select("event", EVENT_COLUMNS)) + " ORDER BY id", args
+        ).fetchall()
         load = lambda v: None if v is None else json.loads(v)  # noqa: E731
         return [
-            Event(time=r[1], member=r[2], step=r[3], kind=r[4], donor=r[5], donor_step=r[6], old_hparams=load(r[7]),
-                  new_hparams=load(r[8]), ops=load(r[9]), score=r[10], donor_score=r[11], message=r[12],
-                  weight_age=r[13])
+            Event(
+                time=r[1],
+                member=r[2],
+                step=r[3],
+                kind=r[4],
+                donor=r[5],
+                donor_step=r[6],
+                old_hparams=load(r[7]),
+                new_hparams=load(r[8]),
+                ops=load(r[9]),
+                score=r[10],
+                donor_score=r[11],
+                message=r[12],
+                weight_age=r[13],
+            )
             for r in rows
         ]
 
@@ -244,11 +301,17 @@ class StoreReader:
         start step and member (none in a store written before they were kept)."""
         if "ready_interval" not in self._tables():
             return []
-        rows = self.db.execute("SELECT member, start_step, end_step, hparams, start_score, end_score FROM "
-                               "ready_interval WHERE start_step >= ? AND end_step <= ? ORDER BY start_step, member",
-                               (since, until)).fetchall()
-        return [IntervalRow(member=r[0], start_step=r[1], end_step=r[2], hparams=json.loads(r[3]), start_score=r[4],
-                            end_score=r[5]) for r in rows]
+        rows = self.db.execute(
+            "SELECT member, start_step, end_step, hparams, start_score, end_score FROM "
+            "ready_interval WHERE start_step >= ? AND end_step <= ? ORDER BY start_step, member",
+            (since, until),
+        ).fetchall()
+        return [
+            IntervalRow(
+                member=r[0], start_step=r[1], end_step=r[2], hparams=json.loads(r[3]), start_score=r[4], end_score=r[5]
+            )
+            for r in rows
+        ]
 
     def compute(self) -> dict[str, Any]:
         """Compute planned and used: member-steps (committed) and wall seconds."""
@@ -257,7 +320,8 @@ class StoreReader:
         age = "weight_age" if "weight_age" in self.columns["member"] else "NULL"
         used, most, oldest, youngest = self.db.execute(
             f"SELECT COALESCE(SUM(step), 0), COALESCE(MAX(step), 0), MAX({age}), "
-            f"MIN(CASE WHEN status = '{MemberStatus.DONE}' THEN {age} END) FROM member").fetchone()
+            f"MIN(CASE WHEN status = '{MemberStatus.DONE}' THEN {age} END) FROM member"
+        ).fetchone()
         return {
             "planned_steps": int(pbt.get("population", 0)) * int(pbt.get("budget_steps", 0)),
             "used_steps": int(used),  # what the members' slots trained: the compute spent
@@ -270,3 +334,16 @@ class StoreReader:
             "wall_seconds": float(meta.get("wall_seconds", 0.0)),
         }
 
+
+def _snapshot(r: tuple[Any, ...]) -> Snapshot:
+    """A ``snapshot`` table row as a ``Snapshot``."""
+    return Snapshot(
+        member=r[0],
+        step=r[1],
+        weight_age=r[2],
+        hparams=json.loads(r[3]),
+        score=r[4],
+        samples=tuple(json.loads(r[5])),
+        checkpoint=r[6],
+        checksum=r[7],
+    )

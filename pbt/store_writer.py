@@ -14,8 +14,9 @@ from typing import Any
 from pbt.rows import Event, IntervalRow, MemberRow, ScoreRow
 from pbt.store import CKPT_DIR, DB_NAME, MEMBER_COLUMNS, MIGRATIONS, SCHEMA, StoreReader
 
-MEMBER_INSERT = (f"INSERT OR REPLACE INTO member ({', '.join(MEMBER_COLUMNS)}) "
-                 f"VALUES ({', '.join('?' * len(MEMBER_COLUMNS))})")
+MEMBER_INSERT = (
+    f"INSERT OR REPLACE INTO member ({', '.join(MEMBER_COLUMNS)}) VALUES ({', '.join('?' * len(MEMBER_COLUMNS))})"
+)
 
 
 class StoreDamaged(sqlite3.DatabaseError):
@@ -83,8 +84,9 @@ class Store(StoreReader):
             saved = "every commit so far was saved into the database (`pbt-repro resume DIR` continues it)"
         except sqlite3.Error:
             saved = "its recent history may be lost"
-        raise StoreDamaged(f"{self.wal_path} was {what} from outside while the run used it, so the run stopped; "
-                           f"{saved}")
+        raise StoreDamaged(
+            f"{self.wal_path} was {what} from outside while the run used it, so the run stopped; {saved}"
+        )
 
     def initialise(self, members: list[MemberRow], meta: dict[str, Any]) -> None:
         """Write a new run's members and metadata in one transaction: a store holds all of a run or none of it."""
@@ -116,23 +118,41 @@ class Store(StoreReader):
         with self.transaction() as db:
             db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in values.items()])
 
-    def add_members(self, rows: list[MemberRow]) -> None:
-        with self.transaction() as db:
-            for row in rows:
-                self._write_member(db, row)
-
     @staticmethod
     def _write_member(db: sqlite3.Connection, row: MemberRow) -> None:
         db.execute(
             MEMBER_INSERT,
-            (row.id, row.seed, _json(row.hparams), row.step, row.steps_since_ready, row.score,
-             _json(list(row.samples)), row.checkpoint, row.checksum, row.status, row.failures, row.error,
-             row.weight_age, row.decision_due),
+            (
+                row.id,
+                row.seed,
+                _json(row.hparams),
+                row.step,
+                row.steps_since_ready,
+                row.score,
+                _json(list(row.samples)),
+                row.checkpoint,
+                row.checksum,
+                row.status,
+                row.failures,
+                row.error,
+                row.weight_age,
+                row.decision_due,
+            ),
         )
         if row.checkpoint is not None and row.checksum is not None:  # the state others may copy at this step
-            db.execute("INSERT OR REPLACE INTO snapshot VALUES (?,?,?,?,?,?,?,?)",
-                       (row.id, row.step, row.weight_age, _json(row.hparams), row.score, _json(list(row.samples)),
-                        row.checkpoint, row.checksum))
+            db.execute(
+                "INSERT OR REPLACE INTO snapshot VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    row.id,
+                    row.step,
+                    row.weight_age,
+                    _json(row.hparams),
+                    row.score,
+                    _json(list(row.samples)),
+                    row.checkpoint,
+                    row.checksum,
+                ),
+            )
 
     def commit(
         self,
@@ -155,47 +175,90 @@ class Store(StoreReader):
         ``decided``: other members whose ready decision changed nothing; their pending decision is cleared here,
         with the first change that follows it (until then, deciding again would decide the same).
         ``interval``: the completed interval that ``scores`` close, kept for PB2 (``IntervalRow``)."""
-        prune = ("FROM snapshot WHERE step < (SELECT COALESCE(MAX(s.step), 0) FROM snapshot s "
-                 "WHERE s.member = snapshot.member AND s.step <= ?)" + ("" if prune_all else " AND member = ?"))
+        prune = (
+            "FROM snapshot WHERE step < (SELECT COALESCE(MAX(s.step), 0) FROM snapshot s "
+            "WHERE s.member = snapshot.member AND s.step <= ?)" + ("" if prune_all else " AND member = ?")
+        )
         prune_args = (keep_from,) if prune_all else (keep_from, member.id)
         with self.transaction() as db:
             if meta:
-                db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                               [(k, json.dumps(v)) for k, v in meta.items()])
+                db.executemany(
+                    "INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.items()]
+                )
             if decided:
                 db.executemany("UPDATE member SET decision_due = NULL WHERE id = ?", [(i,) for i in decided])
             # the files this commit may leave unused: the member's previous checkpoint, and pruned snapshots'
-            candidates = {r[0] for r in db.execute("SELECT checkpoint FROM member WHERE id = ? AND checkpoint IS NOT "
-                                                   "NULL", (member.id,))}
+            candidates = {
+                r[0]
+                for r in db.execute(
+                    "SELECT checkpoint FROM member WHERE id = ? AND checkpoint IS NOT NULL", (member.id,)
+                )
+            }
             self._write_member(db, member)
             if keep_from is not None:  # after the new snapshot is in: it may be what makes an older one prunable
                 candidates |= {r[0] for r in db.execute(f"SELECT checkpoint {prune}", prune_args)}
                 db.execute(f"DELETE {prune}", prune_args)
             if scores:
-                db.executemany("INSERT INTO score VALUES (?,?,?,?,?)",
-                               [(s.member, s.step, s.score, _json(s.metrics), s.time) for s in scores])
+                db.executemany(
+                    "INSERT INTO score VALUES (?,?,?,?,?)",
+                    [(s.member, s.step, s.score, _json(s.metrics), s.time) for s in scores],
+                )
             if interval is not None:
-                db.execute("INSERT OR REPLACE INTO ready_interval VALUES (?,?,?,?,?,?)",
-                           (interval.member, interval.start_step, interval.end_step, _json(interval.hparams),
-                            interval.start_score, interval.end_score))
+                db.execute(
+                    "INSERT OR REPLACE INTO ready_interval VALUES (?,?,?,?,?,?)",
+                    (
+                        interval.member,
+                        interval.start_step,
+                        interval.end_step,
+                        _json(interval.hparams),
+                        interval.start_score,
+                        interval.end_score,
+                    ),
+                )
             if events:
                 db.executemany(
                     "INSERT INTO event (time, member, step, kind, donor, donor_step, old_hparams, new_hparams, ops, "
                     "score, donor_score, message, weight_age) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [(e.time, e.member, e.step, e.kind, e.donor, e.donor_step, _json(e.old_hparams),
-                      _json(e.new_hparams), _json(e.ops), e.score, e.donor_score, e.message, e.weight_age)
-                     for e in events])
-            unused = [name for name in candidates if not db.execute(
-                "SELECT 1 FROM member WHERE checkpoint = ? UNION ALL SELECT 1 FROM snapshot WHERE checkpoint = ? "
-                "LIMIT 1", (name, name)).fetchone()]
+                    [
+                        (
+                            e.time,
+                            e.member,
+                            e.step,
+                            e.kind,
+                            e.donor,
+                            e.donor_step,
+                            _json(e.old_hparams),
+                            _json(e.new_hparams),
+                            _json(e.ops),
+                            e.score,
+                            e.donor_score,
+                            e.message,
+                            e.weight_age,
+                        )
+                        for e in events
+                    ],
+                )
+            unused = [
+                name
+                for name in candidates
+                if not db.execute(
+                    "SELECT 1 FROM member WHERE checkpoint = ? UNION ALL SELECT 1 FROM snapshot WHERE checkpoint = ? "
+                    "LIMIT 1",
+                    (name, name),
+                ).fetchone()
+            ]
         for name in unused:  # after the commit: a kill before this line leaves orphans, which the next start removes
             (self.checkpoint_dir / name).unlink(missing_ok=True)
 
     @staticmethod
     def _referenced(db: sqlite3.Connection) -> set[str]:
         """Checkpoint files a member or a kept snapshot refers to."""
-        return {r[0] for r in db.execute("SELECT checkpoint FROM member WHERE checkpoint IS NOT NULL "
-                                         "UNION SELECT checkpoint FROM snapshot")}
+        return {
+            r[0]
+            for r in db.execute(
+                "SELECT checkpoint FROM member WHERE checkpoint IS NOT NULL UNION SELECT checkpoint FROM snapshot"
+            )
+        }
 
     def remove_orphan_checkpoints(self) -> list[str]:
         """Delete checkpoint files nothing refers to (written by an interval that was never committed)."""

@@ -30,8 +30,11 @@ class Evaluation:
         """``evaluate()``'s return value as an ``Evaluation`` (a plain number is its score), checked: a number for a
         score (NaN is the member's failure, not the task's), finite numbers for samples, numbers for metrics."""
         if isinstance(value, Evaluation):
-            return Evaluation(score=_evaluation_number(value.score, "score"), samples=_checked_samples(value.samples),
-                              metrics=checked_metrics(value.metrics, "evaluate() metrics"))
+            return Evaluation(
+                score=_evaluation_number(value.score, "score"),
+                samples=_checked_samples(value.samples),
+                metrics=checked_metrics(value.metrics, "evaluate() metrics"),
+            )
         if not _is_number(value):
             raise TaskContractError(f"evaluate() must return a number or a pbt.task.Evaluation, got {_shown(value)}")
         return Evaluation(score=float(value))
@@ -142,8 +145,9 @@ def metrics_steps(metrics: Mapping[str, float], requested: int, unit: int = 1) -
     if steps < requested:
         raise ValueError(f"task.train took {steps} steps but {requested} were asked for")
     if steps - requested >= unit:
-        raise TaskContractError(f"train() took {steps} steps when {requested} were asked for; the task's step_unit "
-                                f"({unit}) allows at most {requested + unit - 1} (a task that takes whole units of "
-                                "steps declares their size as step_unit)")
+        raise TaskContractError(
+            f"train() took {steps} steps when {requested} were asked for; the task's step_unit "
+            f"({unit}) allows at most {requested + unit - 1} (a task that takes whole units of "
+            "steps declares their size as step_unit)"
+        )
     return steps
-

@@ -8,7 +8,7 @@
         print(results.best.score, baseline.best.score)
 
 Each returns the run's ``pbt.results.Results`` (best member, its checkpoint, its schedule, the member table). The
-library's own entry points, ``pbt.controller.run_experiment`` and ``baselines.random_search`` / ``grid_search``, stay
+library's own entry points, ``pbt.experiment.run_experiment`` and ``baselines.random_search`` / ``grid_search``, stay
 plain: no progress, no W&B, only listeners; these three are them with both.
 """
 
@@ -22,13 +22,15 @@ from types import ModuleType
 from typing import Any
 
 import baselines
-from pbt.controller import Listener, run_experiment
+from pbt.controller import Listener
 from pbt.domain import Domain, load
+from pbt.experiment import run_experiment
 from pbt.results import Results
 from pbt.space import ConfigError
 from pbt.store import StoreReader
 from repro.domains import resume_command
 from repro.listeners import run_listeners
+
 
 def _module_ref(task: str | ModuleType | Domain) -> str:
     """What worker processes import to build the task: a module path, or the file of a script's own module."""
@@ -75,9 +77,20 @@ def run(
 
     Ctrl-C stops the run cleanly and says how to resume it (``SystemExit`` 130, no traceback).
     """
-    return _run_with_display(partial(run_experiment, method=method), method, task, config, out, resume=resume,
-                             force=force, quiet=quiet, wandb=wandb, wandb_project=wandb_project, listeners=listeners,
-                             initial_hparams=initial_hparams)
+    return _run_with_display(
+        partial(run_experiment, method=method),
+        method,
+        task,
+        config,
+        out,
+        resume=resume,
+        force=force,
+        quiet=quiet,
+        wandb=wandb,
+        wandb_project=wandb_project,
+        listeners=listeners,
+        initial_hparams=initial_hparams,
+    )
 
 
 def random_search(task: str | ModuleType | Domain, config: Any, out: Path | str, **options: Any) -> Results:
@@ -87,29 +100,50 @@ def random_search(task: str | ModuleType | Domain, config: Any, out: Path | str,
     return _run_with_display(baselines.random_search, "random_search", task, config, out, **options)
 
 
-def grid_search(task: str | ModuleType | Domain, config: Any, out: Path | str, grid_points: int = 2,
-                **options: Any) -> Results:
+def grid_search(
+    task: str | ModuleType | Domain, config: Any, out: Path | str, grid_points: int = 2, **options: Any
+) -> Results:
     """``baselines.grid_search`` with progress and W&B: grid search over the priors (``config.pbt.priors``
     included), ``grid_points`` values per hyperparameter; the population is the grid's size. Takes ``run``'s
     options."""
-    return _run_with_display(baselines.grid_search, "grid_search", task, config, out, grid_points=grid_points,
-                             **options)
+    return _run_with_display(
+        baselines.grid_search, "grid_search", task, config, out, grid_points=grid_points, **options
+    )
 
 
-def _run_with_display(runner: Callable[..., StoreReader], method: str, task: str | ModuleType | Domain, config: Any,
-                      out: Path | str, *, quiet: bool = False, wandb: bool = False, wandb_project: str = "pbt-repro",
-                      **options: Any) -> Results:
+def _run_with_display(
+    runner: Callable[..., StoreReader],
+    method: str,
+    task: str | ModuleType | Domain,
+    config: Any,
+    out: Path | str,
+    *,
+    quiet: bool = False,
+    wandb: bool = False,
+    wandb_project: str = "pbt-repro",
+    **options: Any,
+) -> Results:
     """``runner(module, config, out, watch=..., **options)`` (``run_experiment`` or a baseline) with progress and
     W&B and one line on Ctrl-C; the run's results. Errors are the library's: they name the settings to change as a
     caller of this module sets them (``resume=True``, ``out``, ``config.data_path``; ``pbt.errors``), which are the
     arguments of ``run_experiment`` that these take."""
     try:
         ref = _module_ref(task)
-        watch = partial(run_listeners, metric=load(ref).metric, title=f"{ref} {method}", quiet=quiet, wandb=wandb,
-                        wandb_project=wandb_project, figures=True)
+        watch = partial(
+            run_listeners,
+            metric=load(ref).metric,
+            title=f"{ref} {method}",
+            quiet=quiet,
+            wandb=wandb,
+            wandb_project=wandb_project,
+            figures=True,
+        )
         runner(ref, config, out, watch=watch, **options).close()
     except KeyboardInterrupt:
-        print(f"\ninterrupted: continue with {method if method != 'pbt' else 'run'}(..., resume=True) or "
-              f"`{resume_command(out, {'domain': ref, 'module': ref})}`", file=sys.stderr)
+        print(
+            f"\ninterrupted: continue with {method if method != 'pbt' else 'run'}(..., resume=True) or "
+            f"`{resume_command(out, {'domain': ref, 'module': ref})}`",
+            file=sys.stderr,
+        )
         raise SystemExit(130) from None
     return Results(out)

@@ -74,8 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {store_error(exc, command)}", file=sys.stderr)
         return 2
     except OSError as exc:  # a run directory or file that cannot be read or written (permissions, a full disk)
-        print(f"{PROG}: error: {exc.strerror or exc}"
-              + (f": {exc.filename}" if exc.filename else f" ({type(exc).__name__})"), file=sys.stderr)
+        print(
+            f"{PROG}: error: {exc.strerror or exc}"
+            + (f": {exc.filename}" if exc.filename else f" ({type(exc).__name__})"),
+            file=sys.stderr,
+        )
         return 2
     except RunFailed as exc:
         print(f"{PROG}: run stopped: {worded(exc)}", file=sys.stderr)
@@ -97,16 +100,27 @@ def store_error(exc: sqlite3.Error, command: str) -> str:
             path = owner.path
     where = str(path) if path is not None else f"the run's store ({DB_NAME})"
     text = str(exc)
-    if "readonly" in text or "unable to open" in text or (path is not None and path.parent.is_dir() and not (
-            os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK)))):
+    if (
+        "readonly" in text
+        or "unable to open" in text
+        or (
+            path is not None
+            and path.parent.is_dir()
+            and not (os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK)))
+        )
+    ):
         return f"cannot write {where} ({text}): the run directory or its files are read-only"
     if "disk is full" in text:  # SQLite rolled the transaction back: what was committed is all there
-        return (f"disk full: {where} could not be written ({text}); nothing committed was lost: free space and "
-                f"`{PROG} resume {path.parent if path is not None else 'DIR'}`")
+        return (
+            f"disk full: {where} could not be written ({text}); nothing committed was lost: free space and "
+            f"`{PROG} resume {path.parent if path is not None else 'DIR'}`"
+        )
     if "not a database" in text:
         return f"{where} is not a SQLite database ({text}): it was overwritten or is not a run's store"
-    damaged = (f"{where} was damaged from outside the run ({text}): was its -wal or -shm file deleted, or the file "
-               "replaced, while the run used it?")
+    damaged = (
+        f"{where} was damaged from outside the run ({text}): was its -wal or -shm file deleted, or the file "
+        "replaced, while the run used it?"
+    )
     if command == "status" or (path is not None and not StoreReader.readable(path.parent)):
         return f"{damaged} It cannot be read as it is, so the run's history is lost: start it again in another --out"
     run_dir = path.parent if path is not None else "DIR"

@@ -1,6 +1,6 @@
 """Generated parts of the README: the ``PBTConfig`` field table, from the dataclass's own help texts.
 
-    python -m repro.docs            # rewrite the table in README.md (a test checks it is current)
+python -m repro.docs            # rewrite the table in README.md (a test checks it is current)
 """
 
 from __future__ import annotations

@@ -29,8 +29,10 @@ def load_domain(name: str) -> Domain:
         return load(known[name])
     if name.endswith(".py") or "." in name or importlib.util.find_spec(name) is not None:
         return load(name)
-    raise ConfigError(f"unknown domain {name!r}; choose one of: {', '.join(known)}, or give your task module "
-                      "(mypkg.mytask, or path/to/task.py)")
+    raise ConfigError(
+        f"unknown domain {name!r}; choose one of: {', '.join(known)}, or give your task module "
+        "(mypkg.mytask, or path/to/task.py)"
+    )
 
 
 def label(name: str) -> str:
@@ -48,9 +50,11 @@ def stored_domain(meta: dict[str, Any], task: str | None = None) -> Domain:
     if name in registered():
         return load_domain(name)
     recorded = meta.get("module") or name
-    raise ConfigError(f"this run was made by the task module {recorded!r}, which is not a registered domain; a run "
-                      f"directory never makes this program import the code it names, so pass --task {recorded} if you "
-                      "trust that module")
+    raise ConfigError(
+        f"this run was made by the task module {recorded!r}, which is not a registered domain; a run "
+        f"directory never makes this program import the code it names, so pass --task {recorded} if you "
+        "trust that module"
+    )
 
 
 def stored_config(domain: Domain, meta: dict[str, Any]) -> Any:

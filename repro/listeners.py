@@ -17,9 +17,19 @@ from repro.wandb_log import WandbLogger
 
 
 @contextlib.contextmanager
-def run_listeners(store: Store, metric: str, title: str, *, quiet: bool = False, wandb: bool = False,
-                  wandb_project: str = "pbt-repro", wandb_entity: str | None = None, group: str | None = None,
-                  figures: bool = False, wandb_dir: Path | None = None) -> Iterator[list[Listener]]:
+def run_listeners(
+    store: Store,
+    metric: str,
+    title: str,
+    *,
+    quiet: bool = False,
+    wandb: bool = False,
+    wandb_project: str = "pbt-repro",
+    wandb_entity: str | None = None,
+    group: str | None = None,
+    figures: bool = False,
+    wandb_dir: Path | None = None,
+) -> Iterator[list[Listener]]:
     """The listeners of the opened run of ``store``: progress unless ``quiet``, and W&B logging with ``wandb`` (its
     members grouped under ``group``, files under ``wandb_dir``); with ``figures``, the run's own figures are logged
     to W&B when the ``with`` block ends without an error. The run's settings are read from its store, so a baseline
@@ -38,8 +48,13 @@ def run_listeners(store: Store, metric: str, title: str, *, quiet: bool = False,
                 logger.close()
 
 
-def wandb_logger(store: Store, project: str = "pbt-repro", entity: str | None = None, group: str | None = None,
-                 directory: Path | None = None) -> Any:
+def wandb_logger(
+    store: Store,
+    project: str = "pbt-repro",
+    entity: str | None = None,
+    group: str | None = None,
+    directory: Path | None = None,
+) -> Any:
     """A W&B logger of the run of ``store``: the one place a logger is made."""
     return WandbLogger(store.run_dir, store.meta(), project, entity, group, directory)
 
@@ -48,7 +63,7 @@ def run_figures(run_dir: Path) -> list[Path]:
     """Draw one run's figures into ``RUN_DIR/figures`` (for W&B); a failure to draw is reported, not raised."""
     try:
         comparison = compare([run_dir], run_dir / "figures")
-    except Exception as exc:  # noqa: BLE001 - the run itself has finished; figures are a convenience
+    except Exception as exc:
         print(f"could not draw the run's figures: {exc}", file=sys.stderr)
         return []
     return [run_dir / "figures" / f for files in comparison.figures.values() for f in files if f.endswith(".png")]

@@ -60,10 +60,17 @@ class Eta:
 
 def exploit_line(e: Event) -> str | None:
     if e.kind in (EventKind.EXPLOIT, EventKind.EXPLOIT_HPARAMS):
-        what = ("the hyperparameters of " if e.kind == EventKind.EXPLOIT_HPARAMS else
-                "the weights of " if e.message == "transfer=weights" else "")
-        return (f"member {e.member} (score {fmt(e.score)}) copies {what}member {e.donor} (score "
-                f"{fmt(e.donor_score)}) at step {e.step}")
+        what = (
+            "the hyperparameters of "
+            if e.kind == EventKind.EXPLOIT_HPARAMS
+            else "the weights of "
+            if e.message == "transfer=weights"
+            else ""
+        )
+        return (
+            f"member {e.member} (score {fmt(e.score)}) copies {what}member {e.donor} (score "
+            f"{fmt(e.donor_score)}) at step {e.step}"
+        )
     if e.kind == EventKind.FAILURE:
         return f"member {e.member} failed at step {e.step}: {e.message}"
     if e.kind == EventKind.REPLACE:
@@ -77,8 +84,14 @@ class PrintProgress:
     """A store listener that prints plain lines (safe for CI logs and redirected output): one per exploit or failure,
     and one on the whole population every ``every_seconds`` and when every member has finished."""
 
-    def __init__(self, cfg: PBTConfig, every_seconds: float = 10.0, members: Sequence[MemberRow] = (),
-                 stream: TextIO | None = None, title: str = ""):
+    def __init__(
+        self,
+        cfg: PBTConfig,
+        every_seconds: float = 10.0,
+        members: Sequence[MemberRow] = (),
+        stream: TextIO | None = None,
+        title: str = "",
+    ):
         self.cfg = cfg
         self.title = f"{title}: " if title else ""
         self.every = every_seconds
@@ -103,21 +116,31 @@ class PrintProgress:
                 self._print(line)
         now = time.monotonic()
         finished = len(self.members) >= self.cfg.population and all(
-            m.status != MemberStatus.PENDING for m in self.members.values())
+            m.status != MemberStatus.PENDING for m in self.members.values()
+        )
         if now - self.last >= self.every or finished:
             self.last = now
             leader = best_of(list(self.members.values()))
             best = leader.score if leader is not None and leader.score is not None else float("nan")
-            self._print(f"{self.title}{self.done}/{self.total} steps ({100 * self.done / max(1, self.total):.0f}%), "
-                        f"best score {fmt(best)}, ETA {self.eta.text(self.done)}")
+            self._print(
+                f"{self.title}{self.done}/{self.total} steps ({100 * self.done / max(1, self.total):.0f}%), "
+                f"best score {fmt(best)}, ETA {self.eta.text(self.done)}"
+            )
 
 
 class RichProgress:
     """A live terminal view: a progress bar against the compute budget with an ETA, the members table, and exploit
     events printed above it as they happen. Use as a context manager around the run."""
 
-    def __init__(self, cfg: PBTConfig, members: Sequence[MemberRow] = (), title: str = "PBT", metric: str = "score",
-                 console: Any = None, slots: Callable[[], int] | None = None):
+    def __init__(
+        self,
+        cfg: PBTConfig,
+        members: Sequence[MemberRow] = (),
+        title: str = "PBT",
+        metric: str = "score",
+        console: Any = None,
+        slots: Callable[[], int] | None = None,
+    ):
         from rich.console import Console
 
         self.cfg, self.title, self.metric = cfg, title, metric
@@ -151,21 +174,34 @@ class RichProgress:
         done = sum(m.step for m in members)
         leader = best_of(members)
         best = None if leader is None else leader.id
-        head = Text.assemble((f"{self.title} ", "bold"), f"{done}/{self.total} steps "
-                             f"({100 * done / max(1, self.total):.0f}%)  elapsed "
-                             f"{duration(time.monotonic() - self.started)}  ETA {self.eta.text(done)}")
+        head = Text.assemble(
+            (f"{self.title} ", "bold"),
+            f"{done}/{self.total} steps "
+            f"({100 * done / max(1, self.total):.0f}%)  elapsed "
+            f"{duration(time.monotonic() - self.started)}  ETA {self.eta.text(done)}",
+        )
         bar = ProgressBar(total=max(1, self.total), completed=done, width=40)
         table = Table(show_edge=False, pad_edge=False, header_style="bold")
-        for name, justify in (("member", "right"), ("step", "right"), (self.metric, "right"), ("state", "left"),
-                              ("hyperparameters", "left")):
+        for name, justify in (
+            ("member", "right"),
+            ("step", "right"),
+            (self.metric, "right"),
+            ("state", "left"),
+            ("hyperparameters", "left"),
+        ):
             table.add_column(name, justify=justify)  # type: ignore[arg-type]
         states = member_states(members, self.slots())
         colours = {"training": "green", "waiting": "dim", "done": "blue", "failed": "red", "dropped": "red"}
         room = max(5, self.console.height - 8)
         for m in members[:room]:
             mark = "*" if m.id == best else " "
-            table.add_row(f"{m.id}{mark}", str(m.step), "-" if m.score is None else fmt(m.score),
-                          Text(states[m.id], style=colours.get(states[m.id], "")), hparams_text(m.hparams))
+            table.add_row(
+                f"{m.id}{mark}",
+                str(m.step),
+                "-" if m.score is None else fmt(m.score),
+                Text(states[m.id], style=colours.get(states[m.id], "")),
+                hparams_text(m.hparams),
+            )
         top = Table.grid(padding=(0, 1))
         top.add_row(head)
         top.add_row(bar)  # in a grid, so the bar ends its line
@@ -183,8 +219,9 @@ class RichProgress:
 
 
 @contextlib.contextmanager
-def progress_listeners(store: StoreReader, cfg: PBTConfig, quiet: bool = False, title: str = "PBT",
-                       metric: str = "score") -> Iterator[list[Listener]]:
+def progress_listeners(
+    store: StoreReader, cfg: PBTConfig, quiet: bool = False, title: str = "PBT", metric: str = "score"
+) -> Iterator[list[Listener]]:
     """The progress listeners for a run of ``store``: a live view on a terminal, plain lines otherwise, none if
     ``quiet``. The live view is shown while the ``with`` block runs."""
     if quiet:
@@ -228,7 +265,8 @@ def member_table(store: StoreReader) -> str:
         f"run {store.run_dir}: {meta.get('domain')} / {strategy or method} — {state}{f' ({why})' if why else ''}, "
         f"{compute['used_steps']}/{compute['planned_steps']} steps, {wall:.1f} s wall",
         f"{'member':>6} {'step':>10} {'score':>10} {'state':>8} {'fails':>5}  {'role':<9}  hyperparameters"
-        if roles else f"{'member':>6} {'step':>10} {'score':>10} {'state':>8} {'fails':>5}  hyperparameters",
+        if roles
+        else f"{'member':>6} {'step':>10} {'score':>10} {'state':>8} {'fails':>5}  hyperparameters",
     ]
     members = store.members()
     states = member_states(members, run_slots(store, cfg), "interrupted" if state == "failed" else state)
@@ -237,6 +275,8 @@ def member_table(store: StoreReader) -> str:
         mark = "*" if best is not None and m.id == best.id else " "
         score = "-" if m.score is None else fmt(m.score)
         role = f"{roles.role(m.id):<9}  " if roles else ""
-        lines.append(f"{m.id:>5}{mark} {m.step:>10} {score:>10} {states[m.id]:>8} {m.failures:>5}  {role}"
-                     f"{hparams_text(m.hparams)}")
+        lines.append(
+            f"{m.id:>5}{mark} {m.step:>10} {score:>10} {states[m.id]:>8} {m.failures:>5}  {role}"
+            f"{hparams_text(m.hparams)}"
+        )
     return "\n".join(lines)

@@ -21,16 +21,24 @@ from pathlib import Path
 from typing import Any
 
 from baselines import replay_config
-from pbt.controller import run_experiment
+from pbt.experiment import run_experiment
 from pbt.results import Results
 from pbt.space import ConfigError
 from pbt.store import StoreReader
 from repro.domains import stored_config, stored_domain
 
 
-def replay(source: Path | str, out: Path | str, member: str = "best", population: int = 1, final: bool = False,
-           resume: bool = False, force: bool = False,
-           listeners_for: Callable[[StoreReader, Any], Any] | None = None, task: str | None = None) -> StoreReader:
+def replay(
+    source: Path | str,
+    out: Path | str,
+    member: str = "best",
+    population: int = 1,
+    final: bool = False,
+    resume: bool = False,
+    force: bool = False,
+    listeners_for: Callable[[StoreReader, Any], Any] | None = None,
+    task: str | None = None,
+) -> StoreReader:
     """Train (or, with ``resume``, continue) a replay of the finished PBT run ``source`` into ``out``.
 
     Args:
@@ -50,8 +58,9 @@ def replay(source: Path | str, out: Path | str, member: str = "best", population
     """
     results = Results(source)
     if results.meta.get("method") != "pbt":
-        raise ConfigError(f"{source} is a {results.meta.get('method')} run: only a PBT run has a discovered schedule "
-                          "to replay")
+        raise ConfigError(
+            f"{source} is a {results.meta.get('method')} run: only a PBT run has a discovered schedule to replay"
+        )
     if results.state[0] != "finished":
         raise ConfigError(f"{source} has not finished ({results.state[0]}): its schedule is not final yet")
     chosen = results.member(member)
@@ -63,10 +72,18 @@ def replay(source: Path | str, out: Path | str, member: str = "best", population
     # store never records where on a machine it was made
     source_run = Path(os.path.relpath(Path(source).resolve(), Path(out).resolve())).as_posix()
     replay_of = {"run": source_run, "member": chosen.id, "score": chosen.score}
-    store = run_experiment(domain.module, config, out, method=method, domain=str(results.meta["domain"]),
-                           initial_hparams=[schedule.at(0) for _ in range(population)], force=force, resume=resume,
-                           schedule=schedule, replay_of=replay_of,
-                           watch=None if listeners_for is None else lambda opened: listeners_for(opened, config))
+    store = run_experiment(
+        domain.module,
+        config,
+        out,
+        method=method,
+        domain=str(results.meta["domain"]),
+        initial_hparams=[schedule.at(0) for _ in range(population)],
+        force=force,
+        resume=resume,
+        schedule=schedule,
+        replay_of=replay_of,
+        watch=None if listeners_for is None else lambda opened: listeners_for(opened, config),
+    )
     store.close()
     return store
-

@@ -97,16 +97,20 @@ def load_summaries(results: Path) -> list[tuple[str, dict[str, Any]]]:
 def _budget(arm: dict[str, Any]) -> str:
     c = arm.get("compute", {})
     runs = c.get("runs", 1)
-    return (f"{c.get('population', '?')} members × {c.get('steps_per_member', '?')} steps"
-            f"{f' × {runs} seeds' if runs > 1 else ''}; {duration(float(c.get('wall_seconds', 0.0)))} wall")
+    return (
+        f"{c.get('population', '?')} members × {c.get('steps_per_member', '?')} steps"
+        f"{f' × {runs} seeds' if runs > 1 else ''}; {duration(float(c.get('wall_seconds', 0.0)))} wall"
+    )
 
 
 def _score(arm: dict[str, Any], paired: dict[str, Any] | None = None, side: str = "pbt") -> str:
     """An arm's best and population-mean final score: with ``paired``, its means [95% t-interval over seeds] on the
     ``side`` (``pbt`` or ``baseline``) of the paired statistics; else the means (± std over seeds) of an older one."""
     if paired:
-        return (f"best {interval_text(paired['best_final'][side])}, "
-                f"mean {interval_text(paired['population_mean_final'][side])}")
+        return (
+            f"best {interval_text(paired['best_final'][side])}, "
+            f"mean {interval_text(paired['population_mean_final'][side])}"
+        )
     text = f"best {fmt(arm.get('best_final'), arm.get('best_final_std') if len(arm.get('seeds', [])) > 1 else None)}"
     return text + f", mean {fmt(arm.get('population_mean_final'))}"
 
@@ -115,8 +119,10 @@ def _difference(paired: dict[str, Any] | None) -> str:
     """The paired difference PBT − random search [95% t-interval] of the best and mean final score, and the wins."""
     if not paired:
         return "—"
-    return "; ".join(f"{name} {interval_text(paired[key]['difference'])}, won {paired[key]['wins']}/{paired[key]['n']}"
-                     for name, key in (("best", "best_final"), ("mean", "population_mean_final")))
+    return "; ".join(
+        f"{name} {interval_text(paired[key]['difference'])}, won {paired[key]['wins']}/{paired[key]['n']}"
+        for name, key in (("best", "best_final"), ("mean", "population_mean_final"))
+    )
 
 
 def verdict(folder: str, summary: dict[str, Any]) -> str:
@@ -132,8 +138,10 @@ def verdict(folder: str, summary: dict[str, Any]) -> str:
         reading = "no clear difference"
     else:
         reading = "PBT better" if (difference["mean"] > 0) == higher else "random search better"
-    return (f"{head}: best member PBT − random search {interval_text(difference)}, PBT won "
-            f"{paired['wins']}/{paired['n']} seeds: {reading}")
+    return (
+        f"{head}: best member PBT − random search {interval_text(difference)}, PBT won "
+        f"{paired['wins']}/{paired['n']} seeds: {reading}"
+    )
 
 
 def _commit(summary: dict[str, Any]) -> str:
@@ -147,33 +155,46 @@ def reproduction_table(comparisons: list[tuple[str, dict[str, Any]]]) -> list[st
     statistics (so older summaries alone render as they always did)."""
     paired = any("paired" in s for _, s in comparisons)
     extra_title, extra_rule = (" PBT − random search (paired, ours) |", "---|") if paired else ("", "")
-    lines = ["| results | paper: baseline → PBT | confidence | our metric | PBT (ours) | random search (ours) |"
-             f"{extra_title} compute per arm | profile | commit | substitute |",
-             f"|---|---|---|---|---|---|{extra_rule}---|---|---|---|"]
+    lines = [
+        "| results | paper: baseline → PBT | confidence | our metric | PBT (ours) | random search (ours) |"
+        f"{extra_title} compute per arm | profile | commit | substitute |",
+        f"|---|---|---|---|---|---|{extra_rule}---|---|---|---|",
+    ]
     for folder, s in comparisons:
         domain = str(s.get("domain"))
         paper = PAPER.get(domain, {"number": "—", "confidence": "—"})
         difference = f" {_difference(s.get('paired'))} |" if paired else ""
         # beside paired summaries, one without pairing predates the fair-copy fix, which added it
         stale = " (superseded: made before the fair-copy fix)" if paired and "paired" not in s else ""
-        lines.append(f"| [{folder}]({folder}/README.md){stale} | {paper['number']} | {paper['confidence']} | "
-                     f"{s.get('metric')} | {_score(s['pbt'], s.get('paired'), 'pbt')} | "
-                     f"{_score(s['random_search'], s.get('paired'), 'baseline')} |{difference} "
-                     f"{_budget(s['pbt'])} | {s.get('profile', '?')} | {_commit(s)} | {substitute(domain, s)} |")
-    lines += ["", "Scores are final scores (higher is better): *best* is the best member's, *mean* the "
-              "population's, averaged over seeds (± standard deviation over seeds when there are several). "
-              "Both arms get the same compute: the same population, steps per member and seeds."]
+        lines.append(
+            f"| [{folder}]({folder}/README.md){stale} | {paper['number']} | {paper['confidence']} | "
+            f"{s.get('metric')} | {_score(s['pbt'], s.get('paired'), 'pbt')} | "
+            f"{_score(s['random_search'], s.get('paired'), 'baseline')} |{difference} "
+            f"{_budget(s['pbt'])} | {s.get('profile', '?')} | {_commit(s)} | {substitute(domain, s)} |"
+        )
+    lines += [
+        "",
+        "Scores are final scores (higher is better): *best* is the best member's, *mean* the "
+        "population's, averaged over seeds (± standard deviation over seeds when there are several). "
+        "Both arms get the same compute: the same population, steps per member and seeds.",
+    ]
     if paired and any("paired" not in s for _, s in comparisons):
-        lines += ["*Superseded* rows are single-seed results made before the fair-copy fix: an asynchronous copy "
-                  "then took a donor's newer weights, so PBT's winners trained past the per-member budget. They are "
-                  "being replaced by three paired seeds each."]
+        lines += [
+            "*Superseded* rows are single-seed results made before the fair-copy fix: an asynchronous copy "
+            "then took a donor's newer weights, so PBT's winners trained past the per-member budget. They are "
+            "being replaced by three paired seeds each."
+        ]
     if paired:
-        lines += ["Where the paired column is filled: means over seeds with their 95% t-interval over seeds in "
-                  "brackets (none with one seed), and the difference PBT − random search paired by seed (a seed's two "
-                  "runs start from the same seed) with its 95% paired t-interval over seeds; *won k/n*: the seeds "
-                  "where PBT's score was higher."]
-    return lines + ["The paper's numbers come from the project's paper digest; its confidence tags mean [Q] quoted, "
-                    "[S2] two secondary sources agree, [S] one secondary source, [U] unverified."]
+        lines += [
+            "Where the paired column is filled: means over seeds with their 95% t-interval over seeds in "
+            "brackets (none with one seed), and the difference PBT − random search paired by seed (a seed's two "
+            "runs start from the same seed) with its 95% paired t-interval over seeds; *won k/n*: the seeds "
+            "where PBT's score was higher."
+        ]
+    return lines + [
+        "The paper's numbers come from the project's paper digest; its confidence tags mean [Q] quoted, "
+        "[S2] two secondary sources agree, [S] one secondary source, [U] unverified."
+    ]
 
 
 def legacy_extras(summary: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
@@ -193,8 +214,9 @@ def legacy_extras(summary: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], d
     return {arm: {"0": found} for arm, found in per_arm.items() if found}, shared
 
 
-def further_results(summary: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, Any],
-                                                     dict[str, dict[int, Any]]]:
+def further_results(
+    summary: dict[str, Any],
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any], dict[str, dict[int, Any]]]:
     """A summary's further results: the paired statistics of each number that is an outcome (as ``reproduce``
     computes them), the values that are the same in every run (settings, protocols), and those that are the same in
     both arms of each seed (``seed_setup_leaves``), by seed."""
@@ -221,8 +243,10 @@ def further_results_lines(folder: str, summary: dict[str, Any]) -> list[str]:
         lines.append("")
     if per_seed:
         lines += ["Same in both arms of each seed (the seed's setup):", ""]
-        lines += [f"- {name}: " + ", ".join(f"{value_text(v)} (seed {s})" for s, v in by_seed.items())
-                  for name, by_seed in per_seed.items()]
+        lines += [
+            f"- {name}: " + ", ".join(f"{value_text(v)} (seed {s})" for s, v in by_seed.items())
+            for name, by_seed in per_seed.items()
+        ]
         lines.append("")
     return lines
 
@@ -238,15 +262,23 @@ def greediness_lines(comparisons: list[tuple[str, dict[str, Any]]]) -> list[str]
     found = [(folder, text) for folder, s in comparisons if (text := greediness_text(s["pbt"])) is not None]
     if not found:
         return []
-    lines = ["", "## Greediness of PBT", "",
-             "Coalescence is the first step from which on every member's weights descend from one founding member "
-             "through copies; each folder's greediness figure shows the founding lineages alive over time, the "
-             "fraction of the population replaced per ready round and each hyperparameter's spread.", ""]
+    lines = [
+        "",
+        "## Greediness of PBT",
+        "",
+        "Coalescence is the first step from which on every member's weights descend from one founding member "
+        "through copies; each folder's greediness figure shows the founding lineages alive over time, the "
+        "fraction of the population replaced per ready round and each hyperparameter's spread.",
+        "",
+    ]
     lines += [f"- **{folder}**: {text}" for folder, text in found]
     older = [folder for folder, s in comparisons if greediness_text(s["pbt"]) is None]
     if older:
-        lines += ["", f"Not in the summaries of {', '.join(older)}, which were written before the diagnostics; "
-                  "`pbt-repro compare` computes them from any PBT run's store (it trains nothing)."]
+        lines += [
+            "",
+            f"Not in the summaries of {', '.join(older)}, which were written before the diagnostics; "
+            "`pbt-repro compare` computes them from any PBT run's store (it trains nothing).",
+        ]
     return lines
 
 
@@ -266,14 +298,24 @@ def load_findings(path: Path) -> list[dict[str, Any]]:
     it is not that shape."""
     findings = read_json(path)
     findings = findings.get("findings") if isinstance(findings, dict) else None
-    ok = isinstance(findings, list) and findings and all(
-        isinstance(f, dict) and isinstance(f.get("finding"), str) and isinstance(f.get("verdict"), str)
-        and isinstance(f.get("studies"), dict) and f["studies"]
-        and all(isinstance(v, list) and all(isinstance(n, str) for n in v) for v in f["studies"].values())
-        for f in findings)
+    ok = (
+        isinstance(findings, list)
+        and findings
+        and all(
+            isinstance(f, dict)
+            and isinstance(f.get("finding"), str)
+            and isinstance(f.get("verdict"), str)
+            and isinstance(f.get("studies"), dict)
+            and f["studies"]
+            and all(isinstance(v, list) and all(isinstance(n, str) for n in v) for v in f["studies"].values())
+            for f in findings
+        )
+    )
     if not ok:
-        raise ConfigError(f'{path}: expected {{"findings": [{{"finding": TEXT, "studies": {{STUDY: [VARIANT, ...]}}, '
-                          f'"verdict": TEXT}}, ...]}}')
+        raise ConfigError(
+            f'{path}: expected {{"findings": [{{"finding": TEXT, "studies": {{STUDY: [VARIANT, ...]}}, '
+            f'"verdict": TEXT}}, ...]}}'
+        )
     return findings
 
 
@@ -292,21 +334,27 @@ def study_numbers(analysis: Path, study: str, names: list[str]) -> tuple[str, ..
         reference = next(v for v in variants.values() if v["reference"])
         for name in names:
             if name not in variants:
-                raise ConfigError(f"{path} has no variant {name!r} (it has {', '.join(variants)}), which "
-                                  f"{analysis / 'findings.json'} names")
+                raise ConfigError(
+                    f"{path} has no variant {name!r} (it has {', '.join(variants)}), which "
+                    f"{analysis / 'findings.json'} names"
+                )
 
         def text(measure: str) -> str:
             texts = [f"reference {reference['title']} {interval_text(reference[measure])}"]
             for name in names:
                 v, paired = variants[name], variants[name][f"{measure}_vs_reference"]
-                texts.append(f"{v['title']} {interval_text(v[measure])}, Δ {interval_text(paired['difference'])}, "
-                             f"won {wins_text(paired)}")
+                texts.append(
+                    f"{v['title']} {interval_text(v[measure])}, Δ {interval_text(paired['difference'])}, "
+                    f"won {wins_text(paired)}"
+                )
             return "; ".join(texts)
 
         return tuple(text(measure) for measure in MEASURES)
     except (KeyError, TypeError, StopIteration) as exc:
-        raise ConfigError(f"{path} is not a study table (variants with their {' and '.join(MEASURES)}, the "
-                          f"reference and the paired differences): {type(exc).__name__} {exc}") from None
+        raise ConfigError(
+            f"{path} is not a study table (variants with their {' and '.join(MEASURES)}, the "
+            f"reference and the paired differences): {type(exc).__name__} {exc}"
+        ) from None
 
 
 def analysis_lines(results: Path) -> list[str]:
@@ -315,25 +363,35 @@ def analysis_lines(results: Path) -> list[str]:
     found = sorted(results.glob("*/analysis/findings.json"), key=lambda p: p.parent.parent.name)
     if not found:
         return []
-    lines = ["", "## The paper's analysis (§5)", "",
-             "Studies of PBT's design choices at equal compute per member (`pbt-repro study`). Numbers, from each "
-             "study's `table.json`, of the best member's final score and of the population's mean final score (a "
-             "copy-both population can lose its best member early, so its mean can carry a comparison the best "
-             "member does not): the reference's mean over seeds [95% t-interval], each variant's, *Δ* = variant − "
-             "reference paired by seed [95% paired t-interval], and the seeds the variant won. The verdicts are "
-             "those of the folder's hand-written reading, which gives the reasons and caveats."]
+    lines = [
+        "",
+        "## The paper's analysis (§5)",
+        "",
+        "Studies of PBT's design choices at equal compute per member (`pbt-repro study`). Numbers, from each "
+        "study's `table.json`, of the best member's final score and of the population's mean final score (a "
+        "copy-both population can lose its best member early, so its mean can carry a comparison the best "
+        "member does not): the reference's mean over seeds [95% t-interval], each variant's, *Δ* = variant − "
+        "reference paired by seed [95% paired t-interval], and the seeds the variant won. The verdicts are "
+        "those of the folder's hand-written reading, which gives the reasons and caveats.",
+    ]
     for path in found:
         analysis, folder = path.parent, path.parent.parent.name
-        lines += ["", f"### {folder}", "",
-                  f"The {folder} domain's studies; the reading: [{folder}/analysis/README.md]({folder}/analysis/"
-                  "README.md).", "",
-                  "| paper's finding | best member (ours) | population mean (ours) | verdict | studies |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"### {folder}",
+            "",
+            f"The {folder} domain's studies; the reading: [{folder}/analysis/README.md]({folder}/analysis/README.md).",
+            "",
+            "| paper's finding | best member (ours) | population mean (ours) | verdict | studies |",
+            "|---|---|---|---|---|",
+        ]
         for f in load_findings(path):
             many = len(f["studies"]) > 1  # then each study's numbers are named
             numbers = {study: study_numbers(analysis, study, names) for study, names in f["studies"].items()}
-            best, mean = ("<br>".join(f"*{study}*: " * many + texts[i] for study, texts in numbers.items())
-                          for i in range(len(MEASURES)))
+            best, mean = (
+                "<br>".join(f"*{study}*: " * many + texts[i] for study, texts in numbers.items())
+                for i in range(len(MEASURES))
+            )
             links = " · ".join(f"[{study}]({folder}/analysis/{study}/README.md)" for study in f["studies"])
             lines.append(f"| {f['finding']} | {best} | {mean} | **{f['verdict']}** | {links} |")
     others = sorted(d for d in results.glob("*/analysis") if d.is_dir() and d.parent.name != "toy")
@@ -342,8 +400,11 @@ def analysis_lines(results: Path) -> list[str]:
     for begun in (d for d in others if not (d / "findings.json").exists()):
         # a real-domain study takes hours per run, so it is committed run by run before its tables exist
         domain = begun.parent.name
-        lines += ["", f"The study on {domain} has begun: its finished runs are in [{domain}/analysis/runs]"
-                  f"({domain}/analysis/runs/README.md); its tables, verdicts and rows here come once every run is in."]
+        lines += [
+            "",
+            f"The study on {domain} has begun: its finished runs are in [{domain}/analysis/runs]"
+            f"({domain}/analysis/runs/README.md); its tables, verdicts and rows here come once every run is in.",
+        ]
     return lines
 
 
@@ -352,10 +413,16 @@ def render(results: Path) -> str:
     summaries = load_summaries(results)
     comparisons = [(folder, s) for folder, s in summaries if "pbt" in s and "random_search" in s]
     figure2 = [(folder, s) for folder, s in summaries if "variants" in s]
-    lines = ["# Results", "",
-             "Generated by `pbt-repro report` from `results/*/summary.json`. Do not edit by hand: rerun the command.",
-             "Each folder is written by `pbt-repro reproduce DOMAIN` (its README gives the exact command, config and "
-             "provenance).", "", "## Reproduction table", ""]
+    lines = [
+        "# Results",
+        "",
+        "Generated by `pbt-repro report` from `results/*/summary.json`. Do not edit by hand: rerun the command.",
+        "Each folder is written by `pbt-repro reproduce DOMAIN` (its README gives the exact command, config and "
+        "provenance).",
+        "",
+        "## Reproduction table",
+        "",
+    ]
     if comparisons:
         lines += reproduction_table(comparisons)
     else:
@@ -367,33 +434,51 @@ def render(results: Path) -> str:
         lines += ["", "## Figures", ""]
         for folder, s in comparisons:
             figures = s.get("figures", {})
-            links = [f"[{name.replace('_', ' ')}]({folder}/{next(f for f in figures[name] if f.endswith('.png'))})"
-                     for name in FIGURES if figures.get(name)]
+            links = [
+                f"[{name.replace('_', ' ')}]({folder}/{next(f for f in figures[name] if f.endswith('.png'))})"
+                for name in FIGURES
+                if figures.get(name)
+            ]
             seed = f" (PBT figures: seed {s['figure_seed']})" if s.get("figure_seed") is not None else ""
             lines.append(f"- **{folder}** ({s.get('domain')}): " + " · ".join(links) + seed)
     lines += greediness_lines(comparisons)
     further = [line for folder, s in comparisons for line in further_results_lines(folder, s)]
     if further:
-        lines += ["", "## Further results", "",
-                  "Reported by each domain's `extra_results` (e.g. test-set scores of each run's best member): "
-                  "means over seeds [95% t-interval over seeds], the difference PBT − random search paired by seed, "
-                  "and the seeds PBT won (one run per arm, no intervals, for summaries written before seeds were "
-                  "paired).", "", *further[:-1]]
+        lines += [
+            "",
+            "## Further results",
+            "",
+            "Reported by each domain's `extra_results` (e.g. test-set scores of each run's best member): "
+            "means over seeds [95% t-interval over seeds], the difference PBT − random search paired by seed, "
+            "and the seeds PBT won (one run per arm, no intervals, for summaries written before seeds were "
+            "paired).",
+            "",
+            *further[:-1],
+        ]
     for folder, s in figure2:
-        lines += ["", f"## The toy example, paper Figure 2 ([{folder}]({folder}))", "",
-                  "| variant | final Q of the best worker, mean | std | seeds |", "|---|---:|---:|---:|"]
+        lines += [
+            "",
+            f"## The toy example, paper Figure 2 ([{folder}]({folder}))",
+            "",
+            "| variant | final Q of the best worker, mean | std | seeds |",
+            "|---|---:|---:|---:|",
+        ]
         for name, v in s["variants"].items():
             lines.append(f"| {name} | {fmt(v.get('final_q_mean'))} | {fmt(v.get('final_q_std'))} | {v.get('seeds')} |")
         lines.append(f"\nCommit {_commit(s)}.")
     lines += analysis_lines(results)
-    lines += ["", "## Substitutes", "",
-              "- Translation: Multi30k En→De replaces WMT14 En→De (the paper's data does not fit a CPU budget), with a "
-              "smaller Transformer; the BLEU numbers are therefore not comparable in absolute terms.",
-              "- GAN: members are selected and reported on a CIFAR-10-classifier score (an Inception-score variant, "
-              "which is what the paper selected on); the ImageNet Inception Score needs the Inception network's "
-              "classification head, which is not available offline.",
-              "- RL: A2C on one Atari game, scored on the raw game score, replaces FuN on four games scored "
-              "human-normalised.",
-              "- The toy: PBT against random search over the toy's prior, beside the Figure 2 reproduction.", ""]
+    lines += [
+        "",
+        "## Substitutes",
+        "",
+        "- Translation: Multi30k En→De replaces WMT14 En→De (the paper's data does not fit a CPU budget), with a "
+        "smaller Transformer; the BLEU numbers are therefore not comparable in absolute terms.",
+        "- GAN: members are selected and reported on a CIFAR-10-classifier score (an Inception-score variant, "
+        "which is what the paper selected on); the ImageNet Inception Score needs the Inception network's "
+        "classification head, which is not available offline.",
+        "- RL: A2C on one Atari game, scored on the raw game score, replaces FuN on four games scored "
+        "human-normalised.",
+        "- The toy: PBT against random search over the toy's prior, beside the Figure 2 reproduction.",
+        "",
+    ]
     return "\n".join(lines)
-

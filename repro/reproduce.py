@@ -37,18 +37,35 @@ from pathlib import Path
 from typing import Any
 
 from baselines import baseline_config
-from pbt.controller import Controller, open_experiment
+from pbt.controller import Controller
 from pbt.domain import Domain
+from pbt.experiment import open_experiment
 from pbt.rows import RunStatus
 from pbt.rundir import git_commit, machine
 from pbt.space import ConfigError
 from pbt.store import StoreReader
 from pbt.store_writer import Store
-from repro.compare import (METHOD_TITLES, Comparison, Row, coalescence, compare, markdown_table, one_or_mean,
-                           progress_curve)
+from repro.compare import (
+    METHOD_TITLES,
+    Comparison,
+    Row,
+    coalescence,
+    compare,
+    markdown_table,
+    one_or_mean,
+    progress_curve,
+)
 from repro.domains import label, load_domain, registered
-from repro.stats import (Interval, fmt_interval, interquartile_mean, mean_std, paired_difference,
-                         probability_of_improvement, sign_flip_p, trains_faster)
+from repro.stats import (
+    Interval,
+    fmt_interval,
+    interquartile_mean,
+    mean_std,
+    paired_difference,
+    probability_of_improvement,
+    sign_flip_p,
+    trains_faster,
+)
 from repro.text import duration, fmt
 
 ARMS = ("pbt", "random_search")
@@ -56,14 +73,31 @@ ARMS = ("pbt", "random_search")
 STRATEGY_ARMS = ("pb2", "fire")
 # Everything below this line in a results README is the authors' reading of the run; reproduce keeps it.
 NOTES_MARKER = "<!-- notes: written by hand, kept when reproduce rewrites this file -->"
-CORE_KEYS = ("domain", "metric", "profile", "pbt", "random_search", "equal_compute", "figures", "tables",
-             "best_schedule", "provenance", "extra_results", "paired", "trains_faster", "figure_seed")
+CORE_KEYS = (
+    "domain",
+    "metric",
+    "profile",
+    "pbt",
+    "random_search",
+    "equal_compute",
+    "figures",
+    "tables",
+    "best_schedule",
+    "provenance",
+    "extra_results",
+    "paired",
+    "trains_faster",
+    "figure_seed",
+)
 # The run's own scores, as paired metrics: summary key -> Row attribute and title. Higher is better for all three.
-SCORE_METRICS = {"best_final": ("best_final", "best member's final score"),
-                 "population_mean_final": ("mean_final", "population mean final"),
-                 "population_median_final": ("median_final", "population median final")}
+SCORE_METRICS = {
+    "best_final": ("best_final", "best member's final score"),
+    "population_mean_final": ("mean_final", "population mean final"),
+    "population_median_final": ("median_final", "population median final"),
+}
 # Numbers of extra_results where lower is better, by the last part of their dotted name.
 LOWER_IS_BETTER = frozenset({"fid"})
+
 
 def paired_header(first: str = "PBT", second: str = "random search", robust: bool = True) -> list[str]:
     """The paired table's header: the robust measures' columns only where the summary has them (since they were
@@ -74,15 +108,17 @@ def paired_header(first: str = "PBT", second: str = "random search", robust: boo
     return [header, "|---" + "|---:" * (header.count("|") - 2) + "|"]
 
 
-PAIRED_NOTE = ("Means over seeds, with the 95% t-interval over seeds in brackets (none with one seed). The difference "
-               "is paired by seed (a seed's PBT and random-search runs start from the same seed): the mean of the "
-               "per-seed differences PBT − random search, with its 95% paired t-interval over seeds. *PBT won*: the "
-               "seeds where PBT's number is better (lower for FID), of the seeds both arms have. *Sign-flip p*: the "
-               "exact two-sided sign-flip test of the paired differences (its smallest possible value is 2/2^n: "
-               "0.031 with 6 seeds, 0.25 with 3, so it cannot reach 0.05 below 6). *P(PBT better)*: the probability "
-               "that a PBT run beats a random-search run, over all pairs of their runs (ties half), and *IQM*: the "
-               "mean of the middle half of the seeds, each with a 95% percentile-bootstrap interval, as rliable "
-               "computes them (here with scipy).")
+PAIRED_NOTE = (
+    "Means over seeds, with the 95% t-interval over seeds in brackets (none with one seed). The difference "
+    "is paired by seed (a seed's PBT and random-search runs start from the same seed): the mean of the "
+    "per-seed differences PBT − random search, with its 95% paired t-interval over seeds. *PBT won*: the "
+    "seeds where PBT's number is better (lower for FID), of the seeds both arms have. *Sign-flip p*: the "
+    "exact two-sided sign-flip test of the paired differences (its smallest possible value is 2/2^n: "
+    "0.031 with 6 seeds, 0.25 with 3, so it cannot reach 0.05 below 6). *P(PBT better)*: the probability "
+    "that a PBT run beats a random-search run, over all pairs of their runs (ties half), and *IQM*: the "
+    "mean of the middle half of the seeds, each with a 95% percentile-bootstrap interval, as rliable "
+    "computes them (here with scipy)."
+)
 
 
 def arm_config(domain: Domain, config: Any, seed: int, arm: str) -> Any:
@@ -105,15 +141,27 @@ def finished_run(run_dir: Path) -> bool:
         return reader.meta().get("status") == RunStatus.FINISHED
 
 
-def run_arm(domain: Domain, name: str, arm: str, config: Any, run_dir: Path, force: bool,
-            listeners_for: Callable[[Store], Any] | None = None, resume: bool = True) -> None:
+def run_arm(
+    domain: Domain,
+    name: str,
+    arm: str,
+    config: Any,
+    run_dir: Path,
+    force: bool,
+    listeners_for: Callable[[Store], Any] | None = None,
+    resume: bool = True,
+) -> None:
     """Run (or continue, with ``resume``) one arm's run directory to completion, then record the domain's
     ``extra_results`` for it (once: a store that already holds them is left as it is)."""
     try:
         opened, spec = open_experiment(domain.module, config, run_dir, arm, name, force=force, resume=resume)
     except ConfigError as exc:  # the library's settings stay named as settings, for the command line to word
-        raise ConfigError(f"{exc.message} (reproduce: pass --runs DIR for another folder, or ⟨force⟩ to start over)",
-                          path=exc.path, member=exc.member, options=dict.fromkeys([*exc.options, "force"])) from exc
+        raise ConfigError(
+            f"{exc.message} (reproduce: pass --runs DIR for another folder, or ⟨force⟩ to start over)",
+            path=exc.path,
+            member=exc.member,
+            options=dict.fromkeys([*exc.options, "force"]),
+        ) from exc
     with opened:
         store = opened.store
         if listeners_for is None:
@@ -134,18 +182,38 @@ def arm_summary(rows: Sequence[Row], config: Any) -> dict[str, Any]:
     steps = [s for r in rows for s in r.coalescence_steps]
     lineages = [n for r in rows for n in r.lineages_at_end]
     step_mean, coalesced = coalescence(steps)
-    greediness = {} if not steps else {"greediness": {
-        "coalescence_step_per_seed": steps, "coalescence_step_mean": step_mean, "coalesced_seeds": coalesced,
-        "lineages_at_end_per_seed": lineages, "lineages_at_end_mean": one_or_mean(lineages)}}
+    greediness = (
+        {}
+        if not steps
+        else {
+            "greediness": {
+                "coalescence_step_per_seed": steps,
+                "coalescence_step_mean": step_mean,
+                "coalesced_seeds": coalesced,
+                "lineages_at_end_per_seed": lineages,
+                "lineages_at_end_mean": one_or_mean(lineages),
+            }
+        }
+    )
     return {
-        "best_final": best, "best_final_std": best_std, "best_final_per_seed": [r.best_final for r in rows],
-        "population_mean_final": mean, "population_mean_final_std": mean_std_,
-        "population_median_final": median, "population_median_final_std": median_std,
-        "seeds": [s for r in rows for s in r.seeds], "members_counted": [r.finished for r in rows],
+        "best_final": best,
+        "best_final_std": best_std,
+        "best_final_per_seed": [r.best_final for r in rows],
+        "population_mean_final": mean,
+        "population_mean_final_std": mean_std_,
+        "population_median_final": median,
+        "population_median_final_std": median_std,
+        "seeds": [s for r in rows for s in r.seeds],
+        "members_counted": [r.finished for r in rows],
         "status": [r.status for r in rows],
-        "compute": {"steps": sum(r.used_steps for r in rows), "planned_steps": sum(r.planned_steps for r in rows),
-                    "wall_seconds": round(sum(r.wall_seconds for r in rows), 3), "runs": len(rows),
-                    "population": config.pbt.population, "steps_per_member": config.pbt.budget_steps},
+        "compute": {
+            "steps": sum(r.used_steps for r in rows),
+            "planned_steps": sum(r.planned_steps for r in rows),
+            "wall_seconds": round(sum(r.wall_seconds for r in rows), 3),
+            "runs": len(rows),
+            "population": config.pbt.population,
+            "steps_per_member": config.pbt.budget_steps,
+        },
         **greediness,
     }
 
@@ -157,8 +225,12 @@ def leaves(value: Any, prefix: str = "") -> dict[str, Any]:
         return {k: v for key, sub in value.items() for k, v in leaves(sub, f"{prefix}{key}.").items()}
     name = prefix[:-1]
     last = name.rsplit(".", 1)[-1]
-    if (isinstance(value, (int, float, str)) and not isinstance(value, bool) and last not in ("member", "step")
-            and not last.endswith("seconds")):
+    if (
+        isinstance(value, (int, float, str))
+        and not isinstance(value, bool)
+        and last not in ("member", "step")
+        and not last.endswith("seconds")
+    ):
         return {name: value}
     return {}
 
@@ -183,14 +255,19 @@ def paired_metric(name: str, pbt: dict[int, float | None], baseline: dict[int, f
     higher = higher_is_better(name)
     wins = result.wins if higher else sum(p < b for _, p, b in result.per_seed)
     sign = 1.0 if higher else -1.0  # P(PBT better): for a lower-is-better number, that PBT's is lower
-    better = probability_of_improvement([sign * p for _, p, _ in result.per_seed],
-                                        [sign * b for _, _, b in result.per_seed])
+    better = probability_of_improvement(
+        [sign * p for _, p, _ in result.per_seed], [sign * b for _, _, b in result.per_seed]
+    )
     return result.to_dict() | {
-        "wins": wins, "higher_is_better": higher,
+        "wins": wins,
+        "higher_is_better": higher,
         "sign_flip_p": sign_flip_p([p - b for _, p, b in result.per_seed]),
         "probability_of_improvement": better.to_dict(),
-        "iqm": {"pbt": interquartile_mean(p for _, p, _ in result.per_seed).to_dict(),
-                "baseline": interquartile_mean(b for _, _, b in result.per_seed).to_dict()}}
+        "iqm": {
+            "pbt": interquartile_mean(p for _, p, _ in result.per_seed).to_dict(),
+            "baseline": interquartile_mean(b for _, _, b in result.per_seed).to_dict(),
+        },
+    }
 
 
 def extra_by_seed(extras: dict[str, dict[str, Any]]) -> dict[str, dict[str, dict[int, float]]]:
@@ -204,30 +281,41 @@ def extra_by_seed(extras: dict[str, dict[str, Any]]) -> dict[str, dict[str, dict
     return found
 
 
-def paired_summary(comparison: Comparison, extras: dict[str, dict[str, Any]], first: str = "pbt",
-                   second: str = "random_search", names: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+def paired_summary(
+    comparison: Comparison,
+    extras: dict[str, dict[str, Any]],
+    first: str = "pbt",
+    second: str = "random_search",
+    names: Sequence[str] | None = None,
+) -> dict[str, dict[str, Any]]:
     """``summary["paired"]``: the paired statistics (``paired_metric``, ``first`` − ``second``) of the runs' scores,
     then of every number of their ``extra_results`` (of those in ``names`` when given); a name of both kinds keeps
     the score."""
+
     def by_seed(arm: str, attr: str) -> dict[int, float | None]:
         return {row.seeds[0]: getattr(row, attr) for row in comparison.method_rows(arm)}
 
-    paired = {key: paired_metric(key, by_seed(first, attr), by_seed(second, attr))
-              for key, (attr, _) in SCORE_METRICS.items()}
+    paired = {
+        key: paired_metric(key, by_seed(first, attr), by_seed(second, attr)) for key, (attr, _) in SCORE_METRICS.items()
+    }
     for name, by_arm in extra_by_seed(extras).items():
         if names is None or name in names:
             paired.setdefault(name, paired_metric(name, by_arm[first], by_arm[second]))
     return paired
 
 
-def extra_paired(extras: dict[str, dict[str, Any]],
-                 paired: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+def extra_paired(
+    extras: dict[str, dict[str, Any]], paired: dict[str, dict[str, Any]] | None = None
+) -> dict[str, dict[str, Any]]:
     """The paired statistics of each number of ``extra_results`` that is an outcome: not the same in every run
     (``shared_leaves``) nor in both arms of each seed (``seed_setup_leaves``). Taken from ``paired``
     (``summary["paired"]``) where it has them, else computed."""
     setup, paired = {**shared_leaves(extras), **seed_setup_leaves(extras)}, paired or {}
-    return {name: paired.get(name) or paired_metric(name, by_arm["pbt"], by_arm["random_search"])
-            for name, by_arm in extra_by_seed(extras).items() if name not in setup}
+    return {
+        name: paired.get(name) or paired_metric(name, by_arm["pbt"], by_arm["random_search"])
+        for name, by_arm in extra_by_seed(extras).items()
+        if name not in setup
+    }
 
 
 def best_so_far_curves(comparison: Comparison, arm: str) -> dict[int, list[tuple[float, float]]]:
@@ -241,13 +329,15 @@ def speed_summary(comparison: Comparison) -> dict[str, Any]:
     return trains_faster(pbt, baseline).to_dict()
 
 
-def strategy_summary(comparison: Comparison, arm: str, config: Any, extras: dict[str, dict[str, Any]],
-                     outcomes: Sequence[str]) -> dict[str, Any]:
+def strategy_summary(
+    comparison: Comparison, arm: str, config: Any, extras: dict[str, dict[str, Any]], outcomes: Sequence[str]
+) -> dict[str, Any]:
     """A strategy arm's summary (``arm_summary``) with its paired statistics (``paired_summary``, the strategy
     first) against PBT (``vs_pbt``) and against random search (``vs_random_search``), over the seeds both have: the
     scores, then the numbers of ``extra_results`` in ``outcomes``."""
     return arm_summary(comparison.method_rows(arm), config) | {
-        f"vs_{other}": paired_summary(comparison, extras, arm, other, outcomes) for other in ARMS}
+        f"vs_{other}": paired_summary(comparison, extras, arm, other, outcomes) for other in ARMS
+    }
 
 
 def shared_leaves(extras: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -270,8 +360,11 @@ def seed_setup_leaves(extras: dict[str, dict[str, Any]]) -> dict[str, dict[int, 
         return {}
     shared = shared_leaves(extras)
     names = [k for k in runs["pbt"][seeds[0]] if k not in shared]
-    return {k: {s: runs["pbt"][s][k] for s in seeds} for k in names
-            if all(k in runs["pbt"][s] and runs["pbt"][s][k] == runs["random_search"][s].get(k) for s in seeds)}
+    return {
+        k: {s: runs["pbt"][s][k] for s in seeds}
+        for k in names
+        if all(k in runs["pbt"][s] and runs["pbt"][s][k] == runs["random_search"][s].get(k) for s in seeds)
+    }
 
 
 # -- the README --------------------------------------------------------------------------------------------------
@@ -285,40 +378,51 @@ def interval_text(interval: dict[str, Any] | None) -> str:
 def paired_row(title: str, paired: dict[str, Any]) -> str:
     """One table row: PBT mean [interval], random search mean [interval], the paired difference [interval], wins."""
     better = "" if paired.get("higher_is_better", True) else " (lower is better)"
-    row = (f"| {title}{better} | {interval_text(paired['pbt'])} | {interval_text(paired['baseline'])} | "
-           f"{interval_text(paired['difference'])} | {paired['wins']}/{paired['n']} |")
+    row = (
+        f"| {title}{better} | {interval_text(paired['pbt'])} | {interval_text(paired['baseline'])} | "
+        f"{interval_text(paired['difference'])} | {paired['wins']}/{paired['n']} |"
+    )
     if "sign_flip_p" not in paired:  # a summary written before the robust measures were added
         return row
     iqm = paired["iqm"]
-    return (f"{row} {paired['sign_flip_p']:.3g} | {interval_text(paired['probability_of_improvement'])} | "
-            f"{interval_text(iqm['pbt'])} | {interval_text(iqm['baseline'])} |")
+    return (
+        f"{row} {paired['sign_flip_p']:.3g} | {interval_text(paired['probability_of_improvement'])} | "
+        f"{interval_text(iqm['pbt'])} | {interval_text(iqm['baseline'])} |"
+    )
 
 
-def paired_table(paired: dict[str, dict[str, Any]], names: dict[str, str], first: str = "PBT",
-                 second: str = "random search") -> list[str]:
+def paired_table(
+    paired: dict[str, dict[str, Any]], names: dict[str, str], first: str = "PBT", second: str = "random search"
+) -> list[str]:
     """The paired statistics of ``names`` (summary key -> row title) as a markdown table, ``first`` − ``second``;
     the robust measures' columns only where the summary has them."""
     rows = [paired[key] | {"title": title} for key, title in names.items() if key in paired]
     robust = bool(rows) and all("sign_flip_p" in row for row in rows)
     return paired_header(first, second, robust) + [
         paired_row(row["title"], row if robust else {k: v for k, v in row.items() if k != "sign_flip_p"})
-        for row in rows]
+        for row in rows
+    ]
 
 
 def trains_faster_text(speed: dict[str, Any]) -> str:
     """The trains-faster fractions in words, with their intervals and the seeds that got there."""
+
     def reach(side: str, who: str, whom: str) -> str:
         reached, n = speed[f"{side}_reached"], speed["n"]
         if not reached:
             return f"{who}'s best so far never reached {whom}'s final best (0/{n} seeds)"
-        return (f"{who}'s best so far first reached {whom}'s final best at {interval_text(speed[f'{side}_fraction'])} "
-                f"of {whom}'s compute (in {reached}/{n} seeds)")
+        return (
+            f"{who}'s best so far first reached {whom}'s final best at {interval_text(speed[f'{side}_fraction'])} "
+            f"of {whom}'s compute (in {reached}/{n} seeds)"
+        )
 
-    return (f"Trains faster: {reach('pbt', 'PBT', 'random search')}; {reach('baseline', 'random search', 'PBT')}. "
-            "PBT's fraction is the fraction of random search's compute at which PBT's best-so-far first reaches "
-            "random search's final best (0.4: PBT got there with 40% of the compute random search spent; 1: only at "
-            "the end), and random search's fraction the reverse; the mean and 95% t-interval are over the seeds "
-            "where the arm got there.")
+    return (
+        f"Trains faster: {reach('pbt', 'PBT', 'random search')}; {reach('baseline', 'random search', 'PBT')}. "
+        "PBT's fraction is the fraction of random search's compute at which PBT's best-so-far first reaches "
+        "random search's final best (0.4: PBT got there with 40% of the compute random search spent; 1: only at "
+        "the end), and random search's fraction the reverse; the mean and 95% t-interval are over the seeds "
+        "where the arm got there."
+    )
 
 
 def greediness_text(arm: dict[str, Any]) -> str | None:
@@ -328,12 +432,17 @@ def greediness_text(arm: dict[str, Any]) -> str | None:
         return None
     n = len(g["coalescence_step_per_seed"])
     step = g["coalescence_step_mean"]
-    when = ("never coalesced to one founding lineage" if step is None else
-            f"coalesced to one founding lineage in {g['coalesced_seeds']} seed{'s' if n > 1 else ''}, at step "
-            f"{fmt(step)}{' on average over those' if n > 1 else ''}")
-    return (f"PBT's population {when} (of {arm['compute']['steps_per_member']} steps per member); "
-            f"founding lineages alive at the end: {fmt(g['lineages_at_end_mean'])} of {arm['compute']['population']}"
-            f"{' on average' if n > 1 else ''}.")
+    when = (
+        "never coalesced to one founding lineage"
+        if step is None
+        else f"coalesced to one founding lineage in {g['coalesced_seeds']} seed{'s' if n > 1 else ''}, at step "
+        f"{fmt(step)}{' on average over those' if n > 1 else ''}"
+    )
+    return (
+        f"PBT's population {when} (of {arm['compute']['steps_per_member']} steps per member); "
+        f"founding lineages alive at the end: {fmt(g['lineages_at_end_mean'])} of {arm['compute']['population']}"
+        f"{' on average' if n > 1 else ''}."
+    )
 
 
 def extra_results_table(extras: dict[str, dict[str, Any]]) -> list[str]:
@@ -343,10 +452,14 @@ def extra_results_table(extras: dict[str, dict[str, Any]]) -> list[str]:
         return []
     values = {c: numeric_leaves(extras[c[0]][c[1]]) for c in columns}
     names = list(dict.fromkeys(k for c in columns for k in values[c]))
-    lines = ["### Per run", "",
-             "| | " + " | ".join(f"{METHOD_TITLES[a]} s{s} (member {extras[a][s].get('member', '?')})"
-                                for a, s in columns)
-             + " |", "|---|" + "---:|" * len(columns)]
+    lines = [
+        "### Per run",
+        "",
+        "| | "
+        + " | ".join(f"{METHOD_TITLES[a]} s{s} (member {extras[a][s].get('member', '?')})" for a, s in columns)
+        + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
     lines += [f"| {name} | " + " | ".join(fmt(values[c].get(name)) for c in columns) + " |" for name in names]
     return lines + [""]
 
@@ -361,24 +474,29 @@ def further_results(summary: dict[str, Any]) -> list[str]:
     lines = ["## Further results (the domain's `extra_results`, of each run's best member)", ""]
     if paired:
         lines += paired_table(paired, {name: name for name in paired}) + [
-            "", "As above: means [95% t-interval over seeds], and the difference paired by seed. Numbers that are the "
+            "",
+            "As above: means [95% t-interval over seeds], and the difference paired by seed. Numbers that are the "
             "same in every run (settings), or in both arms of each seed (the seed's setup), are only in the per-run "
-            "table.", ""]
+            "table.",
+            "",
+        ]
     return lines + extra_results_table(extras)
 
 
 def figure_captions(seed: int | None) -> dict[str, str]:
     """The README's caption of each figure; the PBT figures name the seed of the run they show."""
     run = f"PBT seed {seed}" if seed is not None else "PBT"
-    return {"score_vs_compute": "Best-so-far score against compute: per method the mean over seeds (thick line), the "
-                                "min–max range over seeds (band), each seed (thin lines), and the population median "
-                                "(dashed, mean over seeds)",
-            "schedule": f"Hyperparameter schedule of the final best member of {run}, followed back through its lineage",
-            "lineage_tree": f"Lineage tree of the population of {run}",
-            "member_scores": f"Each member's score over time ({run})",
-            "greediness": f"Greediness of {run}: founding lineages alive over time (and the step the population "
-                          "coalesced to one), the fraction of the population replaced per ready round, and each "
-                          "hyperparameter's spread over the population (min–max band, median)"}
+    return {
+        "score_vs_compute": "Best-so-far score against compute: per method the mean over seeds (thick line), the "
+        "min–max range over seeds (band), each seed (thin lines), and the population median "
+        "(dashed, mean over seeds)",
+        "schedule": f"Hyperparameter schedule of the final best member of {run}, followed back through its lineage",
+        "lineage_tree": f"Lineage tree of the population of {run}",
+        "member_scores": f"Each member's score over time ({run})",
+        "greediness": f"Greediness of {run}: founding lineages alive over time (and the step the population "
+        "coalesced to one), the fraction of the population replaced per ready round, and each "
+        "hyperparameter's spread over the population (min–max band, median)",
+    }
 
 
 def strategy_lines(summary: dict[str, Any]) -> list[str]:
@@ -387,11 +505,17 @@ def strategy_lines(summary: dict[str, Any]) -> list[str]:
     for arm, result in summary.get("strategies", {}).items():
         title, seeds = METHOD_TITLES[arm], result["seeds"]
         names = {k: t for k, (_, t) in SCORE_METRICS.items()} | {
-            name: name for name in result["vs_pbt"] if name not in SCORE_METRICS}
-        lines += ["", f"## {title}, the strategy arm ({len(seeds)} seed{'s' if len(seeds) > 1 else ''}: "
-                  f"{', '.join(map(str, seeds))})", "",
-                  f"PBT with `--strategy {arm}` at the same member-steps, paired by seed with each arm over the seeds "
-                  "both have (as above).", ""]
+            name: name for name in result["vs_pbt"] if name not in SCORE_METRICS
+        }
+        lines += [
+            "",
+            f"## {title}, the strategy arm ({len(seeds)} seed{'s' if len(seeds) > 1 else ''}: "
+            f"{', '.join(map(str, seeds))})",
+            "",
+            f"PBT with `--strategy {arm}` at the same member-steps, paired by seed with each arm over the seeds "
+            "both have (as above).",
+            "",
+        ]
         for other in ARMS:
             lines += [*paired_table(result[f"vs_{other}"], names, title, METHOD_TITLES[other]), ""]
         greedy = greediness_text(result)
@@ -404,31 +528,56 @@ def results_readme(summary: dict[str, Any], comparison: Comparison) -> str:
     """The results folder's README: the paired statistics, trains faster, the runs, the figures, further results."""
     p = summary["provenance"]
     seed = summary.get("figure_seed")
-    lines = [f"# {summary['domain']}: PBT against random search at equal compute ({summary['profile']} profile)", "",
-             f"Made by `{p['command']}` at commit `{p['git_commit']}` on {p['date']} "
-             f"({duration(p['wall_seconds'])} for this invocation). Metric: {summary['metric']} (higher is better).",
-             "", *paired_table(summary["paired"], {k: title for k, (_, title) in SCORE_METRICS.items()}), "",
-             PAIRED_NOTE, "", trains_faster_text(summary["trains_faster"])]
+    lines = [
+        f"# {summary['domain']}: PBT against random search at equal compute ({summary['profile']} profile)",
+        "",
+        f"Made by `{p['command']}` at commit `{p['git_commit']}` on {p['date']} "
+        f"({duration(p['wall_seconds'])} for this invocation). Metric: {summary['metric']} (higher is better).",
+        "",
+        *paired_table(summary["paired"], {k: title for k, (_, title) in SCORE_METRICS.items()}),
+        "",
+        PAIRED_NOTE,
+        "",
+        trains_faster_text(summary["trains_faster"]),
+    ]
     greedy = greediness_text(summary["pbt"])
     if greedy:
-        lines += ["", f"Greediness: {greedy} Coalescence is the first step from which on every member's weights "
-                  "descend from one founding member through copies (the greediness figure shows it over time, the "
-                  "runs table per seed)."]
+        lines += [
+            "",
+            f"Greediness: {greedy} Coalescence is the first step from which on every member's weights "
+            "descend from one founding member through copies (the greediness figure shows it over time, the "
+            "runs table per seed).",
+        ]
     lines += strategy_lines(summary)
     c = summary["pbt"]["compute"]
-    lines += ["", f"Compute per arm: {c['population']} members × {c['steps_per_member']} steps × {c['runs']} "
-              f"seed{'s' if c['runs'] > 1 else ''} = {c['planned_steps']:.6g} member-steps.", "", "## Runs", "",
-              markdown_table(comparison, intro=False).strip(), "", "## Figures", ""]
+    lines += [
+        "",
+        f"Compute per arm: {c['population']} members × {c['steps_per_member']} steps × {c['runs']} "
+        f"seed{'s' if c['runs'] > 1 else ''} = {c['planned_steps']:.6g} member-steps.",
+        "",
+        "## Runs",
+        "",
+        markdown_table(comparison, intro=False).strip(),
+        "",
+        "## Figures",
+        "",
+    ]
     if seed is not None:
-        lines += [f"The schedule, lineage, member-score and greediness figures (and `best_schedule.json`) show one "
-                  f"PBT run: seed {seed}, by default the seed whose best final score is the median over seeds.", ""]
+        lines += [
+            f"The schedule, lineage, member-score and greediness figures (and `best_schedule.json`) show one "
+            f"PBT run: seed {seed}, by default the seed whose best final score is the median over seeds.",
+            "",
+        ]
     captions = figure_captions(seed)
     for name, files in summary["figures"].items():
         png = next((f for f in files if f.endswith(".png")), files[0])
         lines += [f"### {captions.get(name, name)}", "", f"![{name}]({png})", ""]
     lines += further_results(summary)
-    lines += ["Files: `summary.json` (this summary, with the full configs and provenance), `comparison.md` / "
-              "`comparison.csv` (one row per run), `best_schedule.json` (the best PBT member's lineage as data).", ""]
+    lines += [
+        "Files: `summary.json` (this summary, with the full configs and provenance), `comparison.md` / "
+        "`comparison.csv` (one row per run), `best_schedule.json` (the best PBT member's lineage as data).",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -467,8 +616,9 @@ def reproduce(
     """
     unknown = sorted(set(arms) - set(ARMS) - set(STRATEGY_ARMS))
     if unknown or not arms:
-        raise ConfigError(f"unknown arm(s) {', '.join(unknown) or '(none)'}; choose from "
-                          f"{', '.join(ARMS + STRATEGY_ARMS)}")
+        raise ConfigError(
+            f"unknown arm(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(ARMS + STRATEGY_ARMS)}"
+        )
     if isinstance(domain, str):
         name, domain = domain, load_domain(domain)
     else:
@@ -506,16 +656,19 @@ def reproduce(
         "tables": ["comparison.md", "comparison.csv"],
         "best_schedule": "best_schedule.json" if comparison.best_schedule else None,
     }
-    extras = {arm: {str(r.seed): r.meta["extra_results"] for r in comparison.method_runs(arm)
-                    if "extra_results" in r.meta} for arm in dirs}
+    extras = {
+        arm: {str(r.seed): r.meta["extra_results"] for r in comparison.method_runs(arm) if "extra_results" in r.meta}
+        for arm in dirs
+    }
     if any(extras.values()):
         summary["extra_results"] = extras
     summary["paired"] = paired_summary(comparison, extras)
     strategies = [arm for arm in STRATEGY_ARMS if arm in dirs]
     if strategies:
         outcomes = list(extra_paired(extras))
-        summary["strategies"] = {arm: strategy_summary(comparison, arm, configs[arm], extras, outcomes)
-                                 for arm in strategies}
+        summary["strategies"] = {
+            arm: strategy_summary(comparison, arm, configs[arm], extras, outcomes) for arm in strategies
+        }
     summary["trains_faster"] = speed_summary(comparison)
     summary["figure_seed"] = comparison.figure_seed
     summary["provenance"] = {

@@ -5,6 +5,7 @@ sign-flip test, the probability of improvement and the interquartile mean with b
 them, here with scipy), and how much of one arm's compute the other needs to reach its final result. No plotting, no
 I/O.
 """
+
 from __future__ import annotations
 
 import math
@@ -65,13 +66,20 @@ class PairedDifference:
     per_seed: list[tuple[int, float, float]]
 
     def to_dict(self) -> dict:
-        return {"pbt": self.pbt.to_dict(), "baseline": self.baseline.to_dict(),
-                "difference": self.difference.to_dict(), "wins": self.wins, "ties": self.ties, "n": self.n,
-                "per_seed": [list(row) for row in self.per_seed]}
+        return {
+            "pbt": self.pbt.to_dict(),
+            "baseline": self.baseline.to_dict(),
+            "difference": self.difference.to_dict(),
+            "wins": self.wins,
+            "ties": self.ties,
+            "n": self.n,
+            "per_seed": [list(row) for row in self.per_seed],
+        }
 
 
-def paired_difference(pbt: Mapping[int, float | None], baseline: Mapping[int, float | None],
-                      confidence: float = 0.95) -> PairedDifference:
+def paired_difference(
+    pbt: Mapping[int, float | None], baseline: Mapping[int, float | None], confidence: float = 0.95
+) -> PairedDifference:
     """Pair the arms by seed (the mapping keys) and give the t interval of the per-seed differences.
 
     Only seeds with a value in both arms count, so both means and the difference are over the same seeds. Pairing
@@ -84,7 +92,11 @@ def paired_difference(pbt: Mapping[int, float | None], baseline: Mapping[int, fl
         pbt=mean_interval([p for _, p, _ in per_seed], confidence),
         baseline=mean_interval([b for _, _, b in per_seed], confidence),
         difference=mean_interval(diffs, confidence),
-        wins=sum(d > 0 for d in diffs), ties=sum(d == 0 for d in diffs), n=len(per_seed), per_seed=per_seed)
+        wins=sum(d > 0 for d in diffs),
+        ties=sum(d == 0 for d in diffs),
+        n=len(per_seed),
+        per_seed=per_seed,
+    )
 
 
 BOOTSTRAP_RESAMPLES = 10_000  # percentile-bootstrap resamples (rliable's default method; it draws 50,000)
@@ -98,13 +110,21 @@ def _bootstrap(samples: tuple[np.ndarray, ...], statistic, confidence: float) ->
         return None, None
     from scipy import stats  # as in mean_interval
 
-    found = stats.bootstrap(samples, statistic, n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=confidence,
-                            method="percentile", vectorized=True, rng=np.random.default_rng(0))
+    found = stats.bootstrap(
+        samples,
+        statistic,
+        n_resamples=BOOTSTRAP_RESAMPLES,
+        confidence_level=confidence,
+        method="percentile",
+        vectorized=True,
+        rng=np.random.default_rng(0),
+    )
     return float(found.confidence_interval.low), float(found.confidence_interval.high)
 
 
-def probability_of_improvement(a: Iterable[float | None], b: Iterable[float | None],
-                               confidence: float = 0.95) -> Interval:
+def probability_of_improvement(
+    a: Iterable[float | None], b: Iterable[float | None], confidence: float = 0.95
+) -> Interval:
     """P(X > Y) for a run X of arm ``a`` and a run Y of arm ``b`` (ties count half), over every pair of their runs:
     the Mann–Whitney U statistic over n·m, as rliable's ``probability_of_improvement`` computes it for one task, with
     a percentile-bootstrap interval that resamples each arm's runs (rliable's stratified bootstrap, for one task).
@@ -175,10 +195,15 @@ class Speedup:
     n: int
 
     def to_dict(self) -> dict:
-        return {"pbt_fraction_per_seed": dict(self.pbt_fraction_per_seed),
-                "baseline_fraction_per_seed": dict(self.baseline_fraction_per_seed),
-                "pbt_fraction": self.pbt_fraction.to_dict(), "baseline_fraction": self.baseline_fraction.to_dict(),
-                "pbt_reached": self.pbt_reached, "baseline_reached": self.baseline_reached, "n": self.n}
+        return {
+            "pbt_fraction_per_seed": dict(self.pbt_fraction_per_seed),
+            "baseline_fraction_per_seed": dict(self.baseline_fraction_per_seed),
+            "pbt_fraction": self.pbt_fraction.to_dict(),
+            "baseline_fraction": self.baseline_fraction.to_dict(),
+            "pbt_reached": self.pbt_reached,
+            "baseline_reached": self.baseline_reached,
+            "n": self.n,
+        }
 
 
 def _fraction(curve: Curve, other: Curve) -> float | None:
@@ -190,8 +215,9 @@ def _fraction(curve: Curve, other: Curve) -> float | None:
     return reached / float(budget)
 
 
-def trains_faster(pbt_curves: Mapping[int, Curve], baseline_curves: Mapping[int, Curve],
-                  confidence: float = 0.95) -> Speedup:
+def trains_faster(
+    pbt_curves: Mapping[int, Curve], baseline_curves: Mapping[int, Curve], confidence: float = 0.95
+) -> Speedup:
     """How much of random search's compute PBT needs to match random search's final best, and the reverse.
 
     Curves are (compute, best_so_far) points sorted by compute. Only seeds with a non-empty curve in both arms
@@ -201,11 +227,14 @@ def trains_faster(pbt_curves: Mapping[int, Curve], baseline_curves: Mapping[int,
     pbt_frac = {int(s): _fraction(pbt_curves[s], baseline_curves[s]) for s in seeds}
     base_frac = {int(s): _fraction(baseline_curves[s], pbt_curves[s]) for s in seeds}
     return Speedup(
-        pbt_fraction_per_seed=pbt_frac, baseline_fraction_per_seed=base_frac,
+        pbt_fraction_per_seed=pbt_frac,
+        baseline_fraction_per_seed=base_frac,
         pbt_fraction=mean_interval(pbt_frac.values(), confidence),
         baseline_fraction=mean_interval(base_frac.values(), confidence),
         pbt_reached=sum(f is not None for f in pbt_frac.values()),
-        baseline_reached=sum(f is not None for f in base_frac.values()), n=len(seeds))
+        baseline_reached=sum(f is not None for f in base_frac.values()),
+        n=len(seeds),
+    )
 
 
 def fmt_interval(interval: Interval, digits: int = 4) -> str:

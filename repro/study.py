@@ -56,32 +56,50 @@ from repro.text import duration
 
 PAPER_STUDIES = ("population", "exploit", "transfer", "schedule")  # the paper's §5; ``--study all`` runs these
 STUDIES = (*PAPER_STUDIES, "strategy")
-DEFAULT_VALUES = {"population": ("2", "4", "8", "16", "32"), "exploit": ("truncation", "ttest", "tournament"),
-                  "transfer": ("both", "weights", "hparams"), "schedule": ("pbt", "replay", "final"),
-                  "strategy": ("pbt", "tournament", "pb2", "fire", "random_search")}
+DEFAULT_VALUES = {
+    "population": ("2", "4", "8", "16", "32"),
+    "exploit": ("truncation", "ttest", "tournament"),
+    "transfer": ("both", "weights", "hparams"),
+    "schedule": ("pbt", "replay", "final"),
+    "strategy": ("pbt", "tournament", "pb2", "fire", "random_search"),
+}
 # the strategy study's variants: the PBT settings each changes, or the baseline it runs instead
-STRATEGIES = {"pbt": {}, "tournament": {"exploit": "tournament"}, "pb2": {"strategy": "pb2"},
-              "fire": {"strategy": "fire"}, "random_search": {}}
-STRATEGY_TITLES = {"pbt": "PBT (reference's exploit)", "tournament": "PBT, binary tournament", "pb2": "PB2",
-                   "fire": "FIRE PBT", "random_search": "random search"}
+STRATEGIES = {
+    "pbt": {},
+    "tournament": {"exploit": "tournament"},
+    "pb2": {"strategy": "pb2"},
+    "fire": {"strategy": "fire"},
+    "random_search": {},
+}
+STRATEGY_TITLES = {
+    "pbt": "PBT (reference's exploit)",
+    "tournament": "PBT, binary tournament",
+    "pb2": "PB2",
+    "fire": "FIRE PBT",
+    "random_search": "random search",
+}
 FINDINGS = {  # what the paper (§5, as far as its sources say) found, for each study's README
     "population": "With 10 or fewer members, variance is high and performance poor (PBT is greedy and gets stuck); "
-                  "with 20–40 members improvements are strong and consistent; larger populations help, with "
-                  "diminishing returns.",
+    "with 20–40 members improvements are strong and consistent; larger populations help, with "
+    "diminishing returns.",
     "exploit": "Truncation selection (bottom 20% copy the top 20%) worked best; one source says it was more stable "
-               "than the binary tournament.",
+    "than the binary tournament.",
     "transfer": "Copying only the weights, or only the hyperparameters, is worse than copying both.",
     "schedule": "Training from scratch with PBT's final hyperparameters is worse than PBT's online schedule; a "
-                "\"replay the discovered schedule from scratch\" experiment is recalled but unverified.",
+    '"replay the discovered schedule from scratch" experiment is recalled but unverified.',
     "strategy": "(Not in the paper.) FIRE PBT (Dalibard & Jaderberg 2021) was proposed because PBT's selection is "
-                "greedy; \"To Be Greedy, or Not to Be\" (Chebykin et al., TMLR 2025) found no PBT variant "
-                "consistently better, and that PB2 optimises the greedy objective even harder.",
+    'greedy; "To Be Greedy, or Not to Be" (Chebykin et al., TMLR 2025) found no PBT variant '
+    "consistently better, and that PB2 optimises the greedy objective even harder.",
 }
-VARIED = {"population": "the population size", "exploit": "the exploit rule", "transfer": "what an exploit copies",
-          "schedule": "how the hyperparameters are set (PBT online, its best member's schedule replayed from scratch, "
-                      "or its final hyperparameters from scratch)",
-          "strategy": "the strategy (PBT with the binary tournament, PB2, FIRE PBT) or random search in its place, at "
-                      "the same member-steps"}
+VARIED = {
+    "population": "the population size",
+    "exploit": "the exploit rule",
+    "transfer": "what an exploit copies",
+    "schedule": "how the hyperparameters are set (PBT online, its best member's schedule replayed from scratch, "
+    "or its final hyperparameters from scratch)",
+    "strategy": "the strategy (PBT with the binary tournament, PB2, FIRE PBT) or random search in its place, at "
+    "the same member-steps",
+}
 NOTES_MARKER = "<!-- notes: written by hand, kept when study rewrites this file -->"
 
 
@@ -104,7 +122,8 @@ class Variant:
             return f"population {self.name}"
         if self.study == "transfer":
             return {"both": "copy both", "weights": "copy weights only", "hparams": "copy hyperparameters only"}.get(
-                self.name, self.name)
+                self.name, self.name
+            )
         if self.study == "strategy":
             return STRATEGY_TITLES.get(self.name, self.name)
         return METHOD_TITLES.get(self.method, self.name) if self.study == "schedule" else self.name
@@ -118,8 +137,13 @@ def study_variants(study: str, config: Any, values: Sequence[str] | None = None)
     out); a value that equals the reference's setting is the reference."""
     pbt = config.pbt
     field = study  # the PBT setting a study other than schedule varies
-    reference = {"population": str(pbt.population), "exploit": pbt.exploit, "transfer": pbt.transfer,
-                 "schedule": "pbt", "strategy": "pbt"}.get(study)
+    reference = {
+        "population": str(pbt.population),
+        "exploit": pbt.exploit,
+        "transfer": pbt.transfer,
+        "schedule": "pbt",
+        "strategy": "pbt",
+    }.get(study)
     if reference is None:
         raise ConfigError(f"unknown study {study!r}; choose one of: {', '.join(STUDIES)}, all")
     chosen = list(dict.fromkeys([reference, *(values or DEFAULT_VALUES[study])]))
@@ -134,8 +158,9 @@ def study_variants(study: str, config: Any, values: Sequence[str] | None = None)
             if value not in STRATEGIES:
                 raise ConfigError(f"unknown strategy variant {value!r}; choose from {', '.join(STRATEGIES)}")
             replace_fields(config, STRATEGIES[value])  # refused here (FIRE's population, say) before any run
-            variants.append(Variant(study, value, STRATEGIES[value],
-                                    method="random_search" if value == "random_search" else "pbt"))
+            variants.append(
+                Variant(study, value, STRATEGIES[value], method="random_search" if value == "random_search" else "pbt")
+            )
             continue
         setting = int(value) if study == "population" and value.lstrip("-").isdigit() else value
         replace_fields(config, {field: setting})  # refused here, with the field's own message, if it is no value
@@ -155,8 +180,16 @@ def variant_config(variant: Variant, config: Any, seed: int) -> Any:
 RunHook = Callable[[str, Store, Any], Any]  # (title, store, config) -> context manager yielding listeners
 
 
-def run_variant(domain: Domain, name: str, variant: Variant, config: Any, seed: int, runs: Path,
-                force: bool, listeners_for: RunHook | None) -> Path:
+def run_variant(
+    domain: Domain,
+    name: str,
+    variant: Variant,
+    config: Any,
+    seed: int,
+    runs: Path,
+    force: bool,
+    listeners_for: RunHook | None,
+) -> Path:
     """Run (or continue; a finished run is left as it is) one variant's run of ``seed``; return its directory. A
     replay or final run follows the seed's reference run, which must exist."""
     run_dir = runs / variant.run_name(seed)
@@ -168,8 +201,15 @@ def run_variant(domain: Domain, name: str, variant: Variant, config: Any, seed: 
     else:
         reference = runs / Variant(variant.study, "pbt", {}).run_name(seed)
         hook = None if listeners_for is None else (lambda store, cfg: listeners_for(title, store, cfg))
-        replay(reference, run_dir, population=config.pbt.population, final=variant.method == "final",
-               resume=not force, force=force, listeners_for=hook)
+        replay(
+            reference,
+            run_dir,
+            population=config.pbt.population,
+            final=variant.method == "final",
+            resume=not force,
+            force=force,
+            listeners_for=hook,
+        )
     return run_dir
 
 
@@ -194,22 +234,38 @@ class VariantResult:
 
     def to_dict(self) -> dict[str, Any]:
         def paired(p: PairedDifference | None) -> dict[str, Any] | None:
-            return None if p is None else {"variant": p.pbt.to_dict(), "reference": p.baseline.to_dict(),
-                                           "difference": p.difference.to_dict(), "wins": p.wins, "ties": p.ties,
-                                           "n": p.n}
+            return (
+                None
+                if p is None
+                else {
+                    "variant": p.pbt.to_dict(),
+                    "reference": p.baseline.to_dict(),
+                    "difference": p.difference.to_dict(),
+                    "wins": p.wins,
+                    "ties": p.ties,
+                    "n": p.n,
+                }
+            )
 
-        return {"variant": self.variant.name, "title": self.variant.title, "reference": self.variant.reference,
-                "method": self.variant.method, "overrides": self.variant.overrides,
-                "runs": {str(s): str(d) for s, d in self.runs.items()},
-                "best_final_per_seed": {str(s): v for s, v in self.best.items()},
-                "population_mean_final_per_seed": {str(s): v for s, v in self.mean.items()},
-                "best_final": self.best_interval.to_dict(), "population_mean_final": self.mean_interval.to_dict(),
-                "best_final_vs_reference": paired(self.best_paired),
-                "population_mean_final_vs_reference": paired(self.mean_paired),
-                "coalescence_step_per_seed": {str(s): v for s, v in self.coalescence.items()},
-                "best_schedule_distance_per_seed": {k: {str(s): v for s, v in d.items()}
-                                                    for k, d in self.distances.items()},
-                "best_schedule_per_seed": {str(s): [[age, h] for age, h in c] for s, c in self.schedules.items()}}
+        return {
+            "variant": self.variant.name,
+            "title": self.variant.title,
+            "reference": self.variant.reference,
+            "method": self.variant.method,
+            "overrides": self.variant.overrides,
+            "runs": {str(s): str(d) for s, d in self.runs.items()},
+            "best_final_per_seed": {str(s): v for s, v in self.best.items()},
+            "population_mean_final_per_seed": {str(s): v for s, v in self.mean.items()},
+            "best_final": self.best_interval.to_dict(),
+            "population_mean_final": self.mean_interval.to_dict(),
+            "best_final_vs_reference": paired(self.best_paired),
+            "population_mean_final_vs_reference": paired(self.mean_paired),
+            "coalescence_step_per_seed": {str(s): v for s, v in self.coalescence.items()},
+            "best_schedule_distance_per_seed": {
+                k: {str(s): v for s, v in d.items()} for k, d in self.distances.items()
+            },
+            "best_schedule_per_seed": {str(s): [[age, h] for age, h in c] for s, c in self.schedules.items()},
+        }
 
 
 def schedule_distance(schedule: Schedule, known: Schedule, steps: int) -> float:
@@ -222,8 +278,9 @@ def schedule_distance(schedule: Schedule, known: Schedule, steps: int) -> float:
     return total / steps
 
 
-def study_results(variants: Sequence[Variant], runs: dict[str, dict[int, Path]],
-                  known: Mapping[str, Schedule] | None = None) -> list[VariantResult]:
+def study_results(
+    variants: Sequence[Variant], runs: dict[str, dict[int, Path]], known: Mapping[str, Schedule] | None = None
+) -> list[VariantResult]:
     """Read every variant's runs (``runs[variant.name][seed]``) and pair each variant with the reference by seed;
     with ``known`` schedules (``Domain.known_schedules``), measure each run's best member's discovered schedule
     against them."""
@@ -232,21 +289,34 @@ def study_results(variants: Sequence[Variant], runs: dict[str, dict[int, Path]],
     best = {name: {s: r.best_final for s, r in by_seed.items()} for name, by_seed in rows.items()}
     mean = {name: {s: r.mean_final for s, r in by_seed.items()} for name, by_seed in rows.items()}
     ref = next(v.name for v in variants if v.reference)
-    schedules = {name: {seed: run.discovered_schedule() for seed, run in by_seed.items() if run.best is not None}
-                 for name, by_seed in loaded.items()}
-    return [VariantResult(v, runs[v.name], best[v.name], mean[v.name], mean_interval(best[v.name].values()),
-                          mean_interval(mean[v.name].values()),
-                          None if v.reference else paired_difference(best[v.name], best[ref]),
-                          None if v.reference else paired_difference(mean[v.name], mean[ref]),
-                          sum(r.wall_seconds for r in rows[v.name].values()),
-                          tuple(sorted({str(run.meta.get("git_commit")) for run in loaded[v.name].values()})),
-                          coalescence={s: (r.coalescence_steps or [None])[0] for s, r in rows[v.name].items()},
-                          distances={k: {s: schedule_distance(sch, schedule, loaded[v.name][s].compute["budget_steps"])
-                                         for s, sch in schedules[v.name].items()} for k, schedule in
-                                     (known or {}).items()},
-                          schedules={s: [(age, dict(h)) for age, h in sch.changes]
-                                     for s, sch in schedules[v.name].items()})
-            for v in variants]
+    schedules = {
+        name: {seed: run.discovered_schedule() for seed, run in by_seed.items() if run.best is not None}
+        for name, by_seed in loaded.items()
+    }
+    return [
+        VariantResult(
+            v,
+            runs[v.name],
+            best[v.name],
+            mean[v.name],
+            mean_interval(best[v.name].values()),
+            mean_interval(mean[v.name].values()),
+            None if v.reference else paired_difference(best[v.name], best[ref]),
+            None if v.reference else paired_difference(mean[v.name], mean[ref]),
+            sum(r.wall_seconds for r in rows[v.name].values()),
+            tuple(sorted({str(run.meta.get("git_commit")) for run in loaded[v.name].values()})),
+            coalescence={s: (r.coalescence_steps or [None])[0] for s, r in rows[v.name].items()},
+            distances={
+                k: {
+                    s: schedule_distance(sch, schedule, loaded[v.name][s].compute["budget_steps"])
+                    for s, sch in schedules[v.name].items()
+                }
+                for k, schedule in (known or {}).items()
+            },
+            schedules={s: [(age, dict(h)) for age, h in sch.changes] for s, sch in schedules[v.name].items()},
+        )
+        for v in variants
+    ]
 
 
 # -- what a study writes -----------------------------------------------------------------------------------------
@@ -261,14 +331,19 @@ def wins_text(p: PairedDifference | dict[str, Any] | None) -> str:
 
 
 def markdown_table(results: Sequence[VariantResult]) -> str:
-    lines = ["| variant | seeds | best final | − reference (paired) | won | population mean final | − reference "
-             "(paired) | won |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| variant | seeds | best final | − reference (paired) | won | population mean final | − reference "
+        "(paired) | won |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in results:
         name = f"**{r.variant.title}** (reference)" if r.variant.reference else r.variant.title
         diff = [("–" if p is None else fmt_interval(p.difference)) for p in (r.best_paired, r.mean_paired)]
-        lines.append(f"| {name} | {r.best_interval.n} | {fmt_interval(r.best_interval)} | {diff[0]} | "
-                     f"{wins_text(r.best_paired)} | {fmt_interval(r.mean_interval)} | {diff[1]} | "
-                     f"{wins_text(r.mean_paired)} |")
+        lines.append(
+            f"| {name} | {r.best_interval.n} | {fmt_interval(r.best_interval)} | {diff[0]} | "
+            f"{wins_text(r.best_paired)} | {fmt_interval(r.mean_interval)} | {diff[1]} | "
+            f"{wins_text(r.mean_paired)} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -276,22 +351,30 @@ def greed_table(results: Sequence[VariantResult]) -> str:
     """The strategy study's second table: how far each variant's best schedules are from the known ones, and how
     often and when its population coalesced to one founding lineage."""
     known = sorted({k for r in results for k in r.distances})
-    lines = ["| variant | " + "".join(f"best schedule's distance from the {k} one | " for k in known)
-             + "coalesced seeds | mean coalescence step |", "|---|" + "---:|" * (len(known) + 2)]
+    lines = [
+        "| variant | "
+        + "".join(f"best schedule's distance from the {k} one | " for k in known)
+        + "coalesced seeds | mean coalescence step |",
+        "|---|" + "---:|" * (len(known) + 2),
+    ]
     for r in results:
         cells = [fmt_interval(mean_interval(r.distances[k].values())) for k in known]
         steps = [v for v in r.coalescence.values() if v is not None]
         mean_step = f"{statistics.fmean(steps):.4g}" if steps else "never"
         coalesced = f"{len(steps)}/{len(r.coalescence)}" if r.variant.method != "random_search" else "— (no copies)"
-        lines.append(f"| {r.variant.title} | " + "".join(f"{c} | " for c in cells) + f"{coalesced} | "
-                     f"{mean_step if r.variant.method != 'random_search' else '—'} |")
+        lines.append(
+            f"| {r.variant.title} | " + "".join(f"{c} | " for c in cells) + f"{coalesced} | "
+            f"{mean_step if r.variant.method != 'random_search' else '—'} |"
+        )
     return "\n".join(lines) + "\n"
 
 
-GREED_NOTE = ("*Distance*: the mean over training steps of the absolute difference between the hyperparameters of "
-              "the best member's discovered schedule (by the age of its weights) and the known schedule's, averaged "
-              "over the hyperparameters the known one sets; mean over seeds with its 95% t-interval. *Coalesced*: the "
-              "seeds whose population came to descend from one founding member, and the mean step at which it did.")
+GREED_NOTE = (
+    "*Distance*: the mean over training steps of the absolute difference between the hyperparameters of "
+    "the best member's discovered schedule (by the age of its weights) and the known schedule's, averaged "
+    "over the hyperparameters the known one sets; mean over seeds with its 95% t-interval. *Coalesced*: the "
+    "seeds whose population came to descend from one founding member, and the mean step at which it did."
+)
 
 
 def plot_schedules(results: Sequence[VariantResult], known: Mapping[str, Schedule], steps: int, out: Path) -> list[str]:
@@ -306,8 +389,14 @@ def plot_schedules(results: Sequence[VariantResult], known: Mapping[str, Schedul
             schedule = Schedule(tuple((age, h) for age, h in changes))
             ax.plot(ages, [float(schedule.at(a)[name]) for a in ages], color="tab:blue", alpha=0.45, linewidth=1)
         for (label, schedule), style in zip(known.items(), ("--", ":", "-.")):
-            ax.plot(ages, [float(schedule.at(a)[name]) for a in ages], color="black", linestyle=style,
-                    linewidth=1.6, label=label)
+            ax.plot(
+                ages,
+                [float(schedule.at(a)[name]) for a in ages],
+                color="black",
+                linestyle=style,
+                linewidth=1.6,
+                label=label,
+            )
         ax.set(title=r.variant.title, xlabel="weights' age (steps)")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(name)
@@ -317,10 +406,12 @@ def plot_schedules(results: Sequence[VariantResult], known: Mapping[str, Schedul
     return save_figure(fig, out, "schedules")
 
 
-TABLE_NOTE = ("Means over seeds with their 95% t-intervals in brackets. *− reference (paired)*: the mean over seeds of "
-              "the variant's number minus the reference run's number of the same seed, with its 95% paired "
-              "t-interval; *won*: the seeds where the variant's number is higher (ties said apart). *Best final*: the "
-              "best member's final score; *population mean final*: the mean of every member's final score.")
+TABLE_NOTE = (
+    "Means over seeds with their 95% t-intervals in brackets. *− reference (paired)*: the mean over seeds of "
+    "the variant's number minus the reference run's number of the same seed, with its 95% paired "
+    "t-interval; *won*: the seeds where the variant's number is higher (ties said apart). *Best final*: the "
+    "best member's final score; *population mean final*: the mean of every member's final score."
+)
 
 
 def csv_table(results: Sequence[VariantResult]) -> str:
@@ -328,17 +419,30 @@ def csv_table(results: Sequence[VariantResult]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     columns = ["variant", "reference", "method", "seeds"]
     for key in ("best_final", "population_mean_final"):
-        columns += [f"{key}_mean", f"{key}_low", f"{key}_high", f"{key}_diff_mean", f"{key}_diff_low",
-                    f"{key}_diff_high", f"{key}_wins", f"{key}_ties"]
+        columns += [
+            f"{key}_mean",
+            f"{key}_low",
+            f"{key}_high",
+            f"{key}_diff_mean",
+            f"{key}_diff_low",
+            f"{key}_diff_high",
+            f"{key}_wins",
+            f"{key}_ties",
+        ]
     writer.writerow(columns)
     blank = lambda v: "" if v is None else repr(v)  # noqa: E731 - repr keeps floats exact
     for r in results:
         row: list[Any] = [r.variant.name, r.variant.reference, r.variant.method, r.best_interval.n]
         for interval, p in ((r.best_interval, r.best_paired), (r.mean_interval, r.mean_paired)):
             d = None if p is None else p.difference
-            row += [blank(interval.mean), blank(interval.low), blank(interval.high),
-                    *(["", "", ""] if d is None else [blank(d.mean), blank(d.low), blank(d.high)]),
-                    "" if p is None else p.wins, "" if p is None else p.ties]
+            row += [
+                blank(interval.mean),
+                blank(interval.low),
+                blank(interval.high),
+                *(["", "", ""] if d is None else [blank(d.mean), blank(d.low), blank(d.high)]),
+                "" if p is None else p.wins,
+                "" if p is None else p.ties,
+            ]
         writer.writerow(row)
     return buffer.getvalue()
 
@@ -350,11 +454,14 @@ def plot_study(study: str, results: Sequence[VariantResult], metric: str, out: P
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
     positions = list(range(len(results)))
     for ax, values, intervals, title in (
-            (left, [r.best for r in results], [r.best_interval for r in results], f"best member's final {metric}"),
-            (right, [None if r.best_paired is None else {s: p - b for s, p, b in r.best_paired.per_seed}
-                     for r in results],
-             [None if r.best_paired is None else r.best_paired.difference for r in results],
-             "variant − reference, paired by seed")):
+        (left, [r.best for r in results], [r.best_interval for r in results], f"best member's final {metric}"),
+        (
+            right,
+            [None if r.best_paired is None else {s: p - b for s, p, b in r.best_paired.per_seed} for r in results],
+            [None if r.best_paired is None else r.best_paired.difference for r in results],
+            "variant − reference, paired by seed",
+        ),
+    ):
         for x, per_seed, interval in zip(positions, values, intervals):
             if per_seed is None or interval is None or interval.mean is None:
                 continue
@@ -363,16 +470,28 @@ def plot_study(study: str, results: Sequence[VariantResult], metric: str, out: P
             ax.scatter([x + o for o in offsets], points, s=14, color="tab:blue", alpha=0.6, linewidths=0)
             low = interval.mean if interval.low is None else interval.low
             high = interval.mean if interval.high is None else interval.high
-            ax.errorbar([x + 0.3], [interval.mean], yerr=[[interval.mean - low], [high - interval.mean]], fmt="o",
-                        color="black", capsize=4, markersize=5)
+            ax.errorbar(
+                [x + 0.3],
+                [interval.mean],
+                yerr=[[interval.mean - low], [high - interval.mean]],
+                fmt="o",
+                color="black",
+                capsize=4,
+                markersize=5,
+            )
         if ax is right:
             ax.axhline(0.0, color="0.5", linewidth=0.8, linestyle="--")
         ax.set(ylabel=title, xlim=(-0.6, len(results) - 0.2))
         ax.tick_params(axis="x", bottom=False, labelbottom=False)
         ax.grid(axis="y", alpha=0.3)
         names = ax.secondary_xaxis("bottom")  # variant names (the figures' shared saver formats x as numbers)
-        names.set_xticks(positions, [r.variant.title + (" (ref.)" if r.variant.reference else "")
-                                     for r in results], rotation=20, ha="right", fontsize=8)
+        names.set_xticks(
+            positions,
+            [r.variant.title + (" (ref.)" if r.variant.reference else "") for r in results],
+            rotation=20,
+            ha="right",
+            fontsize=8,
+        )
     fig.suptitle(f"{study} study: dots are seeds; black: mean and 95% t-interval over seeds")
     fig.tight_layout()
     return save_figure(fig, out, study)
@@ -380,15 +499,26 @@ def plot_study(study: str, results: Sequence[VariantResult], metric: str, out: P
 
 def provenance_text(p: dict[str, Any]) -> str:
     m = p["machine"]
-    return (f"Made by `{p['command']}` at commit `{p['git_commit']}` on {p['date']}, on {m['processor']} with "
-            f"{m['cpus']} CPUs ({m['platform']}, Python {m['python']}): {duration(p['wall_seconds'])} for this "
-            f"invocation; the study's runs trained for {duration(p['runs_wall_seconds'])} in all (the sum of their "
-            f"wall times, kept in their stores) at commit {', '.join(f'`{c}`' for c in p['run_commits'])}.")
+    return (
+        f"Made by `{p['command']}` at commit `{p['git_commit']}` on {p['date']}, on {m['processor']} with "
+        f"{m['cpus']} CPUs ({m['platform']}, Python {m['python']}): {duration(p['wall_seconds'])} for this "
+        f"invocation; the study's runs trained for {duration(p['runs_wall_seconds'])} in all (the sum of their "
+        f"wall times, kept in their stores) at commit {', '.join(f'`{c}`' for c in p['run_commits'])}."
+    )
 
 
-def write_study(study: str, domain: str, metric: str, profile: str, config: Any, seeds: Sequence[int],
-                results: Sequence[VariantResult], out: Path, provenance: dict[str, Any],
-                known: Mapping[str, Schedule] | None = None) -> dict[str, Any]:
+def write_study(
+    study: str,
+    domain: str,
+    metric: str,
+    profile: str,
+    config: Any,
+    seeds: Sequence[int],
+    results: Sequence[VariantResult],
+    out: Path,
+    provenance: dict[str, Any],
+    known: Mapping[str, Schedule] | None = None,
+) -> dict[str, Any]:
     """Write ``out`` (``DIR/STUDY``): the table as markdown, CSV and JSON, the figure and the README; the strategy
     study adds how greedy each variant was (``greed_table``) and, with ``known`` schedules, their figure."""
     out.mkdir(parents=True, exist_ok=True)
@@ -396,34 +526,66 @@ def write_study(study: str, domain: str, metric: str, profile: str, config: Any,
     if study == "strategy" and known:
         figure += plot_schedules(results, known, config.pbt.budget_steps, out)
     pbt = config.pbt
-    table = {"study": study, "domain": domain, "metric": metric, "profile": profile, "seeds": list(seeds),
-             "varied": VARIED[study], "reference_config": dataclasses.asdict(config),
-             "variants": [r.to_dict() for r in results], "figure": figure, "provenance": provenance}
+    table = {
+        "study": study,
+        "domain": domain,
+        "metric": metric,
+        "profile": profile,
+        "seeds": list(seeds),
+        "varied": VARIED[study],
+        "reference_config": dataclasses.asdict(config),
+        "variants": [r.to_dict() for r in results],
+        "figure": figure,
+        "provenance": provenance,
+    }
     (out / "table.json").write_text(json.dumps(table, indent=2, ensure_ascii=False) + "\n")
     greed = ["", greed_table(results), GREED_NOTE, ""] if study == "strategy" else []
     (out / "table.md").write_text(markdown_table(results) + "\n".join(greed))
     (out / "table.csv").write_text(csv_table(results))
     png = next(f for f in figure if f.endswith(".png"))
-    lines = [f"# {domain}: the {study} study ({profile} profile)", "",
-             f"The paper: {FINDINGS[study]}", "",
-             f"Each variant differs from the reference (PBT with the profile's settings) only in {VARIED[study]}; "
-             f"every member trains {pbt.budget_steps} steps, ready every {pbt.ready_every}. Reference: population "
-             f"{pbt.population}, exploit {pbt.exploit}, explore {pbt.explore}, transfer {pbt.transfer}, executor "
-             f"{pbt.executor} (the full config is in `table.json`). Seeds: {', '.join(map(str, seeds))}.", "",
-             provenance_text(provenance), "", markdown_table(results), TABLE_NOTE, *greed, "", f"![{study}]({png})",
-             *(["![schedules](schedules.png)", ""] if study == "strategy" and known else []), "",
-             "Files: `table.md`, `table.csv`, `table.json` (with each seed's numbers and run directory), "
-             f"`{study}.png` / `.svg`. The runs are in `../runs/`.", ""]
+    lines = [
+        f"# {domain}: the {study} study ({profile} profile)",
+        "",
+        f"The paper: {FINDINGS[study]}",
+        "",
+        f"Each variant differs from the reference (PBT with the profile's settings) only in {VARIED[study]}; "
+        f"every member trains {pbt.budget_steps} steps, ready every {pbt.ready_every}. Reference: population "
+        f"{pbt.population}, exploit {pbt.exploit}, explore {pbt.explore}, transfer {pbt.transfer}, executor "
+        f"{pbt.executor} (the full config is in `table.json`). Seeds: {', '.join(map(str, seeds))}.",
+        "",
+        provenance_text(provenance),
+        "",
+        markdown_table(results),
+        TABLE_NOTE,
+        *greed,
+        "",
+        f"![{study}]({png})",
+        *(["![schedules](schedules.png)", ""] if study == "strategy" and known else []),
+        "",
+        "Files: `table.md`, `table.csv`, `table.json` (with each seed's numbers and run directory), "
+        f"`{study}.png` / `.svg`. The runs are in `../runs/`.",
+        "",
+    ]
     readme = out / "README.md"
     notes = readme.read_text().partition(NOTES_MARKER)[2] if readme.exists() else ""
     readme.write_text("\n".join(lines) + (f"\n{NOTES_MARKER}{notes}" if notes else ""))
     return table
 
 
-def run_study(domain: Domain, name: str, config: Any, profile: str, study: str, seeds: Sequence[int],
-              out: Path, values: Sequence[str] | None = None, force: bool = False,
-              listeners_for: RunHook | None = None, command: str | None = None,
-              trained: set[Path] | None = None) -> dict[str, Any]:
+def run_study(
+    domain: Domain,
+    name: str,
+    config: Any,
+    profile: str,
+    study: str,
+    seeds: Sequence[int],
+    out: Path,
+    values: Sequence[str] | None = None,
+    force: bool = False,
+    listeners_for: RunHook | None = None,
+    command: str | None = None,
+    trained: set[Path] | None = None,
+) -> dict[str, Any]:
     """Run (or continue) one study's runs into ``out/runs`` and write ``out/STUDY``; return its table.
 
     ``trained``: run directories already handled by this invocation (``--study all`` shares the reference runs), so a
@@ -443,23 +605,40 @@ def run_study(domain: Domain, name: str, config: Any, profile: str, study: str, 
     known = None if domain.known_schedules is None else dict(domain.known_schedules(config))
     results = study_results(variants, runs, known)
     metric = str(load_run(runs[variants[0].name][seeds[0]]).meta.get("metric") or domain.metric)
-    provenance = {"command": command or f"pbt-repro study {name} --study {study} --seeds {len(seeds)} --out {out}",
-                  "git_commit": commit, "machine": machine(), "date": started_at,
-                  "wall_seconds": round(time.perf_counter() - t0, 2),
-                  "runs_wall_seconds": round(sum(r.wall_seconds for r in results), 2),
-                  "run_commits": sorted({c for r in results for c in r.run_commits})}
+    provenance = {
+        "command": command or f"pbt-repro study {name} --study {study} --seeds {len(seeds)} --out {out}",
+        "git_commit": commit,
+        "machine": machine(),
+        "date": started_at,
+        "wall_seconds": round(time.perf_counter() - t0, 2),
+        "runs_wall_seconds": round(sum(r.wall_seconds for r in results), 2),
+        "run_commits": sorted({c for r in results for c in r.run_commits}),
+    }
     return write_study(study, name, metric, profile, config, seeds, results, out / study, provenance, known)
 
 
-def study_plan(domain: Domain, name: str, config: Any, studies: Sequence[str], seeds: Sequence[int], out: Path,
-               values: Sequence[str] | None = None, force: bool = False) -> str:
+def study_plan(
+    domain: Domain,
+    name: str,
+    config: Any,
+    studies: Sequence[str],
+    seeds: Sequence[int],
+    out: Path,
+    values: Sequence[str] | None = None,
+    force: bool = False,
+) -> str:
     """``study --dry-run``: every run the studies would train (each seed's reference run once), which of them
     ``out/runs`` already holds, and what the rest costs in member-steps and in runs of the reference's size; when some
     runs have finished, the wall time of the rest extrapolated from theirs (same machine assumed)."""
     pbt = config.pbt
     reference_steps = pbt.population * pbt.budget_steps
-    lines, seen = [f"plan: study {name} ({', '.join(studies)}), {len(seeds)} seed(s) "
-                   f"({', '.join(str(s) for s in seeds)}), into {out}"], set()
+    lines, seen = (
+        [
+            f"plan: study {name} ({', '.join(studies)}), {len(seeds)} seed(s) "
+            f"({', '.join(str(s) for s in seeds)}), into {out}"
+        ],
+        set(),
+    )
     to_train, done_steps, done_seconds, refused = 0, 0, 0.0, 0
     for study in studies:
         for v in study_variants(study, config, values):
@@ -474,8 +653,13 @@ def study_plan(domain: Domain, name: str, config: Any, studies: Sequence[str], s
                 if Store.exists(run_dir) and not force:
                     meta = run_meta(run_dir)
                     other = run_differences(meta, name, v.method, variant_config(v, config, seed))
-                    status = ("another run" if other else "finished" if meta.get("status") == "finished"
-                              else f"to continue ({meta.get('status')})")
+                    status = (
+                        "another run"
+                        if other
+                        else "finished"
+                        if meta.get("status") == "finished"
+                        else f"to continue ({meta.get('status')})"
+                    )
                     if status == "finished":
                         done_steps += steps
                         done_seconds += float(meta.get("wall_seconds") or 0.0)
@@ -487,14 +671,17 @@ def study_plan(domain: Domain, name: str, config: Any, studies: Sequence[str], s
                     lines.append(f"    holds another run ({'; '.join(other[:2])}): the study would refuse it")
     if refused:
         lines.append(f"{refused} run folder(s) hold another run: choose another --out, or --force to replace them")
-    lines.append(f"to train: {to_train:,} member-steps = {to_train / reference_steps:.2f} runs the size of the "
-                 f"reference ({pbt.population} x {pbt.budget_steps:,}); a continued run counts whole")
+    lines.append(
+        f"to train: {to_train:,} member-steps = {to_train / reference_steps:.2f} runs the size of the "
+        f"reference ({pbt.population} x {pbt.budget_steps:,}); a continued run counts whole"
+    )
     if done_steps and done_seconds:
         hours = to_train * done_seconds / done_steps / 3600
-        lines.append(f"estimate from the {done_steps:,} finished member-steps here ({duration(done_seconds)}): about "
-                     f"{hours:.1f} h more on this machine")
+        lines.append(
+            f"estimate from the {done_steps:,} finished member-steps here ({duration(done_seconds)}): about "
+            f"{hours:.1f} h more on this machine"
+        )
     if domain.estimate is not None:
         for key, value in domain.estimate(config).items():
             lines.append(f"estimate per reference run, {key}: {value}")
     return "\n".join(lines)
-

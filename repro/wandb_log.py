@@ -37,14 +37,16 @@ def choose_mode(wandb: Any, directory: Path) -> str:
         return os.environ["WANDB_MODE"]
     try:
         logged_in = bool(wandb.login(prompt=False, verify=False))
-    except Exception:  # noqa: BLE001 - any trouble reading credentials means: no usable key
+    except Exception:
         logged_in = False
     if logged_in:
         return "online"
     if str(directory) not in _announced:
         _announced.add(str(directory))
-        _say(f"no API key configured: logging offline to {directory / 'wandb'}; upload later with "
-             f"`wandb sync {directory / 'wandb'}/offline-run-*`")
+        _say(
+            f"no API key configured: logging offline to {directory / 'wandb'}; upload later with "
+            f"`wandb sync {directory / 'wandb'}/offline-run-*`"
+        )
     return "offline"
 
 
@@ -60,8 +62,15 @@ class WandbLogger:
         directory: Where wandb writes its files (default ``run_dir``).
     """
 
-    def __init__(self, run_dir: Path | str, meta: dict[str, Any], project: str | None = None,
-                 entity: str | None = None, group: str | None = None, directory: Path | str | None = None):
+    def __init__(
+        self,
+        run_dir: Path | str,
+        meta: dict[str, Any],
+        project: str | None = None,
+        entity: str | None = None,
+        group: str | None = None,
+        directory: Path | str | None = None,
+    ):
         self.run_dir = Path(run_dir)
         self.meta = meta
         self.project = project or "pbt-repro"
@@ -76,7 +85,7 @@ class WandbLogger:
             self.wandb = wandb
             self.directory.mkdir(parents=True, exist_ok=True)
             self.mode = choose_mode(wandb, self.directory)
-        except Exception as exc:  # noqa: BLE001 - an unusable wandb must not stop the run
+        except Exception as exc:
             self._fail(exc)
 
     def _fail(self, exc: BaseException) -> None:
@@ -86,9 +95,16 @@ class WandbLogger:
 
     def _init(self, name: str, config: dict[str, Any], job_type: str) -> Any:
         return self.wandb.init(
-            project=self.project, entity=self.entity, group=self.group, name=name, job_type=job_type, config=config,
-            dir=str(self.directory), mode=self.mode, reinit="create_new", tags=[str(self.meta.get("domain")),
-                                                                                  str(self.meta.get("method"))],
+            project=self.project,
+            entity=self.entity,
+            group=self.group,
+            name=name,
+            job_type=job_type,
+            config=config,
+            dir=str(self.directory),
+            mode=self.mode,
+            reinit="create_new",
+            tags=[str(self.meta.get("domain")), str(self.meta.get("method"))],
             settings=self.wandb.Settings(silent=True, console="off"),
         )
 
@@ -96,9 +112,16 @@ class WandbLogger:
         run = self.runs.get(member.id)
         if run is None:
             strategy, roles = strategy_and_roles(self.meta)
-            config = {**member.hparams, "member": member.id, "seed": member.seed, "domain": self.meta.get("domain"),
-                      "method": self.meta.get("method"), "strategy": strategy, "run_dir": str(self.run_dir),
-                      "run_config": self.meta.get("config", {})}
+            config = {
+                **member.hparams,
+                "member": member.id,
+                "seed": member.seed,
+                "domain": self.meta.get("domain"),
+                "method": self.meta.get("method"),
+                "strategy": strategy,
+                "run_dir": str(self.run_dir),
+                "run_config": self.meta.get("config", {}),
+            }
             if roles:
                 config["fire_role"] = roles.role(member.id)
             run = self.runs[member.id] = self._init(f"{self.group}/member-{member.id}", config, "member")
@@ -119,14 +142,21 @@ class WandbLogger:
                     run.config.update(e.new_hparams, allow_val_change=True)
                 if e.kind in COPY_KINDS:
                     fire_copy = (e.ops or {}).get("fire")
-                    run.log({"pbt/exploit": 1, "pbt/cloned_from": e.donor, "pbt/donor_step": e.donor_step,
-                             "pbt/donor_score": e.donor_score, **({f"pbt/fire_{fire_copy}": 1} if fire_copy else {})},
-                            step=e.step)
+                    run.log(
+                        {
+                            "pbt/exploit": 1,
+                            "pbt/cloned_from": e.donor,
+                            "pbt/donor_step": e.donor_step,
+                            "pbt/donor_score": e.donor_score,
+                            **({f"pbt/fire_{fire_copy}": 1} if fire_copy else {}),
+                        },
+                        step=e.step,
+                    )
                 elif e.kind in (EventKind.FAILURE, EventKind.DROP):
                     run.log({f"pbt/{e.kind}": 1}, step=e.step)
             if member.status != MemberStatus.PENDING:
                 run.summary.update({"final_score": member.score, "status": member.status, "final_step": member.step})
-        except Exception as exc:  # noqa: BLE001 - logging never kills training
+        except Exception as exc:
             self._fail(exc)
 
     def log_figures(self, paths: Sequence[Path], name: str = "comparison") -> None:
@@ -137,7 +167,7 @@ class WandbLogger:
             run = self._init(f"{self.group}/{name}", {"domain": self.meta.get("domain")}, name)
             run.log({Path(p).stem: self.wandb.Image(str(p)) for p in paths})
             run.finish()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self._fail(exc)
 
     def close(self) -> None:
@@ -146,11 +176,11 @@ class WandbLogger:
         for run in self.runs.values():
             try:
                 run.finish()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self._fail(exc)
         self.runs.clear()
         try:
             if hasattr(self, "wandb") and hasattr(self.wandb, "teardown"):
                 self.wandb.teardown()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self._fail(exc)

@@ -49,9 +49,16 @@ def interrupt_training():
         # A shell starts a background job with SIGINT ignored, and Python keeps an ignored SIGINT ignored (no
         # KeyboardInterrupt): under a suite started in the background the run would never see Ctrl-C. A terminal's
         # foreground job, which this stands for, has the default disposition.
-        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        proc = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
             if (run_dir / "pbt.sqlite").is_file() and any(row["step"] > 0 for row in Results(run_dir).table()):

@@ -9,7 +9,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pbt.config import PBTConfig, doc
 from pbt.space import HParams, LogUniform
@@ -23,28 +23,38 @@ class Config:
     fail_member: int = doc("Member whose interval misbehaves (-1: none).", default=-1)
     fail_at_step: int = doc("First step at which it misbehaves.", default=0)
     fail_times: int = doc("How many intervals misbehave (counted across processes in marker_dir).", default=1)
-    failure: str = doc("raise | nan | die (the process ends) | exit (sys.exit(4)) | hang (train never returns) | none",
-                       default="none")
+    failure: str = doc(
+        "raise | nan | die (the process ends) | exit (sys.exit(4)) | hang (train never returns) | none", default="none"
+    )
     marker_dir: str = doc("Where failures are counted.", default="")
     overshoot: int = doc("Extra steps train takes beyond what is asked.", default=0)
-    step_unit: int = doc("The task's declared step_unit (0: one more than overshoot, so the overshoot is allowed).",
-                         default=0)
-    seconds_per_step: float = doc("Base time a step takes; each train call takes 0.5x to 2x of it, seeded by the "
-                                  "member and its step, so intervals finish out of order.", default=0.0)
-    samples: str = doc("Evaluation samples: none (a plain score), numbers, text ('a', ...) or nan (one is NaN).",
-                       default="none")
+    step_unit: int = doc(
+        "The task's declared step_unit (0: one more than overshoot, so the overshoot is allowed).", default=0
+    )
+    seconds_per_step: float = doc(
+        "Base time a step takes; each train call takes 0.5x to 2x of it, seeded by the "
+        "member and its step, so intervals finish out of order.",
+        default=0.0,
+    )
+    samples: str = doc(
+        "Evaluation samples: none (a plain score), numbers, text ('a', ...) or nan (one is NaN).", default="none"
+    )
     checkpoint_bytes: int = doc("Padding each checkpoint carries (to fill a small disk).", default=0)
-    score: str = doc("total: x (more training scores higher) | rate: x per step taken (a member behind the others "
-                     "looks as good as one ahead)", default="total")
-    pbt: PBTConfig = field(default_factory=lambda: PBTConfig(population=4, budget_steps=40, ready_every=10,
-                                                             executor="serial", workers=1))
+    score: str = doc(
+        "total: x (more training scores higher) | rate: x per step taken (a member behind the others "
+        "looks as good as one ahead)",
+        default="total",
+    )
+    pbt: PBTConfig = field(
+        default_factory=lambda: PBTConfig(population=4, budget_steps=40, ready_every=10, executor="serial", workers=1)
+    )
 
 
 class CountingTask:
     """score = lr * steps taken (or, with ``score="rate"``, per step): deterministic, so the member with the larger
     lr is always better. The state counts the steps its weights trained, so a test can check them."""
 
-    space = {"lr": LogUniform(0.01, 1.0)}
+    space: ClassVar = {"lr": LogUniform(0.01, 1.0)}
 
     def __init__(self, config: Config):
         self.config = config

@@ -34,27 +34,34 @@ def test_run_starts_from_the_domains_own_initial_hyperparameters(tmp_path: Path)
     assert results.meta["initial_hparams"] == [{"h0": 1.0, "h1": 0.0}, {"h0": 0.0, "h1": 1.0}]  # the paper's two
     assert [row["h/h0"] for row in results.table()] != [1.0, 0.0]  # and then explored away from them
     given = [{"h0": 0.5, "h1": 0.5}, {"h0": 0.25, "h1": 0.75}]
-    assert run(TOY, toy_config(), tmp_path / "given", quiet=True, initial_hparams=given).meta["initial_hparams"] == given
+    assert (
+        run(TOY, toy_config(), tmp_path / "given", quiet=True, initial_hparams=given).meta["initial_hparams"] == given
+    )
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"h0": 100, "h1": 0.5}, "h0=100 is outside its prior [0.0, 1.0] (uniform)"),
-    ({"h0": -1, "h1": 0.5}, "h0=-1 is outside its prior [0.0, 1.0] (uniform)"),
-    ({"h0": 1e308, "h1": 0.5}, "h0=1e+308 is outside its prior [0.0, 1.0] (uniform)"),
-    ({"h0": float("nan"), "h1": 0.5}, "h0=nan is outside its prior [0.0, 1.0] (uniform)"),
-    ({"h0": 0.5, "h1": 0.5, "lr": 0.1}, "'lr' is not a hyperparameter of this task (it has: h0, h1)"),
-    ({}, "h0 is missing (its prior: [0.0, 1.0] (uniform))"),
-    ("h0=0.5", "must be a dict of hyperparameters (h0, h1), got str 'h0=0.5'"),
-])
-def test_initial_hyperparameters_outside_the_space_are_refused_before_any_member_starts(bad, message,
-                                                                                         tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"h0": 100, "h1": 0.5}, "h0=100 is outside its prior [0.0, 1.0] (uniform)"),
+        ({"h0": -1, "h1": 0.5}, "h0=-1 is outside its prior [0.0, 1.0] (uniform)"),
+        ({"h0": 1e308, "h1": 0.5}, "h0=1e+308 is outside its prior [0.0, 1.0] (uniform)"),
+        ({"h0": float("nan"), "h1": 0.5}, "h0=nan is outside its prior [0.0, 1.0] (uniform)"),
+        ({"h0": 0.5, "h1": 0.5, "lr": 0.1}, "'lr' is not a hyperparameter of this task (it has: h0, h1)"),
+        ({}, "h0 is missing (its prior: [0.0, 1.0] (uniform))"),
+        ("h0=0.5", "must be a dict of hyperparameters (h0, h1), got str 'h0=0.5'"),
+    ],
+)
+def test_initial_hyperparameters_outside_the_space_are_refused_before_any_member_starts(
+    bad, message, tmp_path: Path
+) -> None:
     """They all used to train: out of range, with an unknown key that exploits spread, or as failures."""
-    from pbt.controller import run_experiment
+    from pbt.experiment import run_experiment
 
     with pytest.raises(ConfigError) as refused:
         run(TOY, toy_config(), tmp_path / "api", quiet=True, initial_hparams=[{"h0": 0.5, "h1": 0.5}, bad])
     assert only_line(str(refused.value)).startswith("initial hyperparameters of member 1") and message in str(
-        refused.value)
+        refused.value
+    )
     with pytest.raises(ConfigError, match="initial hyperparameters of member 1"):
         run_experiment(TOY, toy_config(), tmp_path / "core", initial_hparams=[{"h0": 0.5, "h1": 0.5}, bad])
     assert not (tmp_path / "api").exists() and not (tmp_path / "core").exists()
@@ -72,7 +79,8 @@ def test_errors_name_python_arguments_not_flags(tmp_path: Path) -> None:
 
 
 def test_one_library_error_is_worded_with_flags_by_the_cli_and_with_arguments_by_the_api(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "run {resume}"  # a path's braces are its own text, not a setting to word
     run(TOY, toy_config(), out, quiet=True)
     with pytest.raises(ConfigError) as refused:
@@ -81,8 +89,9 @@ def test_one_library_error_is_worded_with_flags_by_the_cli_and_with_arguments_by
     assert str(refused.value) == f"{out} holds a run; use resume=True to continue it or force=True to replace it"
     assert str(pickle.loads(pickle.dumps(refused.value))) == str(refused.value)  # the same on another process
     assert main(["run", "toy", "--out", str(out), "--quiet"]) == 2
-    assert capsys.readouterr().err == (f"pbt-repro: error: {out} holds a run; use --resume to continue it or --force "
-                                       "to replace it\n")
+    assert capsys.readouterr().err == (
+        f"pbt-repro: error: {out} holds a run; use --resume to continue it or --force to replace it\n"
+    )
 
 
 def test_random_search_draws_what_pbt_draws_and_never_exploits(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -148,7 +157,8 @@ def test_results_give_the_member_table_and_a_verified_checkpoint(tmp_path: Path)
 
 
 def test_ctrl_c_in_a_script_calling_run_prints_how_to_resume(tmp_path: Path, interrupt_training) -> None:
-    (tmp_path / "train.py").write_text(textwrap.dedent('''
+    (tmp_path / "train.py").write_text(
+        textwrap.dedent("""
         import sys
 
         import experiments.toy.task as toy
@@ -157,7 +167,8 @@ def test_ctrl_c_in_a_script_calling_run_prints_how_to_resume(tmp_path: Path, int
         if __name__ == "__main__":
             config = toy.Config(seconds_per_step=0.02)
             run("experiments.toy.task", config, sys.argv[1], quiet=True)
-    '''))
+    """)
+    )
     run_dir = tmp_path / "runs" / "toy run"
     proc = interrupt_training([sys.executable, "train.py", str(run_dir)], run_dir, tmp_path)
     assert proc.returncode == 130

@@ -10,14 +10,15 @@ import pytest
 import experiments.toy as toy_package
 import experiments.toy.task as toy
 from baselines import baseline_config
-from pbt.controller import open_experiment, run_experiment
+from pbt.experiment import open_experiment, run_experiment
 from pbt.space import ConfigError
 from repro.compare import check_comparable, load_run
 
 
 def test_grid_search_honours_the_priors() -> None:
-    config = dataclasses.replace(toy.Config(), pbt=dataclasses.replace(toy.Config().pbt,
-                                                                       priors=("h0=uniform:0.4:0.6",)))
+    config = dataclasses.replace(
+        toy.Config(), pbt=dataclasses.replace(toy.Config().pbt, priors=("h0=uniform:0.4:0.6",))
+    )
     _, initial = baseline_config(toy_package.DOMAIN, config, "grid_search", grid_points=2)
     assert initial is not None and sorted({h["h0"] for h in initial}) == [0.4, 0.6]
     assert sorted({h["h1"] for h in initial}) == [0.0, 1.0]  # the task's own prior where none is given

@@ -12,9 +12,13 @@ import pytest
 from experiments import DOMAINS
 from pbt.domain import load
 
-TRAINING_MODULES = {"toy": "experiments.toy.task", "toy_deceptive": "experiments.toy_deceptive.task",
-                    "rl": "experiments.rl.a2c", "translation": "experiments.translation.transformer",
-                    "gan": "experiments.gan.dcgan"}
+TRAINING_MODULES = {
+    "toy": "experiments.toy.task",
+    "toy_deceptive": "experiments.toy_deceptive.task",
+    "rl": "experiments.rl.a2c",
+    "translation": "experiments.translation.transformer",
+    "gan": "experiments.gan.dcgan",
+}
 
 
 def test_each_experiment_names_a_checkpoint_format_of_its_own_and_its_package_declares_the_domain() -> None:
@@ -39,5 +43,5 @@ def test_a_toy_refuses_a_checkpoint_of_another_format(tmp_path: Path, name: str)
     saved = json.loads(path.read_text())
     assert saved["format"] == module.CHECKPOINT_FORMAT
     path.write_text(json.dumps({**saved, "format": "pbt-repro/other/1"}))
-    with pytest.raises(ValueError, match="not a .*checkpoint"):
+    with pytest.raises(ValueError, match=r"not a .*checkpoint"):
         task.load(path)

@@ -19,21 +19,40 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def cli(args, env, timeout=120, check=True):
-    proc = subprocess.run([sys.executable, "-m", "repro.cli", *args], capture_output=True, text=True, env=env,
-                          cwd=REPO_ROOT, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "repro.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
+        timeout=timeout,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
 
 
 def test_core_does_not_import_torch():
-    code = ("import sys, pbt.space, pbt.exploit, pbt.config, pbt.store, pbt.algorithm, pbt.executor, pbt.controller,"
-            " repro.progress, pbt.task, baselines; assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys, pbt.space, pbt.exploit, pbt.config, pbt.store, pbt.algorithm, pbt.executor, pbt.controller,"
+        " repro.progress, pbt.task, baselines; assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)
 
 
-@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["run", "toy", "--help"], ["baseline", "toy", "--help"],
-                                  ["resume", "--help"], ["status", "--help"], ["toy", "--help"], ["demo", "--help"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["run", "--help"],
+        ["run", "toy", "--help"],
+        ["baseline", "toy", "--help"],
+        ["resume", "--help"],
+        ["status", "--help"],
+        ["toy", "--help"],
+        ["demo", "--help"],
+    ],
+)
 def test_help_works_everywhere(args, cli_env):
     out = cli(args, cli_env).stdout
     assert "usage" in out.lower() or "commands" in out.lower()
@@ -80,8 +99,15 @@ def test_run_baseline_status_and_refusal_to_overwrite(cli_env, tmp_path):
     assert "member" in status and "h0=" in status
     read_end, write_end = os.pipe()
     os.close(read_end)  # a reader that has gone away, as in `status DIR | head -1`
-    closed = subprocess.run([sys.executable, "-m", "repro.cli", "status", str(run_dir)], stdout=write_end,
-                            stderr=subprocess.PIPE, text=True, env=cli_env, cwd=REPO_ROOT, timeout=60)
+    closed = subprocess.run(
+        [sys.executable, "-m", "repro.cli", "status", str(run_dir)],
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env,
+        cwd=REPO_ROOT,
+        timeout=60,
+    )
     os.close(write_end)
     assert closed.returncode == 141 and closed.stderr == ""
     again = cli(["run", "toy", "--seed", "2", "--out", str(run_dir)], cli_env, check=False)
@@ -90,10 +116,34 @@ def test_run_baseline_status_and_refusal_to_overwrite(cli_env, tmp_path):
 
 def test_kill_9_mid_run_then_resume_completes_every_member(cli_env, tmp_path):
     run_dir = tmp_path / "run"
-    args = ["run", "toy", "--executor", "local", "--workers", "2", "--population", "4", "--budget-steps", "80",
-            "--ready-every", "8", "--eval-every", "8", "--seconds-per-step", "0.01", "--out", str(run_dir)]
-    proc = subprocess.Popen([sys.executable, "-m", "repro.cli", *args], cwd=REPO_ROOT, env=cli_env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    args = [
+        "run",
+        "toy",
+        "--executor",
+        "local",
+        "--workers",
+        "2",
+        "--population",
+        "4",
+        "--budget-steps",
+        "80",
+        "--ready-every",
+        "8",
+        "--eval-every",
+        "8",
+        "--seconds-per-step",
+        "0.01",
+        "--out",
+        str(run_dir),
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "repro.cli", *args],
+        cwd=REPO_ROOT,
+        env=cli_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 90
     progressed = False
     while time.monotonic() < deadline and proc.poll() is None:  # poll the store until a few intervals committed
@@ -136,14 +186,16 @@ def test_kill_9_mid_run_then_resume_completes_every_member(cli_env, tmp_path):
 
 
 def test_dry_run_prints_the_plan_and_trains_nothing(cli_env, tmp_path):
-    out = cli(["run", "toy", "--population", "6", "--workers", "2", "--dry-run", "--out", str(tmp_path / "r")],
-              cli_env).stdout
+    out = cli(
+        ["run", "toy", "--population", "6", "--workers", "2", "--dry-run", "--out", str(tmp_path / "r")], cli_env
+    ).stdout
     assert "6 members x 200 steps = 1,200 steps" in out and "members at a time" in out
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("executor, workers, expected", [("serial", 0, 1), ("serial", 4, 1), ("local", 3, 3),
-                                                        ("local", 16, 6)])
+@pytest.mark.parametrize(
+    "executor, workers, expected", [("serial", 0, 1), ("serial", 4, 1), ("local", 3, 3), ("local", 16, 6)]
+)
 def test_the_plan_trains_as_many_members_at_once_as_the_executor(executor, workers, expected):
     import experiments.toy as toy_package
     import experiments.toy.task as toy
@@ -170,8 +222,11 @@ def test_resume_may_change_where_it_runs_but_not_what_it_computes(cli_env, tmp_p
 
 def test_ctrl_c_stops_a_run_with_one_line_whose_command_resumes_it(cli_env, tmp_path, interrupt_training):
     run_dir = tmp_path / "toy run"
-    proc = interrupt_training([sys.executable, "-m", "repro.cli", "run", "toy", "--seconds-per-step", "0.02",
-                               "--out", str(run_dir)], run_dir, REPO_ROOT)
+    proc = interrupt_training(
+        [sys.executable, "-m", "repro.cli", "run", "toy", "--seconds-per-step", "0.02", "--out", str(run_dir)],
+        run_dir,
+        REPO_ROOT,
+    )
     assert proc.returncode == 130
     line = only_line(proc.stderr)
     command = re.search(r"`(.*)`", line).group(1)
@@ -185,16 +240,39 @@ def test_a_run_stopped_by_max_failures_resumes_with_a_larger_max_failures(cli_en
     run_dir = tmp_path / "run"
     # member 0's second interval raises once (after a step was trained, so the run is not started over on resume; no
     # exploit, which would hand member 0 another member's state); with --max-failures 0 that stops the run
-    stopped = cli(["run", "tests.fake_tasks", "--fail-member", "0", "--fail-at-step", "10", "--failure", "raise",
-                   "--marker-dir", str(tmp_path), "--exploit", "none", "--max-failures", "0", "--on-failure", "retry",
-                   "--out", str(run_dir), "--quiet"], cli_env, check=False)
+    stopped = cli(
+        [
+            "run",
+            "tests.fake_tasks",
+            "--fail-member",
+            "0",
+            "--fail-at-step",
+            "10",
+            "--failure",
+            "raise",
+            "--marker-dir",
+            str(tmp_path),
+            "--exploit",
+            "none",
+            "--max-failures",
+            "0",
+            "--on-failure",
+            "retry",
+            "--out",
+            str(run_dir),
+            "--quiet",
+        ],
+        cli_env,
+        check=False,
+    )
     assert stopped.returncode == 1, stopped.stderr
     assert "member 0 failed 1 times (max_failures=0)" in stopped.stderr
     # the same limit: it cannot go on (a run of an unregistered task resumes with the module named: --task)
     refused = cli(["resume", str(run_dir), "--task", "tests.fake_tasks", "--quiet"], cli_env, check=False)
     assert refused.returncode == 1 and "resume with a larger --max-failures" in refused.stderr
-    done = cli(["resume", str(run_dir), "--task", "tests.fake_tasks", "--max-failures", "5", "--quiet"],
-               cli_env)  # the hint, followed
+    done = cli(
+        ["resume", str(run_dir), "--task", "tests.fake_tasks", "--max-failures", "5", "--quiet"], cli_env
+    )  # the hint, followed
     assert "finished" in done.stdout
     store = StoreReader(run_dir)
     assert store.state()[0] == "finished" and all(m.status == "done" for m in store.members())

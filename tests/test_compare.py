@@ -12,7 +12,7 @@ from scipy import stats as sps
 import experiments.toy as toy_package
 import experiments.toy.task as toy
 from baselines import baseline_config
-from pbt.controller import run_experiment
+from pbt.experiment import run_experiment
 from pbt.rows import ScoreRow
 from pbt.space import ConfigError
 from pbt.store import StoreReader
@@ -28,8 +28,9 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def toy_config(seed=0, steps=60, population=2):
     base = toy.Config()
-    return dataclasses.replace(base, pbt=dataclasses.replace(base.pbt, seed=seed, budget_steps=steps,
-                                                             population=population))
+    return dataclasses.replace(
+        base, pbt=dataclasses.replace(base.pbt, seed=seed, budget_steps=steps, population=population)
+    )
 
 
 def run_toy(out, method="pbt", seed=0, steps=60):
@@ -44,9 +45,12 @@ def run_toy(out, method="pbt", seed=0, steps=60):
 @pytest.fixture(scope="module")
 def toy_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    return {"pbt": run_toy(root / "pbt"), "pbt1": run_toy(root / "pbt1", seed=1),
-            "rs": run_toy(root / "rs", "random_search"),
-            "rs_short": run_toy(root / "rs_short", "random_search", steps=40)}
+    return {
+        "pbt": run_toy(root / "pbt"),
+        "pbt1": run_toy(root / "pbt1", seed=1),
+        "rs": run_toy(root / "rs", "random_search"),
+        "rs_short": run_toy(root / "rs_short", "random_search", steps=40),
+    }
 
 
 def test_compare_writes_both_tables_and_all_the_figures(toy_runs, tmp_path):
@@ -86,12 +90,14 @@ def test_compare_reports_each_pbt_runs_coalescence_and_draws_the_greediness_figu
     comparison = compare([toy_runs["pbt"], toy_runs["pbt1"], toy_runs["rs"]], out)
     assert comparison.figures["greediness"] == ["greediness.png", "greediness.svg"]
     assert (out / "greediness.png").read_bytes()[:8] == PNG_MAGIC and (out / "greediness.png").stat().st_size > 1000
-    first = {name: min(e.step for e in StoreReader(toy_runs[name]).events("exploit"))
-             for name in ("pbt", "pbt1")}
+    first = {name: min(e.step for e in StoreReader(toy_runs[name]).events("exploit")) for name in ("pbt", "pbt1")}
     rows = list(csv.DictReader((out / "comparison.csv").open()))
     assert [(r["coalescence_step"], r["coalesced_seeds"], r["lineages_at_end"]) for r in rows] == [
-        (str(first["pbt"]), "1/1", "1"), (str(first["pbt1"]), "1/1", "1"), ("", "", ""),
-        (repr(statistics.fmean(first.values())), "2/2", "1.0")]
+        (str(first["pbt"]), "1/1", "1"),
+        (str(first["pbt1"]), "1/1", "1"),
+        ("", "", ""),
+        (repr(statistics.fmean(first.values())), "2/2", "1.0"),
+    ]
     markdown = (out / "comparison.md").read_text()
     assert f"| 2/2 | {first['pbt']} | 1 | finished |" in markdown
     assert "| 2/2 | — | — | finished |" in markdown  # random search
@@ -99,7 +105,7 @@ def test_compare_reports_each_pbt_runs_coalescence_and_draws_the_greediness_figu
 
 
 def test_unequal_compute_is_refused_unless_allowed(toy_runs, tmp_path):
-    with pytest.raises(ConfigError, match="unequal compute.*--allow-unequal"):
+    with pytest.raises(ConfigError, match=r"unequal compute.*--allow-unequal"):
         compare([toy_runs["pbt"], toy_runs["rs_short"]], tmp_path / "no", figures=False)
     assert not (tmp_path / "no" / "comparison.md").exists()
     compare([toy_runs["pbt"], toy_runs["rs_short"]], tmp_path / "yes", allow_unequal=True, figures=False)
@@ -126,8 +132,12 @@ def test_several_seeds_get_a_mean_and_std_row(toy_runs, tmp_path):
 
 
 def test_progress_curve_counts_compute_over_the_population():
-    scores = [ScoreRow(0, 10, 1.0, time=1.0), ScoreRow(1, 10, 3.0, time=2.0), ScoreRow(0, 20, 2.0, time=3.0),
-              ScoreRow(1, 20, 0.5, time=4.0)]
+    scores = [
+        ScoreRow(0, 10, 1.0, time=1.0),
+        ScoreRow(1, 10, 3.0, time=2.0),
+        ScoreRow(0, 20, 2.0, time=3.0),
+        ScoreRow(1, 20, 0.5, time=4.0),
+    ]
     xs, best, median = progress_curve(scores)
     assert xs == [10, 20, 30, 40]
     assert best == [1.0, 3.0, 3.0, 3.0]
@@ -187,7 +197,10 @@ def test_reproduce_writes_a_results_folder_resumes_and_merges_extra_results(tmp_
     greediness = on_disk["pbt"]["greediness"]
     assert "greediness" not in on_disk["random_search"] and len(greediness["coalescence_step_per_seed"]) == 2
     assert "![greediness](greediness.png)" in readme and "Greediness: PBT's population" in readme
-    assert "| test_score.a | 1 [1, 1] | 0.5 [0.5, 0.5] | 0.5 [0.5, 0.5] | 2/2 | 0.5 | 1 [1, 1] | 1 [1, 1] | 0.5 [0.5, 0.5] |" in readme  # paired, over 2 seeds
+    assert (
+        "| test_score.a | 1 [1, 1] | 0.5 [0.5, 0.5] | 0.5 [0.5, 0.5] | 2/2 | 0.5 | 1 [1, 1] | 1 [1, 1] | 0.5 [0.5, 0.5] |"
+        in readme
+    )  # paired, over 2 seeds
     figures = {f.name: f.read_bytes() for f in out.iterdir() if f.suffix in (".png", ".svg")}
     figures["best_schedule.json"] = (out / "best_schedule.json").read_bytes()
 
@@ -220,11 +233,27 @@ def test_reproduce_writes_a_results_folder_resumes_and_merges_extra_results(tmp_
 
 def test_reproduce_and_compare_from_the_command_line(cli_env, tmp_path):
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "repro.cli", *args], capture_output=True, text=True, env=cli_env,
-                              cwd=REPO, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "repro.cli", *args],
+            capture_output=True,
+            text=True,
+            env=cli_env,
+            cwd=REPO,
+            timeout=120,
+        )
 
-    proc = cli("reproduce", "toy", "--profile", "smoke", "--budget-steps", "40", "--out", str(tmp_path / "res"),
-               "--runs", str(tmp_path / "runs"))
+    proc = cli(
+        "reproduce",
+        "toy",
+        "--profile",
+        "smoke",
+        "--budget-steps",
+        "40",
+        "--out",
+        str(tmp_path / "res"),
+        "--runs",
+        str(tmp_path / "runs"),
+    )
     assert proc.returncode == 0, proc.stderr
     assert "PBT best final" in proc.stdout and (tmp_path / "res" / "summary.json").exists()
     short = cli("baseline", "toy", "--budget-steps", "20", "--out", str(tmp_path / "short"), "--quiet")
@@ -237,9 +266,11 @@ def test_reproduce_and_compare_from_the_command_line(cli_env, tmp_path):
 
 
 def test_tooling_modules_import_no_heavy_packages():
-    code = ("import sys, pbt.lineage, repro.compare, repro.reproduce, repro.report, repro.progress, repro.wandb_log, repro.cli; "
-            "heavy = [m for m in ('torch', 'matplotlib', 'rich', 'wandb') if m in sys.modules]; "
-            "assert not heavy, heavy")
+    code = (
+        "import sys, pbt.lineage, repro.compare, repro.reproduce, repro.report, repro.progress, repro.wandb_log, repro.cli; "
+        "heavy = [m for m in ('torch', 'matplotlib', 'rich', 'wandb') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
@@ -253,8 +284,12 @@ def test_reproduce_can_run_one_arm_now_and_compare_later(tmp_path):
     assert summary is not None and summary["pbt"]["seeds"] == [0] == summary["random_search"]["seeds"]
     # one seed: means without intervals
     best = summary["paired"]["best_final"]
-    assert best["difference"] == {"mean": pytest.approx(best["pbt"]["mean"] - best["baseline"]["mean"]), "low": None,
-                                  "high": None, "n": 1}
+    assert best["difference"] == {
+        "mean": pytest.approx(best["pbt"]["mean"] - best["baseline"]["mean"]),
+        "low": None,
+        "high": None,
+        "n": 1,
+    }
     row = next(line for line in (out / "README.md").read_text().splitlines() if line.startswith("| best member's"))
     assert "[" not in row and f"| {best['wins']}/1 | 1 |" in row  # one seed: sign-flip p is 1
     assert len(StoreReader(runs / "pbt-s0").scores()) == scores  # the finished arm was not retrained
@@ -281,7 +316,8 @@ def three_seeds(tmp_path_factory):
 def test_paired_statistics_match_ttest_rel_on_the_stores(three_seeds):
     root, summary, finals = three_seeds
     assert json.loads((root / "results" / "summary.json").read_text())["paired"] == json.loads(
-        json.dumps(summary["paired"]))
+        json.dumps(summary["paired"])
+    )
     for key, index in (("best_final", 0), ("population_mean_final", 1)):
         pbt = [finals["pbt", s][index] for s in range(3)]
         rs = [finals["random_search", s][index] for s in range(3)]
@@ -304,7 +340,8 @@ def test_paired_statistics_match_ttest_rel_on_the_stores(three_seeds):
     # the robust statistics: P(PBT better) counts a lower FID as better, the sign-flip test is of the differences
     pbt, rs = ([row[i] for row in best["per_seed"]] for i in (1, 2))
     assert best["probability_of_improvement"]["mean"] == pytest.approx(
-        statistics.fmean((p > r) + 0.5 * (p == r) for p in pbt for r in rs))
+        statistics.fmean((p > r) + 0.5 * (p == r) for p in pbt for r in rs)
+    )
     assert fid["probability_of_improvement"]["mean"] == best["probability_of_improvement"]["mean"]
     assert best["sign_flip_p"] == fid["sign_flip_p"] == sign_flip_p([p - r for p, r in zip(pbt, rs)])
     assert best["iqm"]["pbt"]["mean"] == pytest.approx(sps.trim_mean(pbt, 0.25))

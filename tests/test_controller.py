@@ -9,7 +9,8 @@ from experiments.toy.task import Config as ToyConfig
 from experiments.toy.task import initial_hparams
 from pbt.checkpoints import CorruptCheckpoint, verify_checkpoint
 from pbt.config import PBTConfig
-from pbt.controller import RunFailed, run_experiment
+from pbt.controller import RunFailed
+from pbt.experiment import run_experiment
 from pbt.interval import Job, StateCache, run_interval
 from pbt.space import ConfigError
 from pbt.store import StoreReader
@@ -26,13 +27,19 @@ def fake(tmp_path, **pbt_overrides):
 
 def run_toy(tmp_path, name, seed=0, steps=200):
     config = variant_config(name, seed, steps)
-    return run_experiment("experiments.toy.task", config, tmp_path / f"{name}-{seed}", domain="toy",
-                          initial_hparams=initial_hparams(config))
+    return run_experiment(
+        "experiments.toy.task",
+        config,
+        tmp_path / f"{name}-{seed}",
+        domain="toy",
+        initial_hparams=initial_hparams(config),
+    )
 
 
 def history(store):
     return [(s.member, s.step, s.score) for s in store.scores()], [
-        (e.kind, e.member, e.step, e.donor, json.dumps(e.new_hparams, sort_keys=True)) for e in store.events()]
+        (e.kind, e.member, e.step, e.donor, json.dumps(e.new_hparams, sort_keys=True)) for e in store.events()
+    ]
 
 
 def test_toy_grid_plateaus_at_039_and_pbt_beats_it(tmp_path):
@@ -66,30 +73,40 @@ def test_ready_clock_counts_steps_since_last_ready_even_when_train_overshoots(tm
 def test_a_train_that_takes_a_step_unit_or_more_past_what_was_asked_stops_the_run(tmp_path):
     """A task that reports a million steps on a 64-step budget is a task bug: the run stops at its first interval
     instead of recording a member that trained 15 000 times its budget."""
-    config = dataclasses.replace(fake(tmp_path, population=2, budget_steps=64, ready_every=16), overshoot=10**6,
-                                 step_unit=1)
-    with pytest.raises(RunFailed, match=r"broke its contract: TaskContractError: train\(\) took 1000016 steps when 16 "
-                                        r"were asked for"):
+    config = dataclasses.replace(
+        fake(tmp_path, population=2, budget_steps=64, ready_every=16), overshoot=10**6, step_unit=1
+    )
+    with pytest.raises(
+        RunFailed,
+        match=r"broke its contract: TaskContractError: train\(\) took 1000016 steps when 16 "
+        r"were asked for",
+    ):
         run_experiment(FAKE, config, tmp_path / "run")
     store = StoreReader(tmp_path / "run")
     assert len(store.events("failure")) == 1 and all(m.step == 0 for m in store.members())
     assert len(store.events("failure")[0].message.splitlines()) == 1
     # an overshoot below the unit the task declares is how whole unrolls end: allowed
     within = dataclasses.replace(config, overshoot=3, step_unit=4)
-    assert all(m.status == "done" and 64 <= m.step < 64 + 4
-               for m in run_experiment(FAKE, within, tmp_path / "within").members())
+    assert all(
+        m.status == "done" and 64 <= m.step < 64 + 4
+        for m in run_experiment(FAKE, within, tmp_path / "within").members()
+    )
     with pytest.raises(RunFailed, match=r"took 20 steps when 16 were asked for.*step_unit \(4\)"):
         run_experiment(FAKE, dataclasses.replace(config, overshoot=4, step_unit=4), tmp_path / "over")
 
 
-@pytest.mark.parametrize("samples, message", [
-    ("text", r"evaluate\(\) samples must be numbers; sample 0 is str 'a'"),
-    ("nan", r"evaluate\(\) samples must be finite; sample 1 is nan"),
-])
+@pytest.mark.parametrize(
+    "samples, message",
+    [
+        ("text", r"evaluate\(\) samples must be numbers; sample 0 is str 'a'"),
+        ("nan", r"evaluate\(\) samples must be finite; sample 1 is nan"),
+    ],
+)
 def test_evaluation_samples_that_are_not_finite_numbers_stop_the_run_in_one_line(tmp_path, samples, message):
     """Under the t-test exploit, text samples ended in a 35-line traceback from inside the comparison."""
-    config = dataclasses.replace(fake(tmp_path, population=4, budget_steps=40, ready_every=10, exploit="ttest"),
-                                 samples=samples)
+    config = dataclasses.replace(
+        fake(tmp_path, population=4, budget_steps=40, ready_every=10, exploit="ttest"), samples=samples
+    )
     with pytest.raises(RunFailed, match=f"broke its contract: TaskContractError: {message}") as failed:
         run_experiment(FAKE, config, tmp_path / "run")
     assert len(str(failed.value).splitlines()) == 1
@@ -101,8 +118,12 @@ def test_evaluation_samples_that_are_not_finite_numbers_stop_the_run_in_one_line
 @pytest.mark.parametrize("executor", ["serial", "local"])
 def test_a_task_that_calls_sys_exit_is_a_member_failure(tmp_path, executor):
     """In the serial executor, sys.exit(4) in train used to end the whole run (exit 4, no output, 'interrupted')."""
-    config = dataclasses.replace(fake(tmp_path, population=2, budget_steps=20, ready_every=10, executor=executor,
-                                      workers=2), failure="exit", fail_member=1, fail_at_step=10)
+    config = dataclasses.replace(
+        fake(tmp_path, population=2, budget_steps=20, ready_every=10, executor=executor, workers=2),
+        failure="exit",
+        fail_member=1,
+        fail_at_step=10,
+    )
     store = run_experiment(FAKE, config, tmp_path / "run")
     assert store.meta()["status"] == "finished" and all(m.status == "done" for m in store.members())
     (failure,) = store.events("failure")
@@ -112,9 +133,21 @@ def test_a_task_that_calls_sys_exit_is_a_member_failure(tmp_path, executor):
 
 @pytest.mark.timeout(120)  # without the limit the run never ends
 def test_an_interval_past_interval_timeout_is_stopped_and_counted_as_a_failure(tmp_path):
-    config = dataclasses.replace(fake(tmp_path, population=2, budget_steps=30, ready_every=10, executor="local",
-                                      workers=2, interval_timeout=1.5, exploit="none"),
-                                 failure="hang", fail_member=1, fail_at_step=10)
+    config = dataclasses.replace(
+        fake(
+            tmp_path,
+            population=2,
+            budget_steps=30,
+            ready_every=10,
+            executor="local",
+            workers=2,
+            interval_timeout=1.5,
+            exploit="none",
+        ),
+        failure="hang",
+        fail_member=1,
+        fail_at_step=10,
+    )
     started = time.monotonic()
     store = run_experiment(FAKE, config, tmp_path / "run")
     assert time.monotonic() - started < 60
@@ -147,8 +180,9 @@ def test_explore_happens_only_after_a_copy(tmp_path):
 
 
 def test_exploit_copies_weights_and_hyperparameters(tmp_path):
-    store = run_experiment(FAKE, fake(tmp_path, population=4, budget_steps=20, ready_every=10, explore="none"),
-                           tmp_path / "run")
+    store = run_experiment(
+        FAKE, fake(tmp_path, population=4, budget_steps=20, ready_every=10, explore="none"), tmp_path / "run"
+    )
     exploit = store.events("exploit")[0]
     copier, donor = store.members()[exploit.member], store.members()[exploit.donor]
     assert copier.hparams == donor.hparams
@@ -172,8 +206,12 @@ def test_random_search_has_no_exploit_and_same_initial_population(tmp_path):
 @pytest.mark.parametrize("failure", ["raise", "nan"])
 def test_failed_member_is_replaced_by_a_good_one(tmp_path, failure):
     # no exploit, so member 2 still holds its own state (the fake task fails by the seed in its state)
-    config = dataclasses.replace(fake(tmp_path, population=4, budget_steps=40, ready_every=10, exploit="none"),
-                                 fail_member=2, fail_at_step=20, failure=failure)
+    config = dataclasses.replace(
+        fake(tmp_path, population=4, budget_steps=40, ready_every=10, exploit="none"),
+        fail_member=2,
+        fail_at_step=20,
+        failure=failure,
+    )
     store = run_experiment(FAKE, config, tmp_path / "run")
     kinds = [(e.kind, e.member) for e in store.events() if e.member == 2]
     assert ("failure", 2) in kinds and ("replace", 2) in kinds
@@ -192,9 +230,14 @@ def test_failed_member_is_replaced_by_a_good_one(tmp_path, failure):
 
 
 def test_member_failing_too_often_stops_the_run(tmp_path):
-    config = dataclasses.replace(fake(tmp_path, max_failures=2, on_failure="retry"), fail_member=1, fail_at_step=0,
-                                 failure="raise", fail_times=100)
-    with pytest.raises(RunFailed, match="member 1 failed 3 times .*injected failure"):
+    config = dataclasses.replace(
+        fake(tmp_path, max_failures=2, on_failure="retry"),
+        fail_member=1,
+        fail_at_step=0,
+        failure="raise",
+        fail_times=100,
+    )
+    with pytest.raises(RunFailed, match=r"member 1 failed 3 times .*injected failure"):
         run_experiment(FAKE, config, tmp_path / "run")
     store = StoreReader(tmp_path / "run")
     assert store.members()[1].status == "failed"
@@ -202,8 +245,9 @@ def test_member_failing_too_often_stops_the_run(tmp_path):
     store.close()
     # resuming cannot make it succeed: it says so at once instead of finishing the others and reporting success
     steps = sum(m.step for m in StoreReader(tmp_path / "run").members())
-    with pytest.raises(RunFailed, match="member 1 failed 3 times, more than max_failures=2.*config.pbt.max_failures"
-                       ) as refused:
+    with pytest.raises(
+        RunFailed, match=r"member 1 failed 3 times, more than max_failures=2.*config.pbt.max_failures"
+    ) as refused:
         run_experiment(FAKE, config, tmp_path / "run", resume=True)
     assert refused.value.member == 1 and refused.value.options == ("pbt.max_failures",)
     assert sum(m.step for m in StoreReader(tmp_path / "run").members()) == steps
@@ -217,9 +261,12 @@ def test_member_failing_too_often_stops_the_run(tmp_path):
 
 def test_a_run_in_which_every_member_was_dropped_fails(tmp_path):
     # one member, which always raises and is dropped: nothing finishes, and the run must not report success
-    config = dataclasses.replace(fake(tmp_path, population=1, on_failure="drop", exploit="none", explore="none"),
-                                 fail_member=0, failure="raise",
-                                 fail_times=100)
+    config = dataclasses.replace(
+        fake(tmp_path, population=1, on_failure="drop", exploit="none", explore="none"),
+        fail_member=0,
+        failure="raise",
+        fail_times=100,
+    )
     with pytest.raises(RunFailed, match="no member finished"):
         run_experiment(FAKE, config, tmp_path / "run")
     meta = StoreReader(tmp_path / "run").meta()
@@ -227,8 +274,9 @@ def test_a_run_in_which_every_member_was_dropped_fails(tmp_path):
 
 
 def test_dropped_member_finishes_the_run_without_it(tmp_path):
-    config = dataclasses.replace(fake(tmp_path, exploit="none", explore="none", on_failure="drop"),
-                                 fail_member=0, fail_at_step=10, failure="nan")
+    config = dataclasses.replace(
+        fake(tmp_path, exploit="none", explore="none", on_failure="drop"), fail_member=0, fail_at_step=10, failure="nan"
+    )
     store = run_experiment(FAKE, config, tmp_path / "run")
     members = store.members()
     assert members[0].status == "dropped" and members[0].step == 10
@@ -236,8 +284,9 @@ def test_dropped_member_finishes_the_run_without_it(tmp_path):
 
 
 def test_worker_process_that_dies_does_not_hang_the_run(tmp_path):
-    config = dataclasses.replace(fake(tmp_path, executor="local", workers=2, exploit="none"), fail_member=1, fail_at_step=10,
-                                 failure="die")
+    config = dataclasses.replace(
+        fake(tmp_path, executor="local", workers=2, exploit="none"), fail_member=1, fail_at_step=10, failure="die"
+    )
     store = run_experiment(FAKE, config, tmp_path / "run")
     failure = store.events("failure")[0]
     assert failure.member == 1 and "worker process died" in failure.message
@@ -252,8 +301,17 @@ def test_corrupt_checkpoint_is_detected(tmp_path):
     path.write_text(path.read_text()[:-2])  # truncated
     with pytest.raises(CorruptCheckpoint, match="corrupt"):
         verify_checkpoint(path, member.checksum)
-    job = Job(member=0, seed=0, hparams=member.hparams, start_step=member.step, steps=10, eval_every=10,
-              checkpoint_dir=str(store.checkpoint_dir), checkpoint=member.checkpoint, checksum=member.checksum)
+    job = Job(
+        member=0,
+        seed=0,
+        hparams=member.hparams,
+        start_step=member.step,
+        steps=10,
+        eval_every=10,
+        checkpoint_dir=str(store.checkpoint_dir),
+        checkpoint=member.checkpoint,
+        checksum=member.checksum,
+    )
     result = run_interval(CountingTask(FakeConfig()), job, StateCache(1))
     assert result.error is not None and "CorruptCheckpoint" in result.error
 
@@ -261,9 +319,9 @@ def test_corrupt_checkpoint_is_detected(tmp_path):
 def test_existing_run_dir_is_not_overwritten_and_resume_checks_the_config(tmp_path):
     out = tmp_path / "run"
     run_experiment(FAKE, fake(tmp_path), out)
-    with pytest.raises(ConfigError, match="holds a run.*resume=True.*force=True"):
+    with pytest.raises(ConfigError, match=r"holds a run.*resume=True.*force=True"):
         run_experiment(FAKE, fake(tmp_path), out)
-    with pytest.raises(ConfigError, match="belongs to a different run.*population"):
+    with pytest.raises(ConfigError, match=r"belongs to a different run.*population"):
         run_experiment(FAKE, fake(tmp_path, population=3), out, resume=True)
     again = run_experiment(FAKE, fake(tmp_path), out, resume=True)  # finished: nothing left to do
     assert all(m.status == "done" for m in again.members())
@@ -301,7 +359,8 @@ def test_unknown_config_keys_are_rejected():
 def test_a_ready_member_sees_members_ahead_at_its_own_step(tmp_path):
     """With more members than workers, others may have trained an interval more; they must not look better for it,
     and a copy must take the weights the comparison saw (the donor's snapshot at the copier's step)."""
-    from pbt.controller import Controller, open_experiment
+    from pbt.controller import Controller
+    from pbt.experiment import open_experiment
 
     run_dir, spec = open_experiment(FAKE, fake(tmp_path, population=3), tmp_path / "run")
     store = run_dir.store
@@ -311,8 +370,9 @@ def test_a_ready_member_sees_members_ahead_at_its_own_step(tmp_path):
     for name in ("a", "b", "c"):
         (store.checkpoint_dir / name).write_text(name)
     controller._publish(dataclasses.replace(m0, step=10, weight_age=10, score=1.0, checkpoint="a", checksum="ha"))
-    controller._publish(dataclasses.replace(m0, step=20, weight_age=20, score=2.0, checkpoint="b", checksum="hb",
-                                            hparams={"lr": 0.5}))
+    controller._publish(
+        dataclasses.replace(m0, step=20, weight_age=20, score=2.0, checkpoint="b", checksum="hb", hparams={"lr": 0.5})
+    )
     me = dataclasses.replace(m1, step=10, weight_age=10, score=1.5, checkpoint="c", checksum="hc")
     controller._publish(me)
     view = {m.id: m for m in controller._view(me)}
@@ -341,8 +401,9 @@ def test_a_member_whose_checkpoint_is_corrupt_is_not_replaced_by_a_member_sharin
     shared = dict(checkpoint="bad.ckpt", checksum="x", step=10, weight_age=10)
     me = MemberRow(id=0, seed=0, hparams={"lr": 0.1}, score=0.5, **shared)
     twin = MemberRow(id=1, seed=1, hparams={"lr": 0.9}, score=9.0, **shared)  # it copied the same (bad) file
-    good = MemberRow(id=2, seed=2, hparams={"lr": 0.3}, score=1.0, checkpoint="good.ckpt", checksum="y", step=10,
-                     weight_age=10)
+    good = MemberRow(
+        id=2, seed=2, hparams={"lr": 0.3}, score=1.0, checkpoint="good.ckpt", checksum="y", step=10, weight_age=10
+    )
     result = IntervalResult(member=0, error="CorruptCheckpoint: bad.ckpt is corrupt", corrupt_checkpoint=True)
     outcome = after_failure(me, result, [me, twin, good], {}, cfg)
     assert outcome.member.checkpoint == "good.ckpt" and outcome.stop is None  # not the better twin's bad file

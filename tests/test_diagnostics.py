@@ -3,8 +3,7 @@ import pytest
 from pbt.diagnostics import coalescence_step, founder_histories, greediness, lineages_alive
 from pbt.rows import Event
 
-INITIAL = [{"lr": 0.1, "opt": "adam"}, {"lr": 0.2, "opt": "sgd"}, {"lr": 0.4, "opt": "adam"},
-           {"lr": 0.8, "opt": "sgd"}]
+INITIAL = [{"lr": 0.1, "opt": "adam"}, {"lr": 0.2, "opt": "sgd"}, {"lr": 0.4, "opt": "adam"}, {"lr": 0.8, "opt": "sgd"}]
 # A hand-built serial log (ready every 10 steps, 40 steps per member) whose answers are known:
 # round 1 (step 10): 1 copies 0 and 3 copies 2, so founders {0, 2} remain;
 # round 2 (step 20): 2 fails and is replaced by a copy of 1 (founder 0); 0 explores without copying, and takes 3's
@@ -38,11 +37,13 @@ def test_lineages_coalescence_and_fraction_replaced_of_a_hand_built_log():
 def test_hparam_spread_per_round_of_a_hand_built_log():
     g = greediness(INITIAL, EVENTS, ready_every=10, end_step=40)
     assert set(g.spread) == {"lr"}  # a categorical hyperparameter has no spread
-    expected = [(0, 0.1, 0.3, 0.8),  # the initial values
-                (10, 0.1, 0.26, 0.5),  # 0.1, 0.12 (1 after its copy), 0.4, 0.5 (3 after its copy)
-                (20, 0.11, 0.135, 0.5),  # 0 explored to 0.11, 2 replaced and explored to 0.15
-                (30, 0.09, 0.115, 0.15),  # 3 copied 0 (0.11) and explored to 0.09
-                (40, 0.09, 0.115, 0.15)]
+    expected = [
+        (0, 0.1, 0.3, 0.8),  # the initial values
+        (10, 0.1, 0.26, 0.5),  # 0.1, 0.12 (1 after its copy), 0.4, 0.5 (3 after its copy)
+        (20, 0.11, 0.135, 0.5),  # 0 explored to 0.11, 2 replaced and explored to 0.15
+        (30, 0.09, 0.115, 0.15),  # 3 copied 0 (0.11) and explored to 0.09
+        (40, 0.09, 0.115, 0.15),
+    ]
     assert len(g.spread["lr"]) == len(expected)
     for got, want in zip(g.spread["lr"], expected):
         assert got == pytest.approx(want)
@@ -61,8 +62,10 @@ def test_a_population_that_never_coalesces():
 def test_a_copy_takes_the_donors_founder_at_the_donor_step():
     """Asynchronous: 1 copies 2 at step 20; then 0, behind at step 10, copies 1 as it was at step 10, before 1's copy,
     so 0 descends from 1, not from 2, and the population never coalesces."""
-    events = [Event(member=1, step=20, kind="exploit", donor=2, donor_step=20),
-              Event(member=0, step=10, kind="exploit", donor=1, donor_step=10)]
+    events = [
+        Event(member=1, step=20, kind="exploit", donor=2, donor_step=20),
+        Event(member=0, step=10, kind="exploit", donor=1, donor_step=10),
+    ]
     assert lineages_alive(3, events) == [(0, 3), (10, 2)]
     assert coalescence_step(lineages_alive(3, events)) is None
 
@@ -85,10 +88,11 @@ def test_coalescence_is_the_last_change_to_one_founder_and_drops_count():
 def test_the_diagnostics_grow_with_the_events_and_members_not_with_the_steps():
     """A stored run whose members claim 4 000 000 steps on a ready interval of 8 (a task bug that is refused now,
     but such stores exist) must not give a row per ready round: the greediness figure drew 500 000 bars from them."""
-    events = [Event(member=1, step=8, kind="exploit", donor=0, donor_step=8, new_hparams={"lr": 0.1}),
-              Event(member=1, step=8, kind="explore", new_hparams={"lr": 0.12})]
+    events = [
+        Event(member=1, step=8, kind="exploit", donor=0, donor_step=8, new_hparams={"lr": 0.1}),
+        Event(member=1, step=8, kind="explore", new_hparams={"lr": 0.12}),
+    ]
     g = greediness([{"lr": 0.1}, {"lr": 0.2}], events, ready_every=8, end_step=4_000_000)
     assert g.replaced == [(8, 0.5)]  # a round without a copy has no bar to draw
-    assert g.spread["lr"] == [(0, 0.1, pytest.approx(0.15), 0.2), (8, 0.1, 0.11, 0.12),
-                              (4_000_000, 0.1, 0.11, 0.12)]
+    assert g.spread["lr"] == [(0, 0.1, pytest.approx(0.15), 0.2), (8, 0.1, 0.11, 0.12), (4_000_000, 0.1, 0.11, 0.12)]
     assert g.lineages_alive == [(0, 2), (8, 1)] and g.coalescence_step == 8

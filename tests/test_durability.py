@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from experiments.toy.task import Config as ToyConfig
-from pbt.controller import run_experiment
+from pbt.experiment import run_experiment
 from pbt.store import StoreReader
 from pbt.store_writer import Store
 from tests.test_golden import run_log
@@ -30,8 +30,9 @@ class Killed(BaseException):
 
 def toy_config(**pbt: object) -> ToyConfig:
     base = ToyConfig()
-    return dataclasses.replace(base, pbt=dataclasses.replace(base.pbt, population=6, seed=7, budget_steps=48,
-                                                             explore="perturb", **pbt))
+    return dataclasses.replace(
+        base, pbt=dataclasses.replace(base.pbt, population=6, seed=7, budget_steps=48, explore="perturb", **pbt)
+    )
 
 
 def killer(after: int):
@@ -59,8 +60,9 @@ def run_with_kills(out: Path, config: ToyConfig, kills: list[int]) -> Store:
 def test_serial_run_killed_anywhere_resumes_to_the_same_events_and_scores(tmp_path: Path, exploit: str) -> None:
     config = toy_config(exploit=exploit)
     counted: list[int] = []
-    reference = run_log(run_experiment(TOY, config, tmp_path / "whole", domain="toy",
-                                       listeners=[lambda *_: counted.append(1)]))
+    reference = run_log(
+        run_experiment(TOY, config, tmp_path / "whole", domain="toy", listeners=[lambda *_: counted.append(1)])
+    )
     commits = len(counted)
     assert len(reference["events"]) > 10 and commits > 24
     # 12 single kills spread over the run, each in its own directory, so each kill point is tested on its own
@@ -77,8 +79,9 @@ def test_serial_pb2_run_killed_anywhere_resumes_to_the_same_events_and_scores(tm
     pytest.importorskip("sklearn")
     config = toy_config(strategy="pb2", explore_every_ready=True)
     counted: list[int] = []
-    reference = run_log(run_experiment(TOY, config, tmp_path / "whole", domain="toy",
-                                       listeners=[lambda *_: counted.append(1)]))
+    reference = run_log(
+        run_experiment(TOY, config, tmp_path / "whole", domain="toy", listeners=[lambda *_: counted.append(1)])
+    )
     commits = len(counted)
     assert sum(set((e["ops"] or {}).values()) == {"pb2"} for e in reference["events"]) > 20
     for i, after in enumerate(range(5, commits, max(1, commits // 5))):
@@ -91,8 +94,9 @@ def test_serial_fire_run_killed_anywhere_resumes_to_the_same_events_and_scores(t
     last in every round, also in a resumed one."""
     config = toy_config(strategy="fire", fire_evaluators=2)
     counted: list[int] = []
-    reference = run_log(run_experiment(TOY, config, tmp_path / "whole", domain="toy",
-                                       listeners=[lambda *_: counted.append(1)]))
+    reference = run_log(
+        run_experiment(TOY, config, tmp_path / "whole", domain="toy", listeners=[lambda *_: counted.append(1)])
+    )
     commits = len(counted)
     assert sum((e["ops"] or {}).get("fire") == "evaluate" for e in reference["events"]) > 5
     for i, after in enumerate(range(5, commits, max(1, commits // 5))):
@@ -117,9 +121,28 @@ REPO = Path(__file__).resolve().parents[1]
 # Four members on two workers: a member made ready waits for a worker (while the other two train an interval, 0.4 s
 # here) before it decides, which is the window the kill aims at. Every decision explores (--explore-every-ready), so
 # each one leaves an event to find.
-ASYNC_RUN = ["run", "toy", "--executor", "local", "--workers", "2", "--population", "4", "--budget-steps", "40",
-             "--ready-every", "4", "--eval-every", "4", "--seconds-per-step", "0.1", "--exploit", "none",
-             "--explore-every-ready", "--quiet"]
+ASYNC_RUN = [
+    "run",
+    "toy",
+    "--executor",
+    "local",
+    "--workers",
+    "2",
+    "--population",
+    "4",
+    "--budget-steps",
+    "40",
+    "--ready-every",
+    "4",
+    "--eval-every",
+    "4",
+    "--seconds-per-step",
+    "0.1",
+    "--exploit",
+    "none",
+    "--explore-every-ready",
+    "--quiet",
+]
 
 
 def cli_env() -> dict[str, str]:
@@ -145,9 +168,15 @@ def due_members(run_dir: Path) -> dict[int, int]:
 def test_async_run_killed_with_a_decision_pending_makes_it_on_resume(tmp_path: Path) -> None:
     for attempt in range(5):  # a kill that comes after every pending decision was made is tried again
         run_dir = tmp_path / f"run{attempt}"
-        proc = subprocess.Popen([sys.executable, "-m", "repro.cli", *ASYNC_RUN, "--out", str(run_dir)], cwd=REPO,
-                                env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "repro.cli", *ASYNC_RUN, "--out", str(run_dir)],
+            cwd=REPO,
+            env=cli_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 120
         while not due_members(run_dir) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -164,8 +193,14 @@ def test_async_run_killed_with_a_decision_pending_makes_it_on_resume(tmp_path: P
     explored_before = {(e.member, e.step) for e in store.events("explore")}
     store.close()
     assert not set(due.items()) & explored_before  # pending: not made yet
-    done = subprocess.run([sys.executable, "-m", "repro.cli", "resume", str(run_dir), "--quiet"], cwd=REPO,
-                          env=cli_env(), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "repro.cli", "resume", str(run_dir), "--quiet"],
+        cwd=REPO,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     store = StoreReader(run_dir)
     explored = [(e.member, e.step) for e in store.events("explore")]

@@ -18,10 +18,10 @@ import pytest
 
 from experiments.toy.task import Config as ToyConfig
 from pbt.config import PBTConfig
-from pbt.controller import MAX_LEAD, run_experiment
+from pbt.controller import MAX_LEAD
+from pbt.experiment import run_experiment
 from pbt.lineage import lineage, training_spans
 from pbt.space import ConfigError
-from pbt.store import StoreReader
 from pbt.store_writer import Store
 from repro.compare import check_comparable, compare, load_run
 from tests.fake_tasks import Config as FakeConfig
@@ -29,10 +29,12 @@ from tests.fake_tasks import Config as FakeConfig
 
 def toy_async(tmp_path: Path, seed: int, population: int = 8, workers: int = 2, steps: int = 200) -> Store:
     base = ToyConfig()
-    pbt = dataclasses.replace(base.pbt, population=population, workers=workers, executor="local", seed=seed,
-                              budget_steps=steps)
-    return run_experiment("experiments.toy.task", dataclasses.replace(base, pbt=pbt), tmp_path / f"run-{seed}",
-                          domain="toy")
+    pbt = dataclasses.replace(
+        base.pbt, population=population, workers=workers, executor="local", seed=seed, budget_steps=steps
+    )
+    return run_experiment(
+        "experiments.toy.task", dataclasses.replace(base, pbt=pbt), tmp_path / f"run-{seed}", domain="toy"
+    )
 
 
 def lineage_training(store: Store, member: int) -> tuple[int, int]:
@@ -87,22 +89,37 @@ def test_compare_refuses_a_run_whose_weights_trained_past_what_any_member_ran(tm
 def uneven_async(tmp_path: Path, population: int, seed: int, transfer: str) -> Store:
     """Population on 2 workers whose intervals take 0.5x to 2x a base time (seeded), so members finish out of order
     and a ready member often meets others still running their interval towards its step."""
-    cfg = FakeConfig(seconds_per_step=0.002, score="rate", pbt=PBTConfig(
-        population=population, budget_steps=100, ready_every=5, workers=2, executor="local", seed=seed,
-        exploit="truncation", explore="perturb", transfer=transfer))
+    cfg = FakeConfig(
+        seconds_per_step=0.002,
+        score="rate",
+        pbt=PBTConfig(
+            population=population,
+            budget_steps=100,
+            ready_every=5,
+            workers=2,
+            executor="local",
+            seed=seed,
+            exploit="truncation",
+            explore="perturb",
+            transfer=transfer,
+        ),
+    )
     return run_experiment("tests.fake_tasks", cfg, tmp_path / f"run-{population}-{seed}-{transfer}")
 
 
 @pytest.mark.parametrize("transfer", ["both", "weights"])
 @pytest.mark.parametrize(("population", "seed"), [(4, 0), (4, 1), (8, 0), (8, 1), (8, 2)])
 def test_a_copy_never_takes_weights_with_less_training_than_the_copiers_step(
-        tmp_path: Path, population: int, seed: int, transfer: str) -> None:
+    tmp_path: Path, population: int, seed: int, transfer: str
+) -> None:
     store = uneven_async(tmp_path, population, seed, transfer)
     copies = [e for e in store.events() if e.kind in ("exploit", "replace")]
     assert copies, "the run must exploit for the test to mean anything"
     for e in copies:  # the invariant at every copy: the weights taken trained exactly as long as the copier has
-        assert (e.weight_age, e.donor_step) == (e.step, e.step), f"member {e.member} at step {e.step} copied " \
+        assert (e.weight_age, e.donor_step) == (e.step, e.step), (
+            f"member {e.member} at step {e.step} copied "
             f"member {e.donor}'s weights of age {e.weight_age} (its state at step {e.donor_step})"
+        )
     for m in store.members():  # and at the end, as the weights themselves count their training
         assert m.status == "done" and m.weight_age == m.step == 100
         trained = json.loads((store.checkpoint_dir / m.checkpoint).read_text())["steps"]

@@ -4,6 +4,7 @@ a corrupt checkpoint and a corrupt store. After each, every invariant of a run d
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -25,8 +26,25 @@ from tests.test_run_directory import edit_meta, listing, toy_run
 
 REPO = Path(__file__).resolve().parents[1]
 BUDGET, READY, POPULATION = 160, 8, 4
-RUN = ["run", "toy", "--executor", "local", "--workers", "2", "--population", str(POPULATION), "--budget-steps",
-       str(BUDGET), "--ready-every", str(READY), "--eval-every", str(READY), "--seconds-per-step", "0.01", "--quiet"]
+RUN = [
+    "run",
+    "toy",
+    "--executor",
+    "local",
+    "--workers",
+    "2",
+    "--population",
+    str(POPULATION),
+    "--budget-steps",
+    str(BUDGET),
+    "--ready-every",
+    str(READY),
+    "--eval-every",
+    str(READY),
+    "--seconds-per-step",
+    "0.01",
+    "--quiet",
+]
 
 
 def env() -> dict[str, str]:
@@ -36,8 +54,15 @@ def env() -> dict[str, str]:
 
 
 def start(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "repro.cli", *args], cwd=REPO, env=env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "repro.cli", *args],
+        cwd=REPO,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def continue_args(run_dir: Path) -> list[str]:
@@ -103,7 +128,8 @@ def test_random_kill_9_of_controller_group_or_worker_then_resume_until_done(tmp_
             assert proc.returncode == 0, proc.stderr.read()
             break
         if target == "worker" and children(proc.pid):
-            os.kill(rng.choice(children(proc.pid)), signal.SIGKILL)  # the controller replaces it and goes on
+            with contextlib.suppress(ProcessLookupError):  # a child may end between the listing and the kill
+                os.kill(rng.choice(children(proc.pid)), signal.SIGKILL)  # the controller replaces it and goes on
             time.sleep(0.3)
             target = "controller"
         if proc.poll() is None:
@@ -127,12 +153,24 @@ def test_two_concurrent_resumes_one_owner(tmp_path: Path) -> None:
     deadline = time.monotonic() + 60
     while RunLock.owner(run_dir) is None and time.monotonic() < deadline:
         time.sleep(0.02)
-    second = subprocess.run([sys.executable, "-m", "repro.cli", "resume", str(run_dir), "--quiet"], cwd=REPO,
-                            env=env(), capture_output=True, text=True, timeout=60)
+    second = subprocess.run(
+        [sys.executable, "-m", "repro.cli", "resume", str(run_dir), "--quiet"],
+        cwd=REPO,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert second.returncode == 2
     assert len(second.stderr.strip().splitlines()) == 1 and f"in use by process {first.pid}" in second.stderr
-    forced = subprocess.run([sys.executable, "-m", "repro.cli", *RUN, "--out", str(run_dir), "--force"], cwd=REPO,
-                            env=env(), capture_output=True, text=True, timeout=60)
+    forced = subprocess.run(
+        [sys.executable, "-m", "repro.cli", *RUN, "--out", str(run_dir), "--force"],
+        cwd=REPO,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert forced.returncode == 2 and "in use by process" in forced.stderr
     assert first.wait(timeout=120) == 0, first.stderr.read()
     check_invariants(run_dir, finished=True)
@@ -148,8 +186,14 @@ def test_kills_during_start_up_leave_nothing_or_a_resumable_run(tmp_path: Path) 
         proc.wait()
         wait_gone(proc.pid)
         assert not run_dir.exists() or Store.exists(run_dir)
-        done = subprocess.run([sys.executable, "-m", "repro.cli", *continue_args(run_dir)], cwd=REPO, env=env(),
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "repro.cli", *continue_args(run_dir)],
+            cwd=REPO,
+            env=env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr
         check_invariants(run_dir, finished=True)
 
@@ -171,8 +215,14 @@ def test_a_corrupt_checkpoint_is_replaced_and_a_corrupt_store_refused(tmp_path: 
     path = store.checkpoint_path(victim)
     store.close()
     path.write_bytes(path.read_bytes()[:-3])  # truncated
-    done = subprocess.run([sys.executable, "-m", "repro.cli", "resume", str(run_dir), "--quiet"], cwd=REPO, env=env(),
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "repro.cli", "resume", str(run_dir), "--quiet"],
+        cwd=REPO,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     check_invariants(run_dir, finished=True)
     failures = StoreReader(run_dir).events("failure")
@@ -180,8 +230,14 @@ def test_a_corrupt_checkpoint_is_replaced_and_a_corrupt_store_refused(tmp_path: 
 
     (run_dir / "pbt.sqlite").write_bytes(b"this is not a database" * 100)
     for command in ("resume", "status"):
-        bad = subprocess.run([sys.executable, "-m", "repro.cli", command, str(run_dir)], cwd=REPO, env=env(),
-                             capture_output=True, text=True, timeout=60)
+        bad = subprocess.run(
+            [sys.executable, "-m", "repro.cli", command, str(run_dir)],
+            cwd=REPO,
+            env=env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
 
 
@@ -193,8 +249,14 @@ def test_status_tells_a_killed_run_from_a_live_one(tmp_path: Path) -> None:
         time.sleep(0.02)
 
     def status() -> str:
-        return subprocess.run([sys.executable, "-m", "repro.cli", "status", str(run_dir)], cwd=REPO, env=env(),
-                              capture_output=True, text=True, timeout=60).stdout.splitlines()[0]
+        return subprocess.run(
+            [sys.executable, "-m", "repro.cli", "status", str(run_dir)],
+            cwd=REPO,
+            env=env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout.splitlines()[0]
 
     assert f"— running (owned by process {proc.pid})" in status()
     os.killpg(proc.pid, signal.SIGKILL)
@@ -230,18 +292,37 @@ def test_a_full_disk_stops_the_run_in_one_line_replaces_no_member_and_resumes_on
         sizes = ["--checkpoint-bytes", "100000", "--budget-steps", "400", "--ready-every", "10"]
     else:  # tiny checkpoints, many score rows: the store's own writes meet the full disk
         sizes = ["--budget-steps", "6000", "--ready-every", "2000", "--eval-every", "1"]
-    args = ["run", "tests.fake_tasks", "--executor", "local", "--workers", "2", "--population", "4", *sizes,
-            "--out", str(run_dir), "--quiet"]
-    stopped = subprocess.run([sys.executable, "-m", "repro.cli", *args], cwd=REPO, env=env(), capture_output=True,
-                             text=True, timeout=300)
+    args = [
+        "run",
+        "tests.fake_tasks",
+        "--executor",
+        "local",
+        "--workers",
+        "2",
+        "--population",
+        "4",
+        *sizes,
+        "--out",
+        str(run_dir),
+        "--quiet",
+    ]
+    stopped = subprocess.run(
+        [sys.executable, "-m", "repro.cli", *args], cwd=REPO, env=env(), capture_output=True, text=True, timeout=300
+    )
     lines = stopped.stderr.strip().splitlines()
     assert stopped.returncode != 0 and len(lines) == 1 and "disk full" in lines[0], stopped.stderr
     (small_disk / "ballast").unlink()
     with StoreReader(run_dir) as store:  # everything committed is there, and no member was blamed
         assert not [e for e in store.events() if e.kind in ("failure", "replace", "retry")]
         assert all(m.failures == 0 for m in store.members())
-    resumed = subprocess.run([sys.executable, "-m", "repro.cli", "resume", str(run_dir), "--task", "tests.fake_tasks",
-                              "--quiet"], cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "repro.cli", "resume", str(run_dir), "--task", "tests.fake_tasks", "--quiet"],
+        cwd=REPO,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr
     with StoreReader(run_dir) as store:
         assert store.state()[0] == "finished" and all(m.status == "done" for m in store.members())
@@ -253,10 +334,31 @@ def test_a_full_disk_stops_the_run_in_one_line_replaces_no_member_and_resumes_on
 def test_deleting_the_lock_file_lets_no_second_owner_in_and_stops_the_first(cli_env, tmp_path):
     run_dir = tmp_path / "run"
     # intervals of about 3 s: the first owner is alive, between two commits, when the second one tries
-    args = ["run", "toy", "--executor", "serial", "--budget-steps", "2000", "--ready-every", "1000", "--eval-every",
-            "1000", "--seconds-per-step", "0.003", "--out", str(run_dir), "--quiet"]
-    first = subprocess.Popen([sys.executable, "-m", "repro.cli", *args], cwd=REPO, env=cli_env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = [
+        "run",
+        "toy",
+        "--executor",
+        "serial",
+        "--budget-steps",
+        "2000",
+        "--ready-every",
+        "1000",
+        "--eval-every",
+        "1000",
+        "--seconds-per-step",
+        "0.003",
+        "--out",
+        str(run_dir),
+        "--quiet",
+    ]
+    first = subprocess.Popen(
+        [sys.executable, "-m", "repro.cli", *args],
+        cwd=REPO,
+        env=cli_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (RunLock.owner(run_dir) and StoreReader.exists(run_dir)):
@@ -287,7 +389,7 @@ def test_resume_refuses_a_damaged_store_and_leaves_it_as_it_was(cli_env, tmp_pat
     store = run_dir / "pbt.sqlite"
     data = bytearray(store.read_bytes())
     assert len(data) >= 4 * 4096
-    data[3 * 4096 + 8: 3 * 4096 + 72] = bytes(range(64))  # 64 bytes flipped inside a page's cell area
+    data[3 * 4096 + 8 : 3 * 4096 + 72] = bytes(range(64))  # 64 bytes flipped inside a page's cell area
     store.write_bytes(bytes(data))
     db = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
     assert db.execute("PRAGMA quick_check").fetchone()[0] != "ok", "the flipped bytes must damage a page"

@@ -13,7 +13,7 @@ from scipy.stats import binomtest
 from experiments.toy.task import Config as ToyConfig
 from pbt import fire
 from pbt.config import PBTConfig
-from pbt.controller import run_experiment
+from pbt.experiment import run_experiment
 from pbt.rows import Event, EventKind, MemberRow
 from pbt.space import ConfigError, LogUniform
 from pbt.store import StoreReader
@@ -28,8 +28,14 @@ def test_a_population_of_8_is_3_greedy_3_parents_and_2_evaluators() -> None:
     assert (len(odd.greedy), len(odd.parents), len(odd.evaluators)) == (4, 3, 2)
 
 
-@pytest.mark.parametrize("settings", [{"population": 5, "fire_evaluators": 2}, {"population": 8, "fire_evaluators": 0},
-                                      {"population": 8, "fire_p_value": 1.0}])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"population": 5, "fire_evaluators": 2},
+        {"population": 8, "fire_evaluators": 0},
+        {"population": 8, "fire_p_value": 1.0},
+    ],
+)
 def test_a_fire_population_too_small_to_split_is_refused(settings: dict) -> None:
     with pytest.raises(ConfigError, match="fire"):
         PBTConfig(strategy="fire", **settings)
@@ -45,7 +51,7 @@ def test_the_binomial_test_is_scipys_one_sided_test(wins: int) -> None:
     mine = curve([0.0] + [v + (0.5 if i <= wins else -0.5) for i, (_, v) in enumerate(child) if i > 0])
     i, j, n = fire.overlap(fire.smooth([v for _, v in mine]), fire.smooth([v for _, v in child]))
     assert n >= 7  # the curves start close, so they overlap nearly everywhere
-    above = sum(x > y for (_, x), (_, y) in zip(mine[i:i + n], child[j:j + n]))
+    above = sum(x > y for (_, x), (_, y) in zip(mine[i : i + n], child[j : j + n]))
     assert fire.binomial_p(mine, child) == pytest.approx(binomtest(above, n, alternative="greater").pvalue)
 
 
@@ -60,8 +66,17 @@ def test_a_curve_that_improves_faster_from_the_same_score_has_the_better_score_d
 
 
 def member(i: int, step: int = 14, score: float = 0.0, lr: float = 0.1) -> MemberRow:
-    return MemberRow(id=i, seed=i, hparams={"lr": lr}, step=step, score=score, checkpoint=f"c{i}", checksum=f"h{i}",
-                     weight_age=step, decision_due=step - 4)
+    return MemberRow(
+        id=i,
+        seed=i,
+        hparams={"lr": lr},
+        step=step,
+        score=score,
+        checkpoint=f"c{i}",
+        checksum=f"h{i}",
+        weight_age=step,
+        decision_due=step - 4,
+    )
 
 
 def test_a_greedy_member_adopts_the_weights_of_an_evaluator_whose_curve_beats_its_own() -> None:
@@ -69,19 +84,22 @@ def test_a_greedy_member_adopts_the_weights_of_an_evaluator_whose_curve_beats_it
     members = [member(i, score=1.0 + 0.01 * i, lr=0.1 * (i + 1)) for i in range(8)]
     # evaluator 6 has trained parent 3's weights with member 0's hyperparameters since step 0 and, from about the same
     # score (member 0's third point), beats member 0 at 11 of the 12 points where their curves overlap (p = 13/4096)
-    assign = Event(member=6, step=0, kind=EventKind.EXPLOIT, donor=3, donor_step=0, ops={"fire": "evaluate", "child": 0})
-    history = fire.History(copies=(assign,), scores={0: curve([0.1 * i for i in range(14)]),
-                                                     6: curve([0.15 + 0.3 * i for i in range(14)])})
-    new, events = fire.decide(members[0], members, {"lr": LogUniform(0.01, 1.0)}, cfg, history,
-                              random.Random(0))
+    assign = Event(
+        member=6, step=0, kind=EventKind.EXPLOIT, donor=3, donor_step=0, ops={"fire": "evaluate", "child": 0}
+    )
+    history = fire.History(
+        copies=(assign,), scores={0: curve([0.1 * i for i in range(14)]), 6: curve([0.15 + 0.3 * i for i in range(14)])}
+    )
+    new, events = fire.decide(members[0], members, {"lr": LogUniform(0.01, 1.0)}, cfg, history, random.Random(0))
     assert [(e.kind, e.donor, e.ops) for e in events] == [(EventKind.EXPLOIT, 6, {"fire": "adopt"})]
     assert (new.checkpoint, new.weight_age, new.hparams) == ("c6", 14, {"lr": 0.1})  # its weights, its own h
     # the evaluator then stops, and takes the parent that has waited longest (4 or 5, never evaluated; 4 first), with
     # the hyperparameters of the best greedy member, which member 0 now is
     adopted = fire.History(copies=(assign, events[0]), scores=history.scores)
     members[0] = new
-    _, evaluator_events = fire.decide(members[6], members, {"lr": LogUniform(0.01, 1.0)}, cfg, adopted,
-                                      random.Random(0))
+    _, evaluator_events = fire.decide(
+        members[6], members, {"lr": LogUniform(0.01, 1.0)}, cfg, adopted, random.Random(0)
+    )
     (reassigned,) = evaluator_events
     assert reassigned.ops == {"fire": "evaluate", "child": 0} and reassigned.donor == 4
     assert "its child adopted its weights" in reassigned.message
@@ -118,11 +136,24 @@ def test_a_fire_run_copies_within_its_roles_at_the_copiers_step_and_spends_the_s
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_an_async_fire_run_with_uneven_intervals_copies_only_states_at_the_copiers_step(tmp_path: Path,
-                                                                                       seed: int) -> None:
-    cfg = FakeConfig(seconds_per_step=0.002, score="rate", pbt=PBTConfig(
-        population=8, budget_steps=60, ready_every=5, workers=2, executor="local", seed=seed, strategy="fire",
-        exploit="truncation", explore="perturb"))
+def test_an_async_fire_run_with_uneven_intervals_copies_only_states_at_the_copiers_step(
+    tmp_path: Path, seed: int
+) -> None:
+    cfg = FakeConfig(
+        seconds_per_step=0.002,
+        score="rate",
+        pbt=PBTConfig(
+            population=8,
+            budget_steps=60,
+            ready_every=5,
+            workers=2,
+            executor="local",
+            seed=seed,
+            strategy="fire",
+            exploit="truncation",
+            explore="perturb",
+        ),
+    )
     store = run_experiment("tests.fake_tasks", cfg, tmp_path / "run")
     copies = store.events(EventKind.EXPLOIT)
     assert any(e.ops["fire"] == "evaluate" for e in copies)
@@ -133,7 +164,7 @@ def test_an_async_fire_run_with_uneven_intervals_copies_only_states_at_the_copie
     # an evaluator decided after every other member at its step: nothing of theirs at that step comes later
     order = [(e.member, e.step) for e in store.events()]
     for member_id, step in evaluated:
-        later = order[order.index((member_id, step)):]
+        later = order[order.index((member_id, step)) :]
         assert not [m for m in later if m in decided_after and m[1] == step]
     for m in store.members():
         assert m.weight_age == m.step == 60
@@ -160,7 +191,9 @@ def test_a_fire_runs_best_schedule_replays_score_for_score(tmp_path: Path) -> No
     # the best member's weights came from a parent, through an evaluator, adopted by a greedy member
     roles = fire.split(config.pbt)
     assert [roles.role(s.member) for s in segments][:4] == ["parent", "parent", "evaluator", "greedy"]
-    lineage_scores = {age_from + k: by_member_step[(s.member, s.start + k)]
-                      for s, (age_from, age_to) in zip(segments, training_spans(segments))
-                      for k in range(1, age_to - age_from + 1)}
+    lineage_scores = {
+        age_from + k: by_member_step[(s.member, s.start + k)]
+        for s, (age_from, age_to) in zip(segments, training_spans(segments))
+        for k in range(1, age_to - age_from + 1)
+    }
     assert {s.step: s.score for s in StoreReader(tmp_path / "replay").scores() if s.member == 0} == lineage_scores

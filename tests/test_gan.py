@@ -20,7 +20,7 @@ from experiments.gan import data, dcgan, metrics
 from experiments.gan import tools as gan_tools
 from experiments.gan.dcgan import PROFILES, GanTask, Member, make_task
 from pbt.checkpoints import sha256_file
-from pbt.controller import run_experiment
+from pbt.experiment import run_experiment
 from pbt.space import ConfigError
 from repro.flags import worded
 
@@ -36,17 +36,24 @@ H2 = {"lr_d": 5e-5, "lr_g": 8e-4}
 def config(tmp_path_factory: pytest.TempPathFactory) -> dcgan.Config:
     """The smoke profile on the local CIFAR-10 copy, with data decoded and the classifier trained (once)."""
     torch.set_num_threads(1)
-    cfg = dataclasses.replace(PROFILES["smoke"], data_path=str(CIFAR10),
-                              cache_dir=str(tmp_path_factory.mktemp("gan-cache")))
+    cfg = dataclasses.replace(
+        PROFILES["smoke"], data_path=str(CIFAR10), cache_dir=str(tmp_path_factory.mktemp("gan-cache"))
+    )
     gan_classifier.prepare(cfg, log=lambda _: None)
     return cfg
 
 
 def snapshot(member: Member) -> dict[str, Any]:
-    return copy.deepcopy({"generator": member.generator.state_dict(),
-                          "discriminator": member.discriminator.state_dict(),
-                          "opt_g": member.opt_g.state_dict()["state"], "opt_d": member.opt_d.state_dict()["state"],
-                          "step": member.step, "rng": member.rng.get_state()})
+    return copy.deepcopy(
+        {
+            "generator": member.generator.state_dict(),
+            "discriminator": member.discriminator.state_dict(),
+            "opt_g": member.opt_g.state_dict()["state"],
+            "opt_d": member.opt_d.state_dict()["state"],
+            "step": member.step,
+            "rng": member.rng.get_state(),
+        }
+    )
 
 
 def assert_same(a: Any, b: Any, where: str = "") -> None:
@@ -79,8 +86,9 @@ def test_smoke_through_pbt_copies_both_networks_and_both_optimisers(
 
     def train(self: GanTask, member: Member, hparams: dict, steps: int) -> dict[str, float]:
         metrics_ = real_train(self, member, hparams, steps)
-        applied.append((member.opt_d.param_groups[0]["lr"], hparams["lr_d"],
-                        member.opt_g.param_groups[0]["lr"], hparams["lr_g"]))
+        applied.append(
+            (member.opt_d.param_groups[0]["lr"], hparams["lr_d"], member.opt_g.param_groups[0]["lr"], hparams["lr_g"])
+        )
         return metrics_
 
     monkeypatch.setattr(GanTask, "save", save)
@@ -270,8 +278,9 @@ def test_report_writes_a_grid_fid_and_says_imagenet_is_unavailable(
 def test_train_classifier_command_prints_the_cached_accuracy(
     config: dcgan.Config, capsys: pytest.CaptureFixture
 ) -> None:
-    code = gan_tools.train_classifier_command(["--profile", "smoke", "--data-path", config.data_path,
-                                           "--cache-dir", config.cache_dir])
+    code = gan_tools.train_classifier_command(
+        ["--profile", "smoke", "--data-path", config.data_path, "--cache-dir", config.cache_dir]
+    )
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and 0.2 < out["test_accuracy"] <= 1.0
 

@@ -20,8 +20,7 @@ import pytest
 from experiments.toy.figure2 import variant_config
 from experiments.toy.task import Config as ToyConfig
 from experiments.toy.task import initial_hparams
-from pbt.controller import run_experiment
-from pbt.store import StoreReader
+from pbt.experiment import run_experiment
 from pbt.store_writer import Store
 
 GOLDEN = Path(__file__).with_name("golden")
@@ -30,20 +29,36 @@ MULTI30K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mul
 
 def run_log(store: Store, digits: int | None = None) -> dict[str, Any]:
     """What a run decided and measured, without times: every event and every score (with its eval metrics)."""
+
     def num(value: Any) -> Any:
         return round(value, digits) if digits is not None and isinstance(value, float) else value
 
     def hp(h: dict[str, Any] | None) -> dict[str, Any] | None:
         return None if h is None else {k: num(v) for k, v in sorted(h.items())}
 
-    events = [{"member": e.member, "step": e.step, "kind": e.kind, "donor": e.donor, "donor_step": e.donor_step,
-               "old_hparams": hp(e.old_hparams), "new_hparams": hp(e.new_hparams), "ops": e.ops,
-               "score": num(e.score), "donor_score": num(e.donor_score)} for e in store.events()]
-    scores = sorted([s.member, s.step, num(s.score),
-                     {k: num(v) for k, v in sorted(s.metrics.items()) if k.startswith("eval/")}]
-                    for s in store.scores())
-    members = [{"id": m.id, "step": m.step, "hparams": hp(m.hparams), "score": num(m.score), "status": m.status}
-               for m in store.members()]
+    events = [
+        {
+            "member": e.member,
+            "step": e.step,
+            "kind": e.kind,
+            "donor": e.donor,
+            "donor_step": e.donor_step,
+            "old_hparams": hp(e.old_hparams),
+            "new_hparams": hp(e.new_hparams),
+            "ops": e.ops,
+            "score": num(e.score),
+            "donor_score": num(e.donor_score),
+        }
+        for e in store.events()
+    ]
+    scores = sorted(
+        [s.member, s.step, num(s.score), {k: num(v) for k, v in sorted(s.metrics.items()) if k.startswith("eval/")}]
+        for s in store.scores()
+    )
+    members = [
+        {"id": m.id, "step": m.step, "hparams": hp(m.hparams), "score": num(m.score), "status": m.status}
+        for m in store.members()
+    ]
     return {"events": events, "scores": scores, "members": members}
 
 
@@ -62,16 +77,19 @@ def check_golden(name: str, log: dict[str, Any]) -> None:
 
 def test_toy_figure2_pbt_is_unchanged(tmp_path: Path) -> None:
     config = variant_config("pbt", 3, 200)
-    store = run_experiment("experiments.toy.task", config, tmp_path / "run", domain="toy",
-                           initial_hparams=initial_hparams(config))
+    store = run_experiment(
+        "experiments.toy.task", config, tmp_path / "run", domain="toy", initial_hparams=initial_hparams(config)
+    )
     check_golden("toy-figure2-pbt-seed3", run_log(store))
 
 
 @pytest.mark.parametrize("exploit", ["truncation", "ttest", "tournament"])
 def test_toy_population_8_serial_is_unchanged(tmp_path: Path, exploit: str) -> None:
     base = ToyConfig()
-    config = dataclasses.replace(base, pbt=dataclasses.replace(base.pbt, population=8, seed=11, exploit=exploit,
-                                                               explore="perturb", budget_steps=120))
+    config = dataclasses.replace(
+        base,
+        pbt=dataclasses.replace(base.pbt, population=8, seed=11, exploit=exploit, explore="perturb", budget_steps=120),
+    )
     store = run_experiment("experiments.toy.task", config, tmp_path / "run", domain="toy")
     check_golden(f"toy-pop8-{exploit}-seed11", run_log(store))
 
@@ -81,8 +99,16 @@ def test_translation_smoke_serial_is_unchanged(tmp_path: Path) -> None:
     from experiments.translation.transformer import PROFILES
     from pbt.config import replace_fields
 
-    config = replace_fields(PROFILES["smoke"], {"data_dir": str(MULTI30K), "cache_dir": str(tmp_path / "cache"),
-                                                "exploit": "truncation", "executor": "serial", "workers": 1})
+    config = replace_fields(
+        PROFILES["smoke"],
+        {
+            "data_dir": str(MULTI30K),
+            "cache_dir": str(tmp_path / "cache"),
+            "exploit": "truncation",
+            "executor": "serial",
+            "workers": 1,
+        },
+    )
     store = run_experiment("experiments.translation.transformer", config, tmp_path / "run", domain="translation")
     # torch's float sums may differ in their last bits between CPU kinds; 6 digits keeps every decision exact
     check_golden("translation-smoke-serial-seed0", run_log(store, digits=6))

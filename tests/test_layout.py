@@ -11,14 +11,29 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("pbt", "repro", "baselines", "experiments")
 # who may import whom: experiments -> pbt, baselines -> pbt, the application -> everything
-ALLOWED = {"pbt": {"pbt"}, "experiments": {"pbt", "experiments"}, "baselines": {"pbt", "baselines"},
-           "repro": set(PACKAGES)}
+ALLOWED = {
+    "pbt": {"pbt"},
+    "experiments": {"pbt", "experiments"},
+    "baselines": {"pbt", "baselines"},
+    "repro": set(PACKAGES),
+}
 LIBRARY_THIRD_PARTY = {"numpy", "scipy"}
 # optional extras, imported only where used: Ray by its executor, scikit-learn (and its threadpoolctl) by PB2
 OPTIONAL_LAZY = {("pbt/ray_executor.py", "ray"), ("pbt/pb2.py", "sklearn"), ("pbt/pb2.py", "threadpoolctl")}
 # Import cycles that are being removed on another branch: delete an entry once its cycle is gone.
-DOMAIN_PARTS = {"METRIC", "PROFILES", "Config", "make_task", "prepare", "estimate", "extra_results", "LOCAL_DATA",
-                "COMMANDS", "initial_hparams", "DOMAIN"}
+DOMAIN_PARTS = {
+    "METRIC",
+    "PROFILES",
+    "Config",
+    "make_task",
+    "prepare",
+    "estimate",
+    "extra_results",
+    "LOCAL_DATA",
+    "COMMANDS",
+    "initial_hparams",
+    "DOMAIN",
+}
 
 
 def sources(package: str, root: Path = REPO) -> list[Path]:
@@ -29,8 +44,9 @@ def module_name(path: Path, root: Path = REPO) -> str:
     return ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
 
 
-def imports(path: Path, top_level_only: bool = False, modules: set[str] = frozenset(),
-            root: Path = REPO) -> list[tuple[str, bool]]:
+def imports(
+    path: Path, top_level_only: bool = False, modules: set[str] = frozenset(), root: Path = REPO
+) -> list[tuple[str, bool]]:
     """(module imported, whether at module level) for every import statement in ``path``, those inside functions too;
     a relative import is resolved against ``path``'s package, and ``from package import submodule`` counts as
     importing the submodule when it is one of ``modules``."""
@@ -46,7 +62,7 @@ def imports(path: Path, top_level_only: bool = False, modules: set[str] = frozen
             base = node.module or ""
             if node.level:  # from . import x, from ..y import z: counted from path's own package
                 parts = package.split(".")
-                parent = ".".join(parts[:len(parts) - node.level + 1])
+                parent = ".".join(parts[: len(parts) - node.level + 1])
                 base = f"{parent}.{base}" if base else parent
             subs = [f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in modules]
             names = subs if len(subs) == len(node.names) else [base, *subs]
@@ -57,8 +73,9 @@ def imports(path: Path, top_level_only: bool = False, modules: set[str] = frozen
 def import_graph(packages: tuple[str, ...], root: Path = REPO) -> dict[str, set[str]]:
     """Module -> the modules of ``packages`` it imports, wherever in it the import stands."""
     paths = {module_name(p, root): p for package in packages for p in sources(package, root)}
-    return {m: {n for n, _ in imports(p, modules=set(paths), root=root) if n in paths and n != m}
-            for m, p in paths.items()}
+    return {
+        m: {n for n, _ in imports(p, modules=set(paths), root=root) if n in paths and n != m} for m, p in paths.items()
+    }
 
 
 def import_cycles(graph: dict[str, set[str]]) -> list[set[str]]:
@@ -79,8 +96,8 @@ def import_cycles(graph: dict[str, set[str]]) -> list[set[str]]:
             elif n in stack:
                 low[m] = min(low[m], index[n])
         if low[m] == index[m]:
-            component = set(stack[stack.index(m):])
-            del stack[stack.index(m):]
+            component = set(stack[stack.index(m) :])
+            del stack[stack.index(m) :]
             if len(component) > 1:
                 components.append(component)
 
@@ -134,7 +151,8 @@ def test_no_import_cycles_between_modules_counting_imports_inside_functions() ->
     graph = import_graph(PACKAGES)
     found = import_cycles(graph)
     assert not found, "import cycles: " + "; ".join(
-        f"{', '.join(sorted(c))} (one loop: {' -> '.join(shortest_cycle(graph, c))})" for c in found)
+        f"{', '.join(sorted(c))} (one loop: {' -> '.join(shortest_cycle(graph, c))})" for c in found
+    )
 
 
 def test_the_cycle_check_reads_imports_inside_functions_and_relative_imports(tmp_path: Path) -> None:
@@ -158,9 +176,14 @@ def test_domain_parts_are_read_only_by_the_domain_module() -> None:
             if path == REPO / "pbt" / "domain.py":
                 continue
             for node in ast.walk(ast.parse(path.read_text())):
-                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr"
-                        and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant)
-                        and node.args[1].value in DOMAIN_PARTS):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Name)
+                    and node.func.id == "getattr"
+                    and len(node.args) >= 2
+                    and isinstance(node.args[1], ast.Constant)
+                    and node.args[1].value in DOMAIN_PARTS
+                ):
                     bad.append(f"{path.relative_to(REPO)}:{node.lineno} getattr(..., {node.args[1].value!r})")
     assert not bad, bad
 

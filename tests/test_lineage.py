@@ -2,7 +2,7 @@ import pytest
 
 from experiments.toy.figure2 import variant_config
 from experiments.toy.task import initial_hparams
-from pbt.controller import run_experiment
+from pbt.experiment import run_experiment
 from pbt.lineage import ancestors, copies, hparam_history, lineage, lineage_copies
 from pbt.rows import Event
 
@@ -18,8 +18,9 @@ EVENTS = [
     Event(member=1, step=20, kind="failure", message="boom"),
     Event(member=1, step=20, kind="replace", donor=0, donor_step=20, old_hparams={"lr": 0.2}, new_hparams={"lr": 0.36}),
     Event(member=1, step=20, kind="explore", old_hparams={"lr": 0.36}, new_hparams={"lr": 0.43}),
-    Event(member=0, step=30, kind="exploit", donor=1, donor_step=28, old_hparams={"lr": 0.36},
-          new_hparams={"lr": 0.43}),
+    Event(
+        member=0, step=30, kind="exploit", donor=1, donor_step=28, old_hparams={"lr": 0.36}, new_hparams={"lr": 0.43}
+    ),
     Event(member=0, step=30, kind="explore", old_hparams={"lr": 0.43}, new_hparams={"lr": 0.5}),
     Event(member=1, step=35, kind="explore", old_hparams={"lr": 0.43}, new_hparams={"lr": 0.4}),  # after the copy
 ]
@@ -30,10 +31,18 @@ def flat(segments):
 
 
 def test_lineage_follows_each_copy_back_to_the_donor_at_the_donor_step():
-    assert flat(lineage(0, INITIAL, EVENTS, FINAL)) == [(2, 0, 10, 0.3), (0, 10, 20, 0.36), (1, 20, 28, 0.43),
-                                                        (0, 30, 40, 0.5)]
-    assert flat(lineage(1, INITIAL, EVENTS, FINAL)) == [(2, 0, 10, 0.3), (0, 10, 20, 0.36), (1, 20, 35, 0.43),
-                                                        (1, 35, 40, 0.4)]
+    assert flat(lineage(0, INITIAL, EVENTS, FINAL)) == [
+        (2, 0, 10, 0.3),
+        (0, 10, 20, 0.36),
+        (1, 20, 28, 0.43),
+        (0, 30, 40, 0.5),
+    ]
+    assert flat(lineage(1, INITIAL, EVENTS, FINAL)) == [
+        (2, 0, 10, 0.3),
+        (0, 10, 20, 0.36),
+        (1, 20, 35, 0.43),
+        (1, 35, 40, 0.4),
+    ]
     # member 2 was never copied over: its own history, with the explore that came after member 0's copy
     assert flat(lineage(2, INITIAL, EVENTS, FINAL)) == [(2, 0, 10, 0.3), (2, 10, 40, 0.25)]
     assert ancestors(lineage(0, INITIAL, EVENTS, FINAL)) == [2, 0, 1, 0]
@@ -48,18 +57,28 @@ def test_copies_and_the_edges_of_a_lineage():
 
 def test_hparam_history_is_the_members_own_slot():
     assert [(step, h["lr"]) for step, h in hparam_history(0, INITIAL, EVENTS)] == [
-        (0, 0.1), (10, 0.3), (10, 0.36), (30, 0.43), (30, 0.5)]
+        (0, 0.1),
+        (10, 0.3),
+        (10, 0.36),
+        (30, 0.43),
+        (30, 0.5),
+    ]
     assert [(step, h["lr"]) for step, h in hparam_history(2, INITIAL, EVENTS)] == [(0, 0.3), (10, 0.25)]
-    assert [(step, h["lr"]) for step, h in hparam_history(1, INITIAL, EVENTS)] == [(0, 0.2), (20, 0.36), (20, 0.43),
-                                                                                  (35, 0.4)]
+    assert [(step, h["lr"]) for step, h in hparam_history(1, INITIAL, EVENTS)] == [
+        (0, 0.2),
+        (20, 0.36),
+        (20, 0.43),
+        (35, 0.4),
+    ]
 
 
 def test_replaying_the_toy_lineage_reproduces_the_best_members_weights(tmp_path):
     """The toy's θ is a deterministic function of the h schedule it was trained with, so following the best member's
     lineage and re-applying each segment's h for its number of steps must land on that member's final θ."""
     config = variant_config("pbt", seed=1, steps=120)
-    store = run_experiment("experiments.toy.task", config, tmp_path / "run", domain="toy",
-                           initial_hparams=initial_hparams(config))
+    store = run_experiment(
+        "experiments.toy.task", config, tmp_path / "run", domain="toy", initial_hparams=initial_hparams(config)
+    )
     members = store.members()
     best = max(members, key=lambda m: m.score)
     segments = lineage(best.id, store.meta()["initial_hparams"], store.events(), {m.id: m.step for m in members})
@@ -69,5 +88,5 @@ def test_replaying_the_toy_lineage_reproduces_the_best_members_weights(tmp_path)
     for s in segments:
         for _ in range(s.end - s.start):
             theta = [t - config.lr * 2.0 * h * t for t, h in zip(theta, (s.hparams["h0"], s.hparams["h1"]))]
-    final = [r for r in store.scores(best.id) if r.step == 120][0].metrics
+    final = next(r for r in store.scores(best.id) if r.step == 120).metrics
     assert theta == pytest.approx([final["eval/theta0"], final["eval/theta1"]], abs=1e-12)

@@ -15,7 +15,7 @@ from experiments.toy.task import Config as ToyConfig
 from pbt import pb2
 from pbt.algorithm import after_failure, decision_rng, ready_decision
 from pbt.config import PBTConfig
-from pbt.controller import run_experiment
+from pbt.experiment import run_experiment
 from pbt.interval import IntervalResult
 from pbt.rows import EventKind, IntervalRow, MemberRow
 from pbt.space import Categorical, ConfigError, IntUniform, LogUniform, Uniform, in_prior, sample
@@ -26,8 +26,12 @@ from tests.conftest import only_line
 
 pytest.importorskip("sklearn")
 
-SPACE = {"lr": LogUniform(1e-5, 1e-1), "momentum": Uniform(0.0, 0.9), "unroll": IntUniform(5, 50),
-         "optimizer": Categorical(("adam", "sgd", "rmsprop"))}
+SPACE = {
+    "lr": LogUniform(1e-5, 1e-1),
+    "momentum": Uniform(0.0, 0.9),
+    "unroll": IntUniform(5, 50),
+    "optimizer": Categorical(("adam", "sgd", "rmsprop")),
+}
 READY = 10
 
 
@@ -43,15 +47,31 @@ def history(space: dict, change, population: int = 8, rounds: int = 4, seed: int
     for r in range(rounds):
         for m in range(population):
             h = sample(space, rng)
-            rows.append(IntervalRow(member=m, start_step=r * READY, end_step=(r + 1) * READY, hparams=h,
-                                    start_score=0.0, end_score=change(h, rng)))
+            rows.append(
+                IntervalRow(
+                    member=m,
+                    start_step=r * READY,
+                    end_step=(r + 1) * READY,
+                    hparams=h,
+                    start_score=0.0,
+                    end_score=change(h, rng),
+                )
+            )
     return rows
 
 
-def choose(hparams: dict, space: dict, intervals: list[IntervalRow], cfg: PBTConfig, pending: tuple = (),
-           step: int = 4 * READY, seed: int = 0) -> tuple[dict, dict]:
-    return pb2.choose(hparams, space, pb2.History(tuple(intervals), pending), step, cfg,
-                      decision_rng(seed, 0, step, "ready"))
+def choose(
+    hparams: dict,
+    space: dict,
+    intervals: list[IntervalRow],
+    cfg: PBTConfig,
+    pending: tuple = (),
+    step: int = 4 * READY,
+    seed: int = 0,
+) -> tuple[dict, dict]:
+    return pb2.choose(
+        hparams, space, pb2.History(tuple(intervals), pending), step, cfg, decision_rng(seed, 0, step, "ready")
+    )
 
 
 def test_choices_stay_within_the_priors_integers_are_whole_and_categoricals_keep_pbts_explore() -> None:
@@ -95,8 +115,9 @@ def test_the_window_bounds_the_points_the_gp_sees(monkeypatch: pytest.MonkeyPatc
     space = {"lr": LogUniform(1e-4, 1e-1)}
     data = history(space, lambda h, rng: rng.gauss(0, 1), population=32, rounds=50)
     step = 50 * READY
-    later = IntervalRow(member=0, start_step=step, end_step=step + READY, hparams={"lr": 1e-2}, start_score=0.0,
-                        end_score=5.0)  # a member ahead (asynchronous) has finished an interval the decision is before
+    later = IntervalRow(
+        member=0, start_step=step, end_step=step + READY, hparams={"lr": 1e-2}, start_score=0.0, end_score=5.0
+    )  # a member ahead (asynchronous) has finished an interval the decision is before
     seen = []
     fit = pb2.upper_confidence_bound
     monkeypatch.setattr(pb2, "upper_confidence_bound", lambda x, *rest: seen.append(len(x)) or fit(x, *rest))
@@ -133,10 +154,15 @@ def test_a_copy_and_a_failed_members_replacement_both_explore_with_pb2() -> None
         assert explored.old_hparams == donor.hparams and explored.new_hparams["lr"] > 1e-2
 
 
-@pytest.mark.parametrize("field, value, message", [("pb2_window", 0, "pb2_window must be > 0"),
-                                                   ("pb2_candidates", 0, "pb2_candidates must be > 0"),
-                                                   ("pb2_kappa", -1.0, "pb2_kappa must be >= 0"),
-                                                   ("strategy", "greedy", "strategy must be one of pbt, pb2, fire")])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("pb2_window", 0, "pb2_window must be > 0"),
+        ("pb2_candidates", 0, "pb2_candidates must be > 0"),
+        ("pb2_kappa", -1.0, "pb2_kappa must be >= 0"),
+        ("strategy", "greedy", "strategy must be one of pbt, pb2, fire"),
+    ],
+)
 def test_pb2_settings_are_checked(field: str, value: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         PBTConfig(**{field: value})  # type: ignore[arg-type]
@@ -144,8 +170,12 @@ def test_pb2_settings_are_checked(field: str, value: object, message: str) -> No
 
 def toy_pb2(**pbt: object) -> ToyConfig:
     base = ToyConfig()
-    return dataclasses.replace(base, pbt=dataclasses.replace(base.pbt, population=6, seed=3, budget_steps=40,
-                                                             strategy="pb2", explore="perturb", **pbt))
+    return dataclasses.replace(
+        base,
+        pbt=dataclasses.replace(
+            base.pbt, population=6, seed=3, budget_steps=40, strategy="pb2", explore="perturb", **pbt
+        ),
+    )
 
 
 def test_the_store_keeps_each_interval_with_the_score_its_weights_started_from(tmp_path: Path) -> None:
@@ -161,11 +191,31 @@ def test_the_store_keeps_each_interval_with_the_score_its_weights_started_from(t
         assert iv.start_score == copied.get((iv.member, iv.start_step), ended[(iv.member, iv.start_step)])
 
 
-def test_a_serial_toy_run_with_pb2_finishes_and_its_explores_carry_pb2s_ops(tmp_path: Path,
-                                                                            capsys: pytest.CaptureFixture) -> None:
+def test_a_serial_toy_run_with_pb2_finishes_and_its_explores_carry_pb2s_ops(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "run"
-    code = cli_main(["run", "toy", "--executor", "serial", "--workers", "1", "--population", "6", "--budget-steps",
-                     "40", "--strategy", "pb2", "--explore", "perturb", "--quiet", "--out", str(out)])
+    code = cli_main(
+        [
+            "run",
+            "toy",
+            "--executor",
+            "serial",
+            "--workers",
+            "1",
+            "--population",
+            "6",
+            "--budget-steps",
+            "40",
+            "--strategy",
+            "pb2",
+            "--explore",
+            "perturb",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     store = StoreReader(out)
     assert store.meta()["status"] == "finished" and all(m.status == "done" for m in store.members())
@@ -179,21 +229,27 @@ def test_a_serial_toy_run_with_pb2_finishes_and_its_explores_carry_pb2s_ops(tmp_
     assert load_run(out).method == "pb2"  # compare never pools it with PBT's runs
 
 
-def test_a_missing_scikit_learn_is_one_line_naming_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                             capsys: pytest.CaptureFixture) -> None:
+def test_a_missing_scikit_learn_is_one_line_naming_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     for name in [n for n in sys.modules if n == "sklearn" or n.startswith("sklearn.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "sklearn", None)  # import sklearn now raises ImportError
     with pytest.raises(ConfigError, match=r"pip install 'pbt-repro\[pb2\]'"):
         run_experiment("experiments.toy.task", toy_pb2(), tmp_path / "api", domain="toy")
     assert not (tmp_path / "api").exists()
-    code = cli_main(["run", "toy", "--executor", "serial", "--strategy", "pb2", "--population", "4", "--out",
-                     str(tmp_path / "cli")])
+    code = cli_main(
+        ["run", "toy", "--executor", "serial", "--strategy", "pb2", "--population", "4", "--out", str(tmp_path / "cli")]
+    )
     assert code == 2
     assert "pip install 'pbt-repro[pb2]'" in only_line(capsys.readouterr().err)
     # PBT's own explore needs no scikit-learn
-    run_experiment("experiments.toy.task", dataclasses.replace(toy_pb2(), pbt=dataclasses.replace(
-        toy_pb2().pbt, strategy="pbt", budget_steps=8)), tmp_path / "pbt", domain="toy")
+    run_experiment(
+        "experiments.toy.task",
+        dataclasses.replace(toy_pb2(), pbt=dataclasses.replace(toy_pb2().pbt, strategy="pbt", budget_steps=8)),
+        tmp_path / "pbt",
+        domain="toy",
+    )
 
 
 def test_only_a_pb2_run_keeps_the_record_of_its_intervals(tmp_path: Path) -> None:

@@ -13,8 +13,10 @@ CFG = PBTConfig(population=3, budget_steps=100, ready_every=10, executor="local"
 
 
 def rows(*specs):
-    return [MemberRow(id=i, seed=i, hparams={"lr": 0.1 * (i + 1)}, step=step, score=score, status=status)
-            for i, (step, score, status) in enumerate(specs)]
+    return [
+        MemberRow(id=i, seed=i, hparams={"lr": 0.1 * (i + 1)}, step=step, score=score, status=status)
+        for i, (step, score, status) in enumerate(specs)
+    ]
 
 
 def test_member_states_follow_the_controllers_choice_of_who_trains_next():
@@ -29,19 +31,25 @@ def test_member_states_follow_the_controllers_choice_of_who_trains_next():
 
 def test_the_slots_shown_are_the_ones_the_controller_recorded(tmp_path):
     from experiments.toy.task import Config
-    from pbt.controller import run_experiment
+    from pbt.experiment import run_experiment
     from repro.progress import run_slots
 
-    config = dataclasses.replace(Config(), pbt=dataclasses.replace(Config().pbt, population=4, budget_steps=8,
-                                                                   executor="local", workers=3))
+    config = dataclasses.replace(
+        Config(), pbt=dataclasses.replace(Config().pbt, population=4, budget_steps=8, executor="local", workers=3)
+    )
     store = run_experiment("experiments.toy.task", config, tmp_path / "run", domain="toy")
     assert store.meta()["slots"] == 3 and run_slots(store, config.pbt) == 3
 
 
 def test_plain_progress_prints_exploits_and_periodic_lines():
     out = io.StringIO()
-    progress = PrintProgress(CFG, every_seconds=3600.0, members=rows((0, None, "pending"), (0, None, "pending"),
-                                                                      (0, None, "pending")), stream=out, title="toy")
+    progress = PrintProgress(
+        CFG,
+        every_seconds=3600.0,
+        members=rows((0, None, "pending"), (0, None, "pending"), (0, None, "pending")),
+        stream=out,
+        title="toy",
+    )
     m = rows((10, 0.5, "pending"))[0]
     progress(m, [], [])
     assert out.getvalue() == ""  # not yet time for a periodic line, nothing happened worth a line
@@ -54,17 +62,33 @@ def test_plain_progress_prints_exploits_and_periodic_lines():
 
 
 def test_run_without_a_tty_prints_plain_lines(cli_env, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "repro.cli", "run", "toy", "--budget-steps", "40", "--out",
-                           str(tmp_path / "run")], capture_output=True, text=True, env=cli_env, cwd=REPO, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "repro.cli", "run", "toy", "--budget-steps", "40", "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        cwd=REPO,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert "\x1b[" not in proc.stdout  # no terminal control codes in a log
-    assert any(re.fullmatch(r"\[pbt\] member \d \(score [-0-9.e]+\) copies member \d \(score [-0-9.e]+\) at step \d+",
-                            line) for line in lines)
-    assert re.fullmatch(r"\[pbt\] toy pbt: 80/80 steps \(100%\), best score [-0-9.e]+, ETA done",
-                        next(line for line in lines if "80/80" in line))
-    status = subprocess.run([sys.executable, "-m", "repro.cli", "status", str(tmp_path / "run")], capture_output=True,
-                            text=True, env=cli_env, cwd=REPO, timeout=60).stdout
+    assert any(
+        re.fullmatch(r"\[pbt\] member \d \(score [-0-9.e]+\) copies member \d \(score [-0-9.e]+\) at step \d+", line)
+        for line in lines
+    )
+    assert re.fullmatch(
+        r"\[pbt\] toy pbt: 80/80 steps \(100%\), best score [-0-9.e]+, ETA done",
+        next(line for line in lines if "80/80" in line),
+    )
+    status = subprocess.run(
+        [sys.executable, "-m", "repro.cli", "status", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        cwd=REPO,
+        timeout=60,
+    ).stdout
     assert status.count(" done ") == 2 and "h0=" in status
 
 
@@ -72,13 +96,21 @@ def test_live_view_renders_the_members_table():
     from rich.console import Console
 
     console = Console(file=io.StringIO(), width=120, height=40, force_terminal=False)
-    view = RichProgress(CFG, rows((30, 1.0, "pending"), (10, 0.5, "pending"), (100, 0.7, "done")), title="toy pbt",
-                        metric="Q(θ)", console=console)
+    view = RichProgress(
+        CFG,
+        rows((30, 1.0, "pending"), (10, 0.5, "pending"), (100, 0.7, "done")),
+        title="toy pbt",
+        metric="Q(θ)",
+        console=console,
+    )
     console.print(view.render())
     text = console.file.getvalue().replace("│", " ")
     assert "toy pbt 140/300 steps (47%)" in text and "Q(θ)" in text
     assert re.search(r"0\*\s+30\s+1\s+training\s+lr=0.1", text)  # the best (*); 2 workers for the 2 unfinished
     assert re.search(r"1\s+10\s+0.5\s+training\s+lr=0.2", text) and re.search(r"2\s+100\s+0.7\s+done", text)
-    view(rows((30, 1.0, "pending"))[0], [], [Event(member=0, step=30, kind="exploit", donor=2, score=1.0,
-                                                   donor_score=2.0)])
+    view(
+        rows((30, 1.0, "pending"))[0],
+        [],
+        [Event(member=0, step=30, kind="exploit", donor=2, score=1.0, donor_score=2.0)],
+    )
     assert "member 0 (score 1) copies member 2 (score 2) at step 30" in console.file.getvalue()

@@ -10,7 +10,7 @@ import pytest
 import ray
 
 from experiments.toy.task import Config as ToyConfig
-from pbt.controller import run_experiment
+from pbt.experiment import run_experiment
 from pbt.ray_executor import check_address
 from pbt.space import ConfigError
 from repro.plan import plan
@@ -50,8 +50,12 @@ def test_toy_on_ray_gives_the_same_kind_of_results_as_local(tmp_path):
 
 @pytest.mark.parametrize("strategy", ["pb2", "fire"])
 def test_pb2_and_fire_run_on_ray_copying_only_states_at_the_copiers_step(tmp_path, strategy):
-    store = run_experiment("experiments.toy.task", toy("ray", population=8, strategy=strategy, explore="perturb"),
-                           tmp_path / "run", domain="toy")
+    store = run_experiment(
+        "experiments.toy.task",
+        toy("ray", population=8, strategy=strategy, explore="perturb"),
+        tmp_path / "run",
+        domain="toy",
+    )
     copies = store.events("exploit")
     assert copies and all((e.weight_age, e.donor_step) == (e.step, e.step) for e in copies)
     assert all(m.status == "done" and m.step == m.weight_age == 40 for m in store.members())
@@ -77,8 +81,9 @@ def test_worker_dying_mid_interval_is_retried_from_its_checkpoint(tmp_path):
 def test_an_interval_past_interval_timeout_has_its_actor_replaced(tmp_path):
     cfg = FakeConfig(marker_dir=str(tmp_path), fail_member=1, fail_at_step=10, failure="hang")
     # generous: on Ray the clock starts at submission, and an actor's start-up counts
-    cfg = dataclasses.replace(cfg, pbt=dataclasses.replace(cfg.pbt, executor="ray", workers=2, exploit="none",
-                                                           interval_timeout=8))
+    cfg = dataclasses.replace(
+        cfg, pbt=dataclasses.replace(cfg.pbt, executor="ray", workers=2, exploit="none", interval_timeout=8)
+    )
     store = run_experiment("tests.fake_tasks", cfg, tmp_path / "run")
     (failure,) = store.events("failure")
     assert failure.member == 1 and failure.message == "interval exceeded --interval-timeout 8 s"
@@ -89,8 +94,24 @@ def test_bad_ray_address_fails_fast_with_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="is not auto or HOST:PORT"):
         check_address("nonsense")
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "repro.cli", "run", "toy", "--executor", "ray", "--ray-address",
-                           "127.0.0.1:9", "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "repro.cli",
+            "run",
+            "toy",
+            "--executor",
+            "ray",
+            "--ray-address",
+            "127.0.0.1:9",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert time.monotonic() - t0 < 30
     assert proc.returncode == 2 and "no Ray cluster answers there" in proc.stderr
 
@@ -101,7 +122,7 @@ def test_dry_run_plan_and_too_small_cluster():
     cfg = toy("ray", cpus_per_member=1.0)
     text = plan(toy_module.DOMAIN, cfg)
     assert "4 members x 40 steps" in text and "2 members at a time" in text
-    with pytest.raises(ConfigError, match="cluster too small.*cannot hold one member.*1 GPUs"):
+    with pytest.raises(ConfigError, match=r"cluster too small.*cannot hold one member.*1 GPUs"):
         plan(toy_module.DOMAIN, toy("ray", gpus_per_member=1.0))
     with pytest.raises(ConfigError, match="cluster too small"):
         plan(toy_module.DOMAIN, toy("ray", cpus_per_member=4.0))

@@ -28,15 +28,22 @@ def test_the_readme_example_runs_as_written(tmp_path: Path) -> None:
         (tmp_path / name).write_text(code)
     env = dict(os.environ, PYTHONPATH=str(REPO), WANDB_MODE="disabled")
     for executor in ("serial", "local"):
-        proc = subprocess.run([sys.executable, "run.py", executor], cwd=tmp_path, env=env, capture_output=True,
-                              text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "run.py", executor], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        )
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.startswith("PBT best ") and "weight age 0: lr=" in proc.stdout
         store = StoreReader(tmp_path / "runs" / f"mytask-pbt-{executor}")
         assert store.meta()["status"] == "finished" and store.events("exploit")
         store.close()
-    cli = subprocess.run([sys.executable, "-m", "repro.cli", "run", "mytask", "--out", "cli-run", "--quiet"],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    cli = subprocess.run(
+        [sys.executable, "-m", "repro.cli", "run", "mytask", "--out", "cli-run", "--quiet"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert cli.returncode == 0, cli.stderr
     assert StoreReader(tmp_path / "cli-run").meta()["module"] == "mytask"
 

@@ -14,7 +14,7 @@ import pytest
 from experiments.toy.task import SPACE
 from experiments.toy.task import Config as ToyConfig
 from pbt.algorithm import Schedule, follow_schedule
-from pbt.controller import open_experiment, run_experiment
+from pbt.experiment import open_experiment, run_experiment
 from pbt.lineage import training_spans
 from pbt.results import Results
 from pbt.rows import Event, MemberRow, ScoreRow
@@ -41,7 +41,11 @@ def test_the_schedule_rule_takes_the_value_at_the_weights_age() -> None:
     me = MemberRow(id=0, seed=0, hparams=A, step=12, weight_age=12, score=0.5)
     new, [event] = follow_schedule(me, schedule)  # a change between ready points is taken at the next one
     assert new.hparams == D and (event.kind, event.old_hparams, event.new_hparams, event.weight_age) == (
-        "schedule", A, D, 12)
+        "schedule",
+        A,
+        D,
+        12,
+    )
     restarted = dataclasses.replace(me, step=16, weight_age=9)  # the weights' age decides, not the slot's step
     assert follow_schedule(restarted, schedule)[0].hparams == C
     assert follow_schedule(new, schedule) == (new, [])  # nothing to change, nothing recorded
@@ -55,10 +59,12 @@ def hand_made_run(out: Path) -> None:
     with A for ages 0-4, C for 4-8 and D for 8-12."""
     run_dir = RunDir.open(out, "toy", "pbt", toy(), [A, B], SPACE, module=TOY)
     store = run_dir.store
-    events = [Event(1, 4, "exploit", donor=0, donor_step=4, old_hparams=B, new_hparams=A, weight_age=4),
-              Event(1, 4, "explore", old_hparams=A, new_hparams=C),
-              Event(0, 8, "exploit", donor=1, donor_step=8, old_hparams=A, new_hparams=C, weight_age=8),
-              Event(0, 8, "explore", old_hparams=C, new_hparams=D)]
+    events = [
+        Event(1, 4, "exploit", donor=0, donor_step=4, old_hparams=B, new_hparams=A, weight_age=4),
+        Event(1, 4, "explore", old_hparams=A, new_hparams=C),
+        Event(0, 8, "exploit", donor=1, donor_step=8, old_hparams=A, new_hparams=C, weight_age=8),
+        Event(0, 8, "explore", old_hparams=C, new_hparams=D),
+    ]
     for e in events:
         store.commit(store.members()[e.member], events=[e])
     for member, score in ((0, 1.0), (1, 0.5)):
@@ -83,12 +89,10 @@ def test_replay_applies_the_recorded_hyperparameters_at_each_weight_age(tmp_path
     results = Results(tmp_path / "replay")
     assert results.meta["method"] == "replay" and results.meta["replay_of"]["member"] == 0
     assert results.meta["replay_of"]["run"] == "../pbt"  # relative to the replay: no machine path in a store
-    assert results.meta["schedule"] == [{"age": 0, "hparams": A}, {"age": 4, "hparams": C},
-                                        {"age": 8, "hparams": D}]
+    assert results.meta["schedule"] == [{"age": 0, "hparams": A}, {"age": 4, "hparams": C}, {"age": 8, "hparams": D}]
     assert results.meta["initial_hparams"] == [A, A]
     for member in (0, 1):
-        changes = [(e.step, e.weight_age, e.old_hparams, e.new_hparams) for e in results.events
-                   if e.member == member]
+        changes = [(e.step, e.weight_age, e.old_hparams, e.new_hparams) for e in results.events if e.member == member]
         assert changes == [(4, 4, A, C), (8, 8, C, D)]  # event by event, at the ages the lineage changed
     assert {e.kind for e in results.events} == {"schedule"}  # no exploit, no explore
     # what was applied, not only recorded: Q after 4 steps of A, 4 of C and 4 of D
@@ -108,8 +112,7 @@ def test_final_holds_the_final_hyperparameters_from_the_start(tmp_path: Path) ->
 def test_replaying_a_real_toy_run_retraces_its_best_lineage_score_for_score(tmp_path: Path) -> None:
     """The toy is deterministic and its members start alike, so the replay's weights are the best lineage's: the
     same score at every step of the weights' age."""
-    source = run_experiment(TOY, toy(steps=60, seed=2), tmp_path / "pbt", domain="toy",
-                            initial_hparams=[A, B])
+    source = run_experiment(TOY, toy(steps=60, seed=2), tmp_path / "pbt", domain="toy", initial_hparams=[A, B])
     source.close()
     pbt = Results(tmp_path / "pbt")
     assert any(e.kind == "exploit" for e in pbt.events)
@@ -118,9 +121,11 @@ def test_replaying_a_real_toy_run_retraces_its_best_lineage_score_for_score(tmp_
     by_member_step = {(s.member, s.step): s.score for s in store.scores()}
     store.close()
     segments = pbt.schedule()
-    lineage_scores = {age_from + k: by_member_step[(s.member, s.start + k)]
-                      for s, (age_from, age_to) in zip(segments, training_spans(segments))
-                      for k in range(1, age_to - age_from + 1)}
+    lineage_scores = {
+        age_from + k: by_member_step[(s.member, s.start + k)]
+        for s, (age_from, age_to) in zip(segments, training_spans(segments))
+        for k in range(1, age_to - age_from + 1)
+    }
     replayed = StoreReader(tmp_path / "replay")
     assert {s.step: s.score for s in replayed.scores()} == lineage_scores
     replayed.close()
@@ -144,8 +149,13 @@ def test_a_killed_replay_resumes_to_the_same_result(tmp_path: Path) -> None:
 
     for n in (3, 7):  # killed twice, at different points
         with pytest.raises(Killed):
-            replay(tmp_path / "pbt", tmp_path / "killed", population=2, resume=True,
-                   listeners_for=lambda store, config, n=n: contextlib.nullcontext([KillAfter(n)]))
+            replay(
+                tmp_path / "pbt",
+                tmp_path / "killed",
+                population=2,
+                resume=True,
+                listeners_for=lambda store, config, n=n: contextlib.nullcontext([KillAfter(n)]),
+            )
     replay(tmp_path / "pbt", tmp_path / "killed", population=2, resume=True)
     whole, killed = (StoreReader(tmp_path / name) for name in ("whole", "killed"))
     assert killed.meta()["status"] == "finished" and run_log(killed) == run_log(whole)
@@ -158,9 +168,13 @@ def test_a_replay_cannot_exploit_or_explore_and_needs_a_finished_pbt_run(tmp_pat
             open_experiment(TOY, toy(), tmp_path / method, method, "toy")
     with pytest.raises(ConfigError, match="needs the schedule"):
         open_experiment(TOY, toy(exploit="none", explore="none"), tmp_path / "r", "replay", "toy")
-    run_experiment(TOY, dataclasses.replace(toy(), pbt=dataclasses.replace(toy().pbt, exploit="none",
-                                                                          explore="none")),
-                   tmp_path / "rs", method="random_search", domain="toy").close()
+    run_experiment(
+        TOY,
+        dataclasses.replace(toy(), pbt=dataclasses.replace(toy().pbt, exploit="none", explore="none")),
+        tmp_path / "rs",
+        method="random_search",
+        domain="toy",
+    ).close()
     with pytest.raises(ConfigError, match="only a PBT run"):
         replay(tmp_path / "rs", tmp_path / "out")
     store = RunDir.open(tmp_path / "unfinished", "toy", "pbt", toy(), [A, B], SPACE, module=TOY)
@@ -181,8 +195,9 @@ def test_compare_takes_replays_as_extra_arms_at_equal_steps_per_member(tmp_path:
     # a replay copies nothing, so it has no greediness diagnostics (its one founder would read as "coalesced at 0")
     assert [r.coalescence_steps for r in comparison.rows[1:4]] == [[], [], []]
     assert "PBT's schedule replayed from scratch" in (tmp_path / "out" / "comparison.md").read_text()
-    run_experiment(TOY, toy(steps=8, exploit="none", explore="none"), tmp_path / "short", method="random_search",
-                   domain="toy").close()
+    run_experiment(
+        TOY, toy(steps=8, exploit="none", explore="none"), tmp_path / "short", method="random_search", domain="toy"
+    ).close()
     with pytest.raises(ConfigError, match="unequal"):
         compare([tmp_path / "pbt", tmp_path / "short"], tmp_path / "out2", figures=False)
     store = Store(tmp_path / "pbt")  # edited by hand, as a test may: no owner, no lock
@@ -194,16 +209,30 @@ def test_compare_takes_replays_as_extra_arms_at_equal_steps_per_member(tmp_path:
 
 def test_the_replay_command_and_resume(tmp_path: Path, cli_env: dict, pbt_repro: list) -> None:
     run_experiment(TOY, toy(steps=24), tmp_path / "pbt", domain="toy", initial_hparams=[A, B]).close()
-    made = subprocess.run([*pbt_repro, "replay", str(tmp_path / "pbt"), "--population", "2", "--out",
-                           str(tmp_path / "replay"), "--quiet"], env=cli_env, capture_output=True, text=True)
+    made = subprocess.run(
+        [
+            *pbt_repro,
+            "replay",
+            str(tmp_path / "pbt"),
+            "--population",
+            "2",
+            "--out",
+            str(tmp_path / "replay"),
+            "--quiet",
+        ],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+    )
     assert made.returncode == 0, made.stderr
     assert "toy / replay — finished" in made.stdout
     store = Store(tmp_path / "replay")  # edited by hand, as a test may: no owner, no lock
     store.set_meta(status="interrupted")  # resume goes through the stored schedule, without the source run
     store.close()
     (tmp_path / "pbt" / "pbt.sqlite").rename(tmp_path / "gone.sqlite")
-    resumed = subprocess.run([*pbt_repro, "resume", str(tmp_path / "replay"), "--quiet"], env=cli_env,
-                             capture_output=True, text=True)
+    resumed = subprocess.run(
+        [*pbt_repro, "resume", str(tmp_path / "replay"), "--quiet"], env=cli_env, capture_output=True, text=True
+    )
     assert resumed.returncode == 0, resumed.stderr
     results = Results(tmp_path / "replay")
     assert results.state[0] == "finished" and results.meta["schedule"][0]["hparams"] == A

@@ -9,8 +9,10 @@ from repro.report import PAPER, render
 from repro.stats import Interval, fmt_interval
 from tests.toy_extras import reproduce_toy
 
-OLD_HEADER = ("| results | paper: baseline → PBT | confidence | our metric | PBT (ours) | random search (ours) | "
-              "compute per arm | profile | commit | substitute |")
+OLD_HEADER = (
+    "| results | paper: baseline → PBT | confidence | our metric | PBT (ours) | random search (ours) | "
+    "compute per arm | profile | commit | substitute |"
+)
 
 
 @pytest.fixture(scope="module")
@@ -23,12 +25,34 @@ def toy_results(tmp_path_factory):
 
 def translation_summary():
     """A summary as a translation reproduction would write it (the toy's shape, other numbers)."""
-    arm = lambda best: {"best_final": best, "best_final_std": None, "population_mean_final": best - 2,  # noqa: E731
-                        "seeds": [0], "compute": {"population": 8, "steps_per_member": 720, "runs": 1,
-                                                  "wall_seconds": 4000.0, "steps": 5760, "planned_steps": 5760}}
-    return {"domain": "translation", "metric": "BLEU", "profile": "cpu", "pbt": arm(30.5), "random_search": arm(29.0),
-            "equal_compute": True, "figures": {}, "test_bleu": {"pbt": 31.0, "random_search": 29.5},
-            "provenance": {"git_commit": "0123456789abcdef+dirty", "config": {"pbt": {"dataset": "multi30k"}}}}
+
+    def arm(best):
+        return {
+            "best_final": best,
+            "best_final_std": None,
+            "population_mean_final": best - 2,
+            "seeds": [0],
+            "compute": {
+                "population": 8,
+                "steps_per_member": 720,
+                "runs": 1,
+                "wall_seconds": 4000.0,
+                "steps": 5760,
+                "planned_steps": 5760,
+            },
+        }
+
+    return {
+        "domain": "translation",
+        "metric": "BLEU",
+        "profile": "cpu",
+        "pbt": arm(30.5),
+        "random_search": arm(29.0),
+        "equal_compute": True,
+        "figures": {},
+        "test_bleu": {"pbt": 31.0, "random_search": 29.5},
+        "provenance": {"git_commit": "0123456789abcdef+dirty", "config": {"pbt": {"dataset": "multi30k"}}},
+    }
 
 
 def test_report_is_generated_from_the_summaries_and_is_byte_identical(toy_results, tmp_path):
@@ -82,8 +106,10 @@ def test_the_main_table_shows_the_paired_numbers_where_a_summary_has_them(toy_re
     best, mean = paired["best_final"], paired["population_mean_final"]
     assert f"| best {text(best['pbt'])}, mean {text(mean['pbt'])} |" in toy_row
     assert f"| best {text(best['baseline'])}, mean {text(mean['baseline'])} |" in toy_row
-    assert (f"| best {text(best['difference'])}, won {best['wins']}/3; mean {text(mean['difference'])}, "
-            f"won {mean['wins']}/3 |") in toy_row and "[" in text(best["difference"])
+    assert (
+        f"| best {text(best['difference'])}, won {best['wins']}/3; mean {text(mean['difference'])}, "
+        f"won {mean['wins']}/3 |"
+    ) in toy_row and "[" in text(best["difference"])
     # an older summary in the same table: its means as before, and no paired numbers
     translation_row = next(line for line in lines if line.startswith("| [translation]"))
     assert "| best 30.5, mean 28.5 | best 29, mean 27 | — |" in translation_row
@@ -129,9 +155,15 @@ def test_older_summaries_alone_render_as_before(tmp_path):
 def test_older_further_results_become_tables_not_json(tmp_path):
     summary = translation_summary()
     del summary["test_bleu"]
-    summary |= {"domain": "gan", "fid": {"pbt": 111.59, "random_search": 99.66}, "classifier_test_accuracy": 0.8575,
-                "best_members": {arm: {"member": 3, "fid": fid, "metric": "score", "step": 10, "fid_seconds": 1.0}
-                                 for arm, fid in (("pbt", 111.586), ("random_search", 99.661))}}
+    summary |= {
+        "domain": "gan",
+        "fid": {"pbt": 111.59, "random_search": 99.66},
+        "classifier_test_accuracy": 0.8575,
+        "best_members": {
+            arm: {"member": 3, "fid": fid, "metric": "score", "step": 10, "fid_seconds": 1.0}
+            for arm, fid in (("pbt", 111.586), ("random_search", 99.661))
+        },
+    }
     (tmp_path / "gan").mkdir()
     (tmp_path / "gan" / "summary.json").write_text(json.dumps(summary))
     further = render(tmp_path).partition("### gan (gan)")[2].partition("## Substitutes")[0]
@@ -146,35 +178,69 @@ def study_table(study, reference, variants):
     population mean's numbers are the best member's minus 2 (its differences halved, one win fewer), so a row that
     took one measure's numbers for the other's would show."""
     interval = lambda m: {"mean": m, "low": m - 0.5, "high": m + 0.5, "n": 4}  # noqa: E731
-    rows = [{"variant": reference[0], "title": reference[1], "reference": True, "best_final": interval(reference[2]),
-             "population_mean_final": interval(reference[2] - 2), "best_final_vs_reference": None,
-             "population_mean_final_vs_reference": None}]
-    rows += [{"variant": name, "title": title, "reference": False, "best_final": interval(best),
-              "population_mean_final": interval(best - 2),
-              "best_final_vs_reference": {"difference": interval(diff), "wins": wins, "ties": ties, "n": 4},
-              "population_mean_final_vs_reference": {"difference": interval(diff / 2), "wins": max(wins - 1, 0),
-                                                     "ties": ties, "n": 4}}
-             for name, title, best, diff, wins, ties in variants]
+    rows = [
+        {
+            "variant": reference[0],
+            "title": reference[1],
+            "reference": True,
+            "best_final": interval(reference[2]),
+            "population_mean_final": interval(reference[2] - 2),
+            "best_final_vs_reference": None,
+            "population_mean_final_vs_reference": None,
+        }
+    ]
+    rows += [
+        {
+            "variant": name,
+            "title": title,
+            "reference": False,
+            "best_final": interval(best),
+            "population_mean_final": interval(best - 2),
+            "best_final_vs_reference": {"difference": interval(diff), "wins": wins, "ties": ties, "n": 4},
+            "population_mean_final_vs_reference": {
+                "difference": interval(diff / 2),
+                "wins": max(wins - 1, 0),
+                "ties": ties,
+                "n": 4,
+            },
+        }
+        for name, title, best, diff, wins, ties in variants
+    ]
     return {"study": study, "domain": "toy", "metric": "Q", "variants": rows}
 
 
 def write_analysis(root, findings):
     analysis = root / "toy" / "analysis"
-    for study, table in (("transfer", study_table("transfer", ("both", "copy both", 10.0),
-                                                  [("weights", "copy weights only", 8.25, -1.75, 1, 0),
-                                                   ("hparams", "copy hyperparameters only", 3.5, -6.5, 0, 0)])),
-                         ("schedule", study_table("schedule", ("pbt", "PBT", 10.0),
-                                                  [("replay", "replayed", 10.0, 0.0, 0, 4)]))):
+    for study, table in (
+        (
+            "transfer",
+            study_table(
+                "transfer",
+                ("both", "copy both", 10.0),
+                [
+                    ("weights", "copy weights only", 8.25, -1.75, 1, 0),
+                    ("hparams", "copy hyperparameters only", 3.5, -6.5, 0, 0),
+                ],
+            ),
+        ),
+        ("schedule", study_table("schedule", ("pbt", "PBT", 10.0), [("replay", "replayed", 10.0, 0.0, 0, 4)])),
+    ):
         (analysis / study).mkdir(parents=True)
         (analysis / study / "table.json").write_text(json.dumps(table))
     (analysis / "findings.json").write_text(findings if isinstance(findings, str) else json.dumps(findings))
     return analysis
 
 
-FINDINGS = {"findings": [
-    {"finding": "copying both is best", "studies": {"transfer": ["weights", "hparams"]}, "verdict": "holds"},
-    {"finding": "replay is as good", "studies": {"schedule": ["replay"], "transfer": ["weights"]},
-     "verdict": "not testable here"}]}
+FINDINGS = {
+    "findings": [
+        {"finding": "copying both is best", "studies": {"transfer": ["weights", "hparams"]}, "verdict": "holds"},
+        {
+            "finding": "replay is as good",
+            "studies": {"schedule": ["replay"], "transfer": ["weights"]},
+            "verdict": "not testable here",
+        },
+    ]
+}
 
 
 def test_the_analysis_section_has_a_row_per_finding_with_the_study_tables_numbers(tmp_path):
@@ -182,18 +248,26 @@ def test_the_analysis_section_has_a_row_per_finding_with_the_study_tables_number
     text = render(tmp_path)
     section = text.partition("## The paper's analysis (§5)")[2].partition("\n## ")[0]
     assert "[toy/analysis/README.md](toy/analysis/README.md)" in section
-    assert ("| copying both is best | reference copy both 10 [9.5, 10.5]; copy weights only 8.25 [7.75, 8.75], "
-            "Δ -1.75 [-2.25, -1.25], won 1/4; copy hyperparameters only 3.5 [3, 4], Δ -6.5 [-7, -6], won 0/4 | "
-            "reference copy both 8 [7.5, 8.5]; copy weights only 6.25 [5.75, 6.75], Δ -0.875 [-1.375, -0.375], "
-            "won 0/4; copy hyperparameters only 1.5 [1, 2], Δ -3.25 [-3.75, -2.75], won 0/4 | "
-            "**holds** | [transfer](toy/analysis/transfer/README.md) |") in section.splitlines()
+    assert (
+        "| copying both is best | reference copy both 10 [9.5, 10.5]; copy weights only 8.25 [7.75, 8.75], "
+        "Δ -1.75 [-2.25, -1.25], won 1/4; copy hyperparameters only 3.5 [3, 4], Δ -6.5 [-7, -6], won 0/4 | "
+        "reference copy both 8 [7.5, 8.5]; copy weights only 6.25 [5.75, 6.75], Δ -0.875 [-1.375, -0.375], "
+        "won 0/4; copy hyperparameters only 1.5 [1, 2], Δ -3.25 [-3.75, -2.75], won 0/4 | "
+        "**holds** | [transfer](toy/analysis/transfer/README.md) |"
+    ) in section.splitlines()
     two = next(line for line in section.splitlines() if line.startswith("| replay is as good"))
-    assert ("| *schedule*: reference PBT 10 [9.5, 10.5]; replayed 10 [9.5, 10.5], Δ 0 [-0.5, 0.5], won 0/4 (4 tied)"
-            "<br>*transfer*: reference copy both 10 [9.5, 10.5]; copy weights only 8.25") in two
-    assert ("| *schedule*: reference PBT 8 [7.5, 8.5]; replayed 8 [7.5, 8.5], Δ 0 [-0.5, 0.5], won 0/4 (4 tied)"
-            "<br>*transfer*: reference copy both 8 [7.5, 8.5]; copy weights only 6.25") in two
-    assert two.endswith("| **not testable here** | [schedule](toy/analysis/schedule/README.md) · "
-                        "[transfer](toy/analysis/transfer/README.md) |")
+    assert (
+        "| *schedule*: reference PBT 10 [9.5, 10.5]; replayed 10 [9.5, 10.5], Δ 0 [-0.5, 0.5], won 0/4 (4 tied)"
+        "<br>*transfer*: reference copy both 10 [9.5, 10.5]; copy weights only 8.25"
+    ) in two
+    assert (
+        "| *schedule*: reference PBT 8 [7.5, 8.5]; replayed 8 [7.5, 8.5], Δ 0 [-0.5, 0.5], won 0/4 (4 tied)"
+        "<br>*transfer*: reference copy both 8 [7.5, 8.5]; copy weights only 6.25"
+    ) in two
+    assert two.endswith(
+        "| **not testable here** | [schedule](toy/analysis/schedule/README.md) · "
+        "[transfer](toy/analysis/transfer/README.md) |"
+    )
     assert "the study on a real domain is still to run" in section
     (tmp_path / "rl" / "analysis").mkdir(parents=True)  # another domain's analysis: no longer "still to run"
     text = render(tmp_path)
@@ -216,14 +290,21 @@ def test_the_committed_findings_match_their_study_tables():
     assert "**holds for hyperparameters only; weights only: same direction, interval includes 0**" in section
 
 
-@pytest.mark.parametrize("findings, error", [
-    ("{not json", "findings.json is not valid JSON"),
-    ({"findings": [{"finding": "x", "verdict": "holds"}]}, 'findings.json: expected {"findings": '),
-    ({"findings": [{"finding": "x", "studies": {"transfer": ["copy"]}, "verdict": "holds"}]},
-     "transfer/table.json has no variant 'copy' (it has both, weights, hparams)"),
-    ({"findings": [{"finding": "x", "studies": {"population": ["4"]}, "verdict": "holds"}]},
-     "population/table.json is missing"),
-])
+@pytest.mark.parametrize(
+    "findings, error",
+    [
+        ("{not json", "findings.json is not valid JSON"),
+        ({"findings": [{"finding": "x", "verdict": "holds"}]}, 'findings.json: expected {"findings": '),
+        (
+            {"findings": [{"finding": "x", "studies": {"transfer": ["copy"]}, "verdict": "holds"}]},
+            "transfer/table.json has no variant 'copy' (it has both, weights, hparams)",
+        ),
+        (
+            {"findings": [{"finding": "x", "studies": {"population": ["4"]}, "verdict": "holds"}]},
+            "population/table.json is missing",
+        ),
+    ],
+)
 def test_a_malformed_analysis_is_one_clear_error(tmp_path, capsys, findings, error):
     from repro.cli import main as cli_main
 
@@ -242,13 +323,23 @@ def test_a_table_json_without_its_variants_is_one_clear_error(tmp_path):
 
 def _verdict_summary(low: float, high: float, higher_is_better: bool = True) -> dict:
     difference = {"mean": (low + high) / 2, "low": low, "high": high, "n": 3}
-    return {"domain": "gan", "profile": "cpu", "metric": "FID", "paired": {"best_final": {
-        "difference": difference, "wins": 2, "n": 3, "higher_is_better": higher_is_better}}}
+    return {
+        "domain": "gan",
+        "profile": "cpu",
+        "metric": "FID",
+        "paired": {"best_final": {"difference": difference, "wins": 2, "n": 3, "higher_is_better": higher_is_better}},
+    }
 
 
-@pytest.mark.parametrize("low, high, higher, reading", [
-    (0.5, 1.5, True, "PBT better"), (-1.5, -0.5, True, "random search better"),
-    (-1.5, -0.5, False, "PBT better"), (-0.5, 1.5, True, "no clear difference")])
+@pytest.mark.parametrize(
+    "low, high, higher, reading",
+    [
+        (0.5, 1.5, True, "PBT better"),
+        (-1.5, -0.5, True, "random search better"),
+        (-1.5, -0.5, False, "PBT better"),
+        (-0.5, 1.5, True, "no clear difference"),
+    ],
+)
 def test_a_verdict_names_a_difference_only_where_its_interval_excludes_zero(low, high, higher, reading):
     from repro.report import verdict
 

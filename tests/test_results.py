@@ -19,7 +19,8 @@ FIXED = ("paired", "trains_faster", "figure_seed", "equal_compute", "metric", "d
 def numbers(arm: dict) -> dict:
     """An arm's summary without what a rerun may change: wall time (a re-read is not a re-run) and nothing else."""
     return {k: v for k, v in arm.items() if k != "compute"} | {
-        "compute": {k: v for k, v in arm["compute"].items() if k != "wall_seconds"}}
+        "compute": {k: v for k, v in arm["compute"].items() if k != "wall_seconds"}
+    }
 
 
 @pytest.mark.skipif(not (TOY / "runs").is_dir(), reason="no committed toy run stores")
@@ -32,8 +33,14 @@ def test_committed_toy_results_regenerate_from_their_stores(tmp_path: Path) -> N
     assert command[:3] == ["pbt-repro", "reproduce", "toy"]
     args = [a if a != "results/toy" else "out" for a in command[3:]]  # the same runs, a fresh results folder
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "WANDB_MODE": "disabled"}
-    proc = subprocess.run([sys.executable, "-m", "repro.cli", "reproduce", "toy", *args], cwd=work, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "repro.cli", "reproduce", "toy", *args],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     fresh = json.loads((work / "out" / "summary.json").read_text())
     for key in FIXED:

@@ -15,8 +15,8 @@ import torch
 from experiments.rl import a2c
 from experiments.rl import tools as rl_tools
 from pbt.config import PBTConfig
-from pbt.controller import run_experiment
 from pbt.executor import cpu_count
+from pbt.experiment import run_experiment
 from pbt.space import ConfigError
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("one_torch_thread")]
@@ -43,8 +43,17 @@ def test_smoke_profile_runs_pbt_on_two_workers_and_copies_weights(tmp_path: Path
 
     def listener(member, scores, events) -> None:
         model, counters = weights(store_dir / "checkpoints" / member.checkpoint)
-        seen.append((member.id, member.checkpoint, model, counters, dict(member.hparams),
-                     scores[-1].metrics if scores else {}, member.step))
+        seen.append(
+            (
+                member.id,
+                member.checkpoint,
+                model,
+                counters,
+                dict(member.hparams),
+                scores[-1].metrics if scores else {},
+                member.step,
+            )
+        )
         kinds = {e.kind: e for e in events}
         if "exploit" in kinds:
             exploits.append((kinds["exploit"], kinds.get("explore"), len(seen) - 1))
@@ -75,7 +84,7 @@ def test_smoke_profile_runs_pbt_on_two_workers_and_copies_weights(tmp_path: Path
             assert explore.new_hparams[name] in options, (name, explore.new_hparams[name], options)
         assert explore.new_hparams != exploit.new_hparams
         # the member's next interval really started from the donor's weights and optimiser counters
-        after = [s for s in seen[at + 1:] if s[0] == member]
+        after = [s for s in seen[at + 1 :] if s[0] == member]
         if not after:
             continue
         _, _, trained, (updates, frames), hparams, interval, _ = after[0]
@@ -127,8 +136,9 @@ def test_train_stops_at_the_frames_asked_for_with_a_shorter_last_unroll() -> Non
 
 def test_smoke_run_ends_at_its_budget_not_past_it(tmp_path: Path) -> None:
     """A long unroll used to overshoot: 100 frames in unrolls of 20 x 2 games x 4 frames took 160."""
-    pbt = dataclasses.replace(a2c.PROFILES["smoke"].pbt, budget_steps=200, ready_every=100, executor="serial",
-                              workers=1)
+    pbt = dataclasses.replace(
+        a2c.PROFILES["smoke"].pbt, budget_steps=200, ready_every=100, executor="serial", workers=1
+    )
     config = dataclasses.replace(a2c.PROFILES["smoke"], device="cpu", env_threads=1, pbt=pbt)
     initial = [{**HPARAMS, "unroll_length": u} for u in (20, 17, 9, 5)]
     store = run_experiment("experiments.rl.a2c", config, tmp_path / "run", domain="rl", initial_hparams=initial)
@@ -138,8 +148,13 @@ def test_smoke_run_ends_at_its_budget_not_past_it(tmp_path: Path) -> None:
     store.close()
     # a budget that is not a multiple of an agent step (8 frames here) ends less than one agent step over it
     pbt = dataclasses.replace(pbt, budget_steps=204)
-    store = run_experiment("experiments.rl.a2c", dataclasses.replace(config, pbt=pbt), tmp_path / "odd", domain="rl",
-                           initial_hparams=initial)
+    store = run_experiment(
+        "experiments.rl.a2c",
+        dataclasses.replace(config, pbt=pbt),
+        tmp_path / "odd",
+        domain="rl",
+        initial_hparams=initial,
+    )
     assert all(204 <= m.step < 204 + a2c.FRAMESKIP * config.num_envs for m in store.members())
     store.close()
 
@@ -205,8 +220,10 @@ def test_checkpoint_round_trip_gives_the_same_actions(tmp_path: Path) -> None:
         logits2, values2 = loaded.model(obs)
     assert torch.equal(logits, logits2) and torch.equal(values, values2)
     probs = torch.softmax(logits, -1)
-    assert torch.equal(torch.multinomial(probs, 4, True, generator=member.generator),
-                       torch.multinomial(probs, 4, True, generator=loaded.generator))
+    assert torch.equal(
+        torch.multinomial(probs, 4, True, generator=member.generator),
+        torch.multinomial(probs, 4, True, generator=loaded.generator),
+    )
     assert list(loaded.scores) == list(member.scores)
     assert (loaded.frames, loaded.updates, loaded.episodes) == (member.frames, member.updates, member.episodes)
     state, state2 = member.optimizer.state_dict()["state"], loaded.optimizer.state_dict()["state"]
@@ -251,8 +268,17 @@ def test_a_malicious_checkpoint_is_refused_in_one_line(tmp_path: Path) -> None:
     assert message.startswith(f"{path} is not a readable checkpoint: UnpicklingError: ") and "GLOBAL" in message
     assert len(message.splitlines()) == 1 and "weights_only" not in message and not (tmp_path / "pwned").exists()
     # and so is the member's recorded error
-    job = Job(member=1, seed=1, hparams=HPARAMS, start_step=100, steps=8, eval_every=8, checkpoint_dir=str(tmp_path),
-              checkpoint=path.name, checksum=sha256_file(path))
+    job = Job(
+        member=1,
+        seed=1,
+        hparams=HPARAMS,
+        start_step=100,
+        steps=8,
+        eval_every=8,
+        checkpoint_dir=str(tmp_path),
+        checkpoint=path.name,
+        checksum=sha256_file(path),
+    )
     result = run_interval(task, job, StateCache(1))
     assert result.error is not None and len(result.error.splitlines()) == 1 and "weights_only" not in result.error
     assert result.error.startswith(f"ValueError: {path} is not a readable checkpoint: UnpicklingError: ")

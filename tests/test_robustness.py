@@ -3,6 +3,7 @@ line (exit 2) instead of a traceback, and values that could only fail later are 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -40,8 +41,14 @@ else:
 
 def cli(args, env, timeout=120, user: int | None = None):
     prefix = [] if user is None else ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"]
-    return subprocess.run([*prefix, sys.executable, "-m", "repro.cli", *args], capture_output=True, text=True, env=env,
-                          cwd=REPO_ROOT, timeout=timeout)
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "repro.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
+        timeout=timeout,
+    )
 
 
 def assert_one_line_error(proc, *fragments: str) -> None:
@@ -62,7 +69,7 @@ def _proc_stat(pid: int) -> tuple[str, int] | None:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    state, ppid = text[text.rindex(")") + 2:].split()[:2]
+    state, ppid = text[text.rindex(")") + 2 :].split()[:2]
     return None if state in ("Z", "X") else (state, int(ppid))
 
 
@@ -71,10 +78,8 @@ def _children(pid: int) -> dict[int, str]:
     found = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and (stat := _proc_stat(int(entry.name))) is not None and stat[1] == pid:
-            try:
+            with contextlib.suppress(OSError):
                 found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                pass
     return found
 
 
@@ -92,10 +97,29 @@ def test_workers_do_not_outlive_a_killed_controller(when, cli_env, tmp_path):
         slow = ["--budget-steps", "16", "--ready-every", "8", "--seconds-per-step", "2"]
     else:
         slow = ["--budget-steps", "80", "--ready-every", "8", "--seconds-per-step", "0.2"]
-    args = ["run", "toy", "--executor", "local", "--workers", "2", "--eval-every", "8", *slow, "--out", str(run_dir),
-            "--quiet"]
-    proc = subprocess.Popen([sys.executable, str(driver), *args], cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    args = [
+        "run",
+        "toy",
+        "--executor",
+        "local",
+        "--workers",
+        "2",
+        "--eval-every",
+        "8",
+        *slow,
+        "--out",
+        str(run_dir),
+        "--quiet",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, str(driver), *args],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     children: dict[int, str] = {}
     try:
         deadline = time.monotonic() + 90
@@ -131,12 +155,15 @@ def test_workers_do_not_outlive_a_killed_controller(when, cli_env, tmp_path):
 # -- item 7: one line instead of a traceback -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("content, message", [
-    ("[1, 2]", "must hold a JSON object of settings, got a list"),
-    ('{"population": "8"}', "pbt.population must be an integer, got '8'"),
-    ('{"pbt": 5}', "pbt must be an object of settings"),
-    ('{"theta_init": [0.5, "x"]}', "theta_init[1] must be a number, got 'x'"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("[1, 2]", "must hold a JSON object of settings, got a list"),
+        ('{"population": "8"}', "pbt.population must be an integer, got '8'"),
+        ('{"pbt": 5}', "pbt must be an object of settings"),
+        ('{"theta_init": [0.5, "x"]}', "theta_init[1] must be a number, got 'x'"),
+    ],
+)
 def test_config_file_of_the_wrong_shape_is_one_line(content, message, cli_env, tmp_path):
     path = tmp_path / "c.json"
     path.write_text(content)
@@ -151,8 +178,9 @@ def test_out_naming_a_file_is_one_line(cli_env, tmp_path):
 
 
 @pytest.mark.parametrize("command", ["resume", "status"])
-@pytest.mark.parametrize("content, message", [(b"\x00garbage\xff" * 300, "is not a SQLite database"),
-                                              (b"", "is empty")])
+@pytest.mark.parametrize(
+    "content, message", [(b"\x00garbage\xff" * 300, "is not a SQLite database"), (b"", "is empty")]
+)
 def test_a_damaged_store_is_one_line(command, content, message, cli_env, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -168,8 +196,19 @@ def _unprivileged_user() -> int | None:
         return None
     if shutil.which("setpriv") is None:
         pytest.skip("running as root, where chmod does not stop writes, and setpriv (to drop to nobody) is missing")
-    probe = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", sys.executable,
-                            "-c", "import repro.cli"], cwd=REPO_ROOT, capture_output=True)
+    probe = subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={NOBODY}",
+            f"--regid={NOBODY}",
+            "--clear-groups",
+            sys.executable,
+            "-c",
+            "import repro.cli",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+    )
     if probe.returncode != 0:
         pytest.skip("running as root, where chmod does not stop writes, and nobody cannot run this checkout")
     return NOBODY
@@ -189,8 +228,7 @@ def test_a_read_only_run_directory_is_one_line(cli_env):
             if (run_dir / name).exists():
                 os.chmod(run_dir / name, 0o444)
         assert_one_line_error(cli(["resume", str(run_dir), "--quiet"], cli_env, user=user), str(run_dir))
-        assert_one_line_error(cli(["run", "toy", "--out", str(base / "new"), "--quiet"], cli_env, user=user),
-                              str(base))
+        assert_one_line_error(cli(["run", "toy", "--out", str(base / "new"), "--quiet"], cli_env, user=user), str(base))
     finally:
         remove_read_only_tree(base)
 
@@ -206,10 +244,27 @@ def remove_read_only_tree(base: Path) -> None:
 
 def test_a_wal_deleted_mid_run_stops_it_at_the_next_commit_with_one_line(cli_env, tmp_path):
     run_dir = tmp_path / "run"
-    args = ["run", "toy", "--executor", "serial", "--budget-steps", "400", "--seconds-per-step", "0.01", "--out",
-            str(run_dir), "--quiet"]
-    proc = subprocess.Popen([sys.executable, "-m", "repro.cli", *args], cwd=REPO_ROOT, env=cli_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = [
+        "run",
+        "toy",
+        "--executor",
+        "serial",
+        "--budget-steps",
+        "400",
+        "--seconds-per-step",
+        "0.01",
+        "--out",
+        str(run_dir),
+        "--quiet",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "repro.cli", *args],
+        cwd=REPO_ROOT,
+        env=cli_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wal = run_dir / "pbt.sqlite-wal"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None and not any((run_dir / "checkpoints").glob("m*")):
@@ -250,16 +305,22 @@ def test_the_advice_on_a_damaged_store_fits_the_command(cli_env, tmp_path):
 # -- item 8: refused up front ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--noise-std", "nan"], "pbt.noise_std must be a finite number, got nan"),
-    (["--cpus-per-member", "inf"], "pbt.cpus_per_member must be a finite number, got inf"),
-    (["--lr", "nan"], "lr must be a finite number, got nan"),
-    (["--theta-init", "1"], "theta_init must have 2 values (like its default (0.9, 0.9)), got 1"),
-    (["--theta-init", "1", "2", "3"], "theta_init must have 2 values"),
-    (["--theta-init", "nan", "1"], "theta_init[0] must be a finite number, got nan"),
-    (["--priors", "h0=int:1.5:3"], "priors: h0: int bounds must be whole numbers"),
-    (["--interval-timeout", "5"], "interval_timeout needs worker processes to stop, which --executor serial does not"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--noise-std", "nan"], "pbt.noise_std must be a finite number, got nan"),
+        (["--cpus-per-member", "inf"], "pbt.cpus_per_member must be a finite number, got inf"),
+        (["--lr", "nan"], "lr must be a finite number, got nan"),
+        (["--theta-init", "1"], "theta_init must have 2 values (like its default (0.9, 0.9)), got 1"),
+        (["--theta-init", "1", "2", "3"], "theta_init must have 2 values"),
+        (["--theta-init", "nan", "1"], "theta_init[0] must be a finite number, got nan"),
+        (["--priors", "h0=int:1.5:3"], "priors: h0: int bounds must be whole numbers"),
+        (
+            ["--interval-timeout", "5"],
+            "interval_timeout needs worker processes to stop, which --executor serial does not",
+        ),
+    ],
+)
 def test_values_that_can_only_fail_later_are_refused_up_front(flags, message, cli_env, tmp_path):
     proc = cli(["run", "toy", *flags, "--out", str(tmp_path / "r"), "--quiet"], cli_env)
     assert_one_line_error(proc, message)
@@ -292,8 +353,14 @@ def test_every_float_setting_refuses_nan_and_inf(domain):
 
 
 def test_python_configs_are_checked_as_the_cli_checks_them():
-    for bad in ({"noise_std": math.nan}, {"population": "8"}, {"perturb_factors": (0.8, math.inf)},
-                {"explore_every_ready": 1}, {"seed": 1.5}, {"priors": ("h0=int:0.5:2",)}):
+    for bad in (
+        {"noise_std": math.nan},
+        {"population": "8"},
+        {"perturb_factors": (0.8, math.inf)},
+        {"explore_every_ready": 1},
+        {"seed": 1.5},
+        {"priors": ("h0=int:0.5:2",)},
+    ):
         with pytest.raises(ConfigError):
             PBTConfig(**bad)
     # perturb_factors may have any number of factors; int settings take ints, float settings take ints too

@@ -25,8 +25,11 @@ TOY_RUN = ["run", "toy", "--budget-steps", "40", "--quiet"]
 def listing(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` with its bytes, but the lock file (whoever takes the lock writes its PID there):
     what a reader, or a refused owner, must leave as it found it."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != LOCK_NAME}
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != LOCK_NAME
+    }
 
 
 def toy_run(cli_env: dict[str, str], out: Path, *flags: str) -> Path:
@@ -57,9 +60,11 @@ def test_a_crafted_run_directory_makes_no_command_import_the_module_it_names(dom
     evil.write_text(f"from pathlib import Path\nPath({str(marker)!r}).write_text('imported')\n")
     victim = toy_run(cli_env, tmp_path / "victim")
     edit_meta(victim, domain=domain, module=str(evil), space=None)  # no stored priors: nothing to fall back on
-    commands = [["compare", str(victim), "--out", str(tmp_path / "cmp")],
-                ["replay", str(victim), "--out", str(tmp_path / "replayed"), "--quiet"],
-                ["status", str(victim)]]
+    commands = [
+        ["compare", str(victim), "--out", str(tmp_path / "cmp")],
+        ["replay", str(victim), "--out", str(tmp_path / "replayed"), "--quiet"],
+        ["status", str(victim)],
+    ]
     for command in commands:
         cli(command, cli_env)
         assert not marker.exists(), f"`{' '.join(command[:1])}` imported the module the store names"
@@ -89,8 +94,9 @@ def test_status_and_compare_refuse_a_file_that_is_not_a_run_store_and_leave_it_a
     for run_dir in (foreign, empty):
         before = listing(run_dir)
         assert_one_line_error(cli(["status", str(run_dir)], cli_env), str(run_dir / "pbt.sqlite"))
-        assert_one_line_error(cli(["compare", str(run_dir), "--out", str(tmp_path / "cmp")], cli_env),
-                              str(run_dir / "pbt.sqlite"))
+        assert_one_line_error(
+            cli(["compare", str(run_dir), "--out", str(tmp_path / "cmp")], cli_env), str(run_dir / "pbt.sqlite")
+        )
         assert listing(run_dir) == before and sorted(p.name for p in run_dir.iterdir()) == ["pbt.sqlite"]
 
 
@@ -180,8 +186,12 @@ def test_member_states_and_event_kinds_are_compared_as_typed_constants():
                 sides = [node.left, *node.comparators]
                 if not any(isinstance(s, ast.Attribute) and s.attr in ("kind", "status") for s in sides):
                     continue
-                literals = [c for s in sides for c in ([s] if not isinstance(s, (ast.Tuple, ast.List, ast.Set))
-                                                       else s.elts) if isinstance(c, ast.Constant)]
+                literals = [
+                    c
+                    for s in sides
+                    for c in ([s] if not isinstance(s, (ast.Tuple, ast.List, ast.Set)) else s.elts)
+                    if isinstance(c, ast.Constant)
+                ]
                 if any(isinstance(c.value, str) for c in literals):
                     found.append(f"{path.relative_to(REPO)}:{node.lineno}")
     assert not found, found

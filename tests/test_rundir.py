@@ -11,7 +11,8 @@ import pytest
 
 from experiments.toy.task import SPACE
 from experiments.toy.task import Config as ToyConfig
-from pbt.controller import RunFailed, run_experiment
+from pbt.controller import RunFailed
+from pbt.experiment import run_experiment
 from pbt.lock import LOCK_NAME, RunBusy, RunLock
 from pbt.rundir import RunDir
 from pbt.space import ConfigError
@@ -44,7 +45,7 @@ def test_force_replaces_a_run_or_an_empty_folder_and_nothing_else(tmp_path: Path
     notes = tmp_path / "notes"
     notes.mkdir()
     (notes / "notes.txt").write_text("mine")
-    with pytest.raises(ConfigError, match="not a run.*notes.txt.*force=True only replaces a run"):
+    with pytest.raises(ConfigError, match=r"not a run.*notes.txt.*force=True only replaces a run"):
         RunDir.open(notes, "toy", "pbt", toy(), None, SPACE, force=True)
     assert (notes / "notes.txt").read_text() == "mine"
     empty = tmp_path / "empty"
@@ -157,7 +158,9 @@ def test_a_store_of_the_previous_layout_still_resumes(tmp_path: Path) -> None:
     db.close()
     store = run_experiment(TOY, toy(steps=40), out, domain="toy", resume=True)
     members = store.members()
-    assert [(m.status, m.step) for m in members] == [("done", 40)] * 2, [(m.status, m.step, m.weight_age) for m in members]
+    assert [(m.status, m.step) for m in members] == [("done", 40)] * 2, [
+        (m.status, m.step, m.weight_age) for m in members
+    ]
     assert all(m.weight_age <= m.step for m in members)
     store.close()
     comparison = compare([out], tmp_path / "figures")
@@ -165,7 +168,8 @@ def test_a_store_of_the_previous_layout_still_resumes(tmp_path: Path) -> None:
 
 
 def test_a_waiter_on_a_run_replaced_by_force_is_refused_not_made_a_second_owner(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A process that opened ``pbt.lock`` just before ``--force`` moved the old run away gets the lock of the moved
     file when the forcer lets it go: it must notice that file is no longer the run's, and find the new run owned."""
     import threading
@@ -186,9 +190,20 @@ def test_a_waiter_on_a_run_replaced_by_force_is_refused_not_made_a_second_owner(
                 blocked.set()  # the waiter has the old lock file open and is waiting for it
             raise
 
-    monkeypatch.setattr(lock_module, "fcntl", type("fcntl", (), {"flock": staticmethod(flock), "LOCK_EX":
-                                                                 fcntl.LOCK_EX, "LOCK_SH": fcntl.LOCK_SH, "LOCK_NB":
-                                                                 fcntl.LOCK_NB}))
+    monkeypatch.setattr(
+        lock_module,
+        "fcntl",
+        type(
+            "fcntl",
+            (),
+            {
+                "flock": staticmethod(flock),
+                "LOCK_EX": fcntl.LOCK_EX,
+                "LOCK_SH": fcntl.LOCK_SH,
+                "LOCK_NB": fcntl.LOCK_NB,
+            },
+        ),
+    )
     outcome: dict[str, object] = {}
 
     def waiter() -> None:

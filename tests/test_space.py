@@ -72,11 +72,17 @@ def test_categorical_moves_to_a_neighbour():
 def test_resample_probability():
     rng = random.Random(0)
     h = {"lr": 0.01}
-    never = [explore(h, {"lr": SPACE["lr"]}, rng, mode="resample", resample_probability=0.0)[1]["lr"] for _ in range(200)]
-    always = [explore(h, {"lr": SPACE["lr"]}, rng, mode="resample", resample_probability=1.0)[1]["lr"] for _ in range(200)]
+    never = [
+        explore(h, {"lr": SPACE["lr"]}, rng, mode="resample", resample_probability=0.0)[1]["lr"] for _ in range(200)
+    ]
+    always = [
+        explore(h, {"lr": SPACE["lr"]}, rng, mode="resample", resample_probability=1.0)[1]["lr"] for _ in range(200)
+    ]
     assert "resample" not in never
     assert set(always) == {"resample"}
-    some = [explore(h, {"lr": SPACE["lr"]}, rng, mode="resample", resample_probability=0.25)[1]["lr"] for _ in range(2000)]
+    some = [
+        explore(h, {"lr": SPACE["lr"]}, rng, mode="resample", resample_probability=0.25)[1]["lr"] for _ in range(2000)
+    ]
     assert 0.2 < some.count("resample") / len(some) < 0.3
 
 
@@ -126,7 +132,7 @@ def test_priors_can_be_overridden_and_bad_ranges_are_refused():
     assert parse_prior("opt=choice:adam,sgd") == ("opt", Categorical(("adam", "sgd")))
     space = with_priors(SPACE, ("lr=loguniform:1e-5:1e-3",))
     assert space["lr"] == LogUniform(1e-5, 1e-3) and space["unroll"] is SPACE["unroll"]
-    with pytest.raises(ConfigError, match="priors: lr: .*lower bound 0.1 is greater than upper bound 0.01"):
+    with pytest.raises(ConfigError, match=r"priors: lr: .*lower bound 0.1 is greater than upper bound 0.01"):
         PBTConfig(priors=("lr=loguniform:1e-1:1e-2",))
     with pytest.raises(ConfigError, match="unknown kind 'gauss'"):
         PBTConfig(priors=("lr=gauss:0:1",))
@@ -149,21 +155,24 @@ def test_int_prior_with_non_integer_bounds_is_refused(text):
 GOOD = {"lr": 1e-3, "dropout": 0.5, "unroll": 2, "opt": "adam"}
 
 
-@pytest.mark.parametrize("member, message", [
-    ({**GOOD, "lr": 100}, "member 1: lr=100 is outside its prior [0.0001, 0.1] (loguniform)"),
-    ({**GOOD, "lr": -1}, "member 1: lr=-1 is outside its prior [0.0001, 0.1] (loguniform)"),
-    ({**GOOD, "lr": 1e308}, "member 1: lr=1e+308 is outside its prior [0.0001, 0.1] (loguniform)"),
-    ({**GOOD, "lr": float("nan")}, "member 1: lr=nan is outside its prior [0.0001, 0.1] (loguniform)"),
-    ({**GOOD, "lr": "0.01"}, "member 1: lr='0.01' is outside its prior [0.0001, 0.1] (loguniform)"),
-    ({**GOOD, "lr": True}, "member 1: lr=True is outside its prior [0.0001, 0.1] (loguniform)"),
-    ({**GOOD, "dropout": 0.6}, "member 1: dropout=0.6 is outside its prior [0.0, 0.5] (uniform)"),
-    ({**GOOD, "unroll": 41}, "member 1: unroll=41 is outside its prior the whole numbers 2 to 40"),
-    ({**GOOD, "unroll": 2.5}, "member 1: unroll=2.5 is outside its prior the whole numbers 2 to 40"),
-    ({**GOOD, "opt": "adamw"}, "member 1: opt='adamw' is outside its prior one of sgd, adam, rmsprop"),
-    ({**GOOD, "momentum": 0.9}, "member 1: 'momentum' is not a hyperparameter of this task (it has: lr, dropout"),
-    ({}, "member 1: lr is missing (its prior: [0.0001, 0.1] (loguniform))"),
-    ("lr=0.01", "member 1 must be a dict of hyperparameters (lr, dropout, unroll, opt), got str 'lr=0.01'"),
-])
+@pytest.mark.parametrize(
+    "member, message",
+    [
+        ({**GOOD, "lr": 100}, "member 1: lr=100 is outside its prior [0.0001, 0.1] (loguniform)"),
+        ({**GOOD, "lr": -1}, "member 1: lr=-1 is outside its prior [0.0001, 0.1] (loguniform)"),
+        ({**GOOD, "lr": 1e308}, "member 1: lr=1e+308 is outside its prior [0.0001, 0.1] (loguniform)"),
+        ({**GOOD, "lr": float("nan")}, "member 1: lr=nan is outside its prior [0.0001, 0.1] (loguniform)"),
+        ({**GOOD, "lr": "0.01"}, "member 1: lr='0.01' is outside its prior [0.0001, 0.1] (loguniform)"),
+        ({**GOOD, "lr": True}, "member 1: lr=True is outside its prior [0.0001, 0.1] (loguniform)"),
+        ({**GOOD, "dropout": 0.6}, "member 1: dropout=0.6 is outside its prior [0.0, 0.5] (uniform)"),
+        ({**GOOD, "unroll": 41}, "member 1: unroll=41 is outside its prior the whole numbers 2 to 40"),
+        ({**GOOD, "unroll": 2.5}, "member 1: unroll=2.5 is outside its prior the whole numbers 2 to 40"),
+        ({**GOOD, "opt": "adamw"}, "member 1: opt='adamw' is outside its prior one of sgd, adam, rmsprop"),
+        ({**GOOD, "momentum": 0.9}, "member 1: 'momentum' is not a hyperparameter of this task (it has: lr, dropout"),
+        ({}, "member 1: lr is missing (its prior: [0.0001, 0.1] (loguniform))"),
+        ("lr=0.01", "member 1 must be a dict of hyperparameters (lr, dropout, unroll, opt), got str 'lr=0.01'"),
+    ],
+)
 def test_initial_hyperparameters_outside_the_space_are_refused_in_one_line(member, message):
     from pbt.space import check_initial_hparams
 

@@ -1,4 +1,5 @@
 """Tests for repro.stats on hand-made numbers, checked against scipy where scipy computes the same thing."""
+
 import json
 
 import numpy as np
@@ -103,13 +104,17 @@ def test_first_reach():
 
 
 def test_trains_faster_fractions_both_ways():
-    base = {0: [(25.0, 4.0), (50.0, 8.0), (100.0, 10.0)],
-            1: [(50.0, 5.0), (100.0, 20.0)],
-            2: [(50.0, 3.0), (200.0, 6.0)]}
-    pbt = {0: [(20.0, 5.0), (40.0, 10.0), (100.0, 11.0)],   # reaches 10 at 40 of 100 -> 0.4
-           1: [(50.0, 8.0), (100.0, 9.0)],                 # never reaches 20 -> None
-           2: [(30.0, 6.0), (100.0, 7.0)],                 # reaches 6 at 30 of 200 -> 0.15
-           3: [(10.0, 1.0)]}                               # no baseline: not a pair
+    base = {
+        0: [(25.0, 4.0), (50.0, 8.0), (100.0, 10.0)],
+        1: [(50.0, 5.0), (100.0, 20.0)],
+        2: [(50.0, 3.0), (200.0, 6.0)],
+    }
+    pbt = {
+        0: [(20.0, 5.0), (40.0, 10.0), (100.0, 11.0)],  # reaches 10 at 40 of 100 -> 0.4
+        1: [(50.0, 8.0), (100.0, 9.0)],  # never reaches 20 -> None
+        2: [(30.0, 6.0), (100.0, 7.0)],  # reaches 6 at 30 of 200 -> 0.15
+        3: [(10.0, 1.0)],
+    }  # no baseline: not a pair
     got = trains_faster(pbt, base)
     assert got.n == 3
     assert got.pbt_fraction_per_seed == {0: 0.4, 1: None, 2: 0.15}
@@ -168,16 +173,18 @@ def test_the_interquartile_mean_cuts_a_quarter_from_each_end() -> None:
     assert found.low <= found.mean <= found.high
 
 
-@pytest.mark.parametrize("differences", [[1.0] * 6, [1.0, -1.0, 2.0, 0.5, 3.0, 1.0], [0.3, -0.2, 0.1],
-                                         [2.0, -2.0, 0.0, 1.0]])
+@pytest.mark.parametrize(
+    "differences", [[1.0] * 6, [1.0, -1.0, 2.0, 0.5, 3.0, 1.0], [0.3, -0.2, 0.1], [2.0, -2.0, 0.0, 1.0]]
+)
 def test_the_sign_flip_test_is_the_exact_paired_permutation_test(differences: list[float]) -> None:
     import numpy as np
     from scipy.stats import permutation_test
 
     from repro.stats import sign_flip_p
 
-    reference = permutation_test((np.asarray(differences),), np.mean, permutation_type="samples",
-                                 n_resamples=np.inf, alternative="two-sided").pvalue
+    reference = permutation_test(
+        (np.asarray(differences),), np.mean, permutation_type="samples", n_resamples=np.inf, alternative="two-sided"
+    ).pvalue
     assert sign_flip_p(differences) == pytest.approx(reference)
 
 

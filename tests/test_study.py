@@ -44,15 +44,23 @@ def test_study_all_writes_each_study_and_resumes(tmp_path: Path) -> None:
     assert not any(name.startswith(("population-2-", "exploit-truncation-", "transfer-both-")) for name in runs)
     for name in PAPER_STUDIES:
         out = tmp_path / "study" / name
-        assert {p.name for p in out.iterdir()} == {"table.md", "table.csv", "table.json", f"{name}.png",
-                                                   f"{name}.svg", "README.md"}
+        assert {p.name for p in out.iterdir()} == {
+            "table.md",
+            "table.csv",
+            "table.json",
+            f"{name}.png",
+            f"{name}.svg",
+            "README.md",
+        }
         table = json.loads((out / "table.json").read_text())
         variants = table["variants"]
         assert variants[0]["reference"] and all(not v["reference"] for v in variants[1:])
-        assert [v["variant"] for v in variants] == {"population": ["2", "4", "8", "16", "32"],
-                                                    "exploit": ["truncation", "ttest", "tournament"],
-                                                    "transfer": ["both", "weights", "hparams"],
-                                                    "schedule": ["pbt", "replay", "final"]}[name]
+        assert [v["variant"] for v in variants] == {
+            "population": ["2", "4", "8", "16", "32"],
+            "exploit": ["truncation", "ttest", "tournament"],
+            "transfer": ["both", "weights", "hparams"],
+            "schedule": ["pbt", "replay", "final"],
+        }[name]
         ref = variants[0]["best_final_per_seed"]
         for v in variants[1:]:
             paired = v["best_final_vs_reference"]
@@ -60,8 +68,10 @@ def test_study_all_writes_each_study_and_resumes(tmp_path: Path) -> None:
             assert paired["n"] == 2 and paired["difference"]["mean"] == pytest.approx(statistics.fmean(diffs))
             assert paired["wins"] == sum(d > 0 for d in diffs)
             assert v["best_final"]["low"] <= v["best_final"]["mean"] <= v["best_final"]["high"]
-        assert variants[0]["runs"] == {"0": str(tmp_path / "study" / "runs" / "pbt-s0"),
-                                       "1": str(tmp_path / "study" / "runs" / "pbt-s1")}
+        assert variants[0]["runs"] == {
+            "0": str(tmp_path / "study" / "runs" / "pbt-s0"),
+            "1": str(tmp_path / "study" / "runs" / "pbt-s1"),
+        }
         rows = list(csv.DictReader((out / "table.csv").open()))
         assert [r["variant"] for r in rows] == [v["variant"] for v in variants]
         readme = (out / "README.md").read_text()
@@ -83,11 +93,14 @@ def test_study_all_writes_each_study_and_resumes(tmp_path: Path) -> None:
     stores = {p: p.read_bytes() for p in (tmp_path / "study" / "runs").rglob("pbt.sqlite")}
     tables = {n: json.loads((tmp_path / "study" / n / "table.json").read_text())["variants"] for n in PAPER_STUDIES}
     readme = tmp_path / "study" / "exploit" / "README.md"
-    readme.write_text(readme.read_text() + "\n<!-- notes: written by hand, kept when study rewrites this file -->\n"
-                      "Mine.\n")
+    readme.write_text(
+        readme.read_text() + "\n<!-- notes: written by hand, kept when study rewrites this file -->\nMine.\n"
+    )
     assert study([*ARGS, "--out", str(tmp_path / "study")]) == 0
     assert {p: p.read_bytes() for p in (tmp_path / "study" / "runs").rglob("pbt.sqlite")} == stores
-    assert {n: json.loads((tmp_path / "study" / n / "table.json").read_text())["variants"] for n in PAPER_STUDIES} == tables
+    assert {
+        n: json.loads((tmp_path / "study" / n / "table.json").read_text())["variants"] for n in PAPER_STUDIES
+    } == tables
     assert readme.read_text().endswith("Mine.\n")
 
 
@@ -135,14 +148,17 @@ def test_the_strategy_study_measures_each_variants_schedules_against_the_known_o
     table = json.loads((out / "strategy" / "table.json").read_text())
     assert [v["variant"] for v in table["variants"]] == ["pbt", "tournament", "pb2", "fire", "random_search"]
     runs = {v["variant"]: Results(Path(v["runs"]["0"])) for v in table["variants"]}
-    assert runs["fire"].meta["config"]["pbt"]["strategy"] == "fire" and runs["random_search"].meta["method"] == \
-        "random_search"
+    assert (
+        runs["fire"].meta["config"]["pbt"]["strategy"] == "fire"
+        and runs["random_search"].meta["method"] == "random_search"
+    )
     for v in table["variants"]:
         distances = v["best_schedule_distance_per_seed"]["best"]
         for seed, d in distances.items():  # h = (1, 1) is the toy's best schedule: the distance is the mean |h - 1|
             schedule = Results(Path(v["runs"][seed])).discovered_schedule()
-            expected = statistics.fmean(statistics.fmean(abs(float(x) - 1.0) for x in schedule.at(age).values())
-                                        for age in range(16))
+            expected = statistics.fmean(
+                statistics.fmean(abs(float(x) - 1.0) for x in schedule.at(age).values()) for age in range(16)
+            )
             assert d == pytest.approx(expected) and 0.0 <= d <= 1.0
     assert table["variants"][-1]["coalescence_step_per_seed"] == {"0": None, "1": None}  # random search never copies
     readme = (out / "strategy" / "README.md").read_text()

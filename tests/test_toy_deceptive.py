@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from experiments.toy_deceptive import task as td
-from pbt.controller import run_experiment
+from pbt.experiment import run_experiment
 from pbt.results import Results
 from pbt.space import ConfigError
 from repro.domains import load_domain
@@ -49,9 +49,11 @@ def test_the_best_schedule_ends_ahead_of_the_greedy_one_by_the_closed_form_margi
 def test_the_closed_forms_equal_the_simulation(budget: int, segment: int) -> None:
     config = replace(with_pbt(REFERENCE, budget_steps=budget, ready_every=segment), segment_steps=segment)
     assert td.final_objective(td.greedy_schedule(config), config) == pytest.approx(
-        td.greedy_final_objective(config), abs=1e-12)
+        td.greedy_final_objective(config), abs=1e-12
+    )
     assert td.final_objective(td.best_schedule(config), config) == pytest.approx(
-        td.best_final_objective(config), abs=1e-12)
+        td.best_final_objective(config), abs=1e-12
+    )
 
 
 def test_greedy_wins_every_single_ready_interval() -> None:
@@ -129,8 +131,12 @@ def test_load_refuses_a_checkpoint_that_is_not_one(tmp_path: Path) -> None:
     path = tmp_path / "member.json"
     task.save(state, path)
     assert task.load(path) == state
-    for bad in ({**state, "seed": 0}, {k: v for k, v in state.items() if k != "history"},
-                {**state, "history": state["history"][:1]}, [state]):
+    for bad in (
+        {**state, "seed": 0},
+        {k: v for k, v in state.items() if k != "history"},
+        {**state, "history": state["history"][:1]},
+        [state],
+    ):
         path.write_text(json.dumps(bad))
         with pytest.raises(ValueError, match="not a deceptive-toy checkpoint"):
             task.load(path)

@@ -12,15 +12,33 @@ from experiments.toy.task import SPACE
 from experiments.toy.task import Config as ToyConfig
 from pbt.algorithm import after_failure, exploit_and_explore
 from pbt.config import PBTConfig
-from pbt.controller import run_experiment
+from pbt.experiment import run_experiment
 from pbt.interval import IntervalResult
 from pbt.results import Results
 from pbt.rows import MemberRow
 
-ME = MemberRow(id=0, seed=0, hparams={"h0": 0.1, "h1": 0.2}, step=8, score=0.1, samples=(0.05, 0.1),
-               checkpoint="mine.ckpt", checksum="mine", weight_age=8)
-DONOR = MemberRow(id=1, seed=1, hparams={"h0": 0.9, "h1": 0.8}, step=8, score=0.9, samples=(0.8, 0.9),
-                  checkpoint="donor.ckpt", checksum="donor", weight_age=6)  # its weights are younger: copied once
+ME = MemberRow(
+    id=0,
+    seed=0,
+    hparams={"h0": 0.1, "h1": 0.2},
+    step=8,
+    score=0.1,
+    samples=(0.05, 0.1),
+    checkpoint="mine.ckpt",
+    checksum="mine",
+    weight_age=8,
+)
+DONOR = MemberRow(
+    id=1,
+    seed=1,
+    hparams={"h0": 0.9, "h1": 0.8},
+    step=8,
+    score=0.9,
+    samples=(0.8, 0.9),
+    checkpoint="donor.ckpt",
+    checksum="donor",
+    weight_age=6,
+)  # its weights are younger: copied once
 WEIGHTS = {"checkpoint": "donor.ckpt", "checksum": "donor", "score": 0.9, "samples": (0.8, 0.9), "weight_age": 6}
 OWN_WEIGHTS = {"checkpoint": "mine.ckpt", "checksum": "mine", "score": 0.1, "samples": (0.05, 0.1), "weight_age": 8}
 
@@ -29,11 +47,14 @@ def weights_of(m: MemberRow) -> dict:
     return {k: getattr(m, k) for k in WEIGHTS}
 
 
-@pytest.mark.parametrize("transfer, weights, hparams, kind", [
-    ("both", WEIGHTS, DONOR.hparams, "exploit"),
-    ("weights", WEIGHTS, ME.hparams, "exploit"),
-    ("hparams", OWN_WEIGHTS, DONOR.hparams, "exploit_hparams"),
-])
+@pytest.mark.parametrize(
+    "transfer, weights, hparams, kind",
+    [
+        ("both", WEIGHTS, DONOR.hparams, "exploit"),
+        ("weights", WEIGHTS, ME.hparams, "exploit"),
+        ("hparams", OWN_WEIGHTS, DONOR.hparams, "exploit_hparams"),
+    ],
+)
 def test_each_mode_copies_exactly_what_it_says(transfer: str, weights: dict, hparams: dict, kind: str) -> None:
     cfg = PBTConfig(population=2, exploit="truncation", explore="none", transfer=transfer)
     new, events = exploit_and_explore(ME, [ME, DONOR], SPACE, cfg, seed=0)
@@ -64,8 +85,10 @@ def test_a_failed_member_is_replaced_by_both_whatever_the_transfer() -> None:
 
 def toy(transfer: str) -> ToyConfig:
     base = ToyConfig()
-    return dataclasses.replace(base, pbt=dataclasses.replace(base.pbt, population=4, budget_steps=60, seed=3,
-                                                             explore="none", transfer=transfer))
+    return dataclasses.replace(
+        base,
+        pbt=dataclasses.replace(base.pbt, population=4, budget_steps=60, seed=3, explore="none", transfer=transfer),
+    )
 
 
 @pytest.mark.parametrize("transfer", ["both", "weights", "hparams"])

@@ -23,7 +23,7 @@ from experiments.translation.transformer import (
     translate,
 )
 from pbt.config import replace_fields
-from pbt.controller import run_experiment
+from pbt.experiment import run_experiment
 from pbt.space import ConfigError
 from pbt.store import StoreReader
 
@@ -76,8 +76,9 @@ def test_bleu_of_references_is_100_and_of_empty_output_is_0() -> None:
     assert "tok:13a" in data.bleu_signature() and "nrefs:1" in data.bleu_signature()
 
 
-def test_missing_data_gives_a_clear_error_naming_the_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_data_gives_a_clear_error_naming_the_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("PBT_MULTI30K_DIR", raising=False)
     monkeypatch.delenv("PBT_WMT14_DIR", raising=False)
     with pytest.raises(ConfigError, match=r"config\.data_dir \(or \$PBT_MULTI30K_DIR\)"):
@@ -184,8 +185,24 @@ def test_smoke_profile_runs_from_the_command_line(tmp_path: Path, cache_dir: Pat
     from repro.cli import main
 
     out = tmp_path / "run"
-    assert main(["run", "translation", "--profile", "smoke", "--data-dir", str(MULTI30K), "--cache-dir",
-                 str(cache_dir), "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "translation",
+                "--profile",
+                "smoke",
+                "--data-dir",
+                str(MULTI30K),
+                "--cache-dir",
+                str(cache_dir),
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     store = StoreReader(out)
     assert store.meta()["status"] == "finished"
     assert all(m.status == "done" and len(m.samples) == 10 for m in store.members())

@@ -75,8 +75,9 @@ def user_code(tmp_path: Path) -> Path:
 
 def cli(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{cwd}", WANDB_MODE="offline")
-    proc = subprocess.run([sys.executable, "-m", "repro.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, "-m", "repro.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=180
+    )
     assert proc.returncode == 0 or not check, proc.stderr
     return proc
 
@@ -98,8 +99,23 @@ def test_a_user_module_works_with_every_command(user_code: Path) -> None:
     assert cli(["resume", "pbt", "--task", "mypkg.mytask", "--quiet"], user_code).returncode == 0
     cli(["compare", "pbt", "rs", "--out", "cmp"], user_code)
     assert (user_code / "cmp" / "score_vs_compute.png").is_file()
-    cli(["reproduce", "mypkg.mytask", "--profile", "smoke", "--seeds", "2", "--runs", "runs", "--out", "res",
-         "--quiet", "--wandb"], user_code)
+    cli(
+        [
+            "reproduce",
+            "mypkg.mytask",
+            "--profile",
+            "smoke",
+            "--seeds",
+            "2",
+            "--runs",
+            "runs",
+            "--out",
+            "res",
+            "--quiet",
+            "--wandb",
+        ],
+        user_code,
+    )
     summary = json.loads((user_code / "res" / "summary.json").read_text())
     assert summary["domain"] == "mypkg.mytask" and summary["paired"]["best_final"]["n"] == 2
     assert list((user_code / "runs" / "wandb").glob("offline-run-*"))
@@ -114,7 +130,8 @@ def test_a_task_file_path_works_too(user_code: Path) -> None:
 
 
 def test_a_task_that_breaks_the_contract_stops_with_a_clear_message(user_code: Path) -> None:
-    from pbt.controller import RunFailed, run_experiment
+    from pbt.controller import RunFailed
+    from pbt.experiment import run_experiment
 
     broken = PACKAGED.replace('return {"x": state["x"]}', "return None")
     (user_code / "mypkg" / "broken.py").write_text(broken)

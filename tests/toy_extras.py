@@ -1,4 +1,5 @@
 """A toy reproduction with several seeds and domain ``extra_results``, shared by the compare and report tests."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,8 +21,12 @@ def extra_results(run_dir: Path) -> dict[str, Any]:
     run = load_run(run_dir)
     best = run.best_member
     assert best is not None and best.score is not None
-    return {"member": best.id, "test": {"q": best.score + 0.01, "beam_size": 4}, "fid": 1.0 - best.score,
-            "scorer": {"accuracy": 0.8 + run.seed / 100}}
+    return {
+        "member": best.id,
+        "test": {"q": best.score + 0.01, "beam_size": 4},
+        "fid": 1.0 - best.score,
+        "scorer": {"accuracy": 0.8 + run.seed / 100},
+    }
 
 
 def reproduce_toy(root: Path, seeds: int = 3, steps: int = 24) -> dict[str, Any]:

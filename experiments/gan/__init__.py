@@ -6,6 +6,14 @@ from experiments.gan.classifier import prepare
 from experiments.gan.dcgan import LOCAL_DATA, METRIC, PROFILES, Config, estimate, make_task
 from pbt.domain import Domain
 
-DOMAIN = Domain(make_task=make_task, config=Config, profiles=PROFILES, metric=METRIC, prepare=prepare,
-                estimate=estimate, extra_results=tools.extra_results,
-                local_data=LOCAL_DATA, tools=tools.COMMANDS)
+DOMAIN = Domain(
+    make_task=make_task,
+    config=Config,
+    profiles=PROFILES,
+    metric=METRIC,
+    prepare=prepare,
+    estimate=estimate,
+    extra_results=tools.extra_results,
+    local_data=LOCAL_DATA,
+    tools=tools.COMMANDS,
+)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -23,8 +23,21 @@ from experiments.common import load_checkpoint, pick_device, save_checkpoint, we
 from experiments.gan import data
 from experiments.gan.metrics import classifier_score, to_nchw_float
 
-if TYPE_CHECKING:
-    from experiments.gan.dcgan import Config
+
+class Config(Protocol):
+    """The settings of the GAN's config (``experiments.gan.dcgan.Config``) that its scoring classifier reads; named
+    here so that this module need not import the GAN's."""
+
+    data_path: str
+    cache_dir: str
+    device: str
+    score_samples: int
+    score_splits: int
+    classifier_width: int
+    classifier_epochs: int
+    classifier_batch: int
+    classifier_images: int
+
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -110,8 +123,12 @@ def classifier_logits(model: CifarClassifier, images: torch.Tensor, batch_size: 
     """Logits (N, 10) for uint8 images, in eval mode, on the model's device."""
     model.eval()
     device = next(model.parameters()).device
-    return torch.cat([model(model.normalise(images[i : i + batch_size].to(device))).float().cpu()
-                      for i in range(0, len(images), batch_size)])
+    return torch.cat(
+        [
+            model(model.normalise(images[i : i + batch_size].to(device))).float().cpu()
+            for i in range(0, len(images), batch_size)
+        ]
+    )
 
 
 def test_accuracy(model: CifarClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:
@@ -119,8 +136,15 @@ def test_accuracy(model: CifarClassifier, images: torch.Tensor, labels: torch.Te
 
 
 def train_classifier(
-    train_images: torch.Tensor, train_labels: torch.Tensor, test_images: torch.Tensor, test_labels: torch.Tensor,
-    width: int = 32, epochs: int = 8, batch_size: int = 256, seed: int = 0, device: torch.device | str = "cpu",
+    train_images: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_images: torch.Tensor,
+    test_labels: torch.Tensor,
+    width: int = 32,
+    epochs: int = 8,
+    batch_size: int = 256,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
     log: Callable[[str], None] = print,
 ) -> tuple[CifarClassifier, dict[str, float]]:
     """Train the CIFAR-10 classifier from scratch and return it with ``test_accuracy`` and ``train_seconds``.
@@ -144,9 +168,14 @@ def train_classifier(
     decay_per_step = 0.0153 * batch_size / 1024 / amplification
     biases = [p for n, p in model.named_parameters() if "norm" in n and p.requires_grad]
     others = [p for n, p in model.named_parameters() if "norm" not in n and p.requires_grad]
-    optimizer = torch.optim.SGD([dict(params=biases, lr=64 * lr, weight_decay=decay_per_step / (64 * lr)),
-                                 dict(params=others, lr=lr, weight_decay=decay_per_step / lr)],
-                                momentum=momentum, nesterov=True)
+    optimizer = torch.optim.SGD(
+        [
+            dict(params=biases, lr=64 * lr, weight_decay=decay_per_step / (64 * lr)),
+            dict(params=others, lr=lr, weight_decay=decay_per_step / lr),
+        ],
+        momentum=momentum,
+        nesterov=True,
+    )
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     steps_per_epoch = len(train_images) // batch_size
     total_steps = epochs * steps_per_epoch
@@ -176,8 +205,13 @@ def train_classifier(
         log(f"classifier epoch {epoch + 1}/{epochs}: loss {loss.item():.3f}, {time.perf_counter() - started:.0f} s")
     accuracy = test_accuracy(model, test_images, test_labels)
     log(f"classifier test accuracy {accuracy:.4f} ({len(test_images)} images)")
-    info = {"test_accuracy": accuracy, "train_seconds": time.perf_counter() - started, "epochs": float(epochs),
-            "width": float(width), "train_images": float(len(train_images))}
+    info = {
+        "test_accuracy": accuracy,
+        "train_seconds": time.perf_counter() - started,
+        "epochs": float(epochs),
+        "width": float(width),
+        "train_images": float(len(train_images)),
+    }
     return model.cpu().eval(), info
 
 
@@ -197,20 +231,30 @@ def train_and_cache_classifier(config: Config, path: Path, log: Any = print) -> 
     cifar = data.load_cifar10(config.data_path, config.cache_dir)
     subset = np.random.default_rng(0).permutation(len(cifar["train_images"]))
     subset = np.sort(subset[: config.classifier_images] if config.classifier_images else subset)
-    log(f"training the CIFAR-10 classifier ({len(subset)} images, {config.classifier_epochs} epochs); it is cached "
-        f"at {path}")
+    log(
+        f"training the CIFAR-10 classifier ({len(subset)} images, {config.classifier_epochs} epochs); it is cached "
+        f"at {path}"
+    )
     model, info = train_classifier(
-        torch.from_numpy(cifar["train_images"][subset]), torch.from_numpy(cifar["train_labels"][subset]),
-        torch.from_numpy(np.array(cifar["test_images"])), torch.from_numpy(np.array(cifar["test_labels"])),
-        width=config.classifier_width, epochs=config.classifier_epochs, batch_size=config.classifier_batch,
-        device=pick_device(config.device), log=log)
+        torch.from_numpy(cifar["train_images"][subset]),
+        torch.from_numpy(cifar["train_labels"][subset]),
+        torch.from_numpy(np.array(cifar["test_images"])),
+        torch.from_numpy(np.array(cifar["test_labels"])),
+        width=config.classifier_width,
+        epochs=config.classifier_epochs,
+        batch_size=config.classifier_batch,
+        device=pick_device(config.device),
+        log=log,
+    )
     n = min(config.score_samples, len(cifar["test_images"]))  # the selection protocol's sample and split counts
     real = torch.from_numpy(cifar["test_images"][np.sort(np.random.default_rng(0).permutation(10_000)[:n])])
     noise = torch.randint(0, 256, real.shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     for name, images in (("test_images_score", real), ("uniform_noise_score", noise)):
         info[name] = classifier_score(classifier_logits(model, images), config.score_splits)[0]
-    log(f"classifier test accuracy {info['test_accuracy']:.4f}; CIFAR-10 classifier score (Inception-score variant) "
-        f"of {n} test images {info['test_images_score']:.3f}, of uniform noise {info['uniform_noise_score']:.3f}")
+    log(
+        f"classifier test accuracy {info['test_accuracy']:.4f}; CIFAR-10 classifier score (Inception-score variant) "
+        f"of {n} test images {info['test_images_score']:.3f}, of uniform noise {info['uniform_noise_score']:.3f}"
+    )
     write_atomic(path, lambda tmp: save_checkpoint({"model": model.state_dict(), "info": info}, tmp))
 
 

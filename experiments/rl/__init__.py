@@ -5,5 +5,6 @@ from experiments.rl import tools
 from experiments.rl.a2c import METRIC, PROFILES, Config, estimate, make_task
 from pbt.domain import Domain
 
-DOMAIN = Domain(make_task=make_task, config=Config, profiles=PROFILES, metric=METRIC, estimate=estimate,
-                tools=tools.COMMANDS)
+DOMAIN = Domain(
+    make_task=make_task, config=Config, profiles=PROFILES, metric=METRIC, estimate=estimate, tools=tools.COMMANDS
+)

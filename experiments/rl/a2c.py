@@ -58,23 +58,29 @@ SPACE = {
 
 @dataclass
 class Config:
-    game: str = doc("Atari game: a ROM name (breakout, ms_pacman) or a Gymnasium id (ALE/Breakout-v5).",
-                    default="breakout")
+    game: str = doc(
+        "Atari game: a ROM name (breakout, ms_pacman) or a Gymnasium id (ALE/Breakout-v5).", default="breakout"
+    )
     num_envs: int = doc("Games one member steps in lock-step (the A2C batch is unroll_length x num_envs).", default=16)
     gamma: float = doc("Discount factor of the n-step returns.", default=0.99)
     value_cost: float = doc("Weight of the value loss.", default=0.5)
     max_grad_norm: float = doc("Clip the global gradient norm to this.", default=0.5)
     rmsprop_alpha: float = doc("RMSprop smoothing constant.", default=0.99)
     rmsprop_eps: float = doc("RMSprop epsilon.", default=1e-5)
-    life_loss_terminal: bool = doc("A lost life ends the return for learning (scores always count whole games).",
-                                   default=True)
-    max_episode_frames: int = doc("Truncate a game after this many emulator frames (108000 = 30 minutes).",
-                                  default=108_000)
+    life_loss_terminal: bool = doc(
+        "A lost life ends the return for learning (scores always count whole games).", default=True
+    )
+    max_episode_frames: int = doc(
+        "Truncate a game after this many emulator frames (108000 = 30 minutes).", default=108_000
+    )
     score_window: int = doc("The score is the mean of this many most recent game scores (the paper: 10).", default=10)
     env_threads: int = doc("Emulator threads per member (0: as many as torch uses).", default=0)
     device: str = doc("Where the network runs: auto (CUDA when present), cpu or cuda.", default="auto")
-    pbt: PBTConfig = field(default_factory=lambda: PBTConfig(
-        population=8, budget_steps=2_500_000, ready_every=250_000, exploit="truncation", explore="perturb"))
+    pbt: PBTConfig = field(
+        default_factory=lambda: PBTConfig(
+            population=8, budget_steps=2_500_000, ready_every=250_000, exploit="truncation", explore="perturb"
+        )
+    )
 
     def __post_init__(self) -> None:
         for name in ("num_envs", "max_episode_frames", "score_window"):
@@ -87,8 +93,9 @@ class Config:
 PROFILES = {
     # Seconds, for tests: 4 members of 2 games each, 6 ready intervals of 500 frames, on 2 worker processes. Many
     # short intervals make an exploit near certain (truncation copies into the bottom member, 1 ready event in 4).
-    "smoke": Config(num_envs=2, pbt=PBTConfig(population=4, budget_steps=3_000, ready_every=500, workers=2,
-                                              executor="local")),
+    "smoke": Config(
+        num_envs=2, pbt=PBTConfig(population=4, budget_steps=3_000, ready_every=500, workers=2, executor="local")
+    ),
     # About 70 minutes on 2 cores at ~4.6k frames/s: 8 members x 2.5M frames, 10 ready intervals each.
     "cpu": Config(),
     # The paper's Atari scale (population 80, ready every 1e6 agent steps = 4e6 frames); one run per game of
@@ -106,10 +113,15 @@ class NatureCNN(nn.Module):
     def __init__(self, actions: int):
         super().__init__()
         self.torso = nn.Sequential(
-            nn.Conv2d(4, 32, 8, stride=4), nn.ReLU(),  # (B, 32, 20, 20)
-            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),  # (B, 64, 9, 9)
-            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),  # (B, 64, 7, 7)
-            nn.Flatten(), nn.Linear(64 * 7 * 7, 512), nn.ReLU(),  # (B, 512)
+            nn.Conv2d(4, 32, 8, stride=4),
+            nn.ReLU(),  # (B, 32, 20, 20)
+            nn.Conv2d(32, 64, 4, stride=2),
+            nn.ReLU(),  # (B, 64, 9, 9)
+            nn.Conv2d(64, 64, 3, stride=1),
+            nn.ReLU(),  # (B, 64, 7, 7)
+            nn.Flatten(),
+            nn.Linear(64 * 7 * 7, 512),
+            nn.ReLU(),  # (B, 512)
         )
         self.policy = nn.Linear(512, actions)
         self.value = nn.Linear(512, 1)
@@ -156,8 +168,9 @@ def new_member(game: str, config: Config, seed: int, device: torch.device) -> Me
         torch.manual_seed(seed)
         model = NatureCNN(num_actions(game)).to(device, memory_format=torch.channels_last)
     # lr is a placeholder: train() writes the member's current lr into param_groups before every update
-    optimizer = torch.optim.RMSprop(model.parameters(), lr=7e-4, alpha=config.rmsprop_alpha, eps=config.rmsprop_eps,
-                                    foreach=True)
+    optimizer = torch.optim.RMSprop(
+        model.parameters(), lr=7e-4, alpha=config.rmsprop_alpha, eps=config.rmsprop_eps, foreach=True
+    )
     return Member(model=model, optimizer=optimizer, generator=generator, game=game)
 
 
@@ -192,10 +205,20 @@ def make_env(game: str, num_envs: int, threads: int, max_episode_frames: int) ->
     FIRE on reset. Rewards come back unclipped (the score needs them); the learner clips its own copy."""
     from ale_py.vector_env import AtariVectorEnv
 
-    return AtariVectorEnv(game, num_envs, num_threads=threads, frameskip=FRAMESKIP, stack_num=4, img_height=84,
-                          img_width=84, grayscale=True, noop_max=30, reward_clipping=False,
-                          max_num_frames_per_episode=max_episode_frames,
-                          autoreset_mode="SameStep")  # a finished game's next observation is the new game's first
+    return AtariVectorEnv(
+        game,
+        num_envs,
+        num_threads=threads,
+        frameskip=FRAMESKIP,
+        stack_num=4,
+        img_height=84,
+        img_width=84,
+        grayscale=True,
+        noop_max=30,
+        reward_clipping=False,
+        max_num_frames_per_episode=max_episode_frames,
+        autoreset_mode="SameStep",
+    )  # a finished game's next observation is the new game's first
 
 
 @functools.cache
@@ -231,9 +254,12 @@ class Unroll:
 
     @classmethod
     def empty(cls, steps: int, envs: int) -> Unroll:
-        return cls(obs=torch.empty((steps, envs, 4, 84, 84), dtype=torch.uint8),
-                   actions=torch.empty((steps, envs), dtype=torch.long),
-                   rewards=torch.empty((steps, envs)), dones=torch.empty((steps, envs)))
+        return cls(
+            obs=torch.empty((steps, envs, 4, 84, 84), dtype=torch.uint8),
+            actions=torch.empty((steps, envs), dtype=torch.long),
+            rewards=torch.empty((steps, envs)),
+            dones=torch.empty((steps, envs)),
+        )
 
 
 def collect_unroll(member: Member, config: Config, unroll: Unroll, length: int, device: torch.device) -> None:
@@ -283,15 +309,17 @@ def n_step_returns(rewards: torch.Tensor, dones: torch.Tensor, bootstrap: torch.
     return returns
 
 
-def train_step(member: Member, config: Config, unroll: Unroll, length: int, entropy_cost: float,
-               device: torch.device) -> torch.Tensor:
+def train_step(
+    member: Member, config: Config, unroll: Unroll, length: int, entropy_cost: float, device: torch.device
+) -> torch.Tensor:
     """One A2C update on the unroll's first ``length`` steps: policy gradient with the n-step advantage, value
     regression, entropy bonus. Returns (policy loss, value loss, entropy, gradient norm), left on the device."""
     envs, model = config.num_envs, member.model
     with torch.no_grad():
         _, bootstrap = model(torch.from_numpy(member.obs).to(device))  # (N,)
-    returns = n_step_returns(unroll.rewards[:length].to(device), unroll.dones[:length].to(device), bootstrap,
-                             config.gamma)  # (T, N), T = length
+    returns = n_step_returns(
+        unroll.rewards[:length].to(device), unroll.dones[:length].to(device), bootstrap, config.gamma
+    )  # (T, N), T = length
     logits, values = model(unroll.obs[:length].view(length * envs, 4, 84, 84).to(device))  # (T*N, A), (T*N,)
     returns = returns.view(-1)  # (T*N,)
     log_probs = F.log_softmax(logits, dim=-1)  # (T*N, A)
@@ -320,9 +348,15 @@ def evaluate(member: Member, window: int) -> Evaluation:
         score = sum(recent) / len(recent)
     else:
         score = float(member.game_score.mean()) if member.game_score is not None else 0.0
-    return Evaluation(score=score, samples=recent,
-                      metrics={"episodes": float(member.episodes), "frames": float(member.frames),
-                               "finished_in_window": float(len(recent))})
+    return Evaluation(
+        score=score,
+        samples=recent,
+        metrics={
+            "episodes": float(member.episodes),
+            "frames": float(member.frames),
+            "finished_in_window": float(len(recent)),
+        },
+    )
 
 
 # -- the task ----------------------------------------------------------------------------------------------------------
@@ -368,25 +402,33 @@ class A2CTask:
         member.frames += taken_frames
         seconds = time.perf_counter() - start
         means = dict(zip(("policy_loss", "value_loss", "entropy", "grad_norm"), (totals / len(lengths)).tolist()))
-        return {"steps": taken_frames, **means, "frames_per_s": taken_frames / max(seconds, 1e-9),
-                "episodes": member.episodes - episodes_before, "updates": len(lengths),
-                "torch_threads": torch.get_num_threads()}
+        return {
+            "steps": taken_frames,
+            **means,
+            "frames_per_s": taken_frames / max(seconds, 1e-9),
+            "episodes": member.episodes - episodes_before,
+            "updates": len(lengths),
+            "torch_threads": torch.get_num_threads(),
+        }
 
     def evaluate(self, member: Member) -> Evaluation:
         return evaluate(member, self.config.score_window)
 
     def save(self, member: Member, path: Path) -> None:
-        save_checkpoint({
-            "format": CHECKPOINT_FORMAT,
-            "game": member.game,
-            "model": {k: v.cpu() for k, v in member.model.state_dict().items()},
-            "optimizer": member.optimizer.state_dict(),
-            "generator": member.generator.get_state(),
-            "scores": torch.tensor(list(member.scores), dtype=torch.float64),
-            "frames": member.frames,
-            "updates": member.updates,
-            "episodes": member.episodes,
-        }, path)
+        save_checkpoint(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "game": member.game,
+                "model": {k: v.cpu() for k, v in member.model.state_dict().items()},
+                "optimizer": member.optimizer.state_dict(),
+                "generator": member.generator.get_state(),
+                "scores": torch.tensor(list(member.scores), dtype=torch.float64),
+                "frames": member.frames,
+                "updates": member.updates,
+                "episodes": member.episodes,
+            },
+            path,
+        )
 
     def load(self, path: Path) -> Member:
         ckpt = load_checkpoint(path, ("game", "model", "optimizer", "generator", "scores"), CHECKPOINT_FORMAT)
@@ -409,6 +451,8 @@ def estimate(config: Config) -> dict[str, str]:
     """The ``--dry-run`` cost estimate (README "paper"): ~150k frames/s on a 16-core machine with one GPU, from CPU
     measurements of the emulator, not a GPU measurement."""
     frames = config.pbt.population * config.pbt.budget_steps
-    return {"frames": f"{frames:.3g}", "gpu_hours": f"about {frames / 150e3 / 3600:.0f} (one 16-core machine with one GPU, "
-            "estimated)", "cpu_hours_here": f"about {frames / 4.6e3 / 3600:.0f} at 4.6k frames/s on 2 cores"}
-
+    return {
+        "frames": f"{frames:.3g}",
+        "gpu_hours": f"about {frames / 150e3 / 3600:.0f} (one 16-core machine with one GPU, estimated)",
+        "cpu_hours_here": f"about {frames / 4.6e3 / 3600:.0f} at 4.6k frames/s on 2 cores",
+    }

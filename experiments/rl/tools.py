@@ -56,8 +56,10 @@ def write_video(frames: list[np.ndarray], out: Path, fps: int, scale: int = 4) -
 
 def play_main(argv: list[str]) -> int:
     """``pbt-repro rl play DIR [--member best|ID] [--out FILE]``: film one game of a saved member."""
-    parser = argparse.ArgumentParser(prog="pbt-repro rl play", description="Write an MP4 or GIF of one game played "
-                                     "by a member of a finished (or running) rl run.")
+    parser = argparse.ArgumentParser(
+        prog="pbt-repro rl play",
+        description="Write an MP4 or GIF of one game played by a member of a finished (or running) rl run.",
+    )
     parser.add_argument("run_dir", type=Path, help="the run directory (holds pbt.sqlite)")
     parser.add_argument("--member", default="best", help="member id, or best (highest score; default)")
     parser.add_argument("--out", type=Path, default=None, help="output file, .gif or .mp4 (default DIR/play-mN.gif)")

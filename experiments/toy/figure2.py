@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from experiments.toy.task import Config, initial_hparams, q
-from pbt.controller import run_experiment
+from pbt.experiment import run_experiment
 from pbt.rows import EventKind
 from pbt.rundir import git_commit, machine
 from pbt.store import StoreReader
@@ -37,8 +37,9 @@ VARIANTS = {
 def variant_config(name: str, seed: int, steps: int) -> Config:
     _, exploit, explore, every = VARIANTS[name]
     base = Config()
-    pbt = dataclasses.replace(base.pbt, exploit=exploit, explore=explore, explore_every_ready=every, seed=seed,
-                              budget_steps=steps)
+    pbt = dataclasses.replace(
+        base.pbt, exploit=exploit, explore=explore, explore_every_ready=every, seed=seed, budget_steps=steps
+    )
     return dataclasses.replace(base, pbt=pbt)
 
 
@@ -105,9 +106,15 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = []
         for seed in range(args.seeds):
             config = variant_config(name, seed, args.steps)
-            store = run_experiment("experiments.toy.task", config, args.out / "runs" / name / f"seed-{seed}",
-                                   method="grid_search" if name == "grid" else "pbt", domain="toy",
-                                   initial_hparams=initial_hparams(config), force=True)
+            store = run_experiment(
+                "experiments.toy.task",
+                config,
+                args.out / "runs" / name / f"seed-{seed}",
+                method="grid_search" if name == "grid" else "pbt",
+                domain="toy",
+                initial_hparams=initial_hparams(config),
+                force=True,
+            )
             results[name].append(final_best_q(store))
             if seed == 0:
                 seed0[name] = store
@@ -118,23 +125,35 @@ def main(argv: list[str] | None = None) -> int:
         "domain": "toy",
         "metric": "Q(θ) of the best worker after the last step",
         "variants": {
-            name: {"final_q_mean": statistics.fmean(v), "final_q_std": statistics.stdev(v) if len(v) > 1 else None,
-                   "seeds": len(v), "final_q_per_seed": v}
+            name: {
+                "final_q_mean": statistics.fmean(v),
+                "final_q_std": statistics.stdev(v) if len(v) > 1 else None,
+                "seeds": len(v),
+                "final_q_per_seed": v,
+            }
             for name, v in results.items()
         },
         "config": {name: dataclasses.asdict(variant_config(name, 0, args.steps)) for name in VARIANTS},
-        "provenance": {"command": f"pbt-repro toy --out {args.out} --seeds {args.seeds} --steps {args.steps}",
-                       "seeds": list(range(args.seeds)), "git_commit": git_commit(), "machine": machine(),
-                       "started_at": started, "wall_seconds": round(time.perf_counter() - t0, 2)},
+        "provenance": {
+            "command": f"pbt-repro toy --out {args.out} --seeds {args.seeds} --steps {args.steps}",
+            "seeds": list(range(args.seeds)),
+            "git_commit": git_commit(),
+            "machine": machine(),
+            "started_at": started,
+            "wall_seconds": round(time.perf_counter() - t0, 2),
+        },
     }
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     rows = ["| variant | final Q (best worker), mean | std | seeds |", "|---|---|---|---|"]
-    rows += [f"| {VARIANTS[n][0]} | {v['final_q_mean']:.4f} | "
-             f"{'–' if v['final_q_std'] is None else format(v['final_q_std'], '.4f')} | {v['seeds']} |"
-             for n, v in summary["variants"].items()]
+    rows += [
+        f"| {VARIANTS[n][0]} | {v['final_q_mean']:.4f} | "
+        f"{'–' if v['final_q_std'] is None else format(v['final_q_std'], '.4f')} | {v['seeds']} |"
+        for n, v in summary["variants"].items()
+    ]
     (args.out / "summary.md").write_text(
         f"# Toy example (paper Figure 2)\n\n{args.steps} steps, 2 workers, {args.seeds} seeds. "
-        f"Commit `{summary['provenance']['git_commit']}`.\n\n" + "\n".join(rows) + "\n")
+        f"Commit `{summary['provenance']['git_commit']}`.\n\n" + "\n".join(rows) + "\n"
+    )
     print("\n".join(rows))
     print(f"\nwrote {args.out / 'figure2.png'}, {args.out / 'summary.json'}, {args.out / 'summary.md'}")
     return 0

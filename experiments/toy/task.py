@@ -32,13 +32,28 @@ SPACE = {"h0": Uniform(0.0, 1.0), "h1": Uniform(0.0, 1.0)}
 class Config:
     lr: float = doc("Step size of gradient ascent on the surrogate Q̂.", default=0.01)
     theta_init: tuple[float, ...] = doc("Starting point θ of every member.", default=(0.9, 0.9))
-    seconds_per_step: float = doc("Sleep this long per training step, to emulate a slow task (benchmarks, tests).",
-                                  default=0.0)
-    uneven_time: bool = doc("Scale each train call's sleep by 0.5x to 2x, seeded by the member and its step, so "
-                            "members finish their intervals out of order (benchmarks).", default=False)
-    pbt: PBTConfig = field(default_factory=lambda: PBTConfig(
-        population=2, budget_steps=200, ready_every=4, eval_every=1, exploit="truncation", explore="noise",
-        noise_std=0.1, executor="serial", workers=1, on_failure="retry"))
+    seconds_per_step: float = doc(
+        "Sleep this long per training step, to emulate a slow task (benchmarks, tests).", default=0.0
+    )
+    uneven_time: bool = doc(
+        "Scale each train call's sleep by 0.5x to 2x, seeded by the member and its step, so "
+        "members finish their intervals out of order (benchmarks).",
+        default=False,
+    )
+    pbt: PBTConfig = field(
+        default_factory=lambda: PBTConfig(
+            population=2,
+            budget_steps=200,
+            ready_every=4,
+            eval_every=1,
+            exploit="truncation",
+            explore="noise",
+            noise_std=0.1,
+            executor="serial",
+            workers=1,
+            on_failure="retry",
+        )
+    )
 
 
 PROFILES = {"smoke": Config(), "cpu": Config(), "paper": Config()}
@@ -86,8 +101,11 @@ class ToyTask:
 
     def load(self, path: Path) -> dict[str, Any]:
         state = json.loads(path.read_text())
-        if (not isinstance(state, dict) or state.pop("format", None) != CHECKPOINT_FORMAT
-                or not {"theta", "steps"} <= set(state) <= {"theta", "steps", "seed"}):
+        if (
+            not isinstance(state, dict)
+            or state.pop("format", None) != CHECKPOINT_FORMAT
+            or not {"theta", "steps"} <= set(state) <= {"theta", "steps", "seed"}
+        ):
             raise ValueError(f"{path} is not a toy checkpoint ({CHECKPOINT_FORMAT})")
         return state
 

@@ -78,15 +78,32 @@ STATE_KEYS = {"theta", "steps", "history"}
 class Config:
     theta_init: float = doc("Starting value of the weight θ of every member.", default=0.9)
     lr: float = doc("Step size η of gradient descent on the surrogate's θ².", default=0.001)
-    penalty: float = doc("Weight c of each segment's charge |h − target| in the penalty every later segment pays.",
-                         default=0.2)
-    segment_steps: int = doc("Steps per segment: the target and the charge change once per segment (the reference "
-                             "ties it to its ready interval, 20).", default=20)
-    h_init: tuple[float, float] = doc("Range the initial population's h is drawn from (the reference's).",
-                                      default=(0.9, 1.1))
-    pbt: PBTConfig = field(default_factory=lambda: PBTConfig(
-        population=22, budget_steps=1000, ready_every=20, eval_every=0, exploit="truncation", explore="perturb",
-        truncation_fraction=0.25, perturb_factors=(0.5, 2.0), executor="serial", workers=1, on_failure="retry"))
+    penalty: float = doc(
+        "Weight c of each segment's charge |h − target| in the penalty every later segment pays.", default=0.2
+    )
+    segment_steps: int = doc(
+        "Steps per segment: the target and the charge change once per segment (the reference "
+        "ties it to its ready interval, 20).",
+        default=20,
+    )
+    h_init: tuple[float, float] = doc(
+        "Range the initial population's h is drawn from (the reference's).", default=(0.9, 1.1)
+    )
+    pbt: PBTConfig = field(
+        default_factory=lambda: PBTConfig(
+            population=22,
+            budget_steps=1000,
+            ready_every=20,
+            eval_every=0,
+            exploit="truncation",
+            explore="perturb",
+            truncation_fraction=0.25,
+            perturb_factors=(0.5, 2.0),
+            executor="serial",
+            workers=1,
+            on_failure="retry",
+        )
+    )
 
     def __post_init__(self) -> None:
         if self.segment_steps < 1:
@@ -100,8 +117,11 @@ class Config:
         return self.pbt.budget_steps
 
 
-PROFILES = {"smoke": Config(pbt=replace(Config().pbt, population=4, budget_steps=200)), "cpu": Config(),
-            "paper": Config()}
+PROFILES = {
+    "smoke": Config(pbt=replace(Config().pbt, population=4, budget_steps=200)),
+    "cpu": Config(),
+    "paper": Config(),
+}
 
 
 def q(theta: float) -> float:
@@ -149,8 +169,9 @@ class ToyDeceptiveTask:
         return {"rate": rate, "penalty": penalty}
 
     def evaluate(self, state: dict[str, Any]) -> Evaluation:
-        return Evaluation(score=q(state["theta"]),
-                          metrics={"theta": state["theta"], "penalty": self.penalty(state["history"])})
+        return Evaluation(
+            score=q(state["theta"]), metrics={"theta": state["theta"], "penalty": self.penalty(state["history"])}
+        )
 
     def save(self, state: dict[str, Any], path: Path) -> None:
         path.write_text(json.dumps({"format": CHECKPOINT_FORMAT, **state}))
@@ -202,8 +223,10 @@ def schedule_distance(a: Sequence[float], b: Sequence[float]) -> float:
 
 def known_distances(schedule: Sequence[float], config: Config) -> dict[str, float]:
     """A schedule's distance from the greedy and from the best schedule."""
-    return {"greedy": schedule_distance(schedule, greedy_schedule(config)),
-            "best": schedule_distance(schedule, best_schedule(config))}
+    return {
+        "greedy": schedule_distance(schedule, greedy_schedule(config)),
+        "best": schedule_distance(schedule, best_schedule(config)),
+    }
 
 
 def final_objective(schedule: Sequence[float], config: Config) -> float:
@@ -229,6 +252,7 @@ def _closed_form(rate: Callable[[int], float], config: Config) -> float:
 
 def greedy_final_objective(config: Config) -> float:
     """Q at the end of the greedy schedule: r_k = max(2 − c·Σ_{j≤k} T_j, 0)."""
+
     def rate(k: int) -> float:
         targets = (k + 1) * (1.0 - k * config.segment_steps / (2.0 * config.horizon))  # Σ_{j≤k} T_j
         return max(2.0 - config.penalty * targets, 0.0)
@@ -243,6 +267,7 @@ def best_final_objective(config: Config) -> float:
 
 def known_schedules(config: Config) -> dict[str, Schedule]:
     """The greedy and the best schedule as ``Schedule``s (a change at each segment's first step)."""
+
     def changes(per_step_h: list[float]) -> Schedule:
         kept = [(step, {"h": h}) for step, h in enumerate(per_step_h) if step == 0 or h != per_step_h[step - 1]]
         return Schedule(tuple(kept))

@@ -5,5 +5,13 @@ from experiments.translation import tools
 from experiments.translation.transformer import LOCAL_DATA, METRIC, PROFILES, Config, estimate, make_task
 from pbt.domain import Domain
 
-DOMAIN = Domain(make_task=make_task, config=Config, profiles=PROFILES, metric=METRIC, estimate=estimate,
-                extra_results=tools.extra_results, local_data=LOCAL_DATA, tools=tools.COMMANDS)
+DOMAIN = Domain(
+    make_task=make_task,
+    config=Config,
+    profiles=PROFILES,
+    metric=METRIC,
+    estimate=estimate,
+    extra_results=tools.extra_results,
+    local_data=LOCAL_DATA,
+    tools=tools.COMMANDS,
+)

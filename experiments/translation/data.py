@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import os
 import urllib.request
 from pathlib import Path
@@ -24,8 +25,10 @@ from pbt.space import ConfigError
 PAD, BOS, EOS = 0, 1, 2
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>"]
 
-MULTI30K_URL = ("https://raw.githubusercontent.com/multi30k/dataset/a3d2e0d26b56f3846f66a952536ffed4e401d05a/"
-                "data/task1/raw/{name}.gz")
+MULTI30K_URL = (
+    "https://raw.githubusercontent.com/multi30k/dataset/a3d2e0d26b56f3846f66a952536ffed4e401d05a/"
+    "data/task1/raw/{name}.gz"
+)
 MULTI30K_SHA256 = {  # of the decompressed files at the pinned commit
     "train.en": "460a15fbd157e34a7a9957ee388c1ca247fe47af3ef25fb50442af6c274e0fc6",
     "train.de": "2c2b73fd2b548fbcde3a875e0a78d6ee94d498bfdee6bd3eae3945779e9ddf72",
@@ -42,8 +45,11 @@ MULTI30K_SHA256 = {  # of the decompressed files at the pinned commit
 }
 # Which file plays which part. newstest2012 is the paper's validation set; newstest2014 is the usual test set.
 SPLITS = {
-    "multi30k": {"train": "train", "val": "val",
-                 "test": ("test_2016_flickr", "test_2017_flickr", "test_2017_mscoco", "test_2018_flickr")},
+    "multi30k": {
+        "train": "train",
+        "val": "val",
+        "test": ("test_2016_flickr", "test_2017_flickr", "test_2017_mscoco", "test_2018_flickr"),
+    },
     "wmt14": {"train": "train", "val": "newstest2012", "test": ("newstest2014",)},
 }
 ENV_VARS = {"multi30k": "PBT_MULTI30K_DIR", "wmt14": "PBT_WMT14_DIR"}
@@ -68,13 +74,19 @@ def resolve_data_dir(dataset: str, data_dir: str, cache_dir: Path) -> Path:
         root = Path(value).expanduser()
         missing = [name for name in split_files(dataset) if not (root / name).is_file()]
         if missing:
-            raise ConfigError(f"{dataset} data not found in {root} (missing {', '.join(missing[:3])}); point "
-                              f"⟨data_dir⟩ (or ${env}) at a folder holding {{split}}.{{en,de}} text files", path=root,
-                              options=["data_dir"])
+            raise ConfigError(
+                f"{dataset} data not found in {root} (missing {', '.join(missing[:3])}); point "
+                f"⟨data_dir⟩ (or ${env}) at a folder holding {{split}}.{{en,de}} text files",
+                path=root,
+                options=["data_dir"],
+            )
         return root
     if dataset == "wmt14":
-        raise ConfigError(f"WMT14 En-De is not downloaded automatically; pass ⟨data_dir⟩ (or set ${env}) to a folder "
-                          f"holding {', '.join(split_files(dataset))}", options=["data_dir"])
+        raise ConfigError(
+            f"WMT14 En-De is not downloaded automatically; pass ⟨data_dir⟩ (or set ${env}) to a folder "
+            f"holding {', '.join(split_files(dataset))}",
+            options=["data_dir"],
+        )
     return download_multi30k(cache_dir / "multi30k")
 
 
@@ -90,12 +102,18 @@ def download_multi30k(root: Path) -> Path:
             with urllib.request.urlopen(url, timeout=60) as response:
                 text = gzip.decompress(response.read())
         except OSError as exc:
-            raise ConfigError(f"could not download Multi30k ({url}: {exc}); when offline pass ⟨data_dir⟩ (or set "
-                              f"$PBT_MULTI30K_DIR) to a folder holding {{split}}.{{en,de}} text files", path=target,
-                              options=["data_dir"]) from exc
+            raise ConfigError(
+                f"could not download Multi30k ({url}: {exc}); when offline pass ⟨data_dir⟩ (or set "
+                f"$PBT_MULTI30K_DIR) to a folder holding {{split}}.{{en,de}} text files",
+                path=target,
+                options=["data_dir"],
+            ) from exc
         if hashlib.sha256(text).hexdigest() != sha:
-            raise ConfigError(f"downloaded {name} has an unexpected SHA-256; pass ⟨data_dir⟩ to a checked copy",
-                              path=target, options=["data_dir"])
+            raise ConfigError(
+                f"downloaded {name} has an unexpected SHA-256; pass ⟨data_dir⟩ to a checked copy",
+                path=target,
+                options=["data_dir"],
+            )
         write_atomic(target, lambda tmp, data=text: tmp.write_bytes(data))
     return root
 
@@ -124,8 +142,12 @@ def train_tokenizer(sentences: list[str], vocab_size: int) -> Tokenizer:
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tokenizer.train_from_iterator(sentences, trainer=trainer)
     return tokenizer
 
@@ -200,4 +222,4 @@ def chunk_bleus(hypotheses: list[str], references: list[str], chunks: int) -> tu
     """Corpus BLEU of each of ``chunks`` fixed, contiguous slices of the set: the t-test's samples (README)."""
     n = len(references)
     bounds = [round(i * n / chunks) for i in range(chunks + 1)]
-    return tuple(bleu(hypotheses[a:b], references[a:b]).score for a, b in zip(bounds, bounds[1:]) if b > a)
+    return tuple(bleu(hypotheses[a:b], references[a:b]).score for a, b in itertools.pairwise(bounds) if b > a)

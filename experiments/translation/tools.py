@@ -27,11 +27,17 @@ def evaluate_test_bleu(task: TranslationTask, member: Member, beam: int = 0, lim
     scores = {}
     for split in task.splits["test"]:
         src, ref = data.read_pairs(task.data_dir, split, limit)
-        hypotheses = translate(member.model, task.tokenizer, src, beam, cfg.max_len, cfg.eval_max_tokens,
-                               task.device, cfg.length_penalty)
+        hypotheses = translate(
+            member.model, task.tokenizer, src, beam, cfg.max_len, cfg.eval_max_tokens, task.device, cfg.length_penalty
+        )
         scores[split] = round(data.bleu(hypotheses, ref).score, 2)
-    return {"bleu": scores, "beam_size": beam, "length_penalty": cfg.length_penalty, "step": member.step,
-            "signature": data.bleu_signature()}
+    return {
+        "bleu": scores,
+        "beam_size": beam,
+        "length_penalty": cfg.length_penalty,
+        "step": member.step,
+        "signature": data.bleu_signature(),
+    }
 
 
 def extra_results(run_dir: Path, test_limit: int = 0) -> dict[str, Any]:
@@ -40,8 +46,12 @@ def extra_results(run_dir: Path, test_limit: int = 0) -> dict[str, Any]:
     when > 0), with the sacrebleu signature."""
     task, member, member_id = open_member(run_dir)
     result = evaluate_test_bleu(task, member, limit=test_limit)
-    return {"member": member_id, "test_bleu": result.pop("bleu"), "sacrebleu_signature": result.pop("signature"),
-            **result}
+    return {
+        "member": member_id,
+        "test_bleu": result.pop("bleu"),
+        "sacrebleu_signature": result.pop("signature"),
+        **result,
+    }
 
 
 def _member_args(argv: list[str], description: str) -> argparse.Namespace:
@@ -58,8 +68,16 @@ def translate_command(argv: list[str]) -> int:
     task, member, _ = open_member(args.run_dir, args.member, args.device)
     cfg = task.config
     sentences = [line.rstrip("\n") for line in sys.stdin]
-    for line in translate(member.model, task.tokenizer, sentences, args.beam or cfg.beam_size, cfg.max_len,
-                          cfg.eval_max_tokens, task.device, cfg.length_penalty):
+    for line in translate(
+        member.model,
+        task.tokenizer,
+        sentences,
+        args.beam or cfg.beam_size,
+        cfg.max_len,
+        cfg.eval_max_tokens,
+        task.device,
+        cfg.length_penalty,
+    ):
         print(line)
     return 0
 
@@ -75,5 +93,3 @@ COMMANDS = {
     "translate": ("Translate stdin with a run's member (--member best).", translate_command),
     "test-bleu": ("Beam-search test BLEU of a run's member, with the sacrebleu signature.", bleu_command),
 }
-
-

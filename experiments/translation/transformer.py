@@ -42,10 +42,16 @@ class Config:
     """The experiment's fixed settings; the searched hyperparameters are in ``SPACE``."""
 
     dataset: Literal["multi30k", "wmt14"] = doc("Parallel corpus (wmt14: the paper profile).", default="multi30k")
-    data_dir: str = doc("Folder with {split}.{en,de} text files (else $PBT_MULTI30K_DIR / $PBT_WMT14_DIR; Multi30k "
-                        "is downloaded when neither is set).", default="")
-    cache_dir: str = doc("Where downloads and trained tokenisers are cached (default: $PBT_CACHE_DIR/translation or "
-                         "~/.cache/pbt-repro/translation).", default="")
+    data_dir: str = doc(
+        "Folder with {split}.{en,de} text files (else $PBT_MULTI30K_DIR / $PBT_WMT14_DIR; Multi30k "
+        "is downloaded when neither is set).",
+        default="",
+    )
+    cache_dir: str = doc(
+        "Where downloads and trained tokenisers are cached (default: $PBT_CACHE_DIR/translation or "
+        "~/.cache/pbt-repro/translation).",
+        default="",
+    )
     train_limit: int = doc("Use only the first N training pairs (0: all).", default=0)
     val_limit: int = doc("PBT scores the first N validation pairs (0: all).", default=500)
     vocab_size: int = doc("Size of the shared byte-level BPE vocabulary.", default=8000)
@@ -63,22 +69,42 @@ class Config:
     length_penalty: float = doc("GNMT length-penalty exponent used to rank finished beams.", default=0.6)
     eval_max_tokens: int = doc("Source tokens per decoding batch.", default=8000)
     device: Literal["auto", "cpu", "cuda"] = doc("auto: CUDA when present, else CPU.", default="auto")
-    pbt: PBTConfig = field(default_factory=lambda: PBTConfig(
-        population=8, budget_steps=640, ready_every=32, exploit="ttest", explore="perturb", workers=2))
+    pbt: PBTConfig = field(
+        default_factory=lambda: PBTConfig(
+            population=8, budget_steps=640, ready_every=32, exploit="ttest", explore="perturb", workers=2
+        )
+    )
 
 
 PROFILES = {
     # seconds: a tiny model on 400 sentence pairs, two workers, enough ready events for an exploit
-    "smoke": Config(train_limit=400, val_limit=40, vocab_size=400, d_model=32, n_head=2, d_ff=64, n_layer=1,
-                    max_tokens=600, pbt=PBTConfig(population=4, budget_steps=24, ready_every=6, exploit="ttest",
-                                                  workers=2)),
+    "smoke": Config(
+        train_limit=400,
+        val_limit=40,
+        vocab_size=400,
+        d_model=32,
+        n_head=2,
+        d_ff=64,
+        n_layer=1,
+        max_tokens=600,
+        pbt=PBTConfig(population=4, budget_steps=24, ready_every=6, exploit="ttest", workers=2),
+    ),
     # population 8 on 2 cores, about 70 minutes per arm (README: "cpu profile budget")
     "cpu": Config(),
     # the paper: base Transformer on WMT14, 32 members, ready every 2000 steps (README: GPU-hours estimate)
-    "paper": Config(dataset="wmt14", val_limit=0, vocab_size=32000, max_len=256, d_model=512, n_head=8, d_ff=2048,
-                    n_layer=6, max_tokens=25000, eval_max_tokens=20000,
-                    pbt=PBTConfig(population=32, budget_steps=100_000, ready_every=2000, exploit="ttest",
-                                  workers=1)),
+    "paper": Config(
+        dataset="wmt14",
+        val_limit=0,
+        vocab_size=32000,
+        max_len=256,
+        d_model=512,
+        n_head=8,
+        d_ff=2048,
+        n_layer=6,
+        max_tokens=25000,
+        eval_max_tokens=20000,
+        pbt=PBTConfig(population=32, budget_steps=100_000, ready_every=2000, exploit="ttest", workers=1),
+    ),
 }
 
 
@@ -112,8 +138,13 @@ class MultiHeadAttention(nn.Module):
         k, v = self.key_value(x).view(B, S, 2, self.n_head, D // self.n_head).permute(2, 0, 3, 1, 4)  # (B, H, S, hd)
         return k, v
 
-    def forward(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None = None,
-                causal: bool = False) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        kv: tuple[torch.Tensor, torch.Tensor],
+        mask: torch.Tensor | None = None,
+        causal: bool = False,
+    ) -> torch.Tensor:
         B, T, D = x.shape
         q = self.query(x).view(B, T, self.n_head, D // self.n_head).transpose(1, 2)  # (B, H, T, hd)
         p = self.dropout.p if self.training else 0.0
@@ -147,8 +178,9 @@ class DecoderLayer(nn.Module):
         self.norm3, self.ff = nn.LayerNorm(d_model), FeedForward(d_model, d_ff)
         self.dropout = ResidualDropout(0.0)
 
-    def forward(self, x: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor,
-                cache: dict[str, Any] | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor, cache: dict[str, Any] | None = None
+    ) -> torch.Tensor:
         h = self.norm1(x)
         self_kv = self.self_attn.project_kv(h)
         if cache is not None:  # incremental decoding: x is the newest position only; keep keys/values of the past
@@ -195,8 +227,14 @@ class Transformer(nn.Module):
             x = layer(x, src_mask)
         return self.encoder_norm(x), src_mask  # (B, S, D)
 
-    def decode(self, tgt_in: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor,
-               caches: list[dict[str, Any]] | None = None, offset: int = 0) -> torch.Tensor:
+    def decode(
+        self,
+        tgt_in: torch.Tensor,
+        memory: torch.Tensor,
+        src_mask: torch.Tensor,
+        caches: list[dict[str, Any]] | None = None,
+        offset: int = 0,
+    ) -> torch.Tensor:
         x = self.embed_tokens(tgt_in, offset)
         for i, layer in enumerate(self.decoder):
             x = layer(x, memory, src_mask, None if caches is None else caches[i])
@@ -233,8 +271,13 @@ class Member:
 # -- data --------------------------------------------------------------------------------------------------------------
 
 
-def next_batch(member: Member, batches: list[list[int]], train_src: list[list[int]], train_tgt: list[list[int]],
-               device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def next_batch(
+    member: Member,
+    batches: list[list[int]],
+    train_src: list[list[int]],
+    train_tgt: list[list[int]],
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The member's next batch in its epoch's order (a new epoch draws a new order of the same batches): source,
     target input and target output ids."""
     if member.cursor >= len(member.order):  # a new epoch: same batches, new order
@@ -250,13 +293,15 @@ def next_batch(member: Member, batches: list[list[int]], train_src: list[list[in
 # -- one train step ----------------------------------------------------------------------------------------------------
 
 
-def train_step(member: Member, src: torch.Tensor, tgt_in: torch.Tensor, tgt_out: torch.Tensor, config: Config,
-               device: torch.device) -> tuple[float, int]:
+def train_step(
+    member: Member, src: torch.Tensor, tgt_in: torch.Tensor, tgt_out: torch.Tensor, config: Config, device: torch.device
+) -> tuple[float, int]:
     """One Adam step on one batch. Returns the batch's summed loss and its number of target tokens."""
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
         logits = member.model(src, tgt_in)  # (B, T, V)
-    loss = F.cross_entropy(logits.float().flatten(0, 1), tgt_out.flatten(), ignore_index=data.PAD,
-                           label_smoothing=config.label_smoothing)
+    loss = F.cross_entropy(
+        logits.float().flatten(0, 1), tgt_out.flatten(), ignore_index=data.PAD, label_smoothing=config.label_smoothing
+    )
     member.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if config.grad_clip > 0:
@@ -306,8 +351,16 @@ def beam_search(model: Transformer, src: torch.Tensor, beam: int, max_len: int, 
     return [out[i] for i in best.tolist()]
 
 
-def translate(model: Transformer, tokenizer: Tokenizer, sentences: list[str], beam: int, max_len: int,
-              max_tokens: int, device: torch.device, alpha: float = 0.6) -> list[str]:
+def translate(
+    model: Transformer,
+    tokenizer: Tokenizer,
+    sentences: list[str],
+    beam: int,
+    max_len: int,
+    max_tokens: int,
+    device: torch.device,
+    alpha: float = 0.6,
+) -> list[str]:
     """Translate raw sentences, decoding them in batches of similar length; returns raw (detokenised) text."""
     model.eval()
     src_ids = data.encode(tokenizer, sentences, max_len)
@@ -320,14 +373,19 @@ def translate(model: Transformer, tokenizer: Tokenizer, sentences: list[str], be
             hypotheses[i] = data.decode(tokenizer, ids)
     return hypotheses
 
-def evaluate(model: Transformer, tokenizer: Tokenizer, src: list[str], ref: list[str], config: Config,
-             device: torch.device) -> Evaluation:
+
+def evaluate(
+    model: Transformer, tokenizer: Tokenizer, src: list[str], ref: list[str], config: Config, device: torch.device
+) -> Evaluation:
     """Greedy-decoded corpus BLEU of ``src`` against ``ref``, with the BLEU of ``bleu_chunks`` fixed slices as the
     samples that Welch's t-test compares."""
     hypotheses = translate(model, tokenizer, src, 1, config.max_len, config.eval_max_tokens, device)
     score = data.bleu(hypotheses, ref)
-    return Evaluation(score=score.score, samples=data.chunk_bleus(hypotheses, ref, config.bleu_chunks),
-                      metrics={"bleu": score.score, "bp": score.bp, "sys_len": score.sys_len})
+    return Evaluation(
+        score=score.score,
+        samples=data.chunk_bleus(hypotheses, ref, config.bleu_chunks),
+        metrics={"bleu": score.score, "bp": score.bp, "sys_len": score.sys_len},
+    )
 
 
 # -- the task ----------------------------------------------------------------------------------------------------------
@@ -390,23 +448,39 @@ class TranslationTask:
         member.dropout_rng = torch.get_rng_state()
         seconds = time.perf_counter() - started
         epochs = member.epoch - 1 + member.cursor / len(self.batches)
-        return {"loss": total_loss / max(tokens, 1), "tgt_tokens": tokens, "tgt_tokens_per_s": tokens / seconds,
-                "epoch": epochs, "lr": float(hparams["lr"])}
+        return {
+            "loss": total_loss / max(tokens, 1),
+            "tgt_tokens": tokens,
+            "tgt_tokens_per_s": tokens / seconds,
+            "epoch": epochs,
+            "lr": float(hparams["lr"]),
+        }
 
     def evaluate(self, member: Member) -> Evaluation:
         return evaluate(member.model, self.tokenizer, self.val_src, self.val_ref, self.config, self.device)
 
     def save(self, member: Member, path: Path) -> None:
-        save_checkpoint({"format": CHECKPOINT_FORMAT, "model": member.model.state_dict(),
-                         "optimizer": member.optimizer.state_dict(), "shuffle": member.shuffle.get_state(),
-                         "dropout_rng": member.dropout_rng, "hparams": member.hparams, "step": member.step,
-                         "epoch": member.epoch, "cursor": member.cursor,
-                         "order": torch.tensor(member.order, dtype=torch.long), "tokenizer": self.tokenizer.to_str()},
-                        path)
+        save_checkpoint(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "model": member.model.state_dict(),
+                "optimizer": member.optimizer.state_dict(),
+                "shuffle": member.shuffle.get_state(),
+                "dropout_rng": member.dropout_rng,
+                "hparams": member.hparams,
+                "step": member.step,
+                "epoch": member.epoch,
+                "cursor": member.cursor,
+                "order": torch.tensor(member.order, dtype=torch.long),
+                "tokenizer": self.tokenizer.to_str(),
+            },
+            path,
+        )
 
     def load(self, path: Path) -> Member:
-        ckpt = load_checkpoint(path, ("model", "optimizer", "shuffle", "dropout_rng", "hparams", "tokenizer"),
-                               CHECKPOINT_FORMAT)
+        ckpt = load_checkpoint(
+            path, ("model", "optimizer", "shuffle", "dropout_rng", "hparams", "tokenizer"), CHECKPOINT_FORMAT
+        )
         if ckpt["tokenizer"] != self.tokenizer.to_str():
             raise ValueError(f"{path} was trained with a different tokeniser than this config builds")
         member = self._build(ckpt["hparams"], torch.Generator())

@@ -19,8 +19,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, required=True, help="where the tables and figures go")
     parser.add_argument("--allow-unequal", action="store_true", help="compare runs that planned different compute")
     parser.add_argument("--no-figures", action="store_true", help="write the tables only")
-    parser.add_argument("--seed", type=int, default=None, help="the PBT run (by seed) the schedule, lineage, "
-                        "member-score and greediness figures show (default: the median seed by best final score)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="the PBT run (by seed) the schedule, lineage, "
+        "member-score and greediness figures show (default: the median seed by best final score)",
+    )
     args = parser.parse_args(argv)
     comparison = compare(args.run_dirs, args.out, args.allow_unequal, figures=not args.no_figures, seed=args.seed)
     print(markdown_table(comparison))

@@ -22,8 +22,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("run_dir", type=Path, help="a finished PBT run directory")
     parser.add_argument("--member", default="best", help="whose schedule: a member id or best (default)")
     parser.add_argument("--population", type=int, default=1, help="fresh members that follow it (default 1)")
-    parser.add_argument("--final", action="store_true", help="hold the member's final hyperparameters fixed from the "
-                        "start instead of replaying its schedule (method final)")
+    parser.add_argument(
+        "--final",
+        action="store_true",
+        help="hold the member's final hyperparameters fixed from the "
+        "start instead of replaying its schedule (method final)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="the replay's run directory")
     parser.add_argument("--resume", action="store_true", help="continue --out if it holds the same replay")
     parser.add_argument("--force", action="store_true", help="replace the run --out holds")
@@ -33,10 +37,24 @@ def main(argv: list[str]) -> int:
     method = "final" if args.final else "replay"
 
     def listeners_for(store: StoreReader, config: Any) -> Any:
-        return run_listeners(store, str(store.meta().get("metric", "score")), f"{args.run_dir} {method}",
-                             figures=True, **listener_options(args))
+        return run_listeners(
+            store,
+            str(store.meta().get("metric", "score")),
+            f"{args.run_dir} {method}",
+            figures=True,
+            **listener_options(args),
+        )
 
-    replay(args.run_dir, args.out, args.member, args.population, args.final, args.resume, args.force, listeners_for,
-           args.task)
+    replay(
+        args.run_dir,
+        args.out,
+        args.member,
+        args.population,
+        args.final,
+        args.resume,
+        args.force,
+        listeners_for,
+        args.task,
+    )
     print_summary(args.out)
     return 0

@@ -10,13 +10,22 @@ from pathlib import Path
 from typing import Any
 
 from baselines import baseline_config
-from pbt.controller import Controller, open_experiment
+from pbt.controller import Controller
 from pbt.domain import Domain
+from pbt.experiment import open_experiment
 from pbt.rundir import RunDir
 from repro.commands.status import print_summary
 from repro.domains import label, load_domain, resume_command
-from repro.flags import (PROG, add_config_file_flag, add_config_flags, add_listener_flags, add_profile_flag,
-                         config_from_args, domain_usage, listener_options)
+from repro.flags import (
+    PROG,
+    add_config_file_flag,
+    add_config_flags,
+    add_listener_flags,
+    add_profile_flag,
+    config_from_args,
+    domain_usage,
+    listener_options,
+)
 from repro.listeners import run_listeners
 from repro.plan import plan
 
@@ -29,19 +38,27 @@ def build_parser(command: str, name: str, domain: Domain) -> argparse.ArgumentPa
     parser = argparse.ArgumentParser(
         prog=f"{PROG} {command} {name}",
         description=f"Train a {name} population with {what}. Metric: {domain.metric}. "
-                    f"Defaults come from --profile; any flag below overrides one setting.",
+        f"Defaults come from --profile; any flag below overrides one setting.",
     )
     add_profile_flag(parser, domain)
     parser.add_argument("--out", type=Path, help="run directory (default runs/DOMAIN-METHOD-PROFILE-sSEED)")
     parser.add_argument("--force", action="store_true", help="delete --out first if it already holds something")
     parser.add_argument("--resume", action="store_true", help="continue --out if it holds the same run")
     add_config_file_flag(parser)
-    parser.add_argument("--dry-run", action="store_true", help="print the plan (members, resources, budget, estimated "
-                        "cost), check it against the visible machine or Ray cluster, and exit")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (members, resources, budget, estimated "
+        "cost), check it against the visible machine or Ray cluster, and exit",
+    )
     add_listener_flags(parser)
     if command == "baseline":
-        parser.add_argument("--method", choices=("random", "grid"), default="random",
-                            help="random search (default) or grid search over the priors")
+        parser.add_argument(
+            "--method",
+            choices=("random", "grid"),
+            default="random",
+            help="random search (default) or grid search over the priors",
+        )
         parser.add_argument("--grid-points", type=int, default=2, help="grid values per hyperparameter (grid only)")
     add_config_flags(parser, domain.profiles[domain.default_profile()])
     return parser
@@ -81,8 +98,7 @@ def train(args: argparse.Namespace, run_dir: RunDir, spec: Any, metric: str, tit
         # (its WAL deleted) is reported in one line; closing first would quietly fold that WAL back in
         print_summary(store.run_dir)
     except KeyboardInterrupt:
-        print(f"\n{PROG}: interrupted; continue with `{resume_command(store.run_dir, store.meta())}`",
-              file=sys.stderr)
+        print(f"\n{PROG}: interrupted; continue with `{resume_command(store.run_dir, store.meta())}`", file=sys.stderr)
         return 130
     finally:
         run_dir.close()

@@ -23,8 +23,11 @@ def print_summary(run_dir: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog=f"{PROG} status", description="Print a run's members: step, score, "
-                                     "hyperparameters and state. Works while the run is going on elsewhere.")
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} status",
+        description="Print a run's members: step, score, "
+        "hyperparameters and state. Works while the run is going on elsewhere.",
+    )
     parser.add_argument("run_dir", type=Path)
     args = parser.parse_args(argv)
     print_summary(args.run_dir)

@@ -29,7 +29,6 @@ The same stores give the same files, byte for byte: figures are saved without da
 come from a fixed salt.
 """
 
-
 from __future__ import annotations
 
 import json
@@ -75,10 +74,35 @@ from repro.compare.tables import (
     table_rows,
 )
 
-__all__ = ["FIGURES", "METHOD_TITLES", "Comparison", "Row", "Run", "aggregate_row", "best_lineage",
-           "check_comparable", "coalescence", "compare", "csv_table", "domain_metric", "duration", "figure_run", "fmt",
-           "load_run", "log_scaled", "markdown_table", "median_seed", "one_or_mean", "over_trained", "progress_curve",
-           "run_greediness", "run_meta", "run_row", "step_on_grid", "table_rows"]
+__all__ = [
+    "FIGURES",
+    "METHOD_TITLES",
+    "Comparison",
+    "Row",
+    "Run",
+    "aggregate_row",
+    "best_lineage",
+    "check_comparable",
+    "coalescence",
+    "compare",
+    "csv_table",
+    "domain_metric",
+    "duration",
+    "figure_run",
+    "fmt",
+    "load_run",
+    "log_scaled",
+    "markdown_table",
+    "median_seed",
+    "one_or_mean",
+    "over_trained",
+    "progress_curve",
+    "run_greediness",
+    "run_meta",
+    "run_row",
+    "step_on_grid",
+    "table_rows",
+]
 
 # -- the comparison ----------------------------------------------------------------------------------------------------
 
@@ -106,8 +130,14 @@ def figure_run(runs: Sequence[Run], seed: int | None = None) -> Run | None:
     return chosen
 
 
-def compare(run_dirs: Sequence[Path | str], out: Path | str, allow_unequal: bool = False,
-            metric: str | None = None, figures: bool = True, seed: int | None = None) -> Comparison:
+def compare(
+    run_dirs: Sequence[Path | str],
+    out: Path | str,
+    allow_unequal: bool = False,
+    metric: str | None = None,
+    figures: bool = True,
+    seed: int | None = None,
+) -> Comparison:
     """Compare runs and write the tables and figures into ``out`` (see the module docstring).
 
     Args:
@@ -139,14 +169,27 @@ def compare(run_dirs: Sequence[Path | str], out: Path | str, allow_unequal: bool
         found = best_lineage(run)
         if found is not None:
             best, segments = found
-            best_schedule = {"run": str(run.run_dir), "seed": run.seed, "member": best.id, "score": best.score,
-                             "segments": [asdict(s) | {"trained_from": a, "trained_to": b}
-                                          for s, (a, b) in zip(segments, training_spans(segments))]}
+            best_schedule = {
+                "run": str(run.run_dir),
+                "seed": run.seed,
+                "member": best.id,
+                "score": best.score,
+                "segments": [
+                    asdict(s) | {"trained_from": a, "trained_to": b}
+                    for s, (a, b) in zip(segments, training_spans(segments))
+                ],
+            }
             (out / "best_schedule.json").write_text(json.dumps(best_schedule, indent=2) + "\n")
-    comparison = Comparison(domain=runs[0].domain, metric=metric, runs=runs, rows=table_rows(runs),
-                            equal_compute=equal, figures=drawn, best_schedule=best_schedule,
-                            figure_seed=None if run is None else run.seed)
+    comparison = Comparison(
+        domain=runs[0].domain,
+        metric=metric,
+        runs=runs,
+        rows=table_rows(runs),
+        equal_compute=equal,
+        figures=drawn,
+        best_schedule=best_schedule,
+        figure_seed=None if run is None else run.seed,
+    )
     (out / "comparison.md").write_text(markdown_table(comparison))
     (out / "comparison.csv").write_text(csv_table(comparison))
     return comparison
-

@@ -86,26 +86,64 @@ def plot_score_vs_compute(runs: Sequence[Run], metric: str, out: Path) -> list[s
         if len(group) == 1:  # one seed: its own curves, nothing to average
             xs, best, median = group[0]
             ax.plot(xs, best, color=colour, linewidth=1.6, drawstyle="steps-post", label=f"{title}: best so far")
-            ax.plot(xs, median, color=colour, linewidth=1.0, linestyle="--", alpha=0.8, drawstyle="steps-post",
-                    label=f"{title}: population median")
+            ax.plot(
+                xs,
+                median,
+                color=colour,
+                linewidth=1.0,
+                linestyle="--",
+                alpha=0.8,
+                drawstyle="steps-post",
+                label=f"{title}: population median",
+            )
             continue
         for i, (xs, best, _) in enumerate(group):
-            ax.plot(xs, best, color=colour, linewidth=0.6, alpha=0.45, drawstyle="steps-post",
-                    label=f"{title}: best so far, each seed" if i == 0 else None)
+            ax.plot(
+                xs,
+                best,
+                color=colour,
+                linewidth=0.6,
+                alpha=0.45,
+                drawstyle="steps-post",
+                label=f"{title}: best so far, each seed" if i == 0 else None,
+            )
         bests = np.vstack([step_on_grid(xs, best, grid) for xs, best, _ in group])  # NaN where a seed has none yet
         medians = np.vstack([step_on_grid(xs, median, grid) for xs, _, median in group])
-        ax.fill_between(grid, bests.min(axis=0), bests.max(axis=0), color=colour, alpha=0.18, linewidth=0,
-                        label=f"{title}: best so far, min–max over seeds")
-        ax.plot(grid, bests.mean(axis=0), color=colour, linewidth=2.0,
-                label=f"{title}: best so far, mean over {len(group)} seeds")
-        ax.plot(grid, medians.mean(axis=0), color=colour, linewidth=1.0, linestyle="--", alpha=0.8,
-                label=f"{title}: population median, mean over seeds")
+        ax.fill_between(
+            grid,
+            bests.min(axis=0),
+            bests.max(axis=0),
+            color=colour,
+            alpha=0.18,
+            linewidth=0,
+            label=f"{title}: best so far, min–max over seeds",
+        )
+        ax.plot(
+            grid,
+            bests.mean(axis=0),
+            color=colour,
+            linewidth=2.0,
+            label=f"{title}: best so far, mean over {len(group)} seeds",
+        )
+        ax.plot(
+            grid,
+            medians.mean(axis=0),
+            color=colour,
+            linewidth=1.0,
+            linestyle="--",
+            alpha=0.8,
+            label=f"{title}: population median, mean over seeds",
+        )
     planned = max(r.compute["planned_steps"] for r in runs)
     if planned:
         ax.axvline(planned, color="0.6", linewidth=0.8, linestyle=":")
-    ax.set(xlabel="compute: member training steps, summed over the population", ylabel=metric,
-           title=f"{runs[0].domain}: best-so-far score against compute (" + ", ".join(
-               f"{METHOD_TITLES.get(m, m)}: {len(g)} run{'s' if len(g) > 1 else ''}" for m, g in curves.items()) + ")")
+    ax.set(
+        xlabel="compute: member training steps, summed over the population",
+        ylabel=metric,
+        title=f"{runs[0].domain}: best-so-far score against compute ("
+        + ", ".join(f"{METHOD_TITLES.get(m, m)}: {len(g)} run{'s' if len(g) > 1 else ''}" for m, g in curves.items())
+        + ")",
+    )
     ax.grid(alpha=0.3)
     if curves:
         ax.legend(fontsize=8)
@@ -156,7 +194,7 @@ def plot_schedule(run: Run, metric: str, out: Path) -> list[str]:
         every: list[Any] = [h[name] for h in initial] + [s.hparams[name] for s in segments]
         every += [e.new_hparams[name] for e in run.events if e.new_hparams and name in e.new_hparams]
         _, labels = _numeric(every)
-        to_y = (lambda v: float(v)) if labels is None else (lambda v: float(labels.index(str(v))))  # noqa: E731
+        to_y = float if labels is None else (lambda v, labels=labels: float(labels.index(str(v))))
         for m in run.members:
             history = hparam_history(m.id, initial, run.events)
             xs, ys = [], []
@@ -178,11 +216,15 @@ def plot_schedule(run: Run, metric: str, out: Path) -> list[str]:
             ax.set_yticks(range(len(labels)), labels)
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
-    axes[-1][0].set_xlabel("step: red, training steps the final weights received along the lineage; "
-                           "grey, each member's own step", fontsize=9)
+    axes[-1][0].set_xlabel(
+        "step: red, training steps the final weights received along the lineage; grey, each member's own step",
+        fontsize=9,
+    )
     # wrapped: a long metric name (the GAN's) would run off the figure
-    title = (f"{run.domain}: hyperparameter schedule of the final best member {best.id} ({metric} {fmt(best.score)}), "
-             "followed back through its lineage (red); each member's own values in grey; dotted lines: copies")
+    title = (
+        f"{run.domain}: hyperparameter schedule of the final best member {best.id} ({metric} {fmt(best.score)}), "
+        "followed back through its lineage (red); each member's own values in grey; dotted lines: copies"
+    )
     fig.suptitle(textwrap.fill(title, 110), fontsize=10)
     fig.tight_layout()
     return save_figure(fig, out, "schedule")
@@ -195,8 +237,13 @@ def plot_lineage_tree(run: Run, metric: str, out: Path) -> list[str]:
     for m in run.members:
         ax.plot([0, m.step], [m.id, m.id], color="0.75", linewidth=1.0, zorder=1)
     for c in copies(run.events):
-        ax.annotate("", xy=(c.step, c.member), xytext=(c.donor_step, c.donor), zorder=2,
-                    arrowprops={"arrowstyle": "->", "color": "0.55", "linewidth": 0.6, "shrinkA": 0, "shrinkB": 0})
+        ax.annotate(
+            "",
+            xy=(c.step, c.member),
+            xytext=(c.donor_step, c.donor),
+            zorder=2,
+            arrowprops={"arrowstyle": "->", "color": "0.55", "linewidth": 0.6, "shrinkA": 0, "shrinkB": 0},
+        )
     found = best_lineage(run)
     if found is not None:
         best, segments = found
@@ -205,9 +252,13 @@ def plot_lineage_tree(run: Run, metric: str, out: Path) -> list[str]:
         for c in lineage_copies(segments):
             ax.plot([c.donor_step, c.step], [c.donor, c.member], color="tab:red", linewidth=1.6, zorder=3)
         ax.plot([best.step], [best.id], marker="*", markersize=12, color="tab:red", zorder=4)
-    ax.set(xlabel="step", ylabel="member", ylim=(-0.7, n - 0.3),
-           title=f"{run.domain}: lineage tree, {len(copies(run.events))} copies (grey arrows: donor → member)\n"
-                 "red: the lineage of the final best member (★)")
+    ax.set(
+        xlabel="step",
+        ylabel="member",
+        ylim=(-0.7, n - 0.3),
+        title=f"{run.domain}: lineage tree, {len(copies(run.events))} copies (grey arrows: donor → member)\n"
+        "red: the lineage of the final best member (★)",
+    )
     if n <= 40:
         ax.set_yticks(range(n))
     ax.invert_yaxis()
@@ -232,10 +283,14 @@ def plot_member_scores(run: Run, metric: str, out: Path) -> list[str]:
             ax.plot([e.step], [e.donor_score], marker="^", markersize=4, color=colour)
         if e.score is not None:
             ax.plot([e.step], [e.score], marker="o", markersize=3, color=colour, markerfacecolor="none")
-    ax.set(xlabel="step", ylabel=metric, title=f"{run.domain}: each member's score, {len(exploits)} exploit events\n"
-           "○ the member's score before the copy, ▲ the donor's score it took over")
+    ax.set(
+        xlabel="step",
+        ylabel=metric,
+        title=f"{run.domain}: each member's score, {len(exploits)} exploit events\n"
+        "○ the member's score before the copy, ▲ the donor's score it took over",
+    )
     ax.grid(alpha=0.3)
-    if 0 < len(ax.get_lines()) and len(run.members) <= 20:
+    if len(ax.get_lines()) > 0 and len(run.members) <= 20:
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return save_figure(fig, out, "member_scores")
@@ -248,19 +303,28 @@ def plot_greediness(run: Run, metric: str, out: Path) -> list[str]:
     plt = pyplot()
     found = run_greediness(run)
     names = sorted(found.spread) if found is not None else []
-    fig, axes = plt.subplots(2 + len(names), 1, figsize=(8, 2.2 * (2 + len(names)) + 0.6), sharex=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(2 + len(names), 1, figsize=(8, 2.2 * (2 + len(names)) + 0.6), sharex=True, squeeze=False)
     axes = [row[0] for row in axes]
     if found is None:
-        axes[0].text(0.5, 0.5, "no diagnostics: not a PBT run, or a store without its initial hyperparameters",
-                     ha="center", transform=axes[0].transAxes)
+        axes[0].text(
+            0.5,
+            0.5,
+            "no diagnostics: not a PBT run, or a store without its initial hyperparameters",
+            ha="center",
+            transform=axes[0].transAxes,
+        )
         return save_figure(fig, out, "greediness")
     end = max(m.step for m in run.members)
     steps, alive = zip(*found.lineages_alive)
     axes[0].step([*steps, end], [*alive, alive[-1]], where="post", color="tab:blue", linewidth=1.6)
     if found.coalescence_step is not None:
-        axes[0].axvline(found.coalescence_step, color="tab:red", linewidth=0.8, linestyle=":",
-                        label=f"coalesced at step {found.coalescence_step}")
+        axes[0].axvline(
+            found.coalescence_step,
+            color="tab:red",
+            linewidth=0.8,
+            linestyle=":",
+            label=f"coalesced at step {found.coalescence_step}",
+        )
         axes[0].legend(fontsize=8)
     axes[0].set(ylabel="founding lineages\nalive", ylim=(0, found.population + 0.5))
     axes[0].yaxis.get_major_locator().set_params(integer=True)
@@ -281,11 +345,16 @@ def plot_greediness(run: Run, metric: str, out: Path) -> list[str]:
     for ax in axes:
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("step (each event at the step of the member that made it: the copier's own step)", fontsize=9)
-    ending = (f"coalesced to one founder at step {found.coalescence_step}" if found.coalescence_step is not None
-              else f"{found.lineages_at_end} founding lineages alive at the end")
-    title = (f"{run.domain}: greediness of PBT seed {run.seed} ({found.population} members, {ending}): founding "
-             "lineages alive, fraction of the population whose weights were replaced per ready round, and the "
-             "population's spread of each hyperparameter")
+    ending = (
+        f"coalesced to one founder at step {found.coalescence_step}"
+        if found.coalescence_step is not None
+        else f"{found.lineages_at_end} founding lineages alive at the end"
+    )
+    title = (
+        f"{run.domain}: greediness of PBT seed {run.seed} ({found.population} members, {ending}): founding "
+        "lineages alive, fraction of the population whose weights were replaced per ready round, and the "
+        "population's spread of each hyperparameter"
+    )
     fig.suptitle(textwrap.fill(title, 110), fontsize=10)
     fig.tight_layout()
     return save_figure(fig, out, "greediness")

@@ -11,9 +11,9 @@ from typing import Any
 from pbt.controller import BASELINE_METHODS, REPLAY_METHODS
 from pbt.diagnostics import Greediness, greediness
 from pbt.lineage import Segment, lineage
-from pbt.space import ConfigError
 from pbt.results import Results
 from pbt.rows import EventKind, MemberRow, ScoreRow
+from pbt.space import ConfigError
 from pbt.store import StoreReader
 
 SEARCH_KINDS = (EventKind.EXPLOIT, EventKind.EXPLOIT_HPARAMS, EventKind.EXPLORE)  # events only a search (PBT) makes
@@ -93,27 +93,37 @@ def check_comparable(runs: Sequence[Run], allow_unequal: bool = False) -> bool:
         raise ConfigError("no runs to compare")
     domains = sorted({r.domain for r in runs})
     if len(domains) > 1:
-        raise ConfigError(f"cannot compare runs of different domains ({', '.join(domains)}): their scores measure "
-                          "different things")
+        raise ConfigError(
+            f"cannot compare runs of different domains ({', '.join(domains)}): their scores measure different things"
+        )
     searches = [r for r in runs if r.label not in REPLAY_METHODS] or list(runs)
-    for what, key, group in (("compute (member-steps = population × steps per member)", "planned_steps", searches),
-                             ("steps per member", "budget_steps", runs)):
+    for what, key, group in (
+        ("compute (member-steps = population × steps per member)", "planned_steps", searches),
+        ("steps per member", "budget_steps", runs),
+    ):
         planned = {str(r.run_dir): r.compute[key] for r in group}
         if len(set(planned.values())) > 1 and not allow_unequal:
             plans = ", ".join(f"{d} plans {p}" for d, p in planned.items())
             raise ConfigError(f"unequal {what}: {plans}; pass --allow-unequal to compare anyway")
-    equal = (len({r.compute["planned_steps"] for r in searches}) == 1
-             and len({r.compute["budget_steps"] for r in runs}) == 1)
-    mislabelled = [f"{r.run_dir} ({r.label})" for r in runs
-                   if r.label in BASELINE_METHODS + REPLAY_METHODS
-                   and any(e.kind in SEARCH_KINDS for e in r.events)]
+    equal = (
+        len({r.compute["planned_steps"] for r in searches}) == 1 and len({r.compute["budget_steps"] for r in runs}) == 1
+    )
+    mislabelled = [
+        f"{r.run_dir} ({r.label})"
+        for r in runs
+        if r.label in BASELINE_METHODS + REPLAY_METHODS and any(e.kind in SEARCH_KINDS for e in r.events)
+    ]
     if mislabelled:
-        raise ConfigError(f"{', '.join(mislabelled)}: labelled a baseline or a replay but its events show exploits "
-                          "or explores; its label and what it did disagree, so it is not compared")
+        raise ConfigError(
+            f"{', '.join(mislabelled)}: labelled a baseline or a replay but its events show exploits "
+            "or explores; its label and what it did disagree, so it is not compared"
+        )
     over = over_trained(runs)
     if over and not allow_unequal:
-        raise ConfigError(f"{'; '.join(over)}: more training than any member of the comparison ran; pass "
-                          "--allow-unequal to compare anyway")
+        raise ConfigError(
+            f"{'; '.join(over)}: more training than any member of the comparison ran; pass "
+            "--allow-unequal to compare anyway"
+        )
     return equal and not over
 
 
@@ -122,8 +132,11 @@ def over_trained(runs: Sequence[Run]) -> list[str]:
     may only be as old as the most training one member could do alone (per-member equal compute, not just equal
     totals). A store written before weight ages were recorded cannot show it either way and is not flagged here."""
     ceiling = max(r.compute.get("max_member_steps", 0) for r in runs)
-    return [f"{r.run_dir}: weights trained for {r.compute['max_weight_age']} steps (ceiling {ceiling})"
-            for r in runs if (r.compute.get("max_weight_age") or 0) > ceiling]
+    return [
+        f"{r.run_dir}: weights trained for {r.compute['max_weight_age']} steps (ceiling {ceiling})"
+        for r in runs
+        if (r.compute.get("max_weight_age") or 0) > ceiling
+    ]
 
 
 # -- curves and lineages as data --------------------------------------------------------------------------------
@@ -165,6 +178,11 @@ def run_greediness(run: Run) -> Greediness | None:
     nothing, and for a store that lacks the initial hyperparameters or the ready interval they are rebuilt from."""
     initial = run.meta.get("initial_hparams") or []
     ready_every = run.meta.get("config", {}).get("pbt", {}).get("ready_every")
-    if run.method in BASELINE_METHODS + REPLAY_METHODS or len(initial) != len(run.members) or not initial or not ready_every:
+    if (
+        run.method in BASELINE_METHODS + REPLAY_METHODS
+        or len(initial) != len(run.members)
+        or not initial
+        or not ready_every
+    ):
         return None
     return greediness(initial, run.events, int(ready_every), max(m.step for m in run.members))

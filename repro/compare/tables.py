@@ -13,10 +13,17 @@ from repro.compare.runs import Run, run_greediness
 from repro.stats import mean_std
 from repro.text import duration, fmt
 
-METHOD_TITLES = {"pbt": "PBT", "pb2": "PB2", "fire": "FIRE PBT", "random_search": "random search", "grid_search": "grid search",
-                 "pbt-transfer-weights": "PBT, copying weights only", "pbt-transfer-hparams": "PBT, copying "
-                 "hyperparameters only", "replay": "PBT's schedule replayed from scratch",
-                 "final": "PBT's final hyperparameters from scratch"}
+METHOD_TITLES = {
+    "pbt": "PBT",
+    "pb2": "PB2",
+    "fire": "FIRE PBT",
+    "random_search": "random search",
+    "grid_search": "grid search",
+    "pbt-transfer-weights": "PBT, copying weights only",
+    "pbt-transfer-hparams": "PBT, copying hyperparameters only",
+    "replay": "PBT's schedule replayed from scratch",
+    "final": "PBT's final hyperparameters from scratch",
+}
 
 # -- the table --------------------------------------------------------------------------------------------------
 
@@ -53,17 +60,26 @@ def run_row(run: Run) -> Row:
     finals = run.finals
     best = run.best_member
     greedy = run_greediness(run)
-    return Row(label=str(run.run_dir), method=run.method, domain=run.domain, seeds=[run.seed],
-               population=len(run.members), used_steps=run.compute["used_steps"],
-               planned_steps=run.compute["planned_steps"], wall_seconds=run.compute["wall_seconds"],
-               best_final=None if best is None else best.score,
-               mean_final=statistics.fmean(finals) if finals else None,
-               median_final=statistics.median(finals) if finals else None,
-               finished=f"{len(finals)}/{len(run.members)}", status=str(run.meta.get("status", "?")),
-               per_seed_best=[] if best is None or best.score is None else [best.score],
-               max_weight_age=run.compute.get("max_weight_age"), min_weight_age=run.compute.get("min_weight_age"),
-               coalescence_steps=[] if greedy is None else [greedy.coalescence_step],
-               lineages_at_end=[] if greedy is None else [greedy.lineages_at_end])
+    return Row(
+        label=str(run.run_dir),
+        method=run.method,
+        domain=run.domain,
+        seeds=[run.seed],
+        population=len(run.members),
+        used_steps=run.compute["used_steps"],
+        planned_steps=run.compute["planned_steps"],
+        wall_seconds=run.compute["wall_seconds"],
+        best_final=None if best is None else best.score,
+        mean_final=statistics.fmean(finals) if finals else None,
+        median_final=statistics.median(finals) if finals else None,
+        finished=f"{len(finals)}/{len(run.members)}",
+        status=str(run.meta.get("status", "?")),
+        per_seed_best=[] if best is None or best.score is None else [best.score],
+        max_weight_age=run.compute.get("max_weight_age"),
+        min_weight_age=run.compute.get("min_weight_age"),
+        coalescence_steps=[] if greedy is None else [greedy.coalescence_step],
+        lineages_at_end=[] if greedy is None else [greedy.lineages_at_end],
+    )
 
 
 def aggregate_row(method: str, rows: Sequence[Row]) -> Row:
@@ -71,18 +87,29 @@ def aggregate_row(method: str, rows: Sequence[Row]) -> Row:
     best, best_std = mean_std([r.best_final for r in rows])
     mean, mean_spread = mean_std([r.mean_final for r in rows])
     median, median_std = mean_std([r.median_final for r in rows])
-    return Row(label=f"{METHOD_TITLES.get(method, method)}: mean ± std over {len(rows)} runs", method=method,
-               domain=rows[0].domain, seeds=[s for r in rows for s in r.seeds], population=rows[0].population,
-               used_steps=statistics.fmean(r.used_steps for r in rows),
-               planned_steps=statistics.fmean(r.planned_steps for r in rows),
-               wall_seconds=statistics.fmean(r.wall_seconds for r in rows), best_final=best, mean_final=mean,
-               median_final=median, finished=", ".join(r.finished for r in rows),
-               status=", ".join(sorted({r.status for r in rows})), best_final_std=best_std, mean_final_std=mean_spread,
-               median_final_std=median_std, per_seed_best=[v for r in rows for v in r.per_seed_best],
-               max_weight_age=max((r.max_weight_age for r in rows if r.max_weight_age is not None), default=None),
-               min_weight_age=min((r.min_weight_age for r in rows if r.min_weight_age is not None), default=None),
-               coalescence_steps=[s for r in rows for s in r.coalescence_steps],
-               lineages_at_end=[n for r in rows for n in r.lineages_at_end])
+    return Row(
+        label=f"{METHOD_TITLES.get(method, method)}: mean ± std over {len(rows)} runs",
+        method=method,
+        domain=rows[0].domain,
+        seeds=[s for r in rows for s in r.seeds],
+        population=rows[0].population,
+        used_steps=statistics.fmean(r.used_steps for r in rows),
+        planned_steps=statistics.fmean(r.planned_steps for r in rows),
+        wall_seconds=statistics.fmean(r.wall_seconds for r in rows),
+        best_final=best,
+        mean_final=mean,
+        median_final=median,
+        finished=", ".join(r.finished for r in rows),
+        status=", ".join(sorted({r.status for r in rows})),
+        best_final_std=best_std,
+        mean_final_std=mean_spread,
+        median_final_std=median_std,
+        per_seed_best=[v for r in rows for v in r.per_seed_best],
+        max_weight_age=max((r.max_weight_age for r in rows if r.max_weight_age is not None), default=None),
+        min_weight_age=min((r.min_weight_age for r in rows if r.min_weight_age is not None), default=None),
+        coalescence_steps=[s for r in rows for s in r.coalescence_steps],
+        lineages_at_end=[n for r in rows for n in r.lineages_at_end],
+    )
 
 
 @dataclass
@@ -150,16 +177,27 @@ def age_text(age: int | None) -> str:
 
 
 def markdown_table(comparison: Comparison, intro: bool = True) -> str:
-    lines = [f"Domain `{comparison.domain}`; metric: {comparison.metric} (higher is better); compute: member-steps "
-             "(population × steps per member) and wall time."] if intro else []
+    lines = (
+        [
+            f"Domain `{comparison.domain}`; metric: {comparison.metric} (higher is better); compute: member-steps "
+            "(population × steps per member) and wall time."
+        ]
+        if intro
+        else []
+    )
     if not comparison.equal_compute:
-        lines.append("\n**Unequal compute** (compared with `--allow-unequal`): the runs planned different budgets; "
-                     "see the planned column.")
-    lines += ["", "| run | method | seed | population | steps used / planned | oldest weights | youngest weights | "
-              "wall time | best final | "
-              "population mean final | population median final | members counted | coalesced at step | "
-              "lineages at end | status |",
-              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+        lines.append(
+            "\n**Unequal compute** (compared with `--allow-unequal`): the runs planned different budgets; "
+            "see the planned column."
+        )
+    lines += [
+        "",
+        "| run | method | seed | population | steps used / planned | oldest weights | youngest weights | "
+        "wall time | best final | "
+        "population mean final | population median final | members counted | coalesced at step | "
+        "lineages at end | status |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for r in comparison.rows:
         seeds = ", ".join(map(str, r.seeds))
         lines.append(
@@ -168,24 +206,47 @@ def markdown_table(comparison: Comparison, intro: bool = True) -> str:
             f"{age_text(r.max_weight_age)} | {age_text(r.min_weight_age)} | {duration(r.wall_seconds)} | "
             f"{fmt(r.best_final, r.best_final_std)} | {fmt(r.mean_final, r.mean_final_std)} | "
             f"{fmt(r.median_final, r.median_final_std)} | {r.finished} | {coalescence_text(r.coalescence_steps)} | "
-            f"{lineages_text(r.lineages_at_end)} | {r.status} |")
-    lines.append("\nFinal scores are each member's latest score (its own: a member does not exploit at the end of its "
-                 "budget); dropped or failed members are not counted. ± is the sample standard deviation over runs. "
-                 "Oldest weights: the most training any member's weights received through their copies (at most "
-                 "the steps one member trains); youngest weights: the least training a finished member's weights "
-                 "received (its steps, unless a copy took weights that had trained less). Coalesced at step: the "
-                 "first step from which on every PBT member's weights descend from one founding member, through "
-                 "copies (never: the run ended with several); "
-                 "lineages at end: how many founding members' weights survive; over several seeds, the mean over "
-                 "the seeds that coalesced (how many did) and the mean count; — for baselines, which copy nothing.")
+            f"{lineages_text(r.lineages_at_end)} | {r.status} |"
+        )
+    lines.append(
+        "\nFinal scores are each member's latest score (its own: a member does not exploit at the end of its "
+        "budget); dropped or failed members are not counted. ± is the sample standard deviation over runs. "
+        "Oldest weights: the most training any member's weights received through their copies (at most "
+        "the steps one member trains); youngest weights: the least training a finished member's weights "
+        "received (its steps, unless a copy took weights that had trained less). Coalesced at step: the "
+        "first step from which on every PBT member's weights descend from one founding member, through "
+        "copies (never: the run ended with several); "
+        "lineages at end: how many founding members' weights survive; over several seeds, the mean over "
+        "the seeds that coalesced (how many did) and the mean count; — for baselines, which copy nothing."
+    )
     return "\n".join(lines) + "\n"
 
 
-CSV_COLUMNS = ("row", "label", "method", "domain", "seeds", "population", "used_steps", "planned_steps",
-               "wall_seconds", "best_final", "best_final_std", "mean_final", "mean_final_std", "median_final",
-               "median_final_std", "members_counted", "status", "equal_compute", "max_weight_age", "min_weight_age",
-               "coalescence_step",
-               "coalesced_seeds", "lineages_at_end")
+CSV_COLUMNS = (
+    "row",
+    "label",
+    "method",
+    "domain",
+    "seeds",
+    "population",
+    "used_steps",
+    "planned_steps",
+    "wall_seconds",
+    "best_final",
+    "best_final_std",
+    "mean_final",
+    "mean_final_std",
+    "median_final",
+    "median_final_std",
+    "members_counted",
+    "status",
+    "equal_compute",
+    "max_weight_age",
+    "min_weight_age",
+    "coalescence_step",
+    "coalesced_seeds",
+    "lineages_at_end",
+)
 
 
 def csv_table(comparison: Comparison) -> str:
@@ -194,13 +255,31 @@ def csv_table(comparison: Comparison) -> str:
     writer.writerow(CSV_COLUMNS)
     for i, r in enumerate(comparison.rows):
         blank = lambda v: "" if v is None else repr(v)  # noqa: E731 - repr keeps floats exact
-        writer.writerow(["run" if i < len(comparison.runs) else "mean_std", r.label, r.method, r.domain,
-                         " ".join(map(str, r.seeds)), r.population, r.used_steps, r.planned_steps,
-                         round(r.wall_seconds, 3), blank(r.best_final), blank(r.best_final_std), blank(r.mean_final),
-                         blank(r.mean_final_std), blank(r.median_final), blank(r.median_final_std), r.finished,
-                         r.status, comparison.equal_compute, blank(r.max_weight_age), blank(r.min_weight_age),
-                         blank(coalescence(r.coalescence_steps)[0]), coalescence(r.coalescence_steps)[1],
-                         blank(one_or_mean(r.lineages_at_end))])
+        writer.writerow(
+            [
+                "run" if i < len(comparison.runs) else "mean_std",
+                r.label,
+                r.method,
+                r.domain,
+                " ".join(map(str, r.seeds)),
+                r.population,
+                r.used_steps,
+                r.planned_steps,
+                round(r.wall_seconds, 3),
+                blank(r.best_final),
+                blank(r.best_final_std),
+                blank(r.mean_final),
+                blank(r.mean_final_std),
+                blank(r.median_final),
+                blank(r.median_final_std),
+                r.finished,
+                r.status,
+                comparison.equal_compute,
+                blank(r.max_weight_age),
+                blank(r.min_weight_age),
+                blank(coalescence(r.coalescence_steps)[0]),
+                coalescence(r.coalescence_steps)[1],
+                blank(one_or_mean(r.lineages_at_end)),
+            ]
+        )
     return buffer.getvalue()
-
-
