@@ -75,6 +75,18 @@ class Domain:
     def default_profile(self) -> str | None:
         return "cpu" if "cpu" in self.profiles else next(iter(self.profiles), None)
 
+    def default_config(self) -> Any:
+        """The default profile's config, which the command line starts from; refused in one line for a module that
+        defines ``make_task`` but no ``Config`` (the Python API, given a config, needs none)."""
+        profile = self.default_profile()
+        if profile is None:
+            raise ConfigError(
+                f"{self.module or 'this task module'} defines make_task but no Config, so the command line has no "
+                "settings to start from: add a dataclass Config with a field pbt: PBTConfig = "
+                "field(default_factory=PBTConfig), or declare DOMAIN with profiles"
+            )
+        return self.profiles[profile]
+
 
 def import_module(ref: str) -> ModuleType:
     """Import ``ref``: a dotted module path, or the path of a ``.py`` file (imported under its file name's stem, and

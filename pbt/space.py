@@ -300,7 +300,7 @@ def parse_prior(text: str) -> tuple[str, Prior]:
     if not name or not spec:
         raise ConfigError(f"priors: {text!r} is not NAME=KIND:ARGS (e.g. lr=loguniform:1e-5:1e-2)")
     if kind == "choice":
-        return name, Categorical(tuple(args.split(",")))
+        return name, Categorical(tuple(_choice_value(v) for v in args.split(",")))
     if kind not in PRIOR_KINDS:
         raise ConfigError(f"priors: unknown kind {kind!r} in {text!r}; choose loguniform, uniform, int or choice")
     try:
@@ -315,6 +315,43 @@ def parse_prior(text: str) -> tuple[str, Prior]:
         return name, PRIOR_KINDS[kind](low, high)  # type: ignore[arg-type]
     except ConfigError as exc:
         raise ConfigError(f"priors: {name}: {exc}") from None
+
+
+def _choice_value(text: str) -> HValue:
+    """A ``choice`` value as the task will get it: a whole number as an ``int``, another number as a ``float``, any
+    other text as it is (``choice:0.8,0.9`` gives momentum numbers, ``choice:adam,sgd`` gives names)."""
+    for kind in (int, float):
+        try:
+            value = kind(text)
+        except ValueError:
+            continue
+        return value if math.isfinite(value) else text
+    return text
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_fits(name: str, old: Prior, new: Prior) -> None:
+    """Refuse, in one line, a ``--priors`` replacement whose values are not of the hyperparameter's type: text
+    choices for a numeric one (or numbers for a named one), fractions for a whole-number one."""
+    numeric = isinstance(old, (Uniform, IntUniform)) or (
+        isinstance(old, Categorical) and all(_is_number(c) for c in old.choices)
+    )
+    values = new.choices if isinstance(new, Categorical) else (new.low, new.high)  # type: ignore[union-attr]
+    if numeric and not all(_is_number(v) for v in values):
+        raise ConfigError(
+            f"priors: {name} is a number (its prior: {describe(old)}), so its choices must be numbers, "
+            f"got {describe(new)}"
+        )
+    if not numeric and isinstance(old, Categorical) and any(_is_number(v) for v in values):
+        raise ConfigError(
+            f"priors: {name} is one of {', '.join(map(str, old.choices))}, so its choices must be names "
+            f"like these, got {describe(new)}"
+        )
+    if isinstance(old, IntUniform) and not all(isinstance(v, int) for v in values):
+        raise ConfigError(f"priors: {name} is a whole number (its prior: {describe(old)}), got {describe(new)}")
 
 
 def describe(prior: Prior) -> str:
@@ -338,5 +375,6 @@ def with_priors(space: dict[str, Prior], overrides: tuple[str, ...]) -> dict[str
         name, prior = parse_prior(text)
         if name not in space:
             raise ConfigError(f"priors: {name!r} is not a hyperparameter of this task (it has: {', '.join(space)})")
+        check_fits(name, space[name], prior)
         space[name] = prior
     return space

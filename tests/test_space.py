@@ -2,7 +2,19 @@ import random
 
 import pytest
 
-from pbt.space import Categorical, ConfigError, IntUniform, LogUniform, Uniform, explore, grid, sample
+from pbt.space import (
+    Categorical,
+    ConfigError,
+    IntUniform,
+    LogUniform,
+    Uniform,
+    describe,
+    explore,
+    grid,
+    parse_prior,
+    sample,
+    with_priors,
+)
 
 SPACE = {
     "lr": LogUniform(1e-4, 1e-1),
@@ -126,7 +138,6 @@ def test_grid_is_the_cartesian_product():
 
 def test_priors_can_be_overridden_and_bad_ranges_are_refused():
     from pbt.config import PBTConfig
-    from pbt.space import parse_prior, with_priors
 
     assert parse_prior("unroll=int:5:50") == ("unroll", IntUniform(5, 50))
     assert parse_prior("opt=choice:adam,sgd") == ("opt", Categorical(("adam", "sgd")))
@@ -189,3 +200,18 @@ def test_initial_hyperparameters_inside_the_space_pass_grid_points_included():
     check_initial_hparams([GOOD, {"lr": 0.1, "dropout": 0, "unroll": 40.0, "opt": "rmsprop"}], SPACE)
     check_initial_hparams(grid(SPACE, 5), SPACE)  # end points of a log-spaced grid may miss a bound by rounding
     check_initial_hparams([sample(SPACE, random.Random(i)) for i in range(50)], SPACE)
+
+
+def test_choice_priors_keep_their_types_and_must_fit_the_hyperparameter():
+    space = {"momentum": Uniform(0.0, 0.99), "unroll": IntUniform(5, 50), "optimizer": Categorical(("adam", "sgd"))}
+    typed = with_priors(space, ("momentum=choice:0.8,0.9,0.99", "unroll=choice:5,10", "optimizer=choice:sgd,rmsprop"))
+    assert typed["momentum"] == Categorical((0.8, 0.9, 0.99))  # numbers, not the strings "0.8", ...
+    assert typed["unroll"].choices == (5, 10) and all(type(c) is int for c in typed["unroll"].choices)
+    assert typed["optimizer"] == Categorical(("sgd", "rmsprop"))
+    with pytest.raises(ConfigError, match=r"^priors: momentum is a number .*choices must be numbers"):
+        with_priors(space, ("momentum=choice:high,low",))
+    with pytest.raises(ConfigError, match=r"^priors: unroll is a whole number"):
+        with_priors(space, ("unroll=choice:5,7.5",))
+    with pytest.raises(ConfigError, match=r"^priors: optimizer is one of adam, sgd, so its choices must be names"):
+        with_priors(space, ("optimizer=choice:1,2",))
+    assert parse_prior(f"m={describe(typed['momentum'])}") == ("m", typed["momentum"])  # stored and read back alike

@@ -147,3 +147,12 @@ def test_a_task_that_breaks_the_contract_stops_with_a_clear_message(user_code: P
         sys.path.remove(str(user_code))
         sys.modules.pop("mypkg.broken", None)
         sys.modules.pop("mypkg", None)
+
+
+def test_a_module_with_only_make_task_is_told_in_one_line_what_to_add(user_code: Path) -> None:
+    (user_code / "bare_task.py").write_text("def make_task(config):\n    raise NotImplementedError\n")
+    for command in ("run", "reproduce"):
+        bad = cli([command, "bare_task.py", "--out", "bare", "--quiet"], user_code, check=False)
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+        assert "defines make_task but no Config" in bad.stderr and "pbt: PBTConfig" in bad.stderr
+    assert not (user_code / "bare").exists()

@@ -59,7 +59,7 @@ def build_parser(name: str, domain: Domain) -> argparse.ArgumentParser:
         "otherwise nothing is compared yet",
     )
     add_listener_flags(parser)
-    add_config_flags(parser, domain.profiles[domain.default_profile()])
+    add_config_flags(parser, domain.default_config())
     return parser
 
 

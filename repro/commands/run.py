@@ -60,7 +60,7 @@ def build_parser(command: str, name: str, domain: Domain) -> argparse.ArgumentPa
             help="random search (default) or grid search over the priors",
         )
         parser.add_argument("--grid-points", type=int, default=2, help="grid values per hyperparameter (grid only)")
-    add_config_flags(parser, domain.profiles[domain.default_profile()])
+    add_config_flags(parser, domain.default_config())
     return parser
 
 

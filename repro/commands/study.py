@@ -53,7 +53,7 @@ def build_parser(name: str, domain: Domain) -> argparse.ArgumentParser:
     )
     add_config_file_flag(parser)
     add_listener_flags(parser)
-    add_config_flags(parser, domain.profiles[domain.default_profile()])
+    add_config_flags(parser, domain.default_config())
     return parser
 
 
