@@ -19,9 +19,10 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
-from pbt.domain import load
+from pbt.domain import import_module, load
 from pbt.interval import IntervalResult, Job, StateCache, run_interval
 from pbt.task import Task
 
@@ -31,10 +32,27 @@ WORKER_READY = "ready"  # a worker's first message: its task is built, so an int
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """How to build a task anywhere: the domain of ``module`` (``pbt.domain.load``), its ``make_task(config)``."""
+    """How to build a task anywhere: the domain of ``module`` (``pbt.domain.load``), its ``make_task(config)``.
+
+    A spec travels to worker processes (and Ray workers) pickled. A task given as a ``file.py`` is imported under a
+    name of its own (``pbt.domain.import_module``), which a fresh process does not have, so the spec carries the
+    file's absolute path and imports it before it unpickles the config, whose dataclass lives in that file."""
 
     module: str
     config: Any
+
+    def __post_init__(self) -> None:
+        if self.module.endswith(".py"):  # a worker may start in another folder (a Ray worker does)
+            object.__setattr__(self, "module", str(Path(self.module).resolve()))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"module": self.module, "config": pickle.dumps(self.config)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if state["module"].endswith(".py"):
+            import_module(state["module"])
+        object.__setattr__(self, "module", state["module"])
+        object.__setattr__(self, "config", pickle.loads(state["config"]))
 
     def build(self) -> Task:
         return load(self.module).make_task(self.config)

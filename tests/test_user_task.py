@@ -156,3 +156,19 @@ def test_a_module_with_only_make_task_is_told_in_one_line_what_to_add(user_code:
         assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
         assert "defines make_task but no Config" in bad.stderr and "pbt: PBTConfig" in bad.stderr
     assert not (user_code / "bare").exists()
+
+
+def test_a_task_file_trains_in_worker_processes_from_another_folder(user_code: Path, tmp_path_factory) -> None:
+    elsewhere = tmp_path_factory.mktemp("elsewhere")  # neither the task's folder nor the checkout
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"WANDB_MODE": "offline"}
+    args = ["run", str(user_code / "solo_task.py"), "--out", "solo", "--population", "3", "--executor", "local"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "repro.cli", *args, "--workers", "2", "--quiet"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert StoreReader(elsewhere / "solo").meta()["status"] == "finished"
