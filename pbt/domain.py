@@ -113,8 +113,8 @@ def import_module(ref: str) -> ModuleType:
     except ModuleNotFoundError as exc:
         if exc.name and ref.startswith(exc.name):  # the task module itself is missing, not one it imports
             raise ConfigError(
-                f"cannot import task module {ref!r} ({exc}); give a registered domain, an importable "
-                "module path or a file.py path"
+                f"cannot import task module {ref!r} ({exc}); give a registered domain, a module path importable "
+                "from the current folder (as with python -m) or the PYTHONPATH, or the task's file path, path/to/task.py"
             ) from None
         raise
 

@@ -66,7 +66,7 @@ def open_experiment(
         force=force,
         resume=resume,
         metric=task_domain.metric,
-        module=module,
+        module=spec_module(module),  # a task file by its absolute path: resume finds it from any folder
         schedule=None if schedule is None else schedule.to_meta(),
         extra_meta=None if replay_of is None else {"replay_of": replay_of},
     )
@@ -91,3 +91,8 @@ def run_experiment(
     with run_dir, nullcontext(()) if watch is None else watch(run_dir.store) as watching:
         Controller(run_dir.store, spec, [*listeners, *watching]).run()
     return StoreReader(run_dir.path)  # the run is over and the directory free; what it wrote stays readable
+
+
+def spec_module(module: str) -> str:
+    """How a run records its task module: a ``file.py`` by its absolute path, a dotted path as it is."""
+    return str(Path(module).resolve()) if module.endswith(".py") else module

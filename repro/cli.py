@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {'DOMAIN':<10} a domain's own tools: {', '.join(registered())}")
         return 0
     command, rest = argv[0], argv[1:]
+    if "" not in sys.path and os.getcwd() not in sys.path:  # a task module in this folder imports, as with python -m
+        sys.path.insert(0, os.getcwd())
     try:
         if command in COMMANDS:
             return int(COMMANDS[command][1](rest) or 0)

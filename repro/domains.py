@@ -30,8 +30,9 @@ def load_domain(name: str) -> Domain:
     if name.endswith(".py") or "." in name or importlib.util.find_spec(name) is not None:
         return load(name)
     raise ConfigError(
-        f"unknown domain {name!r}; choose one of: {', '.join(known)}, or give your task module "
-        "(mypkg.mytask, or path/to/task.py)"
+        f"unknown domain {name!r}; choose one of: {', '.join(known)}, or give your task module: a module path "
+        "importable from the current folder (as with python -m) or the PYTHONPATH (mypkg.mytask), or its file "
+        "(path/to/task.py)"
     )
 
 

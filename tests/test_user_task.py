@@ -172,3 +172,32 @@ def test_a_task_file_trains_in_worker_processes_from_another_folder(user_code: P
     )
     assert proc.returncode == 0, proc.stderr
     assert StoreReader(elsewhere / "solo").meta()["status"] == "finished"
+
+
+def test_a_task_module_in_the_current_folder_needs_no_pythonpath_and_resumes_from_anywhere(
+    user_code: Path, tmp_path_factory
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"WANDB_MODE": "offline"}
+
+    def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "repro.cli", *args, "--quiet"],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+
+    made = run(["run", "solo_task", "--out", "by_name", "--population", "3"], user_code)
+    assert made.returncode == 0, made.stderr
+    made = run(["run", "solo_task.py", "--out", "by_file", "--population", "3", "--budget-steps", "40"], user_code)
+    assert made.returncode == 0, made.stderr
+    recorded = StoreReader(user_code / "by_file").meta()["module"]
+    assert recorded == str(user_code / "solo_task.py")  # by its absolute path, so resume finds it from anywhere
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    resumed = run(["resume", str(user_code / "by_file"), "--task", recorded], elsewhere)
+    assert resumed.returncode == 0, resumed.stderr
+    missing = run(["run", "solo_task", "--out", "x"], elsewhere)
+    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
+    assert "current folder" in missing.stderr and "path/to/task.py" in missing.stderr
