@@ -26,7 +26,8 @@ def example_files() -> dict[str, str]:
 def test_the_readme_example_runs_as_written(tmp_path: Path) -> None:
     for name, code in example_files().items():
         (tmp_path / name).write_text(code)
-    env = dict(os.environ, PYTHONPATH=str(REPO), WANDB_MODE="disabled")
+    # as a user has it: only the README's files in the folder, the installed package, no PYTHONPATH
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"WANDB_MODE": "disabled"}
     for executor in ("serial", "local"):
         proc = subprocess.run(
             [sys.executable, "run.py", executor], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
@@ -36,15 +37,20 @@ def test_the_readme_example_runs_as_written(tmp_path: Path) -> None:
         store = StoreReader(tmp_path / "runs" / f"mytask-pbt-{executor}")
         assert store.meta()["status"] == "finished" and store.events("exploit")
         store.close()
-    cli = subprocess.run(
-        [sys.executable, "-m", "repro.cli", "run", "mytask", "--out", "cli-run", "--quiet"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert cli.returncode == 0, cli.stderr
+    pbt_repro = str(Path(sys.executable).parent / "pbt-repro")  # the installed command, as the README names it
+    for task, out in (("mytask", "cli-run"), ("mytask.py", "cli-file-run")):  # the default executor: worker processes
+        cli = subprocess.run(
+            [pbt_repro, "run", task, "--out", out, "--quiet"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert cli.returncode == 0, cli.stderr
+        store = StoreReader(tmp_path / out)
+        assert store.meta()["status"] == "finished" and store.meta()["config"]["pbt"]["executor"] == "local"
+        store.close()
     assert StoreReader(tmp_path / "cli-run").meta()["module"] == "mytask"
 
 
