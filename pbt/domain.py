@@ -88,6 +88,9 @@ class Domain:
         return self.profiles[profile]
 
 
+FILE_MODULE_PREFIX = "pbt_task_"  # a task file is imported as pbt_task_STEM, apart from any module of that name
+
+
 def import_module(ref: str) -> ModuleType:
     """Import ``ref``: a dotted module path, or the path of a ``.py`` file (imported under its file name's stem, and
     kept in ``sys.modules`` so that pickled configs of its dataclasses load again)."""
@@ -95,7 +98,7 @@ def import_module(ref: str) -> ModuleType:
         path = Path(ref).resolve()
         if not path.is_file():
             raise ConfigError(f"no such task file: {ref}")
-        name = f"pbt_task_{path.stem}"
+        name = f"{FILE_MODULE_PREFIX}{path.stem}"
         if name in sys.modules:
             return sys.modules[name]
         spec = importlib.util.spec_from_file_location(name, path)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pbt.config import replace_fields
-from pbt.domain import Domain
+from pbt.domain import FILE_MODULE_PREFIX, Domain
 from pbt.errors import Worded
 from pbt.space import ConfigError
 from repro.domains import registered
@@ -153,7 +153,12 @@ def add_config_flags(parser: argparse.ArgumentParser, config: Any) -> None:
         sub_hints = typing.get_type_hints(type(sub))
         for g in dataclasses.fields(sub):
             _add_field(group, g, sub_hints[g.name], getattr(sub, g.name))  # type: ignore[arg-type]
-    group = parser.add_argument_group(f"{type(config).__module__.rsplit('.', 1)[0]} settings")
+    module = type(config).__module__
+    if module.startswith(FILE_MODULE_PREFIX):  # a task file: by its file's name, not the name it is imported under
+        title = f"{module.removeprefix(FILE_MODULE_PREFIX)}.py"
+    else:  # an experiment's package (experiments.rl), or a user's package
+        title = module.rsplit(".", 1)[0]
+    group = parser.add_argument_group(f"{title} settings")
     for f in own:
         _add_field(group, f, hints[f.name], getattr(config, f.name))  # type: ignore[arg-type]
 

@@ -201,3 +201,8 @@ def test_a_task_module_in_the_current_folder_needs_no_pythonpath_and_resumes_fro
     missing = run(["run", "solo_task", "--out", "x"], elsewhere)
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
     assert "current folder" in missing.stderr and "path/to/task.py" in missing.stderr
+
+
+def test_the_help_of_a_task_file_names_its_settings_by_the_file(user_code: Path) -> None:
+    text = cli(["run", "solo_task.py", "--help"], user_code).stdout
+    assert "\nsolo_task.py settings:" in text and "pbt_task_" not in text
