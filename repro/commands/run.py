@@ -59,7 +59,13 @@ def build_parser(command: str, name: str, domain: Domain) -> argparse.ArgumentPa
             default="random",
             help="random search (default) or grid search over the priors",
         )
-        parser.add_argument("--grid-points", type=int, default=2, help="grid values per hyperparameter (grid only)")
+        parser.add_argument(
+            "--grid-points",
+            type=int,
+            default=2,
+            help="grid values per hyperparameter (grid only); the default 2 tries only the ends of each range, the "
+            "corners of the search box",
+        )
     add_config_flags(parser, domain.default_config())
     return parser
 
