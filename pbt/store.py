@@ -27,6 +27,9 @@ from pbt.space import ConfigError
 
 DB_NAME = "pbt.sqlite"
 CKPT_DIR = "checkpoints"
+# The layout below, recorded in the database header (SQLite's ``user_version``) when a store is created: a store of
+# any other layout is refused whole rather than read in part.
+STORE_VERSION = 1
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -118,6 +121,20 @@ class NotARunStore(ConfigError):
     """A file named ``pbt.sqlite`` that is not a run's store (empty, not SQLite, or without a run in it)."""
 
 
+class StoreVersionError(ConfigError):
+    """A run's store of a layout this code does not read (``STORE_VERSION``)."""
+
+
+def check_store_version(db: sqlite3.Connection, path: Path) -> None:
+    """Refuse, in one line, a store whose recorded layout version is not ``STORE_VERSION`` (0: none recorded)."""
+    found = db.execute("PRAGMA user_version").fetchone()[0]
+    if found != STORE_VERSION:
+        raise StoreVersionError(
+            f"{path} is a run store of layout version {found}; this code reads layout version {STORE_VERSION} only",
+            path=path,
+        )
+
+
 class StoreReader:
     """A run store opened for reading only: what ``status``, ``compare``, ``report``, ``replay`` and
     ``pbt.results.Results`` use. It never writes: it creates no table, file or folder (not even SQLite's ``-wal`` and
@@ -136,6 +153,11 @@ class StoreReader:
         if not meta.get("domain") or "config" not in meta or not self.columns["member"]:
             self.db.close()
             raise NotARunStore(f"{self.path} holds no run (no domain, config or members in it)", path=self.path)
+        try:
+            check_store_version(self.db, self.path)
+        except StoreVersionError:
+            self.db.close()
+            raise
 
     def _read_only_uri(self) -> str:
         """``immutable=1`` where nothing can be writing (no live owner and no ``-wal`` file, or a read-only

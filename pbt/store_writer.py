@@ -12,7 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from pbt.rows import Event, IntervalRow, MemberRow, ScoreRow
-from pbt.store import CKPT_DIR, DB_NAME, MEMBER_COLUMNS, MIGRATIONS, SCHEMA, StoreReader
+from pbt.space import ConfigError
+from pbt.store import (
+    CKPT_DIR,
+    DB_NAME,
+    MEMBER_COLUMNS,
+    MIGRATIONS,
+    SCHEMA,
+    STORE_VERSION,
+    StoreReader,
+    check_store_version,
+)
 
 MEMBER_INSERT = (
     f"INSERT OR REPLACE INTO member ({', '.join(MEMBER_COLUMNS)}) VALUES ({', '.join('?' * len(MEMBER_COLUMNS))})"
@@ -39,6 +49,14 @@ class Store(StoreReader):
         self.guard = guard
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self._connect()
+        if not self._tables():  # a new store: its layout and the layout's version, in one transaction
+            self.db.executescript(f"BEGIN; {SCHEMA} PRAGMA user_version = {STORE_VERSION}; COMMIT;")
+        else:
+            try:
+                check_store_version(self.db, self.path)
+            except ConfigError:
+                self.db.close()
+                raise
         self.columns = {t: {r[1] for r in self.db.execute(f"PRAGMA table_info({t})")} for t in ("member", "event")}
         self.upgraded = False
 
