@@ -17,7 +17,6 @@ from pbt.store import (
     CKPT_DIR,
     DB_NAME,
     MEMBER_COLUMNS,
-    MIGRATIONS,
     SCHEMA,
     STORE_VERSION,
     StoreReader,
@@ -57,18 +56,6 @@ class Store(StoreReader):
             except ConfigError:
                 self.db.close()
                 raise
-        self.columns = {t: {r[1] for r in self.db.execute(f"PRAGMA table_info({t})")} for t in ("member", "event")}
-        self.upgraded = False
-
-    def _upgrade(self) -> None:
-        """Bring the store to the current layout (tables and columns added since it was made), at the first write:
-        reopening a finished run only to read it (``reproduce`` over finished runs) leaves it byte for byte."""
-        self.upgraded = True
-        self.db.executescript(SCHEMA)
-        for table, column, kind in MIGRATIONS:
-            if column not in {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}:
-                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-        self.columns = {t: {r[1] for r in self.db.execute(f"PRAGMA table_info({t})")} for t in ("member", "event")}
 
     def _connect(self) -> None:
         self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
@@ -121,8 +108,6 @@ class Store(StoreReader):
     def transaction(self) -> Iterator[sqlite3.Connection]:
         if self.guard is not None:
             self.guard()
-        if not self.upgraded:
-            self._upgrade()
         self._check_wal()
         self.db.execute("BEGIN IMMEDIATE")
         try:
@@ -280,8 +265,6 @@ class Store(StoreReader):
 
     def remove_orphan_checkpoints(self) -> list[str]:
         """Delete checkpoint files nothing refers to (written by an interval that was never committed)."""
-        if not self.upgraded:  # a store of an older layout has no snapshot table yet
-            self._upgrade()
         used = self._referenced(self.db)
         removed = []
         for path in self.checkpoint_dir.iterdir():
