@@ -34,14 +34,13 @@ class Run(Results):
 
     @property
     def transfer(self) -> str:
-        """What the run's exploits copy (``PBTConfig.transfer``; ``both`` in stores made before it existed)."""
-        return str(self.meta.get("config", {}).get("pbt", {}).get("transfer", "both"))
+        """What the run's exploits copy (``PBTConfig.transfer``)."""
+        return str(self.meta["config"]["pbt"]["transfer"])
 
     @property
     def strategy(self) -> str:
-        """How the run decided its copies and hyperparameters (``PBTConfig.strategy``; ``pbt`` in stores made before
-        it existed)."""
-        return str(self.meta.get("config", {}).get("pbt", {}).get("strategy", "pbt"))
+        """How the run decided its copies and hyperparameters (``PBTConfig.strategy``)."""
+        return str(self.meta["config"]["pbt"]["strategy"])
 
     @property
     def method(self) -> str:
@@ -55,7 +54,7 @@ class Run(Results):
 
     @property
     def seed(self) -> int:
-        return int(self.meta.get("seed", self.meta.get("config", {}).get("pbt", {}).get("seed", 0)))
+        return int(self.meta["seed"])
 
     @property
     def best_member(self) -> MemberRow | None:
