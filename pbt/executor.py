@@ -119,7 +119,7 @@ class SerialExecutor:
         self.cache.states.clear()
 
 
-def _die_with_parent(parent_pid: int | None) -> None:
+def _die_with_parent(parent_pid: int) -> None:
     """Make sure this worker ends when its controller (process ``parent_pid``, recorded before spawning) does,
     SIGKILL included, so that no worker outlives its run, finishes an interval nobody will read and writes its
     checkpoint, or prints a BrokenPipeError.
@@ -135,9 +135,7 @@ def _die_with_parent(parent_pid: int | None) -> None:
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     parent = mp.parent_process()
-    if parent_pid is None:  # started by a controller whose code predates the argument: the pid multiprocessing kept
-        parent_pid = parent.pid if parent is not None else None
-    if parent_pid is not None and os.getppid() != parent_pid:  # the controller died before the request above
+    if os.getppid() != parent_pid:  # the controller died before the request above
         os._exit(0)
     if parent is not None and parent.sentinel is not None:
 
@@ -148,9 +146,7 @@ def _die_with_parent(parent_pid: int | None) -> None:
         threading.Thread(target=watch, name="pbt-parent-watchdog", daemon=True).start()
 
 
-def _worker_main(
-    conn: mpc.Connection, spec_bytes: bytes, threads: int, cache_size: int, parent_pid: int | None = None
-) -> None:
+def _worker_main(conn: mpc.Connection, spec_bytes: bytes, threads: int, cache_size: int, parent_pid: int) -> None:
     _die_with_parent(parent_pid)  # before anything else: importing the task may take seconds
     for var in THREAD_ENV_VARS:  # before the task imports its numerical library
         os.environ[var] = str(threads)

@@ -43,7 +43,7 @@ class Segment:
     start: int
     end: int
     hparams: HParams
-    age_start: int | None = None  # the weights' age (training received) at ``start``; None in stores without ages
+    age_start: int  # the weights' age (training received) at ``start``
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class _Node:
     parent_step: int  # the donor's step at the copy
     parent_changes: int  # how many of the donor's hyperparameter changes had happened at the copy
     changes: list[tuple[int, HParams]] = field(default_factory=list)  # (step, hyperparameters from then on)
-    start_age: int | None = 0  # the weights' age when this life began (recorded with the copy; 0 for a fresh start)
+    start_age: int = 0  # the weights' age when this life began (recorded with the copy; 0 for a fresh start)
 
 
 def _replay(initial: Sequence[HParams], events: Sequence[Event]) -> dict[int, _Node]:
@@ -86,7 +86,7 @@ def _replay(initial: Sequence[HParams], events: Sequence[Event]) -> dict[int, _N
                 parent_step=e.donor_step if e.donor_step is not None else e.step,
                 parent_changes=len(donor.changes),
                 changes=[(e.step, hparams)],
-                start_age=e.weight_age,
+                start_age=int(e.weight_age),  # type: ignore[arg-type]  # every copy records it
             )
         elif e.kind in HPARAM_KINDS and e.new_hparams is not None:
             current[e.member].changes.append((e.step, dict(e.new_hparams)))
@@ -102,7 +102,7 @@ def _segments(node: _Node, changes: Sequence[tuple[int, HParams]], end: int) -> 
             start=start,
             end=max(start, stop),
             hparams=h,
-            age_start=None if node.start_age is None else node.start_age + start - began,
+            age_start=node.start_age + start - began,
         )
         for (start, h), stop in zip(changes, steps)
     ]
@@ -175,22 +175,13 @@ def training_spans(segments: Sequence[Segment]) -> list[tuple[int, int]]:
     """Where each segment lies on the axis of the training the final weights received: ``(from, to)`` in steps.
 
     Members' step counters drift apart when workers run at different speeds, so a copy can take weights trained less
-    far than the copying member's own counter says; along this axis the lineage is contiguous. The recorded weight
-    ages are used where the store has them; a store written before they were recorded is rebuilt by adding up the
-    segments' lengths.
+    far than the copying member's own counter says; along this axis, the weight ages the store records with each
+    copy, the lineage is contiguous.
 
-    >>> training_spans([Segment(0, 0, 10, {}), Segment(1, 8, 12, {})])
-    [(0, 10), (10, 14)]
     >>> training_spans([Segment(0, 0, 8, {}, age_start=0), Segment(1, 12, 16, {}, age_start=8)])
     [(0, 8), (8, 12)]
     """
-    if segments and all(s.age_start is not None for s in segments):
-        return [(int(s.age_start), int(s.age_start) + s.end - s.start) for s in segments]  # type: ignore[arg-type]
-    spans, trained = [], 0
-    for s in segments:
-        spans.append((trained, trained + s.end - s.start))
-        trained += s.end - s.start
-    return spans
+    return [(s.age_start, s.age_start + s.end - s.start) for s in segments]
 
 
 def ancestors(segments: Sequence[Segment]) -> list[int]:

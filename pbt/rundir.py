@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from pbt.config import EXECUTION_FIELDS, PBTConfig, from_dict
+from pbt.config import EXECUTION_FIELDS, PBTConfig
 from pbt.executor import cpu_count
 from pbt.lock import LOCK_NAME, LockLost, RunBusy, RunLock, owner_identity, recorded_owner_alive
 from pbt.rows import MemberRow, RunStatus
@@ -59,15 +59,6 @@ def _config_dict(config: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config)))  # tuples become lists, as they are stored
 
 
-def _stored_config(config: Any, stored: Any) -> Any:
-    """A stored run's config as ``_config_dict`` gives it for ``config``'s class: a setting added after the run was
-    made reads as its default (a run made before ``transfer`` existed copied both), so the run still resumes."""
-    try:
-        return _config_dict(from_dict(type(config), stored))
-    except (ConfigError, TypeError):  # not this class's config at all: compared as it is, and refused
-        return stored
-
-
 def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         return [d for k in sorted(set(a) | set(b)) for d in _differences(a.get(k), b.get(k), f"{prefix}{k}.")]
@@ -81,7 +72,7 @@ def run_differences(
     replay's ``schedule``): each setting that differs, as ``name: stored != wanted``. Execution settings (workers,
     ...) are left out: a resume may change them without changing what is computed."""
     wanted = _identity(domain, method, config, schedule)
-    stored = {k: meta.get(k) for k in wanted} | {"config": _stored_config(config, meta.get("config"))}
+    stored = {k: meta.get(k) for k in wanted}
     return [
         d for d in _differences(stored, wanted) if d.split(":")[0].removeprefix("config.pbt.") not in EXECUTION_FIELDS
     ]

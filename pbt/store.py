@@ -17,7 +17,6 @@ import json
 import os
 import sqlite3
 import urllib.parse
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,9 @@ from pbt.space import ConfigError
 
 DB_NAME = "pbt.sqlite"
 CKPT_DIR = "checkpoints"
+# The layout below, recorded in the database header (SQLite's ``user_version``) when a store is created: a store of
+# any other layout is refused whole rather than read in part.
+STORE_VERSION = 1
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -59,13 +61,6 @@ CREATE TABLE IF NOT EXISTS ready_interval (
 CREATE INDEX IF NOT EXISTS score_member ON score (member, step);
 CREATE INDEX IF NOT EXISTS ready_interval_start ON ready_interval (start_step);
 """
-# Columns added after the first layout: a store written before them gets them on open (NULL: unknown, read as the
-# member's step, which is what the weights had then at most once copies were resolved at the copier's step).
-MIGRATIONS = (
-    ("member", "weight_age", "INTEGER"),
-    ("event", "weight_age", "INTEGER"),
-    ("member", "decision_due", "INTEGER"),
-)
 MEMBER_COLUMNS = (
     "id",
     "seed",
@@ -100,22 +95,38 @@ EVENT_COLUMNS = (
 )
 
 
-def check_store_file(path: Path) -> None:
+def check_store_file(path: Path) -> int:
     """Refuse, in one line, a ``pbt.sqlite`` that is missing, empty or not a SQLite database (before SQLite opens it:
-    opening such a file for writing would turn it into a fresh, empty store)."""
+    opening such a file for writing would turn it into a fresh, empty store); else the layout version its header
+    records (``user_version``, bytes 60 to 63; written when the store was made, and never changed)."""
     try:
         with open(path, "rb") as f:
-            head = f.read(16)
+            head = f.read(100)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path.parent} is not a run directory (no {DB_NAME} in it)") from None
     if not head:
         raise NotARunStore(f"{path} is empty: not a run's store (was the run's creation interrupted?)", path=path)
-    if head != b"SQLite format 3\x00":
+    if head[:16] != b"SQLite format 3\x00":
         raise NotARunStore(f"{path} is not a SQLite database: it was overwritten or is not a run's store", path=path)
+    return int.from_bytes(head[60:64], "big")
 
 
 class NotARunStore(ConfigError):
     """A file named ``pbt.sqlite`` that is not a run's store (empty, not SQLite, or without a run in it)."""
+
+
+class StoreVersionError(ConfigError):
+    """A run's store of a layout this code does not read (``STORE_VERSION``)."""
+
+
+def check_store_version(db: sqlite3.Connection, path: Path) -> None:
+    """Refuse, in one line, a store whose recorded layout version is not ``STORE_VERSION`` (0: none recorded)."""
+    found = db.execute("PRAGMA user_version").fetchone()[0]
+    if found != STORE_VERSION:
+        raise StoreVersionError(
+            f"{path} is a run store of layout version {found}; this code reads layout version {STORE_VERSION} only",
+            path=path,
+        )
 
 
 class StoreReader:
@@ -128,30 +139,31 @@ class StoreReader:
         self.checkpoint_dir = self.run_dir / CKPT_DIR
         self.path = self.run_dir / DB_NAME
         self.wal_path = self.path.with_name(f"{DB_NAME}-wal")
-        check_store_file(self.path)
+        version = check_store_file(self.path)
         # a store that SQLite cannot read raises sqlite3.DatabaseError here, from this object (``repro.cli`` words it)
-        self.db = sqlite3.connect(self._read_only_uri(), uri=True, timeout=30.0, isolation_level=None)
-        self.columns = {t: {r[1] for r in self.db.execute(f"PRAGMA table_info({t})")} for t in ("member", "event")}
-        meta = self.meta() if "meta" in self._tables() else {}
-        if not meta.get("domain") or "config" not in meta or not self.columns["member"]:
+        self.db = sqlite3.connect(self._read_only_uri(version), uri=True, timeout=30.0, isolation_level=None)
+        tables = self._tables()
+        meta = self.meta() if "meta" in tables else {}
+        if not meta.get("domain") or "config" not in meta or "member" not in tables:
             self.db.close()
             raise NotARunStore(f"{self.path} holds no run (no domain, config or members in it)", path=self.path)
+        try:
+            check_store_version(self.db, self.path)
+        except StoreVersionError:
+            self.db.close()
+            raise
 
-    def _read_only_uri(self) -> str:
+    def _read_only_uri(self, version: int) -> str:
         """``immutable=1`` where nothing can be writing (no live owner and no ``-wal`` file, or a read-only
-        directory), so SQLite makes no ``-shm``/``-wal`` file; otherwise ``mode=ro``, which shares the owner's."""
+        directory) or nothing is read but what refuses it (a store of another layout ``version``), so SQLite makes
+        no ``-shm``/``-wal`` file; otherwise ``mode=ro``, which shares the owner's."""
         live = self.wal_path.exists() or RunLock.owner(self.run_dir) is not None
         writable = os.access(self.run_dir, os.W_OK)
-        mode = "mode=ro" if live and writable else "immutable=1"
+        mode = "mode=ro" if live and writable and version == STORE_VERSION else "immutable=1"
         return f"file:{urllib.parse.quote(str(self.path.resolve()))}?{mode}"
 
     def _tables(self) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-
-    def _select(self, table: str, columns: Sequence[str]) -> str:
-        """A column list for ``table``, with NULL for columns a store written before them lacks."""
-        have = self.columns.get(table) or set(columns)
-        return ", ".join(c if c in have else "NULL" for c in columns)
 
     @staticmethod
     def exists(run_dir: Path | str) -> bool:
@@ -215,7 +227,7 @@ class StoreReader:
         return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
 
     def members(self) -> list[MemberRow]:
-        rows = self.db.execute(f"SELECT {self._select('member', MEMBER_COLUMNS)} FROM member ORDER BY id").fetchall()
+        rows = self.db.execute(f"SELECT {', '.join(MEMBER_COLUMNS)} FROM member ORDER BY id").fetchall()
         return [
             MemberRow(
                 id=r[0],
@@ -230,7 +242,7 @@ class StoreReader:
                 status=r[9],
                 failures=r[10],
                 error=r[11],
-                weight_age=r[3] if r[12] is None else r[12],
+                weight_age=r[12],
                 decision_due=r[13],
             )
             for r in rows
@@ -271,11 +283,9 @@ class StoreReader:
         """Every event in the order it was recorded; only those of ``kind``, or made at ``step``, when given."""
         conditions = {"kind = ?": kind, "step = ?": step}
         where = [c for c, v in conditions.items() if v is not None]
-        query = "SELECT * FROM event" + (" WHERE " + " AND ".join(where) if where else "")
+        query = f"SELECT {', '.join(EVENT_COLUMNS)} FROM event" + (" WHERE " + " AND ".join(where) if where else "")
         args = tuple(v for v in conditions.values() if v is not None)
-        rows = self.db.execute(
-            query.replace("*", self._select("event", EVENT_COLUMNS)) + " ORDER BY id", args
-        ).fetchall()
+        rows = self.db.execute(query + " ORDER BY id", args).fetchall()
         load = lambda v: None if v is None else json.loads(v)  # noqa: E731
         return [
             Event(
@@ -298,9 +308,7 @@ class StoreReader:
 
     def intervals(self, since: int, until: int) -> list[IntervalRow]:
         """The completed intervals that started at or after step ``since`` and ended at or before step ``until``, by
-        start step and member (none in a store written before they were kept)."""
-        if "ready_interval" not in self._tables():
-            return []
+        start step and member."""
         rows = self.db.execute(
             "SELECT member, start_step, end_step, hparams, start_score, end_score FROM "
             "ready_interval WHERE start_step >= ? AND end_step <= ? ORDER BY start_step, member",
@@ -317,18 +325,16 @@ class StoreReader:
         """Compute planned and used: member-steps (committed) and wall seconds."""
         meta = self.meta()
         pbt = meta.get("config", {}).get("pbt", {})
-        age = "weight_age" if "weight_age" in self.columns["member"] else "NULL"
         used, most, oldest, youngest = self.db.execute(
-            f"SELECT COALESCE(SUM(step), 0), COALESCE(MAX(step), 0), MAX({age}), "
-            f"MIN(CASE WHEN status = '{MemberStatus.DONE}' THEN {age} END) FROM member"
+            "SELECT COALESCE(SUM(step), 0), COALESCE(MAX(step), 0), COALESCE(MAX(weight_age), 0), "
+            f"MIN(CASE WHEN status = '{MemberStatus.DONE}' THEN weight_age END) FROM member"
         ).fetchone()
         return {
             "planned_steps": int(pbt.get("population", 0)) * int(pbt.get("budget_steps", 0)),
             "used_steps": int(used),  # what the members' slots trained: the compute spent
             "budget_steps": int(pbt.get("budget_steps", 0)),
             "max_member_steps": int(most),
-            # the most training any member's weights received (None: a store written before weight ages were kept)
-            "max_weight_age": None if oldest is None else int(oldest),
+            "max_weight_age": int(oldest),  # the most training any member's weights received
             # the least training a finished member's weights received (below the budget: a copy lost training)
             "min_weight_age": None if youngest is None else int(youngest),
             "wall_seconds": float(meta.get("wall_seconds", 0.0)),

@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from pbt.rows import Event, IntervalRow, MemberRow, ScoreRow
-from pbt.store import CKPT_DIR, DB_NAME, MEMBER_COLUMNS, MIGRATIONS, SCHEMA, StoreReader
+from pbt.space import ConfigError
+from pbt.store import (
+    CKPT_DIR,
+    DB_NAME,
+    MEMBER_COLUMNS,
+    SCHEMA,
+    STORE_VERSION,
+    StoreReader,
+    check_store_version,
+)
 
 MEMBER_INSERT = (
     f"INSERT OR REPLACE INTO member ({', '.join(MEMBER_COLUMNS)}) VALUES ({', '.join('?' * len(MEMBER_COLUMNS))})"
@@ -39,18 +48,14 @@ class Store(StoreReader):
         self.guard = guard
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self._connect()
-        self.columns = {t: {r[1] for r in self.db.execute(f"PRAGMA table_info({t})")} for t in ("member", "event")}
-        self.upgraded = False
-
-    def _upgrade(self) -> None:
-        """Bring the store to the current layout (tables and columns added since it was made), at the first write:
-        reopening a finished run only to read it (``reproduce`` over finished runs) leaves it byte for byte."""
-        self.upgraded = True
-        self.db.executescript(SCHEMA)
-        for table, column, kind in MIGRATIONS:
-            if column not in {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}:
-                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-        self.columns = {t: {r[1] for r in self.db.execute(f"PRAGMA table_info({t})")} for t in ("member", "event")}
+        if not self._tables():  # a new store: its layout and the layout's version, in one transaction
+            self.db.executescript(f"BEGIN; {SCHEMA} PRAGMA user_version = {STORE_VERSION}; COMMIT;")
+        else:
+            try:
+                check_store_version(self.db, self.path)
+            except ConfigError:
+                self.db.close()
+                raise
 
     def _connect(self) -> None:
         self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
@@ -103,8 +108,6 @@ class Store(StoreReader):
     def transaction(self) -> Iterator[sqlite3.Connection]:
         if self.guard is not None:
             self.guard()
-        if not self.upgraded:
-            self._upgrade()
         self._check_wal()
         self.db.execute("BEGIN IMMEDIATE")
         try:
@@ -262,8 +265,6 @@ class Store(StoreReader):
 
     def remove_orphan_checkpoints(self) -> list[str]:
         """Delete checkpoint files nothing refers to (written by an interval that was never committed)."""
-        if not self.upgraded:  # a store of an older layout has no snapshot table yet
-            self._upgrade()
         used = self._referenced(self.db)
         removed = []
         for path in self.checkpoint_dir.iterdir():

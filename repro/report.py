@@ -8,10 +8,9 @@ substitute (Multi30k for WMT14, a CIFAR-10-classifier score for the ImageNet Inc
 FuN). The file is generated, never edited by hand: the same summaries give a byte-identical file (nothing in it depends
 on the clock, the machine or the order the directory is listed in).
 
-A summary with paired statistics (``summary["paired"]``, see ``repro.reproduce``) shows each arm's mean with its 95%
-t-interval over seeds and the difference PBT − random search paired by seed, with how many seeds PBT won; an older
-summary shows its means as before. Further results (test sets, FID, ...) are a table per domain, whether the summary
-gathers them per run (``extra_results``) or, as older ones do, in keys of their own beside the core ones.
+Each summary's paired statistics (``summary["paired"]``, see ``repro.reproduce``) give each arm's mean with its 95%
+t-interval over seeds and the difference PBT − random search paired by seed, with how many seeds PBT won. Further
+results (test sets, FID, ...), gathered per run (``extra_results``), are a table per domain.
 
 The paper's analysis section (§5) gets a row per finding of each ``results/*/analysis/findings.json`` (hand-written:
 the finding, the studies and variants that bear on it, the verdict; no numbers): the numbers come from those studies'
@@ -27,12 +26,9 @@ from typing import Any
 from pbt.space import ConfigError
 from repro.compare import FIGURES
 from repro.reproduce import (
-    ARMS,
-    CORE_KEYS,
     extra_paired,
     greediness_text,
     interval_text,
-    leaves,
     paired_table,
     seed_setup_leaves,
     shared_leaves,
@@ -103,22 +99,16 @@ def _budget(arm: dict[str, Any]) -> str:
     )
 
 
-def _score(arm: dict[str, Any], paired: dict[str, Any] | None = None, side: str = "pbt") -> str:
-    """An arm's best and population-mean final score: with ``paired``, its means [95% t-interval over seeds] on the
-    ``side`` (``pbt`` or ``baseline``) of the paired statistics; else the means (± std over seeds) of an older one."""
-    if paired:
-        return (
-            f"best {interval_text(paired['best_final'][side])}, "
-            f"mean {interval_text(paired['population_mean_final'][side])}"
-        )
-    text = f"best {fmt(arm.get('best_final'), arm.get('best_final_std') if len(arm.get('seeds', [])) > 1 else None)}"
-    return text + f", mean {fmt(arm.get('population_mean_final'))}"
+def _score(paired: dict[str, Any], side: str) -> str:
+    """An arm's best and population-mean final score: its means [95% t-interval over seeds] on the ``side`` (``pbt``
+    or ``baseline``) of the paired statistics."""
+    return (
+        f"best {interval_text(paired['best_final'][side])}, mean {interval_text(paired['population_mean_final'][side])}"
+    )
 
 
-def _difference(paired: dict[str, Any] | None) -> str:
+def _difference(paired: dict[str, Any]) -> str:
     """The paired difference PBT − random search [95% t-interval] of the best and mean final score, and the wins."""
-    if not paired:
-        return "—"
     return "; ".join(
         f"{name} {interval_text(paired[key]['difference'])}, won {paired[key]['wins']}/{paired[key]['n']}"
         for name, key in (("best", "best_final"), ("mean", "population_mean_final"))
@@ -151,26 +141,20 @@ def _commit(summary: dict[str, Any]) -> str:
 
 
 def reproduction_table(comparisons: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    """The reproduction table and its notes; the paired-difference column only when some summary has paired
-    statistics (so older summaries alone render as they always did)."""
-    paired = any("paired" in s for _, s in comparisons)
-    extra_title, extra_rule = (" PBT − random search (paired, ours) |", "---|") if paired else ("", "")
+    """The reproduction table and its notes."""
     lines = [
         "| results | paper: baseline → PBT | confidence | our metric | PBT (ours) | random search (ours) |"
-        f"{extra_title} compute per arm | profile | commit | substitute |",
-        f"|---|---|---|---|---|---|{extra_rule}---|---|---|---|",
+        " PBT − random search (paired, ours) | compute per arm | profile | commit | substitute |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for folder, s in comparisons:
         domain = str(s.get("domain"))
         paper = PAPER.get(domain, {"number": "—", "confidence": "—"})
-        difference = f" {_difference(s.get('paired'))} |" if paired else ""
-        # beside paired summaries, one without pairing predates the fair-copy fix, which added it
-        stale = " (superseded: made before the fair-copy fix)" if paired and "paired" not in s else ""
         lines.append(
-            f"| [{folder}]({folder}/README.md){stale} | {paper['number']} | {paper['confidence']} | "
-            f"{s.get('metric')} | {_score(s['pbt'], s.get('paired'), 'pbt')} | "
-            f"{_score(s['random_search'], s.get('paired'), 'baseline')} |{difference} "
-            f"{_budget(s['pbt'])} | {s.get('profile', '?')} | {_commit(s)} | {substitute(domain, s)} |"
+            f"| [{folder}]({folder}/README.md) | {paper['number']} | {paper['confidence']} | "
+            f"{s.get('metric')} | {_score(s['paired'], 'pbt')} | {_score(s['paired'], 'baseline')} | "
+            f"{_difference(s['paired'])} | {_budget(s['pbt'])} | {s.get('profile', '?')} | {_commit(s)} | "
+            f"{substitute(domain, s)} |"
         )
     lines += [
         "",
@@ -178,40 +162,14 @@ def reproduction_table(comparisons: list[tuple[str, dict[str, Any]]]) -> list[st
         "population's, averaged over seeds (± standard deviation over seeds when there are several). "
         "Both arms get the same compute: the same population, steps per member and seeds.",
     ]
-    if paired and any("paired" not in s for _, s in comparisons):
-        lines += [
-            "*Superseded* rows are single-seed results made before the fair-copy fix: an asynchronous copy "
-            "then took a donor's newer weights, so PBT's winners trained past the per-member budget. They are "
-            "being replaced by three paired seeds each."
-        ]
-    if paired:
-        lines += [
-            "Where the paired column is filled: means over seeds with their 95% t-interval over seeds in "
-            "brackets (none with one seed), and the difference PBT − random search paired by seed (a seed's two "
-            "runs start from the same seed) with its 95% paired t-interval over seeds; *won k/n*: the seeds "
-            "where PBT's score was higher."
-        ]
     return lines + [
+        "Where the paired column is filled: means over seeds with their 95% t-interval over seeds in "
+        "brackets (none with one seed), and the difference PBT − random search paired by seed (a seed's two "
+        "runs start from the same seed) with its 95% paired t-interval over seeds; *won k/n*: the seeds "
+        "where PBT's score was higher.",
         "The paper's numbers come from the project's paper digest; its confidence tags mean [Q] quoted, "
-        "[S2] two secondary sources agree, [S] one secondary source, [U] unverified."
+        "[S2] two secondary sources agree, [S] one secondary source, [U] unverified.",
     ]
-
-
-def legacy_extras(summary: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """The further results of a summary written before ``extra_results`` were gathered per run: keys of their own
-    beside the core ones. A key holding one value per arm (``{"pbt": ..., "random_search": ...}``) becomes that arm's
-    result, as one run per arm (``{arm: {"0": {key: value}}}``); any other key is shared by both arms."""
-    per_arm: dict[str, dict[str, Any]] = {arm: {} for arm in ARMS}
-    shared: dict[str, Any] = {}
-    for key, value in sorted(summary.items()):
-        if key in CORE_KEYS:
-            continue
-        if isinstance(value, dict) and set(ARMS) <= set(value):
-            for arm in ARMS:
-                per_arm[arm][key] = value[arm]
-        else:
-            shared[key] = value
-    return {arm: {"0": found} for arm, found in per_arm.items() if found}, shared
 
 
 def further_results(
@@ -220,10 +178,9 @@ def further_results(
     """A summary's further results: the paired statistics of each number that is an outcome (as ``reproduce``
     computes them), the values that are the same in every run (settings, protocols), and those that are the same in
     both arms of each seed (``seed_setup_leaves``), by seed."""
-    legacy, shared = legacy_extras(summary)
-    extras = summary.get("extra_results") or legacy
-    same = {**leaves(shared), **shared_leaves(extras)}
-    paired = {k: v for k, v in extra_paired(extras, summary.get("paired")).items() if k not in same}
+    extras = summary.get("extra_results", {})
+    same = shared_leaves(extras)
+    paired = {k: v for k, v in extra_paired(extras, summary["paired"]).items() if k not in same}
     return paired, same, seed_setup_leaves(extras)
 
 
@@ -257,8 +214,7 @@ def value_text(value: Any) -> str:
 
 
 def greediness_lines(comparisons: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    """How fast exploitation narrowed each PBT arm (``pbt.diagnostics``), for the summaries that record it, and which
-    summaries were written before it was."""
+    """How fast exploitation narrowed each PBT arm (``pbt.diagnostics``)."""
     found = [(folder, text) for folder, s in comparisons if (text := greediness_text(s["pbt"])) is not None]
     if not found:
         return []
@@ -271,15 +227,7 @@ def greediness_lines(comparisons: list[tuple[str, dict[str, Any]]]) -> list[str]
         "fraction of the population replaced per ready round and each hyperparameter's spread.",
         "",
     ]
-    lines += [f"- **{folder}**: {text}" for folder, text in found]
-    older = [folder for folder, s in comparisons if greediness_text(s["pbt"]) is None]
-    if older:
-        lines += [
-            "",
-            f"Not in the summaries of {', '.join(older)}, which were written before the diagnostics; "
-            "`pbt-repro compare` computes them from any PBT run's store (it trains nothing).",
-        ]
-    return lines
+    return lines + [f"- **{folder}**: {text}" for folder, text in found]
 
 
 def read_json(path: Path) -> Any:
@@ -450,8 +398,7 @@ def render(results: Path) -> str:
             "",
             "Reported by each domain's `extra_results` (e.g. test-set scores of each run's best member): "
             "means over seeds [95% t-interval over seeds], the difference PBT − random search paired by seed, "
-            "and the seeds PBT won (one run per arm, no intervals, for summaries written before seeds were "
-            "paired).",
+            "and the seeds PBT won.",
             "",
             *further[:-1],
         ]

@@ -73,22 +73,6 @@ ARMS = ("pbt", "random_search")
 STRATEGY_ARMS = ("pb2", "fire")
 # Everything below this line in a results README is the authors' reading of the run; reproduce keeps it.
 NOTES_MARKER = "<!-- notes: written by hand, kept when reproduce rewrites this file -->"
-CORE_KEYS = (
-    "domain",
-    "metric",
-    "profile",
-    "pbt",
-    "random_search",
-    "equal_compute",
-    "figures",
-    "tables",
-    "best_schedule",
-    "provenance",
-    "extra_results",
-    "paired",
-    "trains_faster",
-    "figure_seed",
-)
 # The run's own scores, as paired metrics: summary key -> Row attribute and title. Higher is better for all three.
 SCORE_METRICS = {
     "best_final": ("best_final", "best member's final score"),
@@ -99,12 +83,12 @@ SCORE_METRICS = {
 LOWER_IS_BETTER = frozenset({"fid"})
 
 
-def paired_header(first: str = "PBT", second: str = "random search", robust: bool = True) -> list[str]:
-    """The paired table's header: the robust measures' columns only where the summary has them (since they were
-    added)."""
-    header = f"| | {first} | {second} | {first} − {second} (paired) | {first} won |"
-    if robust:
-        header += f" sign-flip p | P({first} better) | IQM {first} | IQM {second} |"
+def paired_header(first: str = "PBT", second: str = "random search") -> list[str]:
+    """The paired table's header."""
+    header = (
+        f"| | {first} | {second} | {first} − {second} (paired) | {first} won | sign-flip p | P({first} better) | "
+        f"IQM {first} | IQM {second} |"
+    )
     return [header, "|---" + "|---:" * (header.count("|") - 2) + "|"]
 
 
@@ -378,30 +362,21 @@ def interval_text(interval: dict[str, Any] | None) -> str:
 def paired_row(title: str, paired: dict[str, Any]) -> str:
     """One table row: PBT mean [interval], random search mean [interval], the paired difference [interval], wins."""
     better = "" if paired.get("higher_is_better", True) else " (lower is better)"
-    row = (
-        f"| {title}{better} | {interval_text(paired['pbt'])} | {interval_text(paired['baseline'])} | "
-        f"{interval_text(paired['difference'])} | {paired['wins']}/{paired['n']} |"
-    )
-    if "sign_flip_p" not in paired:  # a summary written before the robust measures were added
-        return row
     iqm = paired["iqm"]
     return (
-        f"{row} {paired['sign_flip_p']:.3g} | {interval_text(paired['probability_of_improvement'])} | "
-        f"{interval_text(iqm['pbt'])} | {interval_text(iqm['baseline'])} |"
+        f"| {title}{better} | {interval_text(paired['pbt'])} | {interval_text(paired['baseline'])} | "
+        f"{interval_text(paired['difference'])} | {paired['wins']}/{paired['n']} | {paired['sign_flip_p']:.3g} | "
+        f"{interval_text(paired['probability_of_improvement'])} | {interval_text(iqm['pbt'])} | "
+        f"{interval_text(iqm['baseline'])} |"
     )
 
 
 def paired_table(
     paired: dict[str, dict[str, Any]], names: dict[str, str], first: str = "PBT", second: str = "random search"
 ) -> list[str]:
-    """The paired statistics of ``names`` (summary key -> row title) as a markdown table, ``first`` − ``second``;
-    the robust measures' columns only where the summary has them."""
+    """The paired statistics of ``names`` (summary key -> row title) as a markdown table, ``first`` − ``second``."""
     rows = [paired[key] | {"title": title} for key, title in names.items() if key in paired]
-    robust = bool(rows) and all("sign_flip_p" in row for row in rows)
-    return paired_header(first, second, robust) + [
-        paired_row(row["title"], row if robust else {k: v for k, v in row.items() if k != "sign_flip_p"})
-        for row in rows
-    ]
+    return paired_header(first, second) + [paired_row(row["title"], row) for row in rows]
 
 
 def trains_faster_text(speed: dict[str, Any]) -> str:
@@ -426,7 +401,7 @@ def trains_faster_text(speed: dict[str, Any]) -> str:
 
 
 def greediness_text(arm: dict[str, Any]) -> str | None:
-    """The PBT arm's coalescence in words (``pbt.diagnostics``); None for a summary written before it was kept."""
+    """A PBT arm's coalescence in words (``pbt.diagnostics``); None for an arm without copies (random search)."""
     g = arm.get("greediness")
     if not g:
         return None

@@ -10,16 +10,42 @@ INITIAL = [{"lr": 0.1}, {"lr": 0.2}, {"lr": 0.3}]
 FINAL = {0: 40, 1: 40, 2: 40}
 # A hand-built log whose ancestry is known. The order matters, not just the steps: member 2 explores at step 10
 # *after* member 0 copied it at step 10, so that change must not appear in member 0's lineage. Member 0's last copy
-# takes member 1's weights from step 28 while member 0 itself is at step 30 (asynchronous workers drift apart).
+# takes member 1's weights from step 28 while member 0 itself is at step 30 (asynchronous workers drift apart). Each
+# copy records the copied weights' age, as the controller does.
 EVENTS = [
-    Event(member=0, step=10, kind="exploit", donor=2, donor_step=10, old_hparams={"lr": 0.1}, new_hparams={"lr": 0.3}),
+    Event(
+        member=0,
+        step=10,
+        kind="exploit",
+        donor=2,
+        donor_step=10,
+        old_hparams={"lr": 0.1},
+        new_hparams={"lr": 0.3},
+        weight_age=10,
+    ),
     Event(member=0, step=10, kind="explore", old_hparams={"lr": 0.3}, new_hparams={"lr": 0.36}),
     Event(member=2, step=10, kind="explore", old_hparams={"lr": 0.3}, new_hparams={"lr": 0.25}),
     Event(member=1, step=20, kind="failure", message="boom"),
-    Event(member=1, step=20, kind="replace", donor=0, donor_step=20, old_hparams={"lr": 0.2}, new_hparams={"lr": 0.36}),
+    Event(
+        member=1,
+        step=20,
+        kind="replace",
+        donor=0,
+        donor_step=20,
+        old_hparams={"lr": 0.2},
+        new_hparams={"lr": 0.36},
+        weight_age=20,
+    ),
     Event(member=1, step=20, kind="explore", old_hparams={"lr": 0.36}, new_hparams={"lr": 0.43}),
     Event(
-        member=0, step=30, kind="exploit", donor=1, donor_step=28, old_hparams={"lr": 0.36}, new_hparams={"lr": 0.43}
+        member=0,
+        step=30,
+        kind="exploit",
+        donor=1,
+        donor_step=28,
+        old_hparams={"lr": 0.36},
+        new_hparams={"lr": 0.43},
+        weight_age=28,
     ),
     Event(member=0, step=30, kind="explore", old_hparams={"lr": 0.43}, new_hparams={"lr": 0.5}),
     Event(member=1, step=35, kind="explore", old_hparams={"lr": 0.43}, new_hparams={"lr": 0.4}),  # after the copy

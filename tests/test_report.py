@@ -6,13 +6,9 @@ import pytest
 from pbt.space import ConfigError
 from repro.commands.report import main
 from repro.report import PAPER, render
+from repro.reproduce import paired_metric
 from repro.stats import Interval, fmt_interval
 from tests.toy_extras import reproduce_toy
-
-OLD_HEADER = (
-    "| results | paper: baseline → PBT | confidence | our metric | PBT (ours) | random search (ours) | "
-    "compute per arm | profile | commit | substitute |"
-)
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +20,7 @@ def toy_results(tmp_path_factory):
 
 
 def translation_summary():
-    """A summary as a translation reproduction would write it (the toy's shape, other numbers)."""
+    """A summary as a one-seed translation reproduction would write it (the toy's shape, other numbers)."""
 
     def arm(best):
         return {
@@ -50,7 +46,15 @@ def translation_summary():
         "random_search": arm(29.0),
         "equal_compute": True,
         "figures": {},
-        "test_bleu": {"pbt": 31.0, "random_search": 29.5},
+        "extra_results": {"pbt": {"0": {"test_bleu": 31.0}}, "random_search": {"0": {"test_bleu": 29.5}}},
+        "paired": {
+            name: paired_metric(name, {0: pbt}, {0: baseline})
+            for name, pbt, baseline in (
+                ("best_final", 30.5, 29.0),
+                ("population_mean_final", 28.5, 27.0),
+                ("test_bleu", 31.0, 29.5),
+            )
+        },
         "provenance": {"git_commit": "0123456789abcdef+dirty", "config": {"pbt": {"dataset": "multi30k"}}},
     }
 
@@ -71,7 +75,7 @@ def test_report_is_generated_from_the_summaries_and_is_byte_identical(toy_result
     assert "Multi30k En→De (task 1) for WMT14 En→De" in text and "`0123456789+dirty`" in text
     assert "[schedule](toy/schedule.png)" in text and (results / "toy" / "schedule.png").exists()
     assert f"(PBT figures: seed {summary['figure_seed']})" in text
-    assert "| test_bleu | 31 | 29.5 | 1.5 | 1/1 |" in text  # an older summary's further result, as a table row
+    assert "| test_bleu | 31 | 29.5 | 1.5 | 1/1 |" in text  # a further result, as a table row
     assert "Not reproduced yet: rl, gan." in text
 
     (results / "README.md").write_text("hand edit")
@@ -110,11 +114,9 @@ def test_the_main_table_shows_the_paired_numbers_where_a_summary_has_them(toy_re
         f"| best {text(best['difference'])}, won {best['wins']}/3; mean {text(mean['difference'])}, "
         f"won {mean['wins']}/3 |"
     ) in toy_row and "[" in text(best["difference"])
-    # an older summary in the same table: its means as before, and no paired numbers
+    # a one-seed summary in the same table: its numbers without intervals
     translation_row = next(line for line in lines if line.startswith("| [translation]"))
-    assert "| best 30.5, mean 28.5 | best 29, mean 27 | — |" in translation_row
-    assert "(superseded: made before the fair-copy fix)" in translation_row  # it predates paired seeds
-    assert "(superseded" not in toy_row
+    assert "| best 30.5, mean 28.5 | best 29, mean 27 | best 1.5, won 1/1; mean 1.5, won 1/1 |" in translation_row
     assert "95% paired t-interval over seeds" in "\n".join(lines)
     # further results of the new summary: a table of paired numbers, settings listed once
     further = "\n".join(lines).partition("### toy (toy)")[2].partition("###")[0]
@@ -136,41 +138,11 @@ def test_the_greediness_of_each_pbt_arm_is_reported_where_its_summary_has_it(toy
     section = text.partition("## Greediness of PBT")[2].partition("\n## ")[0]
     toy_line = next(line for line in section.splitlines() if line.startswith("- **toy**"))
     assert f"in {greediness['coalesced_seeds']} seeds" in toy_line and "of 24 steps per member" in toy_line
-    assert "Not in the summaries of translation" in section  # written before the diagnostics
+    assert "translation" not in section  # its PBT arm made no copies to coalesce (no greediness recorded)
     assert "[greediness](toy/greediness.png)" in text
     (tmp_path / "old" / "translation").mkdir(parents=True)
     shutil.copy(tmp_path / "translation" / "summary.json", tmp_path / "old" / "translation" / "summary.json")
     assert "Greediness" not in render(tmp_path / "old")  # nothing to say without a summary that has it
-
-
-def test_older_summaries_alone_render_as_before(tmp_path):
-    (tmp_path / "translation").mkdir()
-    (tmp_path / "translation" / "summary.json").write_text(json.dumps(translation_summary()))
-    lines = render(tmp_path).splitlines()
-    assert OLD_HEADER in lines and not any("paired, ours" in line for line in lines)
-    row = next(line for line in lines if line.startswith("| [translation]"))
-    assert "| BLEU | best 30.5, mean 28.5 | best 29, mean 27 | 8 members × 720 steps; 66.7 min wall |" in row
-
-
-def test_older_further_results_become_tables_not_json(tmp_path):
-    summary = translation_summary()
-    del summary["test_bleu"]
-    summary |= {
-        "domain": "gan",
-        "fid": {"pbt": 111.59, "random_search": 99.66},
-        "classifier_test_accuracy": 0.8575,
-        "best_members": {
-            arm: {"member": 3, "fid": fid, "metric": "score", "step": 10, "fid_seconds": 1.0}
-            for arm, fid in (("pbt", 111.586), ("random_search", 99.661))
-        },
-    }
-    (tmp_path / "gan").mkdir()
-    (tmp_path / "gan" / "summary.json").write_text(json.dumps(summary))
-    further = render(tmp_path).partition("### gan (gan)")[2].partition("## Substitutes")[0]
-    assert "| fid (lower is better) | 111.6 | 99.66 | 11.93 | 0/1 |" in further
-    assert "| best_members.fid (lower is better) | 111.6 | 99.66 | 11.92 | 0/1 |" in further
-    assert "- classifier_test_accuracy: 0.8575" in further and "- best_members.metric: `score`" in further
-    assert "{" not in further and "member " not in further and "step" not in further and "seconds" not in further
 
 
 def study_table(study, reference, variants):

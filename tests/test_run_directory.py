@@ -15,7 +15,7 @@ import pytest
 
 from pbt.lock import LOCK_NAME
 from pbt.rundir import RunDir
-from pbt.store import StoreReader
+from pbt.store import STORE_VERSION, StoreReader
 from tests.test_robustness import assert_one_line_error, cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,6 +98,22 @@ def test_status_and_compare_refuse_a_file_that_is_not_a_run_store_and_leave_it_a
             cli(["compare", str(run_dir), "--out", str(tmp_path / "cmp")], cli_env), str(run_dir / "pbt.sqlite")
         )
         assert listing(run_dir) == before and sorted(p.name for p in run_dir.iterdir()) == ["pbt.sqlite"]
+
+
+@pytest.mark.parametrize("version", [0, STORE_VERSION + 1])  # none recorded (the first layouts), a later one
+def test_a_store_of_another_layout_version_is_refused_in_one_line_and_left_alone(cli_env, tmp_path, version):
+    run_dir = toy_run(cli_env, tmp_path / "run")
+    with sqlite3.connect(run_dir / "pbt.sqlite") as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == STORE_VERSION  # recorded when the store was made
+        db.execute(f"PRAGMA user_version = {version}")
+    db.close()
+    before = listing(run_dir)
+    said = f"{run_dir / 'pbt.sqlite'} is a run store of layout version {version}; this code reads layout version"
+    for command in (["status", str(run_dir)], ["compare", str(run_dir), "--out", str(tmp_path / "cmp")]):
+        assert_one_line_error(cli(command, cli_env), said, f"version {STORE_VERSION} only")
+    assert_one_line_error(cli(["resume", str(run_dir)], cli_env), said)
+    assert_one_line_error(cli([*TOY_RUN, "--out", str(run_dir), "--resume"], cli_env), said)
+    assert listing(run_dir) == before
 
 
 def test_reading_a_finished_run_creates_no_file(cli_env, tmp_path):

@@ -16,7 +16,7 @@ from pbt.experiment import run_experiment
 from pbt.lock import LOCK_NAME, RunBusy, RunLock
 from pbt.rundir import RunDir
 from pbt.space import ConfigError
-from pbt.store import StoreReader
+from pbt.store import STORE_VERSION, StoreReader, StoreVersionError
 from pbt.store_writer import Store
 
 TOY = "experiments.toy.task"
@@ -113,58 +113,29 @@ def test_status_names_the_failure_of_a_stopped_run(tmp_path: Path) -> None:
     assert (tmp_path / "run" / LOCK_NAME).exists() and RunLock.owner(tmp_path / "run") is None
 
 
-def test_a_store_of_the_previous_layout_still_resumes(tmp_path: Path) -> None:
-    """Stores written before weight ages, snapshots, pending decisions, the recorded module and priors and the
-    ``transfer`` setting: reopened, they gain the new columns and finish (resumed where they stopped)."""
-    import json
+def test_a_store_without_a_layout_version_is_refused_not_resumed(tmp_path: Path) -> None:
+    """A store of the layouts before versions were recorded (SQLite's ``user_version`` 0) is neither resumed nor
+    read in part: refused in one line naming the file and both versions, and left as it was."""
     import sqlite3
 
-    from repro.compare import compare
-
     out = tmp_path / "run"
-
-    class Killed(BaseException):
-        pass
-
-    def kill_after(n: int):
-        seen = []
-
-        def listener(*_: object) -> None:
-            seen.append(1)
-            if len(seen) == n:
-                raise Killed
-
-        return listener
-
-    with pytest.raises(Killed):
-        run_experiment(TOY, toy(steps=40), out, domain="toy", listeners=[kill_after(12)])
-    db = sqlite3.connect(out / "pbt.sqlite")
-    with db:  # the first layout: no weight_age, decision_due or snapshots, and none of the newer metadata
-        db.executescript("""
-            CREATE TABLE m (id INTEGER PRIMARY KEY, seed INTEGER NOT NULL, hparams TEXT NOT NULL,
-                step INTEGER NOT NULL DEFAULT 0, steps_since_ready INTEGER NOT NULL DEFAULT 0, score REAL,
-                samples TEXT NOT NULL DEFAULT '[]', checkpoint TEXT, checksum TEXT,
-                status TEXT NOT NULL DEFAULT 'pending', failures INTEGER NOT NULL DEFAULT 0, error TEXT);
-            INSERT INTO m SELECT id, seed, hparams, step, steps_since_ready, score, samples, checkpoint, checksum,
-                                 status, failures, error FROM member;
-            DROP TABLE member; ALTER TABLE m RENAME TO member;
-            ALTER TABLE event DROP COLUMN weight_age;
-            DROP TABLE snapshot;
-            DELETE FROM meta WHERE key IN ('module', 'space', 'slots', 'serial_round', 'failure');
-        """)
-        config = json.loads(db.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()[0])
-        del config["pbt"]["transfer"]  # made before copies could transfer less than both
-        db.execute("UPDATE meta SET value = ? WHERE key = 'config'", (json.dumps(config),))
+    run_experiment(TOY, toy(steps=8), out, domain="toy").close()
+    with sqlite3.connect(out / "pbt.sqlite") as db:
+        db.execute("PRAGMA user_version = 0")
     db.close()
-    store = run_experiment(TOY, toy(steps=40), out, domain="toy", resume=True)
-    members = store.members()
-    assert [(m.status, m.step) for m in members] == [("done", 40)] * 2, [
-        (m.status, m.step, m.weight_age) for m in members
-    ]
-    assert all(m.weight_age <= m.step for m in members)
-    store.close()
-    comparison = compare([out], tmp_path / "figures")
-    assert comparison.rows[0].best_final is not None and (tmp_path / "figures" / "schedule.png").is_file()
+    before = (out / "pbt.sqlite").read_bytes()
+    for attempt in (
+        lambda: run_experiment(TOY, toy(steps=16), out, domain="toy", resume=True),
+        lambda: StoreReader(out),
+        lambda: Store(out),
+    ):
+        with pytest.raises(StoreVersionError) as refused:
+            attempt()
+        assert str(refused.value) == (
+            f"{out / 'pbt.sqlite'} is a run store of layout version 0; this code reads layout version "
+            f"{STORE_VERSION} only"
+        )
+    assert (out / "pbt.sqlite").read_bytes() == before and not (out / "pbt.sqlite-wal").exists()
 
 
 def test_a_waiter_on_a_run_replaced_by_force_is_refused_not_made_a_second_owner(

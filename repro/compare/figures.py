@@ -151,23 +151,10 @@ def plot_score_vs_compute(runs: Sequence[Run], metric: str, out: Path) -> list[s
     return save_figure(fig, out, "score_vs_compute")
 
 
-def log_scaled(run: Run) -> set[str] | None:
-    """The hyperparameters whose prior is log-uniform (drawn on a log axis), from the priors stored with the run;
-    None for a store written before priors were stored (values are then drawn as they are). A reader never imports
-    the task module a store names: a shared run directory must not be able to run code."""
-    space = run.meta.get("space")
-    if isinstance(space, dict):
-        return {name for name, prior in space.items() if str(prior).startswith("loguniform:")}
-    return None
-
-
-def _log_axis(name: str, values: Sequence[Any], logs: set[str] | None) -> bool:
-    """Whether a hyperparameter is drawn on a log axis: its prior is log-uniform (``log_scaled``); where the priors
-    are unknown, when its values are all positive and span a factor of 20 or more."""
-    if logs is not None:
-        return name in logs
-    numbers = [v for v in values if isinstance(v, (int, float))]
-    return bool(numbers) and min(numbers) > 0 and max(numbers) / min(numbers) >= 20
+def log_scaled(run: Run) -> set[str]:
+    """The hyperparameters whose prior is log-uniform (drawn on a log axis), from the priors stored with the run. A
+    reader never imports the task module a store names: a shared run directory must not be able to run code."""
+    return {name for name, prior in run.meta["space"].items() if str(prior).startswith("loguniform:")}
 
 
 def _numeric(values: Sequence[Any]) -> tuple[list[float], list[str] | None]:
@@ -210,7 +197,7 @@ def plot_schedule(run: Run, metric: str, out: Path) -> list[str]:
         for a, (b, (start, _)) in zip(segments, zip(segments[1:], spans[1:])):
             if a.member != b.member:  # a copy
                 ax.axvline(start, color="tab:red", linewidth=0.5, linestyle=":", zorder=2)
-        if labels is None and _log_axis(name, every, logs):
+        if labels is None and name in logs:
             ax.set_yscale("log")
         if labels is not None:
             ax.set_yticks(range(len(labels)), labels)
@@ -337,7 +324,7 @@ def plot_greediness(run: Run, metric: str, out: Path) -> list[str]:
         xs, low, median, high = zip(*found.spread[name])
         ax.fill_between(xs, low, high, step="post", color="tab:green", alpha=0.25, linewidth=0, label="min–max")
         ax.step(xs, median, where="post", color="tab:green", linewidth=1.4, label="median")
-        if _log_axis(name, [*low, *high], logs):
+        if name in logs:
             ax.set_yscale("log")
         ax.set_ylabel(name)
     if names:

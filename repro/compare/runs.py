@@ -34,14 +34,13 @@ class Run(Results):
 
     @property
     def transfer(self) -> str:
-        """What the run's exploits copy (``PBTConfig.transfer``; ``both`` in stores made before it existed)."""
-        return str(self.meta.get("config", {}).get("pbt", {}).get("transfer", "both"))
+        """What the run's exploits copy (``PBTConfig.transfer``)."""
+        return str(self.meta["config"]["pbt"]["transfer"])
 
     @property
     def strategy(self) -> str:
-        """How the run decided its copies and hyperparameters (``PBTConfig.strategy``; ``pbt`` in stores made before
-        it existed)."""
-        return str(self.meta.get("config", {}).get("pbt", {}).get("strategy", "pbt"))
+        """How the run decided its copies and hyperparameters (``PBTConfig.strategy``)."""
+        return str(self.meta["config"]["pbt"]["strategy"])
 
     @property
     def method(self) -> str:
@@ -55,7 +54,7 @@ class Run(Results):
 
     @property
     def seed(self) -> int:
-        return int(self.meta.get("seed", self.meta.get("config", {}).get("pbt", {}).get("seed", 0)))
+        return int(self.meta["seed"])
 
     @property
     def best_member(self) -> MemberRow | None:
@@ -130,12 +129,12 @@ def check_comparable(runs: Sequence[Run], allow_unequal: bool = False) -> bool:
 def over_trained(runs: Sequence[Run]) -> list[str]:
     """Runs whose weights received more training than any member slot of the comparison trained: a member's weights
     may only be as old as the most training one member could do alone (per-member equal compute, not just equal
-    totals). A store written before weight ages were recorded cannot show it either way and is not flagged here."""
+    totals)."""
     ceiling = max(r.compute.get("max_member_steps", 0) for r in runs)
     return [
         f"{r.run_dir}: weights trained for {r.compute['max_weight_age']} steps (ceiling {ceiling})"
         for r in runs
-        if (r.compute.get("max_weight_age") or 0) > ceiling
+        if r.compute["max_weight_age"] > ceiling
     ]
 
 
@@ -167,22 +166,13 @@ def best_lineage(run: Run) -> tuple[MemberRow, list[Segment]] | None:
     best = run.best_member
     if best is None:
         return None
-    initial = run.meta.get("initial_hparams") or []
-    if len(initial) != len(run.members):  # runs made before initial_hparams was recorded: unknown starting points
-        return None
-    return best, lineage(best.id, initial, run.events, {m.id: m.step for m in run.members})
+    return best, lineage(best.id, run.meta["initial_hparams"], run.events, {m.id: m.step for m in run.members})
 
 
 def run_greediness(run: Run) -> Greediness | None:
     """The greediness diagnostics of a PBT run (``pbt.diagnostics``); None for a baseline or a replay, which copy
-    nothing, and for a store that lacks the initial hyperparameters or the ready interval they are rebuilt from."""
-    initial = run.meta.get("initial_hparams") or []
-    ready_every = run.meta.get("config", {}).get("pbt", {}).get("ready_every")
-    if (
-        run.method in BASELINE_METHODS + REPLAY_METHODS
-        or len(initial) != len(run.members)
-        or not initial
-        or not ready_every
-    ):
+    nothing."""
+    if run.method in BASELINE_METHODS + REPLAY_METHODS:
         return None
-    return greediness(initial, run.events, int(ready_every), max(m.step for m in run.members))
+    ready_every = int(run.meta["config"]["pbt"]["ready_every"])
+    return greediness(run.meta["initial_hparams"], run.events, ready_every, max(m.step for m in run.members))
