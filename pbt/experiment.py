@@ -54,6 +54,7 @@ def open_experiment(
 
         pb2.require()  # before the run directory is made: one line, not a failure at the first ready decision
     task_domain = load_domain(module)
+    spec = TaskSpec(module, config)  # a task file by its absolute path, which the run records: resume finds it anywhere
     if initial_hparams is None and method == "pbt":
         initial_hparams = task_domain.initial(config)
     run_dir = RunDir.open(
@@ -66,11 +67,11 @@ def open_experiment(
         force=force,
         resume=resume,
         metric=task_domain.metric,
-        module=spec_module(module),  # a task file by its absolute path: resume finds it from any folder
+        module=spec.module,
         schedule=None if schedule is None else schedule.to_meta(),
         extra_meta=None if replay_of is None else {"replay_of": replay_of},
     )
-    return run_dir, TaskSpec(module, config)
+    return run_dir, spec
 
 
 def run_experiment(
@@ -91,8 +92,3 @@ def run_experiment(
     with run_dir, nullcontext(()) if watch is None else watch(run_dir.store) as watching:
         Controller(run_dir.store, spec, [*listeners, *watching]).run()
     return StoreReader(run_dir.path)  # the run is over and the directory free; what it wrote stays readable
-
-
-def spec_module(module: str) -> str:
-    """How a run records its task module: a ``file.py`` by its absolute path, a dotted path as it is."""
-    return str(Path(module).resolve()) if module.endswith(".py") else module
