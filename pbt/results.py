@@ -1,12 +1,14 @@
-"""Reading a run from its store, finished or still running: the best member, its schedule, the member table.
+"""Reading a run from its store, finished or still running: the best member, its checkpoint and schedule, and the
+run's tables (members, scores, events), as rows or as pandas DataFrames.
 
     >>> from pbt.results import Results
     >>> results = Results("runs/mine")                                       # doctest: +SKIP
     >>> results.best.id, results.best.score, results.checkpoint(results.best)  # doctest: +SKIP
     >>> [(s.member, s.age_start, s.hparams) for s in results.schedule()]      # doctest: +SKIP
-    >>> pandas.DataFrame(results.table())                                     # doctest: +SKIP
+    >>> results.dataframe("scores")                                           # doctest: +SKIP
 
-Nothing here writes to the store, so it is safe while another process trains the run.
+Nothing here writes to the run or imports the code it names, so it is safe while another process trains the run, on a
+read-only copy, and without the task's dependencies.
 """
 
 from __future__ import annotations
@@ -89,20 +91,87 @@ class Results:
                 changes.append((age, dict(segment.hparams)))
         return Schedule(tuple(changes))
 
-    def table(self) -> list[dict[str, Any]]:
-        """One row per member (``pandas.DataFrame(results.table())`` if you like)."""
-        return [
-            {
-                "member": m.id,
-                "step": m.step,
-                "weight_age": m.weight_age,
-                "score": m.score,
-                "status": m.status,
-                "failures": m.failures,
-                **{f"h/{k}": v for k, v in m.hparams.items()},
-            }
-            for m in self.members
-        ]
+    def table(self, of: str = "members") -> list[dict[str, Any]]:
+        """Rows of one of the run's ``TABLES``: ``members``, one per member as it stands (hyperparameters as
+        ``h/NAME``); ``scores``, every evaluation in the order made, with its metrics (``train/NAME``, ``eval/NAME``,
+        ``time/train_s``, ...); ``events``, every exploit, explore and failure in the order recorded (hyperparameters
+        as ``before/NAME`` and ``after/NAME``, an explore's operation as ``op/NAME``)."""
+        if of == "members":
+            return [member_row(m) for m in self.members]
+        if of == "scores":
+            return [score_row(s) for s in self.scores]
+        if of == "events":
+            return [event_row(e) for e in self.events]
+        raise ValueError(f"no table {of!r} in a run (tables: {', '.join(TABLES)})")
+
+    def dataframe(self, of: str = "members") -> Any:
+        """``table(of)`` as a ``pandas.DataFrame`` when pandas is installed (``pip install pandas``), else the rows
+        themselves. An empty table keeps its fixed columns."""
+        rows = self.table(of)
+        try:
+            import pandas
+        except ImportError:
+            return rows
+        return pandas.DataFrame(rows) if rows else pandas.DataFrame(columns=list(TABLES[of]))
+
+
+# each table's fixed columns, in order; hyperparameters, metrics and explore operations follow by name
+TABLES = {
+    "members": ("member", "step", "weight_age", "score", "status", "failures"),
+    "scores": ("member", "step", "score", "time"),
+    "events": (
+        "member",
+        "step",
+        "kind",
+        "donor",
+        "donor_step",
+        "weight_age",
+        "score",
+        "donor_score",
+        "message",
+        "time",
+    ),
+}
+
+
+def member_row(m: MemberRow) -> dict[str, Any]:
+    return {
+        "member": m.id,
+        "step": m.step,
+        "weight_age": m.weight_age,
+        "score": m.score,
+        "status": m.status,
+        "failures": m.failures,
+        **{f"h/{k}": v for k, v in m.hparams.items()},
+    }
+
+
+def score_row(s: ScoreRow) -> dict[str, Any]:
+    return {
+        "member": s.member,
+        "step": s.step,
+        "score": s.score,
+        "time": s.time,
+        **s.metrics,  # named train/..., eval/... and time/...: apart from the fixed columns
+    }
+
+
+def event_row(e: Event) -> dict[str, Any]:
+    return {
+        "member": e.member,
+        "step": e.step,
+        "kind": e.kind,
+        "donor": e.donor,
+        "donor_step": e.donor_step,
+        "weight_age": e.weight_age,
+        "score": e.score,
+        "donor_score": e.donor_score,
+        "message": e.message,
+        "time": e.time,
+        **{f"before/{k}": v for k, v in (e.old_hparams or {}).items()},
+        **{f"after/{k}": v for k, v in (e.new_hparams or {}).items()},
+        **{f"op/{k}": v for k, v in (e.ops or {}).items()},
+    }
 
 
 def best_of(members: list[MemberRow]) -> MemberRow | None:

@@ -18,8 +18,14 @@ ALLOWED = {
     "repro": set(PACKAGES),
 }
 LIBRARY_THIRD_PARTY = {"numpy", "scipy"}
-# optional extras, imported only where used: Ray by its executor, scikit-learn (and its threadpoolctl) by PB2
-OPTIONAL_LAZY = {("pbt/ray_executor.py", "ray"), ("pbt/pb2.py", "sklearn"), ("pbt/pb2.py", "threadpoolctl")}
+# optional extras, imported only where used: Ray by its executor, scikit-learn (and its threadpoolctl) by PB2, pandas
+# by the results' DataFrames
+OPTIONAL_LAZY = {
+    ("pbt/ray_executor.py", "ray"),
+    ("pbt/pb2.py", "sklearn"),
+    ("pbt/pb2.py", "threadpoolctl"),
+    ("pbt/results.py", "pandas"),
+}
 # Import cycles that are being removed on another branch: delete an entry once its cycle is gone.
 DOMAIN_PARTS = {
     "METRIC",

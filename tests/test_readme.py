@@ -1,5 +1,5 @@
-"""The README's example runs as written, with the serial and the local executor and through the CLI; its generated
-PBTConfig table is current."""
+"""The README's example runs as written, with the serial and the local executor and through the CLI, and its analysis
+reads the runs it made; its generated PBTConfig table is current."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pbt.results import Results
 from pbt.store import StoreReader
 from repro.docs import with_table
 
@@ -19,7 +20,7 @@ README = (REPO / "README.md").read_text()
 def example_files() -> dict[str, str]:
     """The code blocks the README marks with ``<!-- file: NAME -->``."""
     found = dict(re.findall(r"<!-- file: (\S+) -->\n```python\n(.*?)```", README, flags=re.S))
-    assert set(found) == {"mytask.py", "run.py"}, sorted(found)
+    assert set(found) == {"mytask.py", "run.py", "analyse.py"}, sorted(found)
     return found
 
 
@@ -37,6 +38,16 @@ def test_the_readme_example_runs_as_written(tmp_path: Path) -> None:
         store = StoreReader(tmp_path / "runs" / f"mytask-pbt-{executor}")
         assert store.meta()["status"] == "finished" and store.events("exploit")
         store.close()
+        analysed = subprocess.run(
+            [sys.executable, "analyse.py", executor], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert analysed.returncode == 0, analysed.stderr
+        best = Results(tmp_path / "runs" / f"mytask-pbt-{executor}").best
+        first, *schedule = analysed.stdout.splitlines()
+        checkpoint = first.split(", checkpoint ")[1]
+        assert first.startswith(f"best member {best.id}: score {best.score:.3g}") and (tmp_path / checkpoint).is_file()
+        assert schedule[0].startswith("  from weight age 0: lr=")
+        assert re.search(r"^\s+step\s+score\s+train/x$", analysed.stdout, flags=re.M)  # the score table's head
     pbt_repro = str(Path(sys.executable).parent / "pbt-repro")  # the installed command, as the README names it
     for task, out in (("mytask", "cli-run"), ("mytask.py", "cli-file-run")):  # the default executor: worker processes
         cli = subprocess.run(
