@@ -47,7 +47,7 @@ def test_the_readme_example_runs_as_written(tmp_path: Path) -> None:
         checkpoint = first.split(", checkpoint ")[1]
         assert first.startswith(f"best member {best.id}: score {best.score:.3g}") and (tmp_path / checkpoint).is_file()
         assert schedule[0].startswith("  from weight age 0: lr=")
-        assert re.search(r"^\s+step\s+score\s+train/x$", analysed.stdout, flags=re.M)  # the score table's head
+        assert re.search(r"^  step \d+: score \S+, x=\S+$", analysed.stdout, flags=re.M)  # the best member's scores
     pbt_repro = str(Path(sys.executable).parent / "pbt-repro")  # the installed command, as the README names it
     for task, out in (("mytask", "cli-run"), ("mytask.py", "cli-file-run")):  # the default executor: worker processes
         cli = subprocess.run(
