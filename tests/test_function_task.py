@@ -4,12 +4,14 @@ a killed run resumes to the same scores, and a function that breaks the shape is
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
 import pytest
 
 from pbt.controller import RunFailed
+from pbt.domain import import_module
 from pbt.experiment import run_experiment
 from pbt.function_task import FunctionTask
 from pbt.store import StoreReader
@@ -17,6 +19,7 @@ from pbt.task import TaskContractError
 from tests.function_tasks import CLOSED, RUNNING, STARTED, Config, make_task
 from tests.test_durability import Killed, killer
 from tests.test_golden import run_log
+from tests.test_readme import RAY_PORTS, example_files
 
 MODULE = "tests.function_tasks"
 
@@ -112,3 +115,17 @@ def test_the_state_of_a_task_module_that_imports_torch_is_saved_with_torch(tmp_p
     assert (tmp_path / "m.ckpt").read_bytes()[:2] == b"PK"
     loaded = counting.load(tmp_path / "m.ckpt")
     assert loaded.seed == 5 and loaded.state["count"] == 7 and torch.equal(loaded.state["weights"], torch.arange(3.0))
+
+
+def test_the_readmes_function_port_of_ray_tunes_example_runs_as_its_class_port_does(tmp_path: Path) -> None:
+    """The same loop as a class and as a function gives the same serial run, score for score: the function task adds
+    nothing to, and takes nothing from, the training."""
+    files = example_files()
+    logs = []
+    for name in RAY_PORTS:
+        (tmp_path / name).write_text(files[name])
+        module = import_module(str(tmp_path / name))
+        config = module.Config()
+        config.pbt = dataclasses.replace(config.pbt, executor="serial", workers=1, budget_steps=60)
+        logs.append(run_log(run_experiment(str(tmp_path / name), config, tmp_path / name.removesuffix(".py"))))
+    assert logs[0]["events"] and logs[0] == logs[1]
