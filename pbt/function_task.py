@@ -120,15 +120,18 @@ class FunctionTask:
 def checked_report(report: Any, name: str) -> tuple[float | Evaluation, Any]:
     """A yield of the train function, checked: ``(score, state)`` with a number or an ``Evaluation`` for the score."""
     if not (isinstance(report, tuple) and len(report) == 2):
-        raise TaskContractError(f"{name} must yield {YIELD_SHAPE}; it yielded {type(report).__name__} {report!r:.60}")
+        raise TaskContractError(f"{name} must yield {YIELD_SHAPE}; it yielded {shown(report)}")
     score, state = report
     try:
         Evaluation.of(score)
     except TaskContractError:
-        raise TaskContractError(
-            f"{name} must yield {YIELD_SHAPE}; its score is {type(score).__name__} {score!r:.60}"
-        ) from None
+        raise TaskContractError(f"{name} must yield {YIELD_SHAPE}; its score is {shown(score)}") from None
     return score, state
+
+
+def shown(value: Any) -> str:
+    """``value``'s type and the start of its repr, on one line (a tensor's repr spans several)."""
+    return f"{type(value).__name__} {' '.join(repr(value).split())[:60]}"
 
 
 def first_unplain(value: Any, where: str) -> str | None:
