@@ -32,7 +32,8 @@ The store and the run directory:
 - ``lineage`` and ``diagnostics``: lineages, schedules and greediness, rebuilt from a run's events.
 
 The contract with a task: ``task`` (the ``Task`` interface a member is trained through) and ``domain`` (``Domain``,
-what a task module declares: how to make its task, its config and profiles, its metric).
+what a task module declares: how to make its task, its config and profiles, its metric); ``function_task`` runs a
+training loop written as a generator function, Ray Tune's function API's shape, as a ``Task``.
 
 Running a population: ``experiment`` (``run_experiment``, the entry point), ``controller`` (it schedules, and
 applies ``algorithm``'s decisions), ``interval`` (one member's interval, as a worker runs it), ``executor`` (intervals

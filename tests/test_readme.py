@@ -15,12 +15,16 @@ from repro.docs import with_table
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
+RAY_PORTS = (
+    "pbt_function_class.py",
+    "pbt_function_fn.py",
+)  # Ray Tune's pbt_function example, as a class and a function
 
 
 def example_files() -> dict[str, str]:
     """The code blocks the README marks with ``<!-- file: NAME -->``."""
     found = dict(re.findall(r"<!-- file: (\S+) -->\n```python\n(.*?)```", README, flags=re.S))
-    assert set(found) == {"mytask.py", "run.py", "analyse.py"}, sorted(found)
+    assert set(found) == {"mytask.py", "run.py", "analyse.py", *RAY_PORTS}, sorted(found)
     return found
 
 
@@ -63,6 +67,23 @@ def test_the_readme_example_runs_as_written(tmp_path: Path) -> None:
         assert store.meta()["status"] == "finished" and store.meta()["config"]["pbt"]["executor"] == "local"
         store.close()
     assert StoreReader(tmp_path / "cli-run").meta()["module"] == "mytask"
+
+
+def test_the_ports_of_ray_tunes_pbt_function_example_run_as_written(tmp_path: Path) -> None:
+    files = example_files()
+    for name in RAY_PORTS:
+        (tmp_path / name).write_text(files[name])
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"WANDB_MODE": "disabled"}
+    pbt_repro = str(Path(sys.executable).parent / "pbt-repro")
+    for name in RAY_PORTS:  # as the README runs them: the installed command, the default executor
+        out = name.removesuffix(".py")
+        cli = subprocess.run(
+            [pbt_repro, "run", name, "--out", out, "--quiet"], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+        assert cli.returncode == 0, cli.stderr
+        with StoreReader(tmp_path / out) as store:
+            assert store.meta()["status"] == "finished" and store.meta()["config"]["pbt"]["executor"] == "local"
+            assert store.events("exploit") and {m.step for m in store.members()} == {300}
 
 
 def test_the_pbtconfig_table_is_generated_from_the_dataclass() -> None:
