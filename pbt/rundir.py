@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from pbt.config import EXECUTION_FIELDS, PBTConfig
+from pbt.config import EXECUTION_FIELDS, PBTConfig, from_dict
 from pbt.executor import cpu_count
 from pbt.lock import LOCK_NAME, LockLost, RunBusy, RunLock, owner_identity, recorded_owner_alive
 from pbt.rows import MemberRow, RunStatus
@@ -73,9 +73,20 @@ def run_differences(
     ...) are left out: a resume may change them without changing what is computed."""
     wanted = _identity(domain, method, config, schedule)
     stored = {k: meta.get(k) for k in wanted}
+    stored["config"] = _as_read_now(type(config), stored["config"])
     return [
         d for d in _differences(stored, wanted) if d.split(":")[0].removeprefix("config.pbt.") not in EXECUTION_FIELDS
     ]
+
+
+def _as_read_now(cls: type, stored: Any) -> Any:
+    """A stored config as this code reads it: a setting added since the run was stored takes its default, which by
+    the project's rule (the golden runs pin it) computes what every run computed before the setting existed. A stored
+    config this code cannot read is compared as it is, so its differences are named."""
+    try:
+        return _config_dict(from_dict(cls, stored))
+    except (ConfigError, TypeError):
+        return stored
 
 
 def _identity(domain: str, method: str, config: Any, schedule: list[dict[str, Any]] | None) -> dict[str, Any]:

@@ -234,3 +234,22 @@ def test_a_refused_folder_that_is_not_a_run_keeps_no_lock_file(tmp_path: Path, k
     with pytest.raises(ConfigError):
         RunDir.open(notes, "toy", "pbt", toy(), None, SPACE, **kwargs)
     assert sorted(p.name for p in notes.iterdir()) == ["notes.txt"]
+
+
+def test_a_setting_added_since_a_run_was_stored_reads_as_its_default(tmp_path: Path) -> None:
+    """A store written before a PBTConfig field existed resumes (and ``reproduce`` reuses it) when the field's default
+    is what the run computed; a missing setting whose default is not the run's value is still another run."""
+    out = tmp_path / "run"
+    config = toy()
+    run_experiment(TOY, config, out, domain="toy")
+    with Store(out) as store:
+        stored = store.meta()["config"]
+        del stored["pbt"]["ttest_window"]  # as if stored before the field existed: its default, 10, is the run's
+        store.set_meta(config=stored)
+    assert run_experiment(TOY, config, out, domain="toy", resume=True).meta()["status"] == "finished"
+    with Store(out) as store:
+        stored = store.meta()["config"]
+        del stored["pbt"]["population"]  # reads as the default, 8, where the run has 2
+        store.set_meta(config=stored)
+    with pytest.raises(ConfigError, match=r"different run \(config\.pbt\.population: 8 != 2"):
+        run_experiment(TOY, config, out, domain="toy", resume=True)
