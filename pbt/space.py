@@ -2,7 +2,8 @@
 
 A search space is plain data: ``{"lr": LogUniform(1e-5, 1e-2), "unroll": IntUniform(5, 50)}``. Every prior can
 ``sample`` a value, ``perturb`` one by a multiplicative factor, and ``clip`` one into its bounds. ``explore`` applies
-the paper's explore step to a whole set of hyperparameters and reports what it did to each.
+the paper's explore step to a whole set of hyperparameters and reports what it did to each, within the run's mutation
+space (``pbt.mutations``: the priors, unless the task or ``--mutations`` says otherwise).
 
 Assumptions where the paper is silent (see ``../README.md``, "Assumptions"):
 - perturb results are clipped to the prior's bounds;
