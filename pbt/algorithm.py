@@ -43,6 +43,7 @@ from pbt import exploit as exploit_rules
 from pbt.config import PBTConfig
 from pbt.exploit import Published
 from pbt.interval import IntervalResult
+from pbt.mutations import ExploreFn, apply_explore_fn
 from pbt.rows import COUNTED, Event, EventKind, IntervalRow, MemberRow, MemberStatus, ScoreRow
 from pbt.space import HParams, Prior, explore, sample
 
@@ -119,10 +120,16 @@ def copy_event(me: MemberRow, donor: MemberRow, transfer: str) -> Event:
 
 
 def explore_member(
-    me: MemberRow, space: dict[str, Prior], cfg: PBTConfig, rng: random.Random, history: pb2.History | None = None
+    me: MemberRow,
+    space: dict[str, Prior],
+    cfg: PBTConfig,
+    rng: random.Random,
+    history: pb2.History | None = None,
+    explore_fn: ExploreFn | None = None,
 ) -> tuple[MemberRow, Event]:
-    """The explore step of ``cfg.strategy``: PBT's explore rule (``pbt.space.explore``), or PB2's bandit
-    (``pbt.pb2.choose``), which learns from ``history``."""
+    """The explore step of ``cfg.strategy`` within the mutation space ``space`` (``pbt.mutations``): PBT's explore
+    rule (``pbt.space.explore``), or PB2's bandit (``pbt.pb2.choose``), which learns from ``history``; then the
+    task's ``explore_fn``, if it has one, on the result, with the same generator (its changes are marked in ``ops``)."""
     if cfg.strategy == "pb2":
         from pbt import pb2
 
@@ -131,6 +138,8 @@ def explore_member(
         new_hparams, ops = explore(
             me.hparams, space, rng, cfg.explore, cfg.perturb_factors, cfg.resample_probability, cfg.noise_std
         )
+    if explore_fn is not None:
+        new_hparams, ops = apply_explore_fn(explore_fn, new_hparams, ops, space, rng)
     event = Event(
         member=me.id,
         step=me.step,
@@ -150,13 +159,15 @@ def exploit_and_explore(
     cfg: PBTConfig,
     seed: int,
     history: pb2.History | None = None,
+    explore_fn: ExploreFn | None = None,
 ) -> tuple[MemberRow, list[Event]]:
     """The ready branch of Algorithm 1 for member ``me`` (already updated with its latest interval).
 
     ``members`` is the population as ``me`` sees it: each member as it was at ``me``'s step (``Controller._view``),
-    so the copy takes exactly the weights the decision compared; ``history`` is what PB2 learns from (its explore
-    step, ``cfg.strategy == "pb2"``). Returns the member as it should be published and the events that explain the
-    change.
+    so the copy takes exactly the weights the decision compared; ``space`` is what explore moves within (the
+    mutation space) and ``explore_fn`` the task's own step after it; ``history`` is what PB2 learns from (its
+    explore step, ``cfg.strategy == "pb2"``). Returns the member as it should be published and the events that
+    explain the change.
     """
     rng = decision_rng(seed, me.id, me.step, "ready")
     population = [me if m.id == me.id else m for m in members]
@@ -167,7 +178,7 @@ def exploit_and_explore(
         events.append(copy_event(me, donor, cfg.transfer))
         me = copy_member(me, donor, cfg.transfer)
     if (donor_id is not None or cfg.explore_every_ready) and cfg.explore != "none":
-        me, event = explore_member(me, space, cfg, rng, history)
+        me, event = explore_member(me, space, cfg, rng, history, explore_fn)
         events.append(event)
     return me, events
 
@@ -223,12 +234,13 @@ def ready_decision(
     cfg: PBTConfig,
     schedule: Schedule | None = None,
     history: pb2.History | None = None,
+    explore_fn: ExploreFn | None = None,
 ) -> tuple[MemberRow, list[Event]]:
     """What a ready member does: follow the run's schedule when it replays one; else exploit and explore (PBT's
     explore step, or PB2's, which learns from ``history``). FIRE PBT decides with ``pbt.fire.decide`` instead."""
     if schedule is not None:
         return follow_schedule(me, schedule)
-    return exploit_and_explore(me, members, space, cfg, cfg.seed, history)
+    return exploit_and_explore(me, members, space, cfg, cfg.seed, history, explore_fn)
 
 
 def after_interval(me: MemberRow, result: IntervalResult, cfg: PBTConfig) -> tuple[MemberRow, list[ScoreRow]]:
@@ -310,12 +322,14 @@ def after_failure(
     space: dict[str, Prior],
     cfg: PBTConfig,
     history: pb2.History | None = None,
+    explore_fn: ExploreFn | None = None,
 ) -> FailureOutcome:
     """Failure replacement. A task that broke its contract stops the run (every member would fail the same way);
     so does a member that failed more than ``max_failures`` times. Otherwise, by ``on_failure``: ``replace`` copies
     the best published member (as ``me`` sees it, like an exploit) and explores; ``retry`` runs the interval again
     from the member's last checkpoint (a dead worker is always retried; a corrupt checkpoint never is); ``drop``
-    takes the member out."""
+    takes the member out. ``space`` is the mutation space: what the replacement explores within, and what a member
+    starting over with fresh hyperparameters draws them from."""
     failures = me.failures + 1
     failure = Event(member=me.id, step=me.step, kind=EventKind.FAILURE, message=result.error)
     if result.task_bug:
@@ -364,7 +378,7 @@ def after_failure(
             ),
         ]
         if cfg.explore != "none":
-            copied, explored = explore_member(copied, space, cfg, rng, history)
+            copied, explored = explore_member(copied, space, cfg, rng, history, explore_fn)
             events.append(explored)
         return FailureOutcome(copied, events)
     # retry the interval from the member's last checkpoint (or from scratch, with fresh hyperparameters)

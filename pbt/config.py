@@ -124,6 +124,12 @@ class PBTConfig:
         "NAME=choice:A,B.",
         default=(),
     )
+    mutations: tuple[str, ...] = doc(
+        "What explore moves a hyperparameter within, apart from the prior members start from (Ray Tune's "
+        "hyperparam_mutations), in the notation of priors: momentum=choice:0.8,0.9,0.99 (perturb moves to a "
+        "neighbouring choice). A value outside it is redrawn from it at the next explore.",
+        default=(),
+    )
     workers: int = doc("Worker processes (0: one per CPU core; 1 with --executor serial runs in-process).", default=0)
     executor: Literal["local", "serial", "ray"] = doc(
         "local: worker processes; serial: in-process, deterministic; ray: a Ray cluster (pip install pbt-repro[ray]).",
@@ -196,6 +202,8 @@ class PBTConfig:
             )
         for text in self.priors:
             parse_prior(text)
+        for text in self.mutations:
+            parse_prior(text, "mutations")
 
     @property
     def interval_eval_every(self) -> int:

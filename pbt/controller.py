@@ -58,7 +58,8 @@ class Controller:
         self.spec = spec
         self.cfg: PBTConfig = spec.config.pbt
         self.listeners = list(listeners)
-        self.space = load_domain(spec.module).search_space(spec.config)
+        domain = load_domain(spec.module)  # explore moves within the mutation space, then through the task's explore_fn
+        self.space, self.explore_fn = domain.mutation_space(spec.config), domain.explore_fn
         self.members = store.members()
         meta = store.meta()
         self.schedule = Schedule.from_meta(meta["schedule"]) if meta.get("schedule") else None  # a replay's
@@ -318,7 +319,7 @@ class Controller:
                 f"{what}: {result.error}; free space (or fix the disk) and resume: the interval of "
                 f"member {me.id} runs again from its last checkpoint"
             )
-        outcome = after_failure(me, result, self._view(me), self.space, self.cfg, self._history(me))
+        outcome = after_failure(me, result, self._view(me), self.space, self.cfg, self._history(me), self.explore_fn)
         self._publish(outcome.member, events=outcome.events)
         if outcome.stop is not None:
             raise RunFailed(outcome.stop, member=me.id)
@@ -382,9 +383,9 @@ class Controller:
         view, history = self._view(me), self._history(me)
         if self.cfg.strategy == "fire" and self.schedule is None:  # FIRE PBT's ready decision replaces Algorithm 1's
             rng = decision_rng(self.cfg.seed, me.id, me.step, "ready")
-            new, events = fire.decide(me, view, self.space, self.cfg, history, rng)
+            new, events = fire.decide(me, view, self.space, self.cfg, history, rng, self.explore_fn)
         else:
-            new, events = ready_decision(me, view, self.space, self.cfg, self.schedule, history)
+            new, events = ready_decision(me, view, self.space, self.cfg, self.schedule, history, self.explore_fn)
         new = replace(new, decision_due=None)
         if events:
             self._publish(new, events=events)

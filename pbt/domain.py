@@ -21,6 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from pbt.mutations import ExploreFn, with_mutations
 from pbt.space import ConfigError, HParams, Prior, with_priors
 from pbt.task import Task
 
@@ -48,6 +49,9 @@ class Domain:
         tools: ``{name: (help, main(argv) -> int)}``, reachable as ``pbt-repro DOMAIN name ...``.
         known_schedules: ``(config) -> {name: pbt.algorithm.Schedule}``, schedules known in closed form (a toy's
             greedy and best ones), which the strategy study measures each run's discovered schedule against.
+        explore_fn: ``(hparams, rng) -> hparams``, run after every explore step on its result, with the decision's
+            random generator (Ray Tune's ``custom_explore_fn``); it must return the same names, each value within
+            its mutation space (``pbt.mutations``).
         module: Where it was loaded from (set by ``load``): what worker processes and a resume import again.
     """
 
@@ -62,6 +66,7 @@ class Domain:
     local_data: Mapping[str, str] = dataclasses.field(default_factory=dict)
     tools: Mapping[str, Command] = dataclasses.field(default_factory=dict)
     known_schedules: Callable[[Any], Mapping[str, Any]] | None = None
+    explore_fn: ExploreFn | None = None
     module: str = ""
 
     def initial(self, config: Any) -> list[HParams] | None:
@@ -71,6 +76,13 @@ class Domain:
         """The run's search space: the task's priors with ``config.pbt.priors`` applied. The one place it is
         resolved, so the controller, the run directory and grid search all search the same space."""
         return with_priors(self.make_task(config).space, config.pbt.priors)
+
+    def mutation_space(self, config: Any) -> dict[str, Prior]:
+        """What explore moves within: the search space with the task's ``mutations`` (an optional attribute beside
+        its ``space``) and ``config.pbt.mutations`` in place of some priors (``pbt.mutations.with_mutations``)."""
+        task = self.make_task(config)
+        space = with_priors(task.space, config.pbt.priors)
+        return with_mutations(space, getattr(task, "mutations", {}), config.pbt.mutations)
 
     def default_profile(self) -> str | None:
         return "cpu" if "cpu" in self.profiles else next(iter(self.profiles), None)

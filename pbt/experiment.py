@@ -54,6 +54,7 @@ def open_experiment(
 
         pb2.require()  # before the run directory is made: one line, not a failure at the first ready decision
     task_domain = load_domain(module)
+    task_domain.mutation_space(config)  # a mutation that does not fit the space is refused before a directory is made
     spec = TaskSpec(module, config)  # a task file by its absolute path, which the run records: resume finds it anywhere
     if initial_hparams is None and method == "pbt":
         initial_hparams = task_domain.initial(config)

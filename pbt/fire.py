@@ -55,6 +55,7 @@ from dataclasses import dataclass, field, replace
 
 from pbt.algorithm import choose_donor, copy_event, copy_member, explore_member
 from pbt.config import PBTConfig
+from pbt.mutations import ExploreFn
 from pbt.rows import Event, MemberRow
 
 OP = "fire"  # the key of a FIRE copy's ``ops``: what the copy was (EVALUATE, ADOPT or a sub-population's exploit)
@@ -258,9 +259,16 @@ def parent_fitness(history: History, parents: Sequence[int], assignments: dict[i
 
 
 def decide(
-    me: MemberRow, members: list[MemberRow], space: dict, cfg: PBTConfig, history: History, rng: random.Random
+    me: MemberRow,
+    members: list[MemberRow],
+    space: dict,
+    cfg: PBTConfig,
+    history: History,
+    rng: random.Random,
+    explore_fn: ExploreFn | None = None,
 ) -> tuple[MemberRow, list[Event]]:
-    """FIRE's ready decision for ``me`` at its step, against the population as it sees it (``members``)."""
+    """FIRE's ready decision for ``me`` at its step, against the population as it sees it (``members``); a copier
+    explores within ``space`` (the mutation space), then through the task's ``explore_fn``."""
     roles = split(cfg)
     role = roles.role(me.id)
     population = [me if m.id == me.id else m for m in members]
@@ -270,7 +278,7 @@ def decide(
         copied = copy_member(me, donor, cfg.transfer)
         if cfg.explore == "none":
             return copied, [event]
-        explored, explore_event = explore_member(copied, space, cfg, rng)
+        explored, explore_event = explore_member(copied, space, cfg, rng, explore_fn=explore_fn)
         return explored, [event, explore_event]
 
     if role == "greedy":

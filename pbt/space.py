@@ -2,7 +2,8 @@
 
 A search space is plain data: ``{"lr": LogUniform(1e-5, 1e-2), "unroll": IntUniform(5, 50)}``. Every prior can
 ``sample`` a value, ``perturb`` one by a multiplicative factor, and ``clip`` one into its bounds. ``explore`` applies
-the paper's explore step to a whole set of hyperparameters and reports what it did to each.
+the paper's explore step to a whole set of hyperparameters and reports what it did to each, within the run's mutation
+space (``pbt.mutations``: the priors, unless the task or ``--mutations`` says otherwise).
 
 Assumptions where the paper is silent (see ``../README.md``, "Assumptions"):
 - perturb results are clipped to the prior's bounds;
@@ -181,10 +182,12 @@ def explore(
 
     Args:
         hparams: the hyperparameters just copied from a better member.
-        space: the priors; keys not in ``space`` are carried over unchanged.
+        space: what explore moves within (the run's mutation space: the priors unless the task or ``--mutations``
+            says otherwise, ``pbt.mutations``); keys not in ``space`` are carried over unchanged, and a value
+            outside its entry is redrawn from it, whatever the mode, as Ray Tune does for a list.
         rng: the caller's random generator (never the global one).
         mode: ``perturb`` multiplies each hyperparameter by a factor drawn independently from ``perturb_factors``;
-            ``resample`` redraws each from its prior with probability ``resample_probability`` and perturbs it
+            ``resample`` redraws each from ``space`` with probability ``resample_probability`` and perturbs it
             otherwise; ``noise`` adds Gaussian noise of ``noise_std`` (in log space for log-uniform priors; the toy
             example's explore); ``none`` changes nothing.
 
@@ -200,7 +203,9 @@ def explore(
     if mode == "none":
         return new, ops
     for name, prior in space.items():
-        if mode == "resample" and rng.random() < resample_probability:
+        # a value outside the space explore moves within (a uniform start where only choices may follow) joins it
+        outside = not in_prior(prior, hparams[name])
+        if outside or (mode == "resample" and rng.random() < resample_probability):
             new[name] = prior.sample(rng)
             ops[name] = "resample"
         elif mode == "noise":
@@ -289,8 +294,9 @@ def check_initial_hparams(population: object, space: dict[str, Prior]) -> None:
 PRIOR_KINDS = {"loguniform": LogUniform, "uniform": Uniform, "int": IntUniform}
 
 
-def parse_prior(text: str) -> tuple[str, Prior]:
-    """``"lr=loguniform:1e-5:1e-2"``, ``"unroll=int:5:50"`` or ``"opt=choice:adam,sgd"`` -> (name, prior).
+def parse_prior(text: str, setting: str = "priors") -> tuple[str, Prior]:
+    """``"lr=loguniform:1e-5:1e-2"``, ``"unroll=int:5:50"`` or ``"opt=choice:adam,sgd"`` -> (name, prior); an error
+    names the ``setting`` the text came from (``priors``, ``mutations``).
 
     >>> parse_prior("lr=loguniform:1e-4:1e-2")
     ('lr', LogUniform(low=0.0001, high=0.01))
@@ -298,23 +304,25 @@ def parse_prior(text: str) -> tuple[str, Prior]:
     name, _, spec = text.partition("=")
     kind, _, args = spec.partition(":")
     if not name or not spec:
-        raise ConfigError(f"priors: {text!r} is not NAME=KIND:ARGS (e.g. lr=loguniform:1e-5:1e-2)")
+        raise ConfigError(f"{setting}: {text!r} is not NAME=KIND:ARGS (e.g. lr=loguniform:1e-5:1e-2)")
     if kind == "choice":
         return name, Categorical(tuple(_choice_value(v) for v in args.split(",")))
     if kind not in PRIOR_KINDS:
-        raise ConfigError(f"priors: unknown kind {kind!r} in {text!r}; choose loguniform, uniform, int or choice")
+        raise ConfigError(f"{setting}: unknown kind {kind!r} in {text!r}; choose loguniform, uniform, int or choice")
     try:
         low, high = (float(v) for v in args.split(":"))
     except ValueError:
-        raise ConfigError(f"priors: {text!r} needs two numbers, LOW:HIGH") from None
+        raise ConfigError(f"{setting}: {text!r} needs two numbers, LOW:HIGH") from None
     if kind == "int":  # 1.5:3 is refused, not read as 1..3 (and nan or inf never reach int())
         if not all(math.isfinite(v) and v.is_integer() for v in (low, high)):
-            raise ConfigError(f"priors: {name}: int bounds must be whole numbers, got {args!r} (e.g. {name}=int:1:3)")
+            raise ConfigError(
+                f"{setting}: {name}: int bounds must be whole numbers, got {args!r} (e.g. {name}=int:1:3)"
+            )
         low, high = int(low), int(high)  # type: ignore[assignment]
     try:
         return name, PRIOR_KINDS[kind](low, high)  # type: ignore[arg-type]
     except ConfigError as exc:
-        raise ConfigError(f"priors: {name}: {exc}") from None
+        raise ConfigError(f"{setting}: {name}: {exc}") from None
 
 
 def _choice_value(text: str) -> HValue:
@@ -333,25 +341,25 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def check_fits(name: str, old: Prior, new: Prior) -> None:
-    """Refuse, in one line, a ``--priors`` replacement whose values are not of the hyperparameter's type: text
-    choices for a numeric one (or numbers for a named one), fractions for a whole-number one."""
+def check_fits(name: str, old: Prior, new: Prior, setting: str = "priors") -> None:
+    """Refuse, in one line, a ``--priors`` replacement (or a mutation, ``setting``) whose values are not of the
+    hyperparameter's type: text choices for a numeric one (or numbers for a named one), fractions for a whole one."""
     numeric = isinstance(old, (Uniform, IntUniform)) or (
         isinstance(old, Categorical) and all(_is_number(c) for c in old.choices)
     )
     values = new.choices if isinstance(new, Categorical) else (new.low, new.high)  # type: ignore[union-attr]
     if numeric and not all(_is_number(v) for v in values):
         raise ConfigError(
-            f"priors: {name} is a number (its prior: {describe(old)}), so its choices must be numbers, "
+            f"{setting}: {name} is a number (its prior: {describe(old)}), so its choices must be numbers, "
             f"got {describe(new)}"
         )
     if not numeric and isinstance(old, Categorical) and any(_is_number(v) for v in values):
         raise ConfigError(
-            f"priors: {name} is one of {', '.join(map(str, old.choices))}, so its choices must be names "
+            f"{setting}: {name} is one of {', '.join(map(str, old.choices))}, so its choices must be names "
             f"like these, got {describe(new)}"
         )
     if isinstance(old, IntUniform) and not all(isinstance(v, int) for v in values):
-        raise ConfigError(f"priors: {name} is a whole number (its prior: {describe(old)}), got {describe(new)}")
+        raise ConfigError(f"{setting}: {name} is a whole number (its prior: {describe(old)}), got {describe(new)}")
 
 
 def describe(prior: Prior) -> str:

@@ -24,7 +24,7 @@ RAY_PORTS = (
 def example_files() -> dict[str, str]:
     """The code blocks the README marks with ``<!-- file: NAME -->``."""
     found = dict(re.findall(r"<!-- file: (\S+) -->\n```python\n(.*?)```", README, flags=re.S))
-    assert set(found) == {"mytask.py", "run.py", "analyse.py", *RAY_PORTS}, sorted(found)
+    assert set(found) == {"mytask.py", "run.py", "analyse.py", "heavyball.py", *RAY_PORTS}, sorted(found)
     return found
 
 
@@ -84,6 +84,25 @@ def test_the_ports_of_ray_tunes_pbt_function_example_run_as_written(tmp_path: Pa
         with StoreReader(tmp_path / out) as store:
             assert store.meta()["status"] == "finished" and store.meta()["config"]["pbt"]["executor"] == "local"
             assert store.events("exploit") and {m.step for m in store.members()} == {300}
+
+
+def test_the_readme_mutation_example_runs_as_written(tmp_path: Path) -> None:
+    """heavyball.py: members start anywhere in momentum's prior, explore sets only the values its mutation lists, and
+    the domain's explore_fn caps every explored step size."""
+    for name, code in example_files().items():
+        (tmp_path / name).write_text(code)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"WANDB_MODE": "disabled"}
+    proc = subprocess.run(
+        [sys.executable, "heavyball.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "member 0: momentum=" in proc.stdout
+    store = StoreReader(tmp_path / "runs" / "heavyball")
+    listed = (0.8, 0.9, 0.99)
+    assert not any(h["momentum"] in listed for h in store.meta()["initial_hparams"])
+    explored = store.events("explore")
+    assert explored and all(e.new_hparams["momentum"] in listed and e.new_hparams["lr"] <= 0.1 for e in explored)
+    store.close()
 
 
 def test_the_pbtconfig_table_is_generated_from_the_dataclass() -> None:
