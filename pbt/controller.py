@@ -16,7 +16,6 @@ checkpoints (its current one included).
 from __future__ import annotations
 
 import datetime as dt
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -29,7 +28,7 @@ from pbt.algorithm import Schedule, after_failure, after_interval, decision_rng,
 from pbt.config import PBTConfig
 from pbt.domain import load as load_domain
 from pbt.errors import Worded
-from pbt.executor import Executor, LocalExecutor, SerialExecutor, TaskSpec, concurrency
+from pbt.executor import Executor, TaskSpec, make_executor
 from pbt.interval import IntervalResult, Job
 from pbt.lock import LockLost
 from pbt.rows import Event, EventKind, IntervalRow, MemberRow, MemberStatus, RunStatus, ScoreRow
@@ -70,22 +69,6 @@ class Controller:
         self.waits = 0  # times a worker was left idle because every member it could run had a decision to wait on
         if [m.id for m in self.members] != list(range(len(self.members))):
             raise ConfigError(f"{store.run_dir}: member ids are not 0..N-1")
-
-    def _executor(self) -> Executor:
-        population = len(self.members)
-        if self.cfg.executor == "serial":
-            return SerialExecutor(self.spec, cache_size=population)
-        if self.cfg.executor == "ray":
-            from pbt.ray_executor import RayExecutor  # Ray is an optional extra
-
-            return RayExecutor(self.spec, population)
-        workers = concurrency(self.cfg, population)
-        return LocalExecutor(
-            self.spec,
-            workers=workers,
-            cache_size=math.ceil(population / workers),
-            interval_timeout=self.cfg.interval_timeout,
-        )
 
     def _training(self) -> list[MemberRow]:
         """Members that will still train (and decide): pending and short of their budget."""
@@ -147,7 +130,7 @@ class Controller:
         try:
             self._reopen_failed()
             self.spec.prepare()
-            executor = self._executor()
+            executor = make_executor(self.spec, len(self.members))
             self.store.set_meta(slots=executor.slots)  # members trained at once, for status and progress
             if executor.lockstep:
                 self._run_rounds(executor)
