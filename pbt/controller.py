@@ -29,7 +29,7 @@ from pbt.config import PBTConfig
 from pbt.domain import load as load_domain
 from pbt.errors import Worded
 from pbt.executor import Executor, TaskSpec, make_executor
-from pbt.interval import IntervalResult, Job
+from pbt.interval import IntervalResult, next_job
 from pbt.lock import LockLost
 from pbt.rows import Event, EventKind, IntervalRow, MemberRow, MemberStatus, RunStatus, ScoreRow
 from pbt.space import ConfigError
@@ -102,23 +102,15 @@ class Controller:
             return True
         return slowest >= me.step and not (fire.decides_last(me.id, self.cfg) and me.step in undecided)
 
-    def _job(self, m: MemberRow) -> Job:
-        steps = min(self.cfg.ready_every - m.steps_since_ready, self.cfg.budget_steps - m.step)
-        return Job(
-            member=m.id,
-            seed=m.seed,
-            hparams=m.hparams,
-            start_step=m.step,
-            steps=steps,
-            eval_every=self.cfg.interval_eval_every,
-            checkpoint_dir=str(self.store.checkpoint_dir),
-            checkpoint=m.checkpoint,
-            checksum=m.checksum,
-        )
+    def _executor(self) -> Executor:
+        if self.cfg.executor == "ray":  # Ray is an optional extra, imported only by a run that asks for it
+            from pbt.ray_executor import RayExecutor
+
+            return RayExecutor(self.spec, len(self.members))
+        return make_executor(self.spec, len(self.members))
 
     def run(self) -> list[MemberRow]:
-        """Train every member to its budget, or until a stop criterion is met (``pbt.stopping``); return the final
-        population.
+        """Train every member to its budget or until a stop criterion is met (``pbt.stopping``); return them.
 
         Raises ``RunFailed`` (the store then says ``failed`` and why) when a member failed more often than
         ``max_failures`` allows, now or in an earlier sitting, or when no member finished; any other error also
@@ -135,7 +127,7 @@ class Controller:
         try:
             self._reopen_failed()
             self.spec.prepare()
-            executor = make_executor(self.spec, len(self.members))
+            executor = self._executor()
             self.store.set_meta(slots=executor.slots)  # members trained at once, for status and progress
             if executor.lockstep:
                 self._run_rounds(executor)
@@ -216,7 +208,7 @@ class Controller:
                     key=lambda m: (m.step // self.cfg.ready_every, not executor.cached_on(slot, m.id), m.step, m.id),
                 )
                 self._decide(member.id)
-                executor.submit(slot, self._job(self.members[member.id]))
+                executor.submit(slot, next_job(self.members[member.id], self.cfg, self.store.checkpoint_dir))
                 in_flight.add(member.id)
             if not in_flight:
                 return
@@ -249,7 +241,7 @@ class Controller:
                 if self._stopping():
                     return
                 self.round["attempted"].append(m.id)
-                executor.submit(0, self._job(m))
+                executor.submit(0, next_job(m, self.cfg, self.store.checkpoint_dir))
                 self._record(executor.next_result())
             if self.round["order"] is None:
                 order = [m.id for m in self.members if m.decision_due == low]

@@ -304,14 +304,11 @@ class LocalExecutor:
 
 
 def make_executor(spec: TaskSpec, population: int) -> Executor:
-    """The executor ``spec``'s config asks for, sized for ``population`` members."""
+    """The serial or local executor ``spec``'s config asks for, sized for ``population`` members (a Ray executor is
+    ``pbt.ray_executor``'s)."""
     cfg = spec.config.pbt
     if cfg.executor == "serial":
         return SerialExecutor(spec, cache_size=population)
-    if cfg.executor == "ray":
-        from pbt.ray_executor import RayExecutor  # Ray is an optional extra
-
-        return RayExecutor(spec, population)
     workers = concurrency(cfg, population)
     return LocalExecutor(
         spec, workers=workers, cache_size=math.ceil(population / workers), interval_timeout=cfg.interval_timeout
