@@ -37,7 +37,8 @@ training loop written as a generator function, Ray Tune's function API's shape, 
 
 Running a population: ``experiment`` (``run_experiment``, the entry point), ``controller`` (it schedules, and
 applies ``algorithm``'s decisions), ``interval`` (one member's interval, as a worker runs it), ``executor`` (intervals
-in this process or in worker processes) and ``ray_executor`` (intervals on a Ray cluster).
+in this process or in worker processes), ``ray_executor`` (intervals on a Ray cluster) and ``stopping`` (a stop score
+or a time limit that ends a run before its budget).
 
 Errors: ``errors`` words a library error in its caller's terms (a command-line flag or a Python argument).
 """

@@ -42,7 +42,8 @@ def doc(text: str, *, variable_length: bool = False, **kwargs: Any) -> Any:
     return field(metadata=metadata, **kwargs)
 
 
-# Where and how wide a run executes; they do not change what it computes, so a run may resume with other values.
+# Where, how wide and how long a run executes; they do not change what any interval computes, so a run may resume
+# with other values (a larger time limit continues a run the limit stopped).
 EXECUTION_FIELDS = (
     "workers",
     "executor",
@@ -51,6 +52,7 @@ EXECUTION_FIELDS = (
     "gpus_per_member",
     "max_failures",
     "interval_timeout",
+    "time_limit",
 )
 
 
@@ -151,6 +153,16 @@ class PBTConfig:
         "processes (not --executor serial).",
         default=0.0,
     )
+    stop_score: float | None = doc(
+        "Stop the run once any member's score reaches this (none: train to the budget). Intervals already running "
+        "finish; the run ends finished, recording the stop and the compute spent.",
+        default=None,
+    )
+    time_limit: float = doc(
+        "Stop the run once its wall time, summed over its sittings, reaches this many seconds (0: no limit). "
+        "Intervals already running finish; a resume with a larger limit continues the run.",
+        default=0.0,
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)  # types, finite floats, choices; then the ranges below
@@ -200,6 +212,8 @@ class PBTConfig:
                 f"interval_timeout needs worker processes to stop, which --executor serial does not "
                 f"have; use --executor local, or --interval-timeout 0 (got {self.interval_timeout:g})"
             )
+        if self.time_limit < 0:
+            raise ConfigError(f"time_limit must be >= 0 seconds (0: no limit), got {self.time_limit:g}")
         for text in self.priors:
             parse_prior(text)
         for text in self.mutations:

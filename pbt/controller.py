@@ -16,7 +16,6 @@ checkpoints (its current one included).
 from __future__ import annotations
 
 import datetime as dt
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -24,13 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # PB2 (numpy, scikit-learn) is imported only by a run that explores with it
     from pbt import pb2
-from pbt import fire
+from pbt import fire, stopping
 from pbt.algorithm import Schedule, after_failure, after_interval, decision_rng, interval_row, ready_decision
 from pbt.config import PBTConfig
 from pbt.domain import load as load_domain
 from pbt.errors import Worded
-from pbt.executor import Executor, LocalExecutor, SerialExecutor, TaskSpec, concurrency
-from pbt.interval import IntervalResult, Job
+from pbt.executor import Executor, TaskSpec, make_executor
+from pbt.interval import IntervalResult, next_job
 from pbt.lock import LockLost
 from pbt.rows import Event, EventKind, IntervalRow, MemberRow, MemberStatus, RunStatus, ScoreRow
 from pbt.space import ConfigError
@@ -69,24 +68,9 @@ class Controller:
         self.decided: list[int] = []  # members whose decision changed nothing, not yet stored
         self.pruned_to = -1  # the step below which snapshots have been pruned
         self.waits = 0  # times a worker was left idle because every member it could run had a decision to wait on
+        self.stop: stopping.Stop | None = None  # once a stop criterion is met, no new interval starts
         if [m.id for m in self.members] != list(range(len(self.members))):
             raise ConfigError(f"{store.run_dir}: member ids are not 0..N-1")
-
-    def _executor(self) -> Executor:
-        population = len(self.members)
-        if self.cfg.executor == "serial":
-            return SerialExecutor(self.spec, cache_size=population)
-        if self.cfg.executor == "ray":
-            from pbt.ray_executor import RayExecutor  # Ray is an optional extra
-
-            return RayExecutor(self.spec, population)
-        workers = concurrency(self.cfg, population)
-        return LocalExecutor(
-            self.spec,
-            workers=workers,
-            cache_size=math.ceil(population / workers),
-            interval_timeout=self.cfg.interval_timeout,
-        )
 
     def _training(self) -> list[MemberRow]:
         """Members that will still train (and decide): pending and short of their budget."""
@@ -119,31 +103,27 @@ class Controller:
             return True
         return slowest >= me.step and not (fire.decides_last(me.id, self.cfg) and me.step in undecided)
 
-    def _job(self, m: MemberRow) -> Job:
-        steps = min(self.cfg.ready_every - m.steps_since_ready, self.cfg.budget_steps - m.step)
-        return Job(
-            member=m.id,
-            seed=m.seed,
-            hparams=m.hparams,
-            start_step=m.step,
-            steps=steps,
-            eval_every=self.cfg.interval_eval_every,
-            checkpoint_dir=str(self.store.checkpoint_dir),
-            checkpoint=m.checkpoint,
-            checksum=m.checksum,
-        )
+    def _executor(self) -> Executor:
+        if self.cfg.executor == "ray":  # Ray is an optional extra, imported only by a run that asks for it
+            from pbt.ray_executor import RayExecutor
+
+            return RayExecutor(self.spec, len(self.members))
+        return make_executor(self.spec, len(self.members))
 
     def run(self) -> list[MemberRow]:
-        """Train every member to its budget; return the final population.
+        """Train every member to its budget or until a stop criterion is met (``pbt.stopping``); return them.
 
         Raises ``RunFailed`` (the store then says ``failed`` and why) when a member failed more often than
         ``max_failures`` allows, now or in an earlier sitting, or when no member finished; any other error also
         marks the run ``failed``; an interruption (Ctrl-C, a signal) marks it ``interrupted``."""
-        if self.store.meta().get("status") == RunStatus.FINISHED and not self._training():
+        meta = self.store.meta()
+        self.stop = stopping.still_stopped(meta.get("stop"), self.cfg, float(meta.get("wall_seconds", 0.0)))
+        if meta.get("status") == RunStatus.FINISHED and (not self._training() or self.stop is not None):
             return self.members  # nothing to do: a finished run's record (its wall time included) stays as it is
         self.store.remove_orphan_checkpoints()  # written by intervals a killed run never committed
-        self.started = time.perf_counter() - float(self.store.meta().get("wall_seconds", 0.0))
-        self.store.set_meta(status=RunStatus.RUNNING, failure=None)
+        self.started = time.perf_counter() - float(meta.get("wall_seconds", 0.0))
+        lifted = {"stop": None} if meta.get("stop") and self.stop is None else {}  # resumed with a larger time limit
+        self.store.set_meta(status=RunStatus.RUNNING, failure=None, **lifted)
         executor = None
         try:
             self._reopen_failed()
@@ -155,7 +135,7 @@ class Controller:
             else:
                 self._run_async(executor)
             self._flush_decisions()
-            if not any(m.status == MemberStatus.DONE for m in self.members):
+            if self.stop is None and not any(m.status == MemberStatus.DONE for m in self.members):
                 raise RunFailed("no member finished: every member was dropped or failed")
         except LockLost:
             raise  # another process may own the run now: nothing more is written
@@ -175,6 +155,7 @@ class Controller:
             status=RunStatus.FINISHED,
             wall_seconds=self._wall(),
             finished_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            **({"stop": self.stop} if self.stop is not None else {}),
         )
         return self.members
 
@@ -215,7 +196,7 @@ class Controller:
         pending decision is in the store (``decision_due``), so a killed run makes it when it resumes."""
         in_flight: set[int] = set()
         while True:
-            for slot in executor.free_slots():
+            for slot in executor.free_slots() if not self._stopping() else ():
                 runnable = self._runnable(in_flight)
                 if not runnable:
                     if any(m.id not in in_flight for m in self._training()):
@@ -228,7 +209,7 @@ class Controller:
                     key=lambda m: (m.step // self.cfg.ready_every, not executor.cached_on(slot, m.id), m.step, m.id),
                 )
                 self._decide(member.id)
-                executor.submit(slot, self._job(self.members[member.id]))
+                executor.submit(slot, next_job(self.members[member.id], self.cfg, self.store.checkpoint_dir))
                 in_flight.add(member.id)
             if not in_flight:
                 return
@@ -246,7 +227,7 @@ class Controller:
         store with every commit, so a run killed anywhere resumes into the same round and ends as an uninterrupted
         run would, event for event."""
         self.round = self.store.meta().get("serial_round")
-        while True:
+        while not self._stopping():
             if self.round is None:
                 runnable = self._runnable(set())
                 if not runnable:
@@ -258,8 +239,10 @@ class Controller:
                 for m in self._training()
                 if m.step == low and m.decision_due is None and m.id not in self.round["attempted"]
             ]:
+                if self._stopping():
+                    return
                 self.round["attempted"].append(m.id)
-                executor.submit(0, self._job(m))
+                executor.submit(0, next_job(m, self.cfg, self.store.checkpoint_dir))
                 self._record(executor.next_result())
             if self.round["order"] is None:
                 order = [m.id for m in self.members if m.decision_due == low]
@@ -273,6 +256,12 @@ class Controller:
     def _wall(self) -> float:
         return time.perf_counter() - self.started
 
+    def _stopping(self) -> bool:
+        """Whether a stop criterion has been met: the stop score by a published score (``_publish``), or the time
+        limit, checked here. No new interval starts then."""
+        self.stop = self.stop or stopping.time_stop(self.cfg, self.members, self._wall())
+        return self.stop is not None
+
     def _publish(
         self,
         member: MemberRow,
@@ -281,12 +270,15 @@ class Controller:
         interval: IntervalRow | None = None,
     ) -> None:
         self.members[member.id] = member
+        self.stop = self.stop or stopping.score_stop(self.cfg, scores, self.members, self._wall())
         # snapshots below the slowest member that will still decide can never be copied again (all members' pruned
         # when that step moves on, the publishing member's at every commit)
         keep_from = min((m.step for m in self._training()), default=member.step)
         prune_all = keep_from != self.pruned_to
         self.pruned_to = keep_from
         meta: dict[str, Any] = {"wall_seconds": self._wall(), "wall_at": time.time()}  # status adds time since
+        if self.stop is not None:  # recorded with the commit that met it, so a resume knows at once
+            meta["stop"] = self.stop
         if self.round is not None:
             meta["serial_round"] = self.round
         self.store.commit(

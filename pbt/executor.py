@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import math
 import multiprocessing as mp
 import multiprocessing.connection as mpc
 import os
@@ -300,3 +301,15 @@ class LocalExecutor:
             if worker.process.is_alive():
                 worker.process.kill()
                 worker.process.join()
+
+
+def make_executor(spec: TaskSpec, population: int) -> Executor:
+    """The serial or local executor ``spec``'s config asks for, sized for ``population`` members (a Ray executor is
+    ``pbt.ray_executor``'s)."""
+    cfg = spec.config.pbt
+    if cfg.executor == "serial":
+        return SerialExecutor(spec, cache_size=population)
+    workers = concurrency(cfg, population)
+    return LocalExecutor(
+        spec, workers=workers, cache_size=math.ceil(population / workers), interval_timeout=cfg.interval_timeout
+    )

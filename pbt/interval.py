@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from pbt.checkpoints import CorruptCheckpoint, verify_checkpoint, write_atomic
+from pbt.config import PBTConfig
+from pbt.rows import MemberRow
 from pbt.space import HParams
 from pbt.task import Evaluation, Task, TaskContractError, checked_metrics, metrics_steps, step_unit
 
@@ -75,6 +77,22 @@ class StateCache:
 
     def discard(self, member: int) -> None:
         self.states.pop(member, None)
+
+
+def next_job(m: MemberRow, cfg: PBTConfig, checkpoint_dir: Path) -> Job:
+    """Member ``m``'s next interval: until it is next ready, or to the end of its budget."""
+    steps = min(cfg.ready_every - m.steps_since_ready, cfg.budget_steps - m.step)
+    return Job(
+        member=m.id,
+        seed=m.seed,
+        hparams=m.hparams,
+        start_step=m.step,
+        steps=steps,
+        eval_every=cfg.interval_eval_every,
+        checkpoint_dir=str(checkpoint_dir),
+        checkpoint=m.checkpoint,
+        checksum=m.checksum,
+    )
 
 
 def run_interval(task: Task, job: Job, cache: StateCache) -> IntervalResult:

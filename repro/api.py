@@ -27,6 +27,7 @@ from pbt.domain import Domain, load
 from pbt.experiment import run_experiment
 from pbt.results import Results
 from pbt.space import ConfigError
+from pbt.stopping import describe
 from pbt.store import StoreReader
 from repro.domains import resume_command
 from repro.listeners import run_listeners
@@ -146,4 +147,7 @@ def _run_with_display(
             file=sys.stderr,
         )
         raise SystemExit(130) from None
-    return Results(out)
+    results = Results(out)
+    if results.meta.get("stop") and not quiet:
+        print(f"{ref} {method} stopped: {describe(results.meta['stop'])}")
+    return results

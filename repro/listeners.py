@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pbt.controller import Listener
+from pbt.stopping import describe
 from pbt.store_writer import Store
 from repro.compare import compare
 from repro.progress import progress_listeners, stored_pbt_config
@@ -32,7 +33,7 @@ def run_listeners(
 ) -> Iterator[list[Listener]]:
     """The listeners of the opened run of ``store``: progress unless ``quiet``, and W&B logging with ``wandb`` (its
     members grouped under ``group``, files under ``wandb_dir``); with ``figures``, the run's own figures are logged
-    to W&B when the ``with`` block ends without an error. The run's settings are read from its store, so a baseline
+    to W&B when the ``with`` block ends without an error, as is why a run stopped before its budget. The run's settings are read from its store, so a baseline
     shows the population it really trains."""
     cfg = stored_pbt_config(store.meta())
     with progress_listeners(store, cfg, quiet, title, metric) as listeners:
@@ -41,6 +42,9 @@ def run_listeners(
             listeners = [*listeners, logger]
         try:
             yield listeners
+            stop = store.meta().get("stop")
+            if logger is not None and stop:
+                logger.log_stop(describe(stop))
             if logger is not None and figures:
                 logger.log_figures(run_figures(store.run_dir), name="figures")
         finally:

@@ -12,9 +12,10 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
-from pbt import fire
+from pbt import fire, stopping
 from pbt.config import PBTConfig, from_dict
 from pbt.controller import Listener
 from pbt.executor import concurrency
@@ -22,6 +23,7 @@ from pbt.results import best_of
 from pbt.rows import Event, EventKind, MemberRow, MemberStatus, ScoreRow
 from pbt.space import ConfigError
 from pbt.store import StoreReader
+from repro.domains import resume_command
 from repro.text import duration, fmt, hparams_text
 
 
@@ -250,6 +252,18 @@ def strategy_and_roles(meta: dict[str, Any]) -> tuple[str | None, fire.Split | N
     return strategy, (fire.split(cfg) if strategy == "fire" else None)
 
 
+def stop_line(run_dir: Path, meta: dict[str, Any], state: str) -> str:
+    """Why the run stopped before its budget (``pbt.stopping``), and for a time limit how to go on."""
+    stop = meta["stop"]
+    text = f"{'stopping' if state == 'running' else 'stopped'}: {stopping.describe(stop)}"
+    if stop["reason"] == "time_limit":
+        text += (
+            f"; `{resume_command(run_dir, meta)} --time-limit SECONDS` with more than {stop['time_limit']:g} "
+            "(or 0: no limit) continues it"
+        )
+    return text
+
+
 def member_table(store: StoreReader) -> str:
     """The members of a run, once: step, latest score, state and hyperparameters (``*`` marks the best)."""
     meta = store.meta()
@@ -264,6 +278,7 @@ def member_table(store: StoreReader) -> str:
     lines = [
         f"run {store.run_dir}: {meta.get('domain')} / {strategy or method} — {state}{f' ({why})' if why else ''}, "
         f"{compute['used_steps']}/{compute['planned_steps']} steps, {wall:.1f} s wall",
+        *([stop_line(store.run_dir, meta, state)] if meta.get("stop") else []),
         f"{'member':>6} {'step':>10} {'score':>10} {'state':>8} {'fails':>5}  {'role':<9}  hyperparameters"
         if roles
         else f"{'member':>6} {'step':>10} {'score':>10} {'state':>8} {'fails':>5}  hyperparameters",

@@ -5,7 +5,8 @@ against the member's step, its score, the training and evaluation metrics, the h
 (``hparams/<name>``, so the schedule shows up as a chart) and its exploit events (``pbt/exploit``,
 ``pbt/cloned_from``, ``pbt/donor_step``, ``pbt/donor_score``; under FIRE PBT also which kind of copy it was,
 ``pbt/fire_exploit``, ``pbt/fire_evaluate`` or ``pbt/fire_adopt``). Its config names the strategy and, under FIRE PBT,
-the member's sub-population (``fire_role``). ``log_figures`` adds the comparison figures as images at the end.
+the member's sub-population (``fire_role``). ``log_figures`` adds the comparison figures as images at the end;
+``log_stop`` writes into each member's summary why a run stopped before its budget (``stop``).
 
 Without a configured API key the runs are written offline (one line says so, with the ``wandb sync`` command to
 upload them later). Logging never stops training: the first error is reported in one line and logging is switched
@@ -156,6 +157,16 @@ class WandbLogger:
                     run.log({f"pbt/{e.kind}": 1}, step=e.step)
             if member.status != MemberStatus.PENDING:
                 run.summary.update({"final_score": member.score, "status": member.status, "final_step": member.step})
+        except Exception as exc:
+            self._fail(exc)
+
+    def log_stop(self, text: str) -> None:
+        """Record in every member's summary why the run stopped before its budget (``pbt.stopping``)."""
+        if self.failed:
+            return
+        try:
+            for run in self.runs.values():
+                run.summary.update({"stop": text})
         except Exception as exc:
             self._fail(exc)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -102,6 +103,21 @@ def test_the_readme_mutation_example_runs_as_written(tmp_path: Path) -> None:
     assert not any(h["momentum"] in listed for h in store.meta()["initial_hparams"])
     explored = store.events("explore")
     assert explored and all(e.new_hparams["momentum"] in listed and e.new_hparams["lr"] <= 0.1 for e in explored)
+    store.close()
+
+
+def test_the_readme_stop_score_command_stops_the_example_early(tmp_path: Path) -> None:
+    for name, code in example_files().items():
+        (tmp_path / name).write_text(code)
+    (command,) = re.findall(r"^(pbt-repro run mytask --stop-score .*?)\s+#", README, flags=re.M)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"WANDB_MODE": "disabled"}
+    args = [str(Path(sys.executable).parent / "pbt-repro"), *shlex.split(command)[1:]]
+    proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "stopped: stop score -15 reached by member" in proc.stdout
+    store = StoreReader(tmp_path / "runs" / "mytask-stop")
+    assert store.meta()["status"] == "finished" and store.meta()["stop"]["reason"] == "stop_score"
+    assert store.compute()["used_steps"] < store.compute()["planned_steps"]
     store.close()
 
 

@@ -20,7 +20,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog=f"{PROG} resume",
         description="Continue a run that stopped (killed, "
-        "crashed or interrupted) from the last committed state of each member.",
+        "crashed, interrupted or stopped by its time limit) from the last committed state of each member.",
     )
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--workers", type=int, help="worker processes or Ray slots (default: as the run was started)")
@@ -32,15 +32,23 @@ def main(argv: list[str]) -> int:
         help="failures a member may have before it stops the run (default: "
         "as the run was started); a larger value retries a member that stopped it",
     )
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        help="seconds of wall time the run may take in all, its earlier sittings included (default: as the run "
+        "was started; 0: no limit); a larger value continues a run its time limit stopped",
+    )
     add_task_flag(parser)
     add_listener_flags(parser)
     args = parser.parse_args(argv)
     with StoreReader(args.run_dir) as reader:
         meta = reader.meta()
     domain = stored_domain(meta, args.task)
-    # where and how wide it runs may change on resume; what it computes may not
+    # where, how wide and how long it runs may change on resume; what it computes may not
     execution = {
-        k: v for k in ("workers", "executor", "ray_address", "max_failures") if (v := getattr(args, k)) is not None
+        k: v
+        for k in ("workers", "executor", "ray_address", "max_failures", "time_limit")
+        if (v := getattr(args, k)) is not None
     }
     config = replace_fields(stored_config(domain, meta), execution)
     # through the same door as run --resume: it takes the run's lock (one owner at a time) and checks the config

@@ -22,7 +22,9 @@ Reads finished or still-running run directories (it never trains anything) and w
   the run's seed.
 
 Runs of different domains are never compared; runs that planned different compute (population × steps per member)
-are refused unless ``allow_unequal``, and the table then says so. A ``replay`` or ``final`` run (``pbt-repro replay``)
+are refused unless ``allow_unequal``, and the table then says so. A run stopped early (``--stop-score``,
+``--time-limit``) is compared at the compute it spent: the table marks the stop and says when the runs spent unequal
+compute, and the score-against-compute figure ends each run at its spent compute. A ``replay`` or ``final`` run (``pbt-repro replay``)
 is an extra arm, held to the same steps per member whatever its number of members. matplotlib is imported only to draw.
 
 The same stores give the same files, byte for byte: figures are saved without dates or version strings, and SVG ids
@@ -58,6 +60,7 @@ from repro.compare.runs import (
     progress_curve,
     run_greediness,
     run_meta,
+    spent_unequal,
 )
 from repro.compare.tables import (
     METHOD_TITLES,
@@ -100,6 +103,7 @@ __all__ = [
     "run_greediness",
     "run_meta",
     "run_row",
+    "spent_unequal",
     "step_on_grid",
     "table_rows",
 ]
@@ -153,7 +157,7 @@ def compare(
         The comparison: rows, figures written, the chosen PBT run's seed and its best member's schedule.
     """
     runs = [load_run(d) for d in run_dirs]
-    equal = check_comparable(runs, allow_unequal)
+    planned_equal = check_comparable(runs, allow_unequal)
     run = figure_run(runs, seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -185,10 +189,11 @@ def compare(
         metric=metric,
         runs=runs,
         rows=table_rows(runs),
-        equal_compute=equal,
+        equal_compute=planned_equal and not spent_unequal(runs),  # a stop may leave the spent compute unequal
         figures=drawn,
         best_schedule=best_schedule,
         figure_seed=None if run is None else run.seed,
+        planned_equal=planned_equal,
     )
     (out / "comparison.md").write_text(markdown_table(comparison))
     (out / "comparison.csv").write_text(csv_table(comparison))

@@ -51,40 +51,57 @@ def save_figure(fig: Any, out: Path, name: str) -> list[str]:
     return written
 
 
-def step_on_grid(xs: Sequence[float], ys: Sequence[float], grid: Any) -> Any:
+def step_on_grid(xs: Sequence[float], ys: Sequence[float], grid: Any, stopped_early: bool = False) -> Any:
     """A step function given at sorted points ``xs`` (a run's best so far), sampled at ``grid``: the value of the last
     point at or before each x, NaN before the first point (no score yet), the final value after the last one (a run
-    that has stopped keeps its best so far). This puts seeds with different x points onto one grid to average."""
+    that has ended keeps its best so far), unless the run ``stopped_early`` (a stop score or a time limit): it spent
+    no compute beyond its last point, so it has no value there. This puts seeds with different x points onto one grid
+    to average."""
     index = np.searchsorted(np.asarray(xs, dtype=float), grid, side="right") - 1
     values = np.asarray(ys, dtype=float)[np.clip(index, 0, None)]
     values[index < 0] = np.nan
+    if stopped_early:
+        values[np.asarray(grid, dtype=float) > xs[-1]] = np.nan
     return values
 
 
-def _method_curves(runs: Sequence[Run]) -> dict[str, list[tuple[list[int], list[float], list[float]]]]:
-    """The progress curves of the runs that have a score, by method in the order given."""
-    curves: dict[str, list[tuple[list[int], list[float], list[float]]]] = {}
+Curve = tuple[list[int], list[float], list[float], bool]  # compute, best so far, population median, stopped early
+
+
+def _method_curves(runs: Sequence[Run]) -> dict[str, list[Curve]]:
+    """The progress curves of the runs that have a score, by method in the order given, each with whether its run
+    stopped early."""
+    curves: dict[str, list[Curve]] = {}
     for run in runs:
-        curve = progress_curve(run.scores)
-        if curve[0]:
-            curves.setdefault(run.method, []).append(curve)
+        xs, best, median = progress_curve(run.scores)
+        if xs:
+            curves.setdefault(run.method, []).append((xs, best, median, run.stop is not None))
     return curves
+
+
+def _mark_stops(ax: Any, group: Sequence[Curve], colour: str, title: str) -> None:
+    """An X where each run that stopped early ends: its spent compute and its best score by then."""
+    ends = [(xs[-1], best[-1]) for xs, best, _, stopped in group if stopped]
+    if ends:
+        ax.plot(*zip(*ends), "X", color=colour, markersize=8, linestyle="none", label=f"{title}: stopped early")
 
 
 def plot_score_vs_compute(runs: Sequence[Run], metric: str, out: Path) -> list[str]:
     """Per method: the best-so-far curve's mean over seeds (on a common grid of 200 compute points), the min–max band
     over seeds and each seed as a thin step line; dashed, the population median's mean over seeds. Where a seed has
-    no score yet, the mean and band are left out (they are always over every seed of the method)."""
+    no score yet, the mean and band are left out (they are always over every seed of the method). Each run ends at the
+    compute it spent; one that stopped early (a stop score or a time limit) is marked there with an X, and the mean and
+    band end where the first seed of the method stopped."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
     curves = _method_curves(runs)
-    top = max((xs[-1] for group in curves.values() for xs, _, _ in group), default=0)
+    top = max((xs[-1] for group in curves.values() for xs, *_ in group), default=0)
     grid = np.linspace(0.0, float(top), 200)
     for method, group in curves.items():
         colour = METHOD_COLOURS.get(method, "tab:grey")
         title = METHOD_TITLES.get(method, method)
         if len(group) == 1:  # one seed: its own curves, nothing to average
-            xs, best, median = group[0]
+            xs, best, median, _ = group[0]
             ax.plot(xs, best, color=colour, linewidth=1.6, drawstyle="steps-post", label=f"{title}: best so far")
             ax.plot(
                 xs,
@@ -96,8 +113,9 @@ def plot_score_vs_compute(runs: Sequence[Run], metric: str, out: Path) -> list[s
                 drawstyle="steps-post",
                 label=f"{title}: population median",
             )
+            _mark_stops(ax, group, colour, title)
             continue
-        for i, (xs, best, _) in enumerate(group):
+        for i, (xs, best, *_) in enumerate(group):
             ax.plot(
                 xs,
                 best,
@@ -107,8 +125,9 @@ def plot_score_vs_compute(runs: Sequence[Run], metric: str, out: Path) -> list[s
                 drawstyle="steps-post",
                 label=f"{title}: best so far, each seed" if i == 0 else None,
             )
-        bests = np.vstack([step_on_grid(xs, best, grid) for xs, best, _ in group])  # NaN where a seed has none yet
-        medians = np.vstack([step_on_grid(xs, median, grid) for xs, _, median in group])
+        # NaN where a seed has no score yet, or has stopped early
+        bests = np.vstack([step_on_grid(xs, best, grid, stopped) for xs, best, _, stopped in group])
+        medians = np.vstack([step_on_grid(xs, median, grid, stopped) for xs, _, median, stopped in group])
         ax.fill_between(
             grid,
             bests.min(axis=0),
@@ -134,6 +153,7 @@ def plot_score_vs_compute(runs: Sequence[Run], metric: str, out: Path) -> list[s
             alpha=0.8,
             label=f"{title}: population median, mean over seeds",
         )
+        _mark_stops(ax, group, colour, title)
     planned = max(r.compute["planned_steps"] for r in runs)
     if planned:
         ax.axvline(planned, color="0.6", linewidth=0.8, linestyle=":")

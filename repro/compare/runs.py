@@ -57,6 +57,11 @@ class Run(Results):
         return int(self.meta["seed"])
 
     @property
+    def stop(self) -> dict[str, Any] | None:
+        """Why the run stopped before its budget (``pbt.stopping``'s record), or None."""
+        return self.meta.get("stop")
+
+    @property
     def best_member(self) -> MemberRow | None:
         return self.best
 
@@ -124,6 +129,13 @@ def check_comparable(runs: Sequence[Run], allow_unequal: bool = False) -> bool:
             "--allow-unequal to compare anyway"
         )
     return equal and not over
+
+
+def spent_unequal(runs: Sequence[Run]) -> bool:
+    """Whether a run stopped before its budget (a stop score or a time limit) and the searches spent unequal compute
+    (member-steps) for it: they are then compared at the compute each spent, not at equal compute."""
+    searches = [r for r in runs if r.label not in REPLAY_METHODS] or list(runs)
+    return any(r.stop for r in runs) and len({r.compute["used_steps"] for r in searches}) > 1
 
 
 def over_trained(runs: Sequence[Run]) -> list[str]:

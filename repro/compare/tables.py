@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from repro.compare.runs import Run, run_greediness
+from pbt.stopping import describe
+from repro.compare.runs import Run, run_greediness, spent_unequal
 from repro.stats import mean_std
 from repro.text import duration, fmt
 
@@ -54,6 +55,7 @@ class Row:
     # per PBT seed, from pbt.diagnostics (both empty for a baseline, which copies nothing):
     coalescence_steps: list[int | None] = field(default_factory=list)  # None: the seed never coalesced
     lineages_at_end: list[int] = field(default_factory=list)  # founding members whose weights survive
+    stop: str = ""  # why the run stopped before its budget (pbt.stopping), or how many of the method's runs did
 
 
 def run_row(run: Run) -> Row:
@@ -79,6 +81,7 @@ def run_row(run: Run) -> Row:
         min_weight_age=run.compute.get("min_weight_age"),
         coalescence_steps=[] if greedy is None else [greedy.coalescence_step],
         lineages_at_end=[] if greedy is None else [greedy.lineages_at_end],
+        stop="" if run.stop is None else describe(run.stop),
     )
 
 
@@ -109,6 +112,7 @@ def aggregate_row(method: str, rows: Sequence[Row]) -> Row:
         min_weight_age=min((r.min_weight_age for r in rows if r.min_weight_age is not None), default=None),
         coalescence_steps=[s for r in rows for s in r.coalescence_steps],
         lineages_at_end=[n for r in rows for n in r.lineages_at_end],
+        stop=f"{stopped} of {len(rows)} runs stopped early" if (stopped := sum(bool(r.stop) for r in rows)) else "",
     )
 
 
@@ -124,6 +128,7 @@ class Comparison:
     figures: dict[str, list[str]]  # figure name -> files written (relative to the output directory)
     best_schedule: dict[str, Any] | None
     figure_seed: int | None = None  # the PBT run's seed the schedule, lineage, member-score and greediness figures show
+    planned_equal: bool = True  # every run planned the same compute (equal_compute: and spent it, see spent_unequal)
 
     def method_runs(self, method: str) -> list[Run]:
         """The runs of ``method``; when there are none, the runs stored under that label (``pbt``: a reproduction of
@@ -185,10 +190,16 @@ def markdown_table(comparison: Comparison, intro: bool = True) -> str:
         if intro
         else []
     )
-    if not comparison.equal_compute:
+    if not comparison.planned_equal:
         lines.append(
             "\n**Unequal compute** (compared with `--allow-unequal`): the runs planned different budgets; "
             "see the planned column."
+        )
+    if spent_unequal(comparison.runs):
+        lines.append(
+            "\n**Unequal compute spent**: a run stopped early (a stop score or a time limit, see below the table) "
+            "and the runs spent different compute; each is shown at the compute it spent (steps used, wall time), "
+            "not at equal compute."
         )
     lines += [
         "",
@@ -198,16 +209,21 @@ def markdown_table(comparison: Comparison, intro: bool = True) -> str:
         "lineages at end | status |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for r in comparison.rows:
+    run_rows = comparison.rows[: len(comparison.runs)]  # then the means over seeds
+    for i, r in enumerate(comparison.rows):
         seeds = ", ".join(map(str, r.seeds))
+        stop = "" if not r.stop else " (stopped)" if i < len(run_rows) else f" ({r.stop})"
         lines.append(
             f"| {r.label} | {METHOD_TITLES.get(r.method, r.method)} | {seeds} | {r.population} | "
             f"{r.used_steps:.6g} / {r.planned_steps:.6g} | "
             f"{age_text(r.max_weight_age)} | {age_text(r.min_weight_age)} | {duration(r.wall_seconds)} | "
             f"{fmt(r.best_final, r.best_final_std)} | {fmt(r.mean_final, r.mean_final_std)} | "
             f"{fmt(r.median_final, r.median_final_std)} | {r.finished} | {coalescence_text(r.coalescence_steps)} | "
-            f"{lineages_text(r.lineages_at_end)} | {r.status} |"
+            f"{lineages_text(r.lineages_at_end)} | {r.status}{stop} |"
         )
+    stops = [f"- {r.label}: stopped early, {r.stop}" for r in run_rows if r.stop]
+    if stops:
+        lines += ["", "Stopped runs (no new interval started after the stop; those running finished):", *stops]
     lines.append(
         "\nFinal scores are each member's latest score (its own: a member does not exploit at the end of its "
         "budget); dropped or failed members are not counted. ± is the sample standard deviation over runs. "
@@ -273,7 +289,7 @@ def csv_table(comparison: Comparison) -> str:
                 blank(r.median_final),
                 blank(r.median_final_std),
                 r.finished,
-                r.status,
+                f"{r.status} (stopped: {r.stop})" if r.stop else r.status,
                 comparison.equal_compute,
                 blank(r.max_weight_age),
                 blank(r.min_weight_age),
