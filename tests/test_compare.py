@@ -267,8 +267,9 @@ def test_reproduce_and_compare_from_the_command_line(cli_env, tmp_path):
 
 def test_tooling_modules_import_no_heavy_packages():
     code = (
-        "import sys, pbt.lineage, repro.compare, repro.reproduce, repro.report, repro.progress, repro.wandb_log, repro.cli; "
-        "heavy = [m for m in ('torch', 'matplotlib', 'rich', 'wandb') if m in sys.modules]; "
+        "import sys, pbt.lineage, repro.compare, repro.reproduce, repro.report, repro.progress, repro.wandb_log, "
+        "repro.tensorboard_log, repro.listeners, repro.cli; "
+        "heavy = [m for m in ('torch', 'matplotlib', 'rich', 'wandb', 'tensorboard') if m in sys.modules]; "
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
