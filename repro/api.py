@@ -1,4 +1,4 @@
-"""The Python API a user calls: run PBT, random search or grid search on a task, with progress and W&B.
+"""The Python API a user calls: run PBT, random search or grid search on a task, with progress, W&B and TensorBoard.
 
     from repro.api import run, random_search
 
@@ -9,7 +9,7 @@
 
 Each returns the run's ``pbt.results.Results`` (best member, its checkpoint, its schedule, the member table). The
 library's own entry points, ``pbt.experiment.run_experiment`` and ``baselines.random_search`` / ``grid_search``, stay
-plain: no progress, no W&B, only listeners; these three are them with both.
+plain: no progress, no logging, only listeners; these three are them with progress and the loggers asked for.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from pbt.results import Results
 from pbt.space import ConfigError
 from pbt.stopping import describe
 from pbt.store import StoreReader
+from repro import tensorboard_log
 from repro.domains import resume_command
 from repro.listeners import run_listeners
 
@@ -57,6 +58,7 @@ def run(
     quiet: bool = False,
     wandb: bool = False,
     wandb_project: str = "pbt-repro",
+    tensorboard: Path | str | None = None,
     listeners: Sequence[Listener] = (),
     initial_hparams: list[dict[str, Any]] | None = None,
 ) -> Results:
@@ -72,6 +74,7 @@ def run(
         force: Replace the run ``out`` holds.
         quiet: No progress display.
         wandb: Log every member to Weights & Biases (offline unless ``WANDB_MODE`` says otherwise).
+        tensorboard: Log every member to TensorBoard under this folder (``tensorboard/member-<id>``).
         listeners: More ``(member, scores, events)`` callbacks, called after every commit.
         initial_hparams: A fixed initial population instead of the domain's own (``Domain.initial_hparams``) or
             prior samples.
@@ -89,6 +92,7 @@ def run(
         quiet=quiet,
         wandb=wandb,
         wandb_project=wandb_project,
+        tensorboard=tensorboard,
         listeners=listeners,
         initial_hparams=initial_hparams,
     )
@@ -122,12 +126,15 @@ def _run_with_display(
     quiet: bool = False,
     wandb: bool = False,
     wandb_project: str = "pbt-repro",
+    tensorboard: Path | str | None = None,
     **options: Any,
 ) -> Results:
     """``runner(module, config, out, watch=..., **options)`` (``run_experiment`` or a baseline) with progress and
     W&B and one line on Ctrl-C; the run's results. Errors are the library's: they name the settings to change as a
     caller of this module sets them (``resume=True``, ``out``, ``config.data_path``; ``pbt.errors``), which are the
     arguments of ``run_experiment`` that these take."""
+    if tensorboard:  # before the run directory is made
+        tensorboard_log.require()
     try:
         ref = _module_ref(task)
         watch = partial(
@@ -137,6 +144,7 @@ def _run_with_display(
             quiet=quiet,
             wandb=wandb,
             wandb_project=wandb_project,
+            tensorboard=tensorboard,
             figures=True,
         )
         runner(ref, config, out, watch=watch, **options).close()

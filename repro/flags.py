@@ -26,6 +26,7 @@ from pbt.config import replace_fields
 from pbt.domain import FILE_MODULE_PREFIX, Domain
 from pbt.errors import Worded
 from pbt.space import ConfigError
+from repro import tensorboard_log
 from repro.domains import registered
 
 PROG = "pbt-repro"
@@ -80,8 +81,17 @@ def add_task_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class _TensorBoardDir(argparse.Action):
+    """``--tensorboard DIR``, refused in one line while the flags are read (before a run directory is made) when
+    tensorboard is not installed."""
+
+    def __call__(self, parser: Any, namespace: argparse.Namespace, value: Any, option: Any = None) -> None:
+        tensorboard_log.require()
+        setattr(namespace, self.dest, value)
+
+
 def add_listener_flags(parser: argparse.ArgumentParser) -> None:
-    """``--quiet`` and the Weights & Biases flags shared by the commands that train."""
+    """``--quiet``, the Weights & Biases flags and ``--tensorboard``, shared by the commands that train."""
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     parser.add_argument(
         "--wandb",
@@ -90,6 +100,14 @@ def add_listener_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--wandb-project", default="pbt-repro", help="W&B project (default pbt-repro)")
     parser.add_argument("--wandb-entity", default=None, help="W&B entity (default: your account's)")
+    parser.add_argument(
+        "--tensorboard",
+        type=Path,
+        metavar="DIR",
+        action=_TensorBoardDir,
+        help="log each member to TensorBoard under DIR (DIR/member-ID; a subfolder per run where a command trains "
+        "several); see it with `tensorboard --logdir DIR`",
+    )
 
 
 def listener_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -99,6 +117,7 @@ def listener_options(args: argparse.Namespace) -> dict[str, Any]:
         "wandb": args.wandb,
         "wandb_project": args.wandb_project,
         "wandb_entity": args.wandb_entity,
+        "tensorboard": args.tensorboard,
     }
 
 

@@ -1,5 +1,6 @@
 """What a run shows and logs while it trains: progress (a live view on a terminal, plain lines otherwise, none when
-quiet) and, on request, Weights & Biases. The one wiring of both, for the command line and the Python API alike."""
+quiet) and, on request, Weights & Biases and TensorBoard. The one wiring of them, for the command line and the Python
+API alike."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pbt.stopping import describe
 from pbt.store_writer import Store
 from repro.compare import compare
 from repro.progress import progress_listeners, stored_pbt_config
+from repro.tensorboard_log import TensorBoardLogger
 from repro.wandb_log import WandbLogger
 
 
@@ -30,16 +32,18 @@ def run_listeners(
     group: str | None = None,
     figures: bool = False,
     wandb_dir: Path | None = None,
+    tensorboard: Path | str | None = None,
 ) -> Iterator[list[Listener]]:
-    """The listeners of the opened run of ``store``: progress unless ``quiet``, and W&B logging with ``wandb`` (its
-    members grouped under ``group``, files under ``wandb_dir``); with ``figures``, the run's own figures are logged
-    to W&B when the ``with`` block ends without an error, as is why a run stopped before its budget. The run's settings are read from its store, so a baseline
-    shows the population it really trains."""
+    """The listeners of the opened run of ``store``: progress unless ``quiet``, W&B logging with ``wandb`` (its
+    members grouped under ``group``, files under ``wandb_dir``) and TensorBoard logging into the folder
+    ``tensorboard`` (its ``group`` subfolder, when a command trains several runs); with ``figures``, the run's own
+    figures are logged to W&B when the ``with`` block ends without an error, as is why a run stopped before its
+    budget. The run's settings are read from its store, so a baseline shows the population it really trains."""
     cfg = stored_pbt_config(store.meta())
     with progress_listeners(store, cfg, quiet, title, metric) as listeners:
         logger = wandb_logger(store, wandb_project, wandb_entity, group, wandb_dir) if wandb else None
-        if logger is not None:
-            listeners = [*listeners, logger]
+        board = TensorBoardLogger(Path(tensorboard) / (group or "")) if tensorboard else None
+        listeners = [*listeners, *(x for x in (logger, board) if x is not None)]
         try:
             yield listeners
             stop = store.meta().get("stop")
@@ -50,6 +54,8 @@ def run_listeners(
         finally:
             if logger is not None:
                 logger.close()
+            if board is not None:
+                board.close()
 
 
 def wandb_logger(

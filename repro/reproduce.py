@@ -55,6 +55,7 @@ from repro.compare import (
     one_or_mean,
     progress_curve,
 )
+from repro.compare.figures import FIT_FROM
 from repro.domains import label, load_domain, registered
 from repro.stats import (
     Interval,
@@ -464,7 +465,8 @@ def figure_captions(seed: int | None) -> dict[str, str]:
     return {
         "score_vs_compute": "Best-so-far score against compute: per method the mean over seeds (thick line), the "
         "min–max range over seeds (band), each seed (thin lines), and the population median "
-        "(dashed, mean over seeds)",
+        f"(dashed, mean over seeds); the score axis fits the best-so-far curves after the first {FIT_FROM:.0%} of "
+        "compute, so the early climb runs below it",
         "schedule": f"Hyperparameter schedule of the final best member of {run}, followed back through its lineage",
         "lineage_tree": f"Lineage tree of the population of {run}",
         "member_scores": f"Each member's score over time ({run})",

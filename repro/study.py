@@ -447,9 +447,21 @@ def csv_table(results: Sequence[VariantResult]) -> str:
     return buffer.getvalue()
 
 
+def in_value_order(study: str, results: Sequence[VariantResult]) -> list[VariantResult]:
+    """The population study's variants by population size, the reference among them (it is trained first); the other
+    studies' as given, since their values have no order."""
+    if study != "population":
+        return list(results)
+    return sorted(results, key=lambda r: int(r.variant.name))
+
+
 def plot_study(study: str, results: Sequence[VariantResult], metric: str, out: Path) -> list[str]:
     """Left: each variant's best final score per seed (dots) and its mean with the 95% t-interval; right: the paired
-    difference to the reference per seed and its mean with the 95% paired t-interval."""
+    difference to the reference per seed and its mean with the 95% paired t-interval.
+
+    An interval is drawn only within the range of the values the panel shows (a triangle marks an end it reaches past
+    it): over two seeds a t-interval is wide enough to leave the metric's own range (an accuracy above 1), and the
+    table gives it whole. A metric's range is not known to the study, so the seeds' own values bound it."""
     plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
     positions = list(range(len(results)))
@@ -462,6 +474,8 @@ def plot_study(study: str, results: Sequence[VariantResult], metric: str, out: P
             "variant − reference, paired by seed",
         ),
     ):
+        shown = [v for per_seed in values for v in (per_seed or {}).values() if v is not None]
+        floor, ceiling = min(shown, default=0.0), max(shown, default=0.0)
         for x, per_seed, interval in zip(positions, values, intervals):
             if per_seed is None or interval is None or interval.mean is None:
                 continue
@@ -470,15 +484,19 @@ def plot_study(study: str, results: Sequence[VariantResult], metric: str, out: P
             ax.scatter([x + o for o in offsets], points, s=14, color="tab:blue", alpha=0.6, linewidths=0)
             low = interval.mean if interval.low is None else interval.low
             high = interval.mean if interval.high is None else interval.high
+            drawn_low, drawn_high = max(low, floor), min(high, ceiling)
             ax.errorbar(
                 [x + 0.3],
                 [interval.mean],
-                yerr=[[interval.mean - low], [high - interval.mean]],
+                yerr=[[interval.mean - drawn_low], [drawn_high - interval.mean]],
                 fmt="o",
                 color="black",
                 capsize=4,
                 markersize=5,
             )
+            for cut, end, marker in ((low < floor, drawn_low, "v"), (high > ceiling, drawn_high, "^")):
+                if cut:
+                    ax.plot([x + 0.3], [end], marker=marker, color="black", markersize=5)
         if ax is right:
             ax.axhline(0.0, color="0.5", linewidth=0.8, linestyle="--")
         ax.set(ylabel=title, xlim=(-0.6, len(results) - 0.2))
@@ -492,7 +510,11 @@ def plot_study(study: str, results: Sequence[VariantResult], metric: str, out: P
             ha="right",
             fontsize=8,
         )
-    fig.suptitle(f"{study} study: dots are seeds; black: mean and 95% t-interval over seeds")
+    fig.suptitle(
+        f"{study} study: dots are seeds; black: mean and 95% Student t-interval over seeds,\n"
+        "drawn within the range of the values shown (▲/▼: it reaches past it; the table gives it whole)",
+        fontsize=10,
+    )
     fig.tight_layout()
     return save_figure(fig, out, study)
 
@@ -522,6 +544,7 @@ def write_study(
     """Write ``out`` (``DIR/STUDY``): the table as markdown, CSV and JSON, the figure and the README; the strategy
     study adds how greedy each variant was (``greed_table``) and, with ``known`` schedules, their figure."""
     out.mkdir(parents=True, exist_ok=True)
+    results = in_value_order(study, results)
     figure = plot_study(study, results, metric, out)
     if study == "strategy" and known:
         figure += plot_schedules(results, known, config.pbt.budget_steps, out)

@@ -1,8 +1,8 @@
 """Weights & Biases logging as a store listener: each member is one W&B run, all grouped under the PBT run.
 
 A member's run holds its hyperparameters as config (updated whenever an exploit or explore changes them), and logs,
-against the member's step, its score, the training and evaluation metrics, the hyperparameters in effect
-(``hparams/<name>``, so the schedule shows up as a chart) and its exploit events (``pbt/exploit``,
+against the member's step, what ``repro.member_log`` says a member's rows log: its score, metrics and hyperparameters
+in effect (``hparams/<name>``, so the schedule shows up as a chart) and its exploit events (``pbt/exploit``,
 ``pbt/cloned_from``, ``pbt/donor_step``, ``pbt/donor_score``; under FIRE PBT also which kind of copy it was,
 ``pbt/fire_exploit``, ``pbt/fire_evaluate`` or ``pbt/fire_adopt``). Its config names the strategy and, under FIRE PBT,
 the member's sub-population (``fire_role``). ``log_figures`` adds the comparison figures as images at the end;
@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pbt.lineage import COPY_KINDS
-from pbt.rows import Event, EventKind, MemberRow, MemberStatus, ScoreRow
+from pbt.rows import Event, MemberRow, MemberStatus, ScoreRow
+from repro.member_log import event_values, score_values
 from repro.progress import strategy_and_roles
 
 _announced: set[str] = set()  # offline folders already announced in this process
@@ -135,26 +135,13 @@ class WandbLogger:
             return
         try:
             run = self._member_run(member)
-            hparams = {f"hparams/{k}": v for k, v in member.hparams.items() if isinstance(v, (int, float))}
             for s in sorted(scores, key=lambda s: s.step):
-                run.log({"score": s.score, **s.metrics, **hparams}, step=s.step)
+                run.log(score_values(member, s), step=s.step)
             for e in events:
                 if e.new_hparams is not None:
                     run.config.update(e.new_hparams, allow_val_change=True)
-                if e.kind in COPY_KINDS:
-                    fire_copy = (e.ops or {}).get("fire")
-                    run.log(
-                        {
-                            "pbt/exploit": 1,
-                            "pbt/cloned_from": e.donor,
-                            "pbt/donor_step": e.donor_step,
-                            "pbt/donor_score": e.donor_score,
-                            **({f"pbt/fire_{fire_copy}": 1} if fire_copy else {}),
-                        },
-                        step=e.step,
-                    )
-                elif e.kind in (EventKind.FAILURE, EventKind.DROP):
-                    run.log({f"pbt/{e.kind}": 1}, step=e.step)
+                if (values := event_values(e)) is not None:
+                    run.log(values, step=e.step)
             if member.status != MemberStatus.PENDING:
                 run.summary.update({"final_score": member.score, "status": member.status, "final_step": member.step})
         except Exception as exc:

@@ -267,8 +267,9 @@ def test_reproduce_and_compare_from_the_command_line(cli_env, tmp_path):
 
 def test_tooling_modules_import_no_heavy_packages():
     code = (
-        "import sys, pbt.lineage, repro.compare, repro.reproduce, repro.report, repro.progress, repro.wandb_log, repro.cli; "
-        "heavy = [m for m in ('torch', 'matplotlib', 'rich', 'wandb') if m in sys.modules]; "
+        "import sys, pbt.lineage, repro.compare, repro.reproduce, repro.report, repro.progress, repro.wandb_log, "
+        "repro.tensorboard_log, repro.listeners, repro.cli; "
+        "heavy = [m for m in ('torch', 'matplotlib', 'rich', 'wandb', 'tensorboard') if m in sys.modules]; "
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
@@ -444,3 +445,30 @@ def test_a_strategy_arm_run_earlier_is_compared_with_both_arms_paired_by_seed(tm
     assert "| | FIRE PBT | random search | FIRE PBT − random search (paired) |" in readme
     with pytest.raises(ConfigError, match="choose from pbt, random_search, pb2, fire"):
         reproduce("toy", config, "smoke", out=out, runs=runs, arms=["pbt2"])
+
+
+def test_score_vs_compute_fits_its_axis_to_the_best_so_far_curves_past_the_first_evaluations(tmp_path, monkeypatch):
+    """An accuracy climbing from chance (0.1) to 0.85-0.93 was drawn over 0.1-0.93, squeezing where methods differ."""
+    import types
+
+    import repro.compare.figures as figures
+
+    drawn = []
+    monkeypatch.setattr(figures, "save_figure", lambda fig, out, name: drawn.append(fig) or [f"{name}.png"])
+
+    def run(method, final, seed):
+        rows = []
+        for step in range(1, 101):
+            for member, ceiling in ((0, final), (1, 0.1)):  # member 1 never learns: the median stays at chance
+                climb = min(1.0, step / 5)
+                rows.append(ScoreRow(member, step, 0.1 + climb * (ceiling - 0.1), time=step + member / 10))
+        return types.SimpleNamespace(
+            scores=rows, method=method, domain="classifier", compute={"planned_steps": 200}, seed=seed
+        )
+
+    runs = [run("pbt", 0.93, 0), run("pbt", 0.91, 1), run("random_search", 0.85, 0), run("random_search", 0.87, 1)]
+    figures.plot_score_vs_compute(runs, "accuracy", tmp_path)
+    (fig,) = drawn
+    low, high = fig.axes[0].get_ylim()
+    assert 0.84 - 0.01 < low < 0.85 and 0.93 < high < 0.93 + 0.01  # the best-so-far range with a 5% margin
+    figures.pyplot().close(fig)

@@ -75,7 +75,8 @@ def main(argv: list[str]) -> int:
         return 0
 
     def listeners_for(title: str, store: Store, cfg: Any) -> Any:
-        return run_listeners(store, domain.metric, title, **listener_options(args))
+        # one TensorBoard subfolder per run (W&B's group is its name already)
+        return run_listeners(store, domain.metric, title, group=store.run_dir.name, **listener_options(args))
 
     trained: set[Path] = set()
     command = " ".join([PROG, "study", *argv])

@@ -18,6 +18,9 @@ from repro.compare.tables import METHOD_TITLES, fmt
 
 FIGURES = ("score_vs_compute", "schedule", "lineage_tree", "member_scores", "greediness")
 METHOD_COLOURS = {"pbt": "tab:blue", "pb2": "tab:purple", "random_search": "tab:orange", "grid_search": "tab:green"}
+# score_vs_compute's y axis fits the best-so-far curves from this fraction of the compute on: the first evaluations
+# (an accuracy at chance) would otherwise stretch it over the whole range and squeeze where the methods differ
+FIT_FROM = 0.1
 
 # -- figures ----------------------------------------------------------------------------------------------------
 
@@ -86,12 +89,25 @@ def _mark_stops(ax: Any, group: Sequence[Curve], colour: str, title: str) -> Non
         ax.plot(*zip(*ends), "X", color=colour, markersize=8, linestyle="none", label=f"{title}: stopped early")
 
 
+def best_so_far_range(curves: dict[str, list[Curve]], start: float) -> tuple[float, float] | None:
+    """The lowest and highest best-so-far score of any curve from compute ``start`` on (a best so far only rises: its
+    value at ``start``, or its first one after, and its last); None without curves."""
+    lows, highs = [], []
+    for group in curves.values():
+        for xs, best, *_ in group:
+            at_start = float(step_on_grid(xs, best, np.array([start]))[0])
+            lows.append(best[0] if np.isnan(at_start) else at_start)
+            highs.append(best[-1])
+    return (min(lows), max(highs)) if lows else None
+
+
 def plot_score_vs_compute(runs: Sequence[Run], metric: str, out: Path) -> list[str]:
     """Per method: the best-so-far curve's mean over seeds (on a common grid of 200 compute points), the min–max band
     over seeds and each seed as a thin step line; dashed, the population median's mean over seeds. Where a seed has
     no score yet, the mean and band are left out (they are always over every seed of the method). Each run ends at the
     compute it spent; one that stopped early (a stop score or a time limit) is marked there with an X, and the mean and
-    band end where the first seed of the method stopped."""
+    band end where the first seed of the method stopped. The y axis fits the best-so-far curves after the first
+    ``FIT_FROM`` of the compute, with a margin of 5%: the early climb and a median below them run off the bottom."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
     curves = _method_curves(runs)
@@ -164,6 +180,10 @@ def plot_score_vs_compute(runs: Sequence[Run], metric: str, out: Path) -> list[s
         + ", ".join(f"{METHOD_TITLES.get(m, m)}: {len(g)} run{'s' if len(g) > 1 else ''}" for m, g in curves.items())
         + ")",
     )
+    fitted = best_so_far_range(curves, FIT_FROM * top)
+    if fitted is not None and fitted[1] > fitted[0]:
+        margin = 0.05 * (fitted[1] - fitted[0])
+        ax.set_ylim(fitted[0] - margin, fitted[1] + margin)
     ax.grid(alpha=0.3)
     if curves:
         ax.legend(fontsize=8)
