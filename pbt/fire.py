@@ -55,7 +55,7 @@ from dataclasses import dataclass, field, replace
 
 from pbt.algorithm import choose_donor, copy_event, copy_member, explore_member
 from pbt.config import PBTConfig
-from pbt.rows import Event, MemberRow
+from pbt.rows import Event, MemberRow, oriented
 
 OP = "fire"  # the key of a FIRE copy's ``ops``: what the copy was (EVALUATE, ADOPT or a sub-population's exploit)
 EVALUATE, ADOPT, EXPLOIT = "evaluate", "adopt", "exploit"
@@ -106,7 +106,7 @@ class Assignment:
 @dataclass(frozen=True)
 class History:
     """What FIRE decides from at step t, read from the store (by the controller): every copy of weights up to t (in
-    the order made) and every member's scores up to t."""
+    the order made) and every member's scores up to t, as fitnesses (``pbt.rows.oriented``: higher better)."""
 
     copies: tuple[Event, ...] = ()
     scores: dict[int, Curve] = field(default_factory=dict)
@@ -289,7 +289,9 @@ def decide(
         winners = [population[a.evaluator] for a in winners if population[a.evaluator].checkpoint is not None]
         if not winners:
             return me, []
-        evaluator = max(winners, key=lambda m: (m.score if m.score is not None else -math.inf, -m.id))
+        evaluator = max(
+            winners, key=lambda m: (oriented(m.score, cfg.mode) if m.score is not None else -math.inf, -m.id)
+        )
         event = replace(
             copy_event(me, evaluator, "weights"),
             ops={OP: ADOPT},
@@ -328,7 +330,7 @@ def decide(
         return me, []
 
     parent = max(free, key=lambda p: (me.step - history.last_touched(p.id, me.step), -p.id))
-    child = max(greedy, key=lambda m: (m.score, -m.id))
+    child = max(greedy, key=lambda m: (oriented(m.score, cfg.mode), -m.id))
     event = replace(
         copy_event(me, parent, "both"),
         new_hparams=dict(child.hparams),

@@ -652,7 +652,8 @@ def study_plan(
                 status, other = "to train", []
                 if Store.exists(run_dir) and not force:
                     meta = run_meta(run_dir)
-                    other = run_differences(meta, name, v.method, variant_config(v, config, seed))
+                    wanted = domain.resolve_mode(variant_config(v, config, seed))  # as open_experiment records it
+                    other = run_differences(meta, name, v.method, wanted)
                     status = (
                         "another run"
                         if other

@@ -65,7 +65,7 @@ def _method_curves(runs: Sequence[Run]) -> dict[str, list[tuple[list[int], list[
     """The progress curves of the runs that have a score, by method in the order given."""
     curves: dict[str, list[tuple[list[int], list[float], list[float]]]] = {}
     for run in runs:
-        curve = progress_curve(run.scores)
+        curve = progress_curve(run.scores, run.mode)
         if curve[0]:
             curves.setdefault(run.method, []).append(curve)
     return curves
@@ -139,7 +139,7 @@ def plot_score_vs_compute(runs: Sequence[Run], metric: str, out: Path) -> list[s
         ax.axvline(planned, color="0.6", linewidth=0.8, linestyle=":")
     ax.set(
         xlabel="compute: member training steps, summed over the population",
-        ylabel=metric,
+        ylabel=axis_label(metric, runs[0].mode),
         title=f"{runs[0].domain}: best-so-far score against compute ("
         + ", ".join(f"{METHOD_TITLES.get(m, m)}: {len(g)} run{'s' if len(g) > 1 else ''}" for m, g in curves.items())
         + ")",
@@ -149,6 +149,11 @@ def plot_score_vs_compute(runs: Sequence[Run], metric: str, out: Path) -> list[s
         ax.legend(fontsize=8)
     fig.tight_layout()
     return save_figure(fig, out, "score_vs_compute")
+
+
+def axis_label(metric: str, mode: str) -> str:
+    """A score axis's label: the metric, and under mode min that lower is better (the axis keeps the raw score)."""
+    return f"{metric} (lower is better)" if mode == "min" else metric
 
 
 def log_scaled(run: Run) -> set[str]:
@@ -272,7 +277,7 @@ def plot_member_scores(run: Run, metric: str, out: Path) -> list[str]:
             ax.plot([e.step], [e.score], marker="o", markersize=3, color=colour, markerfacecolor="none")
     ax.set(
         xlabel="step",
-        ylabel=metric,
+        ylabel=axis_label(metric, run.mode),
         title=f"{run.domain}: each member's score, {len(exploits)} exploit events\n"
         "○ the member's score before the copy, ▲ the donor's score it took over",
     )
