@@ -44,6 +44,7 @@ from baselines import baseline_config, replay_config
 from pbt.algorithm import Schedule
 from pbt.config import replace_fields
 from pbt.domain import Domain
+from pbt.rows import run_mode
 from pbt.rundir import git_commit, machine, run_differences
 from pbt.space import ConfigError
 from pbt.store_writer import Store
@@ -289,6 +290,7 @@ def study_results(
     best = {name: {s: r.best_final for s, r in by_seed.items()} for name, by_seed in rows.items()}
     mean = {name: {s: r.mean_final for s, r in by_seed.items()} for name, by_seed in rows.items()}
     ref = next(v.name for v in variants if v.reference)
+    higher = all(run.mode == "max" for run in loaded[ref].values())  # which way a variant wins (PBTConfig.mode)
     schedules = {
         name: {seed: run.discovered_schedule() for seed, run in by_seed.items() if run.best is not None}
         for name, by_seed in loaded.items()
@@ -301,8 +303,8 @@ def study_results(
             mean[v.name],
             mean_interval(best[v.name].values()),
             mean_interval(mean[v.name].values()),
-            None if v.reference else paired_difference(best[v.name], best[ref]),
-            None if v.reference else paired_difference(mean[v.name], mean[ref]),
+            None if v.reference else paired_difference(best[v.name], best[ref], higher=higher),
+            None if v.reference else paired_difference(mean[v.name], mean[ref], higher=higher),
             sum(r.wall_seconds for r in rows[v.name].values()),
             tuple(sorted({str(run.meta.get("git_commit")) for run in loaded[v.name].values()})),
             coalescence={s: (r.coalescence_steps or [None])[0] for s, r in rows[v.name].items()},
@@ -414,6 +416,9 @@ TABLE_NOTE = (
 )
 
 
+LOWER_NOTE = " The runs minimise their score: lower is better, and *won* counts the seeds where it is lower."
+
+
 def csv_table(results: Sequence[VariantResult]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -522,6 +527,7 @@ def write_study(
     """Write ``out`` (``DIR/STUDY``): the table as markdown, CSV and JSON, the figure and the README; the strategy
     study adds how greedy each variant was (``greed_table``) and, with ``known`` schedules, their figure."""
     out.mkdir(parents=True, exist_ok=True)
+    reference_runs = next(r.runs for r in results if r.variant.reference).values()
     figure = plot_study(study, results, metric, out)
     if study == "strategy" and known:
         figure += plot_schedules(results, known, config.pbt.budget_steps, out)
@@ -556,7 +562,7 @@ def write_study(
         provenance_text(provenance),
         "",
         markdown_table(results),
-        TABLE_NOTE,
+        TABLE_NOTE + (LOWER_NOTE if any(run_mode(run_meta(d)["config"]) == "min" for d in reference_runs) else ""),
         *greed,
         "",
         f"![{study}]({png})",

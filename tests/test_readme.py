@@ -36,6 +36,8 @@ def test_the_readme_example_runs_as_written(tmp_path: Path) -> None:
         assert proc.stdout.startswith("PBT best ") and "weight age 0: lr=" in proc.stdout
         store = StoreReader(tmp_path / "runs" / f"mytask-pbt-{executor}")
         assert store.meta()["status"] == "finished" and store.events("exploit")
+        assert store.meta()["config"]["pbt"]["mode"] == "min"  # the example's loss: copies go to lower losses
+        assert all(e.donor_score < e.score for e in store.events("exploit"))
         store.close()
     pbt_repro = str(Path(sys.executable).parent / "pbt-repro")  # the installed command, as the README names it
     for task, out in (("mytask", "cli-run"), ("mytask.py", "cli-file-run")):  # the default executor: worker processes
