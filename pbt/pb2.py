@@ -140,7 +140,8 @@ def training_data(
     history: History, dims: Sequence[Dimension], step: int, cfg: PBTConfig
 ) -> tuple[np.ndarray, np.ndarray]:
     """The GP's inputs (time in ready intervals before ``step``, then each searched hyperparameter in [0, 1]) and
-    targets (fitness change per step, ``pbt.rows.oriented``, standardised and clipped) of the intervals in the window."""
+    targets (fitness change per step, ``pbt.rows.oriented``: a falling loss is a gain; standardised and clipped) of
+    the intervals in the window."""
     rows = [iv for iv in window(history.intervals, step, cfg) if all(d.name in iv.hparams for d in dims)]
     x = np.array(
         [[(iv.start_step - step) / cfg.ready_every, *(d.to_unit(iv.hparams[d.name]) for d in dims)] for iv in rows],

@@ -117,7 +117,8 @@ def best_of(members: list[MemberRow], mode: str) -> MemberRow | None:
 
 def saved_member(run_dir: Path | str, which: str = "best") -> tuple[dict[str, Any], MemberRow, Path]:
     """A run's stored config, its member ``which`` (an id, or ``best``: the best latest score, by the run's mode, among
-    those with a checkpoint) and that member's verified checkpoint, for tools that work on a run (play, translate, samples)."""
+    those with a checkpoint) and that member's verified checkpoint, for tools that work on a run (play, translate,
+    samples)."""
     results = Results(run_dir)
     with_checkpoint = [m for m in results.members if m.checkpoint is not None]
     if not with_checkpoint:

@@ -22,8 +22,10 @@ Statistics across seeds (``repro.stats``): the two arms of one seed start from t
 as pairs. ``summary["paired"]`` holds, for the best member's final score, the population's mean and median final
 score and every number of ``extra_results`` (``test_bleu.test_2016_flickr``, ``fid``), each arm's mean over seeds
 with its 95% t-interval, the paired difference PBT − random search with its 95% paired t-interval over seeds, and
-how many seeds PBT won (lower is better for FID, ``LOWER_IS_BETTER``). ``summary["trains_faster"]`` says at what
-fraction of random search's compute PBT's best so far first reached random search's final best, and the reverse.
+how many seeds PBT won (lower is better for FID, ``LOWER_IS_BETTER``, and for the scores of runs that minimise them,
+``PBTConfig.mode``; the difference stays PBT − random search, and ``higher_is_better`` says which sign is better).
+``summary["trains_faster"]`` says at what fraction of random search's compute PBT's best so far first reached random
+search's final best, and the reverse.
 """
 
 from __future__ import annotations
@@ -276,8 +278,8 @@ def paired_summary(
     names: Sequence[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """``summary["paired"]``: the paired statistics (``paired_metric``, ``first`` − ``second``) of the runs' scores
-    (better as the runs' mode says: ``Comparison.mode``), then of every number of their ``extra_results`` (of those in ``names`` when given); a name of both kinds keeps
-    the score."""
+    (better as the runs' mode says: ``Comparison.mode``), then of every number of their ``extra_results`` (of those
+    in ``names`` when given); a name of both kinds keeps the score."""
 
     def by_seed(arm: str, attr: str) -> dict[int, float | None]:
         return {row.seeds[0]: getattr(row, attr) for row in comparison.method_rows(arm)}
