@@ -32,7 +32,7 @@ from pbt.errors import Worded
 from pbt.executor import Executor, LocalExecutor, SerialExecutor, TaskSpec, concurrency
 from pbt.interval import IntervalResult, Job
 from pbt.lock import LockLost
-from pbt.rows import Event, EventKind, IntervalRow, MemberRow, MemberStatus, RunStatus, ScoreRow, oriented
+from pbt.rows import Event, EventKind, IntervalRow, MemberRow, MemberStatus, RunStatus, ScoreRow
 from pbt.space import ConfigError
 from pbt.store_writer import Store
 
@@ -360,9 +360,7 @@ class Controller:
         other members at this step. FIRE: the copies of weights and the scores so far. PBT needs none."""
         if self.cfg.strategy == "fire":
             copies = tuple(e for e in self.store.events(EventKind.EXPLOIT) if e.step <= me.step)
-            curves = self.store.score_curves(until=me.step)
-            fitness = {m: tuple((step, oriented(score, self.cfg.mode)) for step, score in c) for m, c in curves.items()}
-            return fire.History(copies=copies, scores=fitness)
+            return fire.History(copies=copies, scores=self.store.score_curves(until=me.step), mode=self.cfg.mode)
         if self.cfg.strategy != "pb2":
             return None
         from pbt import pb2

@@ -106,10 +106,15 @@ class Assignment:
 @dataclass(frozen=True)
 class History:
     """What FIRE decides from at step t, read from the store (by the controller): every copy of weights up to t (in
-    the order made) and every member's scores up to t, as fitnesses (``pbt.rows.oriented``: higher better)."""
+    the order made) and every member's scores up to t, which its curves give as fitnesses under the run's ``mode``
+    (``pbt.rows.oriented``: higher better)."""
 
     copies: tuple[Event, ...] = ()
     scores: dict[int, Curve] = field(default_factory=dict)
+    mode: str = "max"
+
+    def fitness(self, member: int) -> Curve:
+        return tuple((step, oriented(score, self.mode)) for step, score in self.scores.get(member, ()))
 
     def assignments(self) -> dict[int, Assignment]:
         """Each evaluator's latest assignment."""
@@ -130,12 +135,12 @@ class History:
         """``member``'s scores since its weights were last copied (an evaluator's: since its assignment); a member
         that adopted an evaluator's weights continues that evaluator's curve."""
         last = self.last_copy(member)
-        own = self.scores.get(member, ())
+        own = self.fitness(member)
         if last is None:
             return own
         after = tuple(p for p in own if p[0] > last.step)
         if (last.ops or {}).get(OP) == ADOPT and last.donor is not None:
-            before = self.scores.get(int(last.donor), ())
+            before = self.fitness(int(last.donor))
             start = self.assignments_before(int(last.donor), last.step)
             return tuple(p for p in before if start < p[0] <= last.step) + after
         return after

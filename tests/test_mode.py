@@ -245,6 +245,20 @@ def test_pb2_learns_from_the_fall_of_a_loss_under_min() -> None:
         assert y[better] > y[1 - better], mode
 
 
+def test_fire_reads_a_faster_falling_loss_as_the_better_curve_under_min() -> None:
+    from pbt import fire
+
+    scores = {0: ((1, 4.0), (2, 3.0), (3, 2.0), (4, 1.0)), 1: ((1, 4.0), (2, 3.5), (3, 3.0), (4, 2.5))}
+    minimised = fire.History(scores=scores, mode="min")
+    assert fire.best_score_difference(minimised.curve(0), minimised.curve(1)) == 1.5
+    assert fire.binomial_p(minimised.curve(0), minimised.curve(1)) < fire.binomial_p(
+        minimised.curve(1), minimised.curve(0)
+    )
+    maximised = fire.History(scores=scores)
+    assert fire.best_score_difference(maximised.curve(1), maximised.curve(0)) == 0.0
+    assert maximised.curve(0) == scores[0]  # the raw scores, as stored
+
+
 def test_best_of_and_the_best_so_far_curve_follow_the_mode() -> None:
     population = members(3.0, 1.0, 2.0)
     assert best_of(population, "min").id == 1 and best_of(population, "max").id == 0
