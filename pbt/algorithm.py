@@ -29,6 +29,10 @@ the controller passes in (``pb2.History``, read from the store). The exploit rul
 (``pbt.fire``) makes a ready decision of its own from the same steps (``choose_donor``, ``copy_member``,
 ``copy_event``, ``explore_member``); the controller calls it in place of ``ready_decision``.
 
+Every decision compares fitnesses, higher better: the scores as the task reports them under ``PBTConfig.mode`` max,
+negated under min (``pbt.rows.oriented``, applied where scores are read: ``published``, PB2's score changes, FIRE's
+curves). Events and the store keep the raw scores.
+
 Nothing here reads or writes a file or the store: each decision is a function of what it is given, and returns the
 member's new state and the events that explain it.
 """
@@ -44,7 +48,7 @@ from pbt.config import PBTConfig
 from pbt.exploit import Published
 from pbt.interval import IntervalResult
 from pbt.mutations import ExploreFn, apply_explore_fn
-from pbt.rows import COUNTED, Event, EventKind, IntervalRow, MemberRow, MemberStatus, ScoreRow
+from pbt.rows import COUNTED, Event, EventKind, IntervalRow, MemberRow, MemberStatus, ScoreRow, oriented
 from pbt.space import HParams, Prior, explore, sample
 
 if TYPE_CHECKING:  # PB2 (numpy, scikit-learn) is imported only by a run that uses it
@@ -57,10 +61,11 @@ def decision_rng(seed: int, member: int, step: int, purpose: str) -> random.Rand
     return random.Random(f"{seed}:{purpose}:{member}:{step}")
 
 
-def published(members: list[MemberRow]) -> list[Published]:
-    """The members others may copy: those with a score and a checkpoint that have not dropped out."""
+def published(members: list[MemberRow], mode: str) -> list[Published]:
+    """The members others may copy: those with a score and a checkpoint that have not dropped out, with their scores
+    and samples as fitnesses (``oriented`` by the run's ``mode``), so every exploit rule compares higher-better."""
     return [
-        Published(member=m.id, score=m.score, samples=m.samples)
+        Published(member=m.id, score=oriented(m.score, mode), samples=tuple(oriented(s, mode) for s in m.samples))
         for m in members
         if m.score is not None and m.checkpoint is not None and m.status in COUNTED
     ]
@@ -68,7 +73,7 @@ def published(members: list[MemberRow]) -> list[Published]:
 
 def choose_donor(me: MemberRow, members: list[MemberRow], cfg: PBTConfig, rng: random.Random) -> int | None:
     """Apply the configured exploit rule for ``me`` against the published population."""
-    population = published(members)
+    population = published(members, cfg.mode)
     if cfg.exploit == "truncation":
         return exploit_rules.exploit_truncation(me.id, population, rng, cfg.truncation_fraction)
     if cfg.exploit == "ttest":
@@ -353,7 +358,7 @@ def after_failure(
     # a donor that points at the same corrupt file would hand the same failure on
     donors = [
         p
-        for p in published(members)
+        for p in published(members, cfg.mode)
         if p.member != me.id and not (result.corrupt_checkpoint and members[p.member].checkpoint == me.checkpoint)
     ]
     if action == "drop":

@@ -64,6 +64,11 @@ class PBTConfig:
     budget_steps: int = doc("Training steps per member (the task's unit: frames, gradient steps).", default=1000)
     ready_every: int = doc("A member is ready after this many steps since it was last ready.", default=100)
     eval_every: int = doc("Evaluate every this many steps (0: once per ready interval).", default=0)
+    mode: Literal["auto", "max", "min"] = doc(
+        "Which way the score is better: max (a reward, an accuracy), min (a loss, a perplexity, an FID), or auto: the "
+        "task's own (Domain.mode). Recorded resolved, so every reader of the run follows it.",
+        default="auto",
+    )
     strategy: Literal["pbt", "pb2", "fire"] = doc(
         "pbt: the paper's exploit and explore rules. pb2: the same exploit, but a time-varying Gaussian-process "
         "bandit picks a copier's numeric hyperparameters within their priors (Parker-Holder et al. 2020; categorical "

@@ -353,7 +353,7 @@ class Controller:
         other members at this step. FIRE: the copies of weights and the scores so far. PBT needs none."""
         if self.cfg.strategy == "fire":
             copies = tuple(e for e in self.store.events(EventKind.EXPLOIT) if e.step <= me.step)
-            return fire.History(copies=copies, scores=self.store.score_curves(until=me.step))
+            return fire.History(copies=copies, scores=self.store.score_curves(until=me.step), mode=self.cfg.mode)
         if self.cfg.strategy != "pb2":
             return None
         from pbt import pb2

@@ -7,7 +7,7 @@ finds its task again, in the controller and in every worker process.
 
 Only ``make_task`` is required: a module without ``DOMAIN`` that defines ``make_task(config)`` (and, if it has them,
 ``Config``, ``PROFILES``, ``METRIC``) is read as a domain with those parts, so the smallest task module is a class and a
-function.
+function. A module without ``DOMAIN`` whose score is a loss says so with ``MODE = "min"`` beside ``METRIC``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from types import ModuleType
 from typing import Any
 
 from pbt.mutations import ExploreFn, with_mutations
+from pbt.rows import Mode
 from pbt.space import ConfigError, HParams, Prior, with_priors
 from pbt.task import Task
 
@@ -38,7 +39,10 @@ class Domain:
         config: The task's settings dataclass, with a ``pbt: PBTConfig`` field; the command line is generated from
             it. None: the task takes the profile's config object as it is.
         profiles: Named configs (``smoke``, ``cpu``, ``paper``); the first is the default.
-        metric: What the score means (tables, figures); higher is better.
+        metric: What the score means (tables, figures).
+        mode: Which way the score is better: ``max`` (a reward, an accuracy) or ``min`` (a loss, a perplexity, an
+            FID). A run's ``PBTConfig.mode`` of ``auto`` takes it; every decision and "best" follows it, while the
+            store, tables and figures keep the score as the task reported it.
         initial_hparams: ``(config) -> list[dict] | None``, a fixed initial population instead of prior samples;
             a PBT run given none starts from it (``pbt.experiment.open_experiment``), a baseline never does.
         prepare: ``(config) -> Any``, one-time set-up (decode data, train an auxiliary model), run once in the
@@ -59,6 +63,7 @@ class Domain:
     config: type | None = None
     profiles: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     metric: str = "score"
+    mode: Mode = "max"
     initial_hparams: Callable[[Any], list[HParams] | None] | None = None
     prepare: Callable[[Any], Any] | None = None
     estimate: Callable[[Any], Mapping[str, str]] | None = None
@@ -68,6 +73,16 @@ class Domain:
     known_schedules: Callable[[Any], Mapping[str, Any]] | None = None
     explore_fn: ExploreFn | None = None
     module: str = ""
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("max", "min"):
+            raise ConfigError(f"Domain mode must be max or min, got {self.mode!r}")
+
+    def resolve_mode(self, config: Any) -> Any:
+        """``config`` with a ``pbt.mode`` of ``auto`` made this domain's ``mode``: what a run records and compares."""
+        if config.pbt.mode != "auto":
+            return config
+        return dataclasses.replace(config, pbt=dataclasses.replace(config.pbt, mode=self.mode))
 
     def initial(self, config: Any) -> list[HParams] | None:
         return None if self.initial_hparams is None else self.initial_hparams(config)
@@ -147,7 +162,13 @@ def domain_of(module: ModuleType) -> Domain:
     names = module.__dict__
     config = names.get("Config")
     profiles = names.get("PROFILES") or ({"default": config()} if isinstance(config, type) else {})
-    return Domain(make_task=make_task, config=config, profiles=profiles, metric=str(names.get("METRIC", "score")))
+    return Domain(
+        make_task=make_task,
+        config=config,
+        profiles=profiles,
+        metric=str(names.get("METRIC", "score")),
+        mode=names.get("MODE", "max"),
+    )
 
 
 def load(ref: str) -> Domain:

@@ -38,7 +38,8 @@ def open_experiment(
     (``baselines.baseline_config`` makes one): a run's label and what it does always agree. So must a run that
     follows a ``schedule`` (a ``replay`` or ``final`` run, ``baselines.replay_config``), which is recorded in the
     store (with ``replay_of``: the run and member it came from) so a resume follows it too. A PBT run given no
-    ``initial_hparams`` starts from the domain's own (``Domain.initial_hparams``), if it has them.
+    ``initial_hparams`` starts from the domain's own (``Domain.initial_hparams``), if it has them. A
+    ``config.pbt.mode`` of ``auto`` becomes the domain's (``Domain.mode``) before anything is recorded or compared.
     """
     searches = config.pbt.exploit != "none" or config.pbt.explore != "none" or config.pbt.explore_every_ready
     if (method in BASELINE_METHODS + REPLAY_METHODS or schedule is not None) and searches:
@@ -55,6 +56,7 @@ def open_experiment(
         pb2.require()  # before the run directory is made: one line, not a failure at the first ready decision
     task_domain = load_domain(module)
     task_domain.mutation_space(config)  # a mutation that does not fit the space is refused before a directory is made
+    config = task_domain.resolve_mode(config)  # once, here: the store records max or min, which every reader follows
     spec = TaskSpec(module, config)  # a task file by its absolute path, which the run records: resume finds it anywhere
     if initial_hparams is None and method == "pbt":
         initial_hparams = task_domain.initial(config)

@@ -56,7 +56,7 @@ from dataclasses import dataclass, field, replace
 from pbt.algorithm import choose_donor, copy_event, copy_member, explore_member
 from pbt.config import PBTConfig
 from pbt.mutations import ExploreFn
-from pbt.rows import Event, MemberRow
+from pbt.rows import Event, MemberRow, oriented
 
 OP = "fire"  # the key of a FIRE copy's ``ops``: what the copy was (EVALUATE, ADOPT or a sub-population's exploit)
 EVALUATE, ADOPT, EXPLOIT = "evaluate", "adopt", "exploit"
@@ -107,10 +107,15 @@ class Assignment:
 @dataclass(frozen=True)
 class History:
     """What FIRE decides from at step t, read from the store (by the controller): every copy of weights up to t (in
-    the order made) and every member's scores up to t."""
+    the order made) and every member's scores up to t, which its curves give as fitnesses under the run's ``mode``
+    (``pbt.rows.oriented``: higher better)."""
 
     copies: tuple[Event, ...] = ()
     scores: dict[int, Curve] = field(default_factory=dict)
+    mode: str = "max"
+
+    def fitness(self, member: int) -> Curve:
+        return tuple((step, oriented(score, self.mode)) for step, score in self.scores.get(member, ()))
 
     def assignments(self) -> dict[int, Assignment]:
         """Each evaluator's latest assignment."""
@@ -131,12 +136,12 @@ class History:
         """``member``'s scores since its weights were last copied (an evaluator's: since its assignment); a member
         that adopted an evaluator's weights continues that evaluator's curve."""
         last = self.last_copy(member)
-        own = self.scores.get(member, ())
+        own = self.fitness(member)
         if last is None:
             return own
         after = tuple(p for p in own if p[0] > last.step)
         if (last.ops or {}).get(OP) == ADOPT and last.donor is not None:
-            before = self.scores.get(int(last.donor), ())
+            before = self.fitness(int(last.donor))
             start = self.assignments_before(int(last.donor), last.step)
             return tuple(p for p in before if start < p[0] <= last.step) + after
         return after
@@ -297,7 +302,9 @@ def decide(
         winners = [population[a.evaluator] for a in winners if population[a.evaluator].checkpoint is not None]
         if not winners:
             return me, []
-        evaluator = max(winners, key=lambda m: (m.score if m.score is not None else -math.inf, -m.id))
+        evaluator = max(
+            winners, key=lambda m: (oriented(m.score, cfg.mode) if m.score is not None else -math.inf, -m.id)
+        )
         event = replace(
             copy_event(me, evaluator, "weights"),
             ops={OP: ADOPT},
@@ -336,7 +343,7 @@ def decide(
         return me, []
 
     parent = max(free, key=lambda p: (me.step - history.last_touched(p.id, me.step), -p.id))
-    child = max(greedy, key=lambda m: (m.score, -m.id))
+    child = max(greedy, key=lambda m: (oriented(m.score, cfg.mode), -m.id))
     event = replace(
         copy_event(me, parent, "both"),
         new_hparams=dict(child.hparams),

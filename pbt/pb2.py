@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from pbt.config import PBTConfig
-from pbt.rows import IntervalRow
+from pbt.rows import IntervalRow, oriented
 from pbt.space import ConfigError, HParams, HValue, IntUniform, LogUniform, Prior, Uniform, explore
 
 OP = "pb2"  # what an explore event's ops say of a hyperparameter PB2 chose
@@ -140,13 +140,16 @@ def training_data(
     history: History, dims: Sequence[Dimension], step: int, cfg: PBTConfig
 ) -> tuple[np.ndarray, np.ndarray]:
     """The GP's inputs (time in ready intervals before ``step``, then each searched hyperparameter in [0, 1]) and
-    targets (score change per step, standardised and clipped) of the intervals in the window."""
+    targets (fitness change per step, ``pbt.rows.oriented``: a falling loss is a gain; standardised and clipped) of
+    the intervals in the window."""
     rows = [iv for iv in window(history.intervals, step, cfg) if all(d.name in iv.hparams for d in dims)]
     x = np.array(
         [[(iv.start_step - step) / cfg.ready_every, *(d.to_unit(iv.hparams[d.name]) for d in dims)] for iv in rows],
         dtype=float,
     ).reshape(len(rows), 1 + len(dims))
-    change = np.array([(iv.end_score - iv.start_score) / (iv.end_step - iv.start_step) for iv in rows], dtype=float)
+    change = np.array(
+        [oriented(iv.end_score - iv.start_score, cfg.mode) / (iv.end_step - iv.start_step) for iv in rows], dtype=float
+    )
     spread = change.std() if len(change) else 0.0
     y = np.zeros_like(change) if spread == 0.0 else np.clip((change - change.mean()) / spread, -CLIP_SD, CLIP_SD)
     return x, y

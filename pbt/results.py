@@ -19,13 +19,14 @@ from typing import Any
 from pbt.algorithm import Schedule
 from pbt.checkpoints import verify_checkpoint
 from pbt.lineage import Segment, lineage, training_spans
-from pbt.rows import COUNTED, Event, MemberRow, ScoreRow
+from pbt.rows import COUNTED, Event, MemberRow, Mode, ScoreRow, oriented, run_mode
 from pbt.store import CKPT_DIR, StoreReader
 
 
 class Results:
     """A snapshot of one run directory, read once through a ``StoreReader`` (which writes nothing and imports no
-    code). The one place that says which members count (``COUNTED``) and which member is best."""
+    code). The one place that says which members count (``COUNTED``) and which member is best (``mode``: the highest
+    score, or the lowest where the run minimises it)."""
 
     def __init__(self, run_dir: Path | str):
         self.run_dir = Path(run_dir)
@@ -36,6 +37,7 @@ class Results:
             self.scores: list[ScoreRow] = store.scores()
             self.compute: dict[str, Any] = store.compute()
             self.state = store.state()
+        self.mode: Mode = run_mode(self.meta["config"])
 
     @property
     def counted(self) -> list[MemberRow]:
@@ -49,8 +51,9 @@ class Results:
 
     @property
     def best(self) -> MemberRow | None:
-        """The member with the highest latest score (ties: the lowest id), or None before any score."""
-        return best_of(self.members)
+        """The member with the best latest score (the highest; the lowest under mode min; ties: the lowest id), or
+        None before any score."""
+        return best_of(self.members, self.mode)
 
     def member(self, which: int | str = "best") -> MemberRow:
         """A member by id, or ``"best"``."""
@@ -174,21 +177,25 @@ def event_row(e: Event) -> dict[str, Any]:
     }
 
 
-def best_of(members: list[MemberRow]) -> MemberRow | None:
-    """The counted member with the highest latest score (ties: the lowest id), or None before any score."""
+def best_of(members: list[MemberRow], mode: str) -> MemberRow | None:
+    """The counted member with the best latest score under ``mode`` (ties: the lowest id), or None before any
+    score."""
     scored = [m for m in members if m.score is not None and m.status in COUNTED]
-    return max(scored, key=lambda m: (m.score, -m.id)) if scored else None  # type: ignore[arg-type]
+    return max(scored, key=lambda m: (oriented(m.score, mode), -m.id)) if scored else None  # type: ignore[arg-type]
 
 
 def saved_member(run_dir: Path | str, which: str = "best") -> tuple[dict[str, Any], MemberRow, Path]:
-    """A run's stored config, its member ``which`` (an id, or ``best``: the highest latest score among those with a
-    checkpoint) and that member's verified checkpoint, for tools that work on a run (play, translate, samples)."""
+    """A run's stored config, its member ``which`` (an id, or ``best``: the best latest score, by the run's mode, among
+    those with a checkpoint) and that member's verified checkpoint, for tools that work on a run (play, translate,
+    samples)."""
     results = Results(run_dir)
     with_checkpoint = [m for m in results.members if m.checkpoint is not None]
     if not with_checkpoint:
         raise ValueError(f"{run_dir} has no member with a checkpoint yet")
     if which == "best":
-        chosen = max(with_checkpoint, key=lambda m: m.score if m.score is not None else float("-inf"))
+        chosen = max(
+            with_checkpoint, key=lambda m: oriented(m.score, results.mode) if m.score is not None else float("-inf")
+        )
     else:
         chosen = results.member(which)
     return results.meta["config"], chosen, results.checkpoint(chosen)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any, Literal
 
 from pbt.space import HParams
 
@@ -27,6 +28,22 @@ class MemberStatus(StrEnum):
 
 # members whose latest score counts and who may be copied (dropped and failed ones neither count nor are copied)
 COUNTED = (MemberStatus.PENDING, MemberStatus.DONE)
+
+Mode = Literal["max", "min"]  # which way a run's score is better: a reward is maximised, a loss minimised
+
+
+def oriented(score: float, mode: str) -> float:
+    """The score as a fitness, higher better: ``score`` when the run maximises it, ``-score`` when it minimises it.
+    Every decision and every "best" compares fitnesses; the store, tables and figures keep the raw score."""
+    return -score if mode == "min" else score
+
+
+def run_mode(config: dict[str, Any]) -> Mode:
+    """The mode a run's stored config records (``PBTConfig.mode``, resolved when the run was opened), read without
+    importing the task."""
+    # "auto" (or no mode) is stored only where no domain resolved it: a store written before the field existed, when
+    # every run maximised, or one made with RunDir.open directly, whose decisions (``oriented``) maximised too
+    return "min" if config["pbt"].get("mode") == "min" else "max"
 
 
 class EventKind(StrEnum):

@@ -20,7 +20,7 @@ from typing import Any
 from pbt.config import EXECUTION_FIELDS, PBTConfig, from_dict
 from pbt.executor import cpu_count
 from pbt.lock import LOCK_NAME, LockLost, RunBusy, RunLock, owner_identity, recorded_owner_alive
-from pbt.rows import MemberRow, RunStatus
+from pbt.rows import MemberRow, RunStatus, run_mode
 from pbt.space import ConfigError, HParams, check_initial_hparams, describe, sample
 from pbt.store import DB_NAME, NotARunStore, StoreReader
 from pbt.store_writer import Store
@@ -74,6 +74,9 @@ def run_differences(
     wanted = _identity(domain, method, config, schedule)
     stored = {k: meta.get(k) for k in wanted}
     stored["config"] = _as_read_now(type(config), stored["config"])
+    for side in (stored, wanted):  # the mode each side reads as (run_mode): a store from before the field maximised
+        if isinstance(side["config"], dict) and isinstance(side["config"].get("pbt"), dict):
+            side["config"] = {**side["config"], "pbt": {**side["config"]["pbt"], "mode": run_mode(side["config"])}}
     return [
         d for d in _differences(stored, wanted) if d.split(":")[0].removeprefix("config.pbt.") not in EXECUTION_FIELDS
     ]

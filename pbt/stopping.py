@@ -1,5 +1,5 @@
-"""Stopping a run before its budget: once any member's score reaches ``stop_score``, or once the run's wall time
-reaches ``time_limit`` seconds.
+"""Stopping a run before its budget: once any member's score reaches ``stop_score`` (at or above it, or at or below
+it when the run minimises), or once the run's wall time reaches ``time_limit`` seconds.
 
 When a criterion is met, no new interval starts; intervals already running finish and are recorded, so every member's
 weights have exactly the training of its step, and the compute spent is what the members' steps add up to. The run
@@ -16,15 +16,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from pbt.config import PBTConfig
-from pbt.rows import MemberRow, ScoreRow
+from pbt.rows import MemberRow, ScoreRow, oriented
 
 Stop = dict[str, Any]  # the stop record, as the run's metadata holds it
 
 
-def reached_stop_score(score: float, stop_score: float) -> bool:
-    """Whether ``score`` has reached ``stop_score`` (higher scores are better): the one place a score is compared
-    with the stop score."""
-    return score >= stop_score
+def reached_stop_score(score: float, stop_score: float, mode: str) -> bool:
+    """Whether ``score`` has reached ``stop_score`` in the run's direction (at or above it, or at or below it under
+    mode min): the one place a score is compared with the stop score."""
+    return oriented(score, mode) >= oriented(stop_score, mode)
 
 
 def _record(reason: str, members: Sequence[MemberRow], wall_seconds: float, **facts: Any) -> Stop:
@@ -44,7 +44,7 @@ def score_stop(
     (``members``: as they are with that interval)."""
     if cfg.stop_score is None:
         return None
-    hit = next((s for s in scores if reached_stop_score(s.score, cfg.stop_score)), None)
+    hit = next((s for s in scores if reached_stop_score(s.score, cfg.stop_score, cfg.mode)), None)
     if hit is None:
         return None
     return _record(

@@ -18,8 +18,9 @@ from pbt.space import HParams, Prior
 
 @dataclass(frozen=True)
 class Evaluation:
-    """A member's evaluation: ``score`` (higher is better), optional per-item ``samples`` (episode returns,
-    per-sentence BLEU) that the t-test exploit compares, and any extra ``metrics`` worth logging."""
+    """A member's evaluation: ``score`` (higher is better, or lower where the run's mode is ``min``), optional
+    per-item ``samples`` (episode returns, per-sentence BLEU) that the t-test exploit compares, and any extra
+    ``metrics`` worth logging."""
 
     score: float
     samples: tuple[float, ...] = field(default=())
@@ -65,7 +66,7 @@ class Task(Protocol):
         ...
 
     def evaluate(self, state: Any) -> float | Evaluation:
-        """The metric PBT optimises, higher is better."""
+        """The metric PBT optimises: higher is better, or lower under ``Domain.mode`` / ``PBTConfig.mode`` min."""
         ...
 
     def save(self, state: Any, path: Path) -> None:

@@ -20,7 +20,7 @@ from pbt.config import PBTConfig, from_dict
 from pbt.controller import Listener
 from pbt.executor import concurrency
 from pbt.results import best_of
-from pbt.rows import Event, EventKind, MemberRow, MemberStatus, ScoreRow
+from pbt.rows import Event, EventKind, MemberRow, MemberStatus, ScoreRow, run_mode
 from pbt.space import ConfigError
 from pbt.store import StoreReader
 from repro.domains import resume_command
@@ -58,6 +58,10 @@ class Eta:
         if done >= self.total:
             return "done"
         return "?" if rate <= 0 else duration((self.total - done) / rate)
+
+
+def best_label(mode: str) -> str:
+    return "best (lowest) score" if mode == "min" else "best score"
 
 
 def exploit_line(e: Event) -> str | None:
@@ -122,11 +126,11 @@ class PrintProgress:
         )
         if now - self.last >= self.every or finished:
             self.last = now
-            leader = best_of(list(self.members.values()))
+            leader = best_of(list(self.members.values()), self.cfg.mode)
             best = leader.score if leader is not None and leader.score is not None else float("nan")
             self._print(
                 f"{self.title}{self.done}/{self.total} steps ({100 * self.done / max(1, self.total):.0f}%), "
-                f"best score {fmt(best)}, ETA {self.eta.text(self.done)}"
+                f"{best_label(self.cfg.mode)} {fmt(best)}, ETA {self.eta.text(self.done)}"
             )
 
 
@@ -174,7 +178,7 @@ class RichProgress:
 
         members = sorted(self.members.values(), key=lambda m: m.id)
         done = sum(m.step for m in members)
-        leader = best_of(members)
+        leader = best_of(members, self.cfg.mode)
         best = None if leader is None else leader.id
         head = Text.assemble(
             (f"{self.title} ", "bold"),
@@ -187,7 +191,7 @@ class RichProgress:
         for name, justify in (
             ("member", "right"),
             ("step", "right"),
-            (self.metric, "right"),
+            (self.metric if self.cfg.mode != "min" else f"{self.metric} (min)", "right"),
             ("state", "left"),
             ("hyperparameters", "left"),
         ):
@@ -265,10 +269,12 @@ def stop_line(run_dir: Path, meta: dict[str, Any], state: str) -> str:
 
 
 def member_table(store: StoreReader) -> str:
-    """The members of a run, once: step, latest score, state and hyperparameters (``*`` marks the best)."""
+    """The members of a run, once: step, latest score, state and hyperparameters (``*`` marks the best: the lowest
+    score where the run minimises it, which the header says)."""
     meta = store.meta()
     compute = store.compute()
     cfg = stored_pbt_config(meta)
+    mode = run_mode(meta["config"])
     state, why = store.state()  # running only while its owner lives: a killed run reads as interrupted
     wall = compute["wall_seconds"]
     if state == "running" and isinstance(meta.get("wall_at"), (int, float)):  # the time since its last commit too
@@ -277,7 +283,8 @@ def member_table(store: StoreReader) -> str:
     strategy, roles = strategy_and_roles(meta)  # FIRE's members say which sub-population they are in
     lines = [
         f"run {store.run_dir}: {meta.get('domain')} / {strategy or method} — {state}{f' ({why})' if why else ''}, "
-        f"{compute['used_steps']}/{compute['planned_steps']} steps, {wall:.1f} s wall",
+        f"{compute['used_steps']}/{compute['planned_steps']} steps, {wall:.1f} s wall"
+        + (", lowest score is best" if mode == "min" else ""),
         *([stop_line(store.run_dir, meta, state)] if meta.get("stop") else []),
         f"{'member':>6} {'step':>10} {'score':>10} {'state':>8} {'fails':>5}  {'role':<9}  hyperparameters"
         if roles
@@ -285,7 +292,7 @@ def member_table(store: StoreReader) -> str:
     ]
     members = store.members()
     states = member_states(members, run_slots(store, cfg), "interrupted" if state == "failed" else state)
-    best = best_of(members)
+    best = best_of(members, mode)
     for m in members:
         mark = "*" if best is not None and m.id == best.id else " "
         score = "-" if m.score is None else fmt(m.score)

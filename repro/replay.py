@@ -44,7 +44,7 @@ def replay(
     Args:
         source: A finished PBT run directory (its store is enough: no checkpoint is read).
         out: The replay's run directory.
-        member: Whose schedule: a member id, or ``best`` (the highest final score).
+        member: Whose schedule: a member id, or ``best`` (the best final score, by the run's mode).
         population: How many fresh members follow it.
         final: Hold the member's final hyperparameters fixed (method ``final``) instead of replaying its schedule.
         resume: Continue ``out`` if it holds the same replay.

@@ -152,7 +152,8 @@ def reproduction_table(comparisons: list[tuple[str, dict[str, Any]]]) -> list[st
         paper = PAPER.get(domain, {"number": "—", "confidence": "—"})
         lines.append(
             f"| [{folder}]({folder}/README.md) | {paper['number']} | {paper['confidence']} | "
-            f"{s.get('metric')} | {_score(s['paired'], 'pbt')} | {_score(s['paired'], 'baseline')} | "
+            f"{s.get('metric')}{' (lower is better)' if s.get('mode') == 'min' else ''} | "
+            f"{_score(s['paired'], 'pbt')} | {_score(s['paired'], 'baseline')} | "
             f"{_difference(s['paired'])} | {_budget(s['pbt'])} | {s.get('profile', '?')} | {_commit(s)} | "
             f"{substitute(domain, s)} |"
         )

@@ -22,8 +22,10 @@ Statistics across seeds (``repro.stats``): the two arms of one seed start from t
 as pairs. ``summary["paired"]`` holds, for the best member's final score, the population's mean and median final
 score and every number of ``extra_results`` (``test_bleu.test_2016_flickr``, ``fid``), each arm's mean over seeds
 with its 95% t-interval, the paired difference PBT − random search with its 95% paired t-interval over seeds, and
-how many seeds PBT won (lower is better for FID, ``LOWER_IS_BETTER``). ``summary["trains_faster"]`` says at what
-fraction of random search's compute PBT's best so far first reached random search's final best, and the reverse.
+how many seeds PBT won (lower is better for FID, ``LOWER_IS_BETTER``, and for the scores of runs that minimise them,
+``PBTConfig.mode``; the difference stays PBT − random search, and ``higher_is_better`` says which sign is better).
+``summary["trains_faster"]`` says at what fraction of random search's compute PBT's best so far first reached random
+search's final best, and the reverse.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from baselines import baseline_config
 from pbt.controller import Controller
 from pbt.domain import Domain
 from pbt.experiment import open_experiment
-from pbt.rows import RunStatus
+from pbt.rows import RunStatus, oriented
 from pbt.rundir import git_commit, machine
 from pbt.space import ConfigError
 from pbt.store import StoreReader
@@ -74,7 +76,7 @@ ARMS = ("pbt", "random_search")
 STRATEGY_ARMS = ("pb2", "fire")
 # Everything below this line in a results README is the authors' reading of the run; reproduce keeps it.
 NOTES_MARKER = "<!-- notes: written by hand, kept when reproduce rewrites this file -->"
-# The run's own scores, as paired metrics: summary key -> Row attribute and title. Higher is better for all three.
+# The run's own scores, as paired metrics: summary key -> Row attribute and title. Better as the runs' mode says.
 SCORE_METRICS = {
     "best_final": ("best_final", "best member's final score"),
     "population_mean_final": ("mean_final", "population mean final"),
@@ -233,11 +235,14 @@ def higher_is_better(name: str) -> bool:
 # -- statistics across seeds -------------------------------------------------------------------------------------
 
 
-def paired_metric(name: str, pbt: dict[int, float | None], baseline: dict[int, float | None]) -> dict[str, Any]:
-    """``paired_difference(pbt, baseline).to_dict()`` with ``higher_is_better``, and ``wins`` counting the seeds where
-    PBT is better (below random search where lower is better); the difference stays PBT − random search."""
+def paired_metric(
+    name: str, pbt: dict[int, float | None], baseline: dict[int, float | None], higher: bool | None = None
+) -> dict[str, Any]:
+    """``paired_difference(pbt, baseline).to_dict()`` with ``higher_is_better`` (``higher``, by default
+    ``higher_is_better(name)``), and ``wins`` counting the seeds where PBT is better (below random search where lower
+    is better); the difference stays PBT − random search, raw, and ``higher_is_better`` says which sign is better."""
     result = paired_difference(pbt, baseline)
-    higher = higher_is_better(name)
+    higher = higher_is_better(name) if higher is None else higher
     wins = result.wins if higher else sum(p < b for _, p, b in result.per_seed)
     sign = 1.0 if higher else -1.0  # P(PBT better): for a lower-is-better number, that PBT's is lower
     better = probability_of_improvement(
@@ -273,15 +278,16 @@ def paired_summary(
     second: str = "random_search",
     names: Sequence[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """``summary["paired"]``: the paired statistics (``paired_metric``, ``first`` − ``second``) of the runs' scores,
-    then of every number of their ``extra_results`` (of those in ``names`` when given); a name of both kinds keeps
-    the score."""
+    """``summary["paired"]``: the paired statistics (``paired_metric``, ``first`` − ``second``) of the runs' scores
+    (better as the runs' mode says: ``Comparison.mode``), then of every number of their ``extra_results`` (of those
+    in ``names`` when given); a name of both kinds keeps the score."""
 
     def by_seed(arm: str, attr: str) -> dict[int, float | None]:
         return {row.seeds[0]: getattr(row, attr) for row in comparison.method_rows(arm)}
 
     paired = {
-        key: paired_metric(key, by_seed(first, attr), by_seed(second, attr)) for key, (attr, _) in SCORE_METRICS.items()
+        key: paired_metric(key, by_seed(first, attr), by_seed(second, attr), comparison.mode == "max")
+        for key, (attr, _) in SCORE_METRICS.items()
     }
     for name, by_arm in extra_by_seed(extras).items():
         if names is None or name in names:
@@ -304,8 +310,12 @@ def extra_paired(
 
 
 def best_so_far_curves(comparison: Comparison, arm: str) -> dict[int, list[tuple[float, float]]]:
-    """Each seed's ``(compute, best so far)`` curve for one arm (``progress_curve``), by seed."""
-    return {r.seed: list(zip(*progress_curve(r.scores)[:2])) for r in comparison.method_runs(arm)}
+    """Each seed's ``(compute, best so far)`` curve for one arm (``progress_curve``), by seed, as fitnesses
+    (``pbt.rows.oriented``: higher better), which ``trains_faster`` compares."""
+    return {
+        r.seed: [(x, oriented(best, r.mode)) for x, best in zip(*progress_curve(r.scores, r.mode)[:2])]
+        for r in comparison.method_runs(arm)
+    }
 
 
 def speed_summary(comparison: Comparison) -> dict[str, Any]:
@@ -626,6 +636,7 @@ def reproduce(
     summary: dict[str, Any] = {
         "domain": name,
         "metric": comparison.metric,
+        "mode": comparison.mode,
         "profile": profile,
         **{arm: arm_summary(comparison.method_rows(arm), configs[arm]) for arm in ARMS},
         "equal_compute": comparison.equal_compute,

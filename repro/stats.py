@@ -78,9 +78,13 @@ class PairedDifference:
 
 
 def paired_difference(
-    pbt: Mapping[int, float | None], baseline: Mapping[int, float | None], confidence: float = 0.95
+    pbt: Mapping[int, float | None],
+    baseline: Mapping[int, float | None],
+    confidence: float = 0.95,
+    higher: bool = True,
 ) -> PairedDifference:
-    """Pair the arms by seed (the mapping keys) and give the t interval of the per-seed differences.
+    """Pair the arms by seed (the mapping keys) and give the t interval of the per-seed differences (``pbt`` −
+    ``baseline``, raw); ``wins`` counts the seeds where ``pbt`` is better: higher, or lower where not ``higher``.
 
     Only seeds with a value in both arms count, so both means and the difference are over the same seeds. Pairing
     removes the seed-to-seed variation both arms share; the interval equals scipy's ttest_rel confidence interval.
@@ -92,7 +96,7 @@ def paired_difference(
         pbt=mean_interval([p for _, p, _ in per_seed], confidence),
         baseline=mean_interval([b for _, _, b in per_seed], confidence),
         difference=mean_interval(diffs, confidence),
-        wins=sum(d > 0 for d in diffs),
+        wins=sum(d > 0 if higher else d < 0 for d in diffs),
         ties=sum(d == 0 for d in diffs),
         n=len(per_seed),
         per_seed=per_seed,

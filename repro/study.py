@@ -44,6 +44,7 @@ from baselines import baseline_config, replay_config
 from pbt.algorithm import Schedule
 from pbt.config import replace_fields
 from pbt.domain import Domain
+from pbt.rows import run_mode
 from pbt.rundir import git_commit, machine, run_differences
 from pbt.space import ConfigError
 from pbt.store_writer import Store
@@ -289,6 +290,7 @@ def study_results(
     best = {name: {s: r.best_final for s, r in by_seed.items()} for name, by_seed in rows.items()}
     mean = {name: {s: r.mean_final for s, r in by_seed.items()} for name, by_seed in rows.items()}
     ref = next(v.name for v in variants if v.reference)
+    higher = all(run.mode == "max" for run in loaded[ref].values())  # which way a variant wins (PBTConfig.mode)
     schedules = {
         name: {seed: run.discovered_schedule() for seed, run in by_seed.items() if run.best is not None}
         for name, by_seed in loaded.items()
@@ -301,8 +303,8 @@ def study_results(
             mean[v.name],
             mean_interval(best[v.name].values()),
             mean_interval(mean[v.name].values()),
-            None if v.reference else paired_difference(best[v.name], best[ref]),
-            None if v.reference else paired_difference(mean[v.name], mean[ref]),
+            None if v.reference else paired_difference(best[v.name], best[ref], higher=higher),
+            None if v.reference else paired_difference(mean[v.name], mean[ref], higher=higher),
             sum(r.wall_seconds for r in rows[v.name].values()),
             tuple(sorted({str(run.meta.get("git_commit")) for run in loaded[v.name].values()})),
             coalescence={s: (r.coalescence_steps or [None])[0] for s, r in rows[v.name].items()},
@@ -412,6 +414,9 @@ TABLE_NOTE = (
     "t-interval; *won*: the seeds where the variant's number is higher (ties said apart). *Best final*: the "
     "best member's final score; *population mean final*: the mean of every member's final score."
 )
+
+
+LOWER_NOTE = " The runs minimise their score: lower is better, and *won* counts the seeds where it is lower."
 
 
 def csv_table(results: Sequence[VariantResult]) -> str:
@@ -545,6 +550,7 @@ def write_study(
     study adds how greedy each variant was (``greed_table``) and, with ``known`` schedules, their figure."""
     out.mkdir(parents=True, exist_ok=True)
     results = in_value_order(study, results)
+    reference_runs = next(r.runs for r in results if r.variant.reference).values()
     figure = plot_study(study, results, metric, out)
     if study == "strategy" and known:
         figure += plot_schedules(results, known, config.pbt.budget_steps, out)
@@ -579,7 +585,7 @@ def write_study(
         provenance_text(provenance),
         "",
         markdown_table(results),
-        TABLE_NOTE,
+        TABLE_NOTE + (LOWER_NOTE if any(run_mode(run_meta(d)["config"]) == "min" for d in reference_runs) else ""),
         *greed,
         "",
         f"![{study}]({png})",
@@ -675,7 +681,8 @@ def study_plan(
                 status, other = "to train", []
                 if Store.exists(run_dir) and not force:
                     meta = run_meta(run_dir)
-                    other = run_differences(meta, name, v.method, variant_config(v, config, seed))
+                    wanted = domain.resolve_mode(variant_config(v, config, seed))  # as open_experiment records it
+                    other = run_differences(meta, name, v.method, wanted)
                     status = (
                         "another run"
                         if other

@@ -138,7 +138,7 @@ def test_progress_curve_counts_compute_over_the_population():
         ScoreRow(0, 20, 2.0, time=3.0),
         ScoreRow(1, 20, 0.5, time=4.0),
     ]
-    xs, best, median = progress_curve(scores)
+    xs, best, median = progress_curve(scores, "max")
     assert xs == [10, 20, 30, 40]
     assert best == [1.0, 3.0, 3.0, 3.0]
     assert median == [1.0, 2.0, 2.5, 1.25]

@@ -42,6 +42,8 @@ def test_the_readme_example_runs_as_written(tmp_path: Path) -> None:
         assert proc.stdout.startswith("PBT best ") and "weight age 0: lr=" in proc.stdout
         store = StoreReader(tmp_path / "runs" / f"mytask-pbt-{executor}")
         assert store.meta()["status"] == "finished" and store.events("exploit")
+        assert store.meta()["config"]["pbt"]["mode"] == "min"  # the example's loss: copies go to lower losses
+        assert all(e.donor_score < e.score for e in store.events("exploit"))
         store.close()
         analysed = subprocess.run(
             [sys.executable, "analyse.py", executor], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60

@@ -165,3 +165,15 @@ def test_a_run_that_stopped_early_has_no_score_beyond_its_spent_compute() -> Non
 def test_bad_stopping_values_are_refused_in_one_line(flags: list[str], message: str, tmp_path: Path) -> None:
     proc = cli("run", "toy", *flags, "--out", str(tmp_path / "r"))
     assert proc.returncode == 2 and message in only_line(proc.stderr) and not (tmp_path / "r").exists()
+
+
+def test_a_stop_score_under_mode_min_is_reached_from_above(tmp_path: Path) -> None:
+    """Minimising, a score reaches the stop score at or below it: the stop is the first evaluation that low."""
+    full = run_experiment(FAKE, fake(), tmp_path / "full")
+    scores = sorted(s.score for s in full.scores())
+    stop_score = scores[len(scores) // 4]  # a quarter of the evaluations are at or below it
+    store = run_experiment(FAKE, fake(stop_score=stop_score, mode="min"), tmp_path / "run")
+    stop = store.meta()["stop"]
+    first = next(s for s in store.scores() if s.score <= stop_score)
+    assert stop["reason"] == "stop_score" and (stop["member"], stop["step"]) == (first.member, first.step)
+    assert all(s.score > stop_score for s in store.scores() if s.time < first.time)

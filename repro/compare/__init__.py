@@ -21,10 +21,12 @@ Reads finished or still-running run directories (it never trains anything) and w
 - ``best_schedule.json``: that lineage as data (who trained which stretch, from which step to which, with what), with
   the run's seed.
 
-Runs of different domains are never compared; runs that planned different compute (population × steps per member)
-are refused unless ``allow_unequal``, and the table then says so. A run stopped early (``--stop-score``,
-``--time-limit``) is compared at the compute it spent: the table marks the stop and says when the runs spent unequal
-compute, and the score-against-compute figure ends each run at its spent compute. A ``replay`` or ``final`` run (``pbt-repro replay``)
+Scores are shown as the runs recorded them; "best" follows the runs' mode (``PBTConfig.mode``: the lowest score of
+a run that minimises it), and the table and figures say "lower is better" then. Runs of different domains or modes
+are never compared; runs that planned different compute (population × steps per member) are refused unless
+``allow_unequal``, and the table then says so. A run stopped early (``--stop-score``, ``--time-limit``) is compared at
+the compute it spent: the table marks the stop and says when the runs spent unequal compute, and the
+score-against-compute figure ends each run at its spent compute. A ``replay`` or ``final`` run (``pbt-repro replay``)
 is an extra arm, held to the same steps per member whatever its number of members. matplotlib is imported only to draw.
 
 The same stores give the same files, byte for byte: figures are saved without dates or version strings, and SVG ids
@@ -39,6 +41,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from pbt.lineage import training_spans
+from pbt.rows import oriented
 from pbt.space import ConfigError
 from repro.compare.figures import (
     FIGURES,
@@ -124,7 +127,7 @@ def figure_run(runs: Sequence[Run], seed: int | None = None) -> Run | None:
     a run of PBT as the paper has it, a PBT run of a copy ablation is drawn."""
     pbt_runs = [r for r in runs if r.method == "pbt"] or [r for r in runs if r.label == "pbt"]
     if seed is None:
-        best = {r.seed: None if r.best_member is None else r.best_member.score for r in pbt_runs}
+        best = {r.seed: None if r.best_member is None else oriented(r.best_member.score, r.mode) for r in pbt_runs}
         seed = median_seed(best)
         return next((r for r in pbt_runs if r.seed == seed), pbt_runs[0] if pbt_runs else None)
     chosen = next((r for r in pbt_runs if r.seed == seed), None)
@@ -187,6 +190,7 @@ def compare(
     comparison = Comparison(
         domain=runs[0].domain,
         metric=metric,
+        mode=runs[0].mode,
         runs=runs,
         rows=table_rows(runs),
         equal_compute=planned_equal and not spent_unequal(runs),  # a stop may leave the spent compute unequal

@@ -76,7 +76,7 @@ def _method_curves(runs: Sequence[Run]) -> dict[str, list[Curve]]:
     stopped early."""
     curves: dict[str, list[Curve]] = {}
     for run in runs:
-        xs, best, median = progress_curve(run.scores)
+        xs, best, median = progress_curve(run.scores, run.mode)
         if xs:
             curves.setdefault(run.method, []).append((xs, best, median, run.stop is not None))
     return curves
@@ -90,15 +90,15 @@ def _mark_stops(ax: Any, group: Sequence[Curve], colour: str, title: str) -> Non
 
 
 def best_so_far_range(curves: dict[str, list[Curve]], start: float) -> tuple[float, float] | None:
-    """The lowest and highest best-so-far score of any curve from compute ``start`` on (a best so far only rises: its
-    value at ``start``, or its first one after, and its last); None without curves."""
-    lows, highs = [], []
+    """The lowest and highest best-so-far score of any curve from compute ``start`` on (a best so far only moves one
+    way, up or, under mode min, down: its value at ``start``, or its first one after, and its last bound it); None
+    without curves."""
+    ends: list[float] = []
     for group in curves.values():
         for xs, best, *_ in group:
             at_start = float(step_on_grid(xs, best, np.array([start]))[0])
-            lows.append(best[0] if np.isnan(at_start) else at_start)
-            highs.append(best[-1])
-    return (min(lows), max(highs)) if lows else None
+            ends += [best[0] if np.isnan(at_start) else at_start, best[-1]]
+    return (min(ends), max(ends)) if ends else None
 
 
 def plot_score_vs_compute(runs: Sequence[Run], metric: str, out: Path) -> list[str]:
@@ -175,7 +175,7 @@ def plot_score_vs_compute(runs: Sequence[Run], metric: str, out: Path) -> list[s
         ax.axvline(planned, color="0.6", linewidth=0.8, linestyle=":")
     ax.set(
         xlabel="compute: member training steps, summed over the population",
-        ylabel=metric,
+        ylabel=axis_label(metric, runs[0].mode),
         title=f"{runs[0].domain}: best-so-far score against compute ("
         + ", ".join(f"{METHOD_TITLES.get(m, m)}: {len(g)} run{'s' if len(g) > 1 else ''}" for m, g in curves.items())
         + ")",
@@ -189,6 +189,11 @@ def plot_score_vs_compute(runs: Sequence[Run], metric: str, out: Path) -> list[s
         ax.legend(fontsize=8)
     fig.tight_layout()
     return save_figure(fig, out, "score_vs_compute")
+
+
+def axis_label(metric: str, mode: str) -> str:
+    """A score axis's label: the metric, and under mode min that lower is better (the axis keeps the raw score)."""
+    return f"{metric} (lower is better)" if mode == "min" else metric
 
 
 def log_scaled(run: Run) -> set[str]:
@@ -312,7 +317,7 @@ def plot_member_scores(run: Run, metric: str, out: Path) -> list[str]:
             ax.plot([e.step], [e.score], marker="o", markersize=3, color=colour, markerfacecolor="none")
     ax.set(
         xlabel="step",
-        ylabel=metric,
+        ylabel=axis_label(metric, run.mode),
         title=f"{run.domain}: each member's score, {len(exploits)} exploit events\n"
         "○ the member's score before the copy, ▲ the donor's score it took over",
     )

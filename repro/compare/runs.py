@@ -12,7 +12,7 @@ from pbt.controller import BASELINE_METHODS, REPLAY_METHODS
 from pbt.diagnostics import Greediness, greediness
 from pbt.lineage import Segment, lineage
 from pbt.results import Results
-from pbt.rows import EventKind, MemberRow, ScoreRow
+from pbt.rows import EventKind, MemberRow, ScoreRow, oriented
 from pbt.space import ConfigError
 from pbt.store import StoreReader
 
@@ -83,7 +83,8 @@ def domain_metric(run: Run) -> str:
 
 
 def check_comparable(runs: Sequence[Run], allow_unequal: bool = False) -> bool:
-    """Raise ``ConfigError`` for runs of different domains, or of unequal planned compute unless ``allow_unequal``.
+    """Raise ``ConfigError`` for runs of different domains or modes (``PBTConfig.mode``), or of unequal planned compute
+    unless ``allow_unequal``.
 
     Searches (PBT, random and grid search) must plan the same compute (population × steps per member). A ``replay``
     or ``final`` run (fresh members following a PBT run's schedule, as many as were asked for) is an extra arm held
@@ -99,6 +100,12 @@ def check_comparable(runs: Sequence[Run], allow_unequal: bool = False) -> bool:
     if len(domains) > 1:
         raise ConfigError(
             f"cannot compare runs of different domains ({', '.join(domains)}): their scores measure different things"
+        )
+    modes = {r.mode: r.run_dir for r in runs}
+    if len(modes) > 1:
+        raise ConfigError(
+            f"cannot compare a run that maximises its score ({modes['max']}) with one that minimises it "
+            f"({modes['min']}): they disagree on which score is better"
         )
     searches = [r for r in runs if r.label not in REPLAY_METHODS] or list(runs)
     for what, key, group in (
@@ -153,8 +160,9 @@ def over_trained(runs: Sequence[Run]) -> list[str]:
 # -- curves and lineages as data --------------------------------------------------------------------------------
 
 
-def progress_curve(scores: Sequence[ScoreRow]) -> tuple[list[int], list[float], list[float]]:
-    """Best-so-far and population-median score against compute, from a run's scores in recorded order.
+def progress_curve(scores: Sequence[ScoreRow], mode: str) -> tuple[list[int], list[float], list[float]]:
+    """Best-so-far (the highest score so far; the lowest under ``mode`` min) and population-median score against
+    compute, from a run's scores in recorded order.
 
     Compute at a score is the sum over members of the latest step each had reported by then; the median is over
     each member's latest score.
@@ -168,7 +176,7 @@ def progress_curve(scores: Sequence[ScoreRow]) -> tuple[list[int], list[float], 
         latest_step[s.member] = max(latest_step.get(s.member, 0), s.step)
         latest_score[s.member] = s.score
         xs.append(sum(latest_step.values()))
-        best.append(max(s.score, best[-1]) if best else s.score)
+        best.append(max(s.score, best[-1], key=lambda v: oriented(v, mode)) if best else s.score)
         median.append(statistics.median(latest_score.values()))
     return xs, best, median
 

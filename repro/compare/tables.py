@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pbt.rows import Mode
 from pbt.stopping import describe
 from repro.compare.runs import Run, run_greediness, spent_unequal
 from repro.stats import mean_std
@@ -122,6 +123,7 @@ class Comparison:
 
     domain: str
     metric: str
+    mode: Mode
     runs: list[Run]
     rows: list[Row]  # one per run, then one aggregate per method with several runs
     equal_compute: bool
@@ -181,10 +183,15 @@ def age_text(age: int | None) -> str:
     return "–" if age is None else f"{age:.6g}"
 
 
+def better_text(mode: str) -> str:
+    return "lower is better" if mode == "min" else "higher is better"
+
+
 def markdown_table(comparison: Comparison, intro: bool = True) -> str:
     lines = (
         [
-            f"Domain `{comparison.domain}`; metric: {comparison.metric} (higher is better); compute: member-steps "
+            f"Domain `{comparison.domain}`; metric: {comparison.metric} ({better_text(comparison.mode)}); compute: "
+            "member-steps "
             "(population × steps per member) and wall time."
         ]
         if intro
