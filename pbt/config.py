@@ -159,8 +159,9 @@ class PBTConfig:
         default=0.0,
     )
     stop_score: float | None = doc(
-        "Stop the run once any member's score reaches this (none: train to the budget). Intervals already running "
-        "finish; the run ends finished, recording the stop and the compute spent.",
+        "Stop the run once any member's score reaches this: at or above it, or at or below it under mode min (none: "
+        "train to the budget). Intervals already running finish; the run ends finished, recording the stop and the "
+        "compute spent.",
         default=None,
     )
     time_limit: float = doc(

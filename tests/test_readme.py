@@ -116,7 +116,7 @@ def test_the_readme_stop_score_command_stops_the_example_early(tmp_path: Path) -
     args = [str(Path(sys.executable).parent / "pbt-repro"), *shlex.split(command)[1:]]
     proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert "stopped: stop score -15 reached by member" in proc.stdout
+    assert "stopped: stop score 15 reached by member" in proc.stdout
     store = StoreReader(tmp_path / "runs" / "mytask-stop")
     assert store.meta()["status"] == "finished" and store.meta()["stop"]["reason"] == "stop_score"
     assert store.compute()["used_steps"] < store.compute()["planned_steps"]
