@@ -463,7 +463,13 @@ def test_score_vs_compute_fits_its_axis_to_the_best_so_far_curves_past_the_first
                 climb = min(1.0, step / 5)
                 rows.append(ScoreRow(member, step, 0.1 + climb * (ceiling - 0.1), time=step + member / 10))
         return types.SimpleNamespace(
-            scores=rows, method=method, domain="classifier", compute={"planned_steps": 200}, seed=seed, stop=None
+            scores=rows,
+            method=method,
+            domain="classifier",
+            compute={"planned_steps": 200},
+            seed=seed,
+            stop=None,
+            mode="max",
         )
 
     runs = [run("pbt", 0.93, 0), run("pbt", 0.91, 1), run("random_search", 0.85, 0), run("random_search", 0.87, 1)]
