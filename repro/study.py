@@ -614,13 +614,15 @@ def run_study(
     listeners_for: RunHook | None = None,
     command: str | None = None,
     trained: set[Path] | None = None,
+    commit: str | None = None,
 ) -> dict[str, Any]:
     """Run (or continue) one study's runs into ``out/runs`` and write ``out/STUDY``; return its table.
 
     ``trained``: run directories already handled by this invocation (``--study all`` shares the reference runs), so a
-    ``force`` replaces each run once."""
+    ``force`` replaces each run once. ``commit``: the code's commit, read once by an invocation that writes several
+    studies (the files the first one writes would mark the tree dirty for the next); None reads it here."""
     started_at, t0 = dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), time.perf_counter()
-    commit = git_commit()  # before this study rewrites its own files, which would mark the tree dirty
+    commit = commit or git_commit()  # before this study rewrites its own files, which would mark the tree dirty
     variants = study_variants(study, config, values)
     trained = set() if trained is None else trained
     runs: dict[str, dict[int, Path]] = {v.name: {} for v in variants}

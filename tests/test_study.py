@@ -22,7 +22,7 @@ from repro.study import PAPER_STUDIES, Variant, VariantResult, run_variant, stud
 ARGS = ["toy", "--study", "all", "--seeds", "2", "--budget-steps", "12", "--quiet"]
 
 
-def test_study_all_writes_each_study_and_resumes(tmp_path: Path) -> None:
+def test_study_all_writes_each_study_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     toy = load_domain("toy")
     small = replace_fields(toy.profiles["smoke"], {"budget_steps": 12})
 
@@ -40,7 +40,12 @@ def test_study_all_writes_each_study_and_resumes(tmp_path: Path) -> None:
         run_variant(toy, "toy", reference, small, 0, tmp_path / "study" / "runs", False, kill_after)
     assert Results(tmp_path / "study" / "runs" / "pbt-s0").state[0] != "finished"
 
+    commits = iter(["c0", *["c0+dirty"] * 10])  # the first study's files would mark the tree dirty for the next
+    monkeypatch.setattr("repro.commands.study.git_commit", lambda: next(commits))
+    monkeypatch.setattr("repro.study.git_commit", lambda: next(commits))
     assert study([*ARGS, "--out", str(tmp_path / "study")]) == 0
+    for name in PAPER_STUDIES:  # the commit is read once, before any study wrote its files
+        assert json.loads((tmp_path / "study" / name / "table.json").read_text())["provenance"]["git_commit"] == "c0"
     runs = sorted(p.name for p in (tmp_path / "study" / "runs").iterdir())
     assert {"pbt-s0", "population-32-s1", "schedule-replay-s1", "transfer-hparams-s0"} <= set(runs)
     assert not any(name.startswith(("population-2-", "exploit-truncation-", "transfer-both-")) for name in runs)

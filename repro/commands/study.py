@@ -8,6 +8,7 @@ from typing import Any
 
 import repro.study
 from pbt.domain import Domain
+from pbt.rundir import git_commit
 from pbt.store_writer import Store
 from repro.domains import load_domain
 from repro.flags import (
@@ -80,6 +81,7 @@ def main(argv: list[str]) -> int:
 
     trained: set[Path] = set()
     command = " ".join([PROG, "study", *argv])
+    commit = git_commit()  # once, before any study rewrites its files: they would mark the tree dirty for the next
     for study in studies:
         table = run_study(
             domain,
@@ -94,6 +96,7 @@ def main(argv: list[str]) -> int:
             listeners_for,
             command,
             trained,
+            commit,
         )
         print(
             f"\n{study} study ({len(seeds)} seeds), {table['metric']}:\n" + (args.out / study / "table.md").read_text()
