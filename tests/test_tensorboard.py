@@ -5,6 +5,8 @@ directory is made."""
 from __future__ import annotations
 
 import dataclasses
+import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from repro.tensorboard_log import INSTALL, TensorBoardLogger
 from tests.conftest import only_line
 
 TOY = "experiments.toy.task"
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def toy_config(steps: int = 24) -> toy.Config:
@@ -67,10 +70,14 @@ def assert_board_holds_the_store(tensorboard: Path, run_dir: Path) -> None:
             assert f"copies member {e.donor}" in make_ndarray(t.tensor_proto).item().decode()
 
 
-def test_run_with_tensorboard_writes_each_members_scores_hparams_and_copies(tmp_path: Path) -> None:
-    run_dir, tensorboard = tmp_path / "run", tmp_path / "tb"
-    argv = ["run", "toy", "--out", str(run_dir), "--quiet", "--budget-steps", "24", "--tensorboard", str(tensorboard)]
-    assert main(argv) == 0
+def test_the_readmes_tensorboard_command_writes_each_members_scores_hparams_and_copies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (command,) = re.findall(r"^(pbt-repro run \S+ .*--tensorboard \S+)$", README.read_text(), flags=re.M)
+    monkeypatch.chdir(tmp_path)
+    assert main([*shlex.split(command)[1:], "--quiet"]) == 0  # as the README gives it, quiet
+    argv = shlex.split(command)
+    run_dir, tensorboard = tmp_path / argv[argv.index("--out") + 1], tmp_path / argv[argv.index("--tensorboard") + 1]
     assert sorted(p.name for p in tensorboard.iterdir()) == ["member-0", "member-1"]
     assert_board_holds_the_store(tensorboard, run_dir)
 
