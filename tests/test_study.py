@@ -192,6 +192,7 @@ def test_the_study_figure_orders_populations_by_size_and_keeps_intervals_within_
 
     drawn = []
     monkeypatch.setattr(study_module, "save_figure", lambda fig, out, name: drawn.append(fig) or [f"{name}.png"])
+    monkeypatch.setattr(study_module, "run_meta", lambda run_dir: {"config": {"pbt": {"mode": "max"}}})  # no stores
     config = replace_fields(load_domain("toy").profiles["smoke"], {"population": 4})
     reference = {0: 0.97, 1: 0.80}
     best = {"4": reference, "2": {0: 0.90, 1: 0.78}, "8": {0: 0.95, 1: 0.93}}
