@@ -157,9 +157,12 @@ def reproduction_table(comparisons: list[tuple[str, dict[str, Any]]]) -> list[st
             f"{_difference(s['paired'])} | {_budget(s['pbt'])} | {s.get('profile', '?')} | {_commit(s)} | "
             f"{substitute(domain, s)} |"
         )
+    some_minimise = any(s.get("mode") == "min" for _, s in comparisons)
     lines += [
         "",
-        "Scores are final scores (higher is better): *best* is the best member's, *mean* the "
+        "Scores are final scores (higher is better"
+        + (", or lower where the metric says so" if some_minimise else "")
+        + "): *best* is the best member's, *mean* the "
         "population's, averaged over seeds (± standard deviation over seeds when there are several). "
         "Both arms get the same compute: the same population, steps per member and seeds.",
     ]
@@ -167,7 +170,7 @@ def reproduction_table(comparisons: list[tuple[str, dict[str, Any]]]) -> list[st
         "Where the paired column is filled: means over seeds with their 95% t-interval over seeds in "
         "brackets (none with one seed), and the difference PBT − random search paired by seed (a seed's two "
         "runs start from the same seed) with its 95% paired t-interval over seeds; *won k/n*: the seeds "
-        "where PBT's score was higher.",
+        f"where PBT's score was {'better' if some_minimise else 'higher'}.",
         "The paper's numbers come from the project's paper digest; its confidence tags mean [Q] quoted, "
         "[S2] two secondary sources agree, [S] one secondary source, [U] unverified.",
     ]

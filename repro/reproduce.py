@@ -519,7 +519,8 @@ def results_readme(summary: dict[str, Any], comparison: Comparison) -> str:
         f"# {summary['domain']}: PBT against random search at equal compute ({summary['profile']} profile)",
         "",
         f"Made by `{p['command']}` at commit `{p['git_commit']}` on {p['date']} "
-        f"({duration(p['wall_seconds'])} for this invocation). Metric: {summary['metric']} (higher is better).",
+        f"({duration(p['wall_seconds'])} for this invocation). Metric: {summary['metric']} "
+        f"({'lower' if summary.get('mode') == 'min' else 'higher'} is better).",
         "",
         *paired_table(summary["paired"], {k: title for k, (_, title) in SCORE_METRICS.items()}),
         "",

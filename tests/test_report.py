@@ -332,3 +332,17 @@ def test_the_demo_ends_saying_smoke_numbers_check_wiring_with_the_committed_verd
     assert len(closing_lines(tmp_path / "absent")) == 2  # an installation without results/ still says what to run
     committed = [line for line in closing_lines(RESULTS) if line.startswith("  ")]
     assert {line.split()[0] for line in committed} >= {"rl", "gan", "translation"}  # a line per committed domain
+
+
+def test_a_summary_that_minimises_says_lower_is_better_and_won_means_better(tmp_path):
+    summary = translation_summary()
+    (tmp_path / "translation").mkdir()
+    (tmp_path / "translation" / "summary.json").write_text(json.dumps(summary))
+    maximising = render(tmp_path)
+    assert "(higher is better):" in maximising and "where PBT's score was higher." in maximising
+    summary["mode"] = "min"
+    (tmp_path / "translation" / "summary.json").write_text(json.dumps(summary))
+    minimising = render(tmp_path)
+    assert "(lower is better)" in next(line for line in minimising.splitlines() if line.startswith("| [translation]"))
+    assert "(higher is better, or lower where the metric says so):" in minimising
+    assert "where PBT's score was better." in minimising
