@@ -346,3 +346,15 @@ def test_a_summary_that_minimises_says_lower_is_better_and_won_means_better(tmp_
     assert "(lower is better)" in next(line for line in minimising.splitlines() if line.startswith("| [translation]"))
     assert "(higher is better, or lower where the metric says so):" in minimising
     assert "where PBT's score was better." in minimising
+
+
+def test_a_results_readme_of_a_summary_that_minimises_says_lower_is_better(toy_results, tmp_path):
+    from repro.compare import compare
+    from repro.reproduce import results_readme
+
+    summary = json.loads((toy_results / "summary.json").read_text())
+    runs = sorted(p for p in (toy_results.parent / "runs").iterdir() if p.is_dir())
+    comparison = compare(runs, tmp_path, figures=False)
+    assert "Metric: Q(θ) (higher is better)." in results_readme(summary, comparison)
+    summary["mode"] = "min"
+    assert "Metric: Q(θ) (lower is better)." in results_readme(summary, comparison)
