@@ -58,9 +58,14 @@ def score_stop(
     )
 
 
+def time_is_up(cfg: PBTConfig, wall_seconds: float) -> bool:
+    """Whether the run's wall time has reached its time limit (never, with a limit of 0)."""
+    return bool(cfg.time_limit) and wall_seconds >= cfg.time_limit
+
+
 def time_stop(cfg: PBTConfig, members: Sequence[MemberRow], wall_seconds: float) -> Stop | None:
     """The stop record when the run's wall time has reached its time limit."""
-    if not cfg.time_limit or wall_seconds < cfg.time_limit:
+    if not time_is_up(cfg, wall_seconds):
         return None
     return _record("time_limit", members, wall_seconds, time_limit=cfg.time_limit)
 
@@ -70,7 +75,7 @@ def still_stopped(stop: Stop | None, cfg: PBTConfig, wall_seconds: float) -> Sto
     stop always does; a time-limit stop unless this sitting's limit is 0 (none) or above ``wall_seconds``."""
     if stop is None or stop.get("reason") != "time_limit":
         return stop
-    return stop if cfg.time_limit and wall_seconds >= cfg.time_limit else None
+    return stop if time_is_up(cfg, wall_seconds) else None
 
 
 def describe(stop: Stop) -> str:

@@ -9,6 +9,7 @@ kind of copy it was, ``pbt/fire_exploit``, ``pbt/fire_evaluate`` or ``pbt/fire_a
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from pbt.lineage import COPY_KINDS
@@ -36,3 +37,22 @@ def event_values(event: Event) -> dict[str, Any] | None:
     if event.kind in (EventKind.FAILURE, EventKind.DROP):
         return {f"pbt/{event.kind}": 1}
     return None
+
+
+class FailsOnce:
+    """What both loggers do on an error, so that logging never stops training: the first error is reported in one
+    line (``[TAG] logging failed (...); training goes on without NAME logging``), and nothing more is logged."""
+
+    tag = ""  # the line's prefix: wandb, tensorboard
+    name = ""  # what it says training goes on without: W&B, TensorBoard
+    failed = False
+
+    def _fail(self, exc: BaseException) -> None:
+        if not self.failed:
+            print(
+                f"[{self.tag}] logging failed ({type(exc).__name__}: {exc}); training goes on without {self.name} "
+                "logging",
+                file=sys.stderr,
+                flush=True,
+            )
+        self.failed = True

@@ -16,7 +16,6 @@ for the rest of the run. torch's ``SummaryWriter`` is imported only when a logge
 from __future__ import annotations
 
 import importlib.util
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 from pbt.lineage import COPY_KINDS
 from pbt.rows import Event, MemberRow, ScoreRow
 from pbt.space import ConfigError
-from repro.member_log import event_values, score_values
+from repro.member_log import FailsOnce, event_values, score_values
 from repro.progress import exploit_line
 from repro.text import hparams_text
 
@@ -39,8 +38,10 @@ def require() -> None:
         raise ConfigError(MISSING)
 
 
-class TensorBoardLogger:
+class TensorBoardLogger(FailsOnce):
     """A listener that logs every member of one run to TensorBoard event files under ``directory``."""
+
+    tag, name = "tensorboard", "TensorBoard"
 
     def __init__(self, directory: Path | str):
         require()
@@ -51,7 +52,6 @@ class TensorBoardLogger:
         self.SummaryWriter = SummaryWriter
         self.directory = Path(directory)
         self.writers: dict[int, Any] = {}
-        self.failed = False
 
     def _writer(self, member: int) -> Any:
         if member not in self.writers:
@@ -81,16 +81,6 @@ class TensorBoardLogger:
             writer.flush()
         except Exception as exc:
             self._fail(exc)
-
-    def _fail(self, exc: BaseException) -> None:
-        if not self.failed:
-            print(
-                f"[tensorboard] logging failed ({type(exc).__name__}: {exc}); training goes on without TensorBoard "
-                "logging",
-                file=sys.stderr,
-                flush=True,
-            )
-        self.failed = True
 
     def close(self) -> None:
         for writer in self.writers.values():

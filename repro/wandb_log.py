@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pbt.rows import Event, MemberRow, MemberStatus, ScoreRow
-from repro.member_log import event_values, score_values
+from repro.member_log import FailsOnce, event_values, score_values
 from repro.progress import strategy_and_roles
 
 _announced: set[str] = set()  # offline folders already announced in this process
@@ -51,7 +51,7 @@ def choose_mode(wandb: Any, directory: Path) -> str:
     return "offline"
 
 
-class WandbLogger:
+class WandbLogger(FailsOnce):
     """A listener that logs every member of one run to W&B.
 
     Args:
@@ -62,6 +62,8 @@ class WandbLogger:
         group: W&B group of the member runs (default: the run directory's name).
         directory: Where wandb writes its files (default ``run_dir``).
     """
+
+    tag, name = "wandb", "W&B"
 
     def __init__(
         self,
@@ -79,7 +81,6 @@ class WandbLogger:
         self.group = group or self.run_dir.name
         self.directory = Path(directory or self.run_dir)
         self.runs: dict[int, Any] = {}
-        self.failed = False
         try:
             import wandb
 
@@ -88,11 +89,6 @@ class WandbLogger:
             self.mode = choose_mode(wandb, self.directory)
         except Exception as exc:
             self._fail(exc)
-
-    def _fail(self, exc: BaseException) -> None:
-        if not self.failed:
-            _say(f"logging failed ({type(exc).__name__}: {exc}); training goes on without W&B logging")
-        self.failed = True
 
     def _init(self, name: str, config: dict[str, Any], job_type: str) -> Any:
         return self.wandb.init(
