@@ -67,12 +67,15 @@ class CountingTask:
         c = self.config
         if c.failure == "none" or state["member_seed"] != c.fail_member or state["steps"] < c.fail_at_step:
             return False
-        marker = Path(c.marker_dir)
-        done = len(list(marker.glob("fail-*")))
-        if done >= c.fail_times:
-            return False
-        (marker / f"fail-{done}").write_text("x")
-        return True
+        # exclusive create: after an exploit two members carry this seed, and under the local executor both may
+        # ask at once; counting the markers and then writing one let both misbehave
+        for slot in range(c.fail_times):
+            try:
+                (Path(c.marker_dir) / f"fail-{slot}").open("x").close()
+                return True
+            except FileExistsError:
+                continue
+        return False
 
     def train(self, state: dict[str, Any], hparams: HParams, steps: int) -> dict[str, float]:
         taken = steps + self.config.overshoot
