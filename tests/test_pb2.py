@@ -9,6 +9,7 @@ import random
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from experiments.toy.task import Config as ToyConfig
@@ -125,6 +126,25 @@ def test_the_window_bounds_the_points_the_gp_sees(monkeypatch: pytest.MonkeyPatc
     recent = [iv for iv in data if iv.start_step >= step - 3 * READY]
     assert seen == [32 * 3] and len(recent) == 32 * 3
     assert choose({"lr": 1e-3}, space, recent, cfg, step=step) == with_all  # older intervals change nothing
+
+
+def test_the_refinement_stops_at_its_evaluation_budget_with_the_best_point_it_saw() -> None:
+    """A rugged acquisition made L-BFGS-B's line search spend 148 evaluations in one decision (maxfun is checked only
+    between line searches): the budget bounds that, and past it the best point evaluated is the answer."""
+    calls: list[int] = []
+    best_single = [-math.inf]
+
+    def rugged(u: np.ndarray) -> np.ndarray:
+        calls.append(len(u))
+        values = -np.sum((u - 0.3) ** 2, axis=1) + 0.01 * np.sin(5000.0 * u).sum(axis=1)  # unbounded: 100 calls
+        if len(u) == 1:
+            best_single[0] = max(best_single[0], float(values[0]))
+        return values
+
+    u = pb2.maximise(rugged, np.array([0.9, 0.9, 0.9]), 16, random.Random(0))
+    refinement = calls[1:-1]  # the candidates' batch first, the refined point's check last
+    assert all(n == 1 for n in refinement) and len(refinement) == pb2.REFINE_EVALUATIONS
+    assert rugged(u[None, :])[0] == pytest.approx(best_single[0])
 
 
 def test_values_given_to_other_members_at_the_step_spread_the_next_choice() -> None:
