@@ -3,21 +3,29 @@ ready rounds of synthetic history: a log-uniform, a uniform, an integer and a ca
 points already given to other members at the decision's step (a truncation round's copiers). The target is at most
 100 ms per decision; the GP sees only the ``pb2_window`` most recent rounds.
 
-    PYTHONPATH=. python bench/pb2_speed.py [--decisions 40] [--population 32] [--rounds 50] [--window W]
+    PYTHONPATH=. python bench/pb2_speed.py [--decisions 40] [--population 32] [--rounds 50] [--window W] [--json F]
+
+``--json F`` also writes every decision's time, the summary, the commit and the machine to ``F``
+(``bench/measured/pb2_speed.json`` holds the committed measurement).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 import math
 import random
 import statistics
+import sys
 import time
+from pathlib import Path
 
 from pbt import pb2
 from pbt.algorithm import decision_rng
 from pbt.config import PBTConfig
 from pbt.rows import IntervalRow
+from pbt.rundir import git_commit, machine
 from pbt.space import Categorical, IntUniform, LogUniform, Uniform, sample
 
 SPACE = {
@@ -68,6 +76,7 @@ def main() -> None:
     parser.add_argument("--population", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--window", type=int, default=PBTConfig().pb2_window)
+    parser.add_argument("--json", type=Path, help="also write every decision's time and the summary to this file")
     args = parser.parse_args()
     cfg = PBTConfig(population=args.population, ready_every=READY_EVERY, strategy="pb2", pb2_window=args.window)
     intervals = synthetic_history(args.population, args.rounds, seed=0)
@@ -77,6 +86,7 @@ def main() -> None:
     history = pb2.History(intervals=tuple(intervals), pending=pending)
     seen = len(pb2.window(intervals, step, cfg))
     pb2.choose(sample(SPACE, rng), SPACE, history, step, cfg, decision_rng(0, -1, step, "ready"))  # imports, caches
+    started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     times, cpu = [], []  # wall and CPU ms: on a busy machine the two part, and CPU time is what a decision costs
     for member in range(args.decisions):
         hparams = sample(SPACE, rng)
@@ -91,6 +101,22 @@ def main() -> None:
         f"{max(times):.1f} ms (CPU: median {statistics.median(cpu):.1f} ms, 90th percentile "
         f"{percentile(cpu, 0.9):.1f} ms, max {max(cpu):.1f} ms) over {len(times)} decisions"
     )
+    if args.json:
+        summary = {
+            key: {"median": statistics.median(v), "p90": percentile(v, 0.9), "max": max(v)}
+            for key, v in (("wall_ms", times), ("cpu_ms", cpu))
+        }
+        record = {
+            "command": " ".join(["python", "bench/pb2_speed.py", *sys.argv[1:]]),
+            "git_commit": git_commit(),
+            "machine": machine(),
+            "started": started_at,
+            "settings": {**vars(args), "json": str(args.json), "points_in_window": seen, "pending": len(pending)},
+            "summary": summary,
+            "wall_ms": times,
+            "cpu_ms": cpu,
+        }
+        args.json.write_text(json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":
