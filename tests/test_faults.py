@@ -127,9 +127,10 @@ def test_random_kill_9_of_controller_group_or_worker_then_resume_until_done(tmp_
         if proc.poll() is not None:
             assert proc.returncode == 0, proc.stderr.read()
             break
-        if target == "worker" and children(proc.pid):
-            with contextlib.suppress(ProcessLookupError):  # a child may end between the listing and the kill
-                os.kill(rng.choice(children(proc.pid)), signal.SIGKILL)  # the controller replaces it and goes on
+        # One listing: a child may end between two listings, or between the listing and the kill.
+        if target == "worker" and (workers := children(proc.pid)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(rng.choice(workers), signal.SIGKILL)  # the controller replaces it and goes on
             time.sleep(0.3)
             target = "controller"
         if proc.poll() is None:
