@@ -155,24 +155,29 @@ def test_two_concurrent_resumes_one_owner(tmp_path: Path) -> None:
     deadline = time.monotonic() + 60
     while RunLock.owner(run_dir) is None and time.monotonic() < deadline:
         time.sleep(0.02)
-    second = subprocess.run(
-        [sys.executable, "-m", "repro.cli", "resume", str(run_dir), "--quiet"],
-        cwd=REPO,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    # Paused while it owns the directory, so it cannot finish (and let go) before the others start on a loaded machine.
+    os.killpg(first.pid, signal.SIGSTOP)
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "repro.cli", "resume", str(run_dir), "--quiet"],
+            cwd=REPO,
+            env=env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        forced = subprocess.run(
+            [sys.executable, "-m", "repro.cli", *RUN, "--out", str(run_dir), "--force"],
+            cwd=REPO,
+            env=env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.killpg(first.pid, signal.SIGCONT)
     assert second.returncode == 2
     assert len(second.stderr.strip().splitlines()) == 1 and f"in use by process {first.pid}" in second.stderr
-    forced = subprocess.run(
-        [sys.executable, "-m", "repro.cli", *RUN, "--out", str(run_dir), "--force"],
-        cwd=REPO,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
     assert forced.returncode == 2 and "in use by process" in forced.stderr
     assert first.wait(timeout=120) == 0, first.stderr.read()
     check_invariants(run_dir, finished=True)
