@@ -158,22 +158,8 @@ def test_two_concurrent_resumes_one_owner(tmp_path: Path) -> None:
     # Paused while it owns the directory, so it cannot finish (and let go) before the others start on a loaded machine.
     os.killpg(first.pid, signal.SIGSTOP)
     try:
-        second = subprocess.run(
-            [sys.executable, "-m", "repro.cli", "resume", str(run_dir), "--quiet"],
-            cwd=REPO,
-            env=env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        forced = subprocess.run(
-            [sys.executable, "-m", "repro.cli", *RUN, "--out", str(run_dir), "--force"],
-            cwd=REPO,
-            env=env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        second = cli(["resume", str(run_dir), "--quiet"], env(), timeout=60)
+        forced = cli([*RUN, "--out", str(run_dir), "--force"], env(), timeout=60)
     finally:
         os.killpg(first.pid, signal.SIGCONT)
     assert second.returncode == 2
@@ -193,14 +179,7 @@ def test_kills_during_start_up_leave_nothing_or_a_resumable_run(tmp_path: Path) 
         proc.wait()
         wait_gone(proc.pid)
         assert not run_dir.exists() or Store.exists(run_dir)
-        done = subprocess.run(
-            [sys.executable, "-m", "repro.cli", *continue_args(run_dir)],
-            cwd=REPO,
-            env=env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        done = cli(continue_args(run_dir), env(), timeout=120)
         assert done.returncode == 0, done.stderr
         check_invariants(run_dir, finished=True)
 
@@ -222,14 +201,7 @@ def test_a_corrupt_checkpoint_is_replaced_and_a_corrupt_store_refused(tmp_path: 
     path = store.checkpoint_path(victim)
     store.close()
     path.write_bytes(path.read_bytes()[:-3])  # truncated
-    done = subprocess.run(
-        [sys.executable, "-m", "repro.cli", "resume", str(run_dir), "--quiet"],
-        cwd=REPO,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = cli(["resume", str(run_dir), "--quiet"], env(), timeout=120)
     assert done.returncode == 0, done.stderr
     check_invariants(run_dir, finished=True)
     failures = StoreReader(run_dir).events("failure")
@@ -237,14 +209,7 @@ def test_a_corrupt_checkpoint_is_replaced_and_a_corrupt_store_refused(tmp_path: 
 
     (run_dir / "pbt.sqlite").write_bytes(b"this is not a database" * 100)
     for command in ("resume", "status"):
-        bad = subprocess.run(
-            [sys.executable, "-m", "repro.cli", command, str(run_dir)],
-            cwd=REPO,
-            env=env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        bad = cli([command, str(run_dir)], env(), timeout=60)
         assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
 
 
@@ -256,14 +221,7 @@ def test_status_tells_a_killed_run_from_a_live_one(tmp_path: Path) -> None:
         time.sleep(0.02)
 
     def status() -> str:
-        return subprocess.run(
-            [sys.executable, "-m", "repro.cli", "status", str(run_dir)],
-            cwd=REPO,
-            env=env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        ).stdout.splitlines()[0]
+        return cli(["status", str(run_dir)], env(), timeout=60).stdout.splitlines()[0]
 
     assert f"— running (owned by process {proc.pid})" in status()
     os.killpg(proc.pid, signal.SIGKILL)
@@ -313,23 +271,14 @@ def test_a_full_disk_stops_the_run_in_one_line_replaces_no_member_and_resumes_on
         str(run_dir),
         "--quiet",
     ]
-    stopped = subprocess.run(
-        [sys.executable, "-m", "repro.cli", *args], cwd=REPO, env=env(), capture_output=True, text=True, timeout=300
-    )
+    stopped = cli(args, env(), timeout=300)
     lines = stopped.stderr.strip().splitlines()
     assert stopped.returncode != 0 and len(lines) == 1 and "disk full" in lines[0], stopped.stderr
     (small_disk / "ballast").unlink()
     with StoreReader(run_dir) as store:  # everything committed is there, and no member was blamed
         assert not [e for e in store.events() if e.kind in ("failure", "replace", "retry")]
         assert all(m.failures == 0 for m in store.members())
-    resumed = subprocess.run(
-        [sys.executable, "-m", "repro.cli", "resume", str(run_dir), "--task", "tests.fake_tasks", "--quiet"],
-        cwd=REPO,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    resumed = cli(["resume", str(run_dir), "--task", "tests.fake_tasks", "--quiet"], env(), timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     with StoreReader(run_dir) as store:
         assert store.state()[0] == "finished" and all(m.status == "done" for m in store.members())
