@@ -13,17 +13,43 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 
-@pytest.fixture
-def cli_env() -> dict[str, str]:
-    """Environment for running the CLI in a subprocess from the repository root."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+def cli_environment(*paths: Path | str, **variables: str) -> dict[str, str]:
+    """This process's environment plus ``variables``, with the repository (then ``paths``) first on PYTHONPATH: what
+    ``python -m repro.cli`` needs in a subprocess started from any folder."""
+    env = dict(os.environ, **variables)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *map(str, paths), env.get("PYTHONPATH", "")])
     return env
 
 
 @pytest.fixture
-def pbt_repro() -> list[str]:
-    return [sys.executable, "-m", "repro.cli"]
+def cli_env() -> dict[str, str]:
+    return cli_environment()
+
+
+def cli(
+    args: list[str],
+    env: dict[str, str] | None = None,
+    *,
+    cwd: Path | str = REPO,
+    timeout: float = 120,
+    check: bool = True,
+    user: int | None = None,
+) -> subprocess.CompletedProcess:
+    """Run ``python -m repro.cli ARGS`` in a subprocess, as a user would, and capture both streams. With ``check``, a
+    non-zero exit fails the test and shows the output; tests of refusals pass ``check=False`` and read the exit.
+    ``user``: run as that user id (for permission tests)."""
+    prefix = [] if user is None else ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"]
+    proc = subprocess.run(
+        [*prefix, sys.executable, "-m", "repro.cli", *args],
+        capture_output=True,
+        text=True,
+        env=cli_environment() if env is None else env,
+        cwd=cwd,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
 
 
 @pytest.fixture

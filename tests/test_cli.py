@@ -13,23 +13,7 @@ import pytest
 from pbt.checkpoints import verify_checkpoint
 from pbt.store import StoreReader
 from pbt.store_writer import Store
-from tests.conftest import only_line
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def cli(args, env, timeout=120, check=True):
-    proc = subprocess.run(
-        [sys.executable, "-m", "repro.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO_ROOT,
-        timeout=timeout,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
+from tests.conftest import REPO, cli, only_line
 
 
 def test_core_does_not_import_torch():
@@ -37,7 +21,7 @@ def test_core_does_not_import_torch():
         "import sys, pbt.space, pbt.exploit, pbt.config, pbt.store, pbt.algorithm, pbt.executor, pbt.controller,"
         " repro.progress, pbt.task, baselines; assert 'torch' not in sys.modules, 'torch imported'"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
 @pytest.mark.parametrize(
@@ -105,7 +89,7 @@ def test_run_baseline_status_and_refusal_to_overwrite(cli_env, tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         env=cli_env,
-        cwd=REPO_ROOT,
+        cwd=REPO,
         timeout=60,
     )
     os.close(write_end)
@@ -138,7 +122,7 @@ def test_kill_9_mid_run_then_resume_completes_every_member(cli_env, tmp_path):
     ]
     proc = subprocess.Popen(
         [sys.executable, "-m", "repro.cli", *args],
-        cwd=REPO_ROOT,
+        cwd=REPO,
         env=cli_env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -225,7 +209,7 @@ def test_ctrl_c_stops_a_run_with_one_line_whose_command_resumes_it(cli_env, tmp_
     proc = interrupt_training(
         [sys.executable, "-m", "repro.cli", "run", "toy", "--seconds-per-step", "0.02", "--out", str(run_dir)],
         run_dir,
-        REPO_ROOT,
+        REPO,
     )
     assert proc.returncode == 130
     line = only_line(proc.stderr)

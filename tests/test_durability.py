@@ -19,6 +19,7 @@ from experiments.toy.task import Config as ToyConfig
 from pbt.experiment import run_experiment
 from pbt.store import StoreReader
 from pbt.store_writer import Store
+from tests.conftest import cli, cli_environment
 from tests.test_golden import run_log
 
 TOY = "experiments.toy.task"
@@ -145,12 +146,6 @@ ASYNC_RUN = [
 ]
 
 
-def cli_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
 def due_members(run_dir: Path) -> dict[int, int]:
     """{member: its step} of the members whose ready decision is pending in the store (read-only, while it runs)."""
     try:
@@ -171,7 +166,7 @@ def test_async_run_killed_with_a_decision_pending_makes_it_on_resume(tmp_path: P
         proc = subprocess.Popen(
             [sys.executable, "-m", "repro.cli", *ASYNC_RUN, "--out", str(run_dir)],
             cwd=REPO,
-            env=cli_env(),
+            env=cli_environment(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -193,15 +188,7 @@ def test_async_run_killed_with_a_decision_pending_makes_it_on_resume(tmp_path: P
     explored_before = {(e.member, e.step) for e in store.events("explore")}
     store.close()
     assert not set(due.items()) & explored_before  # pending: not made yet
-    done = subprocess.run(
-        [sys.executable, "-m", "repro.cli", "resume", str(run_dir), "--quiet"],
-        cwd=REPO,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
+    cli(["resume", str(run_dir), "--quiet"], timeout=300)
     store = StoreReader(run_dir)
     explored = [(e.member, e.step) for e in store.events("explore")]
     for member, step in due.items():

@@ -21,10 +21,10 @@ from pbt.checkpoints import verify_checkpoint
 from pbt.lock import LOCK_NAME, RunLock
 from pbt.store import StoreReader
 from pbt.store_writer import Store
-from tests.test_robustness import _unprivileged_user, assert_one_line_error, cli, remove_read_only_tree
+from tests.conftest import REPO, cli, cli_environment
+from tests.test_robustness import _unprivileged_user, assert_one_line_error, remove_read_only_tree
 from tests.test_run_directory import edit_meta, listing, toy_run
 
-REPO = Path(__file__).resolve().parents[1]
 BUDGET, READY, POPULATION = 160, 8, 4
 RUN = [
     "run",
@@ -47,17 +47,11 @@ RUN = [
 ]
 
 
-def env() -> dict[str, str]:
-    e = dict(os.environ)
-    e["PYTHONPATH"] = str(REPO) + os.pathsep + e.get("PYTHONPATH", "")
-    return e
-
-
 def start(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "repro.cli", *args],
         cwd=REPO,
-        env=env(),
+        env=cli_environment(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -158,8 +152,8 @@ def test_two_concurrent_resumes_one_owner(tmp_path: Path) -> None:
     # Paused while it owns the directory, so it cannot finish (and let go) before the others start on a loaded machine.
     os.killpg(first.pid, signal.SIGSTOP)
     try:
-        second = cli(["resume", str(run_dir), "--quiet"], env(), timeout=60)
-        forced = cli([*RUN, "--out", str(run_dir), "--force"], env(), timeout=60)
+        second = cli(["resume", str(run_dir), "--quiet"], timeout=60, check=False)
+        forced = cli([*RUN, "--out", str(run_dir), "--force"], timeout=60, check=False)
     finally:
         os.killpg(first.pid, signal.SIGCONT)
     assert second.returncode == 2
@@ -179,8 +173,7 @@ def test_kills_during_start_up_leave_nothing_or_a_resumable_run(tmp_path: Path) 
         proc.wait()
         wait_gone(proc.pid)
         assert not run_dir.exists() or Store.exists(run_dir)
-        done = cli(continue_args(run_dir), env(), timeout=120)
-        assert done.returncode == 0, done.stderr
+        cli(continue_args(run_dir), timeout=120)
         check_invariants(run_dir, finished=True)
 
 
@@ -201,15 +194,14 @@ def test_a_corrupt_checkpoint_is_replaced_and_a_corrupt_store_refused(tmp_path: 
     path = store.checkpoint_path(victim)
     store.close()
     path.write_bytes(path.read_bytes()[:-3])  # truncated
-    done = cli(["resume", str(run_dir), "--quiet"], env(), timeout=120)
-    assert done.returncode == 0, done.stderr
+    cli(["resume", str(run_dir), "--quiet"], timeout=120)
     check_invariants(run_dir, finished=True)
     failures = StoreReader(run_dir).events("failure")
     assert any("CorruptCheckpoint" in (e.message or "") and e.member == victim.id for e in failures)
 
     (run_dir / "pbt.sqlite").write_bytes(b"this is not a database" * 100)
     for command in ("resume", "status"):
-        bad = cli([command, str(run_dir)], env(), timeout=60)
+        bad = cli([command, str(run_dir)], timeout=60, check=False)
         assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
 
 
@@ -221,7 +213,7 @@ def test_status_tells_a_killed_run_from_a_live_one(tmp_path: Path) -> None:
         time.sleep(0.02)
 
     def status() -> str:
-        return cli(["status", str(run_dir)], env(), timeout=60).stdout.splitlines()[0]
+        return cli(["status", str(run_dir)], timeout=60).stdout.splitlines()[0]
 
     assert f"— running (owned by process {proc.pid})" in status()
     os.killpg(proc.pid, signal.SIGKILL)
@@ -271,15 +263,14 @@ def test_a_full_disk_stops_the_run_in_one_line_replaces_no_member_and_resumes_on
         str(run_dir),
         "--quiet",
     ]
-    stopped = cli(args, env(), timeout=300)
+    stopped = cli(args, timeout=300, check=False)
     lines = stopped.stderr.strip().splitlines()
     assert stopped.returncode != 0 and len(lines) == 1 and "disk full" in lines[0], stopped.stderr
     (small_disk / "ballast").unlink()
     with StoreReader(run_dir) as store:  # everything committed is there, and no member was blamed
         assert not [e for e in store.events() if e.kind in ("failure", "replace", "retry")]
         assert all(m.failures == 0 for m in store.members())
-    resumed = cli(["resume", str(run_dir), "--task", "tests.fake_tasks", "--quiet"], env(), timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
+    cli(["resume", str(run_dir), "--task", "tests.fake_tasks", "--quiet"], timeout=300)
     with StoreReader(run_dir) as store:
         assert store.state()[0] == "finished" and all(m.status == "done" for m in store.members())
 
@@ -322,8 +313,8 @@ def test_deleting_the_lock_file_lets_no_second_owner_in_and_stops_the_first(cli_
         assert first.poll() is None, "the run ended before its lock file could be deleted"
         (run_dir / LOCK_NAME).unlink()
         status = cli(["status", str(run_dir)], cli_env)
-        assert status.returncode == 0 and "running" in status.stdout.splitlines()[0], status.stdout
-        second = cli(["resume", str(run_dir), "--quiet"], cli_env)
+        assert "running" in status.stdout.splitlines()[0], status.stdout
+        second = cli(["resume", str(run_dir), "--quiet"], cli_env, check=False)
         assert_one_line_error(second, "in use by process", str(first.pid))
         _, stderr = first.communicate(timeout=120)
     finally:
@@ -335,8 +326,7 @@ def test_deleting_the_lock_file_lets_no_second_owner_in_and_stops_the_first(cli_
         steps = [(s.member, s.step) for s in store.scores()]
         assert len(steps) == len(set(steps)), "two owners wrote the same steps"
         assert store.compute()["used_steps"] < 4000, "the first owner trained on after its lock file was deleted"
-    done = cli(["resume", str(run_dir), "--quiet"], cli_env)  # the first owner gone, the run continues
-    assert done.returncode == 0, done.stderr
+    cli(["resume", str(run_dir), "--quiet"], cli_env)  # the first owner gone, the run continues
 
 
 def test_resume_refuses_a_damaged_store_and_leaves_it_as_it_was(cli_env, tmp_path):
@@ -351,7 +341,7 @@ def test_resume_refuses_a_damaged_store_and_leaves_it_as_it_was(cli_env, tmp_pat
     assert db.execute("PRAGMA quick_check").fetchone()[0] != "ok", "the flipped bytes must damage a page"
     db.close()
     before = listing(run_dir)
-    refused = cli(["resume", str(run_dir), "--quiet"], cli_env)
+    refused = cli(["resume", str(run_dir), "--quiet"], cli_env, check=False)
     assert_one_line_error(refused, str(store), "quick_check")
     assert listing(run_dir) == before
 
@@ -371,8 +361,7 @@ def test_a_finished_run_on_a_read_only_directory_can_be_read(cli_env):
             if path.is_file():
                 os.chmod(path, 0o444)
         status = cli(["status", str(run_dir)], cli_env, user=user)
-        assert status.returncode == 0 and "finished" in status.stdout, status.stderr
-        compared = cli(["compare", str(run_dir), "--out", str(out / "cmp"), "--no-figures"], cli_env, user=user)
-        assert compared.returncode == 0, compared.stderr
+        assert "finished" in status.stdout, status.stderr
+        cli(["compare", str(run_dir), "--out", str(out / "cmp"), "--no-figures"], cli_env, user=user)
     finally:
         remove_read_only_tree(base)

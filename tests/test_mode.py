@@ -5,10 +5,7 @@ reproduce's paired statistics) calls the lowest score the best, reading the mode
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -25,8 +22,7 @@ from pbt.space import ConfigError, LogUniform
 from repro.compare import check_comparable, compare, load_run, progress_curve
 from repro.progress import PrintProgress, member_table
 from repro.reproduce import paired_summary
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import cli
 
 # loss = x², with x shrinking by (1 - 2 lr) per step: the larger lr, the lower (better) the loss
 LOSS_TASK = textwrap.dedent("""
@@ -84,15 +80,6 @@ def tasks(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO), WANDB_MODE="disabled")
-    proc = subprocess.run(
-        [sys.executable, "-m", "repro.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=180
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc
-
-
 def config_of(task_file: Path, **pbt: object):
     config = import_module(str(task_file)).Config()
     return dataclasses.replace(config, pbt=dataclasses.replace(config.pbt, **pbt))
@@ -113,13 +100,13 @@ def assert_best_is_lowest(run_dir: Path) -> None:
 
 
 def test_mode_min_on_the_command_line_copies_lower_losses_and_every_reader_says_so(tasks: Path) -> None:
-    proc = cli(["run", "loss_task.py", "--mode", "min", "--out", "run"], tasks)
+    proc = cli(["run", "loss_task.py", "--mode", "min", "--out", "run"], cwd=tasks, timeout=180)
     assert_copies_go_to_lower_losses(tasks / "run")
     assert_best_is_lowest(tasks / "run")
     lowest = min(Results(tasks / "run").finals)
     # the progress line (no terminal: plain lines) and status both name the lowest loss the best
     assert any("best (lowest) score" in line and f"{lowest:.4g}" in line for line in proc.stdout.splitlines())
-    status = cli(["status", "run"], tasks).stdout.splitlines()
+    status = cli(["status", "run"], cwd=tasks).stdout.splitlines()
     assert "lowest score is best" in status[0]
     best = Results(tasks / "run").best
     assert next(line for line in status if line.strip().startswith(f"{best.id}*"))

@@ -5,10 +5,7 @@ explore function runs after it with the decision's generator, and a resumed run 
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +18,7 @@ from pbt.mutations import with_mutations
 from pbt.rows import MemberRow
 from pbt.space import Categorical, ConfigError, IntUniform, LogUniform, Uniform, explore
 from pbt.store import StoreReader
+from tests.conftest import cli
 from tests.momentum_task import MOMENTA
 from tests.momentum_task import Config as MomentumConfig
 from tests.test_durability import Killed, killer
@@ -131,16 +129,8 @@ def test_mutations_text_is_checked_with_the_config(text: str, message: str) -> N
 
 
 def test_a_bad_mutation_on_the_command_line_is_one_line_before_any_directory(tmp_path: Path) -> None:
-    env = dict(os.environ, PYTHONPATH=str(REPO), WANDB_MODE="disabled")
     out = tmp_path / "r"
-    proc = subprocess.run(
-        [sys.executable, "-m", "repro.cli", "run", TASK, "--mutations", "momentum=choice:a,b", "--out", str(out)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = cli(["run", TASK, "--mutations", "momentum=choice:a,b", "--out", str(out)], cwd=tmp_path, check=False)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "mutations: momentum is a number" in proc.stderr and not out.exists()
 
@@ -190,16 +180,7 @@ def test_a_resumed_run_finds_the_explore_fn_again_and_ends_as_an_uninterrupted_o
         run_experiment(TASK, config, out, listeners=[killer(10)])
     before = len(StoreReader(out).events("explore"))
     # a new process, as a user resumes: it imports the task module the store names, and its DOMAIN's explore_fn
-    env = dict(os.environ, PYTHONPATH=str(REPO), WANDB_MODE="disabled")
-    proc = subprocess.run(
-        [sys.executable, "-m", "repro.cli", "resume", str(out), "--task", TASK, "--quiet"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert proc.returncode == 0, proc.stderr
+    cli(["resume", str(out), "--task", TASK, "--quiet"], cwd=tmp_path, timeout=180)
     resumed = StoreReader(out)
     explored = resumed.events("explore")
     assert len(explored) > before and all(significant_digits(e.new_hparams["lr"]) for e in explored[before:])

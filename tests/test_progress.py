@@ -1,13 +1,11 @@
 import dataclasses
 import io
 import re
-import subprocess
-import sys
 
 from pbt.config import PBTConfig
 from pbt.rows import Event, MemberRow
 from repro.progress import PrintProgress, RichProgress, member_states
-from tests.conftest import REPO
+from tests.conftest import cli
 
 CFG = PBTConfig(population=3, budget_steps=100, ready_every=10, executor="local", workers=2)
 
@@ -62,15 +60,7 @@ def test_plain_progress_prints_exploits_and_periodic_lines():
 
 
 def test_run_without_a_tty_prints_plain_lines(cli_env, tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "repro.cli", "run", "toy", "--budget-steps", "40", "--out", str(tmp_path / "run")],
-        capture_output=True,
-        text=True,
-        env=cli_env,
-        cwd=REPO,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = cli(["run", "toy", "--budget-steps", "40", "--out", str(tmp_path / "run")], cli_env)
     lines = proc.stdout.splitlines()
     assert "\x1b[" not in proc.stdout  # no terminal control codes in a log
     assert any(
@@ -81,14 +71,7 @@ def test_run_without_a_tty_prints_plain_lines(cli_env, tmp_path):
         r"\[pbt\] toy pbt: 80/80 steps \(100%\), best score [-0-9.e]+, ETA done",
         next(line for line in lines if "80/80" in line),
     )
-    status = subprocess.run(
-        [sys.executable, "-m", "repro.cli", "status", str(tmp_path / "run")],
-        capture_output=True,
-        text=True,
-        env=cli_env,
-        cwd=REPO,
-        timeout=60,
-    ).stdout
+    status = cli(["status", str(tmp_path / "run")], cli_env, timeout=60).stdout
     assert status.count(" done ") == 2 and "h0=" in status
 
 

@@ -2,8 +2,6 @@
 
 import dataclasses
 import sqlite3
-import subprocess
-import sys
 import time
 
 import pytest
@@ -14,6 +12,7 @@ from pbt.experiment import run_experiment
 from pbt.ray_executor import check_address
 from pbt.space import ConfigError
 from repro.plan import plan
+from tests.conftest import cli
 from tests.fake_tasks import Config as FakeConfig
 
 
@@ -94,23 +93,10 @@ def test_bad_ray_address_fails_fast_with_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="is not auto or HOST:PORT"):
         check_address("nonsense")
     t0 = time.monotonic()
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "repro.cli",
-            "run",
-            "toy",
-            "--executor",
-            "ray",
-            "--ray-address",
-            "127.0.0.1:9",
-            "--out",
-            str(tmp_path / "r"),
-        ],
-        capture_output=True,
-        text=True,
+    proc = cli(
+        ["run", "toy", "--executor", "ray", "--ray-address", "127.0.0.1:9", "--out", str(tmp_path / "r")],
         timeout=60,
+        check=False,
     )
     assert time.monotonic() - t0 < 30
     assert proc.returncode == 2 and "no Ray cluster answers there" in proc.stderr

@@ -17,6 +17,7 @@ import pytest
 
 import baselines
 from pbt.results import TABLES, Results
+from tests.conftest import cli
 from tests.test_api import TOY, toy_config
 from tests.test_robustness import _unprivileged_user, remove_read_only_tree
 from tests.test_user_task import PACKAGED
@@ -46,16 +47,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run of a user's task file, trained by another process (the task is never imported here)."""
     folder = tmp_path_factory.mktemp("user")
     (folder / f"{TASK_NAME}.py").write_text(PACKAGED)
-    env = dict(os.environ, PYTHONPATH=str(REPO), WANDB_MODE="disabled")
-    proc = subprocess.run(
-        [sys.executable, "-m", "repro.cli", "run", f"{TASK_NAME}.py", "--out", "run", "--quiet"],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert proc.returncode == 0, proc.stderr
+    cli(["run", f"{TASK_NAME}.py", "--out", "run", "--quiet"], cwd=folder, timeout=180)
     return folder / "run"
 
 

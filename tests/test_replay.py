@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from pbt.store import StoreReader
 from pbt.store_writer import Store
 from repro.compare import compare
 from repro.replay import replay
+from tests.conftest import cli
 from tests.test_golden import run_log
 
 TOY = "experiments.toy.task"
@@ -207,32 +207,14 @@ def test_compare_takes_replays_as_extra_arms_at_equal_steps_per_member(tmp_path:
         compare([tmp_path / "pbt"], tmp_path / "out3", figures=False)
 
 
-def test_the_replay_command_and_resume(tmp_path: Path, cli_env: dict, pbt_repro: list) -> None:
+def test_the_replay_command_and_resume(tmp_path: Path) -> None:
     run_experiment(TOY, toy(steps=24), tmp_path / "pbt", domain="toy", initial_hparams=[A, B]).close()
-    made = subprocess.run(
-        [
-            *pbt_repro,
-            "replay",
-            str(tmp_path / "pbt"),
-            "--population",
-            "2",
-            "--out",
-            str(tmp_path / "replay"),
-            "--quiet",
-        ],
-        env=cli_env,
-        capture_output=True,
-        text=True,
-    )
-    assert made.returncode == 0, made.stderr
+    made = cli(["replay", str(tmp_path / "pbt"), "--population", "2", "--out", str(tmp_path / "replay"), "--quiet"])
     assert "toy / replay — finished" in made.stdout
     store = Store(tmp_path / "replay")  # edited by hand, as a test may: no owner, no lock
     store.set_meta(status="interrupted")  # resume goes through the stored schedule, without the source run
     store.close()
     (tmp_path / "pbt" / "pbt.sqlite").rename(tmp_path / "gone.sqlite")
-    resumed = subprocess.run(
-        [*pbt_repro, "resume", str(tmp_path / "replay"), "--quiet"], env=cli_env, capture_output=True, text=True
-    )
-    assert resumed.returncode == 0, resumed.stderr
+    cli(["resume", str(tmp_path / "replay"), "--quiet"])
     results = Results(tmp_path / "replay")
     assert results.state[0] == "finished" and results.meta["schedule"][0]["hparams"] == A

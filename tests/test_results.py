@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO, cli
+
 TOY = REPO / "results" / "toy"
 FIXED = ("paired", "trains_faster", "figure_seed", "equal_compute", "metric", "domain", "profile", "best_schedule")
 
@@ -33,15 +32,7 @@ def test_committed_toy_results_regenerate_from_their_stores(tmp_path: Path) -> N
     assert command[:3] == ["pbt-repro", "reproduce", "toy"]
     args = [a if a != "results/toy" else "out" for a in command[3:]]  # the same runs, a fresh results folder
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "WANDB_MODE": "disabled"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "repro.cli", "reproduce", "toy", *args],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
+    cli(["reproduce", "toy", *args], env, cwd=work, timeout=300)
     fresh = json.loads((work / "out" / "summary.json").read_text())
     for key in FIXED:
         assert fresh.get(key) == committed.get(key), key

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from pbt.store import StoreReader
-
-REPO = Path(__file__).resolve().parents[1]
+from tests import conftest
+from tests.conftest import cli_environment
 
 TASK = textwrap.dedent('''
     """A user's task: a quadratic bowl whose step size is the one hyperparameter."""
@@ -74,12 +74,8 @@ def user_code(tmp_path: Path) -> Path:
 
 
 def cli(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{cwd}", WANDB_MODE="offline")
-    proc = subprocess.run(
-        [sys.executable, "-m", "repro.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=180
-    )
-    assert proc.returncode == 0 or not check, proc.stderr
-    return proc
+    """The command line run in the user's folder, that folder importable (W&B offline: it may log)."""
+    return conftest.cli(args, cli_environment(cwd, WANDB_MODE="offline"), cwd=cwd, timeout=180, check=check)
 
 
 def test_a_user_module_works_with_every_command(user_code: Path) -> None:
@@ -96,7 +92,7 @@ def test_a_user_module_works_with_every_command(user_code: Path) -> None:
     # the store names its module, but no command imports code on a store's say: the user names it
     refused = cli(["resume", "pbt", "--quiet"], user_code, check=False)
     assert refused.returncode == 2 and "--task mypkg.mytask" in refused.stderr
-    assert cli(["resume", "pbt", "--task", "mypkg.mytask", "--quiet"], user_code).returncode == 0
+    cli(["resume", "pbt", "--task", "mypkg.mytask", "--quiet"], user_code)
     cli(["compare", "pbt", "rs", "--out", "cmp"], user_code)
     assert (user_code / "cmp" / "score_vs_compute.png").is_file()
     cli(
@@ -124,7 +120,7 @@ def test_a_user_module_works_with_every_command(user_code: Path) -> None:
 def test_a_task_file_path_works_too(user_code: Path) -> None:
     cli(["run", "solo_task.py", "--out", "solo", "--population", "3", "--quiet"], user_code)
     assert StoreReader(user_code / "solo").meta()["status"] == "finished"
-    assert cli(["resume", "solo", "--task", "solo_task.py", "--quiet"], user_code).returncode == 0
+    cli(["resume", "solo", "--task", "solo_task.py", "--quiet"], user_code)
     bad = cli(["run", "nosuch.module", "--quiet"], user_code, check=False)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "cannot import" in bad.stderr
 
@@ -162,15 +158,7 @@ def test_a_task_file_trains_in_worker_processes_from_another_folder(user_code: P
     elsewhere = tmp_path_factory.mktemp("elsewhere")  # neither the task's folder nor the checkout
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"WANDB_MODE": "offline"}
     args = ["run", str(user_code / "solo_task.py"), "--out", "solo", "--population", "3", "--executor", "local"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "repro.cli", *args, "--workers", "2", "--quiet"],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert proc.returncode == 0, proc.stderr
+    conftest.cli([*args, "--workers", "2", "--quiet"], env, cwd=elsewhere, timeout=180)
     assert StoreReader(elsewhere / "solo").meta()["status"] == "finished"
 
 
@@ -179,26 +167,16 @@ def test_a_task_module_in_the_current_folder_needs_no_pythonpath_and_resumes_fro
 ) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"WANDB_MODE": "offline"}
 
-    def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "repro.cli", *args, "--quiet"],
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
+    def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+        return conftest.cli([*args, "--quiet"], env, cwd=cwd, timeout=180, check=check)
 
-    made = run(["run", "solo_task", "--out", "by_name", "--population", "3"], user_code)
-    assert made.returncode == 0, made.stderr
-    made = run(["run", "solo_task.py", "--out", "by_file", "--population", "3", "--budget-steps", "40"], user_code)
-    assert made.returncode == 0, made.stderr
+    run(["run", "solo_task", "--out", "by_name", "--population", "3"], user_code)
+    run(["run", "solo_task.py", "--out", "by_file", "--population", "3", "--budget-steps", "40"], user_code)
     recorded = StoreReader(user_code / "by_file").meta()["module"]
     assert recorded == str(user_code / "solo_task.py")  # by its absolute path, so resume finds it from anywhere
     elsewhere = tmp_path_factory.mktemp("elsewhere")
-    resumed = run(["resume", str(user_code / "by_file"), "--task", recorded], elsewhere)
-    assert resumed.returncode == 0, resumed.stderr
-    missing = run(["run", "solo_task", "--out", "x"], elsewhere)
+    run(["resume", str(user_code / "by_file"), "--task", recorded], elsewhere)
+    missing = run(["run", "solo_task", "--out", "x"], elsewhere, check=False)
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
     assert "current folder" in missing.stderr and "path/to/task.py" in missing.stderr
 
