@@ -78,6 +78,11 @@ def cli(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedP
     return conftest.cli(args, cli_environment(cwd, WANDB_MODE="offline"), cwd=cwd, timeout=180, check=check)
 
 
+def installed_environment() -> dict[str, str]:
+    """This environment without PYTHONPATH (W&B offline): a user who installed the project and set nothing."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"WANDB_MODE": "offline"}
+
+
 def test_a_user_module_works_with_every_command(user_code: Path) -> None:
     cli(["run", "mypkg.mytask", "--profile", "smoke", "--out", "pbt", "--quiet"], user_code)
     store = StoreReader(user_code / "pbt")
@@ -156,7 +161,7 @@ def test_a_module_with_only_make_task_is_told_in_one_line_what_to_add(user_code:
 
 def test_a_task_file_trains_in_worker_processes_from_another_folder(user_code: Path, tmp_path_factory) -> None:
     elsewhere = tmp_path_factory.mktemp("elsewhere")  # neither the task's folder nor the checkout
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"WANDB_MODE": "offline"}
+    env = installed_environment()
     args = ["run", str(user_code / "solo_task.py"), "--out", "solo", "--population", "3", "--executor", "local"]
     conftest.cli([*args, "--workers", "2", "--quiet"], env, cwd=elsewhere, timeout=180)
     assert StoreReader(elsewhere / "solo").meta()["status"] == "finished"
@@ -165,7 +170,7 @@ def test_a_task_file_trains_in_worker_processes_from_another_folder(user_code: P
 def test_a_task_module_in_the_current_folder_needs_no_pythonpath_and_resumes_from_anywhere(
     user_code: Path, tmp_path_factory
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"WANDB_MODE": "offline"}
+    env = installed_environment()
 
     def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
         return conftest.cli([*args, "--quiet"], env, cwd=cwd, timeout=180, check=check)
